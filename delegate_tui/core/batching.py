@@ -1,0 +1,188 @@
+"""Which tasks may run together next, and why the others may not.
+
+Owns the batcher's rules from ``shared/design/PATTERNS.md`` as pure functions
+over a plan and a :class:`RunState`: a task is *ready* when every dependency
+succeeded; ready tasks join the next batch, longest remaining chain first,
+unless they conflict with a running or already chosen task (overlapping
+``edits``, both touching a ``shared_files`` entry, a shared ``resource``) or
+``max_parallel`` is reached. Every ready task left out carries a reason a
+person can act on. Any doubt means sequential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from delegate_tui.core import graph, scopes
+from delegate_tui.core.events import ACTIVE_STATUSES, HeldTask
+from delegate_tui.core.plan import Plan, Task
+from delegate_tui.core.state import RunState
+
+#: Statuses of a dependency that mean its dependents can never start as things stand.
+FAILED_STATUSES = frozenset(
+    {"failed", "merge-conflict", "killed", "timed-out", "skipped", "blocked", "interrupted"}
+)
+#: Tasks in these statuses occupy their declared scope: a new task must not overlap them.
+_OCCUPYING = ACTIVE_STATUSES | {"awaiting-merge", "proposed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A batch the engine may propose."""
+
+    tasks: tuple[str, ...]
+    held: tuple[HeldTask, ...]
+    notes: tuple[HeldTask, ...]
+    needs_approval: bool
+
+
+def ready(plan: Plan, state: RunState) -> list[str]:
+    """Pending tasks whose dependencies have all succeeded, in plan order."""
+    tasks = state.tasks
+    return [
+        t.id
+        for t in plan.tasks
+        if tasks[t.id].status == "pending"
+        and all(tasks[d].status == "succeeded" for d in t.depends_on)
+    ]
+
+
+def newly_blocked(plan: Plan, state: RunState) -> list[tuple[str, str, str]]:
+    """``(task, dependency, reason)`` for pending tasks a dependency can no longer satisfy."""
+    out: list[tuple[str, str, str]] = []
+    for task in plan.tasks:
+        if state.tasks[task.id].status not in ("pending", "proposed"):
+            continue
+        for dep in task.depends_on:
+            dep_status = state.tasks[dep].status
+            if dep_status in FAILED_STATUSES:
+                out.append((task.id, dep, f"dependency {dep} {dep_status}"))
+                break
+    return out
+
+
+def waiting_reason(plan: Plan, state: RunState, task_id: str) -> str:
+    """Why a pending task is not ready yet (empty when it is)."""
+    waiting = [d for d in plan.task(task_id).depends_on if state.tasks[d].status != "succeeded"]
+    if not waiting:
+        return ""
+    parts = [f"{d} ({state.tasks[d].status})" for d in waiting]
+    return "waits for " + ", ".join(parts)
+
+
+def priorities(plan: Plan) -> dict[str, float]:
+    """Weight of the longest remaining chain from each task (estimates, else 1 each)."""
+    weight = {t.id: (t.estimate or 1.0) for t in plan.tasks}
+    return graph.remaining_path(plan.deps, weight)
+
+
+def _scope_undeclared(task: Task) -> bool:
+    return task.kind == "code" and not task.edits
+
+
+def conflict_reason(plan: Plan, task: Task, other: Task, *, isolation: str) -> str:
+    """Why ``task`` may not run alongside ``other`` (empty when it may)."""
+    if isolation == "shared" and (_scope_undeclared(task) or _scope_undeclared(other)):
+        who = task.id if _scope_undeclared(task) else other.id
+        return f"{who} has no declared edits and runs alone in shared mode"
+    overlap = scopes.first_overlap(task.edits, other.edits)
+    if overlap is not None:
+        return f"edits overlap with {other.id} on {overlap.describe()}"
+    mine = scopes.shared_hits(task.edits, plan.shared_files)
+    if mine:
+        theirs = scopes.shared_hits(other.edits, plan.shared_files)
+        if theirs:
+            both = sorted(set(mine) & set(theirs)) or sorted({*mine, *theirs})
+            return f"shares config file {', '.join(both)} with {other.id}"
+    common = sorted(set(task.resources) & set(other.resources))
+    if common:
+        return f"shares resource {', '.join(common)} with {other.id}"
+    return ""
+
+
+def next_batch(plan: Plan, state: RunState, *, auto_approve: bool) -> Proposal | None:
+    """The next batch to propose, or ``None`` when nothing can start now.
+
+    ``auto_approve`` is the policy (``approve: auto`` or ``--yes``); tasks with
+    ``approve: true`` are always proposed alone and always need the operator.
+    """
+    candidates = ready(plan, state)
+    if not candidates:
+        return None
+    prio = priorities(plan)
+    order = {t.id: i for i, t in enumerate(plan.tasks)}
+    candidates.sort(key=lambda t: (-prio[t], order[t]))
+    occupying = [plan.task(t.id) for t in state.tasks.values() if t.status in _OCCUPYING]
+    running = sum(1 for t in state.tasks.values() if t.status in ACTIVE_STATUSES)
+    slots = max(0, state.max_parallel - running)
+    isolation = state.isolation or "worktree"
+
+    chosen: list[Task] = []
+    held: list[HeldTask] = []
+    notes: list[HeldTask] = []
+    alone = False
+    for task_id in candidates:
+        task = plan.task(task_id)
+        if alone:
+            held.append(HeldTask(task_id, f"{chosen[0].id} needs its own approval"))
+            continue
+        reason = ""
+        for other in occupying:
+            reason = conflict_reason(plan, task, other, isolation=isolation)
+            if reason:
+                reason += f" ({state.tasks[other.id].status})"
+                break
+        if not reason:
+            for other in chosen:
+                reason = conflict_reason(plan, task, other, isolation=isolation)
+                if reason:
+                    break
+        if not reason and len(chosen) >= slots:
+            reason = f"max_parallel ({state.max_parallel}) reached"
+        if not reason and task.approve and chosen:
+            reason = "approve: true, so it is proposed on its own"
+        if reason:
+            held.append(HeldTask(task_id, reason))
+            continue
+        chosen.append(task)
+        if _scope_undeclared(task) and isolation == "worktree":
+            notes.append(HeldTask(task_id, "scope undeclared: no edits declared"))
+        if task.approve:
+            alone = True
+    if not chosen:
+        return None
+    needs_approval = (not auto_approve) or any(t.approve for t in chosen)
+    return Proposal(tuple(t.id for t in chosen), tuple(held), tuple(notes), needs_approval)
+
+
+def batch_all_failed(state: RunState, members: Iterable[str]) -> bool:
+    """True when a batch of two or more tasks ended with every task failed."""
+    members = list(members)
+    if len(members) < 2:
+        return False
+    statuses = [state.tasks[m].status for m in members]
+    return all(s in FAILED_STATUSES - {"skipped", "blocked"} for s in statuses)
+
+
+def auto_retry_allowed(plan: Plan, state: RunState, task_id: str) -> bool:
+    """True when a failed attempt should be retried automatically (``retries:``)."""
+    task = state.tasks[task_id]
+    attempt = task.attempt
+    if attempt is None or attempt.kill_requested or task.status == "killed":
+        return False
+    if task.status not in ("failed", "timed-out", "merge-conflict"):
+        return False
+    return len(task.attempts) < 1 + plan.task(task_id).retries
+
+
+def run_outcome(plan: Plan, state: RunState) -> str | None:
+    """``succeeded``/``partial``/``failed`` once no task can move on its own, else ``None``."""
+    statuses = [state.tasks[t.id].status for t in plan.tasks]
+    if any(s not in ("succeeded", *FAILED_STATUSES) for s in statuses):
+        return None
+    if all(s == "succeeded" for s in statuses):
+        return "succeeded"
+    if any(s == "succeeded" for s in statuses):
+        return "partial"
+    return "failed"

@@ -1,0 +1,822 @@
+"""The engine: turns a plan into processes, worktrees, merges and events.
+
+Owns the run's I/O and nothing else. Every decision (which batch next, who
+is blocked, whether to retry, what a retry prompt says, when the run is over)
+comes from the pure functions of :mod:`batching`, :mod:`prompts` and
+:mod:`metrics` over the :class:`RunState` that :func:`state.apply` builds.
+The engine acts on those decisions, and everything it does or observes is
+emitted as an event: applied to the state, appended to the run log, and
+handed to listeners (the UI, the headless printer).
+
+Operator commands (approve, hold, kill, retry, skip, pause, resume, input,
+merge, finish, stop) are plain methods, safe to call from the loop the
+engine runs on; they return a message for the operator, empty when done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from delegate_tui import __version__
+from delegate_tui.core import batching, metrics, prompts, workspace
+from delegate_tui.core.agents import AgentError, AgentSpec, build_argv
+from delegate_tui.core.events import (
+    ACTIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    BatchApproved,
+    BatchHeld,
+    BatchProposed,
+    CriteriaChecked,
+    CriterionResult,
+    Event,
+    FinalMerge,
+    InputSent,
+    KillRequested,
+    MergeConflict,
+    Notice,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    SchedulingPaused,
+    SchedulingResumed,
+    SetupFinished,
+    TaskBlocked,
+    TaskCommitted,
+    TaskExited,
+    TaskFinished,
+    TaskMerged,
+    TaskOutput,
+    TaskPreparing,
+    TaskSkipped,
+    TaskStarted,
+)
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.process import AgentProcess
+from delegate_tui.core.reaper import Reaper
+from delegate_tui.core.runlog import LOG_NAME, LogWriter, runs_dir
+from delegate_tui.core.state import AttemptState, RunState, apply
+
+Listener = Callable[[Event], None]
+CRITERIA_TIMEOUT_S = 600.0
+
+
+class PreflightError(Exception):
+    """The run cannot start; nothing was created. The message names what and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How to run a plan, beyond what the plan itself says."""
+
+    auto_approve: bool = False  # --yes: approve batches (not tasks with approve: true)
+    max_parallel: int | None = None
+    isolation: str | None = None
+    agent_override: str | None = None
+    include_dirty: bool = False
+    kill_grace_s: float = 5.0
+    transport: str | None = None  # force pty or pipes for every agent
+    finish: bool = False  # merge into the operator's branch at the end, when clean
+    run_id: str | None = None
+    pty_size: tuple[int, int] = (120, 40)
+    auto_merge: bool | None = None  # override `merge:` (None: the plan decides)
+
+
+def new_run_id() -> str:
+    """Sortable, unique, valid as a path and a branch component."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class Engine:
+    """Runs one plan on one repository."""
+
+    def __init__(self, plan: Plan, options: EngineOptions | None = None) -> None:
+        self.options = options or EngineOptions()
+        if self.options.agent_override:
+            plan = plan.model_copy(
+                update={
+                    "tasks": tuple(
+                        t.model_copy(update={"agent": self.options.agent_override})
+                        for t in plan.tasks
+                    )
+                }
+            )
+        self.plan = plan
+        self.state = RunState()
+        self.run_id = self.options.run_id or new_run_id()
+        self.repo = plan.repo_path()
+        self.isolation = ""
+        self.run_dir = Path()
+        self._listeners: list[Listener] = []
+        self._log: LogWriter | None = None
+        self._reaper = Reaper()
+        self._agents: dict[str, AgentSpec] = {}
+        self._procs: dict[str, AgentProcess] = {}
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._kill_flags: set[str] = set()
+        self._wake = asyncio.Event()
+        self._git_lock = asyncio.Lock()
+        self._merge_lock = asyncio.Lock()
+        self._stopping = False
+        self._stop_reason = ""
+        self._base_branch = ""
+        self._seq = 0
+        self._auto_merge = (
+            self.options.auto_merge if self.options.auto_merge is not None else plan.merge == "auto"
+        )
+
+    # ------------------------------------------------------------ events
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with every event, after it is applied and logged."""
+        self._listeners.append(listener)
+
+    def _emit(self, ev: Event) -> Event:
+        self._seq += 1
+        ev = dataclasses.replace(ev, seq=self._seq, ts=time.time())
+        apply(self.state, ev)
+        if self._log is not None:
+            self._log.write(ev)
+        for listener in self._listeners:
+            listener(ev)
+        self._wake.set()
+        return ev
+
+    @property
+    def log_path(self) -> Path:
+        """Where this run's events go."""
+        return self.run_dir / LOG_NAME
+
+    # ------------------------------------------------------------ preflight
+
+    def preflight(self) -> list[str]:
+        """Check everything that can be checked before anything is created.
+
+        Raises :class:`PreflightError`; returns warnings (e.g. a dirty tree).
+        """
+        plan, warnings = self.plan, []
+        if not self.repo.is_dir():
+            raise PreflightError(f"{plan.source}: repo: folder {self.repo} does not exist")
+        top = workspace.find_repo(self.repo)
+        isolation = self.options.isolation or plan.isolation or ("worktree" if top else "none")
+        if isolation in ("worktree", "shared"):
+            if top is None:
+                raise PreflightError(
+                    f"{plan.source}: isolation: {isolation} needs a git repository, and "
+                    f"{self.repo} is not one (use isolation: none, or run `git init`)"
+                )
+            self.repo = top
+            if isolation == "worktree" and workspace.git_version() < workspace.MIN_GIT:
+                raise PreflightError("git 2.38 or newer is needed (for git merge-tree --write-tree)")
+            if not workspace.has_commits(self.repo):
+                raise PreflightError(f"{self.repo}: the repository has no commits yet; commit once first")
+            try:
+                workspace.rev_parse(self.repo, plan.base)
+            except workspace.GitError as exc:
+                raise PreflightError(f"{plan.source}: base: {exc}") from None
+            dirty = workspace.dirty_paths(self.repo)
+            if dirty and isolation == "worktree":
+                shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+                warnings.append(
+                    f"your working tree has uncommitted changes ({shown}); "
+                    + ("they are included in the agents' starting point (--include-dirty)"
+                       if self.options.include_dirty
+                       else "agents start from the last commit without them (use --include-dirty to include them)")
+                )
+        self.isolation = isolation
+        try:
+            self._agents = plan.resolved_agents()
+        except AgentError as exc:
+            raise PreflightError(f"{plan.source}: agents.{exc.name}: {exc}") from None
+        for task in plan.tasks:
+            name = plan.agent_of(task)
+            spec = self._agents.get(name)
+            if spec is None:
+                raise PreflightError(f"{plan.where(task.id, 'agent')}: unknown agent '{name}'")
+            if spec.uses_task_command:
+                if task.command is None:
+                    raise PreflightError(f"{plan.where(task.id, 'command')}: the shell agent needs `command`")
+                continue
+            exe = build_argv(spec, prompt="", task_id=task.id, workdir="", last_message="")[0]
+            if os.sep not in exe and shutil.which(exe) is None:
+                raise PreflightError(
+                    f"{plan.where(task.id, 'agent')}: agent '{name}' runs '{exe}', which is not "
+                    "installed (not found on PATH)"
+                )
+        return warnings
+
+    # ------------------------------------------------------------ run
+
+    async def run(self) -> RunState:
+        """Run the plan to its end (or until stopped); return the final state."""
+        warnings = self.preflight() if not self.isolation else []
+        self.run_dir = runs_dir(self.repo) / self.run_id
+        base_commit = ""
+        integration = ""
+        if self.isolation in ("worktree", "shared"):
+            workspace.ensure_excluded(self.repo)
+            base_commit = workspace.rev_parse(self.repo, self.plan.base)
+            self._base_branch = (
+                workspace.current_branch(self.repo) or "" if self.plan.base == "HEAD" else self.plan.base
+            )
+        if self.isolation == "worktree":
+            integration = f"delegate/{self.run_id}/integration"
+            if self.options.include_dirty and workspace.dirty_paths(self.repo):
+                base_commit = workspace.snapshot_worktree(
+                    self.repo, base_commit, "delegate-tui: uncommitted changes at run start"
+                )
+            workspace.create_branch(self.repo, integration, base_commit)
+        elif self.isolation == "none":
+            self.run_dir = self.repo / ".delegate" / "runs" / self.run_id
+        self._log = LogWriter(self.log_path)
+        self._reaper.start()
+        plan = self.plan.model_copy(
+            update={"max_parallel": self.options.max_parallel or self.plan.max_parallel}
+        )
+        self.plan = plan
+        self._emit(
+            RunStarted(
+                run_id=self.run_id,
+                plan=plan.model_dump(mode="json", by_alias=True),
+                plan_path=str(Path(plan.source).resolve()) if plan.source else "",
+                repo=str(self.repo),
+                isolation=self.isolation,
+                base=self.plan.base,
+                base_commit=base_commit,
+                integration_branch=integration,
+                auto_approve=self.options.auto_approve or plan.approve == "auto",
+                max_parallel=plan.max_parallel,
+                host_pid=os.getpid(),
+                reaper_pid=self._reaper.pid,
+                version=__version__,
+            )
+        )
+        for message in warnings:
+            self._emit(Notice(level="warning", message=message))
+        try:
+            await self._loop()
+        finally:
+            await self._shutdown()
+        return self.state
+
+    async def _loop(self) -> None:
+        while not self.state.finished:
+            self._wake.clear()
+            self._reconcile()
+            if self.state.finished:
+                break
+            await self._wake.wait()
+
+    def _reconcile(self) -> None:
+        """Act on the pure decisions until nothing changes."""
+        plan, state = self.plan, self.state
+        for task_id, dep, reason in batching.newly_blocked(plan, state):
+            self._emit(TaskBlocked(task=task_id, by=dep, reason=reason))
+        idle = not state.active and not self._jobs
+        if self._stopping:
+            if idle:
+                self._finish_run("stopped", self._stop_reason)
+            return
+        outcome = batching.run_outcome(plan, state)
+        if outcome is not None and idle:
+            self._finish_run(outcome)
+            return
+        if state.paused or state.proposal is not None:
+            if state.paused and idle and state.auto_approve and state.proposal is None:
+                self._finish_run("failed" if outcome is None else outcome, "scheduling stopped")
+            return
+        proposal = batching.next_batch(plan, state, auto_approve=state.auto_approve)
+        if proposal is None:
+            return
+        ev = self._emit(
+            BatchProposed(
+                batch=state.batches + 1,
+                tasks=proposal.tasks,
+                held=proposal.held,
+                notes=proposal.notes,
+                needs_approval=proposal.needs_approval,
+            )
+        )
+        assert isinstance(ev, BatchProposed)
+        if not proposal.needs_approval:
+            self._approve(ev.batch, proposal.tasks, by="policy")
+
+    def _finish_run(self, status: str, reason: str = "") -> None:
+        summary = metrics.summarize(self.state)
+        if reason:
+            summary = f"{reason}. {summary}" if summary else reason
+        self._emit(
+            RunFinished(status=status, metrics=metrics.compute(self.state, time.time()), summary=summary)
+        )
+
+    async def _shutdown(self) -> None:
+        for job in list(self._jobs.values()):
+            job.cancel()
+        for proc in list(self._procs.values()):
+            await proc.terminate(self.options.kill_grace_s)
+        if self.options.finish and self.state.status in ("succeeded", "partial"):
+            await self._final_merge()
+        if self.isolation == "worktree":
+            await self._cleanup_worktrees()
+        if self._log is not None:
+            self._log.close()
+        self._reaper.close()
+
+    async def _cleanup_worktrees(self) -> None:
+        """Remove worktrees whose work is merged; keep the others for inspection."""
+        kept = []
+        for task in self.state.tasks.values():
+            for attempt in task.attempts:
+                if not attempt.workdir or not Path(attempt.workdir).exists():
+                    continue
+                if attempt.merged_commit:
+                    async with self._git_lock:
+                        await asyncio.to_thread(workspace.remove_worktree, self.repo, Path(attempt.workdir))
+                else:
+                    kept.append(attempt.workdir)
+        if kept and self._log is not None:
+            # Logged without a listener round-trip: the run is over.
+            self._seq += 1
+            ev = Notice(
+                seq=self._seq,
+                ts=time.time(),
+                level="info",
+                message=f"kept {len(kept)} worktree(s) of unmerged work for inspection under "
+                f"{self.repo / '.delegate' / 'worktrees' / self.run_id}",
+            )
+            apply(self.state, ev)
+            self._log.write(ev)
+            for listener in self._listeners:
+                listener(ev)
+
+    # ------------------------------------------------------------ commands
+
+    def approve(self, tasks: list[str] | None = None) -> str:
+        """Approve the pending proposal (all of it, or only ``tasks``)."""
+        proposal = self.state.proposal
+        if proposal is None:
+            return "no batch is waiting for approval"
+        chosen = tuple(t for t in proposal.tasks if tasks is None or t in tasks)
+        if not chosen:
+            return "no task selected"
+        self._approve(proposal.batch, chosen, by="operator")
+        return ""
+
+    def _approve(self, batch: int, tasks: tuple[str, ...], *, by: str) -> None:
+        self._emit(BatchApproved(batch=batch, tasks=tasks, by=by))
+        for task_id in tasks:
+            self._start(task_id, self.state.tasks[task_id].attempts[-1].number + 1
+                        if self.state.tasks[task_id].attempts else 1)
+
+    def hold(self) -> str:
+        """Decline the proposal for now; scheduling pauses until resumed."""
+        proposal = self.state.proposal
+        if proposal is None:
+            return "no batch is waiting for approval"
+        self._emit(BatchHeld(batch=proposal.batch))
+        if not self.state.paused:
+            self._emit(SchedulingPaused())
+        return ""
+
+    def pause(self) -> str:
+        """Stop proposing batches; running tasks go on."""
+        if self.state.paused:
+            return "scheduling is already paused"
+        self._emit(SchedulingPaused())
+        return ""
+
+    def resume(self) -> str:
+        """Propose batches again."""
+        if not self.state.paused:
+            return "scheduling is not paused"
+        self._emit(SchedulingResumed())
+        return ""
+
+    def kill(self, task_id: str) -> str:
+        """End a running task's whole process group (SIGTERM, then SIGKILL)."""
+        task = self.state.tasks.get(task_id)
+        if task is None:
+            return f"no task '{task_id}'"
+        if task.status not in ACTIVE_STATUSES:
+            return f"{task_id} is not running ({task.status})"
+        attempt = task.attempts[-1]
+        self._kill_flags.add(task_id)
+        self._emit(KillRequested(task=task_id, attempt=attempt.number))
+        proc = self._procs.get(task_id)
+        if proc is not None:
+            asyncio.get_running_loop().create_task(proc.terminate(self.options.kill_grace_s))
+        return ""
+
+    def skip(self, task_id: str, reason: str = "skipped by the operator") -> str:
+        """Give up on a task that is not running; its dependents are blocked."""
+        task = self.state.tasks.get(task_id)
+        if task is None:
+            return f"no task '{task_id}'"
+        if task.status in ACTIVE_STATUSES:
+            return f"{task_id} is running; kill it first"
+        if task.status in ("succeeded", "skipped"):
+            return f"{task_id} is already {task.status}"
+        if self.state.proposal is not None and task_id in self.state.proposal.tasks:
+            self._emit(BatchHeld(batch=self.state.proposal.batch))
+        self._emit(TaskSkipped(task=task_id, reason=reason))
+        return ""
+
+    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str:
+        """Start a new attempt with the failure and ``context`` added to the prompt."""
+        task = self.state.tasks.get(task_id)
+        if task is None:
+            return f"no task '{task_id}'"
+        if task.status not in RETRYABLE_STATUSES:
+            return f"{task_id} cannot be retried while {task.status}"
+        waiting = batching.waiting_reason(self.plan, self.state, task_id)
+        if waiting:
+            return f"{task_id} {waiting}"
+        self._schedule_retry(task_id, context, automatic=False, keep_worktree=keep_worktree)
+        return ""
+
+    def _schedule_retry(self, task_id: str, context: str, *, automatic: bool, keep_worktree: bool) -> None:
+        task = self.state.tasks[task_id]
+        original = prompts.render_prompt(self.plan, self.state, task_id)
+        last = task.attempt
+        if last is not None and last.started_ts:
+            prompt = prompts.retry_prompt(original, last, context)
+        else:
+            prompt = original + (f"\n\n--- Operator's note ---\n{context.strip()}\n" if context.strip() else "")
+        number = (last.number + 1) if last else 1
+        self._kill_flags.discard(task_id)
+        self._emit(
+            RetryScheduled(
+                task=task_id,
+                attempt=number,
+                prompt=prompt,
+                context=context,
+                automatic=automatic,
+                keep_worktree=keep_worktree and last is not None and bool(last.workdir),
+            )
+        )
+        self._start(task_id, number, prompt=prompt, keep_from=last if keep_worktree else None)
+
+    def send_input(self, task_id: str, text: str) -> str:
+        """Type a line into a running agent's stdin."""
+        proc = self._procs.get(task_id)
+        task = self.state.tasks.get(task_id)
+        if proc is None or task is None or task.status != "running":
+            return f"{task_id} has no running agent"
+        try:
+            proc.send_input(text)
+        except OSError as exc:
+            return f"could not send input: {exc}"
+        self._emit(InputSent(task=task_id, attempt=task.attempts[-1].number, text=text))
+        return ""
+
+    def merge(self, task_id: str) -> str:
+        """With ``merge: manual``, merge a finished task into the integration branch."""
+        task = self.state.tasks.get(task_id)
+        if task is None or task.status != "awaiting-merge":
+            return f"{task_id} is not waiting for a merge"
+        attempt = task.attempts[-1]
+        self._jobs[task_id] = asyncio.get_running_loop().create_task(self._merge_job(task_id, attempt))
+        return ""
+
+    async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
+        try:
+            await self._merge(task_id, attempt)
+        finally:
+            self._jobs.pop(task_id, None)
+            self._wake.set()
+
+    def finish(self) -> str:
+        """Merge the integration branch into the operator's branch (when clean)."""
+        if self.isolation != "worktree":
+            return "only worktree runs have an integration branch to merge"
+        if self.state.active:
+            return "tasks are still running"
+        asyncio.get_running_loop().create_task(self._final_merge())
+        return ""
+
+    def stop(self, reason: str = "stopped by the operator") -> str:
+        """End the run: running agents are ended and marked interrupted."""
+        if self._stopping:
+            return ""
+        self._stopping = True
+        self._stop_reason = reason
+        for task_id, proc in list(self._procs.items()):
+            self._kill_flags.add(task_id)
+            asyncio.get_running_loop().create_task(proc.terminate(self.options.kill_grace_s))
+        self._wake.set()
+        return ""
+
+    # ------------------------------------------------------------ attempts
+
+    def _start(
+        self, task_id: str, number: int, *, prompt: str | None = None, keep_from: AttemptState | None = None
+    ) -> None:
+        if prompt is None:
+            prompt = prompts.render_prompt(self.plan, self.state, task_id)
+        job = asyncio.get_running_loop().create_task(self._attempt(task_id, number, prompt, keep_from))
+        self._jobs[task_id] = job
+
+    async def _attempt(self, task_id: str, number: int, prompt: str, keep_from: AttemptState | None) -> None:
+        try:
+            status, reason, output = await self._run_attempt(task_id, number, prompt, keep_from)
+        except asyncio.CancelledError:
+            self._emit(TaskFinished(task=task_id, attempt=number, status="interrupted", reason="run stopped"))
+            raise
+        except Exception as exc:  # a bug or an environment failure: never lose the run
+            status, reason, output = "failed", f"internal error: {type(exc).__name__}: {exc}", ""
+            self._emit(Notice(level="error", message=f"{task_id}: {reason}", task=task_id))
+        finally:
+            self._procs.pop(task_id, None)
+        if status:
+            if self._stopping and status in ("killed", "failed", "timed-out"):
+                status, reason = "interrupted", self._stop_reason
+            self._emit(TaskFinished(task=task_id, attempt=number, status=status, reason=reason, output=output))
+        self._jobs.pop(task_id, None)
+        self._after_attempt(task_id)
+
+    def _after_attempt(self, task_id: str) -> None:
+        if self._stopping:
+            return
+        if batching.auto_retry_allowed(self.plan, self.state, task_id):
+            self._schedule_retry(task_id, "", automatic=True, keep_worktree=False)
+            return
+        task = self.state.tasks[task_id]
+        if task.status in batching.FAILED_STATUSES and task.batch:
+            members = [t.id for t in self.state.tasks.values() if t.batch == task.batch]
+            if batching.batch_all_failed(self.state, members):
+                self._emit(
+                    Notice(
+                        level="error",
+                        message=f"every task of batch {task.batch} failed ({', '.join(members)}): "
+                        "suspect the approach, not the tasks; scheduling paused",
+                    )
+                )
+                if not self.state.paused:
+                    self._emit(SchedulingPaused())
+
+    async def _run_attempt(
+        self, task_id: str, number: int, prompt: str, keep_from: AttemptState | None
+    ) -> tuple[str, str, str]:
+        """One attempt from workspace to merge. Returns (status, reason, output)."""
+        task = self.plan.task(task_id)
+        spec = self._agents[self.plan.agent_of(task)]
+        workdir, start = await self._prepare_workspace(task_id, number, keep_from)
+
+        def output(stream: str) -> Callable[[bytes], None]:
+            return lambda data: self._emit(TaskOutput(task=task_id, attempt=number, data=data, stream=stream))
+
+        ok, detail = await self._worktree_setup(task_id, number, workdir, output("setup"))
+        if not ok:
+            self._emit(SetupFinished(task=task_id, attempt=number, ok=False, detail=detail))
+            return "failed", f"setup failed: {detail}", ""
+        if self.plan.worktree_setup != type(self.plan.worktree_setup)():
+            self._emit(SetupFinished(task=task_id, attempt=number, ok=True))
+        if task_id in self._kill_flags:
+            self._emit(TaskExited(task=task_id, attempt=number, exit_code=None, reason="killed"))
+            return "killed", "killed before its agent started", ""
+
+        messages = self.run_dir / "messages"
+        messages.mkdir(parents=True, exist_ok=True)
+        last_message = messages / f"{task_id}-{number}.txt"
+        argv = build_argv(
+            spec,
+            prompt=prompt,
+            task_id=task_id,
+            workdir=str(workdir),
+            last_message=str(last_message),
+            model=task.model,
+            persona=task.persona,
+            task_command=task.command,
+        )
+        transport = self.options.transport or spec.transport
+        env = {
+            **os.environ,
+            **spec.env,
+            "DELEGATE_RUN_ID": self.run_id,
+            "DELEGATE_TASK_ID": task_id,
+            "DELEGATE_ATTEMPT": str(number),
+            "DELEGATE_WORKDIR": str(workdir),
+            "DELEGATE_EDITS": "\n".join(task.edits),
+            "DELEGATE_PROMPT": prompt,
+            "DELEGATE_LAST_MESSAGE": str(last_message),
+        }
+        if transport == "pty" and env.get("TERM", "dumb") == "dumb":
+            env["TERM"] = "xterm-256color"
+        started = time.monotonic()
+        try:
+            proc = AgentProcess.spawn(
+                argv, cwd=str(workdir), env=env, on_output=output("agent"), transport=transport,
+                size=self.options.pty_size,
+            )
+        except OSError as exc:
+            message = f"could not start {argv[0]!r}: {exc.strerror or exc}"
+            self._emit(TaskOutput(task=task_id, attempt=number, data=(message + "\n").encode(), stream="agent"))
+            self._emit(TaskExited(task=task_id, attempt=number, exit_code=None, reason="spawn-error"))
+            return "failed", message, ""
+        self._procs[task_id] = proc
+        self._reaper.register(proc.pgid)
+        self._emit(
+            TaskStarted(
+                task=task_id, attempt=number, agent=spec.name, argv=tuple(argv), cwd=str(workdir),
+                pid=proc.pid, pgid=proc.pgid, prompt=prompt, transport=proc.transport,
+                branch=self.state.tasks[task_id].attempts[-1].branch,
+            )
+        )
+        timed_out = False
+        wait = asyncio.get_running_loop().create_task(proc.wait())
+        done, _ = await asyncio.wait({wait}, timeout=task.timeout)
+        if not done:
+            timed_out = True
+            self._emit(Notice(level="warning", message=f"{task_id}: timed out after {task.timeout:g}s; ending it",
+                              task=task_id))
+            await proc.terminate(self.options.kill_grace_s)
+        rc = await wait
+        self._reaper.unregister(proc.pgid)
+        self._procs.pop(task_id, None)
+        killed = task_id in self._kill_flags
+        reason = "timeout" if timed_out else "killed" if killed else "exit"
+        self._emit(
+            TaskExited(
+                task=task_id, attempt=number, exit_code=rc if rc >= 0 else None,
+                signal=-rc if rc < 0 else None, duration_s=round(time.monotonic() - started, 3), reason=reason,
+            )
+        )
+        attempt = self.state.tasks[task_id].attempts[-1]
+        if timed_out:
+            return "timed-out", f"timed out after {task.timeout:g}s", ""
+        if killed:
+            return "killed", "killed by the operator", ""
+        if rc != 0:
+            return "failed", prompts.failure_summary(attempt), ""
+
+        if not await self._check_criteria(task_id, number, workdir, output("criteria")):
+            return "failed", prompts.failure_summary(self.state.tasks[task_id].attempts[-1]), ""
+        last_text = last_message.read_text(encoding="utf-8", errors="replace") if last_message.exists() else ""
+        final = prompts.final_output(attempt, last_text)
+
+        if self.isolation == "worktree":
+            title = task.label
+            commit = await asyncio.to_thread(
+                workspace.commit_all, workdir,
+                f"{title}\n\ndelegate-tui run {self.run_id}, task {task_id}, attempt {number}",
+            )
+            changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+            self._emit(TaskCommitted(task=task_id, attempt=number, commit=commit, changed=tuple(changed)))
+            if not self._auto_merge:
+                self._emit(TaskFinished(task=task_id, attempt=number, status="awaiting-merge", output=final))
+                return "", "", ""
+            return await self._merge(task_id, self.state.tasks[task_id].attempts[-1], output=final,
+                                     emit_success=False)
+        return "succeeded", "", final
+
+    async def _prepare_workspace(
+        self, task_id: str, number: int, keep_from: AttemptState | None
+    ) -> tuple[Path, str]:
+        if self.isolation != "worktree":
+            self._emit(TaskPreparing(task=task_id, attempt=number, workdir=str(self.repo)))
+            return self.repo, ""
+        branch = f"delegate/{self.run_id}/tasks/{task_id}" + (f"-{number}" if number > 1 else "")
+        path = self.repo / ".delegate" / "worktrees" / self.run_id / f"{task_id}-{number}"
+        start = self.state.integration_tip
+        if keep_from is not None and keep_from.workdir and Path(keep_from.workdir).exists():
+            # Keep the failed attempt's work, committed or not, as the new start.
+            base = await asyncio.to_thread(workspace.head, Path(keep_from.workdir))
+            start = await asyncio.to_thread(
+                workspace.snapshot_worktree, Path(keep_from.workdir), base,
+                f"delegate-tui: work of {task_id} attempt {keep_from.number}, kept for a retry",
+            )
+        self._emit(TaskPreparing(task=task_id, attempt=number, workdir=str(path), branch=branch, base_commit=start))
+        async with self._git_lock:
+            await asyncio.to_thread(workspace.add_worktree, self.repo, path, branch, start)
+        return path, start
+
+    async def _worktree_setup(
+        self, task_id: str, number: int, workdir: Path, out: Callable[[bytes], None]
+    ) -> tuple[bool, str]:
+        setup = self.plan.worktree_setup
+        if self.isolation != "worktree":
+            return True, ""
+        for rel in setup.copy_paths:
+            warning = await asyncio.to_thread(workspace.setup_copy, self.repo, workdir, rel)
+            out((f"⚠ {warning}\n" if warning else f"copied {rel}\n").encode())
+        for rel in setup.link:
+            warning = await asyncio.to_thread(workspace.setup_link, self.repo, workdir, rel)
+            out((f"⚠ {warning}\n" if warning else f"linked {rel}\n").encode())
+        for command in setup.run:
+            out(f"$ {command}\n".encode())
+            rc, _ = await self._shell(command, workdir, out, CRITERIA_TIMEOUT_S, task_id)
+            if rc != 0:
+                return False, f"`{command}` exited with status {rc}"
+        return True, ""
+
+    async def _shell(
+        self, command: str, cwd: Path, out: Callable[[bytes], None], timeout: float, task_id: str
+    ) -> tuple[int, bytes]:
+        """Run an operator-written command (setup, criteria) with ``sh -c``."""
+        captured = bytearray()
+
+        def sink(data: bytes) -> None:
+            captured.extend(data)
+            out(data)
+
+        env = {**os.environ, "DELEGATE_RUN_ID": self.run_id, "DELEGATE_TASK_ID": task_id}
+        proc = AgentProcess.spawn(["sh", "-c", command], cwd=str(cwd), env=env, on_output=sink, transport="pipes")
+        self._procs[task_id] = proc
+        self._reaper.register(proc.pgid)
+        wait = asyncio.get_running_loop().create_task(proc.wait())
+        done, _ = await asyncio.wait({wait}, timeout=timeout)
+        if not done:
+            await proc.terminate(self.options.kill_grace_s)
+        rc = await wait
+        self._reaper.unregister(proc.pgid)
+        self._procs.pop(task_id, None)
+        return (rc if done else 124), bytes(captured)
+
+    async def _check_criteria(self, task_id: str, number: int, workdir: Path, out: Callable[[bytes], None]) -> bool:
+        task = self.plan.task(task_id)
+        runnable = [c for c in task.criteria if c.run]
+        if not runnable:
+            return True
+        results = []
+        for criterion in runnable:
+            assert criterion.run is not None
+            out(f"$ {criterion.run}\n".encode())
+            rc, captured = await self._shell(criterion.run, workdir, out, task.timeout or CRITERIA_TIMEOUT_S, task_id)
+            if task_id in self._kill_flags:
+                rc = rc or -1
+            results.append(
+                CriterionResult(
+                    text=criterion.text, command=criterion.run, passed=rc == 0, exit_code=rc,
+                    output=prompts.tail_text(captured, 2000),
+                )
+            )
+        passed = all(r.passed for r in results)
+        self._emit(CriteriaChecked(task=task_id, attempt=number, results=tuple(results), passed=passed))
+        return passed
+
+    async def _merge(
+        self, task_id: str, attempt: AttemptState, *, output: str = "", emit_success: bool = True
+    ) -> tuple[str, str, str]:
+        integration = self.state.integration_branch
+        title = self.plan.task(task_id).label
+        async with self._merge_lock:
+            result = await asyncio.to_thread(
+                workspace.merge_into, self.repo, integration, attempt.commit,
+                f"Merge {task_id}: {title}\n\ndelegate-tui run {self.run_id}, attempt {attempt.number}",
+            )
+        if not result.ok:
+            self._emit(MergeConflict(task=task_id, attempt=attempt.number, paths=result.conflicts, detail=result.detail))
+            reason = "merge conflict in " + (", ".join(result.conflicts) or "the tree")
+            if emit_success:
+                self._emit(TaskFinished(task=task_id, attempt=attempt.number, status="merge-conflict", reason=reason))
+                self._after_attempt(task_id)
+            return "merge-conflict", reason, ""
+        self._emit(TaskMerged(task=task_id, attempt=attempt.number, commit=result.commit,
+                              fast_forward=result.fast_forward))
+        if emit_success:
+            self._emit(TaskFinished(task=task_id, attempt=attempt.number, status="succeeded",
+                                    output=self.state.tasks[task_id].output))
+            return "", "", ""
+        return "succeeded", "", output
+
+    async def _final_merge(self) -> None:
+        integration = self.state.integration_branch
+        if not integration:
+            return
+        async with self._merge_lock:
+            try:
+                result = await asyncio.to_thread(workspace.final_merge, self.repo, integration, self._base_branch)
+            except workspace.GitError as exc:
+                result = workspace.MergeResult(False, detail=str(exc))
+        branch = workspace.current_branch(self.repo) or "HEAD"
+        detail = result.detail or ("fast-forward" if result.fast_forward else "merge commit")
+        if result.conflicts:
+            detail += ": " + ", ".join(result.conflicts)
+        self._emit(FinalMerge(ok=result.ok, branch=branch, commit=result.commit, detail=detail))
+
+
+def install_signal_handlers(engine: Engine) -> None:
+    """Ctrl-C or SIGTERM ends the run cleanly; a second Ctrl-C ends agents at once."""
+    loop = asyncio.get_running_loop()
+    count = {"n": 0}
+
+    def handle(signame: str) -> None:
+        count["n"] += 1
+        if count["n"] == 1:
+            engine.stop(f"interrupted by {signame}")
+        else:
+            for proc in list(engine._procs.values()):
+                proc.signal_group(signal.SIGKILL)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handle, sig.name)

@@ -1,0 +1,485 @@
+"""Every event of a run, and their JSON codec.
+
+Owns the only vocabulary between the core and its projections (the UI, the
+headless printer, replay, stats). Each event is a frozen dataclass with
+``seq`` (its position in the log) and ``ts`` (seconds since the epoch);
+:func:`encode` turns one into a single JSON line and :func:`decode` back.
+Agent output is bytes: valid UTF-8 travels as text, anything else as base64,
+so every byte survives exactly. ``SCHEMA_VERSION`` is written in the first
+event of every log; a reader refuses a newer one.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+SCHEMA_VERSION = 1
+
+TaskStatus = Literal[
+    "pending",  # waiting for dependencies or a batch
+    "proposed",  # in a batch waiting for approval
+    "starting",  # worktree and setup under way
+    "running",  # agent process alive
+    "checking",  # criteria running
+    "merging",  # committing and merging
+    "awaiting-merge",  # succeeded; merge: manual waits for the operator
+    "succeeded",  # merged (or finished, outside worktree mode)
+    "failed",  # agent, criteria or setup failed and no retry is left
+    "merge-conflict",  # could not merge cleanly into the integration branch
+    "killed",  # ended by the operator
+    "timed-out",  # ended by its timeout
+    "skipped",  # skipped by the operator
+    "blocked",  # a dependency failed or was skipped
+    "interrupted",  # the run stopped while it was running
+]
+
+#: Statuses from which a task will not move again without an operator command.
+FINAL_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "merge-conflict", "killed", "timed-out", "skipped", "blocked", "interrupted"}
+)
+#: Final statuses that an operator retry can restart.
+RETRYABLE_STATUSES: frozenset[str] = frozenset(
+    {"failed", "merge-conflict", "killed", "timed-out", "interrupted", "skipped", "blocked"}
+)
+#: Statuses of a task holding a live process or worktree operation.
+ACTIVE_STATUSES: frozenset[str] = frozenset({"starting", "running", "checking", "merging"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event: ``seq`` is assigned by the log writer, ``ts`` at emission."""
+
+    seq: int = field(default=0, kw_only=True)
+    ts: float = field(default=0.0, kw_only=True)
+
+    type_name: ClassVar[str] = "event"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # No super() call: zero-argument super() breaks under dataclass(slots=True).
+        # dataclass(slots=True) builds a second class; the last one registered wins.
+        cls.type_name = cls.__name__
+        _REGISTRY[cls.__name__] = cls
+
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+
+# ---------------------------------------------------------------- nested records
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTask:
+    """A ready task left out of a batch, and why."""
+
+    task: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionResult:
+    """The outcome of one ``run:`` criterion."""
+
+    text: str
+    command: str
+    passed: bool
+    exit_code: int
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedFile:
+    """A path a task changed, relative to the repo root."""
+
+    path: str
+    status: str = "M"  # A added, M modified, D deleted, R renamed, T type change
+    added: int = 0
+    deleted: int = 0
+    old_path: str = ""
+    binary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The numbers that say whether parallel work paid off."""
+
+    wall_s: float = 0.0
+    sequential_s: float = 0.0
+    time_saved_s: float = 0.0
+    conflict_rate: float = 0.0
+    rework_rate: float = 0.0
+    tasks_total: int = 0
+    tasks_succeeded: int = 0
+    tasks_failed: int = 0
+
+
+# ---------------------------------------------------------------- run lifecycle
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    """A run began. Carries everything needed to understand the log alone."""
+
+    run_id: str
+    plan: dict[str, Any]  # the validated plan, as JSON
+    plan_path: str
+    repo: str
+    isolation: str
+    base: str = ""
+    base_commit: str = ""
+    integration_branch: str = ""
+    auto_approve: bool = False
+    max_parallel: int = 3
+    schema: int = SCHEMA_VERSION
+    host_pid: int = 0
+    reaper_pid: int = 0
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """Something the operator should read that is not tied to one task."""
+
+    level: str  # info | warning | error
+    message: str
+    task: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResumed(Event):
+    """A later process took the run over from its log."""
+
+    host_pid: int
+    reaper_pid: int = 0
+    reaped_pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    """The run ended."""
+
+    status: str  # succeeded | partial | failed | stopped
+    metrics: Metrics
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingPaused(Event):
+    """No new batch will be proposed until resumed; running tasks go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingResumed(Event):
+    """Scheduling goes on."""
+
+
+# ---------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProposed(Event):
+    """The engine proposes the next tasks to start together."""
+
+    batch: int
+    tasks: tuple[str, ...]
+    held: tuple[HeldTask, ...] = ()
+    needs_approval: bool = True
+    notes: tuple[HeldTask, ...] = ()  # per-task remarks, e.g. "scope undeclared"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchApproved(Event):
+    """The operator (or the policy) approved a batch or part of it."""
+
+    batch: int
+    tasks: tuple[str, ...]
+    by: str = "operator"  # operator | policy
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeld(Event):
+    """The operator declined the proposal for now."""
+
+    batch: int
+
+
+# ---------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPreparing(Event):
+    """A task attempt's workspace is being made."""
+
+    task: str
+    attempt: int
+    workdir: str
+    branch: str = ""
+    base_commit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetupFinished(Event):
+    """``worktree_setup`` ended for an attempt."""
+
+    task: str
+    attempt: int
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted(Event):
+    """An agent process started."""
+
+    task: str
+    attempt: int
+    agent: str
+    argv: tuple[str, ...]
+    cwd: str
+    pid: int
+    pgid: int
+    prompt: str
+    transport: str = "pty"
+    branch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutput(Event):
+    """A chunk of an agent's (or its setup's) output, as raw bytes."""
+
+    task: str
+    attempt: int
+    data: bytes
+    stream: str = "agent"  # agent | setup | criteria | input
+
+
+@dataclass(frozen=True, slots=True)
+class InputSent(Event):
+    """The operator typed a line to an agent."""
+
+    task: str
+    attempt: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class KillRequested(Event):
+    """The operator asked to end a task."""
+
+    task: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExited(Event):
+    """An agent process ended."""
+
+    task: str
+    attempt: int
+    exit_code: int | None
+    signal: int | None = None
+    duration_s: float = 0.0
+    reason: str = "exit"  # exit | killed | timeout | spawn-error | setup-failed
+
+
+@dataclass(frozen=True, slots=True)
+class CriteriaChecked(Event):
+    """The ``run:`` criteria of an attempt were executed."""
+
+    task: str
+    attempt: int
+    results: tuple[CriterionResult, ...]
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCommitted(Event):
+    """An attempt's changes were committed on its branch."""
+
+    task: str
+    attempt: int
+    commit: str
+    changed: tuple[ChangedFile, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMerged(Event):
+    """An attempt's branch was merged into the integration branch."""
+
+    task: str
+    attempt: int
+    commit: str  # the integration branch's new tip
+    fast_forward: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MergeConflict(Event):
+    """An attempt's branch would not merge cleanly; nothing was changed."""
+
+    task: str
+    attempt: int
+    paths: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished(Event):
+    """An attempt reached its end state."""
+
+    task: str
+    attempt: int
+    status: str
+    reason: str = ""
+    output: str = ""  # the final output passed to dependents ({{ outputs.id }})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled(Event):
+    """A new attempt will start, with the failure and the operator's words as context."""
+
+    task: str
+    attempt: int  # the new attempt's number
+    prompt: str
+    context: str = ""
+    automatic: bool = False
+    keep_worktree: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSkipped(Event):
+    """The operator skipped a task; its dependents are blocked."""
+
+    task: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskBlocked(Event):
+    """A task cannot run because a dependency failed or was skipped."""
+
+    task: str
+    by: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FinalMerge(Event):
+    """The integration branch was merged into the operator's branch (or refused)."""
+
+    ok: bool
+    branch: str
+    commit: str = ""
+    detail: str = ""
+
+
+# ---------------------------------------------------------------- codec
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return {"text": value.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode("ascii")}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    return value
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bytes:
+        if "b64" in value:
+            return base64.b64decode(value["b64"])
+        return str(value["text"]).encode("utf-8")
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(hint)
+        return tuple(_from_json(item, v) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _from_json(options[0], value) if len(options) == 1 else value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        known = {f.name for f in dataclasses.fields(hint)}
+        hints = _hints(hint)
+        return hint(**{k: _from_json(hints[k], v) for k, v in value.items() if k in known})
+    return value
+
+
+def to_dict(ev: Event) -> dict[str, Any]:
+    """The JSON-ready form of an event, with its ``type``."""
+    if type(ev) is TaskOutput:  # the hot path under floods of output
+        data: Any = _to_json(ev.data)
+        return {
+            "type": "TaskOutput",
+            "seq": ev.seq,
+            "ts": ev.ts,
+            "task": ev.task,
+            "attempt": ev.attempt,
+            "data": data,
+            "stream": ev.stream,
+        }
+    out = {"type": ev.type_name}
+    out.update(_to_json(ev))
+    return out
+
+
+def encode(ev: Event) -> bytes:
+    """One event as one line of JSON, newline included."""
+    return (json.dumps(to_dict(ev), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+class DecodeError(ValueError):
+    """A line that is not a known event."""
+
+
+def from_dict(obj: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON form (unknown fields are ignored)."""
+    if not isinstance(obj, dict):
+        raise DecodeError("not a JSON object")
+    name = obj.get("type")
+    cls = _REGISTRY.get(str(name))
+    if cls is None:
+        raise DecodeError(f"unknown event type {name!r}")
+    hints = _hints(cls)
+    kwargs = {k: _from_json(hints[k], v) for k, v in obj.items() if k in hints and k != "type"}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise DecodeError(f"{name}: {exc}") from None
+
+
+def decode(line: bytes | str) -> Event:
+    """Parse one log line."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"not JSON: {exc}") from None
+    return from_dict(obj)
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every registered event class by name."""
+    return dict(_REGISTRY)
+
+
+Listener = Callable[[Event], None]

@@ -1,0 +1,109 @@
+"""Run metrics: time saved against running tasks one by one, conflict and rework rates.
+
+Owns the three numbers PATTERNS.md asks every run to track, as pure
+functions over :class:`RunState`, so a live run, ``stats`` on an old log and
+replay all report the same figures.
+"""
+
+from __future__ import annotations
+
+from delegate_tui.core.events import Metrics
+from delegate_tui.core.state import RunState
+
+
+def compute(state: RunState, now: float | None = None) -> Metrics:
+    """The metrics of a run as far as ``state`` (and ``now``, for a live run) goes."""
+    end = state.finished_ts or (now if now is not None else state.last_ts)
+    wall = max(0.0, end - state.started_ts) if state.started_ts else 0.0
+    ran = [t for t in state.tasks.values() if any(a.started_ts for a in t.attempts)]
+    sequential = 0.0
+    for task in state.tasks.values():
+        for attempt in task.attempts:
+            if attempt.started_ts:
+                stop = attempt.ended_ts or end
+                sequential += max(0.0, stop - attempt.started_ts)
+    collided = [t for t in ran if any(a.conflict_paths for a in t.attempts)]
+    extra_attempts = sum(max(0, len(t.attempts) - 1) for t in ran)
+    statuses = [t.status for t in state.tasks.values()]
+    return Metrics(
+        wall_s=round(wall, 3),
+        sequential_s=round(sequential, 3),
+        time_saved_s=round(sequential - wall, 3),
+        conflict_rate=round(len(collided) / len(ran), 4) if ran else 0.0,
+        rework_rate=round(extra_attempts / len(ran), 4) if ran else 0.0,
+        tasks_total=len(statuses),
+        tasks_succeeded=statuses.count("succeeded"),
+        tasks_failed=sum(
+            s in ("failed", "merge-conflict", "killed", "timed-out", "interrupted") for s in statuses
+        ),
+    )
+
+
+def summarize(state: RunState) -> str:
+    """One paragraph: what succeeded, what failed and why, what was blocked or skipped."""
+    groups: dict[str, list[str]] = {}
+    for task in state.tasks.values():
+        detail = task.id
+        attempt = task.attempt
+        if task.status in ("failed", "merge-conflict", "killed", "timed-out", "interrupted"):
+            reason = (attempt.reason if attempt else "") or task.status
+            detail = f"{task.id} ({reason})"
+        elif task.status == "blocked":
+            detail = f"{task.id} (needs {task.blocked_by})"
+        groups.setdefault(task.status, []).append(detail)
+    order = ["succeeded", "awaiting-merge", "failed", "merge-conflict", "timed-out", "killed",
+             "interrupted", "blocked", "skipped", "pending", "proposed"]
+    parts = []
+    for status in order + sorted(set(groups) - set(order)):
+        if status in groups:
+            label = "not run" if status in ("pending", "proposed") else status
+            parts.append(f"{label}: {', '.join(groups[status])}")
+    return "; ".join(parts)
+
+
+def stats(state: RunState) -> dict[str, object]:
+    """The machine-readable report of ``delegate-tui stats --json``."""
+    m = state.metrics if state.finished and state.metrics else compute(state)
+    tasks: dict[str, object] = {}
+    conflicts: list[dict[str, object]] = []
+    for task in state.tasks.values():
+        changed = task.changed
+        tasks[task.id] = {
+            "status": task.status,
+            "attempts": len(task.attempts),
+            "duration_s": round(task.duration_s, 3),
+            "changed_files": [f.path for f in changed],
+            "lines_added": sum(f.added for f in changed),
+            "lines_deleted": sum(f.deleted for f in changed),
+            "reason": (task.attempt.reason if task.attempt else "") or task.held_reason,
+        }
+        for attempt in task.attempts:
+            if attempt.conflict_paths:
+                conflicts.append(
+                    {
+                        "kind": "merge-conflict",
+                        "files": list(attempt.conflict_paths),
+                        "tasks": [task.id],
+                        "attempt": attempt.number,
+                        "against": state.integration_branch,
+                    }
+                )
+    return {
+        "run_id": state.run_id,
+        "plan": state.plan.name if state.plan else "",
+        "status": state.status,
+        "started": state.started_ts,
+        "repo": state.repo,
+        "isolation": state.isolation,
+        "integration_branch": state.integration_branch,
+        "tasks": tasks,
+        "conflicts": conflicts,
+        "metrics": {
+            "wall_s": m.wall_s,
+            "sequential_s": m.sequential_s,
+            "time_saved_s": m.time_saved_s,
+            "conflict_rate": m.conflict_rate,
+            "rework_rate": m.rework_rate,
+        },
+        "summary": state.summary,
+    }

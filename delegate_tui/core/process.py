@@ -1,0 +1,249 @@
+"""Agent processes: spawn, stream, feed input, terminate.
+
+Owns every agent's life as an operating-system process. Each agent runs in
+its own session and process group, in a pseudo-terminal by default (agents
+keep their colours and line buffering, as under a real terminal) or on
+pipes. Output is read as raw byte chunks straight from the descriptor,
+never as lines: a 1 MB line or a binary dump is just more chunks. Exit is
+known from the process itself (a pidfd where the kernel has one), not from
+end-of-output, because a grandchild may hold the output open forever; once
+the leader exits the rest of its group is ended too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from delegate_tui.core.reaper import group_alive
+
+READ_SIZE = 64 * 1024
+#: Bytes read per wake-up before yielding to the loop, so one flooding agent
+#: cannot starve the others or the UI.
+READ_BUDGET = 512 * 1024
+#: After the leader exits, how long stragglers may still flush output.
+DRAIN_S = 0.3
+
+OutputCallback = Callable[[bytes], None]
+
+
+def _set_controlling_tty() -> None:  # runs in the child, after setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class AgentProcess:
+    """One running agent (or setup/criteria command) in its own process group."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        out_fd: int,
+        in_fd: int | None,
+        transport: str,
+        on_output: OutputCallback,
+    ) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid  # start_new_session makes the child its group's leader
+        self.transport = transport
+        self.started = time.monotonic()
+        self._out_fd = out_fd
+        self._in_fd = in_fd
+        self._on_output = on_output
+        self._loop = asyncio.get_running_loop()
+        self._eof = asyncio.Event()
+        self._exited = asyncio.Event()
+        self._pidfd = -1
+        os.set_blocking(out_fd, False)
+        self._loop.add_reader(out_fd, self._read_ready)
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+            self._loop.add_reader(self._pidfd, self._poll_exit)
+        except (AttributeError, OSError):
+            self._pidfd = -1
+            self._loop.create_task(self._poll_exit_slowly())
+        self._poll_exit()
+
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        on_output: OutputCallback,
+        transport: str = "pty",
+        size: tuple[int, int] = (120, 40),
+    ) -> AgentProcess:
+        """Start ``argv`` in ``cwd``. Raises ``OSError`` when it cannot start."""
+        if transport == "pty":
+            master, slave = os.openpty()
+            cols, rows = size
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            try:
+                popen = subprocess.Popen(
+                    list(argv),
+                    cwd=cwd,
+                    env=dict(env),
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    start_new_session=True,
+                    preexec_fn=_set_controlling_tty,
+                    close_fds=True,
+                )
+            except BaseException:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            return cls(popen, master, master, "pty", on_output)
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        assert popen.stdout is not None and popen.stdin is not None
+        return cls(popen, popen.stdout.fileno(), popen.stdin.fileno(), "pipes", on_output)
+
+    # ------------------------------------------------------------ output
+
+    def _read_ready(self) -> None:
+        budget = READ_BUDGET
+        while budget > 0:
+            try:
+                data = os.read(self._out_fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # PTY: every slave descriptor closed
+                    self._at_eof()
+                    return
+                raise
+            if not data:
+                self._at_eof()
+                return
+            budget -= len(data)
+            self._on_output(data)
+
+    def _at_eof(self) -> None:
+        if not self._eof.is_set():
+            self._loop.remove_reader(self._out_fd)
+            self._eof.set()
+
+    # ------------------------------------------------------------ exit
+
+    def _poll_exit(self) -> None:
+        if self.popen.poll() is not None and not self._exited.is_set():
+            if self._pidfd >= 0:
+                self._loop.remove_reader(self._pidfd)
+                os.close(self._pidfd)
+                self._pidfd = -1
+            self._exited.set()
+
+    async def _poll_exit_slowly(self) -> None:
+        while not self._exited.is_set():
+            await asyncio.sleep(0.05)
+            self._poll_exit()
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status; negative for a signal (as ``subprocess`` reports it)."""
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        """Wait for the leader, drain output, end stragglers; return the exit status."""
+        await self._exited.wait()
+        if not self._eof.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._eof.wait(), DRAIN_S)
+        if group_alive(self.pgid):
+            # Stragglers (a daemon the agent left behind) end with their task.
+            await self._signal_group_and_wait(signal.SIGTERM, 1.0)
+            if group_alive(self.pgid):
+                self.signal_group(signal.SIGKILL)
+        self._read_ready_final()
+        self._close()
+        rc = self.popen.returncode
+        assert rc is not None
+        return rc
+
+    def _read_ready_final(self) -> None:
+        if not self._eof.is_set():
+            with contextlib.suppress(OSError):
+                self._read_ready()
+            self._at_eof()
+
+    def _close(self) -> None:
+        for fd in {self._out_fd, self._in_fd}:
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._out_fd = -1
+        self._in_fd = None
+        # Popen's own file objects point at the descriptors just closed.
+        for stream in (self.popen.stdin, self.popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.detach() if hasattr(stream, "detach") else None
+
+    # ------------------------------------------------------------ control
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, sig)
+
+    async def _signal_group_and_wait(self, sig: int, grace: float) -> None:
+        self.signal_group(sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self.popen.poll()
+            if not group_alive(self.pgid):
+                return
+            await asyncio.sleep(0.05)
+
+    async def terminate(self, grace: float = 5.0) -> None:
+        """SIGTERM the group; SIGKILL it if anything is left after ``grace`` seconds."""
+        await self._signal_group_and_wait(signal.SIGTERM, grace)
+        self.popen.poll()
+        if group_alive(self.pgid):
+            self.signal_group(signal.SIGKILL)
+
+    def send_input(self, text: str) -> None:
+        """Type a line into the agent's stdin (Enter included)."""
+        if self._in_fd is None or self._in_fd < 0:
+            raise ProcessLookupError("the process has ended")
+        ending = "\r" if self.transport == "pty" else "\n"
+        data = (text + ending).encode()
+        if self._in_fd == self._out_fd:  # PTY master is non-blocking
+            end = time.monotonic() + 1.0
+            while data:
+                try:
+                    data = data[os.write(self._in_fd, data) :]
+                except BlockingIOError:
+                    if time.monotonic() > end:
+                        raise
+                    time.sleep(0.01)
+        else:
+            os.write(self._in_fd, data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Tell a PTY agent its terminal changed size."""
+        if self.transport == "pty" and self._out_fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self._out_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

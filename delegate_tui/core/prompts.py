@@ -1,0 +1,126 @@
+"""What each attempt is asked: rendered prompts, retry prompts, passed-on outputs.
+
+Owns the text that flows between tasks and back to agents. All pure: the
+engine calls these with state and gets strings. ``plain_text`` turns raw
+terminal output (colours, ``\\r`` progress lines, backspaces) into what a
+person would read on screen, so neither a retry prompt nor a dependent's
+``{{ outputs.x }}`` carries escape codes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from delegate_tui.core.plan import OUTPUT_REF_RE, Plan
+from delegate_tui.core.state import AttemptState, RunState
+
+#: Characters of output carried into a retry prompt or a dependent's prompt.
+OUTPUT_LIMIT = 6000
+RETRY_TAIL_LIMIT = 3000
+
+_ESCAPE_RE = re.compile(
+    r"""
+    \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)   # OSC ... BEL or ST (titles, hyperlinks, clipboard)
+  | \x1b[P^_X][^\x1b]*\x1b\\            # DCS, PM, APC, SOS strings
+  | \x1b\[[0-?]*[ -/]*[@-~]             # CSI sequences (colours, cursor moves)
+  | \x1b[ -/]*[0-~]                     # two-character escapes
+  | [\x00-\x08\x0b\x0c\x0e-\x1f\x7f]    # other C0 controls, except \t \n \r
+    """,
+    re.VERBOSE,
+)
+
+
+_BACKSPACE_RE = re.compile("[^\x08\r]\x08")
+
+
+def plain_text(data: bytes | str) -> str:
+    """Raw terminal output as the lines a person would see (no escape codes)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.replace("\r\n", "\n")
+    lines = []
+    for raw in text.split("\n"):
+        # Backspace erases the previous character, as a terminal shows it.
+        while "\x08" in raw:
+            erased = _BACKSPACE_RE.sub("", raw, count=1)
+            raw = erased if erased != raw else raw.replace("\x08", "")
+        # A carriage return rewinds: what follows overwrites from the start.
+        segments = raw.split("\r")
+        line = ""
+        for seg in segments:
+            seg = _ESCAPE_RE.sub("", seg)
+            line = seg + line[len(seg):]
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def tail_text(data: bytes | str, limit: int) -> str:
+    """The last ``limit`` characters of readable output, cut at a line start."""
+    text = plain_text(data).strip("\n")
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    newline = cut.find("\n")
+    return "[...]\n" + (cut[newline + 1 :] if 0 <= newline < limit // 2 else cut)
+
+
+def final_output(attempt: AttemptState, last_message: str | None) -> str:
+    """What a finished attempt hands its dependents: its last message, else its tail."""
+    if last_message and last_message.strip():
+        text = last_message.strip()
+        return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n[...]"
+    return tail_text(bytes(attempt.tail), OUTPUT_LIMIT)
+
+
+def render_prompt(plan: Plan, state: RunState, task_id: str) -> str:
+    """A task's prompt with ``{{ outputs.x }}`` replaced by each dependency's output."""
+    prompt = plan.task(task_id).prompt or ""
+
+    def substitute(match: re.Match[str]) -> str:
+        dep = match.group(1)
+        dep_state = state.tasks.get(dep)
+        return dep_state.output if dep_state and dep_state.output else f"(no output from {dep})"
+
+    return OUTPUT_REF_RE.sub(substitute, prompt)
+
+
+def failure_summary(attempt: AttemptState) -> str:
+    """One line on how an attempt failed."""
+    if attempt.reason:
+        return attempt.reason
+    if attempt.exit_reason == "timeout":
+        return "timed out"
+    if attempt.exit_reason == "killed":
+        return "killed by the operator"
+    if attempt.signal:
+        return f"ended by signal {attempt.signal}"
+    if attempt.exit_code not in (None, 0):
+        return f"exited with status {attempt.exit_code}"
+    if attempt.criteria_passed is False:
+        failed = [c.text for c in attempt.criteria if not c.passed]
+        return "criteria failed: " + "; ".join(failed)
+    if attempt.conflict_paths:
+        return "merge conflict in " + ", ".join(attempt.conflict_paths)
+    return "failed"
+
+
+def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -> str:
+    """The prompt for the next attempt: the task, how it failed, the operator's words."""
+    parts = [original.rstrip(), "", f"--- Previous attempt ({failed.number}) failed: "
+             f"{failure_summary(failed)} ---"]
+    failing = [c for c in failed.criteria if not c.passed]
+    for c in failing:
+        parts.append(f"Criterion failed: {c.command or c.text} (exit {c.exit_code})")
+        if c.output.strip():
+            parts.append(tail_text(c.output, 800))
+    if failed.conflict_paths:
+        parts.append(
+            "Your changes did not merge cleanly with work that landed meanwhile, in: "
+            + ", ".join(failed.conflict_paths)
+            + ". Start from the current integration branch and redo the change on top of it."
+        )
+    tail = tail_text(bytes(failed.tail), RETRY_TAIL_LIMIT)
+    if tail:
+        parts += ["Last output of the failed attempt:", tail]
+    if operator_text.strip():
+        parts += ["", "--- Operator's note ---", operator_text.strip()]
+    return "\n".join(parts).strip() + "\n"

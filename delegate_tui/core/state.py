@@ -1,0 +1,495 @@
+"""RunState and ``apply(state, event)``: the one place a run's state changes.
+
+Owns the projection of events into a picture of the run. Live runs, replay,
+``stats``, resume and the tests all build state by folding events through
+:func:`apply`, and nowhere else, so they cannot disagree.
+
+``apply`` is deterministic and does no I/O. For speed under floods of output
+it updates the state in place and returns it (copying a whole run per output
+chunk would cost more than the agents' output itself); take a
+``copy.deepcopy`` where a snapshot must not move, as replay keyframes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from delegate_tui.core.events import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    BatchApproved,
+    BatchHeld,
+    BatchProposed,
+    ChangedFile,
+    CriteriaChecked,
+    CriterionResult,
+    Event,
+    FinalMerge,
+    InputSent,
+    KillRequested,
+    MergeConflict,
+    Metrics,
+    Notice,
+    RetryScheduled,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    SchedulingPaused,
+    SchedulingResumed,
+    SetupFinished,
+    TaskBlocked,
+    TaskCommitted,
+    TaskExited,
+    TaskFinished,
+    TaskMerged,
+    TaskOutput,
+    TaskPreparing,
+    TaskSkipped,
+    TaskStarted,
+)
+from delegate_tui.core.plan import Plan
+
+#: Bytes of each attempt's output kept in state: enough for a retry's context
+#: and a dependent's ``{{ outputs.x }}``; the whole output stays in the log.
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class AttemptState:
+    """One attempt of one task."""
+
+    number: int
+    prompt: str = ""
+    context: str = ""  # the operator's words or failure summary that started it
+    workdir: str = ""
+    branch: str = ""
+    base_commit: str = ""
+    argv: tuple[str, ...] = ()
+    pid: int = 0
+    pgid: int = 0
+    transport: str = ""
+    started_ts: float = 0.0
+    ended_ts: float = 0.0
+    exit_code: int | None = None
+    signal: int | None = None
+    exit_reason: str = ""
+    setup_ok: bool | None = None
+    criteria: tuple[CriterionResult, ...] = ()
+    criteria_passed: bool | None = None
+    commit: str = ""
+    changed: tuple[ChangedFile, ...] = ()
+    merged_commit: str = ""
+    conflict_paths: tuple[str, ...] = ()
+    status: str = "starting"
+    reason: str = ""
+    output_bytes: int = 0
+    tail: bytearray = field(default_factory=bytearray)
+    last_output_ts: float = 0.0
+    kill_requested: bool = False
+    inputs: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        """Wall time of the attempt so far (0 before it started)."""
+        if not self.started_ts:
+            return 0.0
+        return max(0.0, (self.ended_ts or self.started_ts) - self.started_ts)
+
+
+@dataclass(slots=True)
+class TaskState:
+    """Everything known about one task."""
+
+    id: str
+    status: str = "pending"
+    attempts: list[AttemptState] = field(default_factory=list)
+    held_reason: str = ""
+    note: str = ""
+    blocked_by: str = ""
+    skip_reason: str = ""
+    output: str = ""  # final output for dependents
+    batch: int = 0  # the batch that first started it
+
+    @property
+    def attempt(self) -> AttemptState | None:
+        """The latest attempt, if any."""
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def duration_s(self) -> float:
+        """Time spent across every attempt (what the task cost sequentially)."""
+        return sum(a.duration_s for a in self.attempts)
+
+    @property
+    def changed(self) -> tuple[ChangedFile, ...]:
+        """Files changed by the latest committed attempt."""
+        for attempt in reversed(self.attempts):
+            if attempt.commit:
+                return attempt.changed
+        return ()
+
+    @property
+    def is_final(self) -> bool:
+        """True when the task will not move without an operator command."""
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(slots=True)
+class RunState:
+    """The state of a run, as the events so far describe it."""
+
+    run_id: str = ""
+    plan: Plan | None = None
+    plan_path: str = ""
+    repo: str = ""
+    isolation: str = ""
+    base: str = ""
+    base_commit: str = ""
+    integration_branch: str = ""
+    integration_tip: str = ""
+    auto_approve: bool = False
+    max_parallel: int = 3
+    status: str = "new"  # new | running | succeeded | partial | failed | stopped
+    started_ts: float = 0.0
+    finished_ts: float = 0.0
+    last_ts: float = 0.0
+    last_seq: int = 0
+    paused: bool = False
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    proposal: BatchProposed | None = None
+    batches: int = 0
+    notices: list[Notice] = field(default_factory=list)
+    metrics: Metrics | None = None
+    summary: str = ""
+    host_pids: list[int] = field(default_factory=list)
+    reaper_pids: list[int] = field(default_factory=list)
+    final_merge: FinalMerge | None = None
+    events: int = 0
+
+    def task(self, task_id: str) -> TaskState:
+        """State of one task (KeyError if the plan has no such task)."""
+        return self.tasks[task_id]
+
+    def with_status(self, *statuses: str) -> list[TaskState]:
+        """Tasks in any of these statuses, in plan order."""
+        return [t for t in self.tasks.values() if t.status in statuses]
+
+    @property
+    def active(self) -> list[TaskState]:
+        """Tasks holding a process or a workspace operation."""
+        return [t for t in self.tasks.values() if t.status in ACTIVE_STATUSES]
+
+    @property
+    def finished(self) -> bool:
+        """True once RunFinished was applied."""
+        return self.status in ("succeeded", "partial", "failed", "stopped")
+
+    @property
+    def elapsed_s(self) -> float:
+        """Wall time from start to the last event (or the finish)."""
+        if not self.started_ts:
+            return 0.0
+        return max(0.0, (self.finished_ts or self.last_ts) - self.started_ts)
+
+
+# ---------------------------------------------------------------- handlers
+
+_Handler = Callable[[RunState, Any], None]
+_HANDLERS: dict[type[Event], _Handler] = {}
+
+
+def _on(cls: type[Event]) -> Callable[[_Handler], _Handler]:
+    def register(fn: _Handler) -> _Handler:
+        _HANDLERS[cls] = fn
+        return fn
+
+    return register
+
+
+def _attempt(state: RunState, task: str, number: int) -> AttemptState:
+    """The attempt an event refers to, created if the log skipped its start."""
+    ts = state.tasks.setdefault(task, TaskState(task))
+    for attempt in reversed(ts.attempts):
+        if attempt.number == number:
+            return attempt
+    attempt = AttemptState(number)
+    ts.attempts.append(attempt)
+    return attempt
+
+
+@_on(RunStarted)
+def _run_started(state: RunState, ev: RunStarted) -> None:
+    try:
+        plan: Plan | None = Plan.model_validate(ev.plan)
+    except Exception:  # a foreign or damaged log: show what we can
+        plan = None
+    state.run_id = ev.run_id
+    state.plan = plan
+    state.plan_path = ev.plan_path
+    state.repo = ev.repo
+    state.isolation = ev.isolation
+    state.base = ev.base
+    state.base_commit = ev.base_commit
+    state.integration_branch = ev.integration_branch
+    state.integration_tip = ev.base_commit
+    state.auto_approve = ev.auto_approve
+    state.max_parallel = ev.max_parallel
+    state.status = "running"
+    state.started_ts = ev.ts
+    state.host_pids.append(ev.host_pid)
+    if ev.reaper_pid:
+        state.reaper_pids.append(ev.reaper_pid)
+    ids: Iterable[str] = (t.id for t in plan.tasks) if plan else (
+        str(t.get("id")) for t in ev.plan.get("tasks", []) if isinstance(t, dict)
+    )
+    for task_id in ids:
+        state.tasks.setdefault(task_id, TaskState(task_id))
+
+
+@_on(RunResumed)
+def _run_resumed(state: RunState, ev: RunResumed) -> None:
+    state.host_pids.append(ev.host_pid)
+    if ev.reaper_pid:
+        state.reaper_pids.append(ev.reaper_pid)
+    state.status = "running"
+    state.finished_ts = 0.0
+    state.proposal = None
+
+
+@_on(Notice)
+def _notice(state: RunState, ev: Notice) -> None:
+    state.notices.append(ev)
+
+
+@_on(RunFinished)
+def _run_finished(state: RunState, ev: RunFinished) -> None:
+    state.status = ev.status
+    state.metrics = ev.metrics
+    state.summary = ev.summary
+    state.finished_ts = ev.ts
+    state.proposal = None
+
+
+@_on(SchedulingPaused)
+def _paused(state: RunState, ev: SchedulingPaused) -> None:
+    state.paused = True
+
+
+@_on(SchedulingResumed)
+def _resumed(state: RunState, ev: SchedulingResumed) -> None:
+    state.paused = False
+
+
+@_on(BatchProposed)
+def _proposed(state: RunState, ev: BatchProposed) -> None:
+    state.proposal = ev
+    state.batches = max(state.batches, ev.batch)
+    for task in state.tasks.values():
+        if task.status == "pending":
+            task.held_reason = ""
+    for held in ev.held:
+        if held.task in state.tasks:
+            state.tasks[held.task].held_reason = held.reason
+    for note in ev.notes:
+        if note.task in state.tasks:
+            state.tasks[note.task].note = note.reason
+    for task_id in ev.tasks:
+        if task_id in state.tasks and state.tasks[task_id].status == "pending":
+            state.tasks[task_id].status = "proposed"
+
+
+@_on(BatchApproved)
+def _approved(state: RunState, ev: BatchApproved) -> None:
+    if state.proposal is not None and state.proposal.batch == ev.batch:
+        for task_id in state.proposal.tasks:
+            task = state.tasks.get(task_id)
+            if task is not None and task.status == "proposed" and task_id not in ev.tasks:
+                task.status = "pending"
+        state.proposal = None
+    for task_id in ev.tasks:
+        task = state.tasks.get(task_id)
+        if task is not None and task.status in ("proposed", "pending"):
+            task.status = "starting"
+            task.held_reason = ""
+            task.batch = ev.batch
+
+
+@_on(BatchHeld)
+def _held(state: RunState, ev: BatchHeld) -> None:
+    if state.proposal is not None and state.proposal.batch == ev.batch:
+        for task_id in state.proposal.tasks:
+            task = state.tasks.get(task_id)
+            if task is not None and task.status == "proposed":
+                task.status = "pending"
+                task.held_reason = "held by the operator"
+        state.proposal = None
+
+
+@_on(TaskPreparing)
+def _preparing(state: RunState, ev: TaskPreparing) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.workdir = ev.workdir
+    attempt.branch = ev.branch
+    attempt.base_commit = ev.base_commit
+    attempt.status = "starting"
+    state.tasks[ev.task].status = "starting"
+
+
+@_on(SetupFinished)
+def _setup(state: RunState, ev: SetupFinished) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.setup_ok = ev.ok
+    if not ev.ok:
+        attempt.reason = f"setup failed: {ev.detail}"
+
+
+@_on(TaskStarted)
+def _started(state: RunState, ev: TaskStarted) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.argv = ev.argv
+    attempt.pid = ev.pid
+    attempt.pgid = ev.pgid
+    attempt.transport = ev.transport
+    attempt.prompt = ev.prompt
+    attempt.started_ts = ev.ts
+    attempt.last_output_ts = ev.ts
+    attempt.workdir = attempt.workdir or ev.cwd
+    attempt.branch = attempt.branch or ev.branch
+    attempt.status = "running"
+    state.tasks[ev.task].status = "running"
+
+
+@_on(TaskOutput)
+def _output(state: RunState, ev: TaskOutput) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.output_bytes += len(ev.data)
+    tail = attempt.tail
+    tail += ev.data
+    if len(tail) > TAIL_BYTES:
+        del tail[: len(tail) - TAIL_BYTES]
+    attempt.last_output_ts = ev.ts
+
+
+@_on(InputSent)
+def _input(state: RunState, ev: InputSent) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.inputs.append(ev.text)
+    attempt.last_output_ts = ev.ts
+
+
+@_on(KillRequested)
+def _kill(state: RunState, ev: KillRequested) -> None:
+    _attempt(state, ev.task, ev.attempt).kill_requested = True
+
+
+@_on(TaskExited)
+def _exited(state: RunState, ev: TaskExited) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.exit_code = ev.exit_code
+    attempt.signal = ev.signal
+    attempt.exit_reason = ev.reason
+    if not attempt.started_ts:
+        attempt.started_ts = ev.ts - ev.duration_s
+    attempt.ended_ts = ev.ts
+    task = state.tasks[ev.task]
+    if ev.exit_code == 0 and ev.reason == "exit":
+        task.status = attempt.status = "checking"
+
+
+@_on(CriteriaChecked)
+def _criteria(state: RunState, ev: CriteriaChecked) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.criteria = ev.results
+    attempt.criteria_passed = ev.passed
+    if ev.passed:
+        state.tasks[ev.task].status = attempt.status = "merging"
+
+
+@_on(TaskCommitted)
+def _committed(state: RunState, ev: TaskCommitted) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.commit = ev.commit
+    attempt.changed = ev.changed
+    state.tasks[ev.task].status = attempt.status = "merging"
+
+
+@_on(TaskMerged)
+def _merged(state: RunState, ev: TaskMerged) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.merged_commit = ev.commit
+    state.integration_tip = ev.commit
+
+
+@_on(MergeConflict)
+def _conflict(state: RunState, ev: MergeConflict) -> None:
+    _attempt(state, ev.task, ev.attempt).conflict_paths = ev.paths
+
+
+@_on(TaskFinished)
+def _finished(state: RunState, ev: TaskFinished) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.status = ev.status
+    attempt.reason = ev.reason or attempt.reason
+    if not attempt.ended_ts:
+        attempt.ended_ts = ev.ts
+    task = state.tasks[ev.task]
+    task.status = ev.status
+    if ev.output:
+        task.output = ev.output
+
+
+@_on(RetryScheduled)
+def _retry(state: RunState, ev: RetryScheduled) -> None:
+    task = state.tasks.setdefault(ev.task, TaskState(ev.task))
+    task.attempts.append(AttemptState(ev.attempt, prompt=ev.prompt, context=ev.context))
+    task.status = "starting"
+    task.blocked_by = ""
+    task.skip_reason = ""
+    # Dependents blocked by this task may run again once it succeeds.
+    for other in state.tasks.values():
+        if other.status == "blocked" and other.blocked_by == ev.task:
+            other.status = "pending"
+            other.blocked_by = ""
+
+
+@_on(TaskSkipped)
+def _skipped(state: RunState, ev: TaskSkipped) -> None:
+    task = state.tasks[ev.task]
+    task.status = "skipped"
+    task.skip_reason = ev.reason
+
+
+@_on(TaskBlocked)
+def _blocked(state: RunState, ev: TaskBlocked) -> None:
+    task = state.tasks[ev.task]
+    task.status = "blocked"
+    task.blocked_by = ev.by
+    task.held_reason = ev.reason
+
+
+@_on(FinalMerge)
+def _final_merge(state: RunState, ev: FinalMerge) -> None:
+    state.final_merge = ev
+
+
+def apply(state: RunState, ev: Event) -> RunState:
+    """Fold one event into ``state`` (in place) and return it."""
+    handler = _HANDLERS.get(type(ev))
+    if handler is not None:
+        handler(state, ev)
+    state.events += 1
+    if ev.seq:
+        state.last_seq = ev.seq
+    if ev.ts:
+        state.last_ts = max(state.last_ts, ev.ts)
+    return state
+
+
+def build(events: Iterable[Event], state: RunState | None = None) -> RunState:
+    """Fold a sequence of events from scratch (or onto ``state``)."""
+    state = state if state is not None else RunState()
+    for ev in events:
+        apply(state, ev)
+    return state

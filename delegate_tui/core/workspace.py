@@ -1,0 +1,363 @@
+"""Git workspaces: the integration branch, a worktree per task attempt, commits, merges.
+
+Owns every change delegate-tui makes to a repository, and the promise that
+the operator's own branch, index and working tree are never touched unless
+they ask for the final merge. Merges into the integration branch are
+computed with ``git merge-tree --write-tree`` and land with a
+compare-and-swap ``update-ref``, so a conflicting merge changes nothing at
+all, not even a temporary checkout. Everything goes through the git CLI with
+``-z`` output (paths with spaces, newlines or unicode survive); callers in
+async code run these blocking functions in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from delegate_tui.core.events import ChangedFile
+
+MIN_GIT = (2, 38)  # merge-tree --write-tree
+DELEGATE_DIR = ".delegate"
+_FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "delegate-tui",
+    "GIT_AUTHOR_EMAIL": "delegate-tui@localhost",
+    "GIT_COMMITTER_NAME": "delegate-tui",
+    "GIT_COMMITTER_EMAIL": "delegate-tui@localhost",
+}
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message holds the command and git's own words."""
+
+
+def git(
+    args: Sequence[str],
+    cwd: Path | str,
+    *,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run git without a pager or prompts and capture its output as text."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
+    full_env.pop("GIT_DIR", None)
+    full_env.pop("GIT_WORK_TREE", None)
+    full_env.pop("GIT_INDEX_FILE", None)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=str(cwd),
+        env=full_env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        input=input_text,
+        stdin=None if input_text is not None else subprocess.DEVNULL,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise GitError(f"git {' '.join(args[:3])}: " + (detail[-1] if detail else f"exit {proc.returncode}"))
+    return proc
+
+
+def git_version() -> tuple[int, int]:
+    """The installed git's (major, minor), (0, 0) if git is missing."""
+    try:
+        out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout
+    except FileNotFoundError:
+        return (0, 0)
+    match = re.search(r"(\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def find_repo(path: Path) -> Path | None:
+    """The top of the git work tree containing ``path``, or ``None``."""
+    if not path.exists():
+        return None
+    proc = git(["rev-parse", "--show-toplevel"], path, check=False)
+    return Path(proc.stdout.strip()) if proc.returncode == 0 else None
+
+
+def ensure_excluded(repo: Path) -> None:
+    """Add ``/.delegate/`` to ``.git/info/exclude`` (never the user's .gitignore)."""
+    common = Path(git(["rev-parse", "--git-common-dir"], repo).stdout.strip())
+    if not common.is_absolute():
+        common = repo / common
+    exclude = common / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+    if f"/{DELEGATE_DIR}/" not in existing.split("\n"):
+        prefix = "" if not existing or existing.endswith("\n") else "\n"
+        with exclude.open("a", encoding="utf-8") as fh:
+            fh.write(f"{prefix}# delegate-tui runs and worktrees\n/{DELEGATE_DIR}/\n")
+
+
+def rev_parse(repo: Path, rev: str) -> str:
+    """The commit id ``rev`` names; GitError if none."""
+    proc = git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"'{rev}' is not a branch or commit in {repo}")
+    return proc.stdout.strip()
+
+
+def has_commits(repo: Path) -> bool:
+    """False for a freshly initialised repository."""
+    return git(["rev-parse", "--verify", "--quiet", "HEAD"], repo, check=False).returncode == 0
+
+
+def current_branch(repo: Path) -> str | None:
+    """The checked-out branch, or ``None`` when HEAD is detached."""
+    proc = git(["symbolic-ref", "--quiet", "--short", "HEAD"], repo, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def identity_env(repo: Path) -> dict[str, str]:
+    """Author variables to use when the repository has no user configured."""
+    if git(["config", "user.email"], repo, check=False).returncode == 0:
+        return {}
+    return dict(_FALLBACK_IDENTITY)
+
+
+def dirty_paths(repo: Path) -> list[str]:
+    """Uncommitted paths of the operator's tree (tracked or untracked, not ignored)."""
+    out = git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], repo).stdout
+    paths: list[str] = []
+    records = out.split("\0")
+    i = 0
+    while i < len(records):
+        record = records[i]
+        i += 1
+        if len(record) < 4:
+            continue
+        status, path = record[:2], record[3:]
+        if status[0] in "RC":
+            i += 1  # the rename's source follows
+        if not path.startswith(f"{DELEGATE_DIR}/"):
+            paths.append(path)
+    return paths
+
+
+def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
+    """Commit the current state of ``workdir`` (untracked included) without touching its index.
+
+    Uses a temporary index file, so the operator's staged changes stay as they were.
+    """
+    with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **identity_env(workdir)}
+        git(["read-tree", parent], workdir, env=env)
+        git(["add", "-A", "--", ".", f":(exclude){DELEGATE_DIR}"], workdir, env=env)
+        tree = git(["write-tree"], workdir, env=env).stdout.strip()
+        parent_tree = git(["rev-parse", f"{parent}^{{tree}}"], workdir).stdout.strip()
+        if tree == parent_tree:
+            return parent
+        return git(["commit-tree", tree, "-p", parent, "-m", message], workdir, env=env).stdout.strip()
+
+
+def create_branch(repo: Path, branch: str, commit: str) -> None:
+    """Create (or move, if it exists and nothing has it checked out) a branch."""
+    git(["branch", "--force", branch, commit], repo)
+
+
+def add_worktree(repo: Path, path: Path, branch: str, start: str) -> None:
+    """A new worktree at ``path`` on a new branch ``branch`` from ``start``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(["worktree", "add", "--quiet", "-B", branch, str(path), start], repo)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove a worktree (its branch stays)."""
+    git(["worktree", "remove", "--force", str(path)], repo, check=False)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    git(["worktree", "prune"], repo, check=False)
+
+
+def head(workdir: Path) -> str:
+    """The commit checked out in ``workdir``."""
+    return git(["rev-parse", "HEAD"], workdir).stdout.strip()
+
+
+def commit_all(workdir: Path, message: str) -> str:
+    """Commit everything in the worktree (tracked, staged, untracked); return HEAD."""
+    env = identity_env(workdir)
+    git(["add", "-A"], workdir, env=env)
+    staged = git(["diff", "--cached", "--quiet"], workdir, check=False).returncode != 0
+    if staged:
+        git(["commit", "--quiet", "--no-verify", "-m", message], workdir, env=env)
+    return head(workdir)
+
+
+def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
+    """Files that differ between two commits, with status and line counts."""
+    if base == tip:
+        return []
+    status_out = git(["diff", "--name-status", "-z", "-M", base, tip], repo).stdout.split("\0")
+    numstat_out = git(["diff", "--numstat", "-z", "-M", base, tip], repo).stdout.split("\0")
+    counts: dict[str, tuple[int, int, bool]] = {}
+    i = 0
+    while i < len(numstat_out):
+        record = numstat_out[i]
+        i += 1
+        if not record:
+            continue
+        parts = record.split("\t")
+        if len(parts) < 3:
+            continue
+        added, deleted, path = parts
+        if path == "" and i + 1 < len(numstat_out):  # rename: old\0new\0 follow
+            path = numstat_out[i + 1]
+            i += 2
+        binary = added == "-"
+        counts[path] = (0 if binary else int(added), 0 if binary else int(deleted), binary)
+    files: list[ChangedFile] = []
+    i = 0
+    while i < len(status_out):
+        code = status_out[i]
+        i += 1
+        if not code:
+            continue
+        letter = code[0]
+        if letter in "RC":
+            old, new = status_out[i], status_out[i + 1]
+            i += 2
+        else:
+            old, new = "", status_out[i]
+            i += 1
+        added, deleted, binary = counts.get(new, (0, 0, False))
+        files.append(ChangedFile(new, "R" if letter == "R" else letter, added, deleted, old, binary))
+    return files
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """The outcome of merging a commit into a branch."""
+
+    ok: bool
+    commit: str = ""
+    fast_forward: bool = False
+    conflicts: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def is_ancestor(repo: Path, older: str, newer: str) -> bool:
+    """True when ``older`` is reachable from ``newer``."""
+    return git(["merge-base", "--is-ancestor", older, newer], repo, check=False).returncode == 0
+
+
+def predict_merge(repo: Path, ours: str, theirs: str) -> MergeResult:
+    """Merge two commits in memory: the tree, or the conflicting paths. Changes nothing."""
+    proc = git(["merge-tree", "--write-tree", "--name-only", "-z", ours, theirs], repo, check=False)
+    if proc.returncode not in (0, 1):
+        raise GitError(f"git merge-tree: {proc.stderr.strip()}")
+    sections = proc.stdout.split("\0\0", 1)
+    head_part = sections[0].split("\0")
+    tree, paths = head_part[0], tuple(p for p in head_part[1:] if p)
+    messages = _merge_messages(sections[1]) if len(sections) > 1 else ""
+    if proc.returncode == 1:  # the exit code is the truth, not the list
+        return MergeResult(False, conflicts=paths, detail=messages)
+    return MergeResult(True, commit=tree)
+
+
+def _merge_messages(raw: str) -> str:
+    """merge-tree's informational records: count, paths, type, message; keep conflicts."""
+    fields = raw.split("\0")
+    out: list[str] = []
+    i = 0
+    while i < len(fields) and fields[i].isdigit():
+        count = int(fields[i])
+        i += 1 + count
+        if i + 1 >= len(fields):
+            break
+        kind, text = fields[i], fields[i + 1].strip()
+        i += 2
+        if kind.startswith("CONFLICT"):
+            out.append(text)
+    return "; ".join(out)
+
+
+def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResult:
+    """Merge ``commit`` into ``branch`` (not checked out anywhere) atomically."""
+    ref = f"refs/heads/{branch}"
+    tip = rev_parse(repo, ref)
+    if is_ancestor(repo, commit, tip):
+        return MergeResult(True, tip, fast_forward=True, detail="already merged")
+    if is_ancestor(repo, tip, commit):
+        git(["update-ref", ref, commit, tip], repo)
+        return MergeResult(True, commit, fast_forward=True)
+    predicted = predict_merge(repo, tip, commit)
+    if not predicted.ok:
+        return predicted
+    env = identity_env(repo)
+    merged = git(
+        ["commit-tree", predicted.commit, "-p", tip, "-p", commit, "-m", message], repo, env=env
+    ).stdout.strip()
+    git(["update-ref", ref, merged, tip], repo)  # compare-and-swap: fails if tip moved
+    return MergeResult(True, merged)
+
+
+def final_merge(repo: Path, integration: str, expected_branch: str) -> MergeResult:
+    """Bring the integration branch into the operator's checked-out branch.
+
+    Only a fast-forward or a merge that ``merge-tree`` proves clean, and only
+    when the operator's tree has no uncommitted changes that git would touch.
+    """
+    branch = current_branch(repo)
+    if branch is None:
+        return MergeResult(False, detail="HEAD is detached; check out your branch first")
+    if expected_branch and branch != expected_branch:
+        return MergeResult(
+            False, detail=f"the run started from '{expected_branch}' but '{branch}' is checked out"
+        )
+    tip = rev_parse(repo, "HEAD")
+    target = rev_parse(repo, integration)
+    if is_ancestor(repo, target, tip):
+        return MergeResult(True, tip, fast_forward=True, detail="already up to date")
+    dirty = [p for p in dirty_paths(repo)]
+    if dirty:
+        return MergeResult(
+            False, detail=f"your working tree has uncommitted changes ({', '.join(dirty[:3])})"
+        )
+    if is_ancestor(repo, tip, target):
+        git(["merge", "--ff-only", "--quiet", target], repo)
+        return MergeResult(True, target, fast_forward=True)
+    predicted = predict_merge(repo, tip, target)
+    if not predicted.ok:
+        return MergeResult(False, conflicts=predicted.conflicts, detail="would conflict")
+    env = identity_env(repo)
+    git(["merge", "--no-ff", "--no-edit", "--quiet", target], repo, env=env)
+    return MergeResult(True, rev_parse(repo, "HEAD"))
+
+
+def setup_copy(repo: Path, workdir: Path, rel: str) -> str:
+    """Copy an untracked file or folder from the repo into a worktree; '' or a warning."""
+    src, dst = repo / rel, workdir / rel
+    if not src.exists():
+        return f"worktree_setup.copy: {rel} does not exist in the repository; skipped"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dst)
+    return ""
+
+
+def setup_link(repo: Path, workdir: Path, rel: str) -> str:
+    """Symlink a big folder of the repo into a worktree; '' or a warning."""
+    src, dst = repo / rel, workdir / rel
+    if not src.exists():
+        return f"worktree_setup.link: {rel} does not exist in the repository; skipped"
+    if dst.is_symlink() or dst.exists():
+        return f"worktree_setup.link: {rel} already exists in the worktree; left as it is"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src, target_is_directory=src.is_dir())
+    return ""
