@@ -91,6 +91,12 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
     if override and override not in plan.resolved_agents():
         fail(f"--agent-override: unknown agent '{override}' (presets: {', '.join(sorted(PRESETS))})")
     auto = bool(opts["yes"]) or plan.approve == "auto"
+    interactive_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    auto_merge = None
+    if plan.merge == "manual" and (auto or not interactive_terminal):
+        auto_merge = True
+        click.echo("delegate-tui: merge: manual needs an operator at the UI; "
+                   "this headless run merges clean work automatically", err=True)
     engine = Engine(
         plan,
         EngineOptions(
@@ -102,13 +108,13 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
             kill_grace_s=float(opts["kill_grace"]),
             transport=opts["transport"],
             finish=bool(opts["finish"]),
+            auto_merge=auto_merge,
         ),
     )
     try:
         engine.preflight()
     except PreflightError as exc:
         fail(str(exc))
-    interactive_terminal = sys.stdin.isatty() and sys.stdout.isatty()
     needs_operator = [t.id for t in engine.plan.tasks if t.approve]
     if not interactive_terminal and (not auto or needs_operator):
         what = (
@@ -215,42 +221,50 @@ def plan_cmd(plan_file: str, isolation: str | None, max_parallel: int | None) ->
             click.echo(f"  note: {note.task}: {note.reason}")
         for held in proposal.held:
             click.echo(f"  held: {held.task}: {held.reason}")
-    waiting = [t.id for t in plan.tasks if t.depends_on]
-    if waiting:
-        click.echo(f"  later: {len(waiting)} task(s) wait for their dependencies")
-    estimates = {t.id: t.estimate for t in plan.tasks if t.estimate}
-    if estimates:
+    has_estimates = any(t.estimate for t in plan.tasks)
+    weight = {t.id: t.estimate or (0.0 if has_estimates else 1.0) for t in plan.tasks}
+    parallel, schedule = _simulate(plan, weight, state.max_parallel, state.isolation)
+    click.echo("\n" + click.style("Expected batches", bold=True) + " (if every task succeeds)")
+    for index, (start, tasks) in enumerate(schedule, 1):
+        when = f"at {_fmt_s(start)}" if has_estimates else f"step {start:.0f}"
+        click.echo(f"  {index}. {when:>10}: {', '.join(tasks)}")
+    if has_estimates:
         click.echo("\n" + click.style("Estimate", bold=True))
         missing = [t.id for t in plan.tasks if not t.estimate]
-        weight = {t.id: t.estimate or 0.0 for t in plan.tasks}
         sequential = sum(weight.values())
-        parallel = _simulate(plan, weight, state.max_parallel, state.isolation)
         path = graph.critical_path(plan.deps, weight)
         click.echo(f"  sequential: {_fmt_s(sequential)}")
-        click.echo(f"  parallel:   {_fmt_s(parallel)} (about {sequential / parallel:.1f}x faster)" if parallel else "")
+        if parallel:
+            click.echo(f"  parallel:   {_fmt_s(parallel)} (about {sequential / parallel:.1f}x faster)")
         click.echo(f"  critical path: {' -> '.join(path)} ({_fmt_s(sum(weight[p] for p in path))})")
         if missing:
             click.echo(f"  no estimate (counted as 0): {', '.join(missing)}")
 
 
-def _simulate(plan: Plan, weight: dict[str, float], max_parallel: int, isolation: str) -> float:
-    """Wall time if batches run as the batcher would start them, with estimated durations."""
+def _simulate(
+    plan: Plan, weight: dict[str, float], max_parallel: int, isolation: str
+) -> tuple[float, list[tuple[float, tuple[str, ...]]]]:
+    """Wall time and batch starts if every task succeeds in its estimated time."""
     from delegate_tui.core.state import AttemptState, TaskState
 
     state = RunState(plan=plan, isolation=isolation, max_parallel=max_parallel)
     state.tasks = {t.id: TaskState(t.id) for t in plan.tasks}
     clock, running = 0.0, {}
+    batches: list[tuple[float, tuple[str, ...]]] = []
     while True:
         proposal = batching.next_batch(plan, state, auto_approve=True)
+        if proposal is not None:
+            batches.append((clock, proposal.tasks))
         for task_id in proposal.tasks if proposal else ():
             state.tasks[task_id].status = "running"
             state.tasks[task_id].attempts.append(AttemptState(1))
             running[task_id] = clock + weight[task_id]
         if not running:
-            return clock
-        task_id = min(running, key=lambda t: running[t])
-        clock = running.pop(task_id)
-        state.tasks[task_id].status = "succeeded"
+            return clock, batches
+        clock = min(running.values())
+        for task_id in [t for t, end in running.items() if end == clock]:
+            del running[task_id]
+            state.tasks[task_id].status = "succeeded"
 
 
 @main.command()

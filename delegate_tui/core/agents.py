@@ -63,6 +63,8 @@ class AgentSpec:
     transport: Transport = "pty"
     #: The ``shell`` preset runs the task's own ``command:`` instead of ``command``.
     uses_task_command: bool = False
+    #: The preset this agent extends, through any chain (its own name for a preset).
+    preset: str = ""
 
 
 PRESETS: dict[str, AgentSpec] = {
@@ -155,6 +157,7 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             transport=spec.transport or (base.transport if base else "pty"),
             uses_task_command=(base.uses_task_command if base else False)
             and spec.command is None,
+            preset=(base.preset or base.name) if base else name,
         )
 
     for name in defs:

@@ -86,15 +86,15 @@ def conflict_reason(plan: Plan, task: Task, other: Task, *, isolation: str) -> s
     if isolation == "shared" and (_scope_undeclared(task) or _scope_undeclared(other)):
         who = task.id if _scope_undeclared(task) else other.id
         return f"{who} has no declared edits and runs alone in shared mode"
-    overlap = scopes.first_overlap(task.edits, other.edits)
-    if overlap is not None:
-        return f"edits overlap with {other.id} on {overlap.describe()}"
     mine = scopes.shared_hits(task.edits, plan.shared_files)
     if mine:
         theirs = scopes.shared_hits(other.edits, plan.shared_files)
         if theirs:
             both = sorted(set(mine) & set(theirs)) or sorted({*mine, *theirs})
             return f"shares config file {', '.join(both)} with {other.id}"
+    overlap = scopes.first_overlap(task.edits, other.edits)
+    if overlap is not None:
+        return f"edits overlap with {other.id} on {overlap.describe()}"
     common = sorted(set(task.resources) & set(other.resources))
     if common:
         return f"shares resource {', '.join(common)} with {other.id}"

@@ -89,6 +89,9 @@ class EngineOptions:
     run_id: str | None = None
     pty_size: tuple[int, int] = (120, 40)
     auto_merge: bool | None = None  # override `merge:` (None: the plan decides)
+    #: An operator is present (the UI): a run with failures waits for them to
+    #: retry, skip or end it, instead of ending by itself.
+    hold_at_end: bool = False
 
 
 def new_run_id() -> str:
@@ -101,11 +104,19 @@ class Engine:
 
     def __init__(self, plan: Plan, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
-        if self.options.agent_override:
+        override = self.options.agent_override
+        if override:
+            # Tasks already on an agent built from the override keep it (and its args).
+            agents = plan.resolved_agents()
+
+            def keeps(name: str) -> bool:
+                spec = agents.get(name)
+                return spec is not None and override in (spec.name, spec.preset)
+
             plan = plan.model_copy(
                 update={
                     "tasks": tuple(
-                        t.model_copy(update={"agent": self.options.agent_override})
+                        t if keeps(plan.agent_of(t)) else t.model_copy(update={"agent": override})
                         for t in plan.tasks
                     )
                 }
@@ -128,6 +139,10 @@ class Engine:
         self._merge_lock = asyncio.Lock()
         self._stopping = False
         self._stop_reason = ""
+        self._end_requested = False
+        self._final_merge_requested = self.options.finish
+        self._told_waiting = False
+        self._warnings: list[str] = []
         self._base_branch = ""
         self._seq = 0
         self._auto_merge = (
@@ -193,6 +208,7 @@ class Engine:
                        else "agents start from the last commit without them (use --include-dirty to include them)")
                 )
         self.isolation = isolation
+        self._warnings = warnings
         try:
             self._agents = plan.resolved_agents()
         except AgentError as exc:
@@ -218,7 +234,8 @@ class Engine:
 
     async def run(self) -> RunState:
         """Run the plan to its end (or until stopped); return the final state."""
-        warnings = self.preflight() if not self.isolation else []
+        if not self.isolation:
+            self.preflight()
         self.run_dir = runs_dir(self.repo) / self.run_id
         base_commit = ""
         integration = ""
@@ -260,7 +277,7 @@ class Engine:
                 version=__version__,
             )
         )
-        for message in warnings:
+        for message in self._warnings:
             self._emit(Notice(level="warning", message=message))
         try:
             await self._loop()
@@ -287,9 +304,13 @@ class Engine:
                 self._finish_run("stopped", self._stop_reason)
             return
         outcome = batching.run_outcome(plan, state)
-        if outcome is not None and idle:
-            self._finish_run(outcome)
+        if idle and (self._end_requested or (outcome is not None and not self._waits_for_operator(outcome))):
+            self._finish_run(outcome or "stopped", "ended by the operator" if outcome is None else "")
             return
+        if idle and outcome is not None and not self._told_waiting:
+            self._told_waiting = True
+            self._emit(Notice(level="warning", message="the run is waiting for you: retry or skip the "
+                              "failed tasks, or end the run"))
         if state.paused or state.proposal is not None:
             if state.paused and idle and state.auto_approve and state.proposal is None:
                 self._finish_run("failed" if outcome is None else outcome, "scheduling stopped")
@@ -310,6 +331,9 @@ class Engine:
         if not proposal.needs_approval:
             self._approve(ev.batch, proposal.tasks, by="policy")
 
+    def _waits_for_operator(self, outcome: str) -> bool:
+        return self.options.hold_at_end and outcome != "succeeded" and not self._end_requested
+
     def _finish_run(self, status: str, reason: str = "") -> None:
         summary = metrics.summarize(self.state)
         if reason:
@@ -323,7 +347,7 @@ class Engine:
             job.cancel()
         for proc in list(self._procs.values()):
             await proc.terminate(self.options.kill_grace_s)
-        if self.options.finish and self.state.status in ("succeeded", "partial"):
+        if self._final_merge_requested and self.state.status in ("succeeded", "partial"):
             await self._final_merge()
         if self.isolation == "worktree":
             await self._cleanup_worktrees()
@@ -362,6 +386,8 @@ class Engine:
 
     def approve(self, tasks: list[str] | None = None) -> str:
         """Approve the pending proposal (all of it, or only ``tasks``)."""
+        if self.state.finished:
+            return "the run has ended"
         proposal = self.state.proposal
         if proposal is None:
             return "no batch is waiting for approval"
@@ -379,6 +405,8 @@ class Engine:
 
     def hold(self) -> str:
         """Decline the proposal for now; scheduling pauses until resumed."""
+        if self.state.finished:
+            return "the run has ended"
         proposal = self.state.proposal
         if proposal is None:
             return "no batch is waiting for approval"
@@ -389,6 +417,8 @@ class Engine:
 
     def pause(self) -> str:
         """Stop proposing batches; running tasks go on."""
+        if self.state.finished:
+            return "the run has ended"
         if self.state.paused:
             return "scheduling is already paused"
         self._emit(SchedulingPaused())
@@ -396,6 +426,8 @@ class Engine:
 
     def resume(self) -> str:
         """Propose batches again."""
+        if self.state.finished:
+            return "the run has ended"
         if not self.state.paused:
             return "scheduling is not paused"
         self._emit(SchedulingResumed())
@@ -403,6 +435,8 @@ class Engine:
 
     def kill(self, task_id: str) -> str:
         """End a running task's whole process group (SIGTERM, then SIGKILL)."""
+        if self.state.finished:
+            return "the run has ended"
         task = self.state.tasks.get(task_id)
         if task is None:
             return f"no task '{task_id}'"
@@ -418,6 +452,8 @@ class Engine:
 
     def skip(self, task_id: str, reason: str = "skipped by the operator") -> str:
         """Give up on a task that is not running; its dependents are blocked."""
+        if self.state.finished:
+            return "the run has ended"
         task = self.state.tasks.get(task_id)
         if task is None:
             return f"no task '{task_id}'"
@@ -432,6 +468,8 @@ class Engine:
 
     def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str:
         """Start a new attempt with the failure and ``context`` added to the prompt."""
+        if self.state.finished:
+            return "the run has ended"
         task = self.state.tasks.get(task_id)
         if task is None:
             return f"no task '{task_id}'"
@@ -467,6 +505,8 @@ class Engine:
 
     def send_input(self, task_id: str, text: str) -> str:
         """Type a line into a running agent's stdin."""
+        if self.state.finished:
+            return "the run has ended"
         proc = self._procs.get(task_id)
         task = self.state.tasks.get(task_id)
         if proc is None or task is None or task.status != "running":
@@ -480,6 +520,8 @@ class Engine:
 
     def merge(self, task_id: str) -> str:
         """With ``merge: manual``, merge a finished task into the integration branch."""
+        if self.state.finished:
+            return "the run has ended"
         task = self.state.tasks.get(task_id)
         if task is None or task.status != "awaiting-merge":
             return f"{task_id} is not waiting for a merge"
@@ -495,12 +537,24 @@ class Engine:
             self._wake.set()
 
     def finish(self) -> str:
-        """Merge the integration branch into the operator's branch (when clean)."""
+        """End the run and merge the integration branch into the operator's branch (when clean)."""
+        if self.state.finished:
+            return "the run has ended"
         if self.isolation != "worktree":
             return "only worktree runs have an integration branch to merge"
         if self.state.active:
             return "tasks are still running"
-        asyncio.get_running_loop().create_task(self._final_merge())
+        self._final_merge_requested = True
+        return self.end()
+
+    def end(self) -> str:
+        """End the run once nothing is running; what did not run is reported as such."""
+        if self.state.finished:
+            return "the run has ended"
+        if self.state.active:
+            return "tasks are still running; kill them or wait"
+        self._end_requested = True
+        self._wake.set()
         return ""
 
     def stop(self, reason: str = "stopped by the operator") -> str:

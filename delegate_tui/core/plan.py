@@ -183,12 +183,12 @@ class Plan(BaseModel):
     agents: dict[str, AgentDef] = Field(default_factory=dict)
     tasks: tuple[Task, ...] = Field(min_length=1)
     source: SkipJsonSchema[str] = Field(default="", exclude=True)
-    task_lines: SkipJsonSchema[tuple[int, ...]] = Field(default=(), exclude=True)
+    field_lines: SkipJsonSchema[dict[str, int]] = Field(default_factory=dict, exclude=True)
 
     def where(self, task_id: str, field: str = "") -> str:
         """``plan.yaml:14: tasks[2].agent``: where a task (field) sits in its file."""
         index = self.ids.index(task_id)
-        line = self.task_lines[index] if index < len(self.task_lines) else 0
+        line = self.field_lines.get(f"{index}.{field}") or self.field_lines.get(f"{index}.", 0)
         location = f"{self.source or 'plan'}:{line}" if line else (self.source or "plan")
         return f"{location}: tasks[{index}]" + (f".{field}" if field else "")
 
@@ -408,20 +408,26 @@ def parse_plan(text: str, file: str = "plan.yaml") -> Plan:
     except ValidationError as exc:
         problems += [_pydantic_problem(e, file, lines) for e in exc.errors()]
         raise PlanError(problems) from None
-    plan = plan.model_copy(
-        update={"task_lines": tuple(lines.line(("tasks", i)) for i in range(len(plan.tasks)))}
-    )
+    field_lines = {
+        f"{path[1]}.{path[2] if len(path) > 2 else ''}": line
+        for path, line in {**lines.values, **lines.keys}.items()
+        if len(path) in (2, 3) and path[0] == "tasks" and isinstance(path[1], int)
+    }
+    plan = plan.model_copy(update={"field_lines": field_lines})
     try:
-        plan = _read_prompt_files(plan, file, lines)
+        with_prompts = _read_prompt_files(plan, file, lines)
     except PlanError as exc:
         problems += exc.problems
-    problems += list(_semantic_problems(plan, file, lines))
+        with_prompts = plan
+    problems += list(_semantic_problems(plan, file, lines, with_prompts))
     if problems:
         raise PlanError(problems)
-    return plan
+    return with_prompts
 
 
-def _semantic_problems(plan: Plan, file: str, lines: _Lines) -> Iterator[Problem]:
+def _semantic_problems(
+    plan: Plan, file: str, lines: _Lines, with_prompts: Plan
+) -> Iterator[Problem]:
     ids = plan.ids
     first_index: dict[str, int] = {}
     for index, task in enumerate(plan.tasks):
@@ -500,7 +506,7 @@ def _semantic_problems(plan: Plan, file: str, lines: _Lines) -> Iterator[Problem
             "dependency cycle: " + " -> ".join(cycle),
         )
     else:
-        for index, task in enumerate(plan.tasks):
+        for index, task in enumerate(with_prompts.tasks):
             if task.prompt is None:
                 continue
             upstream = graph.ancestors(deps, task.id)

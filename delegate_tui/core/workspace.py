@@ -155,7 +155,7 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **identity_env(workdir)}
         git(["read-tree", parent], workdir, env=env)
-        git(["add", "-A", "--", ".", f":(exclude){DELEGATE_DIR}"], workdir, env=env)
+        git(["add", "-A"], workdir, env=env)  # .delegate/ is in info/exclude
         tree = git(["write-tree"], workdir, env=env).stdout.strip()
         parent_tree = git(["rev-parse", f"{parent}^{{tree}}"], workdir).stdout.strip()
         if tree == parent_tree:

@@ -1,0 +1,98 @@
+"""Shared fixtures: real git repositories in temporary folders, plans, engine runs."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core.engine import Engine, EngineOptions
+from delegate_tui.core.events import Event
+from delegate_tui.core.plan import Plan, load_plan
+from delegate_tui.core.state import RunState
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` and return its stdout."""
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture(autouse=True)
+def fast_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Demo agents run without their theatrical pauses in tests."""
+    monkeypatch.setenv("DELEGATE_DEMO_SPEED", "0")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit on ``main``."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "--initial-branch=main")
+    git(root, "config", "user.name", "Test Operator")
+    git(root, "config", "user.email", "test@example.invalid")
+    (root / "README.md").write_text("# test repo\n")
+    (root / "src").mkdir()
+    (root / "src" / "shared.py").write_text("OWNER = 'nobody'\nA = 1\nB = 2\n")
+    (root / ".gitignore").write_text("__pycache__/\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+@pytest.fixture
+def write_plan(tmp_path: Path) -> Callable[..., Plan]:
+    """Write plan YAML (dedented) next to the repo and load it."""
+
+    def write(text: str, name: str = "plan.yaml", folder: Path | None = None) -> Plan:
+        path = (folder or tmp_path) / name
+        path.write_text(textwrap.dedent(text))
+        return load_plan(path)
+
+    return write
+
+
+class Recorder:
+    """Collects every event an engine emits."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, ev: Event) -> None:
+        self.events.append(ev)
+
+    def of(self, cls: type[Event]) -> list[Event]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+
+def run_engine(
+    plan: Plan,
+    *,
+    during: Callable[[Engine, Recorder], object] | None = None,
+    **options: object,
+) -> tuple[RunState, Recorder, Engine]:
+    """Run a plan to its end with the real engine; ``during`` may drive commands."""
+    opts = {"auto_approve": True, "kill_grace_s": 1.0, **options}
+    engine = Engine(plan, EngineOptions(**opts))  # type: ignore[arg-type]
+    recorder = Recorder()
+    engine.subscribe(recorder)
+
+    async def main() -> RunState:
+        engine.preflight()
+        driver = None
+        if during is not None:
+            result = during(engine, recorder)
+            if asyncio.iscoroutine(result):
+                driver = asyncio.get_running_loop().create_task(result)
+        state = await asyncio.wait_for(engine.run(), 90)
+        if driver is not None:
+            await driver
+        return state
+
+    return asyncio.run(main()), recorder, engine

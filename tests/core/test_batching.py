@@ -1,0 +1,201 @@
+"""The batcher's rules, and a human reason for every ready task it holds back."""
+
+from __future__ import annotations
+
+import textwrap
+
+from delegate_tui.core import batching
+from delegate_tui.core.plan import Plan, parse_plan
+from delegate_tui.core.state import AttemptState, RunState, TaskState
+
+
+def plan_of(tasks: str, **top: object) -> Plan:
+    head = "name: p\n" + "".join(f"{k}: {v}\n" for k, v in top.items())
+    return parse_plan(head + "tasks:\n" + textwrap.indent(textwrap.dedent(tasks), "  "))
+
+
+def state_of(plan: Plan, isolation: str = "worktree", **statuses: str) -> RunState:
+    state = RunState(plan=plan, isolation=isolation, max_parallel=plan.max_parallel)
+    state.tasks = {t.id: TaskState(t.id, status=statuses.get(t.id, "pending")) for t in plan.tasks}
+    return state
+
+
+def propose(plan: Plan, state: RunState, auto: bool = True) -> batching.Proposal:
+    proposal = batching.next_batch(plan, state, auto_approve=auto)
+    assert proposal is not None
+    return proposal
+
+
+def held(proposal: batching.Proposal) -> dict[str, str]:
+    return {h.task: h.reason for h in proposal.held}
+
+
+def test_disjoint_tasks_share_a_batch_up_to_max_parallel() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a/**]}
+        - {id: b, prompt: x, edits: [b/**]}
+        - {id: c, prompt: x, edits: [c/**]}
+        """,
+        max_parallel=2,
+    )
+    proposal = propose(plan, state_of(plan))
+    assert proposal.tasks == ("a", "b")
+    assert held(proposal) == {"c": "max_parallel (2) reached"}
+
+
+def test_overlap_with_a_file_that_does_not_exist_yet() -> None:
+    plan = plan_of(
+        """\
+        - {id: wide, prompt: x, edits: ["src/**"]}
+        - {id: narrow, prompt: x, edits: [src/auth/x.ts]}
+        """
+    )
+    proposal = propose(plan, state_of(plan))
+    assert proposal.tasks == ("wide",)
+    assert held(proposal) == {"narrow": "edits overlap with wide on src/auth/x.ts / src/**"}
+
+
+def test_running_task_blocks_overlap_and_takes_a_slot() -> None:
+    plan = plan_of(
+        """\
+        - {id: service, prompt: x, edits: ["src/auth/**"]}
+        - {id: fix, prompt: x, edits: ["src/auth/login.ts"]}
+        - {id: docs, prompt: x, edits: ["docs/**"]}
+        """,
+        max_parallel=2,
+    )
+    state = state_of(plan, service="running")
+    proposal = propose(plan, state)
+    assert proposal.tasks == ("docs",)
+    assert held(proposal) == {"fix": "edits overlap with service on src/auth/login.ts / src/auth/** (running)"}
+
+
+def test_shared_config_and_resources_serialise() -> None:
+    plan = plan_of(
+        """\
+        - {id: charts, prompt: x, edits: ["web/charts/**", package.json]}
+        - {id: dates, prompt: x, edits: ["web/dates/**", package.json]}
+        - {id: migrate-a, prompt: x, edits: [db/a.sql], resources: [database]}
+        - {id: migrate-b, prompt: x, edits: [db/b.sql], resources: [database]}
+        """,
+        max_parallel=4,
+    )
+    proposal = propose(plan, state_of(plan))
+    assert proposal.tasks == ("charts", "migrate-a")
+    assert held(proposal) == {
+        "dates": "shares config file package.json with charts",
+        "migrate-b": "shares resource database with migrate-a",
+    }
+
+
+def test_lock_files_are_shared_by_default() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [yarn.lock, web/a/**]}
+        - {id: b, prompt: x, edits: [Cargo.lock, web/b/**]}
+        """
+    )
+    proposal = propose(plan, state_of(plan))
+    assert held(proposal)["b"].startswith("shares config file")
+
+
+def test_longest_remaining_chain_goes_first() -> None:
+    plan = plan_of(
+        """\
+        - {id: quick, prompt: x, edits: [q/**]}
+        - {id: head, prompt: x, edits: [h/**], estimate: 5m}
+        - {id: tail, prompt: x, edits: [t/**], depends_on: [head], estimate: 5m}
+        """,
+        max_parallel=1,
+    )
+    proposal = propose(plan, state_of(plan))
+    assert proposal.tasks == ("head",)
+    assert held(proposal) == {"quick": "max_parallel (1) reached"}
+
+
+def test_approve_true_is_proposed_alone_and_needs_the_operator() -> None:
+    plan = plan_of(
+        """\
+        - {id: deploy, prompt: x, edits: [deploy/**], approve: true, estimate: 9m}
+        - {id: docs, prompt: x, edits: [docs/**]}
+        """
+    )
+    proposal = propose(plan, state_of(plan), auto=True)
+    assert proposal.tasks == ("deploy",) and proposal.needs_approval
+    assert held(proposal) == {"docs": "deploy needs its own approval"}
+    state = state_of(plan, deploy="running")
+    assert propose(plan, state, auto=True) == batching.Proposal(("docs",), (), (), False)
+
+
+def test_undeclared_scope_worktree_vs_shared() -> None:
+    plan = plan_of(
+        """\
+        - {id: loose, prompt: x}
+        - {id: tidy, prompt: x, edits: [docs/**]}
+        """
+    )
+    proposal = propose(plan, state_of(plan, "worktree"))
+    assert proposal.tasks == ("loose", "tidy")
+    assert [(n.task, n.reason) for n in proposal.notes] == [("loose", "scope undeclared: no edits declared")]
+    shared = propose(plan, state_of(plan, "shared"))
+    assert shared.tasks == ("loose",)
+    assert held(shared) == {"tidy": "loose has no declared edits and runs alone in shared mode"}
+
+
+def test_consult_tasks_run_beside_anything() -> None:
+    plan = plan_of(
+        """\
+        - {id: build, prompt: x, edits: ["**"]}
+        - {id: advice, prompt: x, kind: consult}
+        """
+    )
+    assert propose(plan, state_of(plan, "shared")).tasks == ("build", "advice")
+
+
+def test_readiness_blocking_and_outcome() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a]}
+        - {id: b, prompt: x, edits: [b], depends_on: [a]}
+        - {id: c, prompt: x, edits: [c], depends_on: [b]}
+        """
+    )
+    state = state_of(plan)
+    assert batching.ready(plan, state) == ["a"]
+    assert batching.waiting_reason(plan, state, "b") == "waits for a (pending)"
+    state.tasks["a"].status = "succeeded"
+    assert batching.ready(plan, state) == ["b"]
+    state.tasks["b"].status = "failed"
+    assert batching.newly_blocked(plan, state) == [("c", "b", "dependency b failed")]
+    assert batching.run_outcome(plan, state) is None
+    state.tasks["c"].status = "blocked"
+    assert batching.run_outcome(plan, state) == "partial"
+    state.tasks["a"].status = "failed"
+    assert batching.run_outcome(plan, state) == "failed"
+    for task in state.tasks.values():
+        task.status = "succeeded"
+    assert batching.run_outcome(plan, state) == "succeeded"
+    assert batching.next_batch(plan, state, auto_approve=True) is None
+
+
+def test_retry_policy_and_whole_batch_failure() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a], retries: 1}
+        - {id: b, prompt: x, edits: [b]}
+        """
+    )
+    state = state_of(plan, a="failed", b="failed")
+    state.tasks["a"].attempts = [AttemptState(1)]
+    state.tasks["b"].attempts = [AttemptState(1)]
+    assert batching.auto_retry_allowed(plan, state, "a")
+    assert not batching.auto_retry_allowed(plan, state, "b")
+    state.tasks["a"].attempts.append(AttemptState(2))
+    assert not batching.auto_retry_allowed(plan, state, "a")
+    state.tasks["a"].status = "killed"
+    assert not batching.auto_retry_allowed(plan, state, "a")
+    assert batching.batch_all_failed(state, ["a", "b"])
+    state.tasks["b"].status = "succeeded"
+    assert not batching.batch_all_failed(state, ["a", "b"])
+    assert not batching.batch_all_failed(state, ["a"])

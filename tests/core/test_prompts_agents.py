@@ -1,0 +1,87 @@
+"""Prompts carried between attempts and tasks; argv built without a shell."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from delegate_tui.core.agents import PRESETS, AgentDef, AgentError, build_argv, resolve_agents
+from delegate_tui.core.events import CriterionResult
+from delegate_tui.core.prompts import final_output, plain_text, retry_prompt, tail_text
+from delegate_tui.core.state import AttemptState
+
+
+def test_plain_text_renders_like_a_terminal() -> None:
+    raw = b"\x1b[32mok\x1b[0m\n10%\r50%\r100%\nab\x08c\x1b]0;title\x07\x1b]52;c;Zm9v\x07x\n\x1b[?25lspin"
+    assert plain_text(raw) == "ok\n100%\nac x\nspin".replace(" ", "")
+
+
+def test_tail_text_is_bounded_and_cut_at_a_line() -> None:
+    text = "\n".join(f"line {i}" for i in range(1000))
+    tail = tail_text(text, 100)
+    assert tail.startswith("[...]\nline ") and tail.endswith("line 999") and len(tail) <= 110
+
+
+def test_retry_prompt_carries_failure_output_and_operator_words() -> None:
+    failed = AttemptState(1, exit_code=2, exit_reason="exit", started_ts=1.0)
+    failed.tail.extend(b"\x1b[31mTypeError: x is None\x1b[0m\n")
+    failed.criteria = (CriterionResult("tests pass", "pytest -q", False, 1, "1 failed"),)
+    prompt = retry_prompt("Implement login.", failed, "Use the session helper in src/session.py")
+    assert prompt.startswith("Implement login.\n")
+    assert "Previous attempt (1) failed: exited with status 2" in prompt
+    assert "TypeError: x is None" in prompt and "\x1b" not in prompt
+    assert "Criterion failed: pytest -q (exit 1)" in prompt
+    assert prompt.rstrip().endswith("--- Operator's note ---\nUse the session helper in src/session.py")
+
+
+def test_final_output_prefers_the_last_message() -> None:
+    attempt = AttemptState(1)
+    attempt.tail.extend(b"noise\nUse streams.\n")
+    assert final_output(attempt, "  Use 64 KiB chunks.\n") == "Use 64 KiB chunks."
+    assert final_output(attempt, None) == "noise\nUse streams."
+
+
+def test_prompt_is_one_argument_never_a_shell_string() -> None:
+    hostile = "x'; rm -rf / #\n$(touch pwned)"
+    argv = build_argv(PRESETS["claude"], prompt=hostile, task_id="t", workdir="/w", last_message="/m", model="opus")
+    assert argv == ["claude", "-p", "--permission-mode", "acceptEdits", "--model", "opus", hostile]
+    codex = build_argv(PRESETS["codex"], prompt="p", task_id="t", workdir="/w", last_message="/m")
+    assert codex == ["codex", "exec", "--sandbox", "workspace-write", "--skip-git-repo-check",
+                     "--output-last-message", "/m", "p"]
+    assert build_argv(PRESETS["gemini"], prompt="p", task_id="t", workdir="/w", last_message="") == [
+        "gemini", "--approval-mode", "auto_edit", "-p", "p"]
+    assert build_argv(PRESETS["aider"], prompt="p", task_id="t", workdir="/w", last_message="") == [
+        "aider", "--yes-always", "--message", "p"]
+    demo = build_argv(PRESETS["demo"], prompt="p", task_id="t", workdir="/w", last_message="/m", persona="Tester")
+    assert demo[:3] == [sys.executable, "-m", "delegate_tui.demo.agent"] and demo[-1] == "p"
+    assert "--persona" in demo
+
+
+def test_persona_without_persona_args_goes_into_the_prompt() -> None:
+    argv = build_argv(PRESETS["gemini"], prompt="Review", task_id="t", workdir="", last_message="", persona="Auditor")
+    assert argv[-1] == "You are Auditor.\n\nReview"
+
+
+def test_shell_agent_runs_the_task_command() -> None:
+    shell = PRESETS["shell"]
+    assert build_argv(shell, prompt="p", task_id="t", workdir="/w", last_message="",
+                      task_command=("make", "{task_id}")) == ["make", "t"]
+    assert build_argv(shell, prompt="$(evil)", task_id="t", workdir="", last_message="",
+                      task_command="echo {prompt}") == ["sh", "-c", "echo {prompt}"]
+    with pytest.raises(AgentError):
+        build_argv(shell, prompt="p", task_id="t", workdir="", last_message="")
+
+
+def test_agents_extend_and_override() -> None:
+    agents = resolve_agents({
+        "fast": AgentDef(extends="codex", args=("-m", "mini")),
+        "faster": AgentDef(extends="fast", env={"X": "1"}, transport="pipes"),
+        "custom": AgentDef(command=("my-agent", "{prompt}")),
+    })
+    assert agents["faster"].args == ("-m", "mini") and agents["faster"].transport == "pipes"
+    assert agents["faster"].preset == "codex" and agents["custom"].preset == "custom"
+    with pytest.raises(AgentError, match="cycle"):
+        resolve_agents({"x": AgentDef(extends="y"), "y": AgentDef(extends="x")})
+    with pytest.raises(AgentError, match="needs `command` or `extends`"):
+        resolve_agents({"bare": AgentDef()})

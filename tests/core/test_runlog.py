@@ -1,0 +1,123 @@
+"""The run log survives crashes and bad bytes, and reports what it skipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core.events import (
+    SCHEMA_VERSION,
+    BatchProposed,
+    ChangedFile,
+    CriteriaChecked,
+    CriterionResult,
+    HeldTask,
+    Metrics,
+    RunFinished,
+    RunStarted,
+    TaskCommitted,
+    TaskExited,
+    TaskOutput,
+    decode,
+    encode,
+    event_types,
+)
+from delegate_tui.core.runlog import LogError, LogWriter, ReadReport, read_events, repair_tail, resolve_run
+
+SAMPLES = [
+    RunStarted(run_id="r1", plan={"name": "p", "tasks": []}, plan_path="/p.yaml", repo="/r", isolation="worktree", seq=1, ts=1.0),
+    BatchProposed(batch=1, tasks=("a", "b"), held=(HeldTask("c", "edits overlap with a on src/**"),), seq=2, ts=2.0),
+    TaskOutput(task="a", attempt=1, data=b"\x1b[31mred\x1b[0m \xff\xfe not utf-8 \xe2\x82", seq=3, ts=3.0),
+    TaskOutput(task="a", attempt=1, data="ünïcødé ✔\r\n".encode(), seq=4, ts=3.5),
+    TaskExited(task="a", attempt=1, exit_code=None, signal=9, duration_s=1.5, reason="killed", seq=5, ts=4.0),
+    CriteriaChecked(task="a", attempt=1, results=(CriterionResult("t", "test -f x", False, 1, "no"),), passed=False, seq=6, ts=5.0),
+    TaskCommitted(task="a", attempt=1, commit="abc", changed=(ChangedFile("my file é.txt", "A", 3, 0),), seq=7, ts=6.0),
+    RunFinished(status="partial", metrics=Metrics(wall_s=5.0, sequential_s=8.0, time_saved_s=3.0), seq=8, ts=7.0),
+]
+
+
+def test_every_event_type_round_trips() -> None:
+    for ev in SAMPLES:
+        assert decode(encode(ev)) == ev
+    assert len(event_types()) >= 25
+
+
+def test_binary_output_survives_byte_for_byte(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 4
+    writer = LogWriter(tmp_path / "events.jsonl")
+    writer.write(SAMPLES[0])
+    writer.write(TaskOutput(task="a", attempt=1, data=payload, seq=2, ts=2.0))
+    writer.close()
+    events = list(read_events(tmp_path / "events.jsonl"))
+    assert isinstance(events[1], TaskOutput) and events[1].data == payload
+    for line in (tmp_path / "events.jsonl").read_bytes().splitlines():
+        json.loads(line)  # each record is one valid JSON line
+
+
+def test_torn_last_line_is_skipped_and_cut_on_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writer = LogWriter(path)
+    for ev in SAMPLES[:3]:
+        writer.write(ev)
+    writer.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole + encode(SAMPLES[3])[:25])  # a crash mid-write
+    report = ReadReport()
+    assert list(read_events(path, report)) == SAMPLES[:3]
+    assert report.torn_tail and not report.corrupt_lines
+    assert "cut off mid-write" in report.messages()[0]
+    writer = LogWriter(path)  # reopening repairs, then appends cleanly
+    assert writer.repaired == 25
+    writer.write(SAMPLES[3])
+    writer.close()
+    assert list(read_events(path)) == SAMPLES[:4]
+
+
+def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [encode(ev) for ev in SAMPLES[:3]]
+    path.write_bytes(lines[0] + b"{not json\n" + lines[1] + b'{"type":"FromTheFuture"}\n' + lines[2])
+    report = ReadReport()
+    assert list(read_events(path, report)) == SAMPLES[:3]
+    assert report.corrupt_lines == [2]
+    assert report.unknown_types == {"FromTheFuture": 1}
+    assert report.messages() == [
+        "skipped 1 corrupt line(s): line 2",
+        "skipped 1 event(s) of unknown type 'FromTheFuture'",
+    ]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    future = RunStarted(run_id="r", plan={}, plan_path="", repo="", isolation="none", schema=SCHEMA_VERSION + 1)
+    path.write_bytes(encode(future))
+    with pytest.raises(LogError, match="newer delegate-tui"):
+        list(read_events(path))
+
+
+def test_repair_tail_edge_cases(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    assert repair_tail(path) == 0
+    path.write_bytes(b"no newline at all")
+    assert repair_tail(path) == 17 and path.read_bytes() == b""
+    path.write_bytes(b"ok\n")
+    assert repair_tail(path) == 0 and path.read_bytes() == b"ok\n"
+
+
+def test_resolve_run_by_id_folder_file_and_latest(tmp_path: Path) -> None:
+    runs = tmp_path / ".delegate" / "runs"
+    for run_id in ("20260101-000000-aaaa", "20260102-000000-bbbb"):
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "events.jsonl").write_bytes(encode(SAMPLES[0]))
+    newest = runs / "20260102-000000-bbbb" / "events.jsonl"
+    assert resolve_run(None, tmp_path) == newest
+    assert resolve_run("latest", tmp_path) == newest
+    assert resolve_run("20260101-000000-aaaa", tmp_path).parent.name == "20260101-000000-aaaa"
+    assert resolve_run(str(newest.parent), tmp_path) == newest
+    assert resolve_run(str(newest), tmp_path) == newest
+    with pytest.raises(LogError, match="no run 'nope'"):
+        resolve_run("nope", tmp_path)
+    with pytest.raises(LogError, match="no runs"):
+        resolve_run(None, tmp_path / "elsewhere")

@@ -1,0 +1,107 @@
+"""Glob overlap must be exact, including for files that do not exist yet."""
+
+from __future__ import annotations
+
+import itertools
+from fnmatch import fnmatchcase
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delegate_tui.core.scopes import first_overlap, glob_matches, globs_overlap, shared_hits
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("src/**", "src/auth/x.ts", True),
+        ("src/auth/**", "src/ui/**", False),
+        ("src/*.py", "src/a/b.py", False),
+        ("src/**/*.py", "src/a/b.py", True),
+        ("src/**/*.py", "src/b.py", True),
+        ("*.lock", "yarn.lock", True),
+        ("*.lock", "sub/yarn.lock", False),
+        ("docs/api/**", "docs/api", True),
+        ("src/auth", "src/auth/login.ts", True),
+        ("src/auth/", "src/auth/deep/x", True),
+        ("a/b", "a/bc", False),
+        ("src/a*.py", "src/b*.py", False),
+        ("src/[a-c]*.py", "src/[!a]x.py", True),
+        ("src/[a-c]x.py", "src/[!a-c]x.py", False),
+        ("src/*/x", "src/**/y", False),
+        ("**", "anything/at/all", True),
+        ("./src/x.py", "src/x.py", True),
+        ("src/models/user.py", "src/models/order.py", False),
+    ],
+)
+def test_overlap_table(a: str, b: str, expected: bool) -> None:
+    assert globs_overlap(a, b) is expected
+    assert globs_overlap(b, a) is expected
+
+
+def test_matching_real_paths() -> None:
+    assert glob_matches("src/**", "src/a/b.py")
+    assert glob_matches("src/auth", "src/auth/login.ts")
+    assert not glob_matches("src/auth", "src/authx/login.ts")
+    assert glob_matches("*.lock", "yarn.lock")
+    assert glob_matches("docs/my file é.md", "docs/my file é.md")
+    assert not glob_matches("src/*.py", "src/a/b.py")
+
+
+def test_first_overlap_and_shared_hits() -> None:
+    overlap = first_overlap(["web/**", "src/**"], ["docs/**", "src/auth/x.ts"])
+    assert overlap is not None and overlap.describe() == "src/** / src/auth/x.ts"
+    assert first_overlap(["a/**"], ["b/**"]) is None
+    assert shared_hits(["web/**", "package.json"], ["package.json", "*.lock"]) == ["package.json"]
+    assert shared_hits(["**"], ["package.json", "*.lock"]) == ["package.json", "*.lock"]
+
+
+# ------------------------------------------------- property: agree with brute force
+
+_SEGMENTS = ["a", "b", "*", "?", "a*", "*b", "[ab]", "[!a]", "**"]
+_ALPHABET = "abx"
+
+
+def _seg_paths(max_segments: int) -> list[str]:
+    segs = ["".join(p) for n in (1, 2) for p in itertools.product(_ALPHABET, repeat=n)]
+    paths = []
+    for n in range(1, max_segments + 1):
+        paths += ["/".join(p) for p in itertools.product(segs, repeat=n)]
+    return paths
+
+
+_PATHS = _seg_paths(3)
+
+
+def _matches(pattern: str, path: str) -> bool:
+    """An independent matcher: recursive over segments, fnmatch within one."""
+    parts = pattern.split("/")
+    if not any(c in pattern for c in "*?["):
+        parts.append("**")
+    names = path.split("/")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(names)
+        if parts[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(names) + 1))
+        return j < len(names) and fnmatchcase(names[j], parts[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+_glob = st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=2).map("/".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_glob, _glob)
+def test_overlap_agrees_with_brute_force(a: str, b: str) -> None:
+    witness = any(_matches(a, p) and _matches(b, p) for p in _PATHS)
+    if witness:
+        assert globs_overlap(a, b), (a, b)
+    else:
+        # Patterns this small always have a witness within three segments.
+        assert not globs_overlap(a, b), (a, b)
+    for p in _PATHS[:200]:
+        assert glob_matches(a, p) == _matches(a, p), (a, p)

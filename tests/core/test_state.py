@@ -1,0 +1,114 @@
+"""apply() is the only writer of state; these sequences pin down its transitions."""
+
+from __future__ import annotations
+
+import textwrap
+
+from delegate_tui.core.events import (
+    BatchApproved,
+    BatchHeld,
+    BatchProposed,
+    CriteriaChecked,
+    HeldTask,
+    MergeConflict,
+    RetryScheduled,
+    RunStarted,
+    SchedulingPaused,
+    SchedulingResumed,
+    TaskBlocked,
+    TaskCommitted,
+    TaskExited,
+    TaskFinished,
+    TaskMerged,
+    TaskOutput,
+    TaskPreparing,
+    TaskSkipped,
+    TaskStarted,
+)
+from delegate_tui.core.metrics import compute
+from delegate_tui.core.plan import parse_plan
+from delegate_tui.core.state import TAIL_BYTES, RunState, apply, build
+
+PLAN = parse_plan(
+    textwrap.dedent(
+        """\
+        name: p
+        tasks:
+          - {id: a, prompt: x, edits: [a]}
+          - {id: b, prompt: x, edits: [b]}
+          - {id: c, prompt: x, edits: [c], depends_on: [a]}
+        """
+    )
+)
+
+
+def started() -> RunState:
+    return build(
+        [
+            RunStarted(
+                run_id="r", plan=PLAN.model_dump(mode="json", by_alias=True), plan_path="p.yaml",
+                repo="/r", isolation="worktree", base_commit="base", integration_branch="i", ts=100.0,
+            )
+        ]
+    )
+
+
+def test_run_started_loads_plan_and_tasks() -> None:
+    state = started()
+    assert state.plan is not None and state.plan.ids == ["a", "b", "c"]
+    assert [t.status for t in state.tasks.values()] == ["pending"] * 3
+    assert state.status == "running" and state.integration_tip == "base"
+
+
+def test_happy_path_transitions_and_metrics() -> None:
+    state = started()
+    apply(state, BatchProposed(batch=1, tasks=("a", "b"), held=(HeldTask("c", "waits"),)))
+    assert state.tasks["a"].status == "proposed" and state.tasks["c"].held_reason == "waits"
+    apply(state, BatchApproved(batch=1, tasks=("a",)))
+    assert state.tasks["a"].status == "starting" and state.tasks["b"].status == "pending"
+    assert state.proposal is None and state.tasks["a"].batch == 1
+    apply(state, TaskPreparing(task="a", attempt=1, workdir="/w/a-1", branch="br"))
+    apply(state, TaskStarted(task="a", attempt=1, agent="demo", argv=("x",), cwd="/w/a-1", pid=5, pgid=5, prompt="p", ts=101.0))
+    assert state.tasks["a"].status == "running" and state.tasks["a"].attempt.pid == 5  # type: ignore[union-attr]
+    apply(state, TaskOutput(task="a", attempt=1, data=b"x" * (TAIL_BYTES + 10), ts=102.0))
+    attempt = state.tasks["a"].attempts[0]
+    assert len(attempt.tail) == TAIL_BYTES and attempt.output_bytes == TAIL_BYTES + 10
+    apply(state, TaskExited(task="a", attempt=1, exit_code=0, ts=105.0))
+    assert state.tasks["a"].status == "checking"
+    apply(state, CriteriaChecked(task="a", attempt=1, results=(), passed=True))
+    apply(state, TaskCommitted(task="a", attempt=1, commit="c1"))
+    apply(state, TaskMerged(task="a", attempt=1, commit="m1"))
+    assert state.integration_tip == "m1"
+    apply(state, TaskFinished(task="a", attempt=1, status="succeeded", output="done", ts=106.0))
+    assert state.tasks["a"].status == "succeeded" and state.tasks["a"].output == "done"
+    assert state.tasks["a"].duration_s == 4.0
+    m = compute(state, now=110.0)
+    assert m.wall_s == 10.0 and m.sequential_s == 4.0 and m.tasks_succeeded == 1
+
+
+def test_hold_pause_skip_block_retry() -> None:
+    state = started()
+    apply(state, BatchProposed(batch=1, tasks=("a", "b")))
+    apply(state, BatchHeld(batch=1))
+    assert state.tasks["a"].status == "pending" and state.tasks["a"].held_reason == "held by the operator"
+    apply(state, SchedulingPaused())
+    assert state.paused
+    apply(state, SchedulingResumed())
+    assert not state.paused
+    apply(state, TaskSkipped(task="b", reason="not needed"))
+    assert state.tasks["b"].status == "skipped" and state.tasks["b"].is_final
+    apply(state, TaskFinished(task="a", attempt=1, status="failed", reason="exit 1"))
+    apply(state, TaskBlocked(task="c", by="a", reason="dependency a failed"))
+    assert state.tasks["c"].status == "blocked"
+    apply(state, RetryScheduled(task="a", attempt=2, prompt="again", context="use the v2 API"))
+    assert state.tasks["a"].status == "starting" and len(state.tasks["a"].attempts) == 2
+    assert state.tasks["a"].attempts[1].context == "use the v2 API"
+    assert state.tasks["c"].status == "pending", "a retry unblocks the dependents"
+
+
+def test_merge_conflict_is_recorded_on_the_attempt() -> None:
+    state = started()
+    apply(state, MergeConflict(task="a", attempt=1, paths=("src/x.py",)))
+    apply(state, TaskFinished(task="a", attempt=1, status="merge-conflict"))
+    assert state.tasks["a"].attempts[0].conflict_paths == ("src/x.py",)
+    assert compute(state).conflict_rate == 0.0  # it never started, so it did not run
