@@ -47,7 +47,7 @@ def _load(path: str) -> Plan:
 def _fmt_s(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
@@ -67,17 +67,58 @@ def main() -> None:
 
 def _run_options(func: Any) -> Any:
     options = [
-        click.option("--repo", type=click.Path(file_okay=False), help="Repository to work in (overrides the plan's `repo`)."),
-        click.option("--headless", is_flag=True, help="No full-screen UI: print one line per event."),
-        click.option("-y", "--yes", is_flag=True, help="Approve batches without asking (tasks with `approve: true` still ask)."),
-        click.option("--max-parallel", type=click.IntRange(1, 64), help="Tasks running at once (overrides the plan)."),
-        click.option("--isolation", type=click.Choice(["worktree", "shared", "none"]), help="Override the plan's isolation."),
-        click.option("--agent-override", metavar="NAME", help="Run every task with this agent (e.g. demo)."),
-        click.option("--include-dirty", is_flag=True, help="Start agents from your uncommitted changes too."),
-        click.option("--transport", type=click.Choice(["pty", "pipes"]), help="Force how agents are attached (default: pty)."),
-        click.option("--finish", is_flag=True, help="At the end, merge the work into your branch (fast-forward or clean only)."),
-        click.option("--kill-grace", type=float, default=5.0, show_default=True, help="Seconds between SIGTERM and SIGKILL."),
-        click.option("--stream", is_flag=True, help="Headless: also print every agent's output, prefixed by task."),
+        click.option(
+            "--repo",
+            type=click.Path(file_okay=False),
+            help="Repository to work in (overrides the plan's `repo`).",
+        ),
+        click.option(
+            "--headless", is_flag=True, help="No full-screen UI: print one line per event."
+        ),
+        click.option(
+            "-y",
+            "--yes",
+            is_flag=True,
+            help="Approve batches without asking (tasks with `approve: true` still ask).",
+        ),
+        click.option(
+            "--max-parallel",
+            type=click.IntRange(1, 64),
+            help="Tasks running at once (overrides the plan).",
+        ),
+        click.option(
+            "--isolation",
+            type=click.Choice(["worktree", "shared", "none"]),
+            help="Override the plan's isolation.",
+        ),
+        click.option(
+            "--agent-override", metavar="NAME", help="Run every task with this agent (e.g. demo)."
+        ),
+        click.option(
+            "--include-dirty", is_flag=True, help="Start agents from your uncommitted changes too."
+        ),
+        click.option(
+            "--transport",
+            type=click.Choice(["pty", "pipes"]),
+            help="Force how agents are attached (default: pty).",
+        ),
+        click.option(
+            "--finish",
+            is_flag=True,
+            help="At the end, merge the work into your branch (fast-forward or clean only).",
+        ),
+        click.option(
+            "--kill-grace",
+            type=float,
+            default=5.0,
+            show_default=True,
+            help="Seconds between SIGTERM and SIGKILL.",
+        ),
+        click.option(
+            "--stream",
+            is_flag=True,
+            help="Headless: also print every agent's output, prefixed by task.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -89,14 +130,19 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
         plan = plan.model_copy(update={"repo": str(Path(opts["repo"]).resolve())})
     override = opts["agent_override"]
     if override and override not in plan.resolved_agents():
-        fail(f"--agent-override: unknown agent '{override}' (presets: {', '.join(sorted(PRESETS))})")
+        fail(
+            f"--agent-override: unknown agent '{override}' (presets: {', '.join(sorted(PRESETS))})"
+        )
     auto = bool(opts["yes"]) or plan.approve == "auto"
     interactive_terminal = sys.stdin.isatty() and sys.stdout.isatty()
     auto_merge = None
     if plan.merge == "manual" and (auto or not interactive_terminal):
         auto_merge = True
-        click.echo("delegate-tui: merge: manual needs an operator at the UI; "
-                   "this headless run merges clean work automatically", err=True)
+        click.echo(
+            "delegate-tui: merge: manual needs an operator at the UI; "
+            "this headless run merges clean work automatically",
+            err=True,
+        )
     engine = Engine(
         plan,
         EngineOptions(
@@ -122,13 +168,18 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
             if auto
             else "batches wait for approval (approve: batch)"
         )
-        fail(f"{plan.source}: {what}, and there is no terminal to ask in; pass --yes or set approve: auto")
+        fail(
+            f"{plan.source}: {what}, and there is no terminal to ask in; pass --yes or set approve: auto"
+        )
     if not opts["headless"] and not sys.stdout.isatty():
         click.echo("delegate-tui: standard output is not a terminal; running headless", err=True)
     from delegate_tui.headless import run_headless
 
-    state = asyncio.run(run_headless(engine, interactive=not auto or bool(needs_operator),
-                                     stream_output=bool(opts["stream"])))
+    state = asyncio.run(
+        run_headless(
+            engine, interactive=not auto or bool(needs_operator), stream_output=bool(opts["stream"])
+        )
+    )
     click.echo(f"log: {engine.log_path}")
     return EXIT_OK if state.status == "succeeded" else EXIT_RUN_FAILED
 
@@ -143,8 +194,19 @@ def run(plan_file: str, **opts: Any) -> None:
 
 @main.command()
 @click.option("--headless", is_flag=True, help="Print events instead of the full-screen UI.")
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Demo agents' pace (0.2 = five times faster).")
-@click.option("--keep/--no-keep", default=True, show_default=True, help="Keep the scratch repository afterwards.")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Demo agents' pace (0.2 = five times faster).",
+)
+@click.option(
+    "--keep/--no-keep",
+    default=True,
+    show_default=True,
+    help="Keep the scratch repository afterwards.",
+)
 def demo(headless: bool, speed: float, keep: bool) -> None:
     """Try delegate-tui with simulated agents on a scratch repository (no AI account needed)."""
     from delegate_tui.demo.scaffold import make_demo_repo
@@ -156,9 +218,17 @@ def demo(headless: bool, speed: float, keep: bool) -> None:
     code = _start_run(
         _load(str(plan_path)),
         {
-            "repo": None, "headless": headless, "yes": True, "max_parallel": None, "isolation": None,
-            "agent_override": None, "include_dirty": False, "transport": None, "finish": False,
-            "kill_grace": 5.0, "stream": False,
+            "repo": None,
+            "headless": headless,
+            "yes": True,
+            "max_parallel": None,
+            "isolation": None,
+            "agent_override": None,
+            "include_dirty": False,
+            "transport": None,
+            "finish": False,
+            "kill_grace": 5.0,
+            "stream": False,
         },
     )
     if not keep:
@@ -175,7 +245,9 @@ def demo(headless: bool, speed: float, keep: bool) -> None:
 
 
 @main.command()
-@click.argument("plans", metavar="PLAN...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument(
+    "plans", metavar="PLAN...", nargs=-1, required=True, type=click.Path(dir_okay=False)
+)
 def validate(plans: tuple[str, ...]) -> None:
     """Check plan files; print every problem with its file, line and field."""
     bad = 0
@@ -193,18 +265,29 @@ def validate(plans: tuple[str, ...]) -> None:
 
 @main.command("plan")
 @click.argument("plan_file", metavar="PLAN", type=click.Path(dir_okay=False))
-@click.option("--isolation", type=click.Choice(["worktree", "shared", "none"]), help="Batch as this isolation mode would.")
+@click.option(
+    "--isolation",
+    type=click.Choice(["worktree", "shared", "none"]),
+    help="Batch as this isolation mode would.",
+)
 @click.option("--max-parallel", type=click.IntRange(1, 64), help="Batch with this many at once.")
 def plan_cmd(plan_file: str, isolation: str | None, max_parallel: int | None) -> None:
     """Show how PLAN will run: layers, the first batch, why others wait, time estimates."""
     plan = _load(plan_file)
-    state = RunState(plan=plan, isolation=isolation or plan.isolation or "worktree",
-                     max_parallel=max_parallel or plan.max_parallel)
+    state = RunState(
+        plan=plan,
+        isolation=isolation or plan.isolation or "worktree",
+        max_parallel=max_parallel or plan.max_parallel,
+    )
     from delegate_tui.core.state import TaskState
 
     state.tasks = {t.id: TaskState(t.id) for t in plan.tasks}
-    click.echo(click.style(plan.name, bold=True) + (f": {plan.description}" if plan.description else ""))
-    click.echo(f"{len(plan.tasks)} tasks, isolation {state.isolation}, up to {state.max_parallel} at once\n")
+    click.echo(
+        click.style(plan.name, bold=True) + (f": {plan.description}" if plan.description else "")
+    )
+    click.echo(
+        f"{len(plan.tasks)} tasks, isolation {state.isolation}, up to {state.max_parallel} at once\n"
+    )
     click.echo(click.style("Layers", bold=True))
     for index, layer in enumerate(graph.layers(plan.deps)):
         entries = []
@@ -235,7 +318,9 @@ def plan_cmd(plan_file: str, isolation: str | None, max_parallel: int | None) ->
         path = graph.critical_path(plan.deps, weight)
         click.echo(f"  sequential: {_fmt_s(sequential)}")
         if parallel:
-            click.echo(f"  parallel:   {_fmt_s(parallel)} (about {sequential / parallel:.1f}x faster)")
+            click.echo(
+                f"  parallel:   {_fmt_s(parallel)} (about {sequential / parallel:.1f}x faster)"
+            )
         click.echo(f"  critical path: {' -> '.join(path)} ({_fmt_s(sum(weight[p] for p in path))})")
         if missing:
             click.echo(f"  no estimate (counted as 0): {', '.join(missing)}")
@@ -291,7 +376,13 @@ def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadRe
 
 @main.command()
 @click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="Repository whose runs to look in.")
+@click.option(
+    "--repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Repository whose runs to look in.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
     """Summarise a run: tasks, conflicts, time saved. RUN is an id, a folder, a log, or `latest`."""
@@ -321,7 +412,9 @@ def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
     conflicts = data["conflicts"]
     assert isinstance(conflicts, list)
     for conflict in conflicts:
-        click.echo(f"  conflict: {conflict['kind']} {', '.join(conflict['tasks'])}: {', '.join(conflict['files'])}")
+        click.echo(
+            f"  conflict: {conflict['kind']} {', '.join(conflict['tasks'])}: {', '.join(conflict['files'])}"
+        )
 
 
 @main.command()
@@ -333,7 +426,7 @@ def runs(repo: str, as_json: bool) -> None:
     from delegate_tui.core import workspace
 
     top = workspace.find_repo(root) or root
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in runlog.list_run_logs(top):
         try:
             state = build(runlog.read_events(path, runlog.ReadReport()))
@@ -342,11 +435,19 @@ def runs(repo: str, as_json: bool) -> None:
         ok = sum(t.status == "succeeded" for t in state.tasks.values())
         bad = sum(t.status in batching.FAILED_STATUSES for t in state.tasks.values())
         status = state.status if state.finished else "unfinished"
-        rows.append({
-            "run_id": state.run_id, "plan": state.plan.name if state.plan else "?",
-            "started": state.started_ts, "duration_s": round(state.elapsed_s, 1),
-            "status": status, "ok": ok, "failed": bad, "tasks": len(state.tasks), "log": str(path),
-        })
+        rows.append(
+            {
+                "run_id": state.run_id,
+                "plan": state.plan.name if state.plan else "?",
+                "started": state.started_ts,
+                "duration_s": round(state.elapsed_s, 1),
+                "status": status,
+                "ok": ok,
+                "failed": bad,
+                "tasks": len(state.tasks),
+                "log": str(path),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -82,7 +82,9 @@ def _duration(seconds: float) -> str:
 class Printer:
     """Turns events into lines on a stream."""
 
-    def __init__(self, state: RunState, stream: IO[str] | None = None, *, stream_output: bool = False) -> None:
+    def __init__(
+        self, state: RunState, stream: IO[str] | None = None, *, stream_output: bool = False
+    ) -> None:
         self.state = state
         self.out = stream or sys.stdout
         self.colour = use_colour(self.out)
@@ -148,7 +150,10 @@ class Printer:
     def on_TaskStarted(self, ev: TaskStarted) -> str:
         attempt = f", attempt {ev.attempt}" if ev.attempt > 1 else ""
         where = f" on {ev.branch}" if ev.branch else ""
-        return self.style(f"▶ {ev.task}", fg="cyan", bold=True) + f" started ({ev.agent}, pid {ev.pid}{attempt}){where}"
+        return (
+            self.style(f"▶ {ev.task}", fg="cyan", bold=True)
+            + f" started ({ev.agent}, pid {ev.pid}{attempt}){where}"
+        )
 
     def on_SetupFinished(self, ev: SetupFinished) -> str | None:
         return None if ev.ok else self.style(f"✘ {ev.task} setup failed: {ev.detail}", fg="red")
@@ -200,7 +205,9 @@ class Printer:
         return self.style(f"⇢ {ev.task} merged", fg="green") + f" ({ev.commit[:10]})"
 
     def on_MergeConflict(self, ev: MergeConflict) -> str:
-        return self.style(f"⚠ {ev.task}: merge conflict in {', '.join(ev.paths) or '?'}", fg="red", bold=True)
+        return self.style(
+            f"⚠ {ev.task}: merge conflict in {', '.join(ev.paths) or '?'}", fg="red", bold=True
+        )
 
     def on_TaskFinished(self, ev: TaskFinished) -> str | None:
         colour = _STATUS_COLOUR.get(ev.status, "white")
@@ -212,7 +219,9 @@ class Printer:
             task = self.state.tasks.get(ev.task)
             attempt = task.attempt if task else None
             if attempt is not None and attempt.tail:
-                lines = prompts.tail_text(bytes(attempt.tail), 4000).splitlines()[-FAILURE_TAIL_LINES:]
+                lines = prompts.tail_text(bytes(attempt.tail), 4000).splitlines()[
+                    -FAILURE_TAIL_LINES:
+                ]
                 text += "".join(f"\n          │ {line}" for line in lines)
         return text
 
@@ -221,22 +230,29 @@ class Printer:
         return self.style(f"↻ {ev.task}: {who}, attempt {ev.attempt}", fg="yellow")
 
     def on_TaskSkipped(self, ev: TaskSkipped) -> str:
-        return self.style(f"⤼ {ev.task} skipped", fg="yellow") + (f": {ev.reason}" if ev.reason else "")
+        return self.style(f"⤼ {ev.task} skipped", fg="yellow") + (
+            f": {ev.reason}" if ev.reason else ""
+        )
 
     def on_TaskBlocked(self, ev: TaskBlocked) -> str:
         return self.style(f"⊘ {ev.task} blocked", fg="yellow") + f": {ev.reason}"
 
     def on_FinalMerge(self, ev: FinalMerge) -> str:
         if ev.ok:
-            return self.style(f"⇢ merged into {ev.branch}", fg="green", bold=True) + f" ({ev.detail})"
+            return (
+                self.style(f"⇢ merged into {ev.branch}", fg="green", bold=True) + f" ({ev.detail})"
+            )
         return self.style(f"✘ not merged into {ev.branch}: {ev.detail}", fg="red")
 
     def on_RunFinished(self, ev: RunFinished) -> str:
         m = ev.metrics
         colour = _STATUS_COLOUR.get(ev.status, "white")
         head = self.style(f"run {ev.status}", fg=colour, bold=True)
-        saved = f"time saved {_duration(m.time_saved_s)}" if m.time_saved_s >= 0 else \
-            f"{_duration(-m.time_saved_s)} slower than sequential"
+        saved = (
+            f"time saved {_duration(m.time_saved_s)}"
+            if m.time_saved_s >= 0
+            else f"{_duration(-m.time_saved_s)} slower than sequential"
+        )
         text = (
             f"{head} in {_duration(m.wall_s)} ({m.tasks_succeeded}/{m.tasks_total} tasks succeeded; "
             f"sequential {_duration(m.sequential_s)}, {saved})"
@@ -277,7 +293,9 @@ async def ask_approvals(engine: Engine, proposals: asyncio.Queue[BatchProposed])
         ev = await proposals.get()
         if engine.state.proposal is None or engine.state.proposal.batch != ev.batch:
             continue
-        question = f"approve batch {ev.batch} ({', '.join(ev.tasks)})? [Y]es / [n]o, skip them / [q]uit "
+        question = (
+            f"approve batch {ev.batch} ({', '.join(ev.tasks)})? [Y]es / [n]o, skip them / [q]uit "
+        )
         try:
             answer = (await read_line(question)).strip().lower()
         except EOFError:
@@ -292,7 +310,9 @@ async def ask_approvals(engine: Engine, proposals: asyncio.Queue[BatchProposed])
             engine.stop("stopped by the operator")
 
 
-async def run_headless(engine: Engine, *, interactive: bool, stream_output: bool = False) -> RunState:
+async def run_headless(
+    engine: Engine, *, interactive: bool, stream_output: bool = False
+) -> RunState:
     """Run the engine, printing events; ask approvals on stdin when ``interactive``."""
     from delegate_tui.core.engine import install_signal_handlers
 
@@ -301,10 +321,18 @@ async def run_headless(engine: Engine, *, interactive: bool, stream_output: bool
     proposals: asyncio.Queue[BatchProposed] = asyncio.Queue()
     if interactive:
         engine.subscribe(
-            lambda ev: proposals.put_nowait(ev) if isinstance(ev, BatchProposed) and ev.needs_approval else None
+            lambda ev: (
+                proposals.put_nowait(ev)
+                if isinstance(ev, BatchProposed) and ev.needs_approval
+                else None
+            )
         )
     install_signal_handlers(engine)
-    asker = asyncio.get_running_loop().create_task(ask_approvals(engine, proposals)) if interactive else None
+    asker = (
+        asyncio.get_running_loop().create_task(ask_approvals(engine, proposals))
+        if interactive
+        else None
+    )
     try:
         return await engine.run()
     finally:

@@ -129,9 +129,9 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
 
     def resolve(name: str, chain: tuple[str, ...]) -> AgentSpec:
         if name in chain:
-            raise AgentError(chain[0], "agents extend each other in a cycle: " + " -> ".join(
-                [*chain, name]
-            ))
+            raise AgentError(
+                chain[0], "agents extend each other in a cycle: " + " -> ".join([*chain, name])
+            )
         if name not in defs:
             if name in PRESETS:
                 return PRESETS[name]
@@ -155,8 +155,7 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             else (base.persona_args if base else ()),
             env={**(base.env if base else {}), **spec.env},
             transport=spec.transport or (base.transport if base else "pty"),
-            uses_task_command=(base.uses_task_command if base else False)
-            and spec.command is None,
+            uses_task_command=(base.uses_task_command if base else False) and spec.command is None,
             preset=(base.preset or base.name) if base else name,
         )
 

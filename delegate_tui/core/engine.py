@@ -191,21 +191,29 @@ class Engine:
                 )
             self.repo = top
             if isolation == "worktree" and workspace.git_version() < workspace.MIN_GIT:
-                raise PreflightError("git 2.38 or newer is needed (for git merge-tree --write-tree)")
+                raise PreflightError(
+                    "git 2.38 or newer is needed (for git merge-tree --write-tree)"
+                )
             if not workspace.has_commits(self.repo):
-                raise PreflightError(f"{self.repo}: the repository has no commits yet; commit once first")
+                raise PreflightError(
+                    f"{self.repo}: the repository has no commits yet; commit once first"
+                )
             try:
                 workspace.rev_parse(self.repo, plan.base)
             except workspace.GitError as exc:
                 raise PreflightError(f"{plan.source}: base: {exc}") from None
             dirty = workspace.dirty_paths(self.repo)
             if dirty and isolation == "worktree":
-                shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+                shown = ", ".join(dirty[:5]) + (
+                    f" and {len(dirty) - 5} more" if len(dirty) > 5 else ""
+                )
                 warnings.append(
                     f"your working tree has uncommitted changes ({shown}); "
-                    + ("they are included in the agents' starting point (--include-dirty)"
-                       if self.options.include_dirty
-                       else "agents start from the last commit without them (use --include-dirty to include them)")
+                    + (
+                        "they are included in the agents' starting point (--include-dirty)"
+                        if self.options.include_dirty
+                        else "agents start from the last commit without them (use --include-dirty to include them)"
+                    )
                 )
         self.isolation = isolation
         self._warnings = warnings
@@ -220,7 +228,9 @@ class Engine:
                 raise PreflightError(f"{plan.where(task.id, 'agent')}: unknown agent '{name}'")
             if spec.uses_task_command:
                 if task.command is None:
-                    raise PreflightError(f"{plan.where(task.id, 'command')}: the shell agent needs `command`")
+                    raise PreflightError(
+                        f"{plan.where(task.id, 'command')}: the shell agent needs `command`"
+                    )
                 continue
             exe = build_argv(spec, prompt="", task_id=task.id, workdir="", last_message="")[0]
             if os.sep not in exe and shutil.which(exe) is None:
@@ -243,7 +253,9 @@ class Engine:
             workspace.ensure_excluded(self.repo)
             base_commit = workspace.rev_parse(self.repo, self.plan.base)
             self._base_branch = (
-                workspace.current_branch(self.repo) or "" if self.plan.base == "HEAD" else self.plan.base
+                workspace.current_branch(self.repo) or ""
+                if self.plan.base == "HEAD"
+                else self.plan.base
             )
         if self.isolation == "worktree":
             integration = f"delegate/{self.run_id}/integration"
@@ -304,13 +316,22 @@ class Engine:
                 self._finish_run("stopped", self._stop_reason)
             return
         outcome = batching.run_outcome(plan, state)
-        if idle and (self._end_requested or (outcome is not None and not self._waits_for_operator(outcome))):
-            self._finish_run(outcome or "stopped", "ended by the operator" if outcome is None else "")
+        if idle and (
+            self._end_requested or (outcome is not None and not self._waits_for_operator(outcome))
+        ):
+            self._finish_run(
+                outcome or "stopped", "ended by the operator" if outcome is None else ""
+            )
             return
         if idle and outcome is not None and not self._told_waiting:
             self._told_waiting = True
-            self._emit(Notice(level="warning", message="the run is waiting for you: retry or skip the "
-                              "failed tasks, or end the run"))
+            self._emit(
+                Notice(
+                    level="warning",
+                    message="the run is waiting for you: retry or skip the "
+                    "failed tasks, or end the run",
+                )
+            )
         if state.paused or state.proposal is not None:
             if state.paused and idle and state.auto_approve and state.proposal is None:
                 self._finish_run("failed" if outcome is None else outcome, "scheduling stopped")
@@ -339,7 +360,9 @@ class Engine:
         if reason:
             summary = f"{reason}. {summary}" if summary else reason
         self._emit(
-            RunFinished(status=status, metrics=metrics.compute(self.state, time.time()), summary=summary)
+            RunFinished(
+                status=status, metrics=metrics.compute(self.state, time.time()), summary=summary
+            )
         )
 
     async def _shutdown(self) -> None:
@@ -364,7 +387,9 @@ class Engine:
                     continue
                 if attempt.merged_commit:
                     async with self._git_lock:
-                        await asyncio.to_thread(workspace.remove_worktree, self.repo, Path(attempt.workdir))
+                        await asyncio.to_thread(
+                            workspace.remove_worktree, self.repo, Path(attempt.workdir)
+                        )
                 else:
                     kept.append(attempt.workdir)
         if kept and self._log is not None:
@@ -400,8 +425,12 @@ class Engine:
     def _approve(self, batch: int, tasks: tuple[str, ...], *, by: str) -> None:
         self._emit(BatchApproved(batch=batch, tasks=tasks, by=by))
         for task_id in tasks:
-            self._start(task_id, self.state.tasks[task_id].attempts[-1].number + 1
-                        if self.state.tasks[task_id].attempts else 1)
+            self._start(
+                task_id,
+                self.state.tasks[task_id].attempts[-1].number + 1
+                if self.state.tasks[task_id].attempts
+                else 1,
+            )
 
     def hold(self) -> str:
         """Decline the proposal for now; scheduling pauses until resumed."""
@@ -481,14 +510,18 @@ class Engine:
         self._schedule_retry(task_id, context, automatic=False, keep_worktree=keep_worktree)
         return ""
 
-    def _schedule_retry(self, task_id: str, context: str, *, automatic: bool, keep_worktree: bool) -> None:
+    def _schedule_retry(
+        self, task_id: str, context: str, *, automatic: bool, keep_worktree: bool
+    ) -> None:
         task = self.state.tasks[task_id]
         original = prompts.render_prompt(self.plan, self.state, task_id)
         last = task.attempt
         if last is not None and last.started_ts:
             prompt = prompts.retry_prompt(original, last, context)
         else:
-            prompt = original + (f"\n\n--- Operator's note ---\n{context.strip()}\n" if context.strip() else "")
+            prompt = original + (
+                f"\n\n--- Operator's note ---\n{context.strip()}\n" if context.strip() else ""
+            )
         number = (last.number + 1) if last else 1
         self._kill_flags.discard(task_id)
         self._emit(
@@ -526,7 +559,9 @@ class Engine:
         if task is None or task.status != "awaiting-merge":
             return f"{task_id} is not waiting for a merge"
         attempt = task.attempts[-1]
-        self._jobs[task_id] = asyncio.get_running_loop().create_task(self._merge_job(task_id, attempt))
+        self._jobs[task_id] = asyncio.get_running_loop().create_task(
+            self._merge_job(task_id, attempt)
+        )
         return ""
 
     async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
@@ -572,18 +607,31 @@ class Engine:
     # ------------------------------------------------------------ attempts
 
     def _start(
-        self, task_id: str, number: int, *, prompt: str | None = None, keep_from: AttemptState | None = None
+        self,
+        task_id: str,
+        number: int,
+        *,
+        prompt: str | None = None,
+        keep_from: AttemptState | None = None,
     ) -> None:
         if prompt is None:
             prompt = prompts.render_prompt(self.plan, self.state, task_id)
-        job = asyncio.get_running_loop().create_task(self._attempt(task_id, number, prompt, keep_from))
+        job = asyncio.get_running_loop().create_task(
+            self._attempt(task_id, number, prompt, keep_from)
+        )
         self._jobs[task_id] = job
 
-    async def _attempt(self, task_id: str, number: int, prompt: str, keep_from: AttemptState | None) -> None:
+    async def _attempt(
+        self, task_id: str, number: int, prompt: str, keep_from: AttemptState | None
+    ) -> None:
         try:
             status, reason, output = await self._run_attempt(task_id, number, prompt, keep_from)
         except asyncio.CancelledError:
-            self._emit(TaskFinished(task=task_id, attempt=number, status="interrupted", reason="run stopped"))
+            self._emit(
+                TaskFinished(
+                    task=task_id, attempt=number, status="interrupted", reason="run stopped"
+                )
+            )
             raise
         except Exception as exc:  # a bug or an environment failure: never lose the run
             status, reason, output = "failed", f"internal error: {type(exc).__name__}: {exc}", ""
@@ -593,7 +641,11 @@ class Engine:
         if status:
             if self._stopping and status in ("killed", "failed", "timed-out"):
                 status, reason = "interrupted", self._stop_reason
-            self._emit(TaskFinished(task=task_id, attempt=number, status=status, reason=reason, output=output))
+            self._emit(
+                TaskFinished(
+                    task=task_id, attempt=number, status=status, reason=reason, output=output
+                )
+            )
         self._jobs.pop(task_id, None)
         self._after_attempt(task_id)
 
@@ -626,7 +678,10 @@ class Engine:
         workdir, start = await self._prepare_workspace(task_id, number, keep_from)
 
         def output(stream: str) -> Callable[[bytes], None]:
-            return lambda data: self._emit(TaskOutput(task=task_id, attempt=number, data=data, stream=stream))
+            def emit(data: bytes) -> None:
+                self._emit(TaskOutput(task=task_id, attempt=number, data=data, stream=stream))
+
+            return emit
 
         ok, detail = await self._worktree_setup(task_id, number, workdir, output("setup"))
         if not ok:
@@ -668,20 +723,37 @@ class Engine:
         started = time.monotonic()
         try:
             proc = AgentProcess.spawn(
-                argv, cwd=str(workdir), env=env, on_output=output("agent"), transport=transport,
+                argv,
+                cwd=str(workdir),
+                env=env,
+                on_output=output("agent"),
+                transport=transport,
                 size=self.options.pty_size,
             )
         except OSError as exc:
             message = f"could not start {argv[0]!r}: {exc.strerror or exc}"
-            self._emit(TaskOutput(task=task_id, attempt=number, data=(message + "\n").encode(), stream="agent"))
-            self._emit(TaskExited(task=task_id, attempt=number, exit_code=None, reason="spawn-error"))
+            self._emit(
+                TaskOutput(
+                    task=task_id, attempt=number, data=(message + "\n").encode(), stream="agent"
+                )
+            )
+            self._emit(
+                TaskExited(task=task_id, attempt=number, exit_code=None, reason="spawn-error")
+            )
             return "failed", message, ""
         self._procs[task_id] = proc
         self._reaper.register(proc.pgid)
         self._emit(
             TaskStarted(
-                task=task_id, attempt=number, agent=spec.name, argv=tuple(argv), cwd=str(workdir),
-                pid=proc.pid, pgid=proc.pgid, prompt=prompt, transport=proc.transport,
+                task=task_id,
+                attempt=number,
+                agent=spec.name,
+                argv=tuple(argv),
+                cwd=str(workdir),
+                pid=proc.pid,
+                pgid=proc.pgid,
+                prompt=prompt,
+                transport=proc.transport,
                 branch=self.state.tasks[task_id].attempts[-1].branch,
             )
         )
@@ -690,8 +762,13 @@ class Engine:
         done, _ = await asyncio.wait({wait}, timeout=task.timeout)
         if not done:
             timed_out = True
-            self._emit(Notice(level="warning", message=f"{task_id}: timed out after {task.timeout:g}s; ending it",
-                              task=task_id))
+            self._emit(
+                Notice(
+                    level="warning",
+                    message=f"{task_id}: timed out after {task.timeout:g}s; ending it",
+                    task=task_id,
+                )
+            )
             await proc.terminate(self.options.kill_grace_s)
         rc = await wait
         self._reaper.unregister(proc.pgid)
@@ -700,8 +777,12 @@ class Engine:
         reason = "timeout" if timed_out else "killed" if killed else "exit"
         self._emit(
             TaskExited(
-                task=task_id, attempt=number, exit_code=rc if rc >= 0 else None,
-                signal=-rc if rc < 0 else None, duration_s=round(time.monotonic() - started, 3), reason=reason,
+                task=task_id,
+                attempt=number,
+                exit_code=rc if rc >= 0 else None,
+                signal=-rc if rc < 0 else None,
+                duration_s=round(time.monotonic() - started, 3),
+                reason=reason,
             )
         )
         attempt = self.state.tasks[task_id].attempts[-1]
@@ -714,22 +795,34 @@ class Engine:
 
         if not await self._check_criteria(task_id, number, workdir, output("criteria")):
             return "failed", prompts.failure_summary(self.state.tasks[task_id].attempts[-1]), ""
-        last_text = last_message.read_text(encoding="utf-8", errors="replace") if last_message.exists() else ""
+        last_text = (
+            last_message.read_text(encoding="utf-8", errors="replace")
+            if last_message.exists()
+            else ""
+        )
         final = prompts.final_output(attempt, last_text)
 
         if self.isolation == "worktree":
             title = task.label
             commit = await asyncio.to_thread(
-                workspace.commit_all, workdir,
+                workspace.commit_all,
+                workdir,
                 f"{title}\n\ndelegate-tui run {self.run_id}, task {task_id}, attempt {number}",
             )
             changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
-            self._emit(TaskCommitted(task=task_id, attempt=number, commit=commit, changed=tuple(changed)))
+            self._emit(
+                TaskCommitted(task=task_id, attempt=number, commit=commit, changed=tuple(changed))
+            )
             if not self._auto_merge:
-                self._emit(TaskFinished(task=task_id, attempt=number, status="awaiting-merge", output=final))
+                self._emit(
+                    TaskFinished(
+                        task=task_id, attempt=number, status="awaiting-merge", output=final
+                    )
+                )
                 return "", "", ""
-            return await self._merge(task_id, self.state.tasks[task_id].attempts[-1], output=final,
-                                     emit_success=False)
+            return await self._merge(
+                task_id, self.state.tasks[task_id].attempts[-1], output=final, emit_success=False
+            )
         return "succeeded", "", final
 
     async def _prepare_workspace(
@@ -745,10 +838,16 @@ class Engine:
             # Keep the failed attempt's work, committed or not, as the new start.
             base = await asyncio.to_thread(workspace.head, Path(keep_from.workdir))
             start = await asyncio.to_thread(
-                workspace.snapshot_worktree, Path(keep_from.workdir), base,
+                workspace.snapshot_worktree,
+                Path(keep_from.workdir),
+                base,
                 f"delegate-tui: work of {task_id} attempt {keep_from.number}, kept for a retry",
             )
-        self._emit(TaskPreparing(task=task_id, attempt=number, workdir=str(path), branch=branch, base_commit=start))
+        self._emit(
+            TaskPreparing(
+                task=task_id, attempt=number, workdir=str(path), branch=branch, base_commit=start
+            )
+        )
         async with self._git_lock:
             await asyncio.to_thread(workspace.add_worktree, self.repo, path, branch, start)
         return path, start
@@ -783,7 +882,9 @@ class Engine:
             out(data)
 
         env = {**os.environ, "DELEGATE_RUN_ID": self.run_id, "DELEGATE_TASK_ID": task_id}
-        proc = AgentProcess.spawn(["sh", "-c", command], cwd=str(cwd), env=env, on_output=sink, transport="pipes")
+        proc = AgentProcess.spawn(
+            ["sh", "-c", command], cwd=str(cwd), env=env, on_output=sink, transport="pipes"
+        )
         self._procs[task_id] = proc
         self._reaper.register(proc.pgid)
         wait = asyncio.get_running_loop().create_task(proc.wait())
@@ -795,7 +896,9 @@ class Engine:
         self._procs.pop(task_id, None)
         return (rc if done else 124), bytes(captured)
 
-    async def _check_criteria(self, task_id: str, number: int, workdir: Path, out: Callable[[bytes], None]) -> bool:
+    async def _check_criteria(
+        self, task_id: str, number: int, workdir: Path, out: Callable[[bytes], None]
+    ) -> bool:
         task = self.plan.task(task_id)
         runnable = [c for c in task.criteria if c.run]
         if not runnable:
@@ -804,17 +907,24 @@ class Engine:
         for criterion in runnable:
             assert criterion.run is not None
             out(f"$ {criterion.run}\n".encode())
-            rc, captured = await self._shell(criterion.run, workdir, out, task.timeout or CRITERIA_TIMEOUT_S, task_id)
+            rc, captured = await self._shell(
+                criterion.run, workdir, out, task.timeout or CRITERIA_TIMEOUT_S, task_id
+            )
             if task_id in self._kill_flags:
                 rc = rc or -1
             results.append(
                 CriterionResult(
-                    text=criterion.text, command=criterion.run, passed=rc == 0, exit_code=rc,
+                    text=criterion.text,
+                    command=criterion.run,
+                    passed=rc == 0,
+                    exit_code=rc,
                     output=prompts.tail_text(captured, 2000),
                 )
             )
         passed = all(r.passed for r in results)
-        self._emit(CriteriaChecked(task=task_id, attempt=number, results=tuple(results), passed=passed))
+        self._emit(
+            CriteriaChecked(task=task_id, attempt=number, results=tuple(results), passed=passed)
+        )
         return passed
 
     async def _merge(
@@ -824,21 +934,47 @@ class Engine:
         title = self.plan.task(task_id).label
         async with self._merge_lock:
             result = await asyncio.to_thread(
-                workspace.merge_into, self.repo, integration, attempt.commit,
+                workspace.merge_into,
+                self.repo,
+                integration,
+                attempt.commit,
                 f"Merge {task_id}: {title}\n\ndelegate-tui run {self.run_id}, attempt {attempt.number}",
             )
         if not result.ok:
-            self._emit(MergeConflict(task=task_id, attempt=attempt.number, paths=result.conflicts, detail=result.detail))
+            self._emit(
+                MergeConflict(
+                    task=task_id,
+                    attempt=attempt.number,
+                    paths=result.conflicts,
+                    detail=result.detail,
+                )
+            )
             reason = "merge conflict in " + (", ".join(result.conflicts) or "the tree")
             if emit_success:
-                self._emit(TaskFinished(task=task_id, attempt=attempt.number, status="merge-conflict", reason=reason))
+                self._emit(
+                    TaskFinished(
+                        task=task_id, attempt=attempt.number, status="merge-conflict", reason=reason
+                    )
+                )
                 self._after_attempt(task_id)
             return "merge-conflict", reason, ""
-        self._emit(TaskMerged(task=task_id, attempt=attempt.number, commit=result.commit,
-                              fast_forward=result.fast_forward))
+        self._emit(
+            TaskMerged(
+                task=task_id,
+                attempt=attempt.number,
+                commit=result.commit,
+                fast_forward=result.fast_forward,
+            )
+        )
         if emit_success:
-            self._emit(TaskFinished(task=task_id, attempt=attempt.number, status="succeeded",
-                                    output=self.state.tasks[task_id].output))
+            self._emit(
+                TaskFinished(
+                    task=task_id,
+                    attempt=attempt.number,
+                    status="succeeded",
+                    output=self.state.tasks[task_id].output,
+                )
+            )
             return "", "", ""
         return "succeeded", "", output
 
@@ -848,7 +984,9 @@ class Engine:
             return
         async with self._merge_lock:
             try:
-                result = await asyncio.to_thread(workspace.final_merge, self.repo, integration, self._base_branch)
+                result = await asyncio.to_thread(
+                    workspace.final_merge, self.repo, integration, self._base_branch
+                )
             except workspace.GitError as exc:
                 result = workspace.MergeResult(False, detail=str(exc))
         branch = workspace.current_branch(self.repo) or "HEAD"

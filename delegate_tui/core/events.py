@@ -42,7 +42,16 @@ TaskStatus = Literal[
 
 #: Statuses from which a task will not move again without an operator command.
 FINAL_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "merge-conflict", "killed", "timed-out", "skipped", "blocked", "interrupted"}
+    {
+        "succeeded",
+        "failed",
+        "merge-conflict",
+        "killed",
+        "timed-out",
+        "skipped",
+        "blocked",
+        "interrupted",
+    }
 )
 #: Final statuses that an operator retry can restart.
 RETRYABLE_STATUSES: frozenset[str] = frozenset(

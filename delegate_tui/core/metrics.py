@@ -34,7 +34,8 @@ def compute(state: RunState, now: float | None = None) -> Metrics:
         tasks_total=len(statuses),
         tasks_succeeded=statuses.count("succeeded"),
         tasks_failed=sum(
-            s in ("failed", "merge-conflict", "killed", "timed-out", "interrupted") for s in statuses
+            s in ("failed", "merge-conflict", "killed", "timed-out", "interrupted")
+            for s in statuses
         ),
     )
 
@@ -51,8 +52,19 @@ def summarize(state: RunState) -> str:
         elif task.status == "blocked":
             detail = f"{task.id} (needs {task.blocked_by})"
         groups.setdefault(task.status, []).append(detail)
-    order = ["succeeded", "awaiting-merge", "failed", "merge-conflict", "timed-out", "killed",
-             "interrupted", "blocked", "skipped", "pending", "proposed"]
+    order = [
+        "succeeded",
+        "awaiting-merge",
+        "failed",
+        "merge-conflict",
+        "timed-out",
+        "killed",
+        "interrupted",
+        "blocked",
+        "skipped",
+        "pending",
+        "proposed",
+    ]
     parts = []
     for status in order + sorted(set(groups) - set(order)):
         if status in groups:

@@ -26,7 +26,9 @@ from delegate_tui.core.agents import AgentDef, AgentError, AgentSpec, resolve_ag
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 OUTPUT_REF_RE = re.compile(r"\{\{\s*outputs\.([A-Za-z0-9._-]+)\s*\}\}")
-_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$"
+)
 
 #: Configuration files that serialise every task declaring them, unless a plan
 #: sets its own ``shared_files``. Two tasks adding a dependency each must not
@@ -237,7 +239,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 class PlanError(Exception):
@@ -343,13 +347,17 @@ def _pydantic_problem(error: Mapping[str, Any], file: str, lines: _Lines) -> Pro
     loc: tuple[int | str, ...] = tuple(error["loc"])
     kind = error["type"]
     # Unions (task `command`) report each branch; name the field, not the branch.
-    loc = tuple(p for p in loc if p not in ("str", "tuple[str, ...]", "function-before[_from_yaml()]"))
+    loc = tuple(
+        p for p in loc if p not in ("str", "tuple[str, ...]", "function-before[_from_yaml()]")
+    )
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
         allowed = sorted(_aliases(parent)) if parent else []
         hint = _did_you_mean(str(loc[-1]), allowed)
-        message = f"unknown field{hint}" if hint else "unknown field; expected one of: " + ", ".join(
-            allowed
+        message = (
+            f"unknown field{hint}"
+            if hint
+            else "unknown field; expected one of: " + ", ".join(allowed)
         )
         return Problem(file, lines.line(loc, key=True), _field_path(loc), message)
     if kind == "literal_error":
@@ -402,7 +410,9 @@ def parse_plan(text: str, file: str = "plan.yaml") -> Plan:
         Problem(file, line, _field_path(loc), "duplicate key") for loc, line in lines.duplicates
     ]
     if not isinstance(data, dict):
-        raise PlanError([*problems, Problem(file, 1, "", "a plan is a mapping with `name` and `tasks`")])
+        raise PlanError(
+            [*problems, Problem(file, 1, "", "a plan is a mapping with `name` and `tasks`")]
+        )
     try:
         plan = Plan.model_validate({**data, "source": file})
     except ValidationError as exc:
@@ -454,7 +464,9 @@ def _semantic_problems(
         for d_index, dep in enumerate(task.depends_on):
             if dep == task.id:
                 yield Problem(
-                    file, lines.line((*where, "depends_on", d_index)), f"{field}.depends_on",
+                    file,
+                    lines.line((*where, "depends_on", d_index)),
+                    f"{field}.depends_on",
                     "a task cannot depend on itself",
                 )
             elif dep not in first_index:
@@ -474,25 +486,35 @@ def _semantic_problems(
                 f"unknown agent '{agent_name}'{_did_you_mean(agent_name, sorted(agents))}; "
                 "define it under `agents:` or use a preset (" + ", ".join(sorted(agents)) + ")",
             )
-        uses_command = agents is not None and agent_name in agents and agents[agent_name].uses_task_command
+        uses_command = (
+            agents is not None and agent_name in agents and agents[agent_name].uses_task_command
+        )
         if uses_command and task.command is None:
             yield Problem(
-                file, lines.line(where), field,
+                file,
+                lines.line(where),
+                field,
                 f"agent '{agent_name}' runs the task's `command`, and this task has none",
             )
         if task.prompt is not None and task.prompt_file is not None:
             yield Problem(
-                file, lines.line((*where, "prompt_file")), f"{field}.prompt_file",
+                file,
+                lines.line((*where, "prompt_file")),
+                f"{field}.prompt_file",
                 "give `prompt` or `prompt_file`, not both",
             )
         if task.prompt is None and task.prompt_file is None and not uses_command:
             yield Problem(
-                file, lines.line(where, key=True), f"{field}.prompt",
+                file,
+                lines.line(where, key=True),
+                f"{field}.prompt",
                 "required: `prompt` or `prompt_file`",
             )
         if task.kind == "consult" and task.edits:
             yield Problem(
-                file, lines.line((*where, "edits")), f"{field}.edits",
+                file,
+                lines.line((*where, "edits")),
+                f"{field}.edits",
                 "a consult task edits nothing; remove `edits` or use kind: code",
             )
 

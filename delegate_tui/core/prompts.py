@@ -48,7 +48,7 @@ def plain_text(data: bytes | str) -> str:
         line = ""
         for seg in segments:
             seg = _ESCAPE_RE.sub("", seg)
-            line = seg + line[len(seg):]
+            line = seg + line[len(seg) :]
         lines.append(line.rstrip())
     return "\n".join(lines)
 
@@ -105,8 +105,11 @@ def failure_summary(attempt: AttemptState) -> str:
 
 def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -> str:
     """The prompt for the next attempt: the task, how it failed, the operator's words."""
-    parts = [original.rstrip(), "", f"--- Previous attempt ({failed.number}) failed: "
-             f"{failure_summary(failed)} ---"]
+    parts = [
+        original.rstrip(),
+        "",
+        f"--- Previous attempt ({failed.number}) failed: {failure_summary(failed)} ---",
+    ]
     failing = [c for c in failed.criteria if not c.passed]
     for c in failing:
         parts.append(f"Criterion failed: {c.command or c.text} (exit {c.exit_code})")

@@ -10,6 +10,7 @@ It imports only the standard library so it starts in a few milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,18 +62,14 @@ def end_groups(pgids: Iterable[int], grace: float = GRACE_S) -> list[int]:
     """SIGTERM each live group, then SIGKILL survivors after ``grace``; return the live ones."""
     live = [p for p in set(pgids) if p > 1 and group_alive(p)]
     for pgid in live:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(group_alive(p) for p in live):
         time.sleep(0.05)
     for pgid in live:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     return live
 
 
@@ -134,10 +131,8 @@ class Reaper:
         """Normal shutdown: groups still registered are ended by the reaper."""
         if self._proc is not None:
             if self._proc.stdin is not None:
-                try:
+                with contextlib.suppress(BrokenPipeError):
                     self._proc.stdin.close()
-                except BrokenPipeError:
-                    pass
             try:
                 self._proc.wait(timeout=GRACE_S + 2)
             except subprocess.TimeoutExpired:

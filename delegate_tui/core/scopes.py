@@ -20,7 +20,8 @@ from functools import lru_cache
 
 # A character token: ("lit", "a") | ("any", "") | ("star", "") | ("class", (negated, ranges))
 _Range = tuple[str, str]
-_Tok = tuple[str, object]
+_ClassSpec = tuple[bool, tuple[_Range, ...]]
+_Tok = tuple[str, str | _ClassSpec]
 _Segment = tuple[_Tok, ...]
 _DSTAR = "**"
 
@@ -117,9 +118,8 @@ def _char_candidates(a: _Segment, b: _Segment) -> list[str]:
         kind, value = tok
         if kind == "lit":
             chars.add(str(value))
-        elif kind == "class":
-            _, ranges = value  # type: ignore[misc]
-            for lo, hi in ranges:
+        elif isinstance(value, tuple):
+            for lo, hi in value[1]:
                 for c in (lo, hi):
                     chars.update({c, chr(max(ord(c) - 1, 1)), chr(ord(c) + 1)})
     chars.add("\ue000")  # private-use: in no literal and no class a user writes
@@ -133,7 +133,8 @@ def _tok_accepts(tok: _Tok, ch: str) -> bool:
         return ch == value
     if kind in ("any", "star"):
         return True
-    negated, ranges = value  # type: ignore[misc]
+    assert isinstance(value, tuple)
+    negated, ranges = value
     inside = any(lo <= ch <= hi for lo, hi in ranges)
     return inside != negated
 

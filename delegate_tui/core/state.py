@@ -241,8 +241,10 @@ def _run_started(state: RunState, ev: RunStarted) -> None:
     state.host_pids.append(ev.host_pid)
     if ev.reaper_pid:
         state.reaper_pids.append(ev.reaper_pid)
-    ids: Iterable[str] = (t.id for t in plan.tasks) if plan else (
-        str(t.get("id")) for t in ev.plan.get("tasks", []) if isinstance(t, dict)
+    ids: Iterable[str] = (
+        (t.id for t in plan.tasks)
+        if plan
+        else (str(t.get("id")) for t in ev.plan.get("tasks", []) if isinstance(t, dict))
     )
     for task_id in ids:
         state.tasks.setdefault(task_id, TaskState(task_id))

@@ -66,14 +66,18 @@ def git(
     )
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise GitError(f"git {' '.join(args[:3])}: " + (detail[-1] if detail else f"exit {proc.returncode}"))
+        raise GitError(
+            f"git {' '.join(args[:3])}: " + (detail[-1] if detail else f"exit {proc.returncode}")
+        )
     return proc
 
 
 def git_version() -> tuple[int, int]:
     """The installed git's (major, minor), (0, 0) if git is missing."""
     try:
-        out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["git", "--version"], capture_output=True, text=True, check=False
+        ).stdout
     except FileNotFoundError:
         return (0, 0)
     match = re.search(r"(\d+)\.(\d+)", out)
@@ -160,7 +164,9 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
         parent_tree = git(["rev-parse", f"{parent}^{{tree}}"], workdir).stdout.strip()
         if tree == parent_tree:
             return parent
-        return git(["commit-tree", tree, "-p", parent, "-m", message], workdir, env=env).stdout.strip()
+        return git(
+            ["commit-tree", tree, "-p", parent, "-m", message], workdir, env=env
+        ).stdout.strip()
 
 
 def create_branch(repo: Path, branch: str, commit: str) -> None:
@@ -213,12 +219,12 @@ def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
         parts = record.split("\t")
         if len(parts) < 3:
             continue
-        added, deleted, path = parts
+        plus, minus, path = parts
         if path == "" and i + 1 < len(numstat_out):  # rename: old\0new\0 follow
             path = numstat_out[i + 1]
             i += 2
-        binary = added == "-"
-        counts[path] = (0 if binary else int(added), 0 if binary else int(deleted), binary)
+        binary = plus == "-"
+        counts[path] = (0 if binary else int(plus), 0 if binary else int(minus), binary)
     files: list[ChangedFile] = []
     i = 0
     while i < len(status_out):
@@ -234,7 +240,9 @@ def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
             old, new = "", status_out[i]
             i += 1
         added, deleted, binary = counts.get(new, (0, 0, False))
-        files.append(ChangedFile(new, "R" if letter == "R" else letter, added, deleted, old, binary))
+        files.append(
+            ChangedFile(new, "R" if letter == "R" else letter, added, deleted, old, binary)
+        )
     return files
 
 

@@ -107,7 +107,11 @@ def edit_file(root: Path, rel: str, task_id: str, prompt: str) -> tuple[int, int
             "    return result",
         ]
     elif mark:
-        body = ["", f"{mark} {task_id}: {summary}", f"export const {re.sub(chr(92) + 'W', '_', task_id)} = true;"]
+        body = [
+            "",
+            f"{mark} {task_id}: {summary}",
+            f"export const {re.sub(chr(92) + 'W', '_', task_id)} = true;",
+        ]
     else:
         body = ["", f"## {task_id}", "", summary, ""]
     existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
@@ -164,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(task_id)
     step = args.duration / 6
 
-    say(f"{MAGENTA}◆ demo-agent{RESET} {DIM}model={args.model} task={task_id} attempt={attempt}{RESET}")
+    say(
+        f"{MAGENTA}◆ demo-agent{RESET} {DIM}model={args.model} task={task_id} attempt={attempt}{RESET}"
+    )
     if args.persona:
         say(f"{DIM}persona: {args.persona}{RESET}")
     first = (args.prompt.strip().splitlines() or ["(no prompt)"])[0]
@@ -174,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     pause(step * 0.5)
     say("I'll read the relevant files first, then make the smallest change that works.")
     spin("Reading project structure", step)
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
+    files = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".git" not in p.parts
+    )
     for name in files[:4]:
         say(f"  {DIM}read{RESET} {name}")
     if args.flood:

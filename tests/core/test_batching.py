@@ -68,7 +68,9 @@ def test_running_task_blocks_overlap_and_takes_a_slot() -> None:
     state = state_of(plan, service="running")
     proposal = propose(plan, state)
     assert proposal.tasks == ("docs",)
-    assert held(proposal) == {"fix": "edits overlap with service on src/auth/login.ts / src/auth/** (running)"}
+    assert held(proposal) == {
+        "fix": "edits overlap with service on src/auth/login.ts / src/auth/** (running)"
+    }
 
 
 def test_shared_config_and_resources_serialise() -> None:
@@ -137,7 +139,9 @@ def test_undeclared_scope_worktree_vs_shared() -> None:
     )
     proposal = propose(plan, state_of(plan, "worktree"))
     assert proposal.tasks == ("loose", "tidy")
-    assert [(n.task, n.reason) for n in proposal.notes] == [("loose", "scope undeclared: no edits declared")]
+    assert [(n.task, n.reason) for n in proposal.notes] == [
+        ("loose", "scope undeclared: no edits declared")
+    ]
     shared = propose(plan, state_of(plan, "shared"))
     assert shared.tasks == ("loose",)
     assert held(shared) == {"tidy": "loose has no declared edits and runs alone in shared mode"}

@@ -16,7 +16,9 @@ def test_core_imports_neither_textual_nor_rich() -> None:
         "print(','.join(bad))\n"
         "print(len([n for n in sys.modules if n.startswith('delegate_tui.core.')]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     loaded_ui, core_count = out.splitlines()
     assert loaded_ui == ""
     assert int(core_count) >= 14  # every core module really was imported

@@ -15,7 +15,12 @@ DEPS = {
 
 
 def test_layers_follow_dependencies() -> None:
-    assert graph.layers(DEPS) == [["contract"], ["schema"], ["service", "ui", "tests"], ["endpoints"]]
+    assert graph.layers(DEPS) == [
+        ["contract"],
+        ["schema"],
+        ["service", "ui", "tests"],
+        ["endpoints"],
+    ]
 
 
 def test_topological_order_puts_parents_first() -> None:

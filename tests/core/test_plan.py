@@ -95,7 +95,9 @@ def test_unknown_dependency_names_line_field_and_suggestion() -> None:
             depends_on: [servce]
         """
     )
-    assert found == ["plan.yaml:7: tasks[1].depends_on: unknown task 'servce' (did you mean 'service'?)"]
+    assert found == [
+        "plan.yaml:7: tasks[1].depends_on: unknown task 'servce' (did you mean 'service'?)"
+    ]
 
 
 def test_cycle_is_printed_whole() -> None:
@@ -116,15 +118,39 @@ def test_cycle_is_printed_whole() -> None:
     [
         ("  - {id: 'bad id', prompt: x}", "plan.yaml:3: tasks[0].id: expected letters, digits"),
         ("  - {id: ..x, prompt: x}", "plan.yaml:3: tasks[0].id: '..x' cannot be a git branch name"),
-        ("  - {id: a, prompt: x, timeout: soon}", "plan.yaml:3: tasks[0].timeout: expected a duration"),
-        ("  - {id: a, prompt: x, kind: helper}", "plan.yaml:3: tasks[0].kind: expected 'code' or 'consult'"),
-        ("  - {id: a, prompt: x, depnds_on: []}", "plan.yaml:3: tasks[0].depnds_on: unknown field (did you mean 'depends_on'?)"),
-        ("  - {id: a, prompt: x, retries: -1}", "plan.yaml:3: tasks[0].retries: Input should be greater than or equal to 0"),
+        (
+            "  - {id: a, prompt: x, timeout: soon}",
+            "plan.yaml:3: tasks[0].timeout: expected a duration",
+        ),
+        (
+            "  - {id: a, prompt: x, kind: helper}",
+            "plan.yaml:3: tasks[0].kind: expected 'code' or 'consult'",
+        ),
+        (
+            "  - {id: a, prompt: x, depnds_on: []}",
+            "plan.yaml:3: tasks[0].depnds_on: unknown field (did you mean 'depends_on'?)",
+        ),
+        (
+            "  - {id: a, prompt: x, retries: -1}",
+            "plan.yaml:3: tasks[0].retries: Input should be greater than or equal to 0",
+        ),
         ("  - {id: a}", "plan.yaml:3: tasks[0].prompt: required: `prompt` or `prompt_file`"),
-        ("  - {id: a, prompt: x, agent: cladue}", "plan.yaml:3: tasks[0].agent: unknown agent 'cladue' (did you mean 'claude'?)"),
-        ("  - {id: a, agent: shell}", "plan.yaml:3: tasks[0]: agent 'shell' runs the task's `command`, and this task has none"),
-        ("  - {id: a, prompt: x, kind: consult, edits: [src/**]}", "plan.yaml:3: tasks[0].edits: a consult task edits nothing"),
-        ("  - {id: a, prompt: '{{ outputs.b }}'}", "plan.yaml:3: tasks[0].prompt: {{ outputs.b }}: 'b' is not a task of 'a'"),
+        (
+            "  - {id: a, prompt: x, agent: cladue}",
+            "plan.yaml:3: tasks[0].agent: unknown agent 'cladue' (did you mean 'claude'?)",
+        ),
+        (
+            "  - {id: a, agent: shell}",
+            "plan.yaml:3: tasks[0]: agent 'shell' runs the task's `command`, and this task has none",
+        ),
+        (
+            "  - {id: a, prompt: x, kind: consult, edits: [src/**]}",
+            "plan.yaml:3: tasks[0].edits: a consult task edits nothing",
+        ),
+        (
+            "  - {id: a, prompt: '{{ outputs.b }}'}",
+            "plan.yaml:3: tasks[0].prompt: {{ outputs.b }}: 'b' is not a task of 'a'",
+        ),
     ],
 )
 def test_task_errors(snippet: str, expected: str) -> None:
@@ -141,7 +167,10 @@ def test_output_reference_must_be_a_dependency() -> None:
           - {id: build, prompt: "use {{ outputs.research }}"}
         """
     )
-    assert found == "plan.yaml:4: tasks[1].prompt: {{ outputs.research }}: 'research' is not a dependency of 'build'"
+    assert (
+        found
+        == "plan.yaml:4: tasks[1].prompt: {{ outputs.research }}: 'research' is not a dependency of 'build'"
+    )
 
 
 def test_duplicate_ids_and_keys() -> None:
@@ -166,7 +195,9 @@ def test_plan_level_errors() -> None:
     assert problems("name: p\nisolation: docker\ntasks: [{id: a, prompt: x}]\n") == [
         "plan.yaml:2: isolation: expected 'worktree', 'shared' or 'none', got 'docker'"
     ]
-    assert problems("- just\n- a list\n") == ["plan.yaml:1: a plan is a mapping with `name` and `tasks`"]
+    assert problems("- just\n- a list\n") == [
+        "plan.yaml:1: a plan is a mapping with `name` and `tasks`"
+    ]
     (bad_yaml,) = problems("name: p\ntasks: [\n")
     assert bad_yaml.startswith("plan.yaml:3: invalid YAML")
 
@@ -194,7 +225,8 @@ def test_missing_prompt_file_and_plan_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [(90, 90.0), ("90s", 90.0), ("20m", 1200.0), ("1h30m", 5400.0), ("2.5m", 150.0)]
+    ("value", "seconds"),
+    [(90, 90.0), ("90s", 90.0), ("20m", 1200.0), ("1h30m", 5400.0), ("2.5m", 150.0)],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds

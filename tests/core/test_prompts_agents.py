@@ -32,7 +32,9 @@ def test_retry_prompt_carries_failure_output_and_operator_words() -> None:
     assert "Previous attempt (1) failed: exited with status 2" in prompt
     assert "TypeError: x is None" in prompt and "\x1b" not in prompt
     assert "Criterion failed: pytest -q (exit 1)" in prompt
-    assert prompt.rstrip().endswith("--- Operator's note ---\nUse the session helper in src/session.py")
+    assert prompt.rstrip().endswith(
+        "--- Operator's note ---\nUse the session helper in src/session.py"
+    )
 
 
 def test_final_output_prefers_the_last_message() -> None:
@@ -44,41 +46,84 @@ def test_final_output_prefers_the_last_message() -> None:
 
 def test_prompt_is_one_argument_never_a_shell_string() -> None:
     hostile = "x'; rm -rf / #\n$(touch pwned)"
-    argv = build_argv(PRESETS["claude"], prompt=hostile, task_id="t", workdir="/w", last_message="/m", model="opus")
+    argv = build_argv(
+        PRESETS["claude"],
+        prompt=hostile,
+        task_id="t",
+        workdir="/w",
+        last_message="/m",
+        model="opus",
+    )
     assert argv == ["claude", "-p", "--permission-mode", "acceptEdits", "--model", "opus", hostile]
     codex = build_argv(PRESETS["codex"], prompt="p", task_id="t", workdir="/w", last_message="/m")
-    assert codex == ["codex", "exec", "--sandbox", "workspace-write", "--skip-git-repo-check",
-                     "--output-last-message", "/m", "p"]
-    assert build_argv(PRESETS["gemini"], prompt="p", task_id="t", workdir="/w", last_message="") == [
-        "gemini", "--approval-mode", "auto_edit", "-p", "p"]
+    assert codex == [
+        "codex",
+        "exec",
+        "--sandbox",
+        "workspace-write",
+        "--skip-git-repo-check",
+        "--output-last-message",
+        "/m",
+        "p",
+    ]
+    assert build_argv(
+        PRESETS["gemini"], prompt="p", task_id="t", workdir="/w", last_message=""
+    ) == ["gemini", "--approval-mode", "auto_edit", "-p", "p"]
     assert build_argv(PRESETS["aider"], prompt="p", task_id="t", workdir="/w", last_message="") == [
-        "aider", "--yes-always", "--message", "p"]
-    demo = build_argv(PRESETS["demo"], prompt="p", task_id="t", workdir="/w", last_message="/m", persona="Tester")
+        "aider",
+        "--yes-always",
+        "--message",
+        "p",
+    ]
+    demo = build_argv(
+        PRESETS["demo"], prompt="p", task_id="t", workdir="/w", last_message="/m", persona="Tester"
+    )
     assert demo[:3] == [sys.executable, "-m", "delegate_tui.demo.agent"] and demo[-1] == "p"
     assert "--persona" in demo
 
 
 def test_persona_without_persona_args_goes_into_the_prompt() -> None:
-    argv = build_argv(PRESETS["gemini"], prompt="Review", task_id="t", workdir="", last_message="", persona="Auditor")
+    argv = build_argv(
+        PRESETS["gemini"],
+        prompt="Review",
+        task_id="t",
+        workdir="",
+        last_message="",
+        persona="Auditor",
+    )
     assert argv[-1] == "You are Auditor.\n\nReview"
 
 
 def test_shell_agent_runs_the_task_command() -> None:
     shell = PRESETS["shell"]
-    assert build_argv(shell, prompt="p", task_id="t", workdir="/w", last_message="",
-                      task_command=("make", "{task_id}")) == ["make", "t"]
-    assert build_argv(shell, prompt="$(evil)", task_id="t", workdir="", last_message="",
-                      task_command="echo {prompt}") == ["sh", "-c", "echo {prompt}"]
+    assert build_argv(
+        shell,
+        prompt="p",
+        task_id="t",
+        workdir="/w",
+        last_message="",
+        task_command=("make", "{task_id}"),
+    ) == ["make", "t"]
+    assert build_argv(
+        shell,
+        prompt="$(evil)",
+        task_id="t",
+        workdir="",
+        last_message="",
+        task_command="echo {prompt}",
+    ) == ["sh", "-c", "echo {prompt}"]
     with pytest.raises(AgentError):
         build_argv(shell, prompt="p", task_id="t", workdir="", last_message="")
 
 
 def test_agents_extend_and_override() -> None:
-    agents = resolve_agents({
-        "fast": AgentDef(extends="codex", args=("-m", "mini")),
-        "faster": AgentDef(extends="fast", env={"X": "1"}, transport="pipes"),
-        "custom": AgentDef(command=("my-agent", "{prompt}")),
-    })
+    agents = resolve_agents(
+        {
+            "fast": AgentDef(extends="codex", args=("-m", "mini")),
+            "faster": AgentDef(extends="fast", env={"X": "1"}, transport="pipes"),
+            "custom": AgentDef(command=("my-agent", "{prompt}")),
+        }
+    )
     assert agents["faster"].args == ("-m", "mini") and agents["faster"].transport == "pipes"
     assert agents["faster"].preset == "codex" and agents["custom"].preset == "custom"
     with pytest.raises(AgentError, match="cycle"):

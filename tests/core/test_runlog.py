@@ -24,17 +24,68 @@ from delegate_tui.core.events import (
     encode,
     event_types,
 )
-from delegate_tui.core.runlog import LogError, LogWriter, ReadReport, read_events, repair_tail, resolve_run
+from delegate_tui.core.runlog import (
+    LogError,
+    LogWriter,
+    ReadReport,
+    read_events,
+    repair_tail,
+    resolve_run,
+)
 
 SAMPLES = [
-    RunStarted(run_id="r1", plan={"name": "p", "tasks": []}, plan_path="/p.yaml", repo="/r", isolation="worktree", seq=1, ts=1.0),
-    BatchProposed(batch=1, tasks=("a", "b"), held=(HeldTask("c", "edits overlap with a on src/**"),), seq=2, ts=2.0),
-    TaskOutput(task="a", attempt=1, data=b"\x1b[31mred\x1b[0m \xff\xfe not utf-8 \xe2\x82", seq=3, ts=3.0),
+    RunStarted(
+        run_id="r1",
+        plan={"name": "p", "tasks": []},
+        plan_path="/p.yaml",
+        repo="/r",
+        isolation="worktree",
+        seq=1,
+        ts=1.0,
+    ),
+    BatchProposed(
+        batch=1,
+        tasks=("a", "b"),
+        held=(HeldTask("c", "edits overlap with a on src/**"),),
+        seq=2,
+        ts=2.0,
+    ),
+    TaskOutput(
+        task="a", attempt=1, data=b"\x1b[31mred\x1b[0m \xff\xfe not utf-8 \xe2\x82", seq=3, ts=3.0
+    ),
     TaskOutput(task="a", attempt=1, data="ünïcødé ✔\r\n".encode(), seq=4, ts=3.5),
-    TaskExited(task="a", attempt=1, exit_code=None, signal=9, duration_s=1.5, reason="killed", seq=5, ts=4.0),
-    CriteriaChecked(task="a", attempt=1, results=(CriterionResult("t", "test -f x", False, 1, "no"),), passed=False, seq=6, ts=5.0),
-    TaskCommitted(task="a", attempt=1, commit="abc", changed=(ChangedFile("my file é.txt", "A", 3, 0),), seq=7, ts=6.0),
-    RunFinished(status="partial", metrics=Metrics(wall_s=5.0, sequential_s=8.0, time_saved_s=3.0), seq=8, ts=7.0),
+    TaskExited(
+        task="a",
+        attempt=1,
+        exit_code=None,
+        signal=9,
+        duration_s=1.5,
+        reason="killed",
+        seq=5,
+        ts=4.0,
+    ),
+    CriteriaChecked(
+        task="a",
+        attempt=1,
+        results=(CriterionResult("t", "test -f x", False, 1, "no"),),
+        passed=False,
+        seq=6,
+        ts=5.0,
+    ),
+    TaskCommitted(
+        task="a",
+        attempt=1,
+        commit="abc",
+        changed=(ChangedFile("my file é.txt", "A", 3, 0),),
+        seq=7,
+        ts=6.0,
+    ),
+    RunFinished(
+        status="partial",
+        metrics=Metrics(wall_s=5.0, sequential_s=8.0, time_saved_s=3.0),
+        seq=8,
+        ts=7.0,
+    ),
 ]
 
 
@@ -78,7 +129,9 @@ def test_torn_last_line_is_skipped_and_cut_on_reopen(tmp_path: Path) -> None:
 def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     lines = [encode(ev) for ev in SAMPLES[:3]]
-    path.write_bytes(lines[0] + b"{not json\n" + lines[1] + b'{"type":"FromTheFuture"}\n' + lines[2])
+    path.write_bytes(
+        lines[0] + b"{not json\n" + lines[1] + b'{"type":"FromTheFuture"}\n' + lines[2]
+    )
     report = ReadReport()
     assert list(read_events(path, report)) == SAMPLES[:3]
     assert report.corrupt_lines == [2]
@@ -91,7 +144,9 @@ def test_corrupt_middle_line_is_reported(tmp_path: Path) -> None:
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    future = RunStarted(run_id="r", plan={}, plan_path="", repo="", isolation="none", schema=SCHEMA_VERSION + 1)
+    future = RunStarted(
+        run_id="r", plan={}, plan_path="", repo="", isolation="none", schema=SCHEMA_VERSION + 1
+    )
     path.write_bytes(encode(future))
     with pytest.raises(LogError, match="newer delegate-tui"):
         list(read_events(path))

@@ -46,8 +46,14 @@ def started() -> RunState:
     return build(
         [
             RunStarted(
-                run_id="r", plan=PLAN.model_dump(mode="json", by_alias=True), plan_path="p.yaml",
-                repo="/r", isolation="worktree", base_commit="base", integration_branch="i", ts=100.0,
+                run_id="r",
+                plan=PLAN.model_dump(mode="json", by_alias=True),
+                plan_path="p.yaml",
+                repo="/r",
+                isolation="worktree",
+                base_commit="base",
+                integration_branch="i",
+                ts=100.0,
             )
         ]
     )
@@ -68,7 +74,20 @@ def test_happy_path_transitions_and_metrics() -> None:
     assert state.tasks["a"].status == "starting" and state.tasks["b"].status == "pending"
     assert state.proposal is None and state.tasks["a"].batch == 1
     apply(state, TaskPreparing(task="a", attempt=1, workdir="/w/a-1", branch="br"))
-    apply(state, TaskStarted(task="a", attempt=1, agent="demo", argv=("x",), cwd="/w/a-1", pid=5, pgid=5, prompt="p", ts=101.0))
+    apply(
+        state,
+        TaskStarted(
+            task="a",
+            attempt=1,
+            agent="demo",
+            argv=("x",),
+            cwd="/w/a-1",
+            pid=5,
+            pgid=5,
+            prompt="p",
+            ts=101.0,
+        ),
+    )
     assert state.tasks["a"].status == "running" and state.tasks["a"].attempt.pid == 5  # type: ignore[union-attr]
     apply(state, TaskOutput(task="a", attempt=1, data=b"x" * (TAIL_BYTES + 10), ts=102.0))
     attempt = state.tasks["a"].attempts[0]
@@ -90,7 +109,10 @@ def test_hold_pause_skip_block_retry() -> None:
     state = started()
     apply(state, BatchProposed(batch=1, tasks=("a", "b")))
     apply(state, BatchHeld(batch=1))
-    assert state.tasks["a"].status == "pending" and state.tasks["a"].held_reason == "held by the operator"
+    assert (
+        state.tasks["a"].status == "pending"
+        and state.tasks["a"].held_reason == "held by the operator"
+    )
     apply(state, SchedulingPaused())
     assert state.paused
     apply(state, SchedulingResumed())

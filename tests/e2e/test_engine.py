@@ -39,7 +39,9 @@ def output_of(recorder: Recorder, task: str) -> bytes:
     return b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task)  # type: ignore[attr-defined]
 
 
-def wait_for(recorder: Recorder, predicate: Callable[[], bool], timeout: float = 20) -> asyncio.Future[None]:
+def wait_for(
+    recorder: Recorder, predicate: Callable[[], bool], timeout: float = 20
+) -> asyncio.Future[None]:
     async def poll() -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
@@ -51,7 +53,9 @@ def wait_for(recorder: Recorder, predicate: Callable[[], bool], timeout: float =
     return asyncio.ensure_future(poll())
 
 
-def test_parallel_tasks_merge_and_dependent_sees_their_work(repo: Path, write_plan: PlanWriter) -> None:
+def test_parallel_tasks_merge_and_dependent_sees_their_work(
+    repo: Path, write_plan: PlanWriter
+) -> None:
     plan = write_plan(
         plan_text(
             repo,
@@ -74,9 +78,15 @@ def test_parallel_tasks_merge_and_dependent_sees_their_work(repo: Path, write_pl
     assert starts["users"].cwd != starts["orders"].cwd  # one worktree each
     assert "/.delegate/worktrees/" in starts["users"].cwd
     # The dependent ran on the integration branch with both merged.
-    assert b"orders.py" in output_of(recorder, "report") and b"users.py" in output_of(recorder, "report")
+    assert b"orders.py" in output_of(recorder, "report") and b"users.py" in output_of(
+        recorder, "report"
+    )
     integration = state.integration_branch
-    assert git(repo, "show", f"{integration}:listing.txt").split() == ["orders.py", "shared.py", "users.py"]
+    assert git(repo, "show", f"{integration}:listing.txt").split() == [
+        "orders.py",
+        "shared.py",
+        "users.py",
+    ]
     # The operator's branch and tree were not touched.
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "rev-parse", "main") == git(repo, "rev-parse", state.base_commit)
@@ -87,7 +97,9 @@ def test_parallel_tasks_merge_and_dependent_sees_their_work(repo: Path, write_pl
     assert f"delegate/{engine.run_id}/tasks/users" in git(repo, "branch", "--list", "delegate/*")
     # The log replays to the same state.
     replayed = build(read_events(engine.log_path))
-    assert {t: s.status for t, s in replayed.tasks.items()} == {t: s.status for t, s in state.tasks.items()}
+    assert {t: s.status for t, s in replayed.tasks.items()} == {
+        t: s.status for t, s in state.tasks.items()
+    }
     assert replayed.integration_tip == state.integration_tip
 
 
@@ -166,7 +178,11 @@ def test_operator_kill_of_agent_that_ignores_sigterm(repo: Path, write_plan: Pla
 
 
 def test_timeout_ends_the_agent(repo: Path, write_plan: PlanWriter) -> None:
-    plan = write_plan(plan_text(repo, "- {id: slow, agent: shell, command: 'sleep 30', timeout: 1s, edits: [x]}\n"))
+    plan = write_plan(
+        plan_text(
+            repo, "- {id: slow, agent: shell, command: 'sleep 30', timeout: 1s, edits: [x]}\n"
+        )
+    )
     state, recorder, _ = run_engine(plan)
     assert state.tasks["slow"].status == "timed-out"
     (exited,) = recorder.of(TaskExited)
@@ -216,7 +232,9 @@ def test_output_is_passed_to_a_dependent(repo: Path, write_plan: PlanWriter) -> 
     state, _, _ = run_engine(plan)
     assert state.status == "succeeded"
     applied = git(repo, "show", f"{state.integration_branch}:applied.txt")
-    assert applied.startswith("Apply: advice: answered without editing files. Recommendation: use streams")
+    assert applied.startswith(
+        "Apply: advice: answered without editing files. Recommendation: use streams"
+    )
 
 
 def test_criteria_run_in_the_worktree_and_fail_the_task(repo: Path, write_plan: PlanWriter) -> None:
@@ -243,8 +261,11 @@ def test_criteria_run_in_the_worktree_and_fail_the_task(repo: Path, write_plan: 
 
 def test_send_input_to_an_agent_waiting_for_it(repo: Path, write_plan: PlanWriter) -> None:
     plan = write_plan(
-        plan_text(repo, "- {id: asker, agent: demo-ask, prompt: Change it, edits: [src/q.py]}\n",
-                  agents="{demo-ask: {extends: demo, args: [--ask]}}")
+        plan_text(
+            repo,
+            "- {id: asker, agent: demo-ask, prompt: Change it, edits: [src/q.py]}\n",
+            agents="{demo-ask: {extends: demo, args: [--ask]}}",
+        )
     )
 
     async def drive(engine: Engine, recorder: Recorder) -> None:
@@ -312,33 +333,55 @@ def test_skip_hold_pause_and_resume(repo: Path, write_plan: PlanWriter) -> None:
         assert engine.state.proposal.tasks == ("c",)  # type: ignore[union-attr]
         assert engine.approve(["c"]) == ""
         await wait_for(recorder, lambda: engine.state.tasks["c"].status == "succeeded")
-        await wait_for(recorder, lambda: any(isinstance(e, Notice) and "waiting for you" in e.message
-                                             for e in recorder.events))
+        await wait_for(
+            recorder,
+            lambda: any(
+                isinstance(e, Notice) and "waiting for you" in e.message for e in recorder.events
+            ),
+        )
         assert not engine.state.finished, "with an operator present, a partial run waits"
         assert engine.end() == ""
 
     state, _, _ = run_engine(plan, during=drive, auto_approve=False, hold_at_end=True)
-    assert {t: s.status for t, s in state.tasks.items()} == {"a": "skipped", "b": "blocked", "c": "succeeded"}
+    assert {t: s.status for t, s in state.tasks.items()} == {
+        "a": "skipped",
+        "b": "blocked",
+        "c": "succeeded",
+    }
     assert state.status == "partial"
 
 
 def test_agent_that_cannot_start_is_a_clear_failure(repo: Path, write_plan: PlanWriter) -> None:
-    plan = write_plan(plan_text(repo, "- {id: x, agent: shell, command: [/nonexistent/agent], edits: [x]}\n"))
+    plan = write_plan(
+        plan_text(repo, "- {id: x, agent: shell, command: [/nonexistent/agent], edits: [x]}\n")
+    )
     state, recorder, _ = run_engine(plan)
     assert state.tasks["x"].status == "failed"
     assert "could not start '/nonexistent/agent'" in state.tasks["x"].attempts[0].reason
     assert b"No such file" in output_of(recorder, "x")
 
 
-def test_preflight_refuses_missing_agent_cli_before_creating_anything(repo: Path, write_plan: PlanWriter) -> None:
-    plan = write_plan(plan_text(repo, "- {id: x, agent: mine, prompt: p}\n",
-                                agents="{mine: {command: [no-such-agent-cli, '{prompt}']}}"))
-    with pytest.raises(PreflightError, match=r"plan.yaml:\d+: tasks\[0\].agent: agent 'mine' runs 'no-such-agent-cli'"):
+def test_preflight_refuses_missing_agent_cli_before_creating_anything(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            "- {id: x, agent: mine, prompt: p}\n",
+            agents="{mine: {command: [no-such-agent-cli, '{prompt}']}}",
+        )
+    )
+    with pytest.raises(
+        PreflightError,
+        match=r"plan.yaml:\d+: tasks\[0\].agent: agent 'mine' runs 'no-such-agent-cli'",
+    ):
         Engine(plan).preflight()
     assert not (repo / ".delegate").exists()
 
 
-def test_worktree_setup_copies_links_runs_and_fails_as_setup(repo: Path, write_plan: PlanWriter) -> None:
+def test_worktree_setup_copies_links_runs_and_fails_as_setup(
+    repo: Path, write_plan: PlanWriter
+) -> None:
     (repo / ".env").write_text("SECRET=1\n")
     (repo / ".git" / "info" / "exclude").write_text(".env\nnode_modules/\n")
     (repo / "node_modules").mkdir()
@@ -355,12 +398,21 @@ def test_worktree_setup_copies_links_runs_and_fails_as_setup(repo: Path, write_p
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded"
     setup = b"".join(e.data for e in recorder.of(TaskOutput) if e.stream == "setup")  # type: ignore[attr-defined]
-    assert b"copied .env" in setup and b"missing.txt does not exist" in setup and b"setting up" in setup
-    assert b"SECRET=1" in output_of(recorder, "uses-env") and b"lib.js" in output_of(recorder, "uses-env")
+    assert (
+        b"copied .env" in setup
+        and b"missing.txt does not exist" in setup
+        and b"setting up" in setup
+    )
+    assert b"SECRET=1" in output_of(recorder, "uses-env") and b"lib.js" in output_of(
+        recorder, "uses-env"
+    )
 
     failing = write_plan(
-        plan_text(repo, "- {id: t, agent: shell, command: 'true', edits: [x]}\n",
-                  worktree_setup="{run: ['exit 7']}"),
+        plan_text(
+            repo,
+            "- {id: t, agent: shell, command: 'true', edits: [x]}\n",
+            worktree_setup="{run: ['exit 7']}",
+        ),
         name="failing.yaml",
     )
     state, recorder, _ = run_engine(failing)
@@ -369,20 +421,24 @@ def test_worktree_setup_copies_links_runs_and_fails_as_setup(repo: Path, write_p
     assert not recorder.of(TaskStarted), "the agent never started"
 
 
-def test_dirty_tree_is_reported_and_excluded_unless_asked(repo: Path, write_plan: PlanWriter) -> None:
+def test_dirty_tree_is_reported_and_excluded_unless_asked(
+    repo: Path, write_plan: PlanWriter
+) -> None:
     (repo / "wip.txt").write_text("work in progress\n")
     plan = write_plan(plan_text(repo, "- {id: look, agent: shell, command: 'ls', edits: [x]}\n"))
     state, recorder, _ = run_engine(plan)
     assert any("uncommitted changes (wip.txt)" in n.message for n in recorder.of(Notice))  # type: ignore[attr-defined]
-    assert b"wip.txt" not in output_of(recorder, "look")
+    assert b"wip.txt" not in output_of(recorder, "look") and state.status == "succeeded"
     state, recorder, _ = run_engine(plan, include_dirty=True)
-    assert b"wip.txt" in output_of(recorder, "look")
+    assert b"wip.txt" in output_of(recorder, "look") and state.status == "succeeded"
     assert (repo / "wip.txt").read_text() == "work in progress\n"
     assert git(repo, "status", "--porcelain").strip() == "?? wip.txt"
 
 
 def test_finish_merges_into_the_operator_branch(repo: Path, write_plan: PlanWriter) -> None:
-    plan = write_plan(plan_text(repo, "- {id: feat, agent: demo, prompt: Add feature, edits: [src/feature.py]}\n"))
+    plan = write_plan(
+        plan_text(repo, "- {id: feat, agent: demo, prompt: Add feature, edits: [src/feature.py]}\n")
+    )
     state, _, _ = run_engine(plan, finish=True)
     assert state.final_merge is not None and state.final_merge.ok, state.final_merge
     assert (repo / "src" / "feature.py").exists()
@@ -415,15 +471,24 @@ def test_manual_merge_waits_for_the_operator(repo: Path, write_plan: PlanWriter)
 
 
 @pytest.mark.parametrize("transport", ["pty", "pipes"])
-def test_binary_and_flood_output_reach_the_log_exactly(repo: Path, write_plan: PlanWriter, transport: str) -> None:
+def test_binary_and_flood_output_reach_the_log_exactly(
+    repo: Path, write_plan: PlanWriter, transport: str
+) -> None:
     plan = write_plan(
-        plan_text(repo, "- {id: noisy, agent: demo-noisy, prompt: go, edits: [n.py]}\n",
-                  agents="{demo-noisy: {extends: demo, args: [--flood, '20000', --binary]}}")
+        plan_text(
+            repo,
+            "- {id: noisy, agent: demo-noisy, prompt: go, edits: [n.py]}\n",
+            agents="{demo-noisy: {extends: demo, args: [--flood, '20000', --binary]}}",
+        )
     )
     state, recorder, engine = run_engine(plan, transport=transport)
     assert state.status == "succeeded"
     live = output_of(recorder, "noisy")
-    logged = b"".join(e.data for e in read_events(engine.log_path) if isinstance(e, TaskOutput) and e.task == "noisy")
+    logged = b"".join(
+        e.data
+        for e in read_events(engine.log_path)
+        if isinstance(e, TaskOutput) and e.task == "noisy"
+    )
     assert live == logged
     assert b"binary:\xff\xfe\x00\x01\x80\xc3(" in logged
     assert logged.count(b"xxxxxxxxxx") >= 20000
@@ -431,15 +496,22 @@ def test_binary_and_flood_output_reach_the_log_exactly(repo: Path, write_plan: P
 
 def test_shared_and_none_isolation(tmp_path: Path, repo: Path, write_plan: PlanWriter) -> None:
     plan = write_plan(
-        plan_text(repo, "- {id: s, agent: shell, command: 'echo hi > shared.txt', edits: [shared.txt]}\n",
-                  isolation="shared")
+        plan_text(
+            repo,
+            "- {id: s, agent: shell, command: 'echo hi > shared.txt', edits: [shared.txt]}\n",
+            isolation="shared",
+        )
     )
     state, _, _ = run_engine(plan)
     assert state.status == "succeeded" and (repo / "shared.txt").read_text() == "hi\n"
     folder = tmp_path / "plain"
     folder.mkdir()
-    plan = write_plan(plan_text(folder, "- {id: n, agent: shell, command: 'echo x > out.txt', edits: [out.txt]}\n"),
-                      name="none.yaml")
+    plan = write_plan(
+        plan_text(
+            folder, "- {id: n, agent: shell, command: 'echo x > out.txt', edits: [out.txt]}\n"
+        ),
+        name="none.yaml",
+    )
     state, _, engine = run_engine(plan)
     assert state.isolation == "none" and state.status == "succeeded"
     assert (folder / "out.txt").exists() and engine.log_path.is_file()

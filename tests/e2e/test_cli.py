@@ -1,0 +1,189 @@
+"""The command line as a user runs it: exit codes, messages, and the sample plans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core.reaper import group_alive
+from delegate_tui.demo.scaffold import make_demo_repo
+from tests.conftest import git
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = sorted((ROOT / "sample_plans").glob("*.yaml"))
+
+
+def cli(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DELEGATE_DEMO_SPEED": "0", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "delegate_tui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_validate_good_and_broken_plans(tmp_path: Path) -> None:
+    ok = cli("validate", *map(str, SAMPLES))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count("✔") == len(SAMPLES)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: b\ntasks:\n  - id: a\n    prompt: x\n    depends_on: [b]\n")
+    result = cli("validate", str(broken))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{broken}:5: tasks[0].depends_on: unknown task 'b'"
+
+
+def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, repo: Path) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(f"name: p\nrepo: {repo}\ntasks:\n  - {{id: a, agent: codx, prompt: x}}\n")
+    result = cli("run", str(plan), "--headless", "--yes")
+    assert result.returncode == 2
+    assert "tasks[0].agent: unknown agent 'codx' (did you mean 'codex'?)" in result.stderr
+    assert not (repo / ".delegate").exists()
+    plan.write_text(f"name: p\nrepo: {repo}\ntasks:\n  - {{id: a, agent: demo, prompt: x}}\n")
+    result = cli("run", str(plan), "--headless")
+    assert result.returncode == 2
+    assert (
+        "batches wait for approval (approve: batch), and there is no terminal to ask in"
+        in result.stderr
+    )
+    result = cli("run", str(plan), "--headless", "--yes", "--agent-override", "nobody")
+    assert result.returncode == 2 and "--agent-override: unknown agent 'nobody'" in result.stderr
+    assert not (repo / ".delegate").exists()
+    result = cli("run", str(plan), "--bogus-flag")
+    assert result.returncode == 2 and "No such option" in result.stderr
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_every_sample_plan_runs_headless_with_the_demo_agent(tmp_path: Path, sample: Path) -> None:
+    plan = make_demo_repo(tmp_path)
+    repo = plan.parent.parent
+    result = cli(
+        "run", str(sample), "--repo", str(repo), "--headless", "--yes", "--agent-override", "demo"
+    )
+    if sample.stem == "collision":
+        # The collision plan collides on purpose: one side merges, the other is caught.
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "merge conflict in src/shop/config.py" in result.stdout
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "run succeeded" in result.stdout
+    stats = json.loads(cli("stats", "--repo", str(repo), "--json").stdout)
+    assert set(stats) >= {"run_id", "status", "tasks", "conflicts", "metrics"}
+    assert set(stats["metrics"]) >= {
+        "wall_s",
+        "sequential_s",
+        "time_saved_s",
+        "conflict_rate",
+        "rework_rate",
+    }
+    for info in stats["tasks"].values():
+        assert set(info) >= {"status", "attempts", "duration_s", "changed_files"}
+    if sample.stem == "collision":
+        assert stats["conflicts"][0]["kind"] == "merge-conflict"
+        assert stats["conflicts"][0]["files"] == ["src/shop/config.py"]
+        assert stats["metrics"]["conflict_rate"] > 0
+    if sample.stem == "shared-config":
+        assert "held: date-picker: shares config file" in result.stdout
+
+
+def test_demo_command_runs_to_success() -> None:
+    result = cli("demo", "--headless", "--speed", "0", "--no-keep")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "standard output is not a terminal" not in result.stderr  # --headless asked for it
+    assert result.stdout.count("✔") >= 7 and "run succeeded" in result.stdout
+
+
+def test_plan_command_shows_layers_batches_and_estimates() -> None:
+    result = cli("plan", str(ROOT / "sample_plans" / "dashboard.yaml"))
+    assert result.returncode == 0
+    assert "  0: layout [claude]" in result.stdout
+    assert "2.   at 3m00s: widget-traffic, widget-errors, widget-latency" in result.stdout
+    assert "3.   at 6m00s: widget-deploys, widget-costs" in result.stdout
+    assert "parallel:   9m00s (about 2.0x faster)" in result.stdout
+
+
+def test_schema_runs_and_stats_of_missing_run(tmp_path: Path) -> None:
+    schema = json.loads(cli("schema").stdout)
+    assert schema["title"] == "delegate-tui plan"
+    result = cli("stats", "--repo", str(tmp_path))
+    assert result.returncode == 2 and "no runs in" in result.stderr
+    assert cli("runs", str(tmp_path)).stdout.startswith("no runs in")
+
+
+def test_runs_lists_newest_first(tmp_path: Path, repo: Path) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        f"name: Listing\nrepo: {repo}\ntasks:\n  - {{id: a, agent: shell, command: 'true'}}\n"
+    )
+    for _ in range(2):
+        assert cli("run", str(plan), "--headless", "--yes").returncode == 0
+        time.sleep(1.1)  # run ids are per second
+    rows = json.loads(cli("runs", str(repo), "--json").stdout)
+    assert len(rows) == 2 and rows[0]["run_id"] > rows[1]["run_id"]
+    assert rows[0]["status"] == "succeeded" and rows[0]["plan"] == "Listing" and rows[0]["ok"] == 1
+
+
+@pytest.mark.parametrize("transport", ["pty", "pipes"])
+def test_no_agent_outlives_a_sigkilled_delegate_tui(
+    tmp_path: Path, repo: Path, transport: str
+) -> None:
+    marker = tmp_path / "pids"
+    plan = tmp_path / "p.yaml"
+    # The agent starts a grandchild that ignores SIGHUP and SIGTERM, and records both pids.
+    plan.write_text(
+        f"name: orphans\nrepo: {repo}\ntasks:\n"
+        f"  - id: a\n    agent: shell\n    edits: [x]\n"
+        f"    command: \"(trap '' HUP TERM; echo $$ >> {marker}; exec sleep 300) & echo $$ >> {marker}; sleep 300\"\n"
+    )
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "delegate_tui",
+            "run",
+            str(plan),
+            "--headless",
+            "--yes",
+            "--transport",
+            transport,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+        not marker.exists() or len(marker.read_text().split()) < 2
+    ):
+        time.sleep(0.05)
+    pids = [int(p) for p in marker.read_text().split()]
+    assert len(pids) == 2
+    pgids = {os.getpgid(p) for p in pids}
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(group_alive(g) for g in pgids):
+        time.sleep(0.1)
+    assert not any(group_alive(g) for g in pgids), "an agent outlived delegate-tui"
+    # The log kept the pid and group for a later resume.
+    log = next((repo / ".delegate" / "runs").iterdir()) / "events.jsonl"
+    started = [json.loads(line) for line in log.read_text().splitlines() if '"TaskStarted"' in line]
+    assert started and started[0]["pgid"] in pgids
+    assert git(repo, "status", "--porcelain") == ""
