@@ -68,6 +68,10 @@ from delegate_tui.core.state import AttemptState, RunState, apply
 
 Listener = Callable[[Event], None]
 CRITERIA_TIMEOUT_S = 600.0
+#: Agent output is gathered per task for this long (or this many bytes) and
+#: emitted as one event: a flood costs tens of events a second, not thousands.
+OUTPUT_FLUSH_S = 0.025
+OUTPUT_FLUSH_BYTES = 1 << 20
 
 
 class PreflightError(Exception):
@@ -143,6 +147,9 @@ class Engine:
         self._final_merge_requested = self.options.finish
         self._told_waiting = False
         self._warnings: list[str] = []
+        self._out_buf: dict[tuple[str, int, str], bytearray] = {}
+        self._out_bytes = 0
+        self._out_timer: asyncio.TimerHandle | None = None
         self._base_branch = ""
         self._seq = 0
         self._auto_merge = (
@@ -156,6 +163,11 @@ class Engine:
         self._listeners.append(listener)
 
     def _emit(self, ev: Event) -> Event:
+        if self._out_buf:
+            self._flush_output()  # output first: an exit must follow its last bytes
+        return self._emit_now(ev)
+
+    def _emit_now(self, ev: Event) -> Event:
         self._seq += 1
         ev = dataclasses.replace(ev, seq=self._seq, ts=time.time())
         apply(self.state, ev)
@@ -165,6 +177,29 @@ class Engine:
             listener(ev)
         self._wake.set()
         return ev
+
+    def _output(self, task: str, attempt: int, stream: str, data: bytes) -> None:
+        key = (task, attempt, stream)
+        buffer = self._out_buf.get(key)
+        if buffer is None:
+            self._out_buf[key] = bytearray(data)
+        else:
+            buffer.extend(data)
+        self._out_bytes += len(data)
+        if self._out_bytes >= OUTPUT_FLUSH_BYTES:
+            self._flush_output()
+        elif self._out_timer is None:
+            self._out_timer = asyncio.get_running_loop().call_later(
+                OUTPUT_FLUSH_S, self._flush_output
+            )
+
+    def _flush_output(self) -> None:
+        if self._out_timer is not None:
+            self._out_timer.cancel()
+            self._out_timer = None
+        pending, self._out_buf, self._out_bytes = self._out_buf, {}, 0
+        for (task, attempt, stream), data in pending.items():
+            self._emit_now(TaskOutput(task=task, attempt=attempt, data=bytes(data), stream=stream))
 
     @property
     def log_path(self) -> Path:
@@ -679,7 +714,7 @@ class Engine:
 
         def output(stream: str) -> Callable[[bytes], None]:
             def emit(data: bytes) -> None:
-                self._emit(TaskOutput(task=task_id, attempt=number, data=data, stream=stream))
+                self._output(task_id, number, stream, data)
 
             return emit
 

@@ -139,6 +139,11 @@ class AgentProcess:
                 return
             budget -= len(data)
             self._on_output(data)
+            if len(data) < READ_SIZE:
+                # Drained for now. Re-reading at once would return a line at a time
+                # from a PTY that is being written to, and each read costs more than
+                # waiting for the next wake-up, when more has gathered.
+                return
 
     def _at_eof(self) -> None:
         if not self._eof.is_set():

@@ -1,0 +1,26 @@
+"""The benchmarks still run (on a tiny workload); their numbers live in bench/README.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_ingest_benchmark_runs_and_checks_every_byte() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "ingest.py"), "--lines", "2000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["headless_pty_bytes_ok"] and data["headless_pipes_bytes_ok"]
+    assert data["headless_pty_s"] > 0 and data["bare_pipes_s"] > 0
