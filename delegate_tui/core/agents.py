@@ -3,7 +3,7 @@
 Owns how a task becomes a command line. Every agent is an argv *template*:
 placeholders are substituted one argument at a time, so a prompt is always a
 single argv element and never passes through a shell. The presets were checked
-against each CLI's own ``--help`` (claude 2.1, codex-cli 0.169, gemini 0.61,
+against each CLI's own ``--help`` (claude 2.1.197, codex-cli 0.169.0, gemini 0.61.0,
 aider 0.86); plans can override or extend them under ``agents:``.
 """
 
@@ -90,7 +90,7 @@ PRESETS: dict[str, AgentSpec] = {
     ),
     "gemini": AgentSpec(
         name="gemini",
-        command=("gemini", "--approval-mode", "auto_edit", "-p", "{prompt}"),
+        command=("gemini", "--skip-trust", "--approval-mode", "auto_edit", "-p", "{prompt}"),
         model_args=("--model", "{model}"),
     ),
     "aider": AgentSpec(

@@ -68,7 +68,7 @@ def test_prompt_is_one_argument_never_a_shell_string() -> None:
     ]
     assert build_argv(
         PRESETS["gemini"], prompt="p", task_id="t", workdir="/w", last_message=""
-    ) == ["gemini", "--approval-mode", "auto_edit", "-p", "p"]
+    ) == ["gemini", "--skip-trust", "--approval-mode", "auto_edit", "-p", "p"]
     assert build_argv(PRESETS["aider"], prompt="p", task_id="t", workdir="/w", last_message="") == [
         "aider",
         "--yes-always",
