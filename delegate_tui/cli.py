@@ -119,6 +119,11 @@ def _run_options(func: Any) -> Any:
             is_flag=True,
             help="Headless: also print every agent's output, prefixed by task.",
         ),
+        click.option(
+            "--theme",
+            metavar="NAME",
+            help="UI theme: delegate-dark, delegate-light, high-contrast, phosphor, or your own.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -135,8 +140,11 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
         )
     auto = bool(opts["yes"]) or plan.approve == "auto"
     interactive_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    use_ui = not opts["headless"] and interactive_terminal
+    if not opts["headless"] and not use_ui:
+        click.echo("delegate-tui: standard output is not a terminal; running headless", err=True)
     auto_merge = None
-    if plan.merge == "manual" and (auto or not interactive_terminal):
+    if plan.merge == "manual" and not use_ui and (auto or not interactive_terminal):
         auto_merge = True
         click.echo(
             "delegate-tui: merge: manual needs an operator at the UI; "
@@ -155,6 +163,7 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
             transport=opts["transport"],
             finish=bool(opts["finish"]),
             auto_merge=auto_merge,
+            hold_at_end=use_ui,
         ),
     )
     try:
@@ -171,8 +180,15 @@ def _start_run(plan: Plan, opts: dict[str, Any]) -> int:
         fail(
             f"{plan.source}: {what}, and there is no terminal to ask in; pass --yes or set approve: auto"
         )
-    if not opts["headless"] and not sys.stdout.isatty():
-        click.echo("delegate-tui: standard output is not a terminal; running headless", err=True)
+    if use_ui:
+        from delegate_tui.ui.app import DelegateApp
+
+        code = DelegateApp(engine, theme=opts.get("theme")).run()
+        state = engine.state
+        click.echo(
+            f"run {state.status}; log: {engine.log_path}" if state.run_id else "run not started"
+        )
+        return code if code is not None and state.finished else EXIT_RUN_FAILED
     from delegate_tui.headless import run_headless
 
     state = asyncio.run(
@@ -207,8 +223,13 @@ def run(plan_file: str, **opts: Any) -> None:
     show_default=True,
     help="Keep the scratch repository afterwards.",
 )
-def demo(headless: bool, speed: float, keep: bool) -> None:
-    """Try delegate-tui with simulated agents on a scratch repository (no AI account needed)."""
+@click.option("--theme", metavar="NAME", help="UI theme.")
+def demo(headless: bool, speed: float, keep: bool, theme: str | None) -> None:
+    """Try delegate-tui with simulated agents on a scratch repository (no AI account needed).
+
+    In a terminal it opens the full-screen UI, where you approve each batch
+    (a); with --headless, or when output is not a terminal, it approves by itself.
+    """
     from delegate_tui.demo.scaffold import make_demo_repo
 
     root = Path(tempfile.mkdtemp(prefix="delegate-demo-"))
@@ -220,7 +241,7 @@ def demo(headless: bool, speed: float, keep: bool) -> None:
         {
             "repo": None,
             "headless": headless,
-            "yes": True,
+            "yes": headless or not sys.stdout.isatty(),
             "max_parallel": None,
             "isolation": None,
             "agent_override": None,
@@ -229,6 +250,7 @@ def demo(headless: bool, speed: float, keep: bool) -> None:
             "finish": False,
             "kill_grace": 5.0,
             "stream": False,
+            "theme": theme,
         },
     )
     if not keep:

@@ -51,7 +51,9 @@ def needs_attention(state: RunState, now: float) -> list[str]:
         attempt = task.attempt
         if attempt is not None and seems_to_wait_for_input(attempt, now):
             reasons.append(f"{task.id} seems to wait for input")
-    failed = [t.id for t in state.tasks.values() if t.status in ("failed", "merge-conflict", "timed-out")]
+    failed = [
+        t.id for t in state.tasks.values() if t.status in ("failed", "merge-conflict", "timed-out")
+    ]
     if failed and not state.finished:
         reasons.append("failed: " + ", ".join(failed))
     awaiting = [t.id for t in state.tasks.values() if t.status == "awaiting-merge"]

@@ -186,3 +186,24 @@ def run_outcome(plan: Plan, state: RunState) -> str | None:
     if any(s == "succeeded" for s in statuses):
         return "partial"
     return "failed"
+
+
+def declared_overlaps(plan: Plan, isolation: str, limit: int = 400) -> list[tuple[str, str, str]]:
+    """Pairs of independent tasks whose declared scopes keep them apart, with the reason.
+
+    Tasks on one dependency chain never run together anyway, so only
+    independent pairs are listed; plans over ``limit`` tasks are skipped.
+    """
+    if len(plan.tasks) > limit:
+        return []
+    deps = plan.deps
+    upstream = {t.id: graph.ancestors(deps, t.id) for t in plan.tasks}
+    out = []
+    for i, a in enumerate(plan.tasks):
+        for b in plan.tasks[i + 1 :]:
+            if a.id in upstream[b.id] or b.id in upstream[a.id]:
+                continue
+            reason = conflict_reason(plan, b, a, isolation=isolation)
+            if reason:
+                out.append((a.id, b.id, reason))
+    return out

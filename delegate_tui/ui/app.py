@@ -1,0 +1,308 @@
+"""DelegateApp: the full-screen UI over an event source.
+
+Owns the terminal. The event source (the engine for a live run, a fake in
+tests, a log for replay) is injected: the app subscribes to its events,
+runs it in a worker, and redraws from its state on a timer (20 times a
+second), never once per event. Agent output goes into a bounded byte store
+that panes parse only while shown. The app decides nothing about the run:
+keys become the source's commands, and the source answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from delegate_tui.core.attention import seems_to_wait_for_input
+from delegate_tui.core.events import (
+    BatchProposed,
+    Event,
+    MergeConflict,
+    Notice,
+    RunFinished,
+    TaskFinished,
+    TaskOutput,
+)
+from delegate_tui.core.procstats import TreeStats, forget, sample
+from delegate_tui.core.state import RunState
+from delegate_tui.resources import data_dir
+from delegate_tui.ui.config import UserConfig, config_dir
+from delegate_tui.ui.screens.dialogs import ConfirmDialog
+from delegate_tui.ui.screens.run import RunScreen
+from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, load_themes
+from delegate_tui.ui.widgets.agent_pane import OutputStore
+
+REFRESH_HZ = 20
+_ALARMING = {"failed", "merge-conflict", "timed-out"}
+
+
+class EventSource(Protocol):
+    """What the app needs from a run: state, events, and the operator's commands."""
+
+    state: RunState
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None: ...
+
+    async def run(self) -> RunState: ...
+
+    def approve(self, tasks: list[str] | None = None) -> str: ...
+
+    def hold(self) -> str: ...
+
+    def kill(self, task_id: str) -> str: ...
+
+    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str: ...
+
+    def skip(self, task_id: str, reason: str = ...) -> str: ...
+
+    def pause(self) -> str: ...
+
+    def resume(self) -> str: ...
+
+    def send_input(self, task_id: str, text: str) -> str: ...
+
+    def merge(self, task_id: str) -> str: ...
+
+    def finish(self) -> str: ...
+
+    def end(self) -> str: ...
+
+    def stop(self, reason: str = ...) -> str: ...
+
+
+class DelegateApp(App[int]):
+    """The delegate-tui terminal UI."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "delegate-tui"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [Binding("ctrl+c", "request_quit", "Quit", show=False, priority=True)]
+
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        theme: str | None = None,
+        config: UserConfig | None = None,
+        read_only: bool = False,
+        bell: bool = True,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.config = config if config is not None else UserConfig.load()
+        self.read_only = read_only
+        self.store = OutputStore()
+        self.scrollback = self.config.scrollback
+        self.proc_stats: dict[int, TreeStats] = {}
+        self._requested_theme = theme
+        self._theme_names: list[str] = []
+        self._new_events: deque[Event] = deque(maxlen=2000)
+        self._dirty = True
+        self._waiting_notified: set[tuple[str, int]] = set()
+        self._quitting = False
+        self._run_done = False
+        self._bell = bell
+        source.subscribe(self._on_event)
+
+    # ------------------------------------------------------------ setup
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return {**super().get_theme_variable_defaults(), **STATUS_VARIABLES}
+
+    def on_mount(self) -> None:
+        themes, problems = load_themes([data_dir("themes"), config_dir() / "themes"])
+        for theme in themes:
+            self.register_theme(theme)
+        self._theme_names = [t.name for t in themes]
+        for problem in [*problems, *self.config.problems]:
+            self.notify(problem, title="config", severity="warning", timeout=10)
+        wanted = self._requested_theme or self.config.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            self.notify(f"no theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")
+            wanted = DEFAULT_THEME
+        self.theme = wanted
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
+        self.push_screen(RunScreen())
+        self.run_source()
+        self.set_interval(1 / REFRESH_HZ, self._tick)
+        self.set_interval(2.0, self._sample_processes)
+
+    @work(exclusive=True, group="source", exit_on_error=False)
+    async def run_source(self) -> None:
+        """Drive the event source until the run ends."""
+        try:
+            await self.source.run()
+        finally:
+            self._run_done = True
+            self._dirty = True
+            if self._quitting:
+                self.exit(self.exit_code_for(self.source.state))
+
+    # ------------------------------------------------------------ events
+
+    def _on_event(self, ev: Event) -> None:
+        if type(ev) is TaskOutput:
+            self.store.append(ev.task, ev.attempt, ev.data)
+        else:
+            self._new_events.append(ev)
+        self._dirty = True
+
+    def request_refresh(self) -> None:
+        """Redraw at the next tick."""
+        self._dirty = True
+
+    def _tick(self) -> None:
+        now = time.time()
+        state = self.source.state
+        while self._new_events:
+            self._attend(self._new_events.popleft())
+        for task in state.tasks.values():
+            attempt = task.attempt
+            if attempt is None or (task.id, attempt.number) in self._waiting_notified:
+                continue
+            if seems_to_wait_for_input(attempt, now):
+                self._waiting_notified.add((task.id, attempt.number))
+                self._alert(f"{task.id} seems to wait for input (i to type to it)", "warning")
+        live = bool(state.active)
+        if not (self._dirty or live) and int(now * REFRESH_HZ) % REFRESH_HZ:
+            return  # nothing new: redraw once a second for the clocks
+        self._dirty = False
+        screen = self.screen
+        if isinstance(screen, RunScreen):
+            screen.refresh_view(now=now)
+        else:
+            for candidate in self.screen_stack:
+                if isinstance(candidate, RunScreen):
+                    candidate.refresh_view(now=now)
+
+    def _attend(self, ev: Event) -> None:
+        """Bell and toast for what needs the operator."""
+        if self.read_only:
+            return
+        if isinstance(ev, BatchProposed) and ev.needs_approval:
+            self._alert(
+                f"batch {ev.batch} waits for approval: {', '.join(ev.tasks)} (a approves)",
+                "information",
+            )
+        elif isinstance(ev, TaskFinished) and ev.status in _ALARMING:
+            self._alert(f"{ev.task} {ev.status}: {ev.reason}", "error")
+        elif isinstance(ev, MergeConflict):
+            self._alert(f"{ev.task}: merge conflict in {', '.join(ev.paths)}", "error")
+        elif isinstance(ev, Notice) and ev.level in ("warning", "error"):
+            self.notify(
+                ev.message, severity="error" if ev.level == "error" else "warning", timeout=8
+            )
+        elif isinstance(ev, RunFinished):
+            self.notify(f"run {ev.status}. q quits", timeout=10)
+
+    def _alert(self, message: str, severity: str) -> None:
+        if self._bell:
+            self.bell()
+        self.notify(message, severity=severity, timeout=8)  # type: ignore[arg-type]
+
+    @work(thread=True, exclusive=True, group="procstats", exit_on_error=False)
+    def _sample_processes(self) -> None:
+        """CPU and memory of running agents' process trees (off the UI thread)."""
+        pids = {a.pid for t in self.source.state.active if (a := t.attempt) is not None and a.pid}
+        stats = {}
+        for pid in pids:
+            result = sample(pid)
+            if result is not None:
+                stats[pid] = result
+        for pid in set(self.proc_stats) - pids:
+            forget(pid)
+        self.proc_stats = stats
+
+    # ------------------------------------------------------------ app actions
+
+    def keys_for_hints(self) -> dict[str, str]:
+        """Action id -> key, with the operator's rebindings."""
+        defaults = {"approve": "a", "approve_all": "A", "toggle": "space", "hold": "h"}
+        return {**defaults, **self.config.keys}
+
+    def action_next_theme(self) -> None:
+        """Cycle through delegate-tui's themes; remember the choice."""
+        names = self._theme_names or [DEFAULT_THEME]
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def watch_theme(self, theme: str) -> None:
+        if theme in self._theme_names:
+            self.config.save_theme(theme)
+        self._dirty = True
+
+    async def action_request_quit(self) -> None:
+        """Quit; if agents are running, ask first and end them."""
+        state = self.source.state
+        if self.read_only or self._run_done or state.finished:
+            self.exit(self.exit_code_for(state))
+            return
+        running = [t.id for t in state.active]
+        if not running:
+            self._quitting = True
+            self.source.end()
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._quitting = True
+                self.source.stop("quit by the operator")
+                self.notify(f"ending {len(running)} agent(s)…")
+
+        self.push_screen(
+            ConfirmDialog(
+                f"{len(running)} agent(s) still running ({', '.join(running)}). End them and quit?",
+                "Quit",
+            ),
+            confirmed,
+        )
+
+    @staticmethod
+    def exit_code_for(state: RunState) -> int:
+        """0 when every task succeeded, else 1 (as headless)."""
+        return 0 if state.status == "succeeded" else 1
+
+    def get_system_commands(self, screen: Screen[object]):  # type: ignore[no-untyped-def]
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, RunScreen):
+            for title, help_text, action in [
+                (
+                    "Approve batch",
+                    "Approve the waiting batch (ticked tasks)",
+                    lambda: screen.action_approve(False),
+                ),
+                ("Kill task", "End the selected task's process group", screen.action_kill),
+                ("Retry task", "Retry the selected task with extra context", screen.action_retry),
+                ("Skip task", "Skip the selected task", screen.action_skip),
+                (
+                    "Pause or resume scheduling",
+                    "Stop or restart proposing batches",
+                    screen.action_pause,
+                ),
+                ("Send input", "Type a line to the selected agent", screen.action_input),
+                ("Search pane", "Search the selected task's output", screen.action_search),
+                ("Zoom pane", "Show one pane full size", screen.action_zoom),
+                (
+                    "Copy worktree path",
+                    "Copy the selected task's worktree path",
+                    screen.action_copy_path,
+                ),
+                ("Finish run", "End and merge into your branch when clean", screen.action_finish),
+                ("Next theme", "Cycle delegate-tui's themes", self.action_next_theme),
+            ]:
+                yield SystemCommand(title, help_text, action)
+
+
+def screenshot(app: DelegateApp, path: Path) -> None:
+    """Save an SVG of the current screen (for looking at it, and for docs)."""
+    path.write_text(app.export_screenshot(), encoding="utf-8")

@@ -1,0 +1,176 @@
+"""Task details and help text, built from state for the dialogs to show."""
+
+from __future__ import annotations
+
+import time
+
+from rich.style import Style
+from rich.text import Text
+
+from delegate_tui.core import batching
+from delegate_tui.core.prompts import failure_summary
+from delegate_tui.core.state import RunState
+from delegate_tui.ui.style import clock, task_elapsed
+
+BOLD = Style(bold=True)
+DIM = Style(dim=True)
+
+
+def task_details(state: RunState, task_id: str) -> Text:
+    """Everything about one task: spec, status, attempts, files, why it waits."""
+    assert state.plan is not None
+    spec = state.plan.task(task_id)
+    task = state.tasks[task_id]
+    text = Text()
+
+    def row(label: str, value: str) -> None:
+        text.append(f"{label:<12}", DIM)
+        text.append(value + "\n")
+
+    row("title", spec.label)
+    row("status", task.status)
+    row("agent", state.plan.agent_of(spec) + (f" ({spec.model})" if spec.model else ""))
+    if spec.persona:
+        row("persona", spec.persona)
+    row("kind", spec.kind)
+    if spec.depends_on:
+        row("depends on", ", ".join(f"{d} ({state.tasks[d].status})" for d in spec.depends_on))
+    dependents = [t.id for t in state.plan.tasks if task_id in t.depends_on]
+    if dependents:
+        row("needed by", ", ".join(dependents))
+    row(
+        "edits",
+        ", ".join(spec.edits)
+        or ("(nothing: consult)" if spec.kind == "consult" else "(undeclared)"),
+    )
+    if spec.reads:
+        row("reads", ", ".join(spec.reads))
+    if spec.resources:
+        row("resources", ", ".join(spec.resources))
+    if spec.timeout:
+        row("timeout", clock(spec.timeout))
+    if spec.retries:
+        row("retries", str(spec.retries))
+    if task.status == "pending":
+        why = task.held_reason or batching.waiting_reason(state.plan, state, task_id)
+        if why:
+            row("waiting", why)
+    if task.blocked_by:
+        row("blocked by", task.blocked_by)
+    if task.attempts:
+        row("time", clock(task_elapsed(task, state.finished_ts or time.time())))
+    for attempt in task.attempts:
+        text.append(f"\nattempt {attempt.number}", BOLD)
+        text.append(f"  {attempt.status}\n", DIM)
+        if attempt.workdir:
+            row("  worktree", attempt.workdir)
+        if attempt.branch:
+            row("  branch", attempt.branch)
+        if attempt.pid:
+            row("  pid", f"{attempt.pid} (group {attempt.pgid}, {attempt.transport})")
+        if attempt.status not in ("running", "starting", "succeeded", "checking", "merging"):
+            row(
+                "  outcome",
+                failure_summary(attempt)
+                if attempt.status != "awaiting-merge"
+                else "awaiting merge",
+            )
+        for result in attempt.criteria:
+            mark = "✔" if result.passed else "✘"
+            row("  criterion", f"{mark} {result.command} (exit {result.exit_code})")
+        if attempt.changed:
+            for changed in attempt.changed[:20]:
+                row(
+                    "  changed",
+                    f"{changed.status} {changed.path} +{changed.added} -{changed.deleted}",
+                )
+        if attempt.conflict_paths:
+            row("  conflicts", ", ".join(attempt.conflict_paths))
+        if attempt.context:
+            row("  context", attempt.context)
+    criteria = [c for c in spec.criteria if not c.run]
+    if criteria:
+        text.append("\ncriteria\n", BOLD)
+        for c in criteria:
+            text.append(f"  • {c.text}\n")
+    prompt = (
+        task.attempts[-1].prompt
+        if task.attempts and task.attempts[-1].prompt
+        else (spec.prompt or "")
+    )
+    text.append("\nprompt\n", BOLD)
+    text.append(prompt.rstrip() + "\n")
+    return text
+
+
+HELP = [
+    (
+        "Batches",
+        [
+            ("a", "approve the batch (the tasks still ticked)"),
+            ("A", "approve all of it"),
+            ("space", "tick or untick the selected task in the batch"),
+            ("h", "hold: decline for now, pause"),
+        ],
+    ),
+    (
+        "Tasks",
+        [
+            ("↑ ↓", "select a task"),
+            ("enter", "details"),
+            ("k", "kill (asks first)"),
+            ("r", "retry with extra context"),
+            ("s", "skip"),
+            ("i", "type a line to the agent"),
+            ("m", "merge (merge: manual)"),
+            ("o", "copy the worktree path"),
+        ],
+    ),
+    (
+        "Panes",
+        [
+            ("z", "zoom the selected pane"),
+            ("/", "search in the pane"),
+            ("n N", "next / previous match"),
+            ("pgup pgdn", "scroll the pane"),
+            ("G", "follow the newest output"),
+        ],
+    ),
+    (
+        "Run",
+        [
+            ("p", "pause or resume scheduling"),
+            ("f", "finish: merge into your branch"),
+            ("e", "end the run"),
+            ("t", "next theme"),
+            ("c", "show or hide the sidebar"),
+            ("ctrl+p", "command palette"),
+            ("?", "this help"),
+            ("q", "quit"),
+        ],
+    ),
+]
+
+
+def help_text(keymap: dict[str, str]) -> Text:
+    """The key reference, with the operator's rebindings applied."""
+    text = Text()
+    for section, keys in HELP:
+        text.append(f"{section}\n", BOLD)
+        for key, what in keys:
+            text.append(f"  {key:<12}", Style(bold=True))
+            text.append(f"{what}\n")
+        text.append("\n")
+    if keymap:
+        text.append(
+            "Your rebindings: " + ", ".join(f"{k} → {v}" for k, v in keymap.items()) + "\n", DIM
+        )
+    text.append("Keys can be rebound in ~/.config/delegate-tui/config.yaml under `keys:`\n", DIM)
+    text.append(
+        "(by action id: approve, approve_all, toggle, hold, details, kill, retry, skip, pause,\n",
+        DIM,
+    )
+    text.append(
+        " input, search, zoom, theme, help, quit, merge, finish, end, copy_path, sidebar).\n", DIM
+    )
+    return text

@@ -1,0 +1,151 @@
+"""Modal dialogs: confirm, retry with context, a line of input, task details, help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Yes or no; Enter/y confirms, Escape/n cancels."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n,escape", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, question: str, confirm: str = "Yes") -> None:
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.confirm = confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.confirm} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#yes", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    """What the operator asked for in the retry dialog."""
+
+    context: str
+    keep_worktree: bool
+
+
+class RetryDialog(ModalScreen[RetryRequest | None]):
+    """Show how the attempt failed; take extra context for the next one."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", show=False),
+        Binding("ctrl+s", "submit", "Retry", show=False),
+    ]
+
+    def __init__(self, task_id: str, summary: str, tail: str, *, can_keep: bool) -> None:
+        super().__init__(classes="dialog-screen")
+        self.task_id = task_id
+        self.summary = summary
+        self.tail = tail
+        self.can_keep = can_keep
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-wide"):
+            yield Label(f"Retry {self.task_id}", classes="dialog-title")
+            yield Label(f"Last attempt: {self.summary}", classes="dialog-subtitle")
+            with VerticalScroll(classes="failure-tail"):
+                yield Static(Text(self.tail or "(no output)"))
+            yield Label("Extra context for the agent (added to its prompt):")
+            yield TextArea(id="context", classes="retry-context")
+            yield Checkbox(
+                "Keep the failed attempt's work (otherwise start fresh from the integration branch)",
+                value=False,
+                id="keep",
+                disabled=not self.can_keep,
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Retry (ctrl+s)", variant="primary", id="retry")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#context", TextArea).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "retry":
+            self.action_submit()
+        else:
+            self.dismiss(None)
+
+    def action_submit(self) -> None:
+        context = self.query_one("#context", TextArea).text
+        keep = self.query_one("#keep", Checkbox).value
+        self.dismiss(RetryRequest(context, keep))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class LineDialog(ModalScreen[str | None]):
+    """One line of text: input for an agent, or a search."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+
+    def __init__(self, title: str, hint: str = "", value: str = "", placeholder: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.hint = hint
+        self.value = value
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-wide"):
+            yield Label(self.title_text, classes="dialog-title")
+            if self.hint:
+                yield Static(Text(self.hint), classes="dialog-subtitle")
+            yield Input(value=self.value, placeholder=self.placeholder, id="line")
+
+    def on_mount(self) -> None:
+        self.query_one("#line", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextScreen(ModalScreen[None]):
+    """A scrollable page of text (task details, help); Escape or q closes it."""
+
+    BINDINGS = [Binding("escape,q,enter,question_mark", "close", "Close", show=False)]
+
+    def __init__(self, title: str, body: Text) -> None:
+        super().__init__(classes="dialog-screen")
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-page"):
+            yield Label(self.title_text, classes="dialog-title")
+            with VerticalScroll(classes="page-body"):
+                yield Static(self.body)
+            yield Label("esc close", classes="dialog-subtitle")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,464 @@
+"""The run screen: header, task graph, agent panes, conflict sidebar, batch bar.
+
+Owns the layout and the operator's keys. It hands state down to its widgets
+(attributes down), hears their messages (messages up), and turns keys into
+commands on the event source; whether a command is allowed is the engine's
+answer, shown as a toast. In replay the source is read-only and commands say
+so instead of acting.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label
+
+from delegate_tui.core import attention, batching, metrics
+from delegate_tui.core.events import ACTIVE_STATUSES, RETRYABLE_STATUSES
+from delegate_tui.core.prompts import failure_summary, tail_text
+from delegate_tui.core.state import RunState
+from delegate_tui.ui.details import help_text, task_details
+from delegate_tui.ui.screens.dialogs import (
+    ConfirmDialog,
+    LineDialog,
+    RetryDialog,
+    RetryRequest,
+    TextScreen,
+)
+from delegate_tui.ui.style import ICONS, clock, task_elapsed
+from delegate_tui.ui.widgets.agent_pane import AgentPane
+from delegate_tui.ui.widgets.batch_bar import BatchBar
+from delegate_tui.ui.widgets.conflict_sidebar import ConflictSidebar
+from delegate_tui.ui.widgets.header import RunHeader
+from delegate_tui.ui.widgets.task_graph import TaskGraph
+
+if TYPE_CHECKING:
+    from delegate_tui.ui.app import DelegateApp
+
+#: Rows a pane needs to be worth showing (border, title, a few lines).
+MIN_PANE_ROWS = 7
+
+
+class RunScreen(Screen[None]):
+    """The one screen of a run, live or replayed."""
+
+    BINDINGS = [
+        Binding("a", "approve(False)", "Approve", id="approve"),
+        Binding("A", "approve(True)", "Approve all", id="approve_all", show=False),
+        Binding("space", "toggle_task", "Toggle", id="toggle", show=False),
+        Binding("h", "hold", "Hold", id="hold", show=False),
+        Binding("enter", "details", "Details", id="details"),
+        Binding("k", "kill", "Kill", id="kill"),
+        Binding("r", "retry", "Retry", id="retry"),
+        Binding("s", "skip", "Skip", id="skip"),
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("i", "input", "Input", id="input", show=False),
+        Binding("slash", "search", "Search", id="search", show=False),
+        Binding("n", "next_match(1)", "Next match", show=False),
+        Binding("N", "next_match(-1)", "Previous match", show=False),
+        Binding("z", "zoom", "Zoom", id="zoom"),
+        Binding("m", "merge", "Merge", id="merge", show=False),
+        Binding("f", "finish", "Finish", id="finish", show=False),
+        Binding("e", "end", "End run", id="end", show=False),
+        Binding("o", "copy_path", "Copy path", id="copy_path", show=False),
+        Binding("c", "sidebar", "Sidebar", id="sidebar", show=False),
+        Binding("pageup", "scroll_pane(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_pane(1)", "Scroll down", show=False),
+        Binding("G", "follow", "Follow", show=False),
+        Binding("t", "app.next_theme", "Theme", id="theme", show=False),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "app.request_quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected = ""
+        self.excluded: set[str] = set()
+        self.zoomed = False
+        self.sidebar_forced: bool | None = None
+        self.panes: dict[str, AgentPane] = {}
+        self._overlaps: list[tuple[str, str, str]] | None = None
+        self._last_batch = 0
+        self._findings = 0
+
+    @property
+    def delegate(self) -> DelegateApp:
+        """The app, typed."""
+        from delegate_tui.ui.app import DelegateApp
+
+        assert isinstance(self.app, DelegateApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Label("Tasks", id="graph-title", classes="section-title")
+                yield TaskGraph(id="graph")
+            yield Container(id="panes")
+            with VerticalScroll(id="sidebar"):
+                yield ConflictSidebar(id="conflicts")
+        yield BatchBar(id="batch")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(TaskGraph).focus()
+        self.query_one("#sidebar").border_title = "Conflicts"
+        self.query_one("#panes").border_title = "Agents"
+
+    # ------------------------------------------------------------ refresh
+
+    @property
+    def state(self) -> RunState:
+        """The run's state (owned by the source; read only here)."""
+        return self.delegate.source.state
+
+    def refresh_view(self, *, now: float) -> None:
+        """Redraw everything from state (called by the app's timer)."""
+        state = self.state
+        if state.plan is None:
+            return
+        graph = self.query_one(TaskGraph)
+        proposal = state.proposal
+        if proposal is not None and proposal.batch != self._last_batch:
+            self._last_batch = proposal.batch
+            self.excluded = set()
+        graph.in_batch = (
+            set(proposal.tasks) if proposal is not None and proposal.needs_approval else set()
+        )
+        graph.set_state(state)
+        if not self.selected and graph.selected:
+            self.selected = graph.selected
+        self.query_one(BatchBar).show(proposal, self.excluded, [], self.delegate.keys_for_hints())
+        if self._overlaps is None:
+            self._overlaps = batching.declared_overlaps(state.plan, state.isolation or "worktree")
+        self._findings = self.query_one(ConflictSidebar).show(state, self._overlaps, self.selected)
+        self.query_one("#sidebar").border_title = (
+            f"Conflicts ({self._findings})" if self._findings else "Conflicts"
+        )
+        saved = metrics.compute(state, now).time_saved_s
+        mode = "replay" if self.delegate.read_only else ""
+        self.query_one(RunHeader).show(
+            state,
+            now=now,
+            saved_s=saved,
+            attention=attention.needs_attention(state, now),
+            mode=mode,
+        )
+        self._layout_panes(state, now)
+
+    def _visible_panes(self, state: RunState) -> list[str]:
+        order = [t.id for t in state.plan.tasks] if state.plan else []
+        if self.zoomed and self.selected:
+            return [self.selected]
+        active = [t for t in order if state.tasks[t].status in ACTIVE_STATUSES]
+        shown = [t for t in active if t != self.selected]
+        if self.selected and state.tasks.get(self.selected) and state.tasks[self.selected].attempts:
+            shown.insert(0, self.selected)
+        width, height = self.size.width, self.size.height
+        columns = 1 if width < 110 else 2 if width < 180 else 3
+        rows = max(1, (height - 4) // MIN_PANE_ROWS)
+        return shown[: columns * rows]
+
+    def _layout_panes(self, state: RunState, now: float) -> None:
+        container = self.query_one("#panes", Container)
+        wanted = self._visible_panes(state)
+        for task_id in [t for t in self.panes if t not in wanted]:
+            self.panes.pop(task_id).remove()
+        for task_id in wanted:
+            if task_id not in self.panes:
+                pane = AgentPane(task_id, self.delegate.store, self.delegate.scrollback)
+                self.panes[task_id] = pane
+                container.mount(pane)
+        count = len(wanted)
+        if count:
+            columns = (
+                1
+                if self.size.width < 110 or count == 1
+                else min(count, 2 if self.size.width < 180 else 3)
+            )
+            container.styles.grid_size_columns = columns
+            container.styles.grid_size_rows = math.ceil(count / columns)
+        container.set_class(not count, "empty")
+        container.border_subtitle = (
+            "" if count else "no agent running; select a task to see its output"
+        )
+        for task_id in wanted:
+            pane = self.panes[task_id]
+            pane.sync()
+            pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
+            pane.border_title = self._pane_title(state, task_id, now)
+            pane.border_subtitle = self._pane_subtitle(pane)
+
+    def _pane_title(self, state: RunState, task_id: str, now: float) -> str:
+        task = state.tasks[task_id]
+        attempt = task.attempt
+        parts = [f"{ICONS.get(task.status, '?')} {task_id}"]
+        if state.plan:
+            parts.append(state.plan.agent_of(state.plan.task(task_id)))
+        if attempt is not None:
+            if len(task.attempts) > 1:
+                parts.append(f"attempt {attempt.number}")
+            if attempt.pid and task.status in ACTIVE_STATUSES:
+                parts.append(f"pid {attempt.pid}")
+            parts.append(clock(task_elapsed(task, state.finished_ts or now)))
+            stats = self.delegate.proc_stats.get(attempt.pid)
+            if stats is not None and task.status in ACTIVE_STATUSES:
+                parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
+        if task.status not in ACTIVE_STATUSES:
+            parts.append(task.status)
+        return " · ".join(parts)
+
+    def _pane_subtitle(self, pane: AgentPane) -> str:
+        if pane.search:
+            return f"/{pane.search}: {len(pane.matches)} match(es) · n N"
+        return "" if pane.follow else "scrolled · G to follow"
+
+    # ------------------------------------------------------------ messages
+
+    def on_task_graph_task_selected(self, message: TaskGraph.TaskSelected) -> None:
+        self.selected = message.task_id
+        self.delegate.request_refresh()
+
+    def on_resize(self) -> None:
+        wide = self.size.width >= 110
+        show = self.sidebar_forced if self.sidebar_forced is not None else wide
+        self.query_one("#sidebar").display = show
+        self.set_class(self.size.width < 100, "narrow")
+        self.delegate.request_refresh()
+
+    # ------------------------------------------------------------ helpers
+
+    def _command(self, result: str, done: str = "") -> None:
+        if result:
+            self.notify(result, severity="warning", timeout=4)
+        elif done:
+            self.notify(done, timeout=3)
+        self.delegate.request_refresh()
+
+    def _writable(self) -> bool:
+        if self.delegate.read_only:
+            self.notify("this is a replay: commands are not available", severity="warning")
+            return False
+        return True
+
+    def _pane(self) -> AgentPane | None:
+        return self.panes.get(self.selected)
+
+    # ------------------------------------------------------------ actions
+
+    def action_approve(self, everything: bool) -> None:
+        if not self._writable():
+            return
+        proposal = self.state.proposal
+        if proposal is None:
+            self._command("no batch is waiting for approval")
+            return
+        tasks = (
+            list(proposal.tasks)
+            if everything
+            else [t for t in proposal.tasks if t not in self.excluded]
+        )
+        self._command(
+            self.delegate.source.approve(tasks),
+            f"batch {proposal.batch} approved: {', '.join(tasks)}",
+        )
+
+    def action_toggle_task(self) -> None:
+        proposal = self.state.proposal
+        if proposal is None or self.selected not in proposal.tasks:
+            self._command("select a task of the waiting batch to toggle it")
+            return
+        self.excluded ^= {self.selected}
+        self.delegate.request_refresh()
+
+    def action_hold(self) -> None:
+        if self._writable():
+            self._command(self.delegate.source.hold(), "batch held; scheduling paused (p resumes)")
+
+    def action_details(self) -> None:
+        if self.selected and self.state.plan:
+            self.app.push_screen(
+                TextScreen(f"Task {self.selected}", task_details(self.state, self.selected))
+            )
+
+    def action_kill(self) -> None:
+        if not self._writable() or not self.selected:
+            return
+        task = self.state.tasks[self.selected]
+        if task.status not in ACTIVE_STATUSES:
+            self._command(f"{self.selected} is not running ({task.status})")
+            return
+        task_id = self.selected
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._command(
+                    self.delegate.source.kill(task_id), f"ending {task_id} (SIGTERM, then SIGKILL)"
+                )
+
+        self.app.push_screen(
+            ConfirmDialog(f"Kill {task_id} and its whole process group?", "Kill"), confirmed
+        )
+
+    def action_retry(self) -> None:
+        if not self._writable() or not self.selected:
+            return
+        task = self.state.tasks[self.selected]
+        if task.status not in RETRYABLE_STATUSES:
+            self._command(f"{self.selected} cannot be retried while {task.status}")
+            return
+        attempt = task.attempt
+        summary = failure_summary(attempt) if attempt else task.status
+        tail = tail_text(bytes(attempt.tail), 3000) if attempt else ""
+        can_keep = bool(attempt and attempt.workdir and self.state.isolation == "worktree")
+        task_id = self.selected
+
+        def chosen(request: RetryRequest | None) -> None:
+            if request is not None:
+                result = self.delegate.source.retry(
+                    task_id, request.context, keep_worktree=request.keep_worktree
+                )
+                self._command(result, f"retrying {task_id}")
+
+        self.app.push_screen(RetryDialog(task_id, summary, tail, can_keep=can_keep), chosen)
+
+    def action_skip(self) -> None:
+        if self._writable() and self.selected:
+            self._command(self.delegate.source.skip(self.selected), f"skipped {self.selected}")
+
+    def action_pause(self) -> None:
+        if not self._writable():
+            return
+        if self.state.paused:
+            self._command(self.delegate.source.resume(), "scheduling resumed")
+        else:
+            self._command(self.delegate.source.pause(), "scheduling paused: running tasks go on")
+
+    def action_input(self) -> None:
+        if not self._writable() or not self.selected:
+            return
+        task = self.state.tasks[self.selected]
+        if task.status != "running":
+            self._command(f"{self.selected} has no running agent")
+            return
+        last = attention.last_line(task.attempts[-1]) if task.attempts else ""
+        task_id = self.selected
+
+        def send(line: str | None) -> None:
+            if line is not None:
+                self._command(self.delegate.source.send_input(task_id, line), f"sent to {task_id}")
+
+        self.app.push_screen(
+            LineDialog(f"Type to {task_id}", f"its last line: {last}" if last else ""), send
+        )
+
+    def action_search(self) -> None:
+        pane = self._pane()
+        if pane is None:
+            self._command("select a task with output to search it")
+            return
+
+        def search(text: str | None) -> None:
+            if text is not None:
+                found = pane.set_search(text)
+                self._command("" if found or not text else f"no match for {text!r}")
+
+        self.app.push_screen(LineDialog(f"Search {self.selected}", value=pane.search), search)
+
+    def action_next_match(self, step: int) -> None:
+        pane = self._pane()
+        if pane is not None and pane.search:
+            pane.next_match(step)
+            self.delegate.request_refresh()
+
+    def action_zoom(self) -> None:
+        self.zoomed = not self.zoomed
+        self.delegate.request_refresh()
+
+    def action_merge(self) -> None:
+        if self._writable() and self.selected:
+            self._command(self.delegate.source.merge(self.selected), f"merging {self.selected}")
+
+    def action_finish(self) -> None:
+        if not self._writable():
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._command(
+                    self.delegate.source.finish(), "ending the run and merging into your branch"
+                )
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "End the run and merge the integration branch into your branch (only if clean)?",
+                "Finish",
+            ),
+            confirmed,
+        )
+
+    def action_end(self) -> None:
+        if self._writable():
+            self._command(self.delegate.source.end(), "ending the run")
+
+    def action_copy_path(self) -> None:
+        task = self.state.tasks.get(self.selected)
+        path = task.attempt.workdir if task and task.attempt else ""
+        if not path:
+            self._command(f"{self.selected} has no worktree yet")
+            return
+        self.app.copy_to_clipboard(path)
+        self.notify(f"copied: {path}", timeout=6)
+
+    def action_sidebar(self) -> None:
+        sidebar = self.query_one("#sidebar")
+        self.sidebar_forced = not sidebar.display
+        sidebar.display = self.sidebar_forced
+
+    def action_scroll_pane(self, direction: int) -> None:
+        pane = self._pane()
+        if pane is not None:
+            if direction < 0:
+                pane.scroll_page_up(animate=False)
+                pane.follow = pane.is_vertical_scroll_end
+            else:
+                pane.scroll_page_down(animate=False)
+
+    def action_follow(self) -> None:
+        pane = self._pane()
+        if pane is not None:
+            pane.resume_follow()
+            self.delegate.request_refresh()
+
+    def action_help(self) -> None:
+        self.app.push_screen(TextScreen("Keys", help_text(self.delegate.config.keys)))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide operator commands from the footer in replay."""
+        if self.delegate.read_only and action in {
+            "approve",
+            "toggle",
+            "hold",
+            "kill",
+            "retry",
+            "skip",
+            "pause",
+            "input",
+            "merge",
+            "finish",
+            "end",
+        }:
+            return None
+        return True
+
+
+def now() -> float:
+    """Wall-clock time (a seam for tests)."""
+    return time.time()

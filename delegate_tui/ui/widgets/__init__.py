@@ -1,0 +1,1 @@
+"""The run screen's widgets: header, task graph, agent panes, conflict sidebar, batch bar."""

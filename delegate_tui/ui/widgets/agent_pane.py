@@ -1,0 +1,231 @@
+"""Agent panes: live terminal output of one task, and the store that feeds them.
+
+The store keeps each task's raw output bytes, bounded, as they arrive; it
+parses nothing. A pane parses only while it is on screen (into a
+:class:`TermBuffer`), catching up from the store when it is shown again, so
+hidden panes cost nothing. Panes draw only their visible lines (Line API),
+follow the tail until the operator scrolls up, and highlight search matches.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from delegate_tui.ui.term import DEFAULT_SGR, SgrState, TermBuffer
+
+#: Raw bytes kept per task for panes that are shown later; the log has it all.
+STORE_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class _TaskOutput:
+    chunks: deque[tuple[int, bytes]] = field(default_factory=deque)
+    size: int = 0
+    next_seq: int = 0
+    first_seq: int = 0
+    attempt: int = 0
+
+
+class OutputStore:
+    """Raw output per task, bounded; panes pull from it by sequence number."""
+
+    def __init__(self, limit: int = STORE_BYTES) -> None:
+        self.limit = limit
+        self._tasks: dict[str, _TaskOutput] = {}
+
+    def append(self, task: str, attempt: int, data: bytes) -> None:
+        """Add a chunk; a new attempt starts with a separator line."""
+        out = self._tasks.setdefault(task, _TaskOutput())
+        if attempt != out.attempt:
+            if out.attempt:
+                self._add(out, f"\r\n\x1b[2m── attempt {attempt} ──\x1b[0m\r\n".encode())
+            out.attempt = attempt
+        self._add(out, data)
+
+    def _add(self, out: _TaskOutput, data: bytes) -> None:
+        out.chunks.append((out.next_seq, data))
+        out.next_seq += 1
+        out.size += len(data)
+        while out.size > self.limit and len(out.chunks) > 1:
+            _, old = out.chunks.popleft()
+            out.size -= len(old)
+            out.first_seq = out.chunks[0][0]
+
+    def since(self, task: str, seq: int) -> tuple[list[bytes], int, bool]:
+        """Chunks from ``seq`` on, the next seq, and whether older ones were dropped."""
+        out = self._tasks.get(task)
+        if out is None:
+            return [], seq, False
+        dropped = seq < out.first_seq
+        start = out.first_seq if dropped else seq
+        chunks = [data for s, data in out.chunks if s >= start]
+        return chunks, out.next_seq, dropped
+
+    def version(self, task: str) -> int:
+        """Changes whenever the task's output grows."""
+        out = self._tasks.get(task)
+        return out.next_seq if out else 0
+
+
+class AgentPane(ScrollView, can_focus=True):
+    """One task's output, rendered as a terminal shows it."""
+
+    DEFAULT_CSS = ""
+    follow: reactive[bool] = reactive(True)
+    """Keep the newest line in view; off once the operator scrolls up."""
+
+    def __init__(self, task_id: str, store: OutputStore, scrollback: int) -> None:
+        super().__init__(id=f"pane-{_safe_id(task_id)}", classes="agent-pane")
+        self.task_id = task_id
+        self.store = store
+        self.scrollback = scrollback
+        self.buffer = TermBuffer(scrollback)
+        self._seq = 0
+        self._dropped_seen = 0
+        self._styles: dict[int, Style] = {}
+        self.search: str = ""
+        self.matches: list[int] = []
+        self._match_index = -1
+
+    # ------------------------------------------------------------ data
+
+    def sync(self) -> bool:
+        """Parse new output from the store; True when something changed."""
+        chunks, next_seq, dropped = self.store.since(self.task_id, self._seq)
+        if not chunks:
+            return False
+        if dropped:
+            # Fell behind what the store keeps: start again from what it has.
+            self.buffer = TermBuffer(self.scrollback)
+            self._dropped_seen = 0
+        for chunk in chunks:
+            self.buffer.feed(chunk)
+        self._seq = next_seq
+        newly_dropped = self.buffer.dropped - self._dropped_seen
+        self._dropped_seen = self.buffer.dropped
+        self.virtual_size = Size(self.size.width, len(self.buffer))
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif newly_dropped:
+            # Keep the operator's view still while old lines scroll out of the ring.
+            self.scroll_to(y=max(0, self.scroll_y - newly_dropped), animate=False, immediate=True)
+        if self.search:
+            self._find()
+        self.refresh()
+        return True
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.buffer))
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        at_end = new >= self.max_scroll_y - 0.5
+        if new < old and not at_end:
+            self.follow = False
+        elif at_end:
+            self.follow = True
+
+    def resume_follow(self) -> None:
+        """Jump to the newest output and keep following it."""
+        self.follow = True
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    # ------------------------------------------------------------ search
+
+    def set_search(self, text: str) -> int:
+        """Highlight ``text`` (case-insensitive) and jump to its last match."""
+        self.search = text
+        self._find()
+        self._match_index = len(self.matches)
+        self.refresh()
+        return self.next_match(-1) if self.matches else 0
+
+    def _find(self) -> None:
+        needle = self.search.lower()
+        self.matches = [
+            i for i, line in enumerate(self.buffer.lines) if needle and needle in line.text.lower()
+        ]
+
+    def next_match(self, step: int = 1) -> int:
+        """Move to the next (or previous) match; returns the number of matches."""
+        if not self.matches:
+            return 0
+        self._match_index = (self._match_index + step) % len(self.matches)
+        line = self.matches[self._match_index]
+        self.follow = False
+        self.scroll_to(y=max(0, line - self.size.height // 2), animate=False, immediate=True)
+        self.refresh()
+        return len(self.matches)
+
+    # ------------------------------------------------------------ drawing
+
+    def _style(self, sid: int, table: list[SgrState]) -> Style:
+        style = self._styles.get(sid)
+        if style is None:
+            fg, bg, bold, dim, italic, underline, reverse, strike = (
+                table[sid] if sid < len(table) else DEFAULT_SGR
+            )
+            style = Style(
+                color=fg or None,
+                bgcolor=bg or None,
+                bold=bold or None,
+                dim=dim or None,
+                italic=italic or None,
+                underline=underline or None,
+                reverse=reverse or None,
+                strike=strike or None,
+            )
+            self._styles[sid] = style
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        base = self.rich_style
+        if index >= len(self.buffer.lines):
+            return Strip.blank(width, base)
+        line = self.buffer.lines[index]
+        table = self.buffer.style_table
+        segments = [
+            Segment(text, base + self._style(sid, table)) for text, sid in line.spans() if text
+        ]
+        if self.search and index in self.matches:
+            segments = self._highlight(segments, line.text, base)
+        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
+        return strip.apply_offsets(scroll_x, index)
+
+    def _highlight(self, segments: list[Segment], text: str, base: Style) -> list[Segment]:
+        lowered, needle = text.lower(), self.search.lower()
+        marks = bytearray(len(text))
+        start = lowered.find(needle)
+        while start >= 0:
+            marks[start : start + len(needle)] = b"\x01" * len(needle)
+            start = lowered.find(needle, start + 1)
+        highlight = Style(reverse=True, bold=True)
+        out: list[Segment] = []
+        pos = 0
+        for seg in segments:
+            piece, style = seg.text, seg.style or base
+            run_start = 0
+            for i in range(1, len(piece) + 1):
+                if i == len(piece) or marks[pos + i] != marks[pos + run_start]:
+                    chunk = piece[run_start:i]
+                    out.append(
+                        Segment(chunk, style + highlight if marks[pos + run_start] else style)
+                    )
+                    run_start = i
+            pos += len(piece)
+        return out
+
+
+def _safe_id(task_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in task_id)

@@ -1,0 +1,88 @@
+"""The conflict sidebar: where tasks collide, or would.
+
+Shows what the core knows, grouped by severity: merge conflicts, tasks held
+back and why, declared-scope overlaps between independent tasks, tasks with
+undeclared scope, and the run's warnings. It only renders what it is given.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from delegate_tui.core.state import RunState
+from delegate_tui.ui.style import status_colour
+
+
+class ConflictSidebar(Static):
+    """Findings, most severe first."""
+
+    def show(self, state: RunState, overlaps: list[tuple[str, str, str]], selected: str) -> int:
+        """Redraw; returns the number of findings (for the header and title)."""
+        app = self.app
+        red = Style(color=status_colour(app, "failed"), bold=True)
+        amber = Style(color=status_colour(app, "proposed"), bold=True)
+        dim = Style(dim=True)
+        text = Text()
+        count = 0
+
+        conflicts = [
+            (t.id, a.number, a.conflict_paths)
+            for t in state.tasks.values()
+            for a in t.attempts
+            if a.conflict_paths
+        ]
+        if conflicts:
+            text.append("✘ Merge conflicts\n", red)
+            for task, attempt, paths in conflicts:
+                count += 1
+                text.append(f"  {task}", Style(bold=True, underline=task == selected))
+                text.append(f" #{attempt}\n", dim)
+                for path in paths:
+                    text.append(f"    {path}\n")
+            text.append("  r: retry on top of the integration branch\n\n", dim)
+
+        held = [
+            (t.id, t.held_reason)
+            for t in state.tasks.values()
+            if t.status == "pending" and t.held_reason
+        ]
+        if held:
+            text.append("⏸ Held back\n", amber)
+            for task, reason in held:
+                count += 1
+                text.append(f"  {task}", Style(bold=True, underline=task == selected))
+                text.append(f": {reason}\n")
+            text.append("\n")
+
+        undeclared = [t.id for t in state.tasks.values() if t.note]
+        if overlaps or undeclared:
+            text.append("◇ Declared scopes\n", Style(bold=True))
+            for a, b, reason in overlaps:
+                count += 1
+                mark = Style(bold=True, underline=selected in (a, b))
+                text.append(f"  {a}", mark)
+                text.append(" ✕ ", dim)
+                text.append(f"{b}", mark)
+                text.append(f"\n    {_short(reason, b)}\n", dim)
+            for task in undeclared:
+                text.append(f"  {task}", Style(bold=True))
+                text.append(": scope undeclared\n", dim)
+            text.append("\n")
+
+        notices = [n for n in state.notices if n.level in ("warning", "error")][-5:]
+        if notices:
+            text.append("! Notices\n", amber)
+            for notice in notices:
+                text.append(f"  {notice.message}\n", red if notice.level == "error" else Style())
+        if not text:
+            text.append("No conflicts.\n", dim)
+            text.append("Declared scopes do not overlap; merges so far were clean.", dim)
+        self.update(text)
+        return count
+
+
+def _short(reason: str, other: str) -> str:
+    """'edits overlap with b on x' -> 'edits overlap on x' (b is named already)."""
+    return reason.replace(f" with {other}", "")

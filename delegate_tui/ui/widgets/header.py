@@ -1,0 +1,62 @@
+"""The run header: plan, run id, elapsed, task counts, time saved, attention."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+from delegate_tui.core.state import RunState
+from delegate_tui.ui.style import clock, status_colour
+
+_GROUPS = (
+    ("✔", "succeeded", ("succeeded",)),
+    ("▶", "running", ("starting", "running", "checking", "merging")),
+    ("✘", "failed", ("failed", "merge-conflict", "killed", "timed-out", "interrupted")),
+    ("◌", "pending", ("pending", "proposed", "awaiting-merge", "blocked", "skipped")),
+)
+
+
+class RunHeader(Static):
+    """One line that says how the run is going and whether you are needed."""
+
+    def show(
+        self, state: RunState, *, now: float, saved_s: float, attention: list[str], mode: str
+    ) -> None:
+        """Redraw from the state (attributes down)."""
+        app = self.app
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(" delegate-tui ", Style(bold=True, reverse=True))
+        name = state.plan.name if state.plan else "(no plan)"
+        text.append(f" {name} ", Style(bold=True))
+        if mode:
+            text.append(f"[{mode}] ", Style(color=app.theme_variables.get("accent"), bold=True))
+        text.append(f"{state.run_id}  ", Style(dim=True))
+        end = state.finished_ts or now
+        text.append(clock(end - state.started_ts if state.started_ts else 0) + "  ")
+        for icon, colour_of, statuses in _GROUPS:
+            count = sum(t.status in statuses for t in state.tasks.values())
+            text.append(
+                f"{icon}{count} ", Style(color=status_colour(app, colour_of), bold=count > 0)
+            )
+        if saved_s >= 1:
+            text.append(f" saved {clock(saved_s)} ", Style(color=status_colour(app, "succeeded")))
+        if state.paused:
+            text.append(" ⏸ paused ", Style(color=status_colour(app, "proposed"), bold=True))
+        if state.finished:
+            text.append(
+                f" run {state.status} ",
+                Style(color=status_colour(app, _final(state.status)), bold=True),
+            )
+        if attention:
+            colour = app.theme_variables.get("status-attention", "#ff8000")
+            text.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
+            if len(attention) > 1:
+                text.append(f" +{len(attention) - 1}", Style(color=colour))
+        self.update(text)
+
+
+def _final(status: str) -> str:
+    return {"succeeded": "succeeded", "partial": "proposed", "stopped": "blocked"}.get(
+        status, "failed"
+    )

@@ -1,0 +1,176 @@
+"""The task graph: every task by dependency layer, its status, and its relations.
+
+Tasks are grouped by layer (layer n depends only on layers before it) and
+each row names the task's parents, so a task with two parents reads as such.
+Selecting a task marks what it depends on (↑) and what depends on it (↓).
+Drawn with the Line API; it posts :class:`TaskGraph.TaskSelected` when the
+cursor moves and never reaches into other widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from delegate_tui.core import graph
+from delegate_tui.core.state import RunState
+from delegate_tui.ui.style import ICONS, clock, status_style, task_elapsed
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    kind: str  # "layer" | "task"
+    key: str  # layer label or task id
+
+
+class TaskGraph(ScrollView, can_focus=True):
+    """Tasks by dependency layer, with a cursor."""
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "cursor(-10)", show=False),
+        Binding("pagedown", "cursor(10)", show=False),
+        Binding("home", "cursor(-100000)", show=False),
+        Binding("end", "cursor(100000)", show=False),
+    ]
+
+    class TaskSelected(Message):
+        """The cursor moved to a task."""
+
+        def __init__(self, task_id: str) -> None:
+            super().__init__()
+            self.task_id = task_id
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state: RunState | None = None
+        self.rows: list[_Row] = []
+        self.selected: str = ""
+        self.in_batch: set[str] = set()
+        self._related_up: set[str] = set()
+        self._related_down: set[str] = set()
+        self._deps: dict[str, tuple[str, ...]] = {}
+
+    # ------------------------------------------------------------ data
+
+    def set_state(self, state: RunState) -> None:
+        """Attributes down: the screen hands in the state to draw."""
+        first = self.state is None or not self.rows
+        self.state = state
+        if state.plan is not None and (first or len(self._deps) != len(state.plan.tasks)):
+            self._deps = dict(state.plan.deps)
+            self.rows = []
+            for index, layer in enumerate(graph.layers(self._deps)):
+                self.rows.append(_Row("layer", f"layer {index}"))
+                self.rows += [_Row("task", task_id) for task_id in layer]
+            self.virtual_size = Size(self.size.width, len(self.rows))
+            if not self.selected and state.plan.tasks:
+                self.select(state.plan.tasks[0].id)
+        self.refresh()
+
+    def select(self, task_id: str, *, post: bool = True) -> None:
+        """Move the cursor to a task."""
+        if task_id not in self._deps:
+            return
+        self.selected = task_id
+        self._related_up = graph.ancestors(self._deps, task_id)
+        self._related_down = graph.descendants(self._deps, task_id)
+        row = next(i for i, r in enumerate(self.rows) if r.kind == "task" and r.key == task_id)
+        self.scroll_to_region_row(row)
+        self.refresh()
+        if post:
+            self.post_message(self.TaskSelected(task_id))
+
+    def scroll_to_region_row(self, row: int) -> None:
+        """Keep a row (and its layer heading) in view."""
+        top = self.scroll_y
+        height = max(1, self.size.height)
+        if row - 1 < top:
+            self.scroll_to(y=max(0, row - 1), animate=False)
+        elif row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False)
+
+    def action_cursor(self, step: int) -> None:
+        tasks = [r.key for r in self.rows if r.kind == "task"]
+        if not tasks:
+            return
+        index = tasks.index(self.selected) if self.selected in tasks else 0
+        self.select(tasks[max(0, min(len(tasks) - 1, index + step))])
+
+    def on_click(self, event: object) -> None:
+        y = int(getattr(event, "y", 0) + self.scroll_y)
+        if 0 <= y < len(self.rows) and self.rows[y].kind == "task":
+            self.select(self.rows[y].key)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.rows))
+
+    # ------------------------------------------------------------ drawing
+
+    def render_line(self, y: int) -> Strip:
+        index = int(self.scroll_y) + y
+        width = self.size.width
+        base = self.rich_style
+        if index >= len(self.rows) or self.state is None:
+            return Strip.blank(width, base)
+        row = self.rows[index]
+        if row.kind == "layer":
+            label = f" {row.key} "
+            dim = base + Style(dim=True)
+            return Strip(
+                [Segment("─" + label + "─" * max(0, width - len(label) - 1), dim)]
+            ).crop_extend(0, width, base)
+        return self._task_line(row.key, width, base)
+
+    def _task_line(self, task_id: str, width: int, base: Style) -> Strip:
+        assert self.state is not None and self.state.plan is not None
+        task = self.state.tasks.get(task_id)
+        status = task.status if task else "pending"
+        spec = self.state.plan.task(task_id)
+        selected = task_id == self.selected
+        row_style = base + Style(reverse=True) if selected and self.has_focus else base
+        if selected and not self.has_focus:
+            row_style = base + Style(underline=True)
+        accent = Style(color=self.app.theme_variables.get("accent", "#ff9e64"), bold=True)
+        if task_id in self._related_up:
+            gutter = Segment("↑", row_style + accent)
+        elif task_id in self._related_down:
+            gutter = Segment("↓", row_style + accent)
+        elif task_id in self.in_batch:
+            gutter = Segment("●", row_style + status_style(self.app, "proposed", bold=True))
+        else:
+            gutter = Segment(" ", row_style)
+        icon = Segment(
+            ICONS.get(status, "?") + " ", row_style + status_style(self.app, status, bold=True)
+        )
+        elapsed = (
+            clock(task_elapsed(task, self.state.finished_ts or time.time()))
+            if task and task.attempts
+            else ""
+        )
+        tries = f" #{len(task.attempts)}" if task and len(task.attempts) > 1 else ""
+        agent = self.state.plan.agent_of(spec)
+        right = f"{elapsed}{tries}"
+        name_width = max(6, min(22, width - 3 - len(right) - 1))
+        name = task_id if len(task_id) <= name_width else task_id[: name_width - 1] + "…"
+        segments = [gutter, icon, Segment(name.ljust(name_width), row_style + Style(bold=selected))]
+        used = 3 + name_width
+        extra = ""
+        if width - used - len(right) > 12:
+            extra = f" {agent}"
+            if spec.depends_on:
+                extra += "  ← " + ", ".join(spec.depends_on)
+        space = max(0, width - used - len(right) - 1)
+        extra = extra[:space] if len(extra) <= space else extra[: max(0, space - 1)] + "…"
+        segments.append(Segment(extra.ljust(space), row_style + Style(dim=True)))
+        segments.append(Segment(" " + right, row_style))
+        return Strip(segments).crop_extend(0, width, base)
