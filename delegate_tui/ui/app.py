@@ -94,6 +94,7 @@ class DelegateApp(App[int]):
         config: UserConfig | None = None,
         read_only: bool = False,
         bell: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.source = source
@@ -110,6 +111,7 @@ class DelegateApp(App[int]):
         self._quitting = False
         self._run_done = False
         self._bell = bell
+        self.clock = clock
         source.subscribe(self._on_event)
 
     # ------------------------------------------------------------ setup
@@ -131,10 +133,18 @@ class DelegateApp(App[int]):
         self.theme = wanted
         if self.config.keys:
             self.set_keymap(self.config.keys)
+        self._seed_output()
         self.push_screen(RunScreen())
         self.run_source()
         self.set_interval(1 / REFRESH_HZ, self._tick)
         self.set_interval(2.0, self._sample_processes)
+
+    def _seed_output(self) -> None:
+        """Output that happened before the app subscribed (a resumed or replayed run)."""
+        for task in self.source.state.tasks.values():
+            for attempt in task.attempts:
+                if attempt.tail:
+                    self.store.append(task.id, attempt.number, bytes(attempt.tail))
 
     @work(exclusive=True, group="source", exit_on_error=False)
     async def run_source(self) -> None:
@@ -145,7 +155,8 @@ class DelegateApp(App[int]):
             self._run_done = True
             self._dirty = True
             if self._quitting:
-                self.exit(self.exit_code_for(self.source.state))
+                code = self.exit_code_for(self.source.state)
+                self.exit(code, return_code=code)
 
     # ------------------------------------------------------------ events
 
@@ -161,7 +172,7 @@ class DelegateApp(App[int]):
         self._dirty = True
 
     def _tick(self) -> None:
-        now = time.time()
+        now = self.clock()
         state = self.source.state
         while self._new_events:
             self._attend(self._new_events.popleft())
@@ -207,7 +218,7 @@ class DelegateApp(App[int]):
     def _alert(self, message: str, severity: str) -> None:
         if self._bell:
             self.bell()
-        self.notify(message, severity=severity, timeout=8)  # type: ignore[arg-type]
+        self.notify(message, severity=severity, timeout=5)  # type: ignore[arg-type]
 
     @work(thread=True, exclusive=True, group="procstats", exit_on_error=False)
     def _sample_processes(self) -> None:
@@ -245,7 +256,8 @@ class DelegateApp(App[int]):
         """Quit; if agents are running, ask first and end them."""
         state = self.source.state
         if self.read_only or self._run_done or state.finished:
-            self.exit(self.exit_code_for(state))
+            code = 0 if self.read_only else self.exit_code_for(state)
+            self.exit(code, return_code=code)
             return
         running = [t.id for t in state.active]
         if not running:

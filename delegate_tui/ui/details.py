@@ -16,7 +16,7 @@ BOLD = Style(bold=True)
 DIM = Style(dim=True)
 
 
-def task_details(state: RunState, task_id: str) -> Text:
+def task_details(state: RunState, task_id: str, now: float | None = None) -> Text:
     """Everything about one task: spec, status, attempts, files, why it waits."""
     assert state.plan is not None
     spec = state.plan.task(task_id)
@@ -58,7 +58,7 @@ def task_details(state: RunState, task_id: str) -> Text:
     if task.blocked_by:
         row("blocked by", task.blocked_by)
     if task.attempts:
-        row("time", clock(task_elapsed(task, state.finished_ts or time.time())))
+        row("time", clock(task_elapsed(task, state.finished_ts or now or time.time())))
     for attempt in task.attempts:
         text.append(f"\nattempt {attempt.number}", BOLD)
         text.append(f"  {attempt.status}\n", DIM)

@@ -22,7 +22,7 @@ ICONS = {
     "timed-out": "⌛",
     "skipped": "⤼",
     "blocked": "⊘",
-    "interrupted": "⏸",
+    "interrupted": "‖",
 }
 _VARIABLE = {
     "pending": "status-pending",

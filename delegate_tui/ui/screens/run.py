@@ -9,15 +9,18 @@ so instead of acting.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import time
 from typing import TYPE_CHECKING
 
+from rich.style import Style
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Label
+from textual.widgets import Footer, Static
 
 from delegate_tui.core import attention, batching, metrics
 from delegate_tui.core.events import ACTIVE_STATUSES, RETRYABLE_STATUSES
@@ -86,6 +89,7 @@ class RunScreen(Screen[None]):
         self._overlaps: list[tuple[str, str, str]] | None = None
         self._last_batch = 0
         self._findings = 0
+        self._ready = False
 
     @property
     def delegate(self) -> DelegateApp:
@@ -99,18 +103,20 @@ class RunScreen(Screen[None]):
         yield RunHeader(id="header")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield Label("Tasks", id="graph-title", classes="section-title")
                 yield TaskGraph(id="graph")
-            yield Container(id="panes")
+            with Container(id="panes"):
+                yield Static(id="panes-empty")
             with VerticalScroll(id="sidebar"):
                 yield ConflictSidebar(id="conflicts")
         yield BatchBar(id="batch")
         yield Footer()
 
     def on_mount(self) -> None:
+        self._ready = True
         self.query_one(TaskGraph).focus()
         self.query_one("#sidebar").border_title = "Conflicts"
         self.query_one("#panes").border_title = "Agents"
+        self.query_one("#left").border_title = "Tasks"
 
     # ------------------------------------------------------------ refresh
 
@@ -119,10 +125,19 @@ class RunScreen(Screen[None]):
         """The run's state (owned by the source; read only here)."""
         return self.delegate.source.state
 
+    def on_unmount(self) -> None:
+        self._ready = False
+
     def refresh_view(self, *, now: float) -> None:
         """Redraw everything from state (called by the app's timer)."""
+        if not self._ready:
+            return
+        with contextlib.suppress(NoMatches):  # the app is closing; widgets are gone
+            self._refresh_view(now)
+
+    def _refresh_view(self, now: float) -> None:
         state = self.state
-        if state.plan is None:
+        if state.plan is None or not self._ready:
             return
         graph = self.query_one(TaskGraph)
         proposal = state.proposal
@@ -132,7 +147,7 @@ class RunScreen(Screen[None]):
         graph.in_batch = (
             set(proposal.tasks) if proposal is not None and proposal.needs_approval else set()
         )
-        graph.set_state(state)
+        graph.set_state(state, now)
         if not self.selected and graph.selected:
             self.selected = graph.selected
         self.query_one(BatchBar).show(proposal, self.excluded, [], self.delegate.keys_for_hints())
@@ -186,15 +201,31 @@ class RunScreen(Screen[None]):
             container.styles.grid_size_columns = columns
             container.styles.grid_size_rows = math.ceil(count / columns)
         container.set_class(not count, "empty")
-        container.border_subtitle = (
-            "" if count else "no agent running; select a task to see its output"
-        )
+        empty = self.query_one("#panes-empty", Static)
+        empty.display = not count
+        if not count:
+            empty.update(self._empty_message(state))
         for task_id in wanted:
             pane = self.panes[task_id]
             pane.sync()
             pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
             pane.border_title = self._pane_title(state, task_id, now)
             pane.border_subtitle = self._pane_subtitle(pane)
+
+    def _empty_message(self, state: RunState) -> Text:
+        text = Text(justify="center")
+        text.append("No agent is running.\n\n", Style(bold=True))
+        if state.proposal is not None and state.proposal.needs_approval:
+            text.append(f"Batch {state.proposal.batch} waits for you: ", Style())
+            text.append(", ".join(state.proposal.tasks), Style(bold=True))
+            text.append("\npress a to approve it, space to leave the selected task out, h to hold.")
+        elif state.finished:
+            text.append(f"The run {state.status}. Select a task to read its output; q quits.")
+        elif state.paused:
+            text.append("Scheduling is paused: p resumes.")
+        else:
+            text.append("Select a task (↑ ↓) to read its output.")
+        return text
 
     def _pane_title(self, state: RunState, task_id: str, now: float) -> str:
         task = state.tasks[task_id]
@@ -227,6 +258,8 @@ class RunScreen(Screen[None]):
         self.delegate.request_refresh()
 
     def on_resize(self) -> None:
+        if not self._ready:
+            return
         wide = self.size.width >= 110
         show = self.sidebar_forced if self.sidebar_forced is not None else wide
         self.query_one("#sidebar").display = show
@@ -285,7 +318,10 @@ class RunScreen(Screen[None]):
     def action_details(self) -> None:
         if self.selected and self.state.plan:
             self.app.push_screen(
-                TextScreen(f"Task {self.selected}", task_details(self.state, self.selected))
+                TextScreen(
+                    f"Task {self.selected}",
+                    task_details(self.state, self.selected, self.delegate.clock()),
+                )
             )
 
     def action_kill(self) -> None:
@@ -425,11 +461,8 @@ class RunScreen(Screen[None]):
     def action_scroll_pane(self, direction: int) -> None:
         pane = self._pane()
         if pane is not None:
-            if direction < 0:
-                pane.scroll_page_up(animate=False)
-                pane.follow = pane.is_vertical_scroll_end
-            else:
-                pane.scroll_page_down(animate=False)
+            pane.page(direction)
+            self.delegate.request_refresh()
 
     def action_follow(self) -> None:
         pane = self._pane()
@@ -457,8 +490,3 @@ class RunScreen(Screen[None]):
         }:
             return None
         return True
-
-
-def now() -> float:
-    """Wall-clock time (a seam for tests)."""
-    return time.time()

@@ -124,6 +124,9 @@ class AgentPane(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, len(self.buffer))
+        if self.follow:
+            # A pane mounted this tick had no height yet when it first scrolled.
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
@@ -132,6 +135,12 @@ class AgentPane(ScrollView, can_focus=True):
             self.follow = False
         elif at_end:
             self.follow = True
+
+    def page(self, direction: int) -> None:
+        """Scroll a page up (-1) or down (1); following stops unless at the end."""
+        step = max(1, self.size.height - 1) * direction
+        self.scroll_to(y=max(0, self.scroll_y + step), animate=False, immediate=True)
+        self.follow = self.scroll_y >= self.max_scroll_y
 
     def resume_follow(self) -> None:
         """Jump to the newest output and keep following it."""

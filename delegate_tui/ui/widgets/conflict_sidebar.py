@@ -49,7 +49,7 @@ class ConflictSidebar(Static):
             if t.status == "pending" and t.held_reason
         ]
         if held:
-            text.append("⏸ Held back\n", amber)
+            text.append("‖ Held back\n", amber)
             for task, reason in held:
                 count += 1
                 text.append(f"  {task}", Style(bold=True, underline=task == selected))

@@ -23,15 +23,26 @@ class RunHeader(Static):
     def show(
         self, state: RunState, *, now: float, saved_s: float, attention: list[str], mode: str
     ) -> None:
-        """Redraw from the state (attributes down)."""
+        """Redraw from the state (attributes down). Narrow screens drop the run id
+        and put the attention flag right after the plan name, where it stays visible."""
         app = self.app
+        wide = self.size.width >= 120
+        colour = app.theme_variables.get("status-attention", "#ff8000")
+        flag = Text()
+        if attention:
+            flag.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
+            if len(attention) > 1:
+                flag.append(f" +{len(attention) - 1}", Style(color=colour))
+            flag.append(" ")
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" delegate-tui ", Style(bold=True, reverse=True))
-        name = state.plan.name if state.plan else "(no plan)"
-        text.append(f" {name} ", Style(bold=True))
+        text.append(f" {state.plan.name if state.plan else '(no plan)'} ", Style(bold=True))
+        if not wide:
+            text.append_text(flag)
         if mode:
             text.append(f"[{mode}] ", Style(color=app.theme_variables.get("accent"), bold=True))
-        text.append(f"{state.run_id}  ", Style(dim=True))
+        if wide:
+            text.append(f"{state.run_id}  ", Style(dim=True))
         end = state.finished_ts or now
         text.append(clock(end - state.started_ts if state.started_ts else 0) + "  ")
         for icon, colour_of, statuses in _GROUPS:
@@ -42,17 +53,14 @@ class RunHeader(Static):
         if saved_s >= 1:
             text.append(f" saved {clock(saved_s)} ", Style(color=status_colour(app, "succeeded")))
         if state.paused:
-            text.append(" ⏸ paused ", Style(color=status_colour(app, "proposed"), bold=True))
+            text.append(" ‖ paused ", Style(color=status_colour(app, "proposed"), bold=True))
         if state.finished:
             text.append(
                 f" run {state.status} ",
                 Style(color=status_colour(app, _final(state.status)), bold=True),
             )
-        if attention:
-            colour = app.theme_variables.get("status-attention", "#ff8000")
-            text.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
-            if len(attention) > 1:
-                text.append(f" +{len(attention) - 1}", Style(color=colour))
+        if wide:
+            text.append_text(flag)
         self.update(text)
 
 

@@ -9,7 +9,6 @@ cursor moves and never reaches into other widgets.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -37,8 +36,6 @@ class TaskGraph(ScrollView, can_focus=True):
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
         Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "cursor(-10)", show=False),
-        Binding("pagedown", "cursor(10)", show=False),
         Binding("home", "cursor(-100000)", show=False),
         Binding("end", "cursor(100000)", show=False),
     ]
@@ -59,13 +56,15 @@ class TaskGraph(ScrollView, can_focus=True):
         self._related_up: set[str] = set()
         self._related_down: set[str] = set()
         self._deps: dict[str, tuple[str, ...]] = {}
+        self.now = 0.0
 
     # ------------------------------------------------------------ data
 
-    def set_state(self, state: RunState) -> None:
-        """Attributes down: the screen hands in the state to draw."""
+    def set_state(self, state: RunState, now: float) -> None:
+        """Attributes down: the screen hands in the state to draw, and the time."""
         first = self.state is None or not self.rows
         self.state = state
+        self.now = now
         if state.plan is not None and (first or len(self._deps) != len(state.plan.tasks)):
             self._deps = dict(state.plan.deps)
             self.rows = []
@@ -137,9 +136,14 @@ class TaskGraph(ScrollView, can_focus=True):
         status = task.status if task else "pending"
         spec = self.state.plan.task(task_id)
         selected = task_id == self.selected
-        row_style = base + Style(reverse=True) if selected and self.has_focus else base
-        if selected and not self.has_focus:
-            row_style = base + Style(underline=True)
+        variables = self.app.theme_variables
+        row_style = base
+        if selected:
+            row_style = base + Style(
+                bgcolor=variables.get("primary" if self.has_focus else "panel-lighten-2", "blue"),
+                color=variables.get("background" if self.has_focus else "foreground", "white"),
+            )
+        dim = Style() if selected else Style(dim=True)
         accent = Style(color=self.app.theme_variables.get("accent", "#ff9e64"), bold=True)
         if task_id in self._related_up:
             gutter = Segment("↑", row_style + accent)
@@ -153,24 +157,25 @@ class TaskGraph(ScrollView, can_focus=True):
             ICONS.get(status, "?") + " ", row_style + status_style(self.app, status, bold=True)
         )
         elapsed = (
-            clock(task_elapsed(task, self.state.finished_ts or time.time()))
+            clock(task_elapsed(task, self.state.finished_ts or self.now))
             if task and task.attempts
             else ""
         )
         tries = f" #{len(task.attempts)}" if task and len(task.attempts) > 1 else ""
         agent = self.state.plan.agent_of(spec)
         right = f"{elapsed}{tries}"
-        name_width = max(6, min(22, width - 3 - len(right) - 1))
+        longest = max((len(t) for t in self._deps), default=8)
+        name_width = max(6, min(longest, width - 4 - len(right), max(12, width // 2)))
         name = task_id if len(task_id) <= name_width else task_id[: name_width - 1] + "…"
         segments = [gutter, icon, Segment(name.ljust(name_width), row_style + Style(bold=selected))]
-        used = 3 + name_width
+        space = max(0, width - 3 - name_width - len(right) - 1)
         extra = ""
-        if width - used - len(right) > 12:
-            extra = f" {agent}"
-            if spec.depends_on:
-                extra += "  ← " + ", ".join(spec.depends_on)
-        space = max(0, width - used - len(right) - 1)
-        extra = extra[:space] if len(extra) <= space else extra[: max(0, space - 1)] + "…"
-        segments.append(Segment(extra.ljust(space), row_style + Style(dim=True)))
+        if spec.depends_on:
+            extra = " ← " + ", ".join(spec.depends_on)
+        if len(extra) + len(agent) + 1 <= space:
+            extra = f" {agent}{extra}"
+        if len(extra) > space:
+            extra = extra[: max(0, space - 1)] + "…" if space > 1 else ""
+        segments.append(Segment(extra.ljust(space), row_style + dim))
         segments.append(Segment(" " + right, row_style))
         return Strip(segments).crop_extend(0, width, base)

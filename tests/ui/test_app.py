@@ -1,0 +1,326 @@
+"""Pilot tests: keys reach the engine's commands; the screen shows what the events say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import TextArea
+
+from delegate_tui.core.events import BatchApproved, TaskOutput
+from delegate_tui.ui.app import DelegateApp
+from delegate_tui.ui.config import UserConfig
+from delegate_tui.ui.screens.dialogs import RetryDialog, TextScreen
+from delegate_tui.ui.screens.run import RunScreen
+from delegate_tui.ui.widgets.agent_pane import AgentPane
+from delegate_tui.ui.widgets.task_graph import TaskGraph
+from tests.ui.fake_source import T0, FakeSource
+
+
+def make_app(source: FakeSource, tmp_path: Path, **kwargs: object) -> DelegateApp:
+    config = UserConfig(path=tmp_path / "config.yaml")
+    return DelegateApp(source, config=config, bell=False, clock=lambda: T0 + 10, **kwargs)  # type: ignore[arg-type]
+
+
+async def settle(pilot: object) -> None:
+    """Let the 20 Hz refresh run, and the run screen finish mounting."""
+    app = pilot.app  # type: ignore[attr-defined]
+    for _ in range(50):
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+        screens = [s for s in app.screen_stack if isinstance(s, RunScreen)]
+        if screens and screens[0]._ready:
+            break
+    await pilot.pause(0.1)  # type: ignore[attr-defined]
+
+
+def screen_of(app: DelegateApp) -> RunScreen:
+    screen = app.screen_stack[1]
+    assert isinstance(screen, RunScreen)
+    return screen
+
+
+async def select(pilot: object, app: DelegateApp, task: str) -> None:
+    screen_of(app).query_one(TaskGraph).select(task)
+    await settle(pilot)
+
+
+@pytest.mark.asyncio
+async def test_approve_whole_batch_and_a_toggled_selection(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.mid_run()
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        assert source.commands[-1] == ("approve", ["service", "login-ui"])
+        await select(pilot, app, "login-ui")
+        await pilot.press("space")
+        await settle(pilot)
+        await pilot.press("a")
+        assert source.commands[-1] == ("approve", ["service"])
+        await pilot.press("A")
+        assert source.commands[-1] == ("approve", ["service", "login-ui"])
+        await pilot.press("h")
+        assert source.commands[-1] == ("hold",)
+
+
+@pytest.mark.asyncio
+async def test_kill_asks_first_then_reaches_the_engine(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        await pilot.press("k")
+        await settle(pilot)
+        await pilot.press("n")  # cancelled: nothing sent
+        await settle(pilot)
+        assert source.commands == []
+        await pilot.press("k")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert source.commands == [("kill", "contract")]
+
+
+@pytest.mark.asyncio
+async def test_retry_dialog_shows_the_failure_and_sends_the_operators_words(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.output("contract", b"Traceback: \x1b[31mKeyError: 'email'\x1b[0m\r\n")
+    source.fail_task("contract")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        await pilot.press("r")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, RetryDialog)
+        assert dialog.summary == "exited with status 2"
+        assert "KeyError: 'email'" in dialog.tail and "\x1b" not in dialog.tail
+        dialog.query_one(TextArea).insert("Use the users table from db/001.sql")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert source.commands == [
+            ("retry", "contract", "Use the users table from db/001.sql", False)
+        ]
+
+
+@pytest.mark.asyncio
+async def test_skip_pause_resume_input_merge_and_refusals(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        await pilot.press("i")
+        await settle(pilot)
+        await pilot.press(*"yes", "enter")
+        await settle(pilot)
+        assert source.commands[-1] == ("send_input", "contract", "yes")
+        await pilot.press("p")
+        assert source.commands[-1] == ("pause",)
+        source.emit(
+            __import__("delegate_tui.core.events", fromlist=["SchedulingPaused"]).SchedulingPaused()
+        )
+        await settle(pilot)
+        await pilot.press("p")
+        assert source.commands[-1] == ("resume",)
+        await select(pilot, app, "schema")
+        source.answer = "schema is running; kill it first"
+        await pilot.press("s")
+        await settle(pilot)
+        assert source.commands[-1] == ("skip", "schema")
+        assert any(
+            "kill it first" in str(n.message) for n in app._notifications
+        )  # the engine's answer is shown
+
+
+@pytest.mark.asyncio
+async def test_output_is_rendered_like_a_terminal(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.mid_run()
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "schema")
+        pane = app.screen.query_one("#pane-schema", AgentPane)
+        lines = [line for line in pane.buffer.plain_lines() if line]
+        assert lines == [
+            "◆ codex thinking",
+            "✎ Edit db/001.sql",
+            "+CREATE TABLE users (id uuid primary key);",
+            "  tests 100% [##########]",
+            "1 failed",
+        ]
+        assert all("\x1b" not in line for line in pane.buffer.plain_lines())
+        assert "schema" in str(pane.border_title) and "succeeded" in str(pane.border_title)
+
+
+@pytest.mark.asyncio
+async def test_follow_tail_stops_when_scrolled_up_and_resumes(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.output("contract", b"".join(b"line %d\r\n" % i for i in range(300)))
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        pane = app.screen.query_one("#pane-contract", AgentPane)
+        assert pane.follow and pane.is_vertical_scroll_end
+        await pilot.press("pageup")
+        await settle(pilot)
+        assert not pane.follow
+        top = pane.scroll_y
+        source.output("contract", b"more\r\n" * 20)
+        await settle(pilot)
+        assert pane.scroll_y == top, "scrolled-up view stays put while output arrives"
+        await pilot.press("G")
+        await settle(pilot)
+        assert pane.follow and pane.is_vertical_scroll_end
+
+
+@pytest.mark.asyncio
+async def test_search_highlights_and_counts_matches(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.output("contract", b"alpha\r\nerror: one\r\nbeta\r\nERROR two\r\n")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        await pilot.press("slash")
+        await settle(pilot)
+        await pilot.press(*"error", "enter")
+        await settle(pilot)
+        pane = app.screen.query_one("#pane-contract", AgentPane)
+        assert pane.matches == [1, 3]
+        assert "2 match(es)" in str(pane.border_subtitle)
+
+
+@pytest.mark.asyncio
+async def test_theme_switch_is_remembered(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        assert app.theme == "delegate-dark"
+        await pilot.press("t")
+        await settle(pilot)
+        assert app.theme == "delegate-light"
+        assert app.theme_variables["status-failed"] == "#cf222e"
+    assert UserConfig.load(tmp_path / "config.yaml").theme == "delegate-light"
+
+
+@pytest.mark.asyncio
+async def test_bad_theme_file_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    themes = tmp_path / "xdg" / "delegate-tui" / "themes"
+    themes.mkdir(parents=True)
+    (themes / "broken.yaml").write_text("name: broken\nprimary: not-a-colour\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    source = FakeSource()
+    source.start_run()
+    app = make_app(source, tmp_path, theme="phosphor")
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        assert app.theme == "phosphor"
+        assert any(
+            "broken.yaml: primary: not a colour" in str(n.message) for n in app._notifications
+        )
+
+
+@pytest.mark.asyncio
+async def test_resize_hides_and_shows_the_sidebar(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.mid_run()
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#sidebar").display
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert not app.screen.query_one("#sidebar").display
+        await pilot.press("c")
+        await settle(pilot)
+        assert app.screen.query_one("#sidebar").display
+
+
+@pytest.mark.asyncio
+async def test_replay_mode_refuses_commands(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.mid_run()
+    app = make_app(source, tmp_path, read_only=True)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await pilot.press("a", "k", "r", "s")
+        await settle(pilot)
+        assert source.commands == []
+
+
+@pytest.mark.asyncio
+async def test_details_and_help_screens(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.mid_run()
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "hotfix")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, TextScreen)
+        body = str(app.screen.body)
+        assert "edits overlap with service on src/auth/session.ts" in body
+        assert "depends on  schema (succeeded)" in body
+        await pilot.press("escape", "question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, TextScreen) and "retry with extra context" in str(
+            app.screen.body
+        )
+
+
+@pytest.mark.asyncio
+async def test_quit_with_running_agents_asks_and_stops_them(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await settle(pilot)
+        assert source.commands == []
+        await pilot.press("y")
+        await settle(pilot)
+        assert source.commands[0][0] == "stop"
+    assert app.return_code == 1
+
+
+@pytest.mark.asyncio
+async def test_output_events_are_not_one_message_each(tmp_path: Path) -> None:
+    """A flood of output chunks lands in the store, and panes redraw on the timer."""
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        for i in range(2000):
+            source.emit(
+                TaskOutput(task="contract", attempt=1, data=b"x" * 70 + b" %d\r\n" % i), 3.0
+            )
+        await settle(pilot)
+        pane = app.screen.query_one("#pane-contract", AgentPane)
+        assert pane.buffer.plain_lines()[-2].endswith(" 1999")
+        assert len(app._new_events) == 0
+        source.emit(BatchApproved(batch=1, tasks=()))
