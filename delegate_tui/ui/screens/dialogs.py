@@ -85,6 +85,8 @@ class RetryDialog(ModalScreen[RetryRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one("#context", TextArea).focus()
+        # The end of the output is where the failure is.
+        self.query_one(".failure-tail", VerticalScroll).scroll_end(animate=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "retry":
