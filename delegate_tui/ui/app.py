@@ -250,6 +250,10 @@ class DelegateApp(App[int]):
     def watch_theme(self, theme: str) -> None:
         if theme in self._theme_names:
             self.config.save_theme(theme)
+        for screen in self.screen_stack:
+            if isinstance(screen, RunScreen):
+                for pane in screen.panes.values():
+                    pane.forget_drawing()
         self._dirty = True
 
     async def action_request_quit(self) -> None:

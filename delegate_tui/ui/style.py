@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rich.style import Style
+from rich.text import Text
 from textual.app import App
+from textual.widgets import Static
 
 from delegate_tui.core.state import TaskState
 
@@ -69,3 +71,15 @@ def task_elapsed(task: TaskState, now: float) -> float:
         if attempt.started_ts:
             total += (attempt.ended_ts or now) - attempt.started_ts
     return max(0.0, total)
+
+
+def update_if_changed(widget: Static, text: Text) -> None:
+    """Static.update costs a layout and a repaint; skip it when nothing changed."""
+    key = (
+        text.plain,
+        tuple((sp.start, sp.end, str(sp.style)) for sp in text.spans),
+        str(text.style),
+    )
+    if getattr(widget, "_delegate_last", None) != key:
+        widget._delegate_last = key  # type: ignore[attr-defined]
+        widget.update(text)

@@ -47,11 +47,14 @@ class Line:
 
     text: str = ""
     runs: list[tuple[int, int]] = field(default_factory=list)
+    #: Bumped on every change, so a renderer can cache a drawn line safely.
+    version: int = 0
 
     def append(self, text: str, style: int) -> None:
         """Add text at the end in one style."""
         if not text:
             return
+        self.version += 1
         end = len(self.text) + len(text)
         self.text += text
         if self.runs and self.runs[-1][1] == style:
@@ -67,6 +70,7 @@ class Line:
                 self.append(" " * (col - length), 0)
             self.append(text, style)
             return
+        self.version += 1
         stop = col + len(text)
         before = self._slice(0, col)
         after = self._slice(stop, length)
@@ -93,6 +97,7 @@ class Line:
     def truncate(self, col: int) -> None:
         """Erase from ``col`` to the end of the line."""
         if col < len(self.text):
+            self.version += 1
             self.text, self.runs = self._slice(0, col)
 
     def erase_before(self, col: int) -> None:
@@ -115,12 +120,32 @@ def _colour_256(n: int) -> str:
     return f"color({n})"
 
 
+#: A retained line: a plain ``str`` (default style, never rewritten: the cheap,
+#: common case under floods) or a :class:`Line` with styles.
+AnyLine = str | Line
+
+
+def text_of(line: AnyLine) -> str:
+    """The characters of a line."""
+    return line if isinstance(line, str) else line.text
+
+
+def spans_of(line: AnyLine) -> list[tuple[str, int]]:
+    """``(text, style_id)`` pieces of a line."""
+    return [(line, 0)] if isinstance(line, str) else line.spans()
+
+
+def version_of(line: AnyLine) -> int:
+    """Changes when the line changes (plain lines never do)."""
+    return 0 if isinstance(line, str) else line.version
+
+
 class TermBuffer:
     """Agent output as terminal lines, bounded to ``max_lines``."""
 
     def __init__(self, max_lines: int = 5000) -> None:
         self.max_lines = max(10, max_lines)
-        self.lines: deque[Line] = deque([Line()])
+        self.lines: deque[AnyLine] = deque([Line()])
         #: Lines dropped from the top so far: a stable index for scroll positions.
         self.dropped = 0
         #: Bumped on every change, so a pane knows when to redraw.
@@ -145,15 +170,27 @@ class TermBuffer:
         self.version += 1
         text = self._pending + self._decoder.decode(data)
         self._pending = ""
-        at_end = self._row == len(self.lines) - 1 and self._col == len(self.lines[-1].text)
-        if at_end and "\x1b" not in text and not _SLOW.search(text):
-            self._fast(text)
-            return
+        at_end = self._row == len(self.lines) - 1 and self._col == len(text_of(self.lines[-1]))
+        if at_end and "\x1b" not in text:
+            plain = text.replace("\r\n", "\n") if "\r" in text else text
+            if not _SLOW.search(plain) and not plain.endswith("\r"):
+                self._fast(plain)
+                return
         self._slow(text)
 
     def plain_lines(self) -> list[str]:
         """Every retained line as text (for search, tests and copying)."""
-        return [line.text for line in self.lines]
+        return [text_of(line) for line in self.lines]
+
+    def _editable(self, row: int) -> Line:
+        """The line at ``row`` as a Line (a plain str becomes one when written to)."""
+        line = self.lines[row]
+        if isinstance(line, str):
+            editable = Line()
+            editable.append(line, 0)
+            self.lines[row] = editable
+            return editable
+        return line
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -163,13 +200,24 @@ class TermBuffer:
     def _fast(self, text: str) -> None:
         parts = text.split("\n")
         lines = self.lines
-        lines[-1].append(parts[0], self._style)
-        for part in parts[1:]:
-            line = Line()
-            line.append(part, self._style)
-            lines.append(line)
+        style = self._style
+        self._editable(len(lines) - 1).append(parts[0], style)
+        rest = parts[1:]
+        # Lines this chunk would push out of the ring at once are only counted.
+        skip = max(0, len(rest) - self.max_lines)
+        if skip:
+            self.dropped += skip + len(lines)
+            lines.clear()
+            rest = rest[skip:]
+        if style == 0:
+            lines.extend(rest[:-1])  # plain lines stay str: no object per line
+            last = Line()
+            last.append(rest[-1], 0)
+            lines.append(last)  # the cursor's line may still be written to
+        else:
+            lines.extend([Line(part, [(len(part), style)] if part else []) for part in rest])
         self._row = len(lines) - 1
-        self._col = len(lines[-1].text)
+        self._col = len(text_of(lines[-1]))
         self._trim()
 
     def _slow(self, text: str) -> None:
@@ -199,7 +247,7 @@ class TermBuffer:
         if "\x1b" in text:  # a lone ESC that matched nothing: drop it
             text = text.replace("\x1b", "")
         if text:
-            self.lines[self._row].write(self._col, text, self._style)
+            self._editable(self._row).write(self._col, text, self._style)
             self._col += len(text)
 
     def _control(self, ch: str) -> None:
@@ -225,7 +273,7 @@ class TermBuffer:
         if final == "m":
             self._set_sgr(numbers or [0])
         elif final == "K":
-            line = self.lines[self._row]
+            line = self._editable(self._row)
             if first == 0:
                 line.truncate(self._col)
             elif first == 1:
@@ -257,7 +305,7 @@ class TermBuffer:
             self._col = max(1, numbers[1] if len(numbers) > 1 else 1) - 1
         elif final == "J" and first == 2:
             # Clear screen: keep history, start the new screen on a fresh line.
-            if self.lines[-1].text:
+            if text_of(self.lines[-1]):
                 self.lines.append(Line())
             self._row = len(self.lines) - 1
             self._col = 0
@@ -328,7 +376,9 @@ class TermBuffer:
     def _trim(self) -> None:
         excess = len(self.lines) - self.max_lines
         if excess > 0:
+            lines = self.lines
+            popleft = lines.popleft
             for _ in range(excess):
-                self.lines.popleft()
+                popleft()
             self.dropped += excess
             self._row = max(0, self._row - excess)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import TYPE_CHECKING
 
 from rich.style import Style
@@ -46,6 +47,13 @@ if TYPE_CHECKING:
 
 #: Rows a pane needs to be worth showing (border, title, a few lines).
 MIN_PANE_ROWS = 7
+#: Fastest pane redraw; slower when a redraw costs more (see _layout_panes).
+PANE_INTERVAL_S = 0.1
+#: Under a flood (this many new bytes across the shown panes since their last
+#: redraw) panes redraw about three times a second: no one reads 4,000 lines a
+#: second, and the loop's time is better spent reading the agents.
+FLOOD_BYTES = 256 * 1024
+FLOOD_INTERVAL_S = 0.33
 
 
 class RunScreen(Screen[None]):
@@ -90,6 +98,9 @@ class RunScreen(Screen[None]):
         self._last_batch = 0
         self._findings = 0
         self._ready = False
+        self._next_pane_sync = 0.0
+        self._last_tick = 0.0
+        self._grid: tuple[int, int] = (0, 0)
 
     @property
     def delegate(self) -> DelegateApp:
@@ -198,19 +209,38 @@ class RunScreen(Screen[None]):
                 if self.size.width < 110 or count == 1
                 else min(count, 2 if self.size.width < 180 else 3)
             )
-            container.styles.grid_size_columns = columns
-            container.styles.grid_size_rows = math.ceil(count / columns)
+            grid = (columns, math.ceil(count / columns))
+            if grid != self._grid:  # a style change costs a layout: only on change
+                self._grid = grid
+                container.styles.grid_size_columns, container.styles.grid_size_rows = grid
         container.set_class(not count, "empty")
         empty = self.query_one("#panes-empty", Static)
-        empty.display = not count
+        if empty.display != (not count):
+            empty.display = not count
         if not count:
             empty.update(self._empty_message(state))
+        # Panes redraw at most 10 times a second, and less often while the loop lags
+        # (drawing is what lags it), so a flood never starves the agents' readers.
+        tick = time.monotonic()
+        lag = tick - self._last_tick - 0.05 if self._last_tick else 0.0
+        self._last_tick = tick
+        sync_panes = tick >= self._next_pane_sync
+        if sync_panes:
+            store = self.delegate.store
+            volume = sum(store.size_since(t, self.panes[t].seq) for t in wanted if t in self.panes)
+            flooding = volume > FLOOD_BYTES
+            interval = FLOOD_INTERVAL_S if flooding else PANE_INTERVAL_S
+            self._next_pane_sync = tick + min(1.0, max(interval, lag * 4))
         for task_id in wanted:
             pane = self.panes[task_id]
-            pane.sync()
+            if sync_panes or pane.buffer.bytes_fed == 0:
+                pane.sync()
             pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
-            pane.border_title = self._pane_title(state, task_id, now)
-            pane.border_subtitle = self._pane_subtitle(pane)
+            title, subtitle = self._pane_title(state, task_id, now), self._pane_subtitle(pane)
+            if pane.border_title != title:
+                pane.border_title = title
+            if pane.border_subtitle != subtitle:
+                pane.border_subtitle = subtitle
 
     def _empty_message(self, state: RunState) -> Text:
         text = Text(justify="center")

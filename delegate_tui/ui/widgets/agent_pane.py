@@ -19,7 +19,15 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from delegate_tui.ui.term import DEFAULT_SGR, SgrState, TermBuffer
+from delegate_tui.ui.term import (
+    DEFAULT_SGR,
+    AnyLine,
+    SgrState,
+    TermBuffer,
+    spans_of,
+    text_of,
+    version_of,
+)
 
 #: Raw bytes kept per task for panes that are shown later; the log has it all.
 STORE_BYTES = 2 * 1024 * 1024
@@ -69,6 +77,13 @@ class OutputStore:
         chunks = [data for s, data in out.chunks if s >= start]
         return chunks, out.next_seq, dropped
 
+    def size_since(self, task: str, seq: int) -> int:
+        """Bytes that arrived from ``seq`` on (what a pane has yet to parse)."""
+        out = self._tasks.get(task)
+        if out is None:
+            return 0
+        return sum(len(data) for s, data in reversed(out.chunks) if s >= seq)
+
     def version(self, task: str) -> int:
         """Changes whenever the task's output grows."""
         out = self._tasks.get(task)
@@ -88,9 +103,12 @@ class AgentPane(ScrollView, can_focus=True):
         self.store = store
         self.scrollback = scrollback
         self.buffer = TermBuffer(scrollback)
-        self._seq = 0
+        self.seq = 0
         self._dropped_seen = 0
         self._styles: dict[int, Style] = {}
+        self._strips: dict[
+            int, tuple[int, int, int, Strip]
+        ] = {}  # abs line -> (id, version, width, strip)
         self.search: str = ""
         self.matches: list[int] = []
         self._match_index = -1
@@ -99,16 +117,17 @@ class AgentPane(ScrollView, can_focus=True):
 
     def sync(self) -> bool:
         """Parse new output from the store; True when something changed."""
-        chunks, next_seq, dropped = self.store.since(self.task_id, self._seq)
+        chunks, next_seq, dropped = self.store.since(self.task_id, self.seq)
         if not chunks:
             return False
         if dropped:
             # Fell behind what the store keeps: start again from what it has.
             self.buffer = TermBuffer(self.scrollback)
             self._dropped_seen = 0
+            self._strips.clear()
         for chunk in chunks:
             self.buffer.feed(chunk)
-        self._seq = next_seq
+        self.seq = next_seq
         newly_dropped = self.buffer.dropped - self._dropped_seen
         self._dropped_seen = self.buffer.dropped
         self.virtual_size = Size(self.size.width, len(self.buffer))
@@ -160,7 +179,9 @@ class AgentPane(ScrollView, can_focus=True):
     def _find(self) -> None:
         needle = self.search.lower()
         self.matches = [
-            i for i, line in enumerate(self.buffer.lines) if needle and needle in line.text.lower()
+            i
+            for i, line in enumerate(self.buffer.lines)
+            if needle and needle in text_of(line).lower()
         ]
 
     def next_match(self, step: int = 1) -> int:
@@ -196,21 +217,51 @@ class AgentPane(ScrollView, can_focus=True):
         return style
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
+        scroll_y = self.scroll_offset.y
         index = scroll_y + y
         width = self.size.width
-        base = self.rich_style
         if index >= len(self.buffer.lines):
-            return Strip.blank(width, base)
+            return Strip.blank(width, self.rich_style)
         line = self.buffer.lines[index]
+        key = index + self.buffer.dropped
+        cached = self._strips.get(key)
+        if (
+            cached is not None
+            and cached[0] == id(line)
+            and cached[1] == version_of(line)
+            and cached[2] == width
+            and not self.search
+        ):
+            return cached[3]
+        strip = self._draw(line, index, width)
+        if len(self._strips) > 4 * max(50, self.size.height):
+            self._strips.clear()
+        self._strips[key] = (id(line), version_of(line), width, strip)
+        return strip
+
+    def _draw(self, line: AnyLine, index: int, width: int) -> Strip:
+        """One line as a single Strip, cut or padded to the width."""
+        base = self.rich_style
         table = self.buffer.style_table
-        segments = [
-            Segment(text, base + self._style(sid, table)) for text, sid in line.spans() if text
-        ]
+        segments: list[Segment] = []
+        used = 0
+        for text, sid in spans_of(line):
+            if not text or used >= width:
+                continue
+            if used + len(text) > width:
+                text = text[: width - used]
+            segments.append(Segment(text, base + self._style(sid, table)))
+            used += len(text)
         if self.search and index in self.matches:
-            segments = self._highlight(segments, line.text, base)
-        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
-        return strip.apply_offsets(scroll_x, index)
+            segments = self._highlight(segments, text_of(line)[:used], base)
+        if used < width:
+            segments.append(Segment(" " * (width - used), base))
+        return Strip(segments, width)
+
+    def forget_drawing(self) -> None:
+        """Drop cached lines (the theme changed)."""
+        self._strips.clear()
+        self.refresh()
 
     def _highlight(self, segments: list[Segment], text: str, base: Style) -> list[Segment]:
         lowered, needle = text.lower(), self.search.lower()

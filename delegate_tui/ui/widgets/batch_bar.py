@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from delegate_tui.core.events import BatchProposed
-from delegate_tui.ui.style import status_colour
+from delegate_tui.ui.style import status_colour, update_if_changed
 
 
 class BatchBar(Static):
@@ -46,4 +46,4 @@ class BatchBar(Static):
             text.append(f"\nheld  {held.task}: {held.reason}", Style(dim=True))
         for warning in warnings:
             text.append(f"\n⚠ {warning}", Style(color=status_colour(app, "failed")))
-        self.update(text)
+        update_if_changed(self, text)

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from delegate_tui.core.state import RunState
-from delegate_tui.ui.style import status_colour
+from delegate_tui.ui.style import status_colour, update_if_changed
 
 
 class ConflictSidebar(Static):
@@ -79,7 +79,7 @@ class ConflictSidebar(Static):
         if not text:
             text.append("No conflicts.\n", dim)
             text.append("Declared scopes do not overlap; merges so far were clean.", dim)
-        self.update(text)
+        update_if_changed(self, text)
         return count
 
 

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from delegate_tui.core.state import RunState
-from delegate_tui.ui.style import clock, status_colour
+from delegate_tui.ui.style import clock, status_colour, update_if_changed
 
 _GROUPS = (
     ("✔", "succeeded", ("succeeded",)),
@@ -61,7 +61,7 @@ class RunHeader(Static):
             )
         if wide:
             text.append_text(flag)
-        self.update(text)
+        update_if_changed(self, text)
 
 
 def _final(status: str) -> str:

@@ -57,6 +57,7 @@ class TaskGraph(ScrollView, can_focus=True):
         self._related_down: set[str] = set()
         self._deps: dict[str, tuple[str, ...]] = {}
         self.now = 0.0
+        self._signature: object = None
 
     # ------------------------------------------------------------ data
 
@@ -74,7 +75,20 @@ class TaskGraph(ScrollView, can_focus=True):
             self.virtual_size = Size(self.size.width, len(self.rows))
             if not self.selected and state.plan.tasks:
                 self.select(state.plan.tasks[0].id)
-        self.refresh()
+        # Repaint only when something a row shows has changed.
+        signature = (
+            tuple(
+                (t.status, len(t.attempts), int(task_elapsed(t, state.finished_ts or now)))
+                for t in state.tasks.values()
+            ),
+            self.selected,
+            tuple(sorted(self.in_batch)),
+            self.has_focus,
+            self.app.theme,
+        )
+        if signature != self._signature:
+            self._signature = signature
+            self.refresh()
 
     def select(self, task_id: str, *, post: bool = True) -> None:
         """Move the cursor to a task."""
@@ -153,9 +167,11 @@ class TaskGraph(ScrollView, can_focus=True):
             gutter = Segment("●", row_style + status_style(self.app, "proposed", bold=True))
         else:
             gutter = Segment(" ", row_style)
-        icon = Segment(
-            ICONS.get(status, "?") + " ", row_style + status_style(self.app, status, bold=True)
-        )
+        if selected:
+            icon_style = row_style + Style(bold=True)  # status colour would vanish on the bar
+        else:
+            icon_style = row_style + status_style(self.app, status, bold=True)
+        icon = Segment(ICONS.get(status, "?") + " ", icon_style)
         elapsed = (
             clock(task_elapsed(task, self.state.finished_ts or self.now))
             if task and task.attempts
