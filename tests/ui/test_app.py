@@ -324,3 +324,34 @@ async def test_output_events_are_not_one_message_each(tmp_path: Path) -> None:
         assert pane.buffer.plain_lines()[-2].endswith(" 1999")
         assert len(app._new_events) == 0
         source.emit(BatchApproved(batch=1, tasks=()))
+
+
+@pytest.mark.asyncio
+async def test_keys_are_rebindable_from_the_config(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    config = UserConfig(path=tmp_path / "config.yaml", keys={"kill": "x", "pause": "ctrl+p"})
+    app = DelegateApp(source, config=config, bell=False, clock=lambda: T0 + 10)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        await pilot.press("k")  # the default key no longer kills
+        await settle(pilot)
+        assert source.commands == [] and isinstance(app.screen, RunScreen)
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert source.commands == [("kill", "contract")]
+
+
+def test_config_file_is_read_and_bad_values_reported(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("theme: phosphor\nkeys: {kill: x}\nscrollback: 12\n")
+    config = UserConfig.load(path)
+    assert config.theme == "phosphor" and config.keys == {"kill": "x"}
+    assert config.scrollback == 5000
+    assert config.problems == [f"{path}: scrollback: expected a whole number of at least 100"]
+    config.save_theme("delegate-light")
+    assert "theme: delegate-light" in path.read_text() and "kill: x" in path.read_text()

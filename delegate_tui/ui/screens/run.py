@@ -52,8 +52,10 @@ PANE_INTERVAL_S = 0.1
 #: Under a flood (this many new bytes across the shown panes since their last
 #: redraw) panes redraw about three times a second: no one reads 4,000 lines a
 #: second, and the loop's time is better spent reading the agents.
-FLOOD_BYTES = 256 * 1024
+FLOOD_BYTES = 64 * 1024
 FLOOD_INTERVAL_S = 0.33
+#: Parsing time one refresh tick may spend on panes before yielding.
+SYNC_BUDGET_S = 0.012
 
 
 class RunScreen(Screen[None]):
@@ -98,7 +100,7 @@ class RunScreen(Screen[None]):
         self._last_batch = 0
         self._findings = 0
         self._ready = False
-        self._next_pane_sync = 0.0
+        self._sync_cursor = 0
         self._last_tick = 0.0
         self._grid: tuple[int, int] = (0, 0)
 
@@ -219,22 +221,33 @@ class RunScreen(Screen[None]):
             empty.display = not count
         if not count:
             empty.update(self._empty_message(state))
-        # Panes redraw at most 10 times a second, and less often while the loop lags
-        # (drawing is what lags it), so a flood never starves the agents' readers.
+        # Each pane redraws at most 10 times a second (3 under a flood, less while the
+        # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
+        # key press never waits behind eight panes' worth of output.
         tick = time.monotonic()
         lag = tick - self._last_tick - 0.05 if self._last_tick else 0.0
         self._last_tick = tick
-        sync_panes = tick >= self._next_pane_sync
-        if sync_panes:
-            store = self.delegate.store
-            volume = sum(store.size_since(t, self.panes[t].seq) for t in wanted if t in self.panes)
-            flooding = volume > FLOOD_BYTES
+        store = self.delegate.store
+        started = time.perf_counter()
+        order = (
+            wanted[self._sync_cursor % len(wanted) :] + wanted[: self._sync_cursor % len(wanted)]
+            if wanted
+            else []
+        )
+        for task_id in order:
+            pane = self.panes[task_id]
+            fresh = pane.buffer.bytes_fed == 0
+            if not fresh and (
+                tick < pane.next_sync or time.perf_counter() - started > SYNC_BUDGET_S
+            ):
+                continue
+            flooding = store.size_since(task_id, pane.seq) > FLOOD_BYTES
+            pane.sync()
             interval = FLOOD_INTERVAL_S if flooding else PANE_INTERVAL_S
-            self._next_pane_sync = tick + min(1.0, max(interval, lag * 4))
+            pane.next_sync = tick + min(1.0, max(interval, lag * 4))
+            self._sync_cursor += 1
         for task_id in wanted:
             pane = self.panes[task_id]
-            if sync_panes or pane.buffer.bytes_fed == 0:
-                pane.sync()
             pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
             title, subtitle = self._pane_title(state, task_id, now), self._pane_subtitle(pane)
             if pane.border_title != title:

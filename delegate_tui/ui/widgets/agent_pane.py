@@ -104,6 +104,7 @@ class AgentPane(ScrollView, can_focus=True):
         self.scrollback = scrollback
         self.buffer = TermBuffer(scrollback)
         self.seq = 0
+        self.next_sync = 0.0  # monotonic time of the next allowed redraw (set by the screen)
         self._dropped_seen = 0
         self._styles: dict[int, Style] = {}
         self._strips: dict[
