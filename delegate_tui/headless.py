@@ -25,6 +25,8 @@ from delegate_tui.core.events import (
     BatchApproved,
     BatchHeld,
     BatchProposed,
+    ConflictDetected,
+    ConflictResolved,
     CriteriaChecked,
     Event,
     FinalMerge,
@@ -236,6 +238,21 @@ class Printer:
 
     def on_TaskBlocked(self, ev: TaskBlocked) -> str:
         return self.style(f"⊘ {ev.task} blocked", fg="yellow") + f": {ev.reason}"
+
+    def on_ConflictDetected(self, ev: ConflictDetected) -> str:
+        colour = "red" if ev.severity == "error" else "yellow"
+        who = " ✕ ".join(ev.tasks)
+        return (
+            self.style(f"⚠ {ev.kind}", fg=colour, bold=True)
+            + f" {who}: {', '.join(ev.paths)}"
+            + self.style(f" ({ev.detail})", dim=True)
+        )
+
+    def on_ConflictResolved(self, ev: ConflictResolved) -> str:
+        kind, tasks, paths = [*ev.key.split(":", 2), "", ""][:3]
+        return (
+            self.style(f"✓ {kind} resolved", fg="green") + f" {tasks.replace(',', ' ✕ ')}: {paths}"
+        )
 
     def on_FinalMerge(self, ev: FinalMerge) -> str:
         if ev.ok:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui import __version__
-from delegate_tui.core import batching, metrics, prompts, workspace
+from delegate_tui.core import batching, conflicts, metrics, prompts, workspace
 from delegate_tui.core.agents import AgentError, AgentSpec, build_argv
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
@@ -36,9 +36,12 @@ from delegate_tui.core.events import (
     BatchApproved,
     BatchHeld,
     BatchProposed,
+    ConflictDetected,
+    ConflictResolved,
     CriteriaChecked,
     CriterionResult,
     Event,
+    FilesChanged,
     FinalMerge,
     InputSent,
     KillRequested,
@@ -65,6 +68,7 @@ from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.reaper import Reaper
 from delegate_tui.core.runlog import LOG_NAME, LogWriter, runs_dir
 from delegate_tui.core.state import AttemptState, RunState, apply
+from delegate_tui.core.watcher import WorktreeWatcher
 
 Listener = Callable[[Event], None]
 CRITERIA_TIMEOUT_S = 600.0
@@ -72,6 +76,9 @@ CRITERIA_TIMEOUT_S = 600.0
 #: emitted as one event: a flood costs tens of events a second, not thousands.
 OUTPUT_FLUSH_S = 0.025
 OUTPUT_FLUSH_BYTES = 1 << 20
+#: Tasks whose changes take part in conflict analysis: running, or finished
+#: with work that is not merged (yet).
+ANALYZED_STATUSES = ACTIVE_STATUSES | {"awaiting-merge", "merge-conflict"}
 
 
 class PreflightError(Exception):
@@ -150,6 +157,10 @@ class Engine:
         self._out_buf: dict[tuple[str, int, str], bytearray] = {}
         self._out_bytes = 0
         self._out_timer: asyncio.TimerHandle | None = None
+        self._watcher = WorktreeWatcher(self._refresh_changes)
+        self._watched: dict[str, tuple[int, Path, str]] = {}  # task -> (attempt, workdir, start)
+        self._predictions: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._analysis_lock = asyncio.Lock()
         self._base_branch = ""
         self._seq = 0
         self._auto_merge = (
@@ -303,6 +314,8 @@ class Engine:
             self.run_dir = self.repo / ".delegate" / "runs" / self.run_id
         self._log = LogWriter(self.log_path)
         self._reaper.start()
+        if self.isolation == "worktree":
+            self._watcher.start()
         plan = self.plan.model_copy(
             update={"max_parallel": self.options.max_parallel or self.plan.max_parallel}
         )
@@ -401,6 +414,7 @@ class Engine:
         )
 
     async def _shutdown(self) -> None:
+        await self._watcher.close()
         for job in list(self._jobs.values()):
             job.cancel()
         for proc in list(self._procs.values()):
@@ -602,6 +616,7 @@ class Engine:
     async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
         try:
             await self._merge(task_id, attempt)
+            self._schedule_analysis()
         finally:
             self._jobs.pop(task_id, None)
             self._wake.set()
@@ -683,6 +698,7 @@ class Engine:
             )
         self._jobs.pop(task_id, None)
         self._after_attempt(task_id)
+        self._schedule_analysis()
 
     def _after_attempt(self, task_id: str) -> None:
         if self._stopping:
@@ -792,6 +808,9 @@ class Engine:
                 branch=self.state.tasks[task_id].attempts[-1].branch,
             )
         )
+        if self.isolation == "worktree":
+            self._watched[task_id] = (number, workdir, start)
+            self._watcher.watch(task_id, workdir)
         timed_out = False
         wait = asyncio.get_running_loop().create_task(proc.wait())
         done, _ = await asyncio.wait({wait}, timeout=task.timeout)
@@ -808,6 +827,11 @@ class Engine:
         rc = await wait
         self._reaper.unregister(proc.pgid)
         self._procs.pop(task_id, None)
+        if task_id in self._watched:
+            # The agent is done: one last look, then its change set stands still.
+            self._watcher.unwatch(task_id)
+            await self._refresh_changes(task_id)
+            self._watched.pop(task_id, None)
         killed = task_id in self._kill_flags
         reason = "timeout" if timed_out else "killed" if killed else "exit"
         self._emit(
@@ -859,6 +883,82 @@ class Engine:
                 task_id, self.state.tasks[task_id].attempts[-1], output=final, emit_success=False
             )
         return "succeeded", "", final
+
+    # ------------------------------------------------------------ conflicts
+
+    async def _refresh_changes(self, task_id: str) -> None:
+        """Ask git what a watched task has changed; report it if it moved."""
+        info = self._watched.get(task_id)
+        if info is None:
+            return
+        number, workdir, start = info
+        snapshot, files = await asyncio.to_thread(workspace.current_changes, workdir, start)
+        task = self.state.tasks.get(task_id)
+        if task is None or not task.attempts or task.attempts[-1].number != number:
+            return
+        attempt = task.attempts[-1]
+        if tuple(files) != attempt.live_changes or snapshot != attempt.snapshot:
+            self._emit(
+                FilesChanged(task=task_id, attempt=number, files=tuple(files), snapshot=snapshot)
+            )
+            await self._analyze()
+
+    def _schedule_analysis(self) -> None:
+        if self.isolation == "worktree" and not self.state.finished:
+            asyncio.get_running_loop().create_task(self._analyze())
+
+    async def _analyze(self) -> None:
+        """Re-run the conflict analysis; emit what appeared and what went."""
+        async with self._analysis_lock:
+            if self.state.finished:
+                return
+            changes: dict[str, list[str]] = {}
+            commits: dict[str, str] = {}
+            starts: dict[str, str] = {}
+            for task in self.state.tasks.values():
+                attempt = task.attempt
+                if attempt is None or task.status not in ANALYZED_STATUSES:
+                    continue
+                files = attempt.changed if attempt.commit else attempt.live_changes
+                changes[task.id] = sorted(
+                    {f.path for f in files} | {f.old_path for f in files if f.old_path}
+                )
+                commits[task.id] = attempt.commit or attempt.snapshot
+                starts[task.id] = attempt.base_commit
+            predictions: dict[tuple[str, str], tuple[str, ...]] = {}
+            for a, b in conflicts.pairs_to_predict(changes):
+                if commits[a] and commits[b]:
+                    predictions[(a, b)] = await self._predict(commits[a], commits[b])
+            tip = self.state.integration_tip
+            for task_id, commit in commits.items():
+                if commit and tip and changes[task_id] and starts[task_id] != tip:
+                    predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
+            found = {f.key: f for f in conflicts.analyze(self.plan, changes, predictions)}
+            for key in [k for k in self.state.findings if k not in found]:
+                self._emit(ConflictResolved(key=key, reason="no longer holds"))
+            for key, f in found.items():
+                if key not in self.state.findings:
+                    self._emit(
+                        ConflictDetected(
+                            key=key,
+                            kind=f.kind,
+                            severity=f.severity,
+                            tasks=f.tasks,
+                            paths=f.paths,
+                            detail=f.detail,
+                        )
+                    )
+
+    async def _predict(self, ours: str, theirs: str) -> tuple[str, ...]:
+        """Paths that would conflict merging two commits (cached; '()' when clean)."""
+        pair = (ours, theirs)
+        if pair not in self._predictions:
+            try:
+                result = await asyncio.to_thread(workspace.predict_merge, self.repo, ours, theirs)
+            except workspace.GitError:
+                return ()
+            self._predictions[pair] = () if result.ok else (result.conflicts or ("(tree)",))
+        return self._predictions[pair]
 
     async def _prepare_workspace(
         self, task_id: str, number: int, keep_from: AttemptState | None

@@ -378,6 +378,36 @@ class TaskBlocked(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FilesChanged(Event):
+    """What a task has changed so far since its start commit (committed or not)."""
+
+    task: str
+    attempt: int
+    files: tuple[ChangedFile, ...]
+    snapshot: str = ""  # a commit of the worktree's state, for merge predictions
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictDetected(Event):
+    """A collision between tasks (or a task and its declared scope) now holds."""
+
+    key: str
+    kind: str  # overlap | predicted-conflict | out-of-scope | shared-file | undeclared-collision
+    severity: str  # error | warning
+    tasks: tuple[str, ...]
+    paths: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictResolved(Event):
+    """A collision no longer holds (reverted, merged, reset)."""
+
+    key: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FinalMerge(Event):
     """The integration branch was merged into the operator's branch (or refused)."""
 

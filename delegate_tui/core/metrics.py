@@ -22,7 +22,13 @@ def compute(state: RunState, now: float | None = None) -> Metrics:
             if attempt.started_ts:
                 stop = attempt.ended_ts or end
                 sequential += max(0.0, stop - attempt.started_ts)
-    collided = [t for t in ran if any(a.conflict_paths for a in t.attempts)]
+    found = {
+        t
+        for f in state.finding_history
+        if f.kind in ("predicted-conflict", "overlap")
+        for t in f.tasks
+    }
+    collided = [t for t in ran if t.id in found or any(a.conflict_paths for a in t.attempts)]
     extra_attempts = sum(max(0, len(t.attempts) - 1) for t in ran)
     statuses = [t.status for t in state.tasks.values()]
     return Metrics(
@@ -100,6 +106,21 @@ def stats(state: RunState) -> dict[str, object]:
                         "against": state.integration_branch,
                     }
                 )
+    seen: set[str] = set()
+    for finding in state.finding_history:
+        if finding.key in seen:
+            continue
+        seen.add(finding.key)
+        conflicts.append(
+            {
+                "kind": finding.kind,
+                "severity": finding.severity,
+                "files": list(finding.paths),
+                "tasks": list(finding.tasks),
+                "detail": finding.detail,
+                "open": finding.key in state.findings,
+            }
+        )
     return {
         "run_id": state.run_id,
         "plan": state.plan.name if state.plan else "",

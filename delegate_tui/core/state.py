@@ -23,9 +23,12 @@ from delegate_tui.core.events import (
     BatchHeld,
     BatchProposed,
     ChangedFile,
+    ConflictDetected,
+    ConflictResolved,
     CriteriaChecked,
     CriterionResult,
     Event,
+    FilesChanged,
     FinalMerge,
     InputSent,
     KillRequested,
@@ -82,6 +85,8 @@ class AttemptState:
     changed: tuple[ChangedFile, ...] = ()
     merged_commit: str = ""
     conflict_paths: tuple[str, ...] = ()
+    live_changes: tuple[ChangedFile, ...] = ()  # from the watcher, while it works
+    snapshot: str = ""
     status: str = "starting"
     reason: str = ""
     output_bytes: int = 0
@@ -167,6 +172,9 @@ class RunState:
     reaper_pids: list[int] = field(default_factory=list)
     final_merge: FinalMerge | None = None
     events: int = 0
+    #: Open conflict findings by key, and every finding ever seen (for stats).
+    findings: dict[str, ConflictDetected] = field(default_factory=dict)
+    finding_history: list[ConflictDetected] = field(default_factory=list)
 
     def task(self, task_id: str) -> TaskState:
         """State of one task (KeyError if the plan has no such task)."""
@@ -469,6 +477,24 @@ def _blocked(state: RunState, ev: TaskBlocked) -> None:
     task.status = "blocked"
     task.blocked_by = ev.by
     task.held_reason = ev.reason
+
+
+@_on(FilesChanged)
+def _files_changed(state: RunState, ev: FilesChanged) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.live_changes = ev.files
+    attempt.snapshot = ev.snapshot
+
+
+@_on(ConflictDetected)
+def _conflict_detected(state: RunState, ev: ConflictDetected) -> None:
+    state.findings[ev.key] = ev
+    state.finding_history.append(ev)
+
+
+@_on(ConflictResolved)
+def _conflict_resolved(state: RunState, ev: ConflictResolved) -> None:
+    state.findings.pop(ev.key, None)
 
 
 @_on(FinalMerge)

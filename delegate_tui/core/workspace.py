@@ -154,11 +154,20 @@ def dirty_paths(repo: Path) -> list[str]:
 def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
     """Commit the current state of ``workdir`` (untracked included) without touching its index.
 
-    Uses a temporary index file, so the operator's staged changes stay as they were.
+    Works on a copy of the worktree's own index, so only changed files are
+    hashed and the operator's (or agent's) staged changes stay as they were.
+    Returns ``parent`` itself when nothing differs from it.
     """
+    real_index = Path(git(["rev-parse", "--git-path", "index"], workdir).stdout.strip())
+    if not real_index.is_absolute():
+        real_index = workdir / real_index
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
-        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **identity_env(workdir)}
-        git(["read-tree", parent], workdir, env=env)
+        index = Path(tmp) / "index"
+        env = {"GIT_INDEX_FILE": str(index), **identity_env(workdir)}
+        if real_index.exists():
+            shutil.copyfile(real_index, index)
+        else:
+            git(["read-tree", parent], workdir, env=env)
         git(["add", "-A"], workdir, env=env)  # .delegate/ is in info/exclude
         tree = git(["write-tree"], workdir, env=env).stdout.strip()
         parent_tree = git(["rev-parse", f"{parent}^{{tree}}"], workdir).stdout.strip()
@@ -167,6 +176,13 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
         return git(
             ["commit-tree", tree, "-p", parent, "-m", message], workdir, env=env
         ).stdout.strip()
+
+
+def current_changes(workdir: Path, start: str) -> tuple[str, list[ChangedFile]]:
+    """A snapshot commit of ``workdir`` now, and every change since ``start``:
+    committed on its branch, staged, unstaged and untracked."""
+    snapshot = snapshot_worktree(workdir, head(workdir), "delegate-tui: watcher snapshot")
+    return snapshot, changed_files(workdir, start, snapshot)
 
 
 def create_branch(repo: Path, branch: str, commit: str) -> None:

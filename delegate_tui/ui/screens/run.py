@@ -163,7 +163,9 @@ class RunScreen(Screen[None]):
         graph.set_state(state, now)
         if not self.selected and graph.selected:
             self.selected = graph.selected
-        self.query_one(BatchBar).show(proposal, self.excluded, [], self.delegate.keys_for_hints())
+        self.query_one(BatchBar).show(
+            proposal, self.excluded, self._batch_warnings(state), self.delegate.keys_for_hints()
+        )
         if self._overlaps is None:
             self._overlaps = batching.declared_overlaps(state.plan, state.isolation or "worktree")
         self._findings = self.query_one(ConflictSidebar).show(state, self._overlaps, self.selected)
@@ -180,6 +182,18 @@ class RunScreen(Screen[None]):
             mode=mode,
         )
         self._layout_panes(state, now)
+
+    def _batch_warnings(self, state: RunState) -> list[str]:
+        """Open collisions involving a task of the waiting batch."""
+        proposal = state.proposal
+        if proposal is None:
+            return []
+        members = set(proposal.tasks) - self.excluded
+        return [
+            f"{f.kind}: {' ✕ '.join(f.tasks)} on {', '.join(f.paths)}"
+            for f in state.findings.values()
+            if members & set(f.tasks)
+        ]
 
     def _visible_panes(self, state: RunState) -> list[str]:
         order = [t.id for t in state.plan.tasks] if state.plan else []

@@ -1,8 +1,10 @@
 """The conflict sidebar: where tasks collide, or would.
 
-Shows what the core knows, grouped by severity: merge conflicts, tasks held
-back and why, declared-scope overlaps between independent tasks, tasks with
-undeclared scope, and the run's warnings. It only renders what it is given.
+Shows what the core knows, most severe first: live collisions found by the
+watcher (predicted merge conflicts, overlaps, out-of-scope edits, shared
+files), grouped by file; merges that failed; tasks held back and why;
+declared-scope overlaps between independent tasks; and the run's warnings.
+It only renders what it is given.
 """
 
 from __future__ import annotations
@@ -27,6 +29,30 @@ class ConflictSidebar(Static):
         text = Text()
         count = 0
 
+        # Live findings from the watcher, by severity and then by file.
+        for severity, title, style in (
+            ("error", "✘ Collisions", red),
+            ("warning", "⚠ Warnings", amber),
+        ):
+            by_path: dict[str, list[tuple[str, tuple[str, ...], str]]] = {}
+            for finding in state.findings.values():
+                if finding.severity == severity:
+                    for path in finding.paths:
+                        by_path.setdefault(path, []).append(
+                            (finding.kind, finding.tasks, finding.detail)
+                        )
+            if not by_path:
+                continue
+            text.append(f"{title}\n", style)
+            for path in sorted(by_path):
+                text.append(f"  {path}\n", Style(bold=True))
+                for kind, tasks, detail in by_path[path]:
+                    count += 1
+                    text.append(f"    {kind}: ", dim)
+                    text.append(" ✕ ".join(tasks), Style(underline=selected in tasks))
+                    text.append(f"\n      {detail}\n", dim)
+            text.append("\n")
+
         conflicts = [
             (t.id, a.number, a.conflict_paths)
             for t in state.tasks.values()
@@ -34,7 +60,7 @@ class ConflictSidebar(Static):
             if a.conflict_paths
         ]
         if conflicts:
-            text.append("✘ Merge conflicts\n", red)
+            text.append("✘ Merges that failed\n", red)
             for task, attempt, paths in conflicts:
                 count += 1
                 text.append(f"  {task}", Style(bold=True, underline=task == selected))

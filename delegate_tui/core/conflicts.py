@@ -1,0 +1,156 @@
+"""Where tasks collide, decided from what each has changed.
+
+Owns the conflict analysis behind the sidebar, as pure functions over change
+sets (path lists per task) and the plan, plus the merge predictions the
+watcher computes with ``git merge-tree`` and passes in. Kinds of finding:
+
+* ``predicted-conflict`` (error): two tasks' work, or a task's work and the
+  integration branch, would not merge cleanly; from ``git merge-tree``.
+* ``overlap`` (warning): two tasks changed the same path (it may still merge).
+* ``out-of-scope`` (warning): a task changed a path outside its ``edits``;
+  (error) a ``consult`` task changed anything.
+* ``shared-file`` (warning): a task changed a path in ``shared_files``.
+* ``undeclared-collision`` (warning): a task changed a path that another
+  active task declared in its ``edits``.
+
+Each finding has a stable key, so the engine emits ``ConflictDetected`` when a
+key appears and ``ConflictResolved`` when it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from delegate_tui.core import scopes
+from delegate_tui.core.plan import Plan
+
+INTEGRATION = "(integration)"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One collision that holds now."""
+
+    kind: str
+    severity: str
+    tasks: tuple[str, ...]
+    paths: tuple[str, ...]
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable identity: kind, tasks and paths."""
+        return f"{self.kind}:{','.join(self.tasks)}:{','.join(self.paths)}"
+
+
+def analyze(
+    plan: Plan,
+    changes: Mapping[str, Sequence[str]],
+    predictions: Mapping[tuple[str, str], Sequence[str]] | None = None,
+) -> list[Finding]:
+    """Findings for the tasks in ``changes`` (active or finished-but-unmerged).
+
+    ``changes`` maps a task id to the paths it changed since it started;
+    ``predictions`` maps a pair of task ids (sorted; ``INTEGRATION`` for the
+    integration branch) to the paths ``git merge-tree`` found in conflict.
+    """
+    findings: list[Finding] = []
+    predictions = predictions or {}
+    ids = sorted(changes)
+    for (a, b), paths in sorted(predictions.items()):
+        if paths:
+            what = "the integration branch" if INTEGRATION in (a, b) else "each other"
+            tasks = tuple(t for t in (a, b) if t != INTEGRATION)
+            findings.append(
+                Finding(
+                    "predicted-conflict",
+                    "error",
+                    tasks,
+                    tuple(sorted(paths)),
+                    f"would not merge cleanly with {what}",
+                )
+            )
+    predicted = {(f.tasks, p) for f in findings for p in f.paths}
+    for i, a in enumerate(ids):
+        mine = set(changes[a])
+        for b in ids[i + 1 :]:
+            common = sorted(mine & set(changes[b]))
+            # A predicted conflict already says more than an overlap on the same path.
+            common = [p for p in common if ((a, b), p) not in predicted]
+            if common:
+                findings.append(
+                    Finding("overlap", "warning", (a, b), tuple(common), "both changed these paths")
+                )
+    for task_id in ids:
+        task = plan.task(task_id)
+        paths = sorted(changes[task_id])
+        if not paths:
+            continue
+        if task.kind == "consult":
+            findings.append(
+                Finding(
+                    "out-of-scope",
+                    "error",
+                    (task_id,),
+                    tuple(paths),
+                    "a consult task must not edit files",
+                )
+            )
+        elif task.edits:
+            outside = [p for p in paths if not scopes.matches_any(task.edits, p)]
+            if outside:
+                findings.append(
+                    Finding(
+                        "out-of-scope",
+                        "warning",
+                        (task_id,),
+                        tuple(outside),
+                        "outside its declared edits: " + ", ".join(task.edits),
+                    )
+                )
+        shared = [p for p in paths if scopes.matches_any(plan.shared_files, p)]
+        if shared:
+            findings.append(
+                Finding(
+                    "shared-file",
+                    "warning",
+                    (task_id,),
+                    tuple(shared),
+                    "a shared file: tasks touching it should not run at once",
+                )
+            )
+        for other_id in ids:
+            if other_id == task_id:
+                continue
+            other = plan.task(other_id)
+            claimed = [
+                p
+                for p in paths
+                if other.edits
+                and scopes.matches_any(other.edits, p)
+                and not scopes.matches_any(task.edits, p)
+            ]
+            if claimed:
+                findings.append(
+                    Finding(
+                        "undeclared-collision",
+                        "warning",
+                        (task_id, other_id),
+                        tuple(claimed),
+                        f"declared by {other_id}, changed by {task_id}",
+                    )
+                )
+    return findings
+
+
+def pairs_to_predict(changes: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """Pairs of tasks worth a ``merge-tree`` run: they changed a path in common."""
+    ids = sorted(changes)
+    out = []
+    for i, a in enumerate(ids):
+        mine = set(changes[a])
+        for b in ids[i + 1 :]:
+            if mine & set(changes[b]):
+                out.append((a, b))
+    return out

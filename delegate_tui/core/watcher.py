@@ -1,0 +1,111 @@
+"""Watching task worktrees: file events as hints, git as the truth.
+
+Owns following each active worktree's files. ``watchfiles`` reports bursts of
+file events (debounced to a fraction of a second); each burst only marks the
+worktree dirty, and one git query per worktree per burst (a snapshot through
+a temporary index, then a diff from the task's start commit) says what the
+task has changed. A timer reconciles every worktree as well, since event
+queues can overflow silently. Nothing here decides what a collision is: that
+is :mod:`conflicts`; the engine wires the two together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from watchfiles import DefaultFilter, awatch
+
+#: How long a burst may keep growing before it is reported, and how long the
+#: watcher waits for more events; both in milliseconds. Well under the 300 ms
+#: the sidebar has to show a change in.
+DEBOUNCE_MS = 120
+STEP_MS = 20
+#: Every worktree is re-read this often even without events.
+RECONCILE_S = 2.0
+
+Refresh = Callable[[str], Awaitable[None]]
+
+
+class WorktreeWatcher:
+    """Watches several worktrees; calls ``refresh(key)`` at most once per burst each."""
+
+    def __init__(self, refresh: Refresh) -> None:
+        self._refresh = refresh
+        self._watches: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin processing (call from the engine's loop)."""
+        loop = asyncio.get_running_loop()
+        self._worker = loop.create_task(self._work())
+        self._timer = loop.create_task(self._reconcile())
+
+    def watch(self, key: str, path: Path) -> None:
+        """Follow ``path`` under ``key`` (a task id); replaces an earlier watch of the key."""
+        self.unwatch(key)
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._follow(key, path, stop))
+        self._watches[key] = (stop, task)
+        self.poke(key)
+
+    def unwatch(self, key: str) -> None:
+        """Stop following a key."""
+        entry = self._watches.pop(key, None)
+        if entry is not None:
+            entry[0].set()
+            entry[1].cancel()
+        self._dirty.discard(key)
+
+    def poke(self, key: str) -> None:
+        """Ask for a refresh of ``key`` soon (coalesced with any pending one)."""
+        self._dirty.add(key)
+        self._wake.set()
+
+    async def flush(self, key: str) -> None:
+        """Refresh ``key`` now (e.g. when its agent exits) and wait for it."""
+        self._dirty.discard(key)
+        await self._refresh(key)
+
+    async def _follow(self, key: str, path: Path, stop: asyncio.Event) -> None:
+        with contextlib.suppress(asyncio.CancelledError, FileNotFoundError, RuntimeError, OSError):
+            async for _changes in awatch(
+                path,
+                watch_filter=DefaultFilter(),
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                stop_event=stop,
+                recursive=True,
+            ):
+                self.poke(key)
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                key = self._dirty.pop()
+                if key in self._watches:
+                    with contextlib.suppress(Exception):  # a vanished worktree is not fatal
+                        await self._refresh(key)
+
+    async def _reconcile(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_S)
+            for key in list(self._watches):
+                self.poke(key)
+
+    async def close(self) -> None:
+        """Stop everything."""
+        for key in list(self._watches):
+            self.unwatch(key)
+        for task in (self._worker, self._timer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -1,0 +1,72 @@
+"""Conflict analysis over hand-made change sets."""
+
+from __future__ import annotations
+
+import textwrap
+
+from delegate_tui.core.conflicts import INTEGRATION, analyze, pairs_to_predict
+from delegate_tui.core.plan import parse_plan
+
+PLAN = parse_plan(
+    textwrap.dedent(
+        """\
+        name: p
+        shared_files: [package.json]
+        tasks:
+          - {id: api, prompt: x, edits: ["src/api/**"]}
+          - {id: ui, prompt: x, edits: ["web/**"]}
+          - {id: advice, prompt: x, kind: consult}
+          - {id: loose, prompt: x}
+        """
+    )
+)
+
+
+def kinds(findings: list) -> set[tuple[str, tuple[str, ...], tuple[str, ...]]]:  # type: ignore[type-arg]
+    return {(f.kind, f.tasks, f.paths) for f in findings}
+
+
+def test_nothing_changed_nothing_found() -> None:
+    assert analyze(PLAN, {"api": [], "ui": []}) == []
+    assert analyze(PLAN, {"api": ["src/api/a.py"], "ui": ["web/a.ts"]}) == []
+
+
+def test_overlap_out_of_scope_undeclared_and_shared() -> None:
+    found = analyze(
+        PLAN, {"api": ["src/api/a.py", "web/app.ts", "package.json"], "ui": ["web/app.ts"]}
+    )
+    assert kinds(found) == {
+        ("overlap", ("api", "ui"), ("web/app.ts",)),
+        ("out-of-scope", ("api",), ("package.json", "web/app.ts")),
+        ("shared-file", ("api",), ("package.json",)),
+        ("undeclared-collision", ("api", "ui"), ("web/app.ts",)),
+    }
+    severities = {f.kind: f.severity for f in found}
+    assert severities["overlap"] == "warning"
+
+
+def test_consult_edit_is_an_error_and_undeclared_scope_is_not_out_of_scope() -> None:
+    found = analyze(PLAN, {"advice": ["notes.md"], "loose": ["anything/at/all.py"]})
+    assert kinds(found) == {("out-of-scope", ("advice",), ("notes.md",))}
+    assert found[0].severity == "error"
+
+
+def test_predictions_become_errors_and_replace_the_overlap() -> None:
+    changes = {"api": ["src/api/a.py", "shared.py"], "ui": ["web/a.ts", "shared.py"]}
+    assert pairs_to_predict(changes) == [("api", "ui")]
+    found = analyze(
+        PLAN, changes, {("api", "ui"): ["shared.py"], (INTEGRATION, "api"): ["src/api/a.py"]}
+    )
+    assert ("predicted-conflict", ("api", "ui"), ("shared.py",)) in kinds(found)
+    assert ("predicted-conflict", ("api",), ("src/api/a.py",)) in kinds(found)
+    assert not [f for f in found if f.kind == "overlap"]
+    details = {f.tasks: f.detail for f in found if f.kind == "predicted-conflict"}
+    assert details[("api",)] == "would not merge cleanly with the integration branch"
+    clean = analyze(PLAN, changes, {("api", "ui"): []})
+    assert ("overlap", ("api", "ui"), ("shared.py",)) in kinds(clean)
+
+
+def test_keys_are_stable() -> None:
+    a = analyze(PLAN, {"api": ["web/x.ts"]})
+    b = analyze(PLAN, {"api": ["web/x.ts"]})
+    assert [f.key for f in a] == [f.key for f in b] and a[0].key.startswith("out-of-scope:api:")

@@ -1,0 +1,150 @@
+"""Live conflict detection: real agents editing real worktrees, found before any merge."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core.events import (
+    ConflictDetected,
+    ConflictResolved,
+    Event,
+    FilesChanged,
+    TaskMerged,
+)
+from delegate_tui.core.plan import Plan
+from tests.conftest import Recorder, git, run_engine
+
+pytestmark = pytest.mark.e2e
+PlanWriter = Callable[..., Plan]
+
+
+def plan_text(repo: Path, tasks: str) -> str:
+    return f"name: live\nrepo: {repo}\nmax_parallel: 4\ntasks:\n" + textwrap.indent(
+        textwrap.dedent(tasks), "  "
+    )
+
+
+def detected(recorder: Recorder) -> list[ConflictDetected]:
+    return [e for e in recorder.events if isinstance(e, ConflictDetected)]
+
+
+def first_merge_seq(recorder: Recorder) -> int:
+    merged = [e.seq for e in recorder.events if isinstance(e, TaskMerged)]
+    return min(merged) if merged else 10**9
+
+
+def last_files(recorder: Recorder, task: str) -> FilesChanged:
+    changes = [
+        e for e in recorder.events if isinstance(e, FilesChanged) and e.task == task and e.files
+    ]
+    assert changes, f"no FilesChanged for {task}"
+    return changes[-1]
+
+
+def test_same_lines_predicted_conflict_before_any_merge(repo: Path, write_plan: PlanWriter) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; sleep 2.5"}
+            - {id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; sleep 2.5"}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    found = {(e.kind, e.tasks, e.paths) for e in detected(recorder)}
+    assert ("predicted-conflict", ("first", "second"), ("src/shared.py",)) in found
+    predicted = next(e for e in detected(recorder) if e.kind == "predicted-conflict")
+    assert predicted.seq < first_merge_seq(recorder), "caught live, before anything merged"
+    assert ("out-of-scope", ("first",), ("src/shared.py",)) in found
+    # After the first merges, the loser's conflict is against the integration branch.
+    assert ("predicted-conflict", ("second",), ("src/shared.py",)) in found
+    assert state.tasks["second"].status == "merge-conflict"
+
+
+def test_same_file_different_places_is_an_overlap_not_a_conflict(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: top, agent: shell, edits: [src/shared.py], command: "sed -i '1i # top' src/shared.py; sleep 2.5"}
+            - {id: bottom, agent: shell, edits: [src/shared.py], command: "echo '# bottom' >> src/shared.py; sleep 2.5"}
+            """,
+        ).replace("max_parallel: 4", "max_parallel: 4\nshared_files: []")
+    )
+    # Both declare the file, so the batcher would serialise them: force them together.
+    plan = plan.model_copy(
+        update={"tasks": tuple(t.model_copy(update={"edits": ()}) for t in plan.tasks)}
+    )
+    state, recorder, _ = run_engine(plan)
+    found = {(e.kind, e.tasks, e.paths) for e in detected(recorder)}
+    assert ("overlap", ("bottom", "top"), ("src/shared.py",)) in found
+    assert not [e for e in detected(recorder) if e.kind == "predicted-conflict"]
+    assert state.status == "succeeded"
+    assert git(repo, "show", f"{state.integration_branch}:src/shared.py").splitlines()[0] == "# top"
+
+
+def test_consult_task_that_writes_and_a_revert_that_resolves(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: advice, agent: shell, kind: consult, command: "echo notes > NOTES.md; sleep 2.5; rm NOTES.md; sleep 2.5"}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    (finding,) = [e for e in detected(recorder) if e.kind == "out-of-scope"]
+    assert finding.severity == "error" and finding.paths == ("NOTES.md",)
+    resolved = [
+        e for e in recorder.events if isinstance(e, ConflictResolved) and e.key == finding.key
+    ]
+    assert resolved and resolved[0].seq > finding.seq, "reverting the edit resolved the finding"
+    assert state.findings == {}
+
+
+def test_change_sets_cover_renames_deletions_commits_binary_and_odd_names(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    (repo / "src" / "old.py").write_text("x = 1\n" * 20)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "add old.py")
+    script = (
+        "git mv src/old.py src/new.py && git rm -q README.md && "
+        "printf 'committed\\n' > committed.txt && git add committed.txt && "
+        "git -c user.name=a -c user.email=a@b commit -q -m 'agent commit' && "
+        "printf '\\000\\001\\002binary' > blob.bin && printf 'hi\\n' > 'my file é.txt' && sleep 2.5"
+    )
+    plan = write_plan(plan_text(repo, f"- {{id: mover, agent: shell, command: {script!r}}}\n"))
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    files = {f.path: f for f in last_files(recorder, "mover").files}
+    assert files["src/new.py"].status == "R" and files["src/new.py"].old_path == "src/old.py"
+    assert files["README.md"].status == "D"
+    assert files["committed.txt"].status == "A", "work the agent committed itself is seen"
+    assert files["blob.bin"].binary
+    assert files["my file é.txt"].added == 1
+    # The watcher never touched the worktree's real index.
+    assert (repo / "README.md").exists(), "the operator's tree is untouched"
+
+
+def test_all_events_reach_the_log_in_order(repo: Path, write_plan: PlanWriter) -> None:
+    plan = write_plan(
+        plan_text(
+            repo, "- {id: w, agent: shell, edits: [w.txt], command: 'echo w > w.txt; sleep 1.5'}\n"
+        )
+    )
+    _, recorder, engine = run_engine(plan)
+    from delegate_tui.core.runlog import read_events
+
+    logged: list[Event] = [e for e in read_events(engine.log_path) if isinstance(e, FilesChanged)]
+    live = [e for e in recorder.events if isinstance(e, FilesChanged)]
+    assert logged == live and any(e.files for e in logged)
