@@ -24,3 +24,26 @@ def test_ingest_benchmark_runs_and_checks_every_byte() -> None:
     data = json.loads(result.stdout)
     assert data["headless_pty_bytes_ok"] and data["headless_pipes_bytes_ok"]
     assert data["headless_pty_s"] > 0 and data["bare_pipes_s"] > 0
+
+
+def test_conflict_latency_benchmark_runs_and_sees_every_write() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "conflict_latency.py"),
+            "--files",
+            "200",
+            "--agents",
+            "2",
+            "--writes",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["writes"] == 6 and data["missed"] == 0
+    assert 0 < data["finding_p50_ms"] < 5000
