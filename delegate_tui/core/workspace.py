@@ -262,6 +262,16 @@ def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
     return files
 
 
+def diff_text(repo: Path, base: str, tip: str, paths: Sequence[str] = ()) -> str:
+    """The unified diff between two commits, limited to ``paths`` when given."""
+    if not base or not tip:
+        return ""
+    args = ["diff", "--no-color", "-M", base, tip]
+    if paths:
+        args += ["--", *paths]
+    return git(args, repo, check=False).stdout
+
+
 @dataclass(frozen=True, slots=True)
 class MergeResult:
     """The outcome of merging a commit into a branch."""

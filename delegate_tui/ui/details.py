@@ -86,6 +86,23 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
                 )
         if attempt.conflict_paths:
             row("  conflicts", ", ".join(attempt.conflict_paths))
+        if attempt.live_changes and not attempt.commit:
+            row("  changing", ", ".join(f.path for f in attempt.live_changes[:10]))
+    if task.status == "awaiting-merge":
+        blocked = [
+            f
+            for f in state.findings.values()
+            if f.kind == "predicted-conflict" and f.tasks == (task_id,)
+        ]
+        row(
+            "merge",
+            "would conflict in " + ", ".join(blocked[0].paths) if blocked else "merges cleanly (m)",
+        )
+    findings = [f for f in state.findings.values() if task_id in f.tasks]
+    if findings:
+        text.append("\ncollisions\n", BOLD)
+        for f in findings:
+            text.append(f"  {f.kind}: {' ✕ '.join(f.tasks)} on {', '.join(f.paths)}\n")
         if attempt.context:
             row("  context", attempt.context)
     criteria = [c for c in spec.criteria if not c.run]
@@ -171,6 +188,7 @@ def help_text(keymap: dict[str, str]) -> Text:
         DIM,
     )
     text.append(
-        " input, search, zoom, theme, help, quit, merge, finish, end, copy_path, sidebar).\n", DIM
+        " input, search, zoom, theme, help, quit, merge, finish, end, copy_path, sidebar, diff).\n",
+        DIM,
     )
     return text

@@ -14,7 +14,10 @@ from typing import Any
 
 from delegate_tui.core.events import (
     BatchProposed,
+    ChangedFile,
+    ConflictDetected,
     Event,
+    FilesChanged,
     HeldTask,
     RunStarted,
     TaskExited,
@@ -192,4 +195,62 @@ class FakeSource:
                 ),
             ),
             at=6.5,
+        )
+
+    def collision(self) -> None:
+        """service and hotfix running, colliding live on src/auth/session.ts."""
+        self.start_run()
+        for task in ("contract", "schema"):
+            self.start_task(task, at=0.5)
+            self.succeed_task(task, at=1.0)
+        self.start_task("service", at=2.0, pid=2001)
+        self.start_task("hotfix", at=2.0, pid=2002)
+        self.output("service", b"\x1b[1mEdit\x1b[0m src/auth/session.ts\r\n", at=3.0)
+        self.output(
+            "hotfix",
+            b"\x1b[1mEdit\x1b[0m src/auth/session.ts\r\n\x1b[1mEdit\x1b[0m config/app.yaml\r\n",
+            at=3.0,
+        )
+        self.emit(
+            FilesChanged(
+                task="service",
+                attempt=1,
+                files=(ChangedFile("src/auth/session.ts", "M", 12, 3),),
+                snapshot="s1",
+            ),
+            3.5,
+        )
+        self.emit(
+            FilesChanged(
+                task="hotfix",
+                attempt=1,
+                snapshot="s2",
+                files=(
+                    ChangedFile("src/auth/session.ts", "M", 2, 2),
+                    ChangedFile("config/app.yaml", "M", 1, 1),
+                ),
+            ),
+            3.6,
+        )
+        self.emit(
+            ConflictDetected(
+                key="predicted-conflict:hotfix,service:src/auth/session.ts",
+                kind="predicted-conflict",
+                severity="error",
+                tasks=("hotfix", "service"),
+                paths=("src/auth/session.ts",),
+                detail="would not merge cleanly with each other",
+            ),
+            3.7,
+        )
+        self.emit(
+            ConflictDetected(
+                key="out-of-scope:hotfix:config/app.yaml",
+                kind="out-of-scope",
+                severity="warning",
+                tasks=("hotfix",),
+                paths=("config/app.yaml",),
+                detail="outside its declared edits: src/auth/session.ts",
+            ),
+            3.7,
         )

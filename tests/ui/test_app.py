@@ -355,3 +355,21 @@ def test_config_file_is_read_and_bad_values_reported(tmp_path: Path) -> None:
     assert config.problems == [f"{path}: scrollback: expected a whole number of at least 100"]
     config.save_theme("delegate-light")
     assert "theme: delegate-light" in path.read_text() and "kill: x" in path.read_text()
+
+
+@pytest.mark.asyncio
+async def test_collisions_show_in_sidebar_batch_warning_and_diff(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.collision()
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        sidebar = str(app.screen.query_one("#conflicts").render())
+        assert "Collisions" in sidebar and "src/auth/session.ts" in sidebar
+        assert "hotfix ✕ service" in sidebar and "predicted conflict: would not merge" in sidebar
+        assert "out of scope: outside its declared edits" in sidebar
+        assert app.screen.query_one("#sidebar").border_title == "Conflicts (3)"
+        await select(pilot, app, "hotfix")
+        await pilot.press("d")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, TextScreen) and app.screen.title_text == "Diff: hotfix"

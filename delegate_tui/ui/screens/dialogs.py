@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -137,7 +138,7 @@ class TextScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,enter,question_mark", "close", "Close", show=False)]
 
-    def __init__(self, title: str, body: Text) -> None:
+    def __init__(self, title: str, body: RenderableType) -> None:
         super().__init__(classes="dialog-screen")
         self.title_text = title
         self.body = body

@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.console import Group, RenderableType
 from rich.style import Style
+from rich.syntax import Syntax
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
@@ -23,7 +27,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from delegate_tui.core import attention, batching, metrics
+from delegate_tui.core import attention, batching, metrics, workspace
 from delegate_tui.core.events import ACTIVE_STATUSES, RETRYABLE_STATUSES
 from delegate_tui.core.prompts import failure_summary, tail_text
 from delegate_tui.core.state import RunState
@@ -81,6 +85,7 @@ class RunScreen(Screen[None]):
         Binding("e", "end", "End run", id="end", show=False),
         Binding("o", "copy_path", "Copy path", id="copy_path", show=False),
         Binding("c", "sidebar", "Sidebar", id="sidebar", show=False),
+        Binding("d", "diff", "Diff", id="diff", show=False),
         Binding("pageup", "scroll_pane(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_pane(1)", "Scroll down", show=False),
         Binding("G", "follow", "Follow", show=False),
@@ -526,6 +531,41 @@ class RunScreen(Screen[None]):
         if pane is not None:
             pane.resume_follow()
             self.delegate.request_refresh()
+
+    def action_diff(self) -> None:
+        """Each side's diff for the paths of the collisions the selected task is in."""
+        state = self.state
+        task_id = self.selected
+        findings = [f for f in state.findings.values() if task_id in f.tasks]
+        if not findings:
+            task = state.tasks.get(task_id)
+            attempt = task.attempt if task else None
+            if attempt is None or not (attempt.commit or attempt.snapshot):
+                self._command(f"{task_id} has no changes to show")
+                return
+            sides: list[tuple[str, tuple[str, ...]]] = [(task_id, ())]
+        else:
+            sides = sorted({(t, f.paths) for f in findings for t in f.tasks})
+        self._load_diffs(task_id, sides)
+
+    @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
+    def _load_diffs(self, task_id: str, sides: list[tuple[str, tuple[str, ...]]]) -> None:
+        state = self.state
+        parts: list[RenderableType] = []
+        for side, paths in sides:
+            attempt = state.tasks[side].attempt
+            if attempt is None:
+                continue
+            tip = attempt.commit or attempt.snapshot
+            text = workspace.diff_text(Path(state.repo), attempt.base_commit, tip, paths)
+            where = ", ".join(paths) if paths else "all changes"
+            parts.append(Text(f"\n{side}: {where}\n", Style(bold=True)))
+            parts.append(
+                Syntax(text or "(no difference)", "diff", theme="ansi_dark", word_wrap=False)
+            )
+        self.app.call_from_thread(
+            self.app.push_screen, TextScreen(f"Diff: {task_id}", Group(*parts))
+        )
 
     def action_help(self) -> None:
         self.app.push_screen(TextScreen("Keys", help_text(self.delegate.config.keys)))

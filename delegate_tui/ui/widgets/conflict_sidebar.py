@@ -48,9 +48,10 @@ class ConflictSidebar(Static):
                 text.append(f"  {path}\n", Style(bold=True))
                 for kind, tasks, detail in by_path[path]:
                     count += 1
-                    text.append(f"    {kind}: ", dim)
-                    text.append(" ✕ ".join(tasks), Style(underline=selected in tasks))
-                    text.append(f"\n      {detail}\n", dim)
+                    text.append(
+                        "    " + " ✕ ".join(tasks) + "\n", Style(underline=selected in tasks)
+                    )
+                    text.append(f"    {kind.replace('-', ' ')}: {detail}\n", dim)
             text.append("\n")
 
         conflicts = [
