@@ -71,13 +71,12 @@ def analyze(
                     f"would not merge cleanly with {what}",
                 )
             )
-    predicted = {(f.tasks, p) for f in findings for p in f.paths}
     for i, a in enumerate(ids):
         mine = set(changes[a])
         for b in ids[i + 1 :]:
             common = sorted(mine & set(changes[b]))
-            # A predicted conflict already says more than an overlap on the same path.
-            common = [p for p in common if ((a, b), p) not in predicted]
+            # Kept beside a predicted conflict: the overlap says who touched what even
+            # when git can still merge it, and stays true after one side merges.
             if common:
                 findings.append(
                     Finding("overlap", "warning", (a, b), tuple(common), "both changed these paths")

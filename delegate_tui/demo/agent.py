@@ -203,9 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         if answer not in ("y", "yes"):
             say(f"{RED}✘ Not applying changes.{RESET}")
             return 1
+    changed: list[str] = []
+    if args.collide:
+        # Early, as a real agent's stray edit is: it stays live while the rest is done.
+        collide(root, args.collide, task_id)
+        show_diff(args.collide, [f"OWNER = {task_id!r}"])
+        changed.append(args.collide)
     spin("Planning the change", step)
 
-    changed: list[str] = []
     if not args.no_edit:
         targets = [target_for(g, task_id) for g in edits] or []
         for rel in dict.fromkeys(targets):
@@ -213,10 +218,6 @@ def main(argv: list[str] | None = None) -> int:
             show_diff(rel, [f"# {task_id}: {first[:60]}", "..."][: max(1, added // 3)])
             changed.append(rel)
             pause(step * 0.5)
-    if args.collide:
-        collide(root, args.collide, task_id)
-        show_diff(args.collide, [f"OWNER = {task_id!r}"])
-        changed.append(args.collide)
 
     say(f"{DIM}$ running checks{RESET}")
     for i in range(0, 101, 20):

@@ -51,7 +51,7 @@ def test_consult_edit_is_an_error_and_undeclared_scope_is_not_out_of_scope() -> 
     assert found[0].severity == "error"
 
 
-def test_predictions_become_errors_and_replace_the_overlap() -> None:
+def test_predictions_become_errors_beside_the_overlap() -> None:
     changes = {"api": ["src/api/a.py", "shared.py"], "ui": ["web/a.ts", "shared.py"]}
     assert pairs_to_predict(changes) == [("api", "ui")]
     found = analyze(
@@ -59,7 +59,7 @@ def test_predictions_become_errors_and_replace_the_overlap() -> None:
     )
     assert ("predicted-conflict", ("api", "ui"), ("shared.py",)) in kinds(found)
     assert ("predicted-conflict", ("api",), ("src/api/a.py",)) in kinds(found)
-    assert not [f for f in found if f.kind == "overlap"]
+    assert ("overlap", ("api", "ui"), ("shared.py",)) in kinds(found)
     details = {f.tasks: f.detail for f in found if f.kind == "predicted-conflict"}
     assert details[("api",)] == "would not merge cleanly with the integration branch"
     clean = analyze(PLAN, changes, {("api", "ui"): []})

@@ -22,9 +22,9 @@ SAMPLES = sorted((ROOT / "sample_plans").glob("*.yaml"))
 
 
 def cli(
-    *args: str, cwd: Path | None = None, timeout: float = 120
+    *args: str, cwd: Path | None = None, timeout: float = 120, speed: str = "0"
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DELEGATE_DEMO_SPEED": "0", "NO_COLOR": "1"}
+    env = {**os.environ, "DELEGATE_DEMO_SPEED": speed, "NO_COLOR": "1"}
     return subprocess.run(
         [sys.executable, "-m", "delegate_tui", *args],
         cwd=cwd,
@@ -72,8 +72,18 @@ def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, repo: Pa
 def test_every_sample_plan_runs_headless_with_the_demo_agent(tmp_path: Path, sample: Path) -> None:
     plan = make_demo_repo(tmp_path)
     repo = plan.parent.parent
+    # The collision must be seen live, so its agents work at a human pace (a few seconds).
+    speed = "0.8" if sample.stem == "collision" else "0"
     result = cli(
-        "run", str(sample), "--repo", str(repo), "--headless", "--yes", "--agent-override", "demo"
+        "run",
+        str(sample),
+        "--repo",
+        str(repo),
+        "--headless",
+        "--yes",
+        "--agent-override",
+        "demo",
+        speed=speed,
     )
     if sample.stem == "collision":
         # The collision plan collides on purpose: one side merges, the other is caught.
@@ -94,9 +104,19 @@ def test_every_sample_plan_runs_headless_with_the_demo_agent(tmp_path: Path, sam
     for info in stats["tasks"].values():
         assert set(info) >= {"status", "attempts", "duration_s", "changed_files"}
     if sample.stem == "collision":
-        assert stats["conflicts"][0]["kind"] == "merge-conflict"
-        assert stats["conflicts"][0]["files"] == ["src/shop/config.py"]
+        kinds = {(c["kind"], tuple(c["tasks"])) for c in stats["conflicts"]}
+        assert ("merge-conflict", ("shipping",)) in kinds
+        assert ("overlap", ("payments", "shipping")) in kinds
+        assert ("predicted-conflict", ("payments", "shipping")) in kinds
+        assert ("out-of-scope", ("payments",)) in kinds
+        assert all(c["files"] == ["src/shop/config.py"] for c in stats["conflicts"])
         assert stats["metrics"]["conflict_rate"] > 0
+        for line in (
+            "⚠ overlap payments ✕ shipping: src/shop/config.py",
+            "⚠ predicted-conflict payments ✕ shipping: src/shop/config.py",
+            "⚠ out-of-scope payments: src/shop/config.py",
+        ):
+            assert line in result.stdout
     if sample.stem == "shared-config":
         assert "held: date-picker: shares config file" in result.stdout
 
