@@ -241,7 +241,7 @@ class Printer:
 
     def on_ConflictDetected(self, ev: ConflictDetected) -> str:
         colour = "red" if ev.severity == "error" else "yellow"
-        who = " ✕ ".join(ev.tasks)
+        who = " ✕ ".join(ev.tasks) or "(no running task's scope)"
         return (
             self.style(f"⚠ {ev.kind}", fg=colour, bold=True)
             + f" {who}: {', '.join(ev.paths)}"

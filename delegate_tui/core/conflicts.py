@@ -12,6 +12,8 @@ watcher computes with ``git merge-tree`` and passes in. Kinds of finding:
 * ``shared-file`` (warning): a task changed a path in ``shared_files``.
 * ``undeclared-collision`` (warning): a task changed a path that another
   active task declared in its ``edits``.
+* ``unattributed`` (warning, ``isolation: shared``): a path changed in the one
+  working tree that no running task's scope covers.
 
 Each finding has a stable key, so the engine emits ``ConflictDetected`` when a
 key appears and ``ConflictResolved`` when it goes.
@@ -48,6 +50,7 @@ def analyze(
     plan: Plan,
     changes: Mapping[str, Sequence[str]],
     predictions: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    unattributed: Sequence[str] = (),
 ) -> list[Finding]:
     """Findings for the tasks in ``changes`` (active or finished-but-unmerged).
 
@@ -57,6 +60,17 @@ def analyze(
     """
     findings: list[Finding] = []
     predictions = predictions or {}
+    if unattributed:
+        # isolation: shared: a change in the one tree that no running task's scope covers.
+        findings.append(
+            Finding(
+                "unattributed",
+                "warning",
+                (),
+                tuple(sorted(unattributed)),
+                "changed while several tasks ran, outside every running task's edits",
+            )
+        )
     ids = sorted(changes)
     for (a, b), paths in sorted(predictions.items()):
         if paths:
@@ -153,3 +167,29 @@ def pairs_to_predict(changes: Mapping[str, Sequence[str]]) -> list[tuple[str, st
             if mine & set(changes[b]):
                 out.append((a, b))
     return out
+
+
+def attribute(
+    plan: Plan, running: Sequence[str], paths: Sequence[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """``isolation: shared``: which running task changed which path, by declared scope.
+
+    A path goes to every running task whose ``edits`` cover it; a path no
+    scope covers goes to the only running task if there is one, else it is
+    unattributed.
+    """
+    owned: dict[str, list[str]] = {task: [] for task in running}
+    loose: list[str] = []
+    for path in paths:
+        owners = [
+            t
+            for t in running
+            if plan.task(t).edits and scopes.matches_any(plan.task(t).edits, path)
+        ]
+        if not owners and len(running) == 1:
+            owners = list(running)
+        for owner in owners:
+            owned[owner].append(path)
+        if not owners:
+            loose.append(path)
+    return owned, loose

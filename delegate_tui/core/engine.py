@@ -79,6 +79,8 @@ OUTPUT_FLUSH_BYTES = 1 << 20
 #: Tasks whose changes take part in conflict analysis: running, or finished
 #: with work that is not merged (yet).
 ANALYZED_STATUSES = ACTIVE_STATUSES | {"awaiting-merge", "merge-conflict"}
+#: The watcher's key for the one working tree of ``isolation: shared``.
+SHARED_KEY = "(shared tree)"
 
 
 class PreflightError(Exception):
@@ -161,6 +163,8 @@ class Engine:
         self._watched: dict[str, tuple[int, Path, str]] = {}  # task -> (attempt, workdir, start)
         self._predictions: dict[tuple[str, str], tuple[str, ...]] = {}
         self._analysis_lock = asyncio.Lock()
+        self._shared_start = ""  # isolation: shared: a snapshot of the tree at run start
+        self._unattributed: list[str] = []
         self._base_branch = ""
         self._seq = 0
         self._auto_merge = (
@@ -314,8 +318,17 @@ class Engine:
             self.run_dir = self.repo / ".delegate" / "runs" / self.run_id
         self._log = LogWriter(self.log_path)
         self._reaper.start()
-        if self.isolation == "worktree":
+        if self.isolation in ("worktree", "shared"):
             self._watcher.start()
+        if self.isolation == "shared":
+            # The operator's own uncommitted work at start is not the agents' doing.
+            self._shared_start = await asyncio.to_thread(
+                workspace.snapshot_worktree,
+                self.repo,
+                base_commit,
+                "delegate-tui: tree at run start",
+            )
+            self._watcher.watch(SHARED_KEY, self.repo, ignore_dirs=(".delegate",))
         plan = self.plan.model_copy(
             update={"max_parallel": self.options.max_parallel or self.plan.max_parallel}
         )
@@ -886,8 +899,36 @@ class Engine:
 
     # ------------------------------------------------------------ conflicts
 
+    async def _refresh_shared(self) -> None:
+        """isolation: shared: what changed in the tree, attributed to running tasks by scope."""
+        snapshot, files = await asyncio.to_thread(
+            workspace.current_changes, self.repo, self._shared_start
+        )
+        running = [
+            t.id for t in self.state.tasks.values() if t.status in ACTIVE_STATUSES and t.attempts
+        ]
+        owned, loose = conflicts.attribute(self.plan, running, [f.path for f in files])
+        by_path = {f.path: f for f in files}
+        moved = loose != self._unattributed
+        self._unattributed = loose
+        for task_id, paths in owned.items():
+            attempt = self.state.tasks[task_id].attempts[-1]
+            mine = tuple(by_path[p] for p in paths)
+            if mine != attempt.live_changes:
+                self._emit(
+                    FilesChanged(
+                        task=task_id, attempt=attempt.number, files=mine, snapshot=snapshot
+                    )
+                )
+                moved = True
+        if moved:
+            await self._analyze()
+
     async def _refresh_changes(self, task_id: str) -> None:
         """Ask git what a watched task has changed; report it if it moved."""
+        if task_id == SHARED_KEY:
+            await self._refresh_shared()
+            return
         info = self._watched.get(task_id)
         if info is None:
             return
@@ -904,7 +945,7 @@ class Engine:
             await self._analyze()
 
     def _schedule_analysis(self) -> None:
-        if self.isolation == "worktree" and not self.state.finished:
+        if self.isolation in ("worktree", "shared") and not self.state.finished:
             asyncio.get_running_loop().create_task(self._analyze())
 
     async def _analyze(self) -> None:
@@ -926,14 +967,19 @@ class Engine:
                 commits[task.id] = attempt.commit or attempt.snapshot
                 starts[task.id] = attempt.base_commit
             predictions: dict[tuple[str, str], tuple[str, ...]] = {}
+            if self.isolation != "worktree":
+                commits = {}  # one tree: nothing to merge, nothing to predict
             for a, b in conflicts.pairs_to_predict(changes):
+                if a not in commits or b not in commits:
+                    continue
                 if commits[a] and commits[b]:
                     predictions[(a, b)] = await self._predict(commits[a], commits[b])
             tip = self.state.integration_tip
             for task_id, commit in commits.items():
                 if commit and tip and changes[task_id] and starts[task_id] != tip:
                     predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
-            found = {f.key: f for f in conflicts.analyze(self.plan, changes, predictions)}
+            loose = self._unattributed if self.isolation == "shared" else []
+            found = {f.key: f for f in conflicts.analyze(self.plan, changes, predictions, loose)}
             for key in [k for k in self.state.findings if k not in found]:
                 self._emit(ConflictResolved(key=key, reason="no longer holds"))
             for key, f in found.items():

@@ -46,11 +46,11 @@ class WorktreeWatcher:
         self._worker = loop.create_task(self._work())
         self._timer = loop.create_task(self._reconcile())
 
-    def watch(self, key: str, path: Path) -> None:
+    def watch(self, key: str, path: Path, ignore_dirs: tuple[str, ...] = ()) -> None:
         """Follow ``path`` under ``key`` (a task id); replaces an earlier watch of the key."""
         self.unwatch(key)
         stop = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._follow(key, path, stop))
+        task = asyncio.get_running_loop().create_task(self._follow(key, path, stop, ignore_dirs))
         self._watches[key] = (stop, task)
         self.poke(key)
 
@@ -72,11 +72,14 @@ class WorktreeWatcher:
         self._dirty.discard(key)
         await self._refresh(key)
 
-    async def _follow(self, key: str, path: Path, stop: asyncio.Event) -> None:
+    async def _follow(
+        self, key: str, path: Path, stop: asyncio.Event, ignore_dirs: tuple[str, ...]
+    ) -> None:
+        watch_filter = DefaultFilter(ignore_dirs=(*DefaultFilter.ignore_dirs, *ignore_dirs))
         with contextlib.suppress(asyncio.CancelledError, FileNotFoundError, RuntimeError, OSError):
             async for _changes in awatch(
                 path,
-                watch_filter=DefaultFilter(),
+                watch_filter=watch_filter,
                 debounce=DEBOUNCE_MS,
                 step=STEP_MS,
                 stop_event=stop,

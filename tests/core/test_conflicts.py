@@ -70,3 +70,16 @@ def test_keys_are_stable() -> None:
     a = analyze(PLAN, {"api": ["web/x.ts"]})
     b = analyze(PLAN, {"api": ["web/x.ts"]})
     assert [f.key for f in a] == [f.key for f in b] and a[0].key.startswith("out-of-scope:api:")
+
+
+def test_shared_tree_attribution_by_scope() -> None:
+    from delegate_tui.core.conflicts import attribute
+
+    owned, loose = attribute(PLAN, ["api", "ui"], ["src/api/a.py", "web/b.ts", "README.md"])
+    assert owned == {"api": ["src/api/a.py"], "ui": ["web/b.ts"]} and loose == ["README.md"]
+    owned, loose = attribute(PLAN, ["loose"], ["anything.txt"])
+    assert owned == {"loose": ["anything.txt"]} and loose == [], (
+        "one task running: it is the author"
+    )
+    found = analyze(PLAN, {"api": []}, None, ["README.md"])
+    assert [(f.kind, f.tasks, f.paths) for f in found] == [("unattributed", (), ("README.md",))]

@@ -148,3 +148,25 @@ def test_all_events_reach_the_log_in_order(repo: Path, write_plan: PlanWriter) -
     logged: list[Event] = [e for e in read_events(engine.log_path) if isinstance(e, FilesChanged)]
     live = [e for e in recorder.events if isinstance(e, FilesChanged)]
     assert logged == live and any(e.files for e in logged)
+
+
+def test_shared_tree_changes_are_attributed_by_scope(repo: Path, write_plan: PlanWriter) -> None:
+    (repo / "wip.txt").write_text("the operator's own uncommitted work\n")
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: a, agent: shell, edits: ["a/**"], command: "mkdir -p a && echo 1 > a/x.txt && echo ? > stray.txt; sleep 2.5"}
+            - {id: b, agent: shell, edits: ["b/**"], command: "mkdir -p b && echo 2 > b/y.txt; sleep 2.5"}
+            """,
+        ).replace("max_parallel: 4", "max_parallel: 4\nisolation: shared")
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    assert [f.path for f in last_files(recorder, "a").files] == ["a/x.txt"]
+    assert [f.path for f in last_files(recorder, "b").files] == ["b/y.txt"]
+    unattributed = [e for e in detected(recorder) if e.kind == "unattributed"]
+    assert unattributed and unattributed[0].paths == ("stray.txt",) and unattributed[0].tasks == ()
+    seen = {f.path for e in recorder.events if isinstance(e, FilesChanged) for f in e.files}
+    assert "wip.txt" not in seen, "the operator's own work is not blamed on an agent"
+    assert (repo / "wip.txt").read_text().startswith("the operator's")

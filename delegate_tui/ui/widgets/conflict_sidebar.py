@@ -48,9 +48,8 @@ class ConflictSidebar(Static):
                 text.append(f"  {path}\n", Style(bold=True))
                 for kind, tasks, detail in by_path[path]:
                     count += 1
-                    text.append(
-                        "    " + " ✕ ".join(tasks) + "\n", Style(underline=selected in tasks)
-                    )
+                    who = " ✕ ".join(tasks) or "(no running task's scope)"
+                    text.append(f"    {who}\n", Style(underline=selected in tasks))
                     text.append(f"    {kind.replace('-', ' ')}: {detail}\n", dim)
             text.append("\n")
 
