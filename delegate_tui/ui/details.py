@@ -188,7 +188,7 @@ def help_text(keymap: dict[str, str]) -> Text:
         DIM,
     )
     text.append(
-        " input, search, zoom, theme, help, quit, merge, finish, end, copy_path, sidebar, diff).\n",
+        " input, search, zoom, theme, help, quit, merge, finish, end, copy_path, sidebar, diff, next_finding, previous_finding).\n",
         DIM,
     )
     return text

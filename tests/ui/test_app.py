@@ -373,3 +373,15 @@ async def test_collisions_show_in_sidebar_batch_warning_and_diff(tmp_path: Path)
         await pilot.press("d")
         await pilot.pause(0.5)
         assert isinstance(app.screen, TextScreen) and app.screen.title_text == "Diff: hotfix"
+        await pilot.press("escape")
+        await select(pilot, app, "contract")
+        await pilot.press("right_square_bracket")  # the most severe collision first
+        await settle(pilot)
+        screen = screen_of(app)
+        assert screen.finding.startswith("predicted-conflict:") and screen.selected == "hotfix"
+        assert "▸ hotfix ✕ service" in str(app.screen.query_one("#conflicts").render())
+        await pilot.press("d")
+        await pilot.pause(0.5)
+        assert (
+            isinstance(app.screen, TextScreen) and app.screen.title_text == "Diff: hotfix ✕ service"
+        )

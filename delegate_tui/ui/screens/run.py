@@ -86,6 +86,16 @@ class RunScreen(Screen[None]):
         Binding("o", "copy_path", "Copy path", id="copy_path", show=False),
         Binding("c", "sidebar", "Sidebar", id="sidebar", show=False),
         Binding("d", "diff", "Diff", id="diff", show=False),
+        Binding(
+            "right_square_bracket", "finding(1)", "Next collision", id="next_finding", show=False
+        ),
+        Binding(
+            "left_square_bracket",
+            "finding(-1)",
+            "Previous collision",
+            id="previous_finding",
+            show=False,
+        ),
         Binding("pageup", "scroll_pane(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_pane(1)", "Scroll down", show=False),
         Binding("G", "follow", "Follow", show=False),
@@ -106,6 +116,7 @@ class RunScreen(Screen[None]):
         self._findings = 0
         self._ready = False
         self._sync_cursor = 0
+        self.finding = ""  # key of the collision the operator stepped to ([ ])
         self._last_tick = 0.0
         self._grid: tuple[int, int] = (0, 0)
 
@@ -173,7 +184,9 @@ class RunScreen(Screen[None]):
         )
         if self._overlaps is None:
             self._overlaps = batching.declared_overlaps(state.plan, state.isolation or "worktree")
-        self._findings = self.query_one(ConflictSidebar).show(state, self._overlaps, self.selected)
+        self._findings = self.query_one(ConflictSidebar).show(
+            state, self._overlaps, self.selected, self.finding
+        )
         self.query_one("#sidebar").border_title = (
             f"Conflicts ({self._findings})" if self._findings else "Conflicts"
         )
@@ -532,10 +545,36 @@ class RunScreen(Screen[None]):
             pane.resume_follow()
             self.delegate.request_refresh()
 
+    def _ordered_findings(self) -> list[str]:
+        findings = self.state.findings.values()
+        ranked = sorted(findings, key=lambda f: (f.severity != "error", f.paths, f.kind, f.tasks))
+        return [f.key for f in ranked]
+
+    def action_finding(self, step: int) -> None:
+        """Step to the next (or previous) open collision and jump to its first task's pane."""
+        keys = self._ordered_findings()
+        if not keys:
+            self._command("no open collisions")
+            return
+        index = keys.index(self.finding) + step if self.finding in keys else (0 if step > 0 else -1)
+        self.finding = keys[index % len(keys)]
+        finding = self.state.findings[self.finding]
+        if finding.tasks:
+            self.query_one(TaskGraph).select(finding.tasks[0])
+        self.notify(
+            f"{finding.kind}: {' ✕ '.join(finding.tasks) or '?'} on {', '.join(finding.paths)} (d: diffs)",
+            timeout=4,
+        )
+        self.delegate.request_refresh()
+
     def action_diff(self) -> None:
-        """Each side's diff for the paths of the collisions the selected task is in."""
+        """Each side's diff: for the collision stepped to, else the selected task's collisions."""
         state = self.state
         task_id = self.selected
+        current = state.findings.get(self.finding)
+        if current is not None and current.tasks:
+            self._load_diffs(" ✕ ".join(current.tasks), [(t, current.paths) for t in current.tasks])
+            return
         findings = [f for f in state.findings.values() if task_id in f.tasks]
         if not findings:
             task = state.tasks.get(task_id)

@@ -20,7 +20,13 @@ from delegate_tui.ui.style import status_colour, update_if_changed
 class ConflictSidebar(Static):
     """Findings, most severe first."""
 
-    def show(self, state: RunState, overlaps: list[tuple[str, str, str]], selected: str) -> int:
+    def show(
+        self,
+        state: RunState,
+        overlaps: list[tuple[str, str, str]],
+        selected: str,
+        current: str = "",
+    ) -> int:
         """Redraw; returns the number of findings (for the header and title)."""
         app = self.app
         red = Style(color=status_colour(app, "failed"), bold=True)
@@ -34,22 +40,23 @@ class ConflictSidebar(Static):
             ("error", "✘ Collisions", red),
             ("warning", "⚠ Warnings", amber),
         ):
-            by_path: dict[str, list[tuple[str, tuple[str, ...], str]]] = {}
+            by_path: dict[str, list[tuple[str, tuple[str, ...], str, bool]]] = {}
             for finding in state.findings.values():
                 if finding.severity == severity:
                     for path in finding.paths:
                         by_path.setdefault(path, []).append(
-                            (finding.kind, finding.tasks, finding.detail)
+                            (finding.kind, finding.tasks, finding.detail, finding.key == current)
                         )
             if not by_path:
                 continue
             text.append(f"{title}\n", style)
             for path in sorted(by_path):
                 text.append(f"  {path}\n", Style(bold=True))
-                for kind, tasks, detail in by_path[path]:
+                for kind, tasks, detail, is_current in by_path[path]:
                     count += 1
                     who = " ✕ ".join(tasks) or "(no running task's scope)"
-                    text.append(f"    {who}\n", Style(underline=selected in tasks))
+                    text.append("  ▸ " if is_current else "    ", style)
+                    text.append(f"{who}\n", Style(underline=selected in tasks, reverse=is_current))
                     text.append(f"    {kind.replace('-', ' ')}: {detail}\n", dim)
             text.append("\n")
 
@@ -102,6 +109,8 @@ class ConflictSidebar(Static):
             text.append("! Notices\n", amber)
             for notice in notices:
                 text.append(f"  {notice.message}\n", red if notice.level == "error" else Style())
+        if state.findings:
+            text.append("[ ] step through collisions · d diffs\n", dim)
         if not text:
             text.append("No conflicts.\n", dim)
             text.append("Declared scopes do not overlap; merges so far were clean.", dim)
