@@ -385,3 +385,24 @@ async def test_collisions_show_in_sidebar_batch_warning_and_diff(tmp_path: Path)
         assert (
             isinstance(app.screen, TextScreen) and app.screen.title_text == "Diff: hotfix ✕ service"
         )
+
+
+@pytest.mark.asyncio
+async def test_header_counts_collisions_and_batch_bar_warns(tmp_path: Path) -> None:
+    from delegate_tui.ui.widgets.batch_bar import BatchBar
+    from delegate_tui.ui.widgets.header import RunHeader
+
+    source = FakeSource()
+    source.collision()
+    source.propose(3, ("login-ui", "hotfix"), at=4.0)
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        header = str(app.screen.query_one(RunHeader).render())
+        assert "✘ 1 collision" in header and "⚠ 1" in header
+        bar = str(app.screen.query_one(BatchBar).render())
+        assert "⚠ predicted-conflict: hotfix ✕ service on src/auth/session.ts" in bar
+        await select(pilot, app, "hotfix")
+        await pilot.press("space")  # leave hotfix out: the warning goes with it
+        await settle(pilot)
+        assert "predicted-conflict" not in str(app.screen.query_one(BatchBar).render())

@@ -50,6 +50,15 @@ class RunHeader(Static):
             text.append(
                 f"{icon}{count} ", Style(color=status_colour(app, colour_of), bold=count > 0)
             )
+        errors = sum(f.severity == "error" for f in state.findings.values())
+        warnings = len(state.findings) - errors
+        if errors:
+            text.append(
+                f" ✘ {errors} collision{'s' if errors > 1 else ''} ",
+                Style(color=status_colour(app, "failed"), bold=True),
+            )
+        if warnings:
+            text.append(f" ⚠ {warnings} ", Style(color=status_colour(app, "proposed"), bold=True))
         if saved_s >= 1:
             text.append(f" saved {clock(saved_s)} ", Style(color=status_colour(app, "succeeded")))
         if state.paused:
