@@ -31,22 +31,29 @@ def scene_app(theme: str, tmp_path: Path) -> DelegateApp:
     )
 
 
-async def ready(pilot: Any) -> None:
-    for _ in range(60):
-        await pilot.pause(0.05)
-        screens = [s for s in pilot.app.screen_stack if isinstance(s, RunScreen)]
-        if screens and screens[0]._ready:
-            break
-    screens[0].query_one(TaskGraph).select("schema")
-    await pilot.pause(0.2)
-    pilot.app.clear_notifications()
-    await pilot.pause(0.1)
+def ready_with(task: str) -> Any:
+    """A run_before hook: wait for the run screen, select ``task``, clear toasts."""
+
+    async def ready(pilot: Any) -> None:
+        for _ in range(60):
+            await pilot.pause(0.05)
+            screens = [s for s in pilot.app.screen_stack if isinstance(s, RunScreen)]
+            if screens and screens[0]._ready:
+                break
+        screens[0].query_one(TaskGraph).select(task)
+        await pilot.pause(0.2)
+        pilot.app.clear_notifications()
+        await pilot.pause(0.1)
+
+    return ready
 
 
 @pytest.mark.parametrize("theme", ["delegate-dark", "delegate-light"])
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "200x60"])
 def test_run_screen(snap_compare: Any, tmp_path: Path, theme: str, size: tuple[int, int]) -> None:
-    assert snap_compare(scene_app(theme, tmp_path), terminal_size=size, run_before=ready)
+    assert snap_compare(
+        scene_app(theme, tmp_path), terminal_size=size, run_before=ready_with("schema")
+    )
 
 
 def test_collision_scene(snap_compare: Any, tmp_path: Path) -> None:
@@ -57,15 +64,4 @@ def test_collision_scene(snap_compare: Any, tmp_path: Path) -> None:
         source, config=UserConfig(path=tmp_path / "c.yaml"), bell=False, clock=lambda: T0 + 10
     )
 
-    async def select_hotfix(pilot: Any) -> None:
-        for _ in range(60):
-            await pilot.pause(0.05)
-            screens = [s for s in pilot.app.screen_stack if isinstance(s, RunScreen)]
-            if screens and screens[0]._ready:
-                break
-        screens[0].query_one(TaskGraph).select("hotfix")
-        await pilot.pause(0.2)
-        pilot.app.clear_notifications()
-        await pilot.pause(0.1)
-
-    assert snap_compare(app, terminal_size=(160, 40), run_before=select_hotfix)
+    assert snap_compare(app, terminal_size=(160, 40), run_before=ready_with("hotfix"))
