@@ -440,6 +440,91 @@ def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("run_arg", metavar="[RUN]", required=False)
+@click.option(
+    "--repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Repository whose runs to look in.",
+)
+@click.option("--headless", is_flag=True, help="Print the state at --at instead of opening the UI.")
+@click.option(
+    "--at",
+    "at_s",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Headless: the moment to show (default: the end).",
+)
+@click.option("--real-time", is_flag=True, help="Play quiet stretches at their real length.")
+@click.option("--theme", metavar="NAME", help="UI theme.")
+def replay(
+    run_arg: str | None,
+    repo: str,
+    headless: bool,
+    at_s: float | None,
+    real_time: bool,
+    theme: str | None,
+) -> None:
+    """Replay a run in the same UI (play, pause, speed, seek), or print it at a moment.
+
+    RUN is a run id, a run folder, an events.jsonl path, or `latest` (the default).
+    Replay only reads the log: it never runs a process or touches git.
+    """
+    from delegate_tui.core.replay import ReplaySource
+
+    try:
+        path = runlog.resolve_run(run_arg, Path(repo).resolve())
+        source = ReplaySource.from_log(path, real_time=real_time)
+    except runlog.LogError as exc:
+        fail(str(exc))
+        raise
+    for message in source.report.messages():
+        click.echo(f"delegate-tui: {path}: {message}", err=True)
+    if not source.events or not source.final_state.run_id:
+        fail(f"{path}: not a delegate-tui run log (no RunStarted event)")
+    if headless or not sys.stdout.isatty():
+        if at_s is None:
+            source.seek(len(source.events))
+        else:
+            source.seek_seconds(at_s)
+        click.echo(_describe_moment(source))
+        return
+    from delegate_tui.ui.app import DelegateApp
+
+    source.seek(0)
+    DelegateApp(source, theme=theme, read_only=True).run()
+
+
+def _describe_moment(source: Any) -> str:
+    """The state of a replayed run at its position, as text (no control sequences)."""
+    from delegate_tui.core.attention import last_line
+
+    state = source.state
+    position = source.position
+    lines = [
+        f"{state.run_id}  {state.plan.name if state.plan else ''}  at {_fmt_s(position.seconds)} of "
+        f"{_fmt_s(position.duration)} (event {position.index}/{position.total})  [{state.status}]"
+    ]
+    for task in state.tasks.values():
+        attempt = task.attempt
+        extra = f"  attempt {attempt.number}" if attempt and attempt.number > 1 else ""
+        lines.append(f"  {task.id:<24} {task.status:<15}{extra}")
+        if attempt is not None and task.status in ("starting", "running", "checking", "merging"):
+            last = last_line(attempt)
+            if last:
+                lines.append(f"      │ {last[:160]}")
+    if state.findings:
+        lines.append("open conflicts:")
+        for finding in state.findings.values():
+            lines.append(
+                f"  {finding.kind}: {' ✕ '.join(finding.tasks)} on {', '.join(finding.paths)}"
+            )
+    return "\n".join(lines)
+
+
+@main.command()
 @click.argument("repo", required=False, default=".", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def runs(repo: str, as_json: bool) -> None:

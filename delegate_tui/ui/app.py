@@ -113,6 +113,9 @@ class DelegateApp(App[int]):
         self._bell = bell
         self.clock = clock
         source.subscribe(self._on_event)
+        subscribe_reset = getattr(source, "subscribe_reset", None)
+        if subscribe_reset is not None:
+            subscribe_reset(self._on_reset)
 
     # ------------------------------------------------------------ setup
 
@@ -167,13 +170,24 @@ class DelegateApp(App[int]):
             self._new_events.append(ev)
         self._dirty = True
 
+    def _on_reset(self) -> None:
+        """A replay seeked: the state was replaced, so panes start again from it."""
+        self.store = OutputStore()
+        self._seed_output()
+        self._new_events.clear()
+        for screen in self.screen_stack:
+            if isinstance(screen, RunScreen):
+                screen.reset_panes()
+        self._dirty = True
+
     def request_refresh(self) -> None:
         """Redraw at the next tick."""
         self._dirty = True
 
     def _tick(self) -> None:
-        now = self.clock()
         state = self.source.state
+        # A replay's "now" is the moment it shows, not the wall clock.
+        now = (state.last_ts or self.clock()) if self.read_only else self.clock()
         while self._new_events:
             self._attend(self._new_events.popleft())
         for task in state.tasks.values():

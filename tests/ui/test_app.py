@@ -406,3 +406,34 @@ async def test_header_counts_collisions_and_batch_bar_warns(tmp_path: Path) -> N
         await pilot.press("space")  # leave hotfix out: the warning goes with it
         await settle(pilot)
         assert "predicted-conflict" not in str(app.screen.query_one(BatchBar).render())
+
+
+@pytest.mark.asyncio
+async def test_replay_in_the_app_seeks_with_keys(tmp_path: Path) -> None:
+    from delegate_tui.core.replay import ReplaySource
+    from delegate_tui.ui.widgets.replay_bar import ReplayBar
+
+    recorder = FakeSource()
+    recorder.mid_run()
+    events: list = []  # type: ignore[type-arg]
+    live = FakeSource()
+    live.subscribe(events.append)
+    live.mid_run()
+    source = ReplaySource(events)
+    source.playing = False
+    app = DelegateApp(source, config=UserConfig(path=None), bell=False, read_only=True)  # type: ignore[arg-type]
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        assert source.index == 0
+        await pilot.press("greater_than_sign")
+        await settle(pilot)
+        assert source.index == len(events) and source.state.tasks["schema"].status == "succeeded"
+        assert "event 12/12" in str(app.screen.query_one(ReplayBar).render())
+        await pilot.press("comma", "comma")
+        await settle(pilot)
+        assert source.index == len(events) - 2
+        await pilot.press("less_than_sign")
+        await settle(pilot)
+        assert source.index == 0 and source.state.tasks == {}
+        await pilot.press("p")
+        assert source.playing

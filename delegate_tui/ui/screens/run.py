@@ -30,6 +30,7 @@ from textual.widgets import Footer, Static
 from delegate_tui.core import attention, batching, metrics, workspace
 from delegate_tui.core.events import ACTIVE_STATUSES, RETRYABLE_STATUSES
 from delegate_tui.core.prompts import failure_summary, tail_text
+from delegate_tui.core.replay import ReplaySource
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.details import help_text, task_details
 from delegate_tui.ui.screens.dialogs import (
@@ -44,6 +45,7 @@ from delegate_tui.ui.widgets.agent_pane import AgentPane
 from delegate_tui.ui.widgets.batch_bar import BatchBar
 from delegate_tui.ui.widgets.conflict_sidebar import ConflictSidebar
 from delegate_tui.ui.widgets.header import RunHeader
+from delegate_tui.ui.widgets.replay_bar import ReplayBar
 from delegate_tui.ui.widgets.task_graph import TaskGraph
 
 if TYPE_CHECKING:
@@ -100,6 +102,18 @@ class RunScreen(Screen[None]):
         Binding("pagedown", "scroll_pane(1)", "Scroll down", show=False),
         Binding("G", "follow", "Follow", show=False),
         Binding("t", "app.next_theme", "Theme", id="theme", show=False),
+        Binding("left", "replay_seek(-10)", "−10 s", show=False),
+        Binding("right", "replay_seek(10)", "+10 s", show=False),
+        Binding("comma", "replay_step(-1)", "Back one event", show=False),
+        Binding("full_stop", "replay_step(1)", "One event", show=False),
+        Binding("less_than_sign", "replay_edge(0)", "Start", show=False),
+        Binding("greater_than_sign", "replay_edge(1)", "End", show=False),
+        Binding("plus,equals_sign", "replay_speed(1)", "Faster", show=False),
+        Binding("minus", "replay_speed(-1)", "Slower", show=False),
+        Binding("ctrl+left", "replay_jump('notable', -1)", "Previous notable", show=False),
+        Binding("ctrl+right", "replay_jump('notable', 1)", "Next notable", show=False),
+        Binding("F", "replay_jump('failure', 1)", "Next failure", show=False),
+        Binding("C", "replay_jump('conflict', 1)", "Next conflict", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "app.request_quit", "Quit", id="quit"),
     ]
@@ -138,9 +152,11 @@ class RunScreen(Screen[None]):
             with VerticalScroll(id="sidebar"):
                 yield ConflictSidebar(id="conflicts")
         yield BatchBar(id="batch")
+        yield ReplayBar(id="replay")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one(ReplayBar).display = self.delegate.read_only
         self._ready = True
         self.query_one(TaskGraph).focus()
         self.query_one("#sidebar").border_title = "Conflicts"
@@ -200,6 +216,14 @@ class RunScreen(Screen[None]):
             mode=mode,
         )
         self._layout_panes(state, now)
+        replay = self._replay()
+        if replay is not None:
+            self.query_one(ReplayBar).show(
+                replay.position,
+                playing=replay.playing,
+                speed=replay.speed,
+                real_time=replay.real_time,
+            )
 
     def _batch_warnings(self, state: RunState) -> list[str]:
         """Open collisions involving a task of the waiting batch."""
@@ -445,6 +469,11 @@ class RunScreen(Screen[None]):
             self._command(self.delegate.source.skip(self.selected), f"skipped {self.selected}")
 
     def action_pause(self) -> None:
+        replay = self._replay()
+        if replay is not None:
+            replay.toggle()
+            self.delegate.request_refresh()
+            return
         if not self._writable():
             return
         if self.state.paused:
@@ -609,20 +638,60 @@ class RunScreen(Screen[None]):
     def action_help(self) -> None:
         self.app.push_screen(TextScreen("Keys", help_text(self.delegate.config.keys)))
 
+    # ------------------------------------------------------------ replay
+
+    def _replay(self) -> ReplaySource | None:
+        source = self.delegate.source
+        return source if isinstance(source, ReplaySource) else None
+
+    def reset_panes(self) -> None:
+        """Drop every pane: they are rebuilt from the (replaced) state on the next refresh."""
+        for pane in self.panes.values():
+            pane.remove()
+        self.panes.clear()
+
+    def action_replay_seek(self, seconds: float) -> None:
+        replay = self._replay()
+        if replay is not None:
+            replay.seek_seconds(replay.position.seconds + seconds)
+
+    def action_replay_step(self, events: int) -> None:
+        replay = self._replay()
+        if replay is not None:
+            replay.playing = False
+            replay.step(events)
+
+    def action_replay_edge(self, end: int) -> None:
+        replay = self._replay()
+        if replay is not None:
+            replay.seek(len(replay.events) if end else 0)
+
+    def action_replay_speed(self, faster: int) -> None:
+        replay = self._replay()
+        if replay is not None:
+            self.notify(f"speed {replay.set_speed(faster):g}x", timeout=1.5)
+            self.delegate.request_refresh()
+
+    def action_replay_jump(self, mark: str, direction: int) -> None:
+        replay = self._replay()
+        if replay is not None and not replay.jump(mark, direction):
+            self.notify(f"no {'next' if direction > 0 else 'previous'} {mark} event", timeout=2)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide operator commands from the footer in replay."""
-        if self.delegate.read_only and action in {
+        if action.startswith("replay_") and not self.delegate.read_only:
+            return False
+        live_only = {
             "approve",
-            "toggle",
+            "toggle_task",
             "hold",
             "kill",
             "retry",
             "skip",
-            "pause",
             "input",
             "merge",
             "finish",
             "end",
-        }:
-            return None
-        return True
+        }
+        # In a replay these are hidden from the footer and their keys do nothing.
+        return not (self.delegate.read_only and action in live_only)

@@ -1,0 +1,176 @@
+"""Replay: the same apply over the log gives the live run's state; seeking equals folding."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delegate_tui.core import replay as replay_module
+from delegate_tui.core.metrics import stats
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.replay import REFUSED, ReplaySource
+from delegate_tui.core.runlog import read_events
+from delegate_tui.core.state import RunState, build
+from tests.conftest import run_engine
+
+pytestmark = pytest.mark.e2e
+PlanWriter = Callable[..., Plan]
+
+
+def projection(state: RunState) -> dict[str, object]:
+    """What a person would compare: statuses, attempts, files, findings, tip, counts."""
+    return {
+        "status": state.status,
+        "tasks": {
+            t.id: (t.status, len(t.attempts), [f.path for f in t.changed])
+            for t in state.tasks.values()
+        },
+        "findings": sorted(state.findings),
+        "tip": state.integration_tip,
+        "events": state.events,
+        "batches": state.batches,
+        "tails": {t.id: bytes(t.attempt.tail) if t.attempt else b"" for t in state.tasks.values()},
+    }
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, Path]:
+    """A real run with parallel work, a failure and retry, and a collision."""
+    tmp = tmp_path_factory.mktemp("replay")
+    repo = tmp / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / "shared.py").write_text("OWNER = 'nobody'\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=repo, check=True)
+    plan_path = tmp / "plan.yaml"
+    plan_path.write_text(
+        textwrap.dedent(
+            f"""\
+            name: recorded
+            repo: {repo}
+            agents:
+              flaky: {{extends: demo, args: [--fail-first]}}
+            tasks:
+              - {{id: a, agent: shell, edits: [a.txt], command: "echo a > a.txt; sed -i 's/nobody/a/' shared.py; sleep 1.5"}}
+              - {{id: b, agent: shell, edits: [b.txt], command: "echo b > b.txt; sed -i 's/nobody/b/' shared.py; sleep 1.5"}}
+              - {{id: c, agent: flaky, prompt: Fix it, edits: [c.py], retries: 1, depends_on: [a]}}
+            """
+        )
+    )
+    from delegate_tui.core.plan import load_plan
+
+    old = os.environ.get("DELEGATE_DEMO_SPEED")
+    os.environ["DELEGATE_DEMO_SPEED"] = "0"
+    try:
+        state, _, engine = run_engine(load_plan(plan_path))
+    finally:
+        if old is None:
+            os.environ.pop("DELEGATE_DEMO_SPEED", None)
+        else:
+            os.environ["DELEGATE_DEMO_SPEED"] = old
+    return state, engine.log_path
+
+
+def test_replay_ends_in_the_live_runs_state(recorded: tuple[RunState, Path]) -> None:
+    live, log = recorded
+    assert live.finding_history, "the recorded run had collisions"
+    assert any(len(t.attempts) == 2 for t in live.tasks.values()), "and a retry"
+    source = ReplaySource.from_log(log)
+    source.seek(len(source.events))
+    assert projection(source.state) == projection(live)
+    assert stats(source.state)["metrics"] == stats(live)["metrics"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_seek_anywhere_equals_folding_from_the_start(
+    recorded: tuple[RunState, Path], data: st.DataObject
+) -> None:
+    _, log = recorded
+    events = list(read_events(log))
+    source = ReplaySource(events)
+    for _ in range(3):  # several seeks in a row, forwards and backwards
+        index = data.draw(st.integers(0, len(events)))
+        source.seek(index)
+        assert projection(source.state) == projection(build(events[:index]))
+
+
+def test_keyframes_make_seeking_cheap(
+    recorded: tuple[RunState, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, log = recorded
+    monkeypatch.setattr(replay_module, "KEYFRAME_EVERY", 10)
+    events = list(read_events(log))
+    source = ReplaySource(events)
+    assert len(source._keyframes) == 1 + len(events) // 10
+    applied: list[int] = []
+    real_apply = replay_module.apply
+    monkeypatch.setattr(replay_module, "apply", lambda s, e: applied.append(1) or real_apply(s, e))
+    source.seek(len(events) - 3)
+    assert len(applied) < 10, "a seek applies only the events after the nearest keyframe"
+
+
+def test_replay_refuses_commands_and_jumps_to_marks(recorded: tuple[RunState, Path]) -> None:
+    _, log = recorded
+    source = ReplaySource.from_log(log)
+    assert (
+        source.approve() == REFUSED
+        and source.kill("a") == REFUSED
+        and source.retry("c", "x") == REFUSED
+    )
+    source.seek(0)
+    assert source.jump("conflict", 1)
+    assert source.state.findings, "the collision was found live, before the failure"
+    assert source.jump("failure", 1)
+    failed = source.events[source.index - 1]
+    assert getattr(failed, "status", "") in ("failed", "merge-conflict")
+    at_failure = source.index
+    assert source.jump("conflict", -1) and source.index < at_failure
+    assert source.set_speed(1) == 2.0 and source.set_speed(-1) == 1.0
+
+
+def test_headless_replay_at_a_moment(recorded: tuple[RunState, Path]) -> None:
+    _, log = recorded
+    out = subprocess.run(
+        [sys.executable, "-m", "delegate_tui", "replay", str(log), "--headless", "--at", "0.8"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    ).stdout
+    head, *rows = out.splitlines()
+    assert head.startswith("2") and "recorded" in head and "[running]" in head
+    assert any(row.split()[:2] == ["a", "running"] for row in rows)
+    assert "\x1b" not in out, "nothing from the log reaches the terminal raw"
+    end = subprocess.run(
+        [sys.executable, "-m", "delegate_tui", "replay", str(log), "--headless"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "[partial]" in end or "[succeeded]" in end
+
+
+def test_damaged_log_opens_with_a_message(recorded: tuple[RunState, Path], tmp_path: Path) -> None:
+    _, log = recorded
+    damaged = tmp_path / "events.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    damaged.write_bytes(b"".join(lines[:5]) + b"{garbage\n" + b"".join(lines[5:]) + lines[-1][:30])
+    result = subprocess.run(
+        [sys.executable, "-m", "delegate_tui", "replay", str(damaged), "--headless"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert "skipped 1 corrupt line(s): line 6" in result.stderr
+    assert "cut off mid-write" in result.stderr
