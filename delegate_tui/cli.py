@@ -448,6 +448,62 @@ def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
     type=click.Path(file_okay=False),
     help="Repository whose runs to look in.",
 )
+@click.option("--headless", is_flag=True, help="No full-screen UI: print one line per event.")
+@click.option(
+    "-y", "--yes", is_flag=True, help="Approve batches without asking; retry interrupted tasks."
+)
+@click.option(
+    "--kill-grace",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL.",
+)
+@click.option("--theme", metavar="NAME", help="UI theme.")
+def resume(
+    run_arg: str | None, repo: str, headless: bool, yes: bool, kill_grace: float, theme: str | None
+) -> None:
+    """Continue a run that was cut off (crash, kill -9, power loss) from its log.
+
+    Agents the old process left running are ended (by the process groups in the
+    log), their tasks marked interrupted, merged work kept; the log goes on in the
+    same file. With --yes (or approve: auto) interrupted tasks are retried.
+    """
+    try:
+        path = runlog.resolve_run(run_arg, Path(repo).resolve())
+        interactive_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+        use_ui = not headless and interactive_terminal
+        engine = Engine.from_log(
+            path, EngineOptions(auto_approve=yes, kill_grace_s=kill_grace, hold_at_end=use_ui)
+        )
+    except (runlog.LogError, PreflightError) as exc:
+        fail(str(exc))
+        raise
+    auto = yes or engine.state.auto_approve
+    if not interactive_terminal and not auto:
+        fail(f"{path}: batches wait for approval, and there is no terminal to ask in; pass --yes")
+    if use_ui:
+        from delegate_tui.ui.app import DelegateApp
+
+        DelegateApp(engine, theme=theme).run()
+    else:
+        from delegate_tui.headless import run_headless
+
+        asyncio.run(run_headless(engine, interactive=not auto))
+    state = engine.state
+    click.echo(f"run {state.status}; log: {path}")
+    sys.exit(EXIT_OK if state.status == "succeeded" else EXIT_RUN_FAILED)
+
+
+@main.command()
+@click.argument("run_arg", metavar="[RUN]", required=False)
+@click.option(
+    "--repo",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Repository whose runs to look in.",
+)
 @click.option("--headless", is_flag=True, help="Print the state at --at instead of opening the UI.")
 @click.option(
     "--at",

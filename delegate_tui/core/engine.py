@@ -49,6 +49,7 @@ from delegate_tui.core.events import (
     Notice,
     RetryScheduled,
     RunFinished,
+    RunResumed,
     RunStarted,
     SchedulingPaused,
     SchedulingResumed,
@@ -65,9 +66,9 @@ from delegate_tui.core.events import (
 )
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.process import AgentProcess
-from delegate_tui.core.reaper import Reaper
-from delegate_tui.core.runlog import LOG_NAME, LogWriter, runs_dir
-from delegate_tui.core.state import AttemptState, RunState, apply
+from delegate_tui.core.reaper import Reaper, end_groups
+from delegate_tui.core.runlog import LOG_NAME, LogWriter, ReadReport, read_events, runs_dir
+from delegate_tui.core.state import AttemptState, RunState, apply, build
 from delegate_tui.core.watcher import WorktreeWatcher
 
 Listener = Callable[[Event], None]
@@ -156,6 +157,7 @@ class Engine:
         self._final_merge_requested = self.options.finish
         self._told_waiting = False
         self._warnings: list[str] = []
+        self._resume_report = ReadReport()
         self._out_buf: dict[tuple[str, int, str], bytearray] = {}
         self._out_bytes = 0
         self._out_timer: asyncio.TimerHandle | None = None
@@ -292,8 +294,80 @@ class Engine:
 
     # ------------------------------------------------------------ run
 
+    @classmethod
+    def from_log(cls, log_path: Path, options: EngineOptions | None = None) -> Engine:
+        """An engine that continues the run recorded in ``log_path`` (same log, same branches)."""
+        report = ReadReport()
+        state = build(read_events(log_path, report))
+        if state.plan is None or not state.run_id:
+            raise PreflightError(f"{log_path}: not a delegate-tui run log (no readable RunStarted)")
+        if state.finished:
+            raise PreflightError(
+                f"{log_path}: run {state.run_id} already ended ({state.status}); nothing to resume"
+            )
+        engine = cls(
+            state.plan, dataclasses.replace(options or EngineOptions(), run_id=state.run_id)
+        )
+        engine.state = state
+        engine._seq = state.last_seq
+        engine.repo = Path(state.repo)
+        engine.isolation = state.isolation
+        engine.run_dir = log_path.parent
+        engine._resume_report = report
+        engine._agents = engine.plan.resolved_agents()
+        return engine
+
+    async def _resume(self) -> None:
+        """End what the previous process left running, mark it interrupted, go on."""
+        self._log = LogWriter(self.log_path)
+        self._reaper.start()
+        if self.isolation in ("worktree", "shared"):
+            self._watcher.start()
+        left = [t for t in self.state.tasks.values() if t.status in ACTIVE_STATUSES and t.attempts]
+        groups = [t.attempts[-1].pgid for t in left if t.attempts[-1].pgid]
+        reaped = (
+            await asyncio.to_thread(end_groups, groups, self.options.kill_grace_s) if groups else []
+        )
+        self._emit(
+            RunResumed(host_pid=os.getpid(), reaper_pid=self._reaper.pid, reaped_pids=tuple(reaped))
+        )
+        for message in self._resume_report.messages():
+            self._emit(Notice(level="warning", message=f"log: {message}"))
+        if groups:
+            still = (
+                f"ended {len(reaped)} agent group(s) still alive"
+                if reaped
+                else "no agent was still alive"
+            )
+            self._emit(Notice(level="info", message=f"resumed run {self.run_id}: {still}"))
+        for task in left:
+            attempt = task.attempts[-1]
+            self._emit(
+                TaskFinished(
+                    task=task.id,
+                    attempt=attempt.number,
+                    status="interrupted",
+                    reason="delegate-tui stopped while it ran",
+                )
+            )
+        if self.state.auto_approve or self.options.auto_approve:
+            for task in left:
+                self._schedule_retry(
+                    task.id,
+                    "The run was interrupted; start this task again.",
+                    automatic=True,
+                    keep_worktree=False,
+                )
+
     async def run(self) -> RunState:
         """Run the plan to its end (or until stopped); return the final state."""
+        if self.state.run_id:  # made by Engine.from_log: a resumed run
+            try:
+                await self._resume()
+                await self._loop()
+            finally:
+                await self._shutdown()
+            return self.state
         if not self.isolation:
             self.preflight()
         self.run_dir = runs_dir(self.repo) / self.run_id

@@ -266,6 +266,9 @@ def _run_resumed(state: RunState, ev: RunResumed) -> None:
     state.status = "running"
     state.finished_ts = 0.0
     state.proposal = None
+    for task in state.tasks.values():
+        if task.status == "proposed":  # the proposal died with the old process
+            task.status = "pending"
 
 
 @_on(Notice)

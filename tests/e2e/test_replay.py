@@ -174,3 +174,107 @@ def test_damaged_log_opens_with_a_message(recorded: tuple[RunState, Path], tmp_p
     assert result.returncode == 0
     assert "skipped 1 corrupt line(s): line 6" in result.stderr
     assert "cut off mid-write" in result.stderr
+
+
+def test_resume_after_sigkill_finishes_the_run_without_orphans(tmp_path: Path, repo: Path) -> None:
+    import json
+    import signal
+    import time
+
+    from delegate_tui.core.reaper import group_alive
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        textwrap.dedent(
+            f"""\
+            name: resumable
+            repo: {repo}
+            tasks:
+              - {{id: quick, agent: shell, edits: [q.txt], command: "echo q > q.txt"}}
+              - id: slow
+                agent: shell
+                edits: [s.txt]
+                command: "echo s > s.txt; if [ $DELEGATE_ATTEMPT = 1 ]; then sleep 300; fi"
+              - {{id: after, agent: shell, edits: [a.txt], depends_on: [quick, slow], command: "cat q.txt s.txt > a.txt"}}
+            """
+        )
+    )
+    env = {**os.environ, "NO_COLOR": "1"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "delegate_tui", "run", str(plan), "--headless", "--yes"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    log = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        logs = (
+            list((repo / ".delegate" / "runs").glob("*/events.jsonl"))
+            if (repo / ".delegate").exists()
+            else []
+        )
+        if (
+            logs
+            and '"TaskMerged"' in logs[0].read_text()
+            and '"task":"slow"' in logs[0].read_text()
+        ):
+            log = logs[0]
+            break
+        time.sleep(0.1)
+    assert log is not None, "the first run got going"
+    started = [json.loads(line) for line in log.read_text().splitlines() if '"TaskStarted"' in line]
+    slow_group = next(e["pgid"] for e in started if e["task"] == "slow")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and group_alive(slow_group):
+        time.sleep(0.1)
+    assert not group_alive(slow_group), "no agent outlived the killed process"
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "delegate_tui",
+            "resume",
+            "--repo",
+            str(repo),
+            "--headless",
+            "--yes",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "slow interrupted" in result.stdout and "run succeeded" in result.stdout
+    state = build(read_events(log))
+    assert state.status == "succeeded" and len(state.host_pids) == 2
+    assert [a.status for a in state.tasks["slow"].attempts] == ["interrupted", "succeeded"]
+    assert len(state.tasks["quick"].attempts) == 1, "finished work was kept, not redone"
+    out = subprocess.run(
+        ["git", "show", f"{state.integration_branch}:a.txt"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.split() == ["q", "s"]
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "delegate_tui",
+            "resume",
+            "--repo",
+            str(repo),
+            "--headless",
+            "--yes",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 2 and "already ended (succeeded); nothing to resume" in again.stderr
