@@ -525,15 +525,21 @@ def replay(
 ) -> None:
     """Replay a run in the same UI (play, pause, speed, seek), or print it at a moment.
 
-    RUN is a run id, a run folder, an events.jsonl path, or `latest` (the default).
+    RUN is a run id, a run folder, an events.jsonl path, `latest` (the default),
+    or an asciinema recording (asciicast v2 .cast file), shown as a one-task run.
     Replay only reads the log: it never runs a process or touches git.
     """
+    from delegate_tui.core import asciicast
     from delegate_tui.core.replay import ReplaySource
 
     try:
-        path = runlog.resolve_run(run_arg, Path(repo).resolve())
-        source = ReplaySource.from_log(path, real_time=real_time)
-    except runlog.LogError as exc:
+        if run_arg and Path(run_arg).is_file() and asciicast.looks_like_cast(Path(run_arg)):
+            path = Path(run_arg)
+            source = ReplaySource(asciicast.to_events(path), real_time=real_time)
+        else:
+            path = runlog.resolve_run(run_arg, Path(repo).resolve())
+            source = ReplaySource.from_log(path, real_time=real_time)
+    except (runlog.LogError, asciicast.CastError) as exc:
         fail(str(exc))
         raise
     for message in source.report.messages():

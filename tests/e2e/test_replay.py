@@ -278,3 +278,39 @@ def test_resume_after_sigkill_finishes_the_run_without_orphans(tmp_path: Path, r
         text=True,
     )
     assert again.returncode == 2 and "already ended (succeeded); nothing to resume" in again.stderr
+
+
+def test_asciicast_recording_replays_as_a_one_task_run(tmp_path: Path) -> None:
+    from delegate_tui.core import asciicast
+
+    cast = tmp_path / "session.cast"
+    cast.write_text(
+        '{"version": 2, "width": 80, "height": 24, "timestamp": 1700000000, "title": "npm test", "command": "npm test"}\n'
+        '[0.1, "o", "\\u001b[32mPASS\\u001b[0m a.test.js\\r\\n"]\n'
+        '[0.5, "o", "  10%\\r 100%\\r\\n"]\n'
+        '[0.7, "i", "q"]\n'
+        '[1.5, "o", "done\\r\\n"]\n'
+    )
+    source = ReplaySource(asciicast.to_events(cast))
+    source.seek(len(source.events))
+    session = source.state.tasks["session"]
+    assert session.status == "succeeded" and source.state.plan is not None
+    assert (
+        bytes(session.attempts[0].tail)
+        == b"\x1b[32mPASS\x1b[0m a.test.js\r\n  10%\r 100%\r\ndone\r\n"
+    )
+    assert session.attempts[0].inputs == ["q"]
+    assert source.position.duration == 1.5
+    source.seek_seconds(0.6)
+    assert source.state.tasks["session"].status == "running"
+    out = subprocess.run(
+        [sys.executable, "-m", "delegate_tui", "replay", str(cast), "--headless", "--at", "0.6"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "session" in out and "running" in out and "100%" in out
+    bad = tmp_path / "bad.cast"
+    bad.write_text('{"version": 2}\n[0.1, "o"]\n')
+    with pytest.raises(asciicast.CastError, match=r"bad.cast:2: expected \[time, type, data\]"):
+        asciicast.to_events(bad)
