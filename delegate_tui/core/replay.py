@@ -36,6 +36,8 @@ from delegate_tui.core.runlog import ReadReport, read_events
 from delegate_tui.core.state import RunState, apply
 
 KEYFRAME_EVERY = 2000
+#: Keyframes hold whole states (output tails included): long logs space them out.
+MAX_KEYFRAMES = 200
 QUIET_S = 3.0
 QUIET_PLAY_S = 0.5
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
@@ -100,9 +102,10 @@ class ReplaySource:
     def _build_keyframes(self) -> None:
         state = RunState()
         self._keyframes = [(0, copy.deepcopy(state))]
+        every = max(KEYFRAME_EVERY, len(self.events) // MAX_KEYFRAMES)
         for i, ev in enumerate(self.events, 1):
             apply(state, ev)
-            if i % KEYFRAME_EVERY == 0:
+            if i % every == 0:
                 self._keyframes.append((i, copy.deepcopy(state)))
         self.final_state = state
 

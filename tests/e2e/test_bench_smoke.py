@@ -47,3 +47,23 @@ def test_conflict_latency_benchmark_runs_and_sees_every_write() -> None:
     data = json.loads(result.stdout)
     assert data["writes"] == 6 and data["missed"] == 0
     assert 0 < data["finding_p50_ms"] < 5000
+
+
+def test_replay_seek_benchmark_runs() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "replay_seek.py"),
+            "--events",
+            "5000",
+            "--seeks",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["events"] == 5000 and data["seek_max_ms"] < 1000

@@ -1,0 +1,141 @@
+"""Benchmark 5: open a one-million-event log and seek to the end and to random points.
+
+The log is generated (8 tasks, lifecycle events, and output chunks of about 80
+bytes, the bulk of any real log) and written with the real LogWriter. Measured:
+opening (read, decode, fold once, take keyframes) and each seek (nearest
+keyframe plus the events after it). Target: every seek under 1 s.
+
+Usage: python bench/replay_seek.py [--events 1000000] [--seeks 20] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from delegate_tui.core.events import (
+    BatchApproved,
+    BatchProposed,
+    RunStarted,
+    TaskExited,
+    TaskFinished,
+    TaskOutput,
+    TaskStarted,
+)
+from delegate_tui.core.replay import ReplaySource
+from delegate_tui.core.runlog import LogWriter
+
+
+def generate(path: Path, total: int) -> None:
+    tasks = [f"t{i}" for i in range(8)]
+    plan = {
+        "name": "bench",
+        "tasks": [{"id": t, "prompt": "x", "agent": "shell", "command": "true"} for t in tasks],
+    }
+    writer = LogWriter(path)
+    seq, ts = 0, 1_790_000_000.0
+
+    def put(ev: object) -> None:
+        nonlocal seq, ts
+        seq += 1
+        ts += 0.001
+        object.__setattr__(ev, "seq", seq)
+        object.__setattr__(ev, "ts", ts)
+        writer.write(ev)  # type: ignore[arg-type]
+
+    put(RunStarted(run_id="bench", plan=plan, plan_path="", repo="/", isolation="none"))
+    put(BatchProposed(batch=1, tasks=tuple(tasks)))
+    put(BatchApproved(batch=1, tasks=tuple(tasks)))
+    for i, task in enumerate(tasks):
+        put(
+            TaskStarted(
+                task=task,
+                attempt=1,
+                agent="shell",
+                argv=("true",),
+                cwd="/",
+                pid=100 + i,
+                pgid=100 + i,
+                prompt="",
+            )
+        )
+    line = b"x" * 70
+    n = 0
+    while seq < total - 2 * len(tasks):
+        task = tasks[n % len(tasks)]
+        put(TaskOutput(task=task, attempt=1, data=b"%08d " % n + line + b"\r\n"))
+        n += 1
+    for task in tasks:
+        put(TaskExited(task=task, attempt=1, exit_code=0, duration_s=1.0))
+        put(TaskFinished(task=task, attempt=1, status="succeeded"))
+    writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--seeks", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="delegate-seek-") as tmp:
+        log = Path(tmp) / "events.jsonl"
+        start = time.perf_counter()
+        generate(log, args.events)
+        generated = time.perf_counter() - start
+        size = log.stat().st_size
+        start = time.perf_counter()
+        source = ReplaySource.from_log(log)
+        opened = time.perf_counter() - start
+        timings = []
+        rng = random.Random(7)
+        targets = [
+            len(source.events),
+            0,
+            *[rng.randrange(len(source.events)) for _ in range(args.seeks)],
+        ]
+        for target in targets:
+            start = time.perf_counter()
+            source.seek(target)
+            timings.append(time.perf_counter() - start)
+        assert source.index == targets[-1]
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "events": len(source.events),
+        "log_mb": round(size / 1e6, 1),
+        "generate_s": round(generated, 1),
+        "open_s": round(opened, 1),
+        "seek_end_ms": round(timings[0] * 1000),
+        "seek_max_ms": round(max(timings) * 1000),
+        "seek_median_ms": round(sorted(timings)[len(timings) // 2] * 1000),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(
+        f"replay seek: {result['events']:,} events ({result['log_mb']} MB log), {result['machine']}"
+    )
+    print(
+        f"  open (read, decode, fold once, keyframes): {result['open_s']} s; peak RSS {result['peak_rss_mb']} MB"
+    )
+    print(
+        f"  seek to end {result['seek_end_ms']} ms; {len(timings)} seeks: median {result['seek_median_ms']} ms, "
+        f"max {result['seek_max_ms']} ms (target < 1000 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
