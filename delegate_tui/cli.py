@@ -588,10 +588,25 @@ def _describe_moment(source: Any) -> str:
 
 @main.command()
 @click.argument("repo", required=False, default=".", type=click.Path(file_okay=False))
+@click.option(
+    "--open", "open_ui", is_flag=True, help="Open the runs screen and replay the run you pick."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def runs(repo: str, as_json: bool) -> None:
-    """List the runs of REPO (default: here), newest first."""
+def runs(repo: str, as_json: bool, open_ui: bool) -> None:
+    """List the runs of REPO (default: here), newest first; --open picks one to replay."""
     root = Path(repo).resolve()
+    if open_ui:
+        from delegate_tui.core import workspace as ws
+        from delegate_tui.core.replay import ReplaySource
+        from delegate_tui.ui.app import DelegateApp
+        from delegate_tui.ui.screens.runs import RunsApp
+
+        picked = RunsApp(ws.find_repo(root) or root).run()
+        if picked is not None:
+            source = ReplaySource.from_log(picked)
+            source.seek(0)
+            DelegateApp(source, read_only=True).run()
+        return
     from delegate_tui.core import workspace
 
     top = workspace.find_repo(root) or root

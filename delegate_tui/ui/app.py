@@ -129,6 +129,9 @@ class DelegateApp(App[int]):
         self._theme_names = [t.name for t in themes]
         for problem in [*problems, *self.config.problems]:
             self.notify(problem, title="config", severity="warning", timeout=10)
+        report = getattr(self.source, "report", None)
+        for message in report.messages() if report is not None else []:
+            self.notify(message, title="run log", severity="warning", timeout=15)
         wanted = self._requested_theme or self.config.theme or DEFAULT_THEME
         if wanted not in self.available_themes:
             self.notify(f"no theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")

@@ -437,3 +437,37 @@ async def test_replay_in_the_app_seeks_with_keys(tmp_path: Path) -> None:
         assert source.index == 0 and source.state.tasks == {}
         await pilot.press("p")
         assert source.playing
+
+
+@pytest.mark.asyncio
+async def test_runs_screen_lists_runs_and_opens_the_picked_one(tmp_path: Path) -> None:
+    from delegate_tui.core.events import encode
+    from delegate_tui.ui.screens.runs import RunsApp
+
+    for run_id in ("20260101-000000-aaaa", "20260102-000000-bbbb"):
+        folder = tmp_path / ".delegate" / "runs" / run_id
+        folder.mkdir(parents=True)
+        source = FakeSource()
+        events: list = []  # type: ignore[type-arg]
+        source.subscribe(events.append)
+        source.start_run()
+        (folder / "events.jsonl").write_bytes(
+            b"".join(
+                encode(
+                    __import__("dataclasses").replace(e, run_id=run_id)
+                    if hasattr(e, "run_id")
+                    else e
+                )
+                for e in events
+            )
+        )
+    app = RunsApp(tmp_path)
+    assert [row.run_id for row in app.rows] == ["20260102-000000-bbbb", "20260101-000000-aaaa"]
+    async with app.run_test(size=(120, 20)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("down", "enter")
+        await pilot.pause(0.2)
+    assert (
+        app.return_value
+        == tmp_path / ".delegate" / "runs" / "20260101-000000-aaaa" / "events.jsonl"
+    )

@@ -1,0 +1,113 @@
+"""The runs screen: a repository's runs, newest first; Enter opens one for replay."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Label, OptionList
+from textual.widgets.option_list import Option
+
+from delegate_tui.core import runlog
+from delegate_tui.core.state import build
+from delegate_tui.resources import data_dir
+from delegate_tui.ui.themes import DEFAULT_THEME, load_themes
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run as the list shows it."""
+
+    log: Path
+    run_id: str
+    plan: str
+    started: float
+    duration_s: float
+    status: str
+    ok: int
+    total: int
+
+
+def list_runs(repo: Path) -> list[RunRow]:
+    """Every readable run of ``repo``, newest first."""
+    rows = []
+    for path in runlog.list_run_logs(repo):
+        try:
+            state = build(runlog.read_events(path, runlog.ReadReport()))
+        except runlog.LogError:
+            continue
+        rows.append(
+            RunRow(
+                path,
+                state.run_id,
+                state.plan.name if state.plan else "?",
+                state.started_ts,
+                state.elapsed_s,
+                state.status if state.finished else "unfinished",
+                sum(t.status == "succeeded" for t in state.tasks.values()),
+                len(state.tasks),
+            )
+        )
+    return rows
+
+
+class RunsApp(App[Path | None]):
+    """Pick a run to replay; returns its log path (or None)."""
+
+    CSS = """
+    Screen { background: $background; }
+    #title { padding: 0 1; background: $panel; color: $primary; text-style: bold; width: 100%; }
+    OptionList { height: 1fr; border: round $foreground 25%; background: $surface; }
+    """
+    BINDINGS = [Binding("q,escape", "quit", "Quit"), Binding("enter", "open", "Replay")]
+
+    def __init__(self, repo: Path, theme: str | None = None) -> None:
+        super().__init__()
+        self.repo = repo
+        self.rows = list_runs(repo)
+        self._theme = theme
+
+    def compose(self) -> ComposeResult:
+        yield Label(
+            f" Runs of {self.repo}  ·  {len(self.rows)} run(s)  ·  enter replays, q quits",
+            id="title",
+        )
+        options = []
+        for row in self.rows:
+            when = (
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(row.started)) if row.started else "?"
+            )
+            text = Text()
+            text.append(f"{row.run_id}  ", "bold")
+            text.append(f"{when}  {int(row.duration_s) // 60:>3}m{int(row.duration_s) % 60:02d}s  ")
+            colour = {"succeeded": "green", "partial": "yellow", "unfinished": "cyan"}.get(
+                row.status, "red"
+            )
+            text.append(f"{row.status:<11}", colour)
+            text.append(f" {row.ok}/{row.total} ok  {row.plan}")
+            options.append(Option(text, id=str(row.log)))
+        yield (
+            OptionList(*options)
+            if options
+            else Label("  No runs yet: `delegate-tui run PLAN` makes one.")
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        themes, _ = load_themes([data_dir("themes")])
+        for theme in themes:
+            self.register_theme(theme)
+        self.theme = self._theme if self._theme in self.available_themes else DEFAULT_THEME
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.exit(Path(str(event.option.id)))
+
+    def action_open(self) -> None:
+        lists = self.query(OptionList)
+        if lists and lists.first().highlighted is not None:
+            option = lists.first().get_option_at_index(lists.first().highlighted or 0)
+            self.exit(Path(str(option.id)))
