@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-first", action="store_true", help="fail on attempt 1 only")
     parser.add_argument("--flood", type=int, default=0, help="print N lines as fast as possible")
     parser.add_argument("--hang", action="store_true", help="never finish")
+    parser.add_argument("--hang-first", action="store_true", help="never finish on attempt 1 only")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--ask", action="store_true", help="ask a question and read stdin")
     parser.add_argument("--binary", action="store_true", help="print invalid UTF-8 bytes")
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     passed = rng.randint(8, 40)
     say(f"  {GREEN}{passed} passed{RESET} in {rng.uniform(0.4, 3.0):.2f}s")
 
-    if args.hang:
+    if args.hang or (args.hang_first and attempt == 1):
         say(f"{DIM}Waiting…{RESET}")
         while True:
             time.sleep(1)

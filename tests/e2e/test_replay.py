@@ -189,17 +189,16 @@ def test_resume_after_sigkill_finishes_the_run_without_orphans(tmp_path: Path, r
             f"""\
             name: resumable
             repo: {repo}
+            agents:
+              stuck: {{extends: demo, args: [--hang-first]}}
             tasks:
-              - {{id: quick, agent: shell, edits: [q.txt], command: "echo q > q.txt"}}
-              - id: slow
-                agent: shell
-                edits: [s.txt]
-                command: "echo s > s.txt; if [ $DELEGATE_ATTEMPT = 1 ]; then sleep 300; fi"
+              - {{id: quick, agent: demo, prompt: Add q, edits: [q.txt]}}
+              - {{id: slow, agent: stuck, prompt: Add s, edits: [s.txt]}}
               - {{id: after, agent: shell, edits: [a.txt], depends_on: [quick, slow], command: "cat q.txt s.txt > a.txt"}}
             """
         )
     )
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = {**os.environ, "NO_COLOR": "1", "DELEGATE_DEMO_SPEED": "0"}
     first = subprocess.Popen(
         [sys.executable, "-m", "delegate_tui", "run", str(plan), "--headless", "--yes"],
         env=env,
@@ -262,7 +261,7 @@ def test_resume_after_sigkill_finishes_the_run_without_orphans(tmp_path: Path, r
         capture_output=True,
         text=True,
     )
-    assert out.stdout.split() == ["q", "s"]
+    assert out.stdout.count("## quick") == 1 and out.stdout.count("## slow") == 1
     again = subprocess.run(
         [
             sys.executable,

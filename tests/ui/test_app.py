@@ -266,6 +266,9 @@ async def test_replay_mode_refuses_commands(tmp_path: Path) -> None:
         await pilot.press("a", "k", "r", "s")
         await settle(pilot)
         assert source.commands == []
+        assert any("this is a replay" in str(n.message) for n in app._notifications), (
+            "and it says so"
+        )
 
 
 @pytest.mark.asyncio

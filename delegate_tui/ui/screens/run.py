@@ -19,7 +19,7 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.syntax import Syntax
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
@@ -676,6 +676,31 @@ class RunScreen(Screen[None]):
         replay = self._replay()
         if replay is not None and not replay.jump(mark, direction):
             self.notify(f"no {'next' if direction > 0 else 'previous'} {mark} event", timeout=2)
+
+    def on_key(self, event: events.Key) -> None:
+        """In a replay, a command's key says why nothing happens (the command is hidden)."""
+        if not self.delegate.read_only:
+            return
+        live_ids = {
+            "approve",
+            "approve_all",
+            "toggle",
+            "hold",
+            "kill",
+            "retry",
+            "skip",
+            "input",
+            "merge",
+            "finish",
+            "end",
+        }
+        keys = {b.key for b in self.BINDINGS if isinstance(b, Binding) and b.id in live_ids}
+        keys |= {key for action, key in self.delegate.config.keys.items() if action in live_ids}
+        if event.key in keys:
+            event.stop()
+            self.notify(
+                "this is a replay: commands are not available", severity="warning", timeout=3
+            )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide operator commands from the footer in replay."""
