@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,29 @@ def test_replay_seek_benchmark_runs() -> None:
     )
     data = json.loads(result.stdout)
     assert data["events"] == 5000 and data["seek_max_ms"] < 1000
+
+
+def test_plan_scale_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "plan_scale.py"), "--tasks", "200", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["tasks"] == 200 and data["first_batch"] >= 1 and data["held_with_reasons"] >= 1
+
+
+@pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="bench/startup.py drives a real terminal through tmux"
+)
+def test_startup_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "startup.py"), "--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(result.stdout)["median_ms"] > 0

@@ -1,0 +1,79 @@
+"""Benchmark 7: `delegate-tui run` on the demo plan, to the first frame on screen.
+
+Runs the real command in a real terminal (tmux), on a fresh demo repository,
+and polls the screen until the run screen is drawn. Target: under 0.6 s.
+Needs tmux.
+
+Usage: python bench/startup.py [--runs 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from delegate_tui.demo.scaffold import make_demo_repo
+
+
+def first_frame(plan: Path) -> float:
+    session = f"startup{os.getpid()}"
+    command = f"{sys.executable} -m delegate_tui run {plan}; sleep 5"
+    start = time.perf_counter()
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True
+    )
+    try:
+        while time.perf_counter() - start < 10:
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+            if "Tasks" in screen and "Agents" in screen:
+                return time.perf_counter() - start
+            time.sleep(0.005)
+        raise SystemExit("no frame within 10 s")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        raise SystemExit("bench/startup.py needs tmux")
+    times = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="delegate-startup-") as tmp:
+            times.append(first_frame(make_demo_repo(Path(tmp))))
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "runs": len(times),
+        "median_ms": round(statistics.median(times) * 1000),
+        "max_ms": round(max(times) * 1000),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(
+        f"start-up to first frame ({result['runs']} runs, {result['machine']}): "
+        f"median {result['median_ms']} ms, max {result['max_ms']} ms (target < 600 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
