@@ -94,3 +94,18 @@ def test_startup_benchmark_runs() -> None:
         check=True,
     )
     assert json.loads(result.stdout)["median_ms"] > 0
+
+
+@pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="bench/ui_flood.py drives a real terminal through tmux"
+)
+def test_ui_flood_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "ui_flood.py"), "--lines", "3000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["ui_wall_s"] > 0 and data["peak_rss_mb"] > 0

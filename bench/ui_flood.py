@@ -1,0 +1,152 @@
+"""Benchmarks 1-3 under the full UI: 8 agents flooding output in a real terminal.
+
+Runs `delegate-tui run` with the full UI inside tmux (200x60) on the ingest
+workload (8 agents x N lines of 80 bytes, PTY transport), twice: once untouched
+for the wall time and memory, once probed with a key every 250 ms for latency
+(probing costs the run a relayout per key, so it would skew the wall time):
+* wall time of the run, from its own log (RunFinished), against the bare PTY reader
+  of bench/ingest.py run just before (target: within 2.5x);
+* key-to-screen latency while the agents flood: `c` toggles the sidebar, and the
+  screen is polled until it changed (target: p95 under 100 ms);
+* peak RSS of delegate-tui (target: under 300 MB).
+Needs tmux.
+
+Usage: python bench/ui_flood.py [--lines 200000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import AGENTS, bench_bare, producer
+
+from delegate_tui.core.events import RunFinished
+from delegate_tui.core.runlog import list_run_logs, read_events
+
+SESSION = f"uiflood{os.getpid()}"
+
+
+def screen() -> str:
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True
+    ).stdout
+
+
+def run_ui(lines: int, *, probe: bool) -> tuple[float, float, list[float]]:
+    """One UI run of the workload: (wall time from the log, peak RSS MB, key latencies in ms)."""
+    with tempfile.TemporaryDirectory(prefix="delegate-uiflood-") as tmp:
+        folder = Path(tmp)
+        argv = json.dumps(producer(lines))
+        tasks = "".join(
+            f"  - {{id: flood{i}, agent: shell, command: {argv}}}\n" for i in range(AGENTS)
+        )
+        (folder / "plan.yaml").write_text(
+            f"name: flood\nrepo: .\nisolation: none\napprove: auto\nmax_parallel: {AGENTS}\ntasks:\n{tasks}"
+        )
+        rss_file = folder / "rss"
+        wrapper = (
+            f"import resource, subprocess; subprocess.run([{sys.executable!r}, '-m', 'delegate_tui', 'run', 'plan.yaml']); "
+            f"open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
+        )
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                SESSION,
+                "-x",
+                "200",
+                "-y",
+                "60",
+                f"cd {folder} && {sys.executable} -c {json.dumps(wrapper)}; sleep 30",
+            ],
+            check=True,
+        )
+        latencies: list[float] = []
+        try:
+            while "Agents" not in screen():
+                time.sleep(0.02)
+            while True:
+                lines_on_screen = screen().splitlines()
+                head = lines_on_screen[0] if lines_on_screen else ""
+                if "run succeeded" in head or "run failed" in head or "run partial" in head:
+                    break
+                if not probe:
+                    time.sleep(0.25)
+                    continue
+                before = "Conflicts" in screen()
+                start = time.perf_counter()
+                subprocess.run(["tmux", "send-keys", "-t", SESSION, "c"])
+                while ("Conflicts" in screen()) == before and time.perf_counter() - start < 5:
+                    time.sleep(0.002)
+                latencies.append((time.perf_counter() - start) * 1000)
+                time.sleep(0.25)
+            subprocess.run(["tmux", "send-keys", "-t", SESSION, "q"])
+            deadline = time.monotonic() + 20
+            while not rss_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+        (log,) = list_run_logs(folder)
+        finished = [e for e in read_events(log) if isinstance(e, RunFinished)]
+        rss_mb = int(rss_file.read_text()) / 1024 if rss_file.exists() else 0.0
+        return finished[-1].metrics.wall_s, rss_mb, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        raise SystemExit("bench/ui_flood.py needs tmux")
+    bare, _ = bench_bare(args.lines, "pty")
+    wall, rss_mb, _ = run_ui(args.lines, probe=False)  # undisturbed: the wall time
+    _, _, latencies = run_ui(args.lines, probe=True)  # probed: the key latency
+    latencies.sort()
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "lines_per_agent": args.lines,
+        "bare_pty_s": round(bare, 2),
+        "ui_wall_s": round(wall, 2),
+        "ui_ratio": round(wall / bare, 2),
+        "key_samples": len(latencies),
+        "key_median_ms": round(statistics.median(latencies)) if latencies else None,
+        "key_p95_ms": round(latencies[max(0, int(len(latencies) * 0.95) - 1)])
+        if latencies
+        else None,
+        "peak_rss_mb": round(rss_mb),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"UI flood: {AGENTS} agents x {args.lines:,} lines, 200x60 in tmux, {result['machine']}")
+    print(
+        f"  bare PTY reader {result['bare_pty_s']} s; UI run {result['ui_wall_s']} s = {result['ui_ratio']}x (target 2.5x)"
+    )
+    print(
+        f"  key -> screen during the flood: median {result['key_median_ms']} ms, p95 {result['key_p95_ms']} ms "
+        f"({result['key_samples']} samples; target p95 < 100 ms)"
+    )
+    print(f"  peak RSS {result['peak_rss_mb']} MB (target < 300 MB)")
+
+
+if __name__ == "__main__":
+    main()
