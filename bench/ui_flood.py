@@ -1,9 +1,10 @@
 """Benchmarks 1-3 under the full UI: 8 agents flooding output in a real terminal.
 
 Runs `delegate-tui run` with the full UI inside tmux (200x60) on the ingest
-workload (8 agents x N lines of 80 bytes, PTY transport), twice: once untouched
-for the wall time and memory, once probed with a key every 250 ms for latency
-(probing costs the run a relayout per key, so it would skew the wall time):
+workload (8 agents x N lines of 80 bytes, PTY transport), three times: once
+untouched for the wall time and memory; once moving the selection with a key
+every 250 ms (the selected row is found by its colour in `capture-pane -e`);
+once toggling the sidebar every 250 ms (a full relayout, the heavy case):
 * wall time of the run, from its own log (RunFinished), against the bare PTY reader
   of bench/ingest.py run just before (target: within 2.5x);
 * key-to-screen latency while the agents flood: `c` toggles the sidebar, and the
@@ -45,7 +46,23 @@ def screen() -> str:
     ).stdout
 
 
-def run_ui(lines: int, *, probe: bool) -> tuple[float, float, list[float]]:
+SELECTED_BG = (
+    "48;5;111"  # delegate-dark's primary as a 256-colour background: the selected graph row
+)
+
+
+def selected_row() -> int:
+    """Which screen row holds the task graph's selection (-1 if none is drawn)."""
+    raw = subprocess.run(
+        ["tmux", "capture-pane", "-p", "-e", "-t", SESSION], capture_output=True, text=True
+    ).stdout
+    for number, line in enumerate(raw.splitlines()[2:20], 2):
+        if SELECTED_BG in line[:400]:
+            return number
+    return -1
+
+
+def run_ui(lines: int, *, probe: str) -> tuple[float, float, list[float]]:
     """One UI run of the workload: (wall time from the log, peak RSS MB, key latencies in ms)."""
     with tempfile.TemporaryDirectory(prefix="delegate-uiflood-") as tmp:
         folder = Path(tmp)
@@ -88,11 +105,20 @@ def run_ui(lines: int, *, probe: bool) -> tuple[float, float, list[float]]:
                 if not probe:
                     time.sleep(0.25)
                     continue
-                before = "Conflicts" in screen()
-                start = time.perf_counter()
-                subprocess.run(["tmux", "send-keys", "-t", SESSION, "c"])
-                while ("Conflicts" in screen()) == before and time.perf_counter() - start < 5:
-                    time.sleep(0.002)
+                if probe == "sidebar":
+                    before = "Conflicts" in screen()
+                    start = time.perf_counter()
+                    subprocess.run(["tmux", "send-keys", "-t", SESSION, "c"])
+                    while ("Conflicts" in screen()) == before and time.perf_counter() - start < 5:
+                        time.sleep(0.002)
+                else:
+                    row = selected_row()
+                    start = time.perf_counter()
+                    subprocess.run(
+                        ["tmux", "send-keys", "-t", SESSION, "Down" if row < 6 else "Up"]
+                    )
+                    while selected_row() == row and time.perf_counter() - start < 5:
+                        time.sleep(0.002)
                 latencies.append((time.perf_counter() - start) * 1000)
                 time.sleep(0.25)
             subprocess.run(["tmux", "send-keys", "-t", SESSION, "q"])
@@ -117,9 +143,11 @@ def main() -> None:
     if shutil.which("tmux") is None:
         raise SystemExit("bench/ui_flood.py needs tmux")
     bare, _ = bench_bare(args.lines, "pty")
-    wall, rss_mb, _ = run_ui(args.lines, probe=False)  # undisturbed: the wall time
-    _, _, latencies = run_ui(args.lines, probe=True)  # probed: the key latency
+    wall, rss_mb, _ = run_ui(args.lines, probe="")  # undisturbed: the wall time
+    _, _, latencies = run_ui(args.lines, probe="select")  # moving the selection
+    _, _, heavy = run_ui(args.lines, probe="sidebar")  # toggling the sidebar: a full relayout
     latencies.sort()
+    heavy.sort()
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -133,6 +161,8 @@ def main() -> None:
         if latencies
         else None,
         "peak_rss_mb": round(rss_mb),
+        "relayout_median_ms": round(statistics.median(heavy)) if heavy else None,
+        "relayout_p95_ms": round(heavy[max(0, int(len(heavy) * 0.95) - 1)]) if heavy else None,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -142,8 +172,12 @@ def main() -> None:
         f"  bare PTY reader {result['bare_pty_s']} s; UI run {result['ui_wall_s']} s = {result['ui_ratio']}x (target 2.5x)"
     )
     print(
-        f"  key -> screen during the flood: median {result['key_median_ms']} ms, p95 {result['key_p95_ms']} ms "
+        f"  key -> screen during the flood, moving the selection: median {result['key_median_ms']} ms, p95 {result['key_p95_ms']} ms "
         f"({result['key_samples']} samples; target p95 < 100 ms)"
+    )
+    print(
+        f"  toggling the sidebar (a full relayout): median {result['relayout_median_ms']} ms, "
+        f"p95 {result['relayout_p95_ms']} ms"
     )
     print(f"  peak RSS {result['peak_rss_mb']} MB (target < 300 MB)")
 
