@@ -194,17 +194,22 @@ class AgentProcess:
             self._at_eof()
 
     def _close(self) -> None:
-        for fd in {self._out_fd, self._in_fd}:
-            if fd is not None and fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        """Close each descriptor exactly once, through its owner.
+
+        Closing a number twice is not harmless: by the second time the number
+        may belong to a pipe another thread just opened (a git call), or to the
+        run log. Pipes belong to Popen's file objects; the PTY master is ours.
+        """
+        if self.transport == "pipes":
+            for stream in (self.popen.stdin, self.popen.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.close()
+        elif self._out_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._out_fd)
         self._out_fd = -1
         self._in_fd = None
-        # Popen's own file objects point at the descriptors just closed.
-        for stream in (self.popen.stdin, self.popen.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    stream.detach() if hasattr(stream, "detach") else None
 
     # ------------------------------------------------------------ control
 
