@@ -383,6 +383,18 @@ def schema() -> None:
 # ---------------------------------------------------------------- logs
 
 
+def _run_argument(func: Any) -> Any:
+    """RUN (an id, a run folder, an events.jsonl path, or `latest`) and --repo."""
+    func = click.option(
+        "--repo",
+        default=".",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="Repository whose runs to look in.",
+    )(func)
+    return click.argument("run_arg", metavar="[RUN]", required=False)(func)
+
+
 def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadReport, Path]:
     try:
         path = runlog.resolve_run(run_arg, Path(repo).resolve())
@@ -397,14 +409,7 @@ def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadRe
 
 
 @main.command()
-@click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option(
-    "--repo",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Repository whose runs to look in.",
-)
+@_run_argument
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
     """Summarise a run: tasks, conflicts, time saved. RUN is an id, a folder, a log, or `latest`."""
@@ -440,14 +445,7 @@ def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option(
-    "--repo",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Repository whose runs to look in.",
-)
+@_run_argument
 @click.option("--headless", is_flag=True, help="No full-screen UI: print one line per event.")
 @click.option(
     "-y", "--yes", is_flag=True, help="Approve batches without asking; retry interrupted tasks."
@@ -496,14 +494,7 @@ def resume(
 
 
 @main.command()
-@click.argument("run_arg", metavar="[RUN]", required=False)
-@click.option(
-    "--repo",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Repository whose runs to look in.",
-)
+@_run_argument
 @click.option("--headless", is_flag=True, help="Print the state at --at instead of opening the UI.")
 @click.option(
     "--at",

@@ -31,7 +31,7 @@ from delegate_tui.core import attention, batching, metrics, workspace
 from delegate_tui.core.events import ACTIVE_STATUSES, RETRYABLE_STATUSES
 from delegate_tui.core.prompts import failure_summary, tail_text
 from delegate_tui.core.replay import ReplaySource
-from delegate_tui.core.state import RunState
+from delegate_tui.core.state import RunState, TaskState
 from delegate_tui.ui.details import help_text, task_details
 from delegate_tui.ui.screens.dialogs import (
     ConfirmDialog,
@@ -423,12 +423,18 @@ class RunScreen(Screen[None]):
                 )
             )
 
-    def action_kill(self) -> None:
+    def _selected_in(self, statuses: frozenset[str], refusal: str) -> TaskState | None:
+        """The selected task if a command may act on it; otherwise say why and return None."""
         if not self._writable() or not self.selected:
-            return
+            return None
         task = self.state.tasks[self.selected]
-        if task.status not in ACTIVE_STATUSES:
-            self._command(f"{self.selected} is not running ({task.status})")
+        if task.status not in statuses:
+            self._command(refusal.format(task=self.selected, status=task.status))
+            return None
+        return task
+
+    def action_kill(self) -> None:
+        if self._selected_in(ACTIVE_STATUSES, "{task} is not running ({status})") is None:
             return
         task_id = self.selected
 
@@ -443,11 +449,8 @@ class RunScreen(Screen[None]):
         )
 
     def action_retry(self) -> None:
-        if not self._writable() or not self.selected:
-            return
-        task = self.state.tasks[self.selected]
-        if task.status not in RETRYABLE_STATUSES:
-            self._command(f"{self.selected} cannot be retried while {task.status}")
+        task = self._selected_in(RETRYABLE_STATUSES, "{task} cannot be retried while {status}")
+        if task is None:
             return
         attempt = task.attempt
         summary = failure_summary(attempt) if attempt else task.status
