@@ -71,10 +71,22 @@ def waiting_reason(plan: Plan, state: RunState, task_id: str) -> str:
     return "waits for " + ", ".join(parts)
 
 
+_PRIORITIES: tuple[Plan, dict[str, float]] | None = None
+
+
 def priorities(plan: Plan) -> dict[str, float]:
-    """Weight of the longest remaining chain from each task (estimates, else 1 each)."""
+    """Weight of the longest remaining chain from each task (estimates, else 1 each).
+
+    Asked on every scheduling pass; a plan does not change during a run, so the
+    last plan's answer is kept.
+    """
+    global _PRIORITIES
+    if _PRIORITIES is not None and _PRIORITIES[0] is plan:
+        return _PRIORITIES[1]
     weight = {t.id: (t.estimate or 1.0) for t in plan.tasks}
-    return graph.remaining_path(plan.deps, weight)
+    result = graph.remaining_path(plan.deps, weight)
+    _PRIORITIES = (plan, result)
+    return result
 
 
 def _scope_undeclared(task: Task) -> bool:

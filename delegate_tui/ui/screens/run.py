@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 
 #: Rows a pane needs to be worth showing (border, title, a few lines).
 MIN_PANE_ROWS = 7
+#: Operator commands: refused in a replay (hidden from its footer; their keys say why).
+LIVE_ONLY_ACTIONS = frozenset(
+    {"approve", "toggle_task", "hold", "kill", "retry", "skip", "input", "merge", "finish", "end"}
+)
 #: Fastest pane redraw; slower when a redraw costs more (see _layout_panes).
 PANE_INTERVAL_S = 0.1
 #: Under a flood (this many new bytes across the shown panes since their last
@@ -684,21 +688,13 @@ class RunScreen(Screen[None]):
         """In a replay, a command's key says why nothing happens (the command is hidden)."""
         if not self.delegate.read_only:
             return
-        live_ids = {
-            "approve",
-            "approve_all",
-            "toggle",
-            "hold",
-            "kill",
-            "retry",
-            "skip",
-            "input",
-            "merge",
-            "finish",
-            "end",
-        }
-        keys = {b.key for b in self.BINDINGS if isinstance(b, Binding) and b.id in live_ids}
-        keys |= {key for action, key in self.delegate.config.keys.items() if action in live_ids}
+        live = [
+            b
+            for b in self.BINDINGS
+            if isinstance(b, Binding) and b.action.split("(")[0] in LIVE_ONLY_ACTIONS
+        ]
+        rebound = self.delegate.config.keys
+        keys = {b.key for b in live} | {rebound[b.id] for b in live if b.id and b.id in rebound}
         if event.key in keys:
             event.stop()
             self.notify(
@@ -709,17 +705,5 @@ class RunScreen(Screen[None]):
         """Hide operator commands from the footer in replay."""
         if action.startswith("replay_") and not self.delegate.read_only:
             return False
-        live_only = {
-            "approve",
-            "toggle_task",
-            "hold",
-            "kill",
-            "retry",
-            "skip",
-            "input",
-            "merge",
-            "finish",
-            "end",
-        }
         # In a replay these are hidden from the footer and their keys do nothing.
-        return not (self.delegate.read_only and action in live_only)
+        return not (self.delegate.read_only and action in LIVE_ONLY_ACTIONS)

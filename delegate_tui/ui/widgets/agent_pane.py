@@ -9,6 +9,7 @@ follow the tail until the operator scrolls up, and highlight search matches.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -73,8 +74,8 @@ class OutputStore:
         if out is None:
             return [], seq, False
         dropped = seq < out.first_seq
-        start = out.first_seq if dropped else seq
-        chunks = [data for s, data in out.chunks if s >= start]
+        start = max(seq, out.first_seq) - out.first_seq  # seqs are contiguous: an index
+        chunks = [data for _, data in itertools.islice(out.chunks, start, None)]
         return chunks, out.next_seq, dropped
 
     def size_since(self, task: str, seq: int) -> int:
@@ -82,7 +83,8 @@ class OutputStore:
         out = self._tasks.get(task)
         if out is None:
             return 0
-        return sum(len(data) for s, data in reversed(out.chunks) if s >= seq)
+        start = max(seq, out.first_seq) - out.first_seq
+        return sum(len(data) for _, data in itertools.islice(out.chunks, start, None))
 
     def version(self, task: str) -> int:
         """Changes whenever the task's output grows."""
