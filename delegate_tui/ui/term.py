@@ -203,6 +203,9 @@ class TermBuffer:
         style = self._style
         self._editable(len(lines) - 1).append(parts[0], style)
         rest = parts[1:]
+        if not rest:  # no newline: the cursor's line only grew (a prompt, half a line)
+            self._col = len(text_of(lines[-1]))
+            return
         # Lines this chunk would push out of the ring at once are only counted.
         skip = max(0, len(rest) - self.max_lines)
         if skip:
