@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -112,6 +112,7 @@ class DelegateApp(App[int]):
         self._run_done = False
         self._bell = bell
         self.clock = clock
+        self.last_input = 0.0  # monotonic time of the operator's last key press
         source.subscribe(self._on_event)
         subscribe_reset = getattr(source, "subscribe_reset", None)
         if subscribe_reset is not None:
@@ -165,6 +166,11 @@ class DelegateApp(App[int]):
                 self.exit(code, return_code=code)
 
     # ------------------------------------------------------------ events
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self.last_input = time.monotonic()  # panes hold their redraws (see RunScreen)
+        await super().on_event(event)
 
     def _on_event(self, ev: Event) -> None:
         if type(ev) is TaskOutput:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
 from textual.widgets import Static
 
 from delegate_tui.core.state import TaskState
@@ -74,12 +77,41 @@ def task_elapsed(task: TaskState, now: float) -> float:
 
 
 def update_if_changed(widget: Static, text: Text) -> None:
-    """Static.update costs a layout and a repaint; skip it when nothing changed."""
+    """Update a Static only when its text changed, and lay out only when its size may have.
+
+    A layout redraws the whole screen (about 35 ms at 200x60, far more while agents
+    flood), so a clock ticking in the header must not cost one: a new text of the same
+    shape in a widget sized by its container is a repaint of that widget alone.
+    """
     key = (
         text.plain,
         tuple((sp.start, sp.end, str(sp.style)) for sp in text.spans),
         str(text.style),
     )
-    if getattr(widget, "_delegate_last", None) != key:
-        widget._delegate_last = key  # type: ignore[attr-defined]
-        widget.update(text)
+    last = getattr(widget, "_delegate_last", None)
+    if last == key:
+        return
+    widget._delegate_last = key  # type: ignore[attr-defined]
+    lines = text.plain.split("\n")
+    shape = (len(lines), max(cell_len(line) for line in lines))
+    old_shape = getattr(widget, "_delegate_shape", None)
+    widget._delegate_shape = shape  # type: ignore[attr-defined]
+    height, width = widget.styles.height, widget.styles.width
+    # Text wraps, so in a widget sized by its content any change of shape may resize it.
+    sized_by_content = any(s is not None and s.is_auto for s in (height, width))
+    layout = old_shape is None or (shape != old_shape and sized_by_content)
+    widget.update(text, layout=layout)
+
+
+def set_virtual_height(view: ScrollView, height: int) -> None:
+    """Give a Line-API view a new scrollable height without laying out the screen.
+
+    Assigning ``virtual_size`` costs a layout of the whole screen (Textual cannot
+    know that the view's own size does not depend on it). These views are sized by
+    their container, so only their scrollbars need to hear of it: what Textual
+    itself does when it resizes a widget without a layout.
+    """
+    size = Size(view.size.width, height)
+    if size != view.virtual_size:
+        view.set_reactive(ScrollView.virtual_size, size)
+        view._scroll_update(size)

@@ -188,6 +188,35 @@ async def test_follow_tail_stops_when_scrolled_up_and_resumes(tmp_path: Path) ->
 
 
 @pytest.mark.asyncio
+async def test_a_followed_flood_is_tailed_and_filled_in_when_scrolled_up(tmp_path: Path) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "contract")
+        pane = app.screen.query_one("#pane-contract", AgentPane)
+        # 20,000 lines (about 300 KB) arrive between two redraws: far more than a
+        # screen, so the following pane parses only the end of them.
+        source.output("contract", b"".join(b"line %05d\r\n" % i for i in range(20_000)))
+        await settle(pilot)
+        lines = pane.buffer.plain_lines()
+        assert pane.partial and lines[-2] == "line 19999"
+        assert len(lines) < 10_000  # the tail only, not everything
+        assert pane.is_vertical_scroll_end
+        await pilot.press("pageup")
+        await settle(pilot)
+        # Looking back: the pane now holds its whole scrollback, parsed from the store,
+        # and the view did not jump: the newest line is still a page away.
+        lines = pane.buffer.plain_lines()
+        assert not pane.partial and not pane.follow
+        assert len(lines) == app.scrollback and lines[-2] == "line 19999"
+        assert lines[0] == f"line {20_000 - app.scrollback + 1:05d}"  # the ring is full
+        assert len(lines) - pane.scroll_y < 3 * pane.size.height
+
+
+@pytest.mark.asyncio
 async def test_search_highlights_and_counts_matches(tmp_path: Path) -> None:
     source = FakeSource()
     source.start_run()

@@ -64,8 +64,15 @@ PANE_INTERVAL_S = 0.1
 #: second, and the loop's time is better spent reading the agents.
 FLOOD_BYTES = 64 * 1024
 FLOOD_INTERVAL_S = 0.33
-#: Parsing time one refresh tick may spend on panes before yielding.
+#: Parsing time one refresh tick may spend on panes before yielding, and how many
+#: panes one tick may redraw: a frame with eight busy panes costs about 100 ms on
+#: two cores, and a key pressed meanwhile waits for it.
 SYNC_BUDGET_S = 0.012
+SYNCS_PER_TICK = 2
+#: After a key press, panes that have drawn before wait this long to redraw: the
+#: frame that shows the key's effect then carries no agent output and is drawn at
+#: once (input first, as a terminal would). Output is not lost, only shown later.
+INPUT_QUIET_S = 0.2
 
 
 class RunScreen(Screen[None]):
@@ -207,9 +214,10 @@ class RunScreen(Screen[None]):
         self._findings = self.query_one(ConflictSidebar).show(
             state, self._overlaps, self.selected, self.finding
         )
-        self.query_one("#sidebar").border_title = (
-            f"Conflicts ({self._findings})" if self._findings else "Conflicts"
-        )
+        sidebar_title = f"Conflicts ({self._findings})" if self._findings else "Conflicts"
+        sidebar = self.query_one("#sidebar")
+        if sidebar.border_title != sidebar_title:  # each assignment repaints the sidebar
+            sidebar.border_title = sidebar_title
         saved = metrics.compute(state, now).time_saved_s
         mode = "replay" if self.delegate.read_only else ""
         self.query_one(RunHeader).show(
@@ -285,6 +293,7 @@ class RunScreen(Screen[None]):
         # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
         # key press never waits behind eight panes' worth of output.
         tick = time.monotonic()
+        typing = tick - self.delegate.last_input < INPUT_QUIET_S
         lag = tick - self._last_tick - 0.05 if self._last_tick else 0.0
         self._last_tick = tick
         store = self.delegate.store
@@ -294,26 +303,44 @@ class RunScreen(Screen[None]):
             if wanted
             else []
         )
+        synced: set[str] = set()
         for task_id in order:
             pane = self.panes[task_id]
             fresh = pane.buffer.bytes_fed == 0
             if not fresh and (
-                tick < pane.next_sync or time.perf_counter() - started > SYNC_BUDGET_S
+                typing
+                or tick < pane.next_sync
+                or len(synced) >= SYNCS_PER_TICK
+                or time.perf_counter() - started > SYNC_BUDGET_S
             ):
                 continue
             flooding = store.size_since(task_id, pane.seq) > FLOOD_BYTES
-            pane.sync()
+            if pane.sync():
+                synced.add(task_id)
             interval = FLOOD_INTERVAL_S if flooding else PANE_INTERVAL_S
             pane.next_sync = tick + min(1.0, max(interval, lag * 4))
             self._sync_cursor += 1
-        for task_id in wanted:
+        # A new title repaints the whole pane. What changes its meaning (status,
+        # attempt, pid, scrolling) shows at once; a clock or CPU figure alone waits
+        # for the pane's next redraw, or for its turn: one pane a tick, so eight
+        # clocks never repaint eight panes in the same frame.
+        clock_turns = 0 if typing else 1
+        for task_id in order:
             pane = self.panes[task_id]
             pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
             title, subtitle = self._pane_title(state, task_id, now), self._pane_subtitle(pane)
-            if pane.border_title != title:
-                pane.border_title = title
             if pane.border_subtitle != subtitle:
                 pane.border_subtitle = subtitle
+            if pane.border_title == title:
+                continue
+            meaning = self._pane_meaning(state, task_id)
+            if meaning != pane.title_meaning or task_id in synced:
+                pane.title_meaning = meaning
+            elif clock_turns:
+                clock_turns -= 1
+            else:
+                continue
+            pane.border_title = title
 
     def _empty_message(self, state: RunState) -> Text:
         text = Text(justify="center")
@@ -348,6 +375,12 @@ class RunScreen(Screen[None]):
         if task.status not in ACTIVE_STATUSES:
             parts.append(task.status)
         return " · ".join(parts)
+
+    def _pane_meaning(self, state: RunState, task_id: str) -> tuple[object, ...]:
+        """What a pane's title says apart from its clock and CPU figures."""
+        task = state.tasks[task_id]
+        attempt = task.attempt
+        return (task.status, attempt.number if attempt else 0, attempt.pid if attempt else 0)
 
     def _pane_subtitle(self, pane: AgentPane) -> str:
         if pane.search:

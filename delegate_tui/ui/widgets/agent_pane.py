@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from delegate_tui.ui.style import set_virtual_height
 from delegate_tui.ui.term import (
     DEFAULT_SGR,
     AnyLine,
@@ -32,6 +32,10 @@ from delegate_tui.ui.term import (
 
 #: Raw bytes kept per task for panes that are shown later; the log has it all.
 STORE_BYTES = 2 * 1024 * 1024
+#: A pane following a flood parses only the end of its backlog, this much: the
+#: lines before it would scroll past unseen in the same frame. What it skipped is
+#: parsed from the store the moment the operator scrolls up or searches.
+TAIL_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -115,6 +119,8 @@ class AgentPane(ScrollView, can_focus=True):
         self.search: str = ""
         self.matches: list[int] = []
         self._match_index = -1
+        self.partial = False  # the buffer holds only the tail of what the store has
+        self.title_meaning: tuple[object, ...] = ()  # set by the screen with the title
 
     # ------------------------------------------------------------ data
 
@@ -123,7 +129,14 @@ class AgentPane(ScrollView, can_focus=True):
         chunks, next_seq, dropped = self.store.since(self.task_id, self.seq)
         if not chunks:
             return False
-        if dropped:
+        if self.follow and not self.search and sum(map(len, chunks)) > TAIL_BYTES:
+            # A flood, followed: parse only what can still be on screen after it.
+            chunks = _tail(chunks, TAIL_BYTES)
+            self.buffer = TermBuffer(self.scrollback)
+            self._dropped_seen = 0
+            self._strips.clear()
+            self.partial = True
+        elif dropped:
             # Fell behind what the store keeps: start again from what it has.
             self.buffer = TermBuffer(self.scrollback)
             self._dropped_seen = 0
@@ -133,7 +146,7 @@ class AgentPane(ScrollView, can_focus=True):
         self.seq = next_seq
         newly_dropped = self.buffer.dropped - self._dropped_seen
         self._dropped_seen = self.buffer.dropped
-        self.virtual_size = Size(self.size.width, len(self.buffer))
+        set_virtual_height(self, len(self.buffer))
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         elif newly_dropped:
@@ -144,8 +157,31 @@ class AgentPane(ScrollView, can_focus=True):
         self.refresh()
         return True
 
+    def complete(self) -> None:
+        """Parse everything the store still holds, where a flood was only tailed.
+
+        The view keeps its distance from the newest line.
+        """
+        if not self.partial:
+            return
+        from_end = len(self.buffer) - self.scroll_y
+        chunks, self.seq, _ = self.store.since(self.task_id, 0)
+        self.buffer = TermBuffer(self.scrollback)
+        for chunk in chunks:
+            self.buffer.feed(chunk)
+        self._dropped_seen = self.buffer.dropped
+        self._strips.clear()
+        self.partial = False
+        set_virtual_height(self, len(self.buffer))
+        self.scroll_to(y=max(0, len(self.buffer) - from_end), animate=False, immediate=True)
+        self.refresh()
+
+    def watch_follow(self, following: bool) -> None:
+        if not following:
+            self.complete()  # the operator looks back: give them all of it
+
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.buffer))
+        set_virtual_height(self, len(self.buffer))
         if self.follow:
             # A pane mounted this tick had no height yet when it first scrolled.
             self.scroll_end(animate=False, immediate=True, x_axis=False)
@@ -173,6 +209,7 @@ class AgentPane(ScrollView, can_focus=True):
 
     def set_search(self, text: str) -> int:
         """Highlight ``text`` (case-insensitive) and jump to its last match."""
+        self.complete()
         self.search = text
         self._find()
         self._match_index = len(self.matches)
@@ -288,6 +325,23 @@ class AgentPane(ScrollView, can_focus=True):
                     run_start = i
             pos += len(piece)
         return out
+
+
+def _tail(chunks: list[bytes], limit: int) -> list[bytes]:
+    """The last ``limit`` bytes or so of ``chunks``, starting at a line."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in reversed(chunks):
+        if size + len(chunk) < limit:
+            kept.append(chunk)
+            size += len(chunk)
+            continue
+        cut = chunk.find(b"\n", len(chunk) - (limit - size))
+        if cut >= 0:
+            kept.append(chunk[cut + 1 :])
+        break
+    kept.reverse()
+    return kept
 
 
 def _safe_id(task_id: str) -> str:

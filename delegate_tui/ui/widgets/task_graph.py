@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
-from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from delegate_tui.core import graph
 from delegate_tui.core.state import RunState
-from delegate_tui.ui.style import ICONS, clock, status_style, task_elapsed
+from delegate_tui.ui.style import ICONS, clock, set_virtual_height, status_style, task_elapsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,7 @@ class TaskGraph(ScrollView, can_focus=True):
             for index, layer in enumerate(graph.layers(self._deps)):
                 self.rows.append(_Row("layer", f"layer {index}"))
                 self.rows += [_Row("task", task_id) for task_id in layer]
-            self.virtual_size = Size(self.size.width, len(self.rows))
+            set_virtual_height(self, len(self.rows))
             if not self.selected and state.plan.tasks:
                 self.select(state.plan.tasks[0].id)
         # Repaint only when something a row shows has changed.
@@ -125,7 +124,7 @@ class TaskGraph(ScrollView, can_focus=True):
             self.select(self.rows[y].key)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.rows))
+        set_virtual_height(self, len(self.rows))
 
     # ------------------------------------------------------------ drawing
 
