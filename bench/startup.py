@@ -15,35 +15,25 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tmux_term import Terminal
 
 from delegate_tui.demo.scaffold import make_demo_repo
 
 
 def first_frame(plan: Path) -> float:
-    session = f"startup{os.getpid()}"
-    command = f"{sys.executable} -m delegate_tui run {plan}; sleep 5"
-    start = time.perf_counter()
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True
-    )
-    try:
-        while time.perf_counter() - start < 10:
-            screen = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
-            ).stdout
-            if "Tasks" in screen and "Agents" in screen:
-                return time.perf_counter() - start
-            time.sleep(0.005)
-        raise SystemExit("no frame within 10 s")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    with Terminal(120, 40) as term:
+        start = time.perf_counter()
+        term.start(f"{sys.executable} -m delegate_tui run {plan}; sleep 5")
+        term.wait_for(lambda screen: "Tasks" in screen and "Agents" in screen, 10)
+        return time.perf_counter() - start
 
 
 def main() -> None:

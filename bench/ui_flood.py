@@ -23,7 +23,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,100 +32,83 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import AGENTS, bench_bare, producer
+from tmux_term import Terminal
 
 from delegate_tui.core.events import RunFinished
 from delegate_tui.core.runlog import list_run_logs, read_events
-
-SESSION = f"uiflood{os.getpid()}"
-
-
-def screen() -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True
-    ).stdout
-
 
 SELECTED_BG = (
     "48;5;111"  # delegate-dark's primary as a 256-colour background: the selected graph row
 )
 
 
-def selected_row() -> int:
+def selected_row(term: Terminal) -> int:
     """Which screen row holds the task graph's selection (-1 if none is drawn)."""
-    raw = subprocess.run(
-        ["tmux", "capture-pane", "-p", "-e", "-t", SESSION], capture_output=True, text=True
-    ).stdout
-    for number, line in enumerate(raw.splitlines()[2:20], 2):
+    for number, line in enumerate(term.screen(escapes=True).splitlines()[2:20], 2):
         if SELECTED_BG in line[:400]:
             return number
     return -1
 
 
+def flood_plan(folder: Path, lines: int) -> None:
+    argv = json.dumps(producer(lines))
+    tasks = "".join(f"  - {{id: flood{i}, agent: shell, command: {argv}}}\n" for i in range(AGENTS))
+    (folder / "plan.yaml").write_text(
+        f"name: flood\nrepo: .\nisolation: none\napprove: auto\nmax_parallel: {AGENTS}\ntasks:\n{tasks}"
+    )
+
+
 def run_ui(lines: int, *, probe: str) -> tuple[float, float, list[float]]:
     """One UI run of the workload: (wall time from the log, peak RSS MB, key latencies in ms)."""
-    with tempfile.TemporaryDirectory(prefix="delegate-uiflood-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="delegate-uiflood-") as tmp, Terminal() as term:
         folder = Path(tmp)
-        argv = json.dumps(producer(lines))
-        tasks = "".join(
-            f"  - {{id: flood{i}, agent: shell, command: {argv}}}\n" for i in range(AGENTS)
-        )
-        (folder / "plan.yaml").write_text(
-            f"name: flood\nrepo: .\nisolation: none\napprove: auto\nmax_parallel: {AGENTS}\ntasks:\n{tasks}"
-        )
+        flood_plan(folder, lines)
         rss_file = folder / "rss"
         wrapper = (
             f"import resource, subprocess; subprocess.run([{sys.executable!r}, '-m', 'delegate_tui', 'run', 'plan.yaml']); "
             f"open({str(rss_file)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
         )
-        subprocess.run(
-            [
-                "tmux",
-                "new-session",
-                "-d",
-                "-s",
-                SESSION,
-                "-x",
-                "200",
-                "-y",
-                "60",
-                f"cd {folder} && {sys.executable} -c {json.dumps(wrapper)}; sleep 30",
-            ],
-            check=True,
-        )
+        term.start(f"{sys.executable} -c {json.dumps(wrapper)}; sleep 30", cwd=str(folder))
         latencies: list[float] = []
-        try:
-            while "Agents" not in screen():
-                time.sleep(0.02)
-            while True:
-                lines_on_screen = screen().splitlines()
-                head = lines_on_screen[0] if lines_on_screen else ""
-                if "run succeeded" in head or "run failed" in head or "run partial" in head:
-                    break
-                if not probe:
-                    time.sleep(0.25)
-                    continue
-                if probe == "sidebar":
-                    before = "Conflicts" in screen()
-                    start = time.perf_counter()
-                    subprocess.run(["tmux", "send-keys", "-t", SESSION, "c"])
-                    while ("Conflicts" in screen()) == before and time.perf_counter() - start < 5:
-                        time.sleep(0.002)
-                else:
-                    row = selected_row()
-                    start = time.perf_counter()
-                    subprocess.run(
-                        ["tmux", "send-keys", "-t", SESSION, "Down" if row < 6 else "Up"]
-                    )
-                    while selected_row() == row and time.perf_counter() - start < 5:
-                        time.sleep(0.002)
-                latencies.append((time.perf_counter() - start) * 1000)
+        deadline = time.monotonic() + 300
+        term.wait_for(lambda screen: "Agents" in screen, 60)
+        last_screen = ""
+        while True:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the run did not end in 300 s; last screen:\n{term.screen()}")
+            if not term.alive():
+                logs = list_run_logs(folder)
+                pids = [getattr(e, "pid", 0) for e in read_events(logs[0])] if logs else []
+                raise SystemExit(
+                    f"the terminal (tmux server pid {term.server_pid}) closed before the run ended; "
+                    f"agent pids {sorted(p for p in pids if p)}; last screen:\n{last_screen}"
+                )
+            last_screen = term.screen() or last_screen
+            lines_on_screen = last_screen.splitlines()
+            head = lines_on_screen[0] if lines_on_screen else ""
+            if "run succeeded" in head or "run failed" in head or "run partial" in head:
+                break
+            if not probe:
                 time.sleep(0.25)
-            subprocess.run(["tmux", "send-keys", "-t", SESSION, "q"])
-            deadline = time.monotonic() + 20
-            while not rss_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        finally:
-            subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+                continue
+            if probe == "sidebar":
+                before = "Conflicts" in term.screen()
+                start = time.perf_counter()
+                term.send("c")
+                while ("Conflicts" in term.screen()) == before and time.perf_counter() - start < 5:
+                    time.sleep(0.002)
+            else:
+                row = selected_row(term)
+                start = time.perf_counter()
+                term.send("Down" if row < 6 else "Up")
+                while selected_row(term) == row and time.perf_counter() - start < 5:
+                    time.sleep(0.002)
+            latencies.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.25)
+        term.send("q")
+        stop = time.monotonic() + 20
+        while not rss_file.exists() and time.monotonic() < stop:
+            time.sleep(0.1)
         (log,) = list_run_logs(folder)
         finished = [e for e in read_events(log) if isinstance(e, RunFinished)]
         rss_mb = int(rss_file.read_text()) / 1024 if rss_file.exists() else 0.0

@@ -109,3 +109,29 @@ def test_ui_flood_benchmark_runs() -> None:
     )
     data = json.loads(result.stdout)
     assert data["ui_wall_s"] > 0 and data["peak_rss_mb"] > 0
+
+
+@pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in ("tmux", "npm", "node")),
+    reason="bench/peers.py installs its peers with npm and drives TUIs through tmux",
+)
+def test_peers_benchmark_runs_every_tool(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "peers.py"),
+            "--lines",
+            "2000",
+            "--peers",
+            str(tmp_path / "peers"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data["headless_bytes_ok"]
+    for tool in ("ui", "concurrently", "mprocs", "turbo"):
+        assert data[f"{tool}_s"] > 0, tool

@@ -1,0 +1,69 @@
+"""A real terminal for the benchmarks: a tmux server of their own.
+
+Each Terminal runs its own tmux server (a private socket), so one run never
+meets the previous one's server as it shuts down (a new session made on a
+dying server vanishes with it). The server starts on an idle shell first, and
+the measured command is started into that pane with `respawn-pane`: a
+benchmark's clock does not include tmux starting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import time
+
+_numbers = itertools.count()
+
+
+class Terminal:
+    """One tmux pane of ``width`` x ``height`` that commands run in."""
+
+    def __init__(self, width: int = 200, height: int = 60) -> None:
+        self.socket = f"delegate-bench-{os.getpid()}-{next(_numbers)}"
+        session = ("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height))
+        if self._tmux(*session, "sleep 3600") is None:
+            raise RuntimeError("tmux did not start")
+        self.server_pid = int(self._tmux("display", "-p", "#{pid}") or 0)
+
+    def _tmux(self, *args: str) -> str | None:
+        """Run a tmux command against this server: its output, or None if it failed."""
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    def start(self, command: str, cwd: str | None = None) -> None:
+        """Replace whatever runs in the pane with ``command`` (run by sh, in ``cwd``)."""
+        line = f"cd {cwd} && {command}" if cwd else command
+        self._tmux("respawn-pane", "-k", "-t", "main", line)
+
+    def screen(self, *, escapes: bool = False) -> str:
+        """What the pane shows now (with colour escapes when asked)."""
+        return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "main") or ""
+
+    def send(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", "main", *keys)
+
+    def alive(self) -> bool:
+        """Whether the server and its pane are still there."""
+        return self._tmux("has-session", "-t", "main") is not None
+
+    def wait_for(self, predicate: object, timeout: float, poll: float = 0.005) -> float:
+        """Poll the screen until ``predicate(screen)`` holds; the seconds it took."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            if predicate(self.screen()):  # type: ignore[operator]
+                return time.perf_counter() - start
+            time.sleep(poll)
+        raise TimeoutError(f"not on screen within {timeout} s; the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        self._tmux("kill-server")
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
