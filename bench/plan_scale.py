@@ -5,7 +5,13 @@ random scopes (some overlapping, some shared files, some resources). Measured:
 load + validate (YAML, schema, ids, dependencies, cycles, agents), and the first
 batch with a reason for every held task. Target: both together under 0.5 s.
 
-Usage: python bench/plan_scale.py [--tasks 2000] [--json]
+With --ui (needs tmux), the same plan is opened by `delegate-tui run` in a real
+terminal (200x60; the first batch waits for approval, so nothing runs) and the
+task graph is scrolled from the keyboard: the time to the first frame, to jump
+to the last task and back (End, Home), and for each of 40 steps down (Down,
+the key a user holds), measured until the screen shows the move.
+
+Usage: python bench/plan_scale.py [--tasks 2000] [--ui] [--json]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from delegate_tui.core import batching, graph
 from delegate_tui.core.plan import load_plan
@@ -46,11 +53,58 @@ def generate(path: Path, count: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def bench_ui(path: Path) -> dict[str, float]:
+    """Open the plan in the real UI and scroll its graph; times in ms."""
+    import statistics
+    import subprocess
+
+    from tmux_term import Terminal
+
+    folder = path.parent
+    for argv in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "start"]):
+        subprocess.run(argv, cwd=folder, check=True, capture_output=True)
+    with Terminal(200, 60) as term:
+        start = time.perf_counter()
+        term.start(f"{sys.executable} -m delegate_tui run {path.name}; sleep 30", cwd=str(folder))
+        term.wait_for(lambda screen: "t0 " in screen and "Agents" in screen, 30)
+        first_frame = time.perf_counter() - start
+        time.sleep(1.0)
+
+        def press(key: str) -> float:
+            before = term.screen(escapes=True)
+            began = time.perf_counter()
+            term.send(key)
+            while term.screen(escapes=True) == before:
+                if time.perf_counter() - began > 10:
+                    raise SystemExit(f"{key} changed nothing on screen")
+                time.sleep(0.002)
+            return (time.perf_counter() - began) * 1000
+
+        end = press("End")
+        time.sleep(0.3)
+        home = press("Home")
+        time.sleep(0.3)
+        steps = []
+        for _ in range(40):
+            steps.append(press("Down"))
+            time.sleep(0.05)
+        term.send("q")
+    steps.sort()
+    return {
+        "ui_first_frame_ms": round(first_frame * 1000),
+        "ui_end_ms": round(end),
+        "ui_home_ms": round(home),
+        "ui_down_median_ms": round(statistics.median(steps)),
+        "ui_down_p95_ms": round(steps[int(len(steps) * 0.95) - 1]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--ui", action="store_true", help="also open it in the UI (tmux)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="delegate-scale-") as tmp:
@@ -65,6 +119,7 @@ def main() -> None:
         proposal = batching.next_batch(plan, state, auto_approve=True)
         layers = graph.layers(plan.deps)
         batched = time.perf_counter() - start
+        ui = bench_ui(path) if args.ui else {}
     assert proposal is not None
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -76,6 +131,7 @@ def main() -> None:
         "load_validate_ms": round(loaded * 1000),
         "batch_ms": round(batched * 1000),
         "total_ms": round((loaded + batched) * 1000),
+        **ui,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -88,6 +144,11 @@ def main() -> None:
         f"{result['held_with_reasons']} held with reasons) {result['batch_ms']} ms; "
         f"total {result['total_ms']} ms (target < 500 ms)"
     )
+    if ui:
+        print(
+            f"  in the UI (tmux, 200x60): first frame {ui['ui_first_frame_ms']} ms; End {ui['ui_end_ms']} ms, "
+            f"Home {ui['ui_home_ms']} ms; Down median {ui['ui_down_median_ms']} ms, p95 {ui['ui_down_p95_ms']} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -503,3 +503,34 @@ async def test_runs_screen_lists_runs_and_opens_the_picked_one(tmp_path: Path) -
         app.return_value
         == tmp_path / ".delegate" / "runs" / "20260101-000000-aaaa" / "events.jsonl"
     )
+
+
+@pytest.mark.asyncio
+async def test_a_long_held_list_is_cut_with_the_selected_task_kept(tmp_path: Path) -> None:
+    from delegate_tui.core.events import HeldTask
+    from delegate_tui.core.plan import parse_plan
+    from delegate_tui.ui.widgets.conflict_sidebar import LIST_CAP, ConflictSidebar
+
+    ids = [f"t{i:02d}" for i in range(40)]
+    plan = parse_plan(
+        "name: wide\ntasks:\n"
+        + "".join(
+            f"  - {{id: {i}, agent: shell, command: 'true', edits: [src/**]}}\n" for i in ids
+        ),
+        "plan.yaml",
+    )
+    source = FakeSource(plan)
+    source.start_run()
+    held = tuple(HeldTask(i, f"edits overlap with t00 on src/** ({i})") for i in ids[1:])
+    source.propose(1, ("t00",), held=held)
+    app = make_app(source, tmp_path)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot)
+        await select(pilot, app, "t33")
+        await settle(pilot)
+        text = str(app.screen.query_one(ConflictSidebar).render())
+        shown = [
+            i for _, i in sorted((text.index(f"({i})"), i) for i in ids[1:] if f"({i})" in text)
+        ]
+        assert len(shown) == LIST_CAP and shown[0] == "t33"  # the selected task comes first
+        assert f"… and {39 - LIST_CAP} more" in text

@@ -40,7 +40,7 @@ from delegate_tui.ui.screens.dialogs import (
     RetryRequest,
     TextScreen,
 )
-from delegate_tui.ui.style import ICONS, clock, task_elapsed
+from delegate_tui.ui.style import ICONS, clock, task_elapsed, update_if_changed
 from delegate_tui.ui.widgets.agent_pane import AgentPane
 from delegate_tui.ui.widgets.batch_bar import BatchBar
 from delegate_tui.ui.widgets.conflict_sidebar import ConflictSidebar
@@ -288,7 +288,7 @@ class RunScreen(Screen[None]):
         if empty.display != (not count):
             empty.display = not count
         if not count:
-            empty.update(self._empty_message(state))
+            update_if_changed(empty, self._empty_message(state))
         # Each pane redraws at most 10 times a second (3 under a flood, less while the
         # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
         # key press never waits behind eight panes' worth of output.

@@ -9,12 +9,19 @@ It only renders what it is given.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import status_colour, update_if_changed
+
+T = TypeVar("T")
+#: Held-back tasks and declared overlaps shown at most (the selected task's first).
+LIST_CAP = 12
 
 
 class ConflictSidebar(Static):
@@ -83,22 +90,30 @@ class ConflictSidebar(Static):
         ]
         if held:
             text.append("‖ Held back\n", amber)
-            for task, reason in held:
-                count += 1
+            count += len(held)
+            shown = _first(held, lambda item: item[0] == selected)
+            for task, reason in shown:
                 text.append(f"  {task}", Style(bold=True, underline=task == selected))
                 text.append(f": {reason}\n")
+            if len(held) > len(shown):
+                text.append(
+                    f"  … and {len(held) - len(shown)} more (⏎ on a task: why it waits)\n", dim
+                )
             text.append("\n")
 
         undeclared = [t.id for t in state.tasks.values() if t.note]
         if overlaps or undeclared:
             text.append("◇ Declared scopes\n", Style(bold=True))
-            for a, b, reason in overlaps:
-                count += 1
+            count += len(overlaps)
+            shown_overlaps = _first(overlaps, lambda item: selected in item[:2])
+            for a, b, reason in shown_overlaps:
                 mark = Style(bold=True, underline=selected in (a, b))
                 text.append(f"  {a}", mark)
                 text.append(" ✕ ", dim)
                 text.append(f"{b}", mark)
                 text.append(f"\n    {_short(reason, b)}\n", dim)
+            if len(overlaps) > len(shown_overlaps):
+                text.append(f"  … and {len(overlaps) - len(shown_overlaps)} more overlaps\n", dim)
             for task in undeclared:
                 text.append(f"  {task}", Style(bold=True))
                 text.append(": scope undeclared\n", dim)
@@ -116,6 +131,12 @@ class ConflictSidebar(Static):
             text.append("Declared scopes do not overlap; merges so far were clean.", dim)
         update_if_changed(self, text)
         return count
+
+
+def _first(items: list[T], mine: Callable[[T], bool]) -> list[T]:
+    """At most LIST_CAP items, the selected task's first: a long list is not read, and
+    drawing thousands of lines (a 2,000-task plan) made every key wait for them."""
+    return sorted(items, key=lambda item: not mine(item))[:LIST_CAP]
 
 
 def _short(reason: str, other: str) -> str:
