@@ -327,7 +327,8 @@ class RunScreen(Screen[None]):
         clock_turns = 0 if typing else 1
         for task_id in order:
             pane = self.panes[task_id]
-            pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
+            if not typing:  # a new border repaints the whole pane: after the key's frame
+                pane.set_class(task_id == self.selected and len(wanted) > 1, "selected")
             title, subtitle = self._pane_title(state, task_id, now), self._pane_subtitle(pane)
             if pane.border_subtitle != subtitle:
                 pane.border_subtitle = subtitle
