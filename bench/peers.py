@@ -3,8 +3,9 @@
 The ingest workload (8 processes x N lines of 80 bytes, as fast as Python prints)
 run, one after the other in the same invocation, by:
 * the limits: the processes writing to /dev/null; a bare reader that only drains
-  their PTYs (select + os.read, as delegate-tui's transport);
-* delegate-tui headless (PTY), every byte checked in its log;
+  their PTYs, or pipes (select + os.read, as delegate-tui's transports);
+* delegate-tui headless on PTYs (its default) and on pipes, every byte checked
+  in its log;
 * delegate-tui with its full UI, in a real terminal (tmux, 200x60);
 * concurrently (npm), no UI, its output to /dev/null;
 * mprocs (npm), its TUI in the same tmux terminal, `--on-all-finished '{c: quit}'`;
@@ -154,6 +155,10 @@ def main() -> None:
     devnull = bench_devnull(lines)
     bare, _ = bench_bare(lines, "pty")
     headless, logged = bench_headless(lines, "pty")
+    # concurrently reads pipes, and a writer to a pipe is block-buffered (a PTY makes
+    # it write a line at a time): delegate-tui on pipes is its like-for-like.
+    bare_pipes, _ = bench_bare(lines, "pipes")
+    headless_pipes, logged_pipes = bench_headless(lines, "pipes")
     ui_wall, ui_rss, _ = run_ui(lines, probe="")
     peers = {
         "concurrently": bench_concurrently(bin_dir, lines),
@@ -168,7 +173,9 @@ def main() -> None:
         "bare_pty_s": round(bare, 2),
         "headless_pty_s": round(headless, 2),
         "headless_ratio": round(headless / bare, 2),
-        "headless_bytes_ok": logged == AGENTS * lines * 81,
+        "headless_bytes_ok": logged == AGENTS * lines * 81 and logged_pipes == AGENTS * lines * 80,
+        "bare_pipes_s": round(bare_pipes, 2),
+        "headless_pipes_s": round(headless_pipes, 2),
         "ui_s": round(ui_wall, 2),
         "ui_ratio": round(ui_wall / bare, 2),
         "ui_peak_rss_mb": round(ui_rss),
@@ -182,6 +189,10 @@ def main() -> None:
     print(f"  bare PTY reader           {bare:6.2f} s")
     print(
         f"  delegate-tui headless     {headless:6.2f} s = {headless / bare:.2f}x the bare reader (target 1.5x)"
+    )
+    print(f"  bare pipe reader          {bare_pipes:6.2f} s")
+    print(
+        f"  delegate-tui headless     {headless_pipes:6.2f} s on pipes = {headless_pipes / bare_pipes:.2f}x the bare pipe reader"
     )
     print(
         f"  delegate-tui UI (tmux)    {ui_wall:6.2f} s = {ui_wall / bare:.2f}x the bare reader (target 2.5x)"
