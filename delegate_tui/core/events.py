@@ -496,6 +496,8 @@ def from_dict(obj: dict[str, Any]) -> Event:
     if not isinstance(obj, dict):
         raise DecodeError("not a JSON object")
     name = obj.get("type")
+    if name == "TaskOutput":  # nearly every event of a long log: no generic walk
+        return _output_from_dict(obj)
     cls = _REGISTRY.get(str(name))
     if cls is None:
         raise DecodeError(f"unknown event type {name!r}")
@@ -507,10 +509,31 @@ def from_dict(obj: dict[str, Any]) -> Event:
         raise DecodeError(f"{name}: {exc}") from None
 
 
+def _output_from_dict(obj: dict[str, Any]) -> TaskOutput:
+    """The generic walk of from_dict, written out for the one event type that floods."""
+    try:
+        data = obj["data"]
+        raw = data["text"].encode("utf-8") if "text" in data else base64.b64decode(data["b64"])
+        ev = TaskOutput(
+            seq=obj.get("seq", 0),
+            ts=obj.get("ts", 0.0),
+            task=obj["task"],
+            attempt=obj["attempt"],
+            data=raw,
+            stream=obj.get("stream", "agent"),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise DecodeError(f"TaskOutput: {exc!r}") from None
+    if not (isinstance(ev.task, str) and isinstance(ev.attempt, int)):
+        raise DecodeError("TaskOutput: task must be text and attempt a number")
+    return ev
+
+
 def decode(line: bytes | str) -> Event:
     """Parse one log line."""
     try:
-        obj = json.loads(line)
+        # Text, not bytes: json.loads would first guess the encoding of every line.
+        obj = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from None
     return from_dict(obj)

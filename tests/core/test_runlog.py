@@ -13,6 +13,7 @@ from delegate_tui.core.events import (
     ChangedFile,
     CriteriaChecked,
     CriterionResult,
+    DecodeError,
     HeldTask,
     Metrics,
     RunFinished,
@@ -93,6 +94,25 @@ def test_every_event_type_round_trips() -> None:
     for ev in SAMPLES:
         assert decode(encode(ev)) == ev
     assert len(event_types()) >= 25
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"type":"TaskOutput","seq":3,"ts":1.0,"task":"a","attempt":1}', "data"),
+        ('{"type":"TaskOutput","task":"a","attempt":"1","data":{"text":"x"}}', "attempt"),
+        ('{"type":"TaskOutput","task":"a","attempt":1,"data":"x"}', "TaskOutput"),
+    ],
+)
+def test_a_damaged_output_record_is_a_decode_error(line: str, problem: str) -> None:
+    with pytest.raises(DecodeError, match=problem):
+        decode(line)
+
+
+def test_output_decodes_as_the_generic_walk_would() -> None:
+    for data in (b"plain \xe2\x9c\x94 text\r\n", bytes(range(256))):
+        ev = TaskOutput(task="t", attempt=2, data=data, stream="setup", seq=7, ts=3.5)
+        assert decode(encode(ev)) == ev
 
 
 def test_binary_output_survives_byte_for_byte(tmp_path: Path) -> None:
