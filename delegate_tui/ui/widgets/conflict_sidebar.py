@@ -96,9 +96,7 @@ class ConflictSidebar(Static):
                 text.append(f"  {task}", Style(bold=True, underline=task == selected))
                 text.append(f": {reason}\n")
             if len(held) > len(shown):
-                text.append(
-                    f"  … and {len(held) - len(shown)} more (⏎ on a task: why it waits)\n", dim
-                )
+                text.append(f"  … and {len(held) - len(shown)} more (⏎ says why)\n", dim)
             text.append("\n")
 
         undeclared = [t.id for t in state.tasks.values() if t.note]
