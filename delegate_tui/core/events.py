@@ -447,7 +447,7 @@ def _from_json(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if hint is bytes:
         if "b64" in value:
-            return base64.b64decode(value["b64"])
+            return base64.b64decode(value["b64"], validate=True)
         return str(value["text"]).encode("utf-8")
     if origin is tuple:
         (item, *_rest) = typing.get_args(hint)
@@ -502,18 +502,22 @@ def from_dict(obj: dict[str, Any]) -> Event:
     if cls is None:
         raise DecodeError(f"unknown event type {name!r}")
     hints = _hints(cls)
-    kwargs = {k: _from_json(hints[k], v) for k, v in obj.items() if k in hints and k != "type"}
     try:
+        kwargs = {k: _from_json(hints[k], v) for k, v in obj.items() if k in hints and k != "type"}
         return cls(**kwargs)
-    except TypeError as exc:
-        raise DecodeError(f"{name}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a damaged field
+        raise DecodeError(f"{name}: {exc!r}") from None
 
 
 def _output_from_dict(obj: dict[str, Any]) -> TaskOutput:
     """The generic walk of from_dict, written out for the one event type that floods."""
     try:
         data = obj["data"]
-        raw = data["text"].encode("utf-8") if "text" in data else base64.b64decode(data["b64"])
+        raw = (
+            data["text"].encode("utf-8")
+            if "text" in data
+            else base64.b64decode(data["b64"], validate=True)
+        )
         ev = TaskOutput(
             seq=obj.get("seq", 0),
             ts=obj.get("ts", 0.0),

@@ -102,6 +102,9 @@ def test_every_event_type_round_trips() -> None:
         ('{"type":"TaskOutput","seq":3,"ts":1.0,"task":"a","attempt":1}', "data"),
         ('{"type":"TaskOutput","task":"a","attempt":"1","data":{"text":"x"}}', "attempt"),
         ('{"type":"TaskOutput","task":"a","attempt":1,"data":"x"}', "TaskOutput"),
+        # Base64 that is not base64 is damage to report, not bytes to guess at.
+        ('{"type":"TaskOutput","task":"a","attempt":1,"data":{"b64":"%%%"}}', "TaskOutput"),
+        ('{"type":"TaskCommitted","task":"a","attempt":1,"files":[{"bad":1}]}', "TaskCommitted"),
     ],
 )
 def test_a_damaged_output_record_is_a_decode_error(line: str, problem: str) -> None:
