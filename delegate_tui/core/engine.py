@@ -16,12 +16,12 @@ engine runs on; they return a message for the operator, empty when done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import secrets
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -1264,6 +1264,7 @@ def install_signal_handlers(engine: Engine) -> None:
             for proc in list(engine._procs.values()):
                 proc.signal_group(signal.SIGKILL)
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may take signals; its owner handles them
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, handle, sig.name)
+        loop.add_signal_handler(sig, handle, sig.name)
