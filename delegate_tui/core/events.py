@@ -443,12 +443,17 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+def _bytes_from_json(value: Any) -> bytes:
+    """Bytes as _to_json wrote them: UTF-8 text, or strict base64."""
+    if "b64" in value:
+        return base64.b64decode(value["b64"], validate=True)
+    return str(value["text"]).encode("utf-8")
+
+
 def _from_json(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if hint is bytes:
-        if "b64" in value:
-            return base64.b64decode(value["b64"], validate=True)
-        return str(value["text"]).encode("utf-8")
+        return _bytes_from_json(value)
     if origin is tuple:
         (item, *_rest) = typing.get_args(hint)
         return tuple(_from_json(item, v) for v in value)
@@ -512,18 +517,12 @@ def from_dict(obj: dict[str, Any]) -> Event:
 def _output_from_dict(obj: dict[str, Any]) -> TaskOutput:
     """The generic walk of from_dict, written out for the one event type that floods."""
     try:
-        data = obj["data"]
-        raw = (
-            data["text"].encode("utf-8")
-            if "text" in data
-            else base64.b64decode(data["b64"], validate=True)
-        )
         ev = TaskOutput(
             seq=obj.get("seq", 0),
             ts=obj.get("ts", 0.0),
             task=obj["task"],
             attempt=obj["attempt"],
-            data=raw,
+            data=_bytes_from_json(obj["data"]),
             stream=obj.get("stream", "agent"),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -30,7 +30,7 @@ from textual.widgets import Footer, Static
 from delegate_tui.core import attention, batching, metrics, workspace
 from delegate_tui.core.events import ACTIVE_STATUSES, RETRYABLE_STATUSES
 from delegate_tui.core.prompts import failure_summary, tail_text
-from delegate_tui.core.replay import ReplaySource
+from delegate_tui.core.replay import REFUSED, ReplaySource
 from delegate_tui.core.state import RunState, TaskState
 from delegate_tui.ui.details import help_text, task_details
 from delegate_tui.ui.screens.dialogs import (
@@ -414,7 +414,7 @@ class RunScreen(Screen[None]):
 
     def _writable(self) -> bool:
         if self.delegate.read_only:
-            self.notify("this is a replay: commands are not available", severity="warning")
+            self.notify(REFUSED, severity="warning")
             return False
         return True
 
@@ -731,9 +731,7 @@ class RunScreen(Screen[None]):
         keys = {b.key for b in live} | {rebound[b.id] for b in live if b.id and b.id in rebound}
         if event.key in keys:
             event.stop()
-            self.notify(
-                "this is a replay: commands are not available", severity="warning", timeout=3
-            )
+            self.notify(REFUSED, severity="warning", timeout=3)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide operator commands from the footer in replay."""

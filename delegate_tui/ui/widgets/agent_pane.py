@@ -132,15 +132,11 @@ class AgentPane(ScrollView, can_focus=True):
         if self.follow and not self.search and sum(map(len, chunks)) > TAIL_BYTES:
             # A flood, followed: parse only what can still be on screen after it.
             chunks = _tail(chunks, TAIL_BYTES)
-            self.buffer = TermBuffer(self.scrollback)
-            self._dropped_seen = 0
-            self._strips.clear()
+            self._restart()
             self.partial = True
         elif dropped:
             # Fell behind what the store keeps: start again from what it has.
-            self.buffer = TermBuffer(self.scrollback)
-            self._dropped_seen = 0
-            self._strips.clear()
+            self._restart()
         for chunk in chunks:
             self.buffer.feed(chunk)
         self.seq = next_seq
@@ -157,6 +153,12 @@ class AgentPane(ScrollView, can_focus=True):
         self.refresh()
         return True
 
+    def _restart(self) -> None:
+        """An empty terminal, and nothing drawn from the old one."""
+        self.buffer = TermBuffer(self.scrollback)
+        self._dropped_seen = 0
+        self._strips.clear()
+
     def complete(self) -> None:
         """Parse everything the store still holds, where a flood was only tailed.
 
@@ -166,11 +168,10 @@ class AgentPane(ScrollView, can_focus=True):
             return
         from_end = len(self.buffer) - self.scroll_y
         chunks, self.seq, _ = self.store.since(self.task_id, 0)
-        self.buffer = TermBuffer(self.scrollback)
+        self._restart()
         for chunk in chunks:
             self.buffer.feed(chunk)
         self._dropped_seen = self.buffer.dropped
-        self._strips.clear()
         self.partial = False
         set_virtual_height(self, len(self.buffer))
         self.scroll_to(y=max(0, len(self.buffer) - from_end), animate=False, immediate=True)
