@@ -25,7 +25,6 @@ class Terminal:
         session = ("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height))
         if self._tmux(*session, "sleep 3600") is None:
             raise RuntimeError("tmux did not start")
-        self.server_pid = int(self._tmux("display", "-p", "#{pid}") or 0)
 
     def _tmux(self, *args: str) -> str | None:
         """Run a tmux command against this server: its output, or None if it failed."""

@@ -79,12 +79,7 @@ def run_ui(lines: int, *, probe: str) -> tuple[float, float, list[float]]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the run did not end in 300 s; last screen:\n{term.screen()}")
             if not term.alive():
-                logs = list_run_logs(folder)
-                pids = [getattr(e, "pid", 0) for e in read_events(logs[0])] if logs else []
-                raise SystemExit(
-                    f"the terminal (tmux server pid {term.server_pid}) closed before the run ended; "
-                    f"agent pids {sorted(p for p in pids if p)}; last screen:\n{last_screen}"
-                )
+                raise SystemExit(f"the run's terminal closed before it ended:\n{last_screen}")
             last_screen = term.screen() or last_screen
             lines_on_screen = last_screen.splitlines()
             head = lines_on_screen[0] if lines_on_screen else ""
