@@ -535,7 +535,7 @@ def replay(
         raise
     for message in source.report.messages():
         click.echo(f"delegate-tui: {path}: {message}", err=True)
-    if not source.events or not source.final_state.run_id:
+    if not source.has_run:
         fail(f"{path}: not a delegate-tui run log (no RunStarted event)")
     if headless or not sys.stdout.isatty():
         if at_s is None:

@@ -68,7 +68,7 @@ from delegate_tui.core.plan import Plan
 from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.reaper import Reaper, end_groups
 from delegate_tui.core.runlog import LOG_NAME, LogWriter, ReadReport, read_events, runs_dir
-from delegate_tui.core.state import AttemptState, RunState, apply, build
+from delegate_tui.core.state import AttemptState, RunState, apply, build, snapshot
 from delegate_tui.core.watcher import WorktreeWatcher
 
 Listener = Callable[[Event], None]
@@ -189,11 +189,15 @@ class Engine:
         ev = dataclasses.replace(ev, seq=self._seq, ts=time.time())
         apply(self.state, ev)
         if self._log is not None:
-            self._log.write(ev)
+            self._log.write(ev, self._keyframe)
         for listener in self._listeners:
             listener(ev)
         self._wake.set()
         return ev
+
+    def _keyframe(self) -> object:
+        """The state as data, for the log's index (replay seeks from these)."""
+        return snapshot(self.state)
 
     def _output(self, task: str, attempt: int, stream: str, data: bytes) -> None:
         key = (task, attempt, stream)
@@ -539,7 +543,7 @@ class Engine:
                 f"{self.repo / '.delegate' / 'worktrees' / self.run_id}",
             )
             apply(self.state, ev)
-            self._log.write(ev)
+            self._log.write(ev, self._keyframe)
             for listener in self._listeners:
                 listener(ev)
 

@@ -429,7 +429,7 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 
 
 def _to_json(value: Any) -> Any:
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         try:
             return {"text": value.decode("utf-8")}
         except UnicodeDecodeError:
@@ -454,9 +454,14 @@ def _from_json(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if hint is bytes:
         return _bytes_from_json(value)
-    if origin is tuple:
+    if hint is bytearray:
+        return bytearray(_bytes_from_json(value))
+    if origin is tuple or origin is list:
         (item, *_rest) = typing.get_args(hint)
-        return tuple(_from_json(item, v) for v in value)
+        return origin(_from_json(item, v) for v in value)
+    if origin is dict:
+        _key, item = typing.get_args(hint)
+        return {str(k): _from_json(item, v) for k, v in value.items()}
     if origin in (types.UnionType, typing.Union):
         if value is None:
             return None
@@ -467,6 +472,19 @@ def _from_json(hint: Any, value: Any) -> Any:
         hints = _hints(hint)
         return hint(**{k: _from_json(hints[k], v) for k, v in value.items() if k in known})
     return value
+
+
+def to_json(value: Any) -> Any:
+    """Any record of this vocabulary (dataclasses, bytes, tuples, lists, dicts) as JSON values."""
+    return _to_json(value)
+
+
+def from_json(hint: Any, value: Any) -> Any:
+    """The inverse of :func:`to_json` for a value of type ``hint``; DecodeError if it does not fit."""
+    try:
+        return _from_json(hint, value)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise DecodeError(f"{getattr(hint, '__name__', hint)}: {exc!r}") from None
 
 
 def to_dict(ev: Event) -> dict[str, Any]:

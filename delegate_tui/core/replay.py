@@ -4,10 +4,15 @@ Owns replay: the log's events go through the same ``apply`` into the same
 ``RunState`` the live run had, so the UI cannot tell a replay from a live run
 except that commands are refused. Playback has a speed (0.25x to 64x), a
 pause, and compresses quiet stretches (over ``QUIET_S`` of nothing happening
-plays as ``QUIET_PLAY_S``) unless real time is asked for. Seeking rebuilds the
-state from the nearest keyframe (a copy of the state taken every
-``KEYFRAME_EVERY`` events while loading) plus the events after it, so a seek
-never rescans the log. Replay never runs a process and never touches git.
+plays as ``QUIET_PLAY_S``) unless real time is asked for. Replay never runs a
+process and never touches git.
+
+A log opens through its index (``runlog.LogIndex``: each event's offset, time
+and kind, and keyframes the writer took): nothing is decoded until it is
+shown. Seeking starts from the nearest keyframe at or before the target and
+applies the events after it, so a seek never rescans the log. A log without
+an index (older, cut off by a crash, or from elsewhere) is indexed once on
+opening, keyframes included, and the index is saved beside it for next time.
 """
 
 from __future__ import annotations
@@ -15,49 +20,62 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
-import gc
-from collections.abc import Callable
+import mmap
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 from delegate_tui.core.events import (
+    SCHEMA_VERSION,
     BatchApproved,
-    BatchHeld,
-    BatchProposed,
-    ConflictDetected,
+    DecodeError,
     Event,
-    InputSent,
-    KillRequested,
-    MergeConflict,
-    RetryScheduled,
+    Notice,
     TaskFinished,
-    TaskSkipped,
+    decode,
 )
-from delegate_tui.core.runlog import ReadReport, read_events
-from delegate_tui.core.state import RunState, apply
+from delegate_tui.core.runlog import (
+    IndexWriter,
+    Keyframe,
+    LogError,
+    LogIndex,
+    ReadReport,
+)
+from delegate_tui.core.state import RunState, apply, restore, snapshot
 
+#: Keyframes of events held in memory (a recording, a test): every this many events.
 KEYFRAME_EVERY = 2000
-#: Keyframes hold whole states (output tails included): long logs space them out.
-MAX_KEYFRAMES = 200
 QUIET_S = 3.0
 QUIET_PLAY_S = 0.5
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 REFUSED = "this is a replay: commands are not available"
 
-#: What "jump to the next ..." can look for.
-MARKS: dict[str, Callable[[Event], bool]] = {
-    "failure": lambda e: (
-        isinstance(e, TaskFinished) and e.status not in ("succeeded", "awaiting-merge")
+
+def _always(_ev: Event) -> bool:
+    return True
+
+
+#: What "jump to the next ..." can look for: the event types, and a test of one.
+MARKS: dict[str, tuple[tuple[str, ...], Callable[[Event], bool]]] = {
+    "failure": (
+        ("TaskFinished",),
+        lambda e: isinstance(e, TaskFinished) and e.status not in ("succeeded", "awaiting-merge"),
     ),
-    "conflict": lambda e: isinstance(e, ConflictDetected | MergeConflict),
-    "approval": lambda e: isinstance(e, BatchProposed | BatchApproved | BatchHeld),
-    "operator": lambda e: (
-        isinstance(e, KillRequested | RetryScheduled | TaskSkipped | InputSent)
-        or (isinstance(e, BatchApproved) and e.by == "operator")
+    "conflict": (("ConflictDetected", "MergeConflict"), _always),
+    "approval": (("BatchProposed", "BatchApproved", "BatchHeld"), _always),
+    "operator": (
+        ("KillRequested", "RetryScheduled", "TaskSkipped", "InputSent", "BatchApproved"),
+        lambda e: not isinstance(e, BatchApproved) or e.by == "operator",
     ),
 }
-MARKS["notable"] = lambda e: any(
-    MARKS[k](e) for k in ("failure", "conflict", "approval", "operator")
+MARKS["notable"] = (
+    tuple(t for kind in ("failure", "conflict", "approval", "operator") for t in MARKS[kind][0]),
+    lambda e: any(
+        type(e).type_name in MARKS[k][0] and MARKS[k][1](e)
+        for k in ("failure", "conflict", "approval", "operator")
+    ),
 )
 
 
@@ -71,13 +89,60 @@ class Position:
     duration: float
 
 
+class LogEvents(Sequence[Event]):
+    """The events of an indexed log, each decoded when it is asked for."""
+
+    def __init__(self, log: Path, index: LogIndex) -> None:
+        self._index = index
+        self._map: mmap.mmap | bytes = b""
+        if index.covered:
+            with log.open("rb") as fh:
+                self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @overload
+    def __getitem__(self, i: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Event]: ...
+
+    def __getitem__(self, i: int | slice) -> Event | list[Event]:
+        if isinstance(i, slice):
+            return [self._decode(k) for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._decode(i)
+
+    def _decode(self, i: int) -> Event:
+        start = self._index.offsets[i]
+        end = self._map.find(b"\n", start)
+        try:
+            return decode(self._map[start : end + 1])
+        except DecodeError as exc:  # the log changed under its index
+            return Notice(
+                ts=self._index.times[i],
+                level="error",
+                message=f"event {i + 1} of the log can no longer be read ({exc})",
+            )
+
+
 class ReplaySource:
     """Plays a run log into a RunState; refuses every operator command."""
 
     read_only = True
 
     def __init__(
-        self, events: list[Event], *, real_time: bool = False, report: ReadReport | None = None
+        self,
+        events: Sequence[Event],
+        *,
+        real_time: bool = False,
+        report: ReadReport | None = None,
+        index: LogIndex | None = None,
+        log: Path | None = None,
     ) -> None:
         self.events = events
         self.report = report or ReadReport()
@@ -89,40 +154,66 @@ class ReplaySource:
         self._listeners: list[Callable[[Event], None]] = []
         self._reset_listeners: list[Callable[[], None]] = []
         self._wake = asyncio.Event() if _loop_running() else None
-        self._times = [e.ts for e in events]
+        self._log = log
+        if index is None:  # events held in memory: index them and take keyframes here
+            index = _index_in_memory(events)
+        self._index = index
+        self._times = index.times
         self._start = self._times[0] if self._times else 0.0
-        self._keyframes: list[tuple[int, RunState]] = []
-        self._build_keyframes()
+        self._kinds = index.kinds.tobytes()
+        self._keyframes = [Keyframe(0, state=RunState())]
+        self._keyframes += [k for k in index.keyframes if k.events > 0]
+        self._plan_state: RunState | None = None
 
     @classmethod
     def from_log(cls, path: Path, *, real_time: bool = False) -> ReplaySource:
-        """Load a log file (damage is tolerated and reported in ``report``).
+        """Open a log through its index (made and saved first if it has none or it is behind).
 
-        A long log is a million objects that live as long as the replay: the cyclic
-        garbage collector would walk them all again and again while they load (a
-        quarter of the time), and later in the middle of playback. They are made
-        with it off, then moved out of its sight (``gc.freeze``).
+        Damage is tolerated and reported in ``report``; a newer schema is a LogError.
         """
-        report = ReadReport()
-        collecting = gc.isenabled()
-        gc.disable()
+        if not path.is_file():
+            raise LogError(f"{path}: no such run log")
+        size = path.stat().st_size
+        writer = IndexWriter.open(path, extend=False)
         try:
-            source = cls(list(read_events(path, report)), real_time=real_time, report=report)
+            index = writer.index
+            if index.covered < size:
+                _catch_up(writer, path)
         finally:
-            if collecting:
-                gc.enable()
-        gc.freeze()
-        return source
+            writer.close()
+        if index.schema > SCHEMA_VERSION:
+            raise LogError(
+                f"{path}: written by a newer delegate-tui (log schema {index.schema}, "
+                f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
+            )
+        return cls(
+            LogEvents(path, index),
+            real_time=real_time,
+            report=index.report(size),
+            index=index,
+            log=path,
+        )
 
-    def _build_keyframes(self) -> None:
-        state = RunState()
-        self._keyframes = [(0, copy.deepcopy(state))]
-        every = max(KEYFRAME_EVERY, len(self.events) // MAX_KEYFRAMES)
-        for i, ev in enumerate(self.events, 1):
-            apply(state, ev)
-            if i % every == 0:
-                self._keyframes.append((i, copy.deepcopy(state)))
-        self.final_state = state
+    @property
+    def has_run(self) -> bool:
+        """True when the log holds the start of a run (else it is not a run log)."""
+        return self._index.code("RunStarted") >= 0
+
+    def _frame_state(self, frame: Keyframe) -> RunState:
+        """A fresh copy of the state a keyframe holds."""
+        if isinstance(frame.state, RunState):
+            return copy.deepcopy(frame.state)
+        assert self._log is not None
+        return restore(self._index.read_keyframe(self._log, frame), self._plan())
+
+    def _plan(self) -> Any:
+        """The run's plan, from its RunStarted (keyframes leave it out)."""
+        if self._plan_state is None:
+            self._plan_state = RunState()
+            code = self._index.code("RunStarted")
+            if code >= 0:
+                apply(self._plan_state, self.events[self._kinds.index(bytes([code]))])
+        return self._plan_state.plan
 
     # ------------------------------------------------------------ listening
 
@@ -146,12 +237,17 @@ class ReplaySource:
     def seek(self, index: int) -> None:
         """Show the run as it was after ``index`` events."""
         index = max(0, min(len(self.events), index))
-        slot = bisect.bisect_right([k for k, _ in self._keyframes], index) - 1
-        base, frame = self._keyframes[slot]
-        if base <= self.index <= index and self.index - base >= 0 and self.state.events:
+        slot = bisect.bisect_right([k.events for k in self._keyframes], index) - 1
+        frame = self._keyframes[slot]
+        if frame.events <= self.index <= index and self.state.events:
             start, state = self.index, self.state  # forward from here is cheaper
         else:
-            start, state = base, copy.deepcopy(frame)
+            try:
+                start, state = frame.events, self._frame_state(frame)
+            except (LogError, DecodeError):  # a damaged keyframe: use the one before it
+                del self._keyframes[slot]
+                self.seek(index)
+                return
         for ev in self.events[start:index]:
             apply(state, ev)
         self.state = state
@@ -170,17 +266,29 @@ class ReplaySource:
 
     def jump(self, mark: str, direction: int) -> bool:
         """To the next (1) or previous (-1) event of a kind in ``MARKS``; False if none."""
-        test = MARKS[mark]
+        types, test = MARKS[mark]
+        codes = sorted({c for c in map(self._index.code, types) if c >= 0})
+        if not codes:
+            return False
+        kinds = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in codes) + b"]")
         if direction > 0:
-            for i in range(self.index, len(self.events)):
+            pos = self.index
+            while (found := kinds.search(self._kinds, pos)) is not None:
+                i = found.start()
                 if test(self.events[i]):
                     self.seek(i + 1)
                     return True
+                pos = i + 1
         else:
-            for i in range(self.index - 2, -1, -1):
+            end = self.index - 1  # the event just applied is where we are, not before it
+            while end > 0:
+                i = max(self._kinds.rfind(bytes([c]), 0, end) for c in codes)
+                if i < 0:
+                    break
                 if test(self.events[i]):
                     self.seek(i + 1)
                     return True
+                end = i
         return False
 
     def set_speed(self, faster: int) -> float:
@@ -279,3 +387,30 @@ def _loop_running() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _index_in_memory(events: Sequence[Event]) -> LogIndex:
+    """Times, kinds and keyframes (whole states) for events that are not in a log file."""
+    index = LogIndex()
+    state = RunState()
+    for i, ev in enumerate(events, 1):
+        index.add(ev, 0)
+        apply(state, ev)
+        if i % KEYFRAME_EVERY == 0:
+            index.keyframes.append(Keyframe(i, state=copy.deepcopy(state)))
+    return index
+
+
+def _catch_up(writer: IndexWriter, log: Path) -> None:
+    """Index the log past what its index covers, taking keyframes as the writer would."""
+    index = writer.index
+    source = ReplaySource(LogEvents(log, index), index=index, log=log)
+    source.seek(len(index))
+    state = source.state
+
+    def on_event(ev: Event) -> None:
+        apply(state, ev)
+        if index.keyframe_due():
+            writer.take_keyframe(snapshot(state))
+
+    index.extend(log, on_event)

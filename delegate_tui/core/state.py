@@ -13,7 +13,7 @@ chunk would cost more than the agents' output itself); take a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from delegate_tui.core.events import (
@@ -27,6 +27,7 @@ from delegate_tui.core.events import (
     ConflictResolved,
     CriteriaChecked,
     CriterionResult,
+    DecodeError,
     Event,
     FilesChanged,
     FinalMerge,
@@ -51,6 +52,8 @@ from delegate_tui.core.events import (
     TaskPreparing,
     TaskSkipped,
     TaskStarted,
+    from_json,
+    to_json,
 )
 from delegate_tui.core.plan import Plan
 
@@ -516,6 +519,26 @@ def apply(state: RunState, ev: Event) -> RunState:
     if ev.ts:
         state.last_ts = max(state.last_ts, ev.ts)
     return state
+
+
+def snapshot(state: RunState) -> dict[str, Any]:
+    """The state as JSON values, without its plan (a replay keyframe; the plan is in the log).
+
+    Data only: a keyframe read back from disk is checked field by field, never executed.
+    """
+    return {name: to_json(getattr(state, name)) for name in _SNAPSHOT_FIELDS}
+
+
+def restore(obj: Any, plan: Plan | None) -> RunState:
+    """A state from :func:`snapshot` (DecodeError if it does not fit RunState)."""
+    if not isinstance(obj, dict):
+        raise DecodeError("a keyframe must be a JSON object")
+    value: RunState = from_json(RunState, {k: v for k, v in obj.items() if k in _SNAPSHOT_FIELDS})
+    value.plan = plan
+    return value
+
+
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(RunState) if f.name != "plan")
 
 
 def build(events: Iterable[Event], state: RunState | None = None) -> RunState:

@@ -313,3 +313,106 @@ def test_asciicast_recording_replays_as_a_one_task_run(tmp_path: Path) -> None:
     bad.write_text('{"version": 2}\n[0.1, "o"]\n')
     with pytest.raises(asciicast.CastError, match=r"bad.cast:2: expected \[time, type, data\]"):
         asciicast.to_events(bad)
+
+
+def rewrite_with_keyframes(
+    log: Path, target: Path, every: int, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """Write the recorded events again, as the engine writes them, with a keyframe every few."""
+    from delegate_tui.core import runlog
+    from delegate_tui.core.runlog import LogWriter
+    from delegate_tui.core.state import apply, snapshot
+
+    monkeypatch.setattr(runlog, "KEYFRAME_EVERY", every)
+    state = RunState()
+    writer = LogWriter(target)
+    count = 0
+    for ev in read_events(log):
+        apply(state, ev)
+        writer.write(ev, lambda: snapshot(state))
+        count += 1
+    writer.close()
+    return count
+
+
+def test_the_engine_leaves_an_index_that_covers_its_whole_log(
+    recorded: tuple[RunState, Path],
+) -> None:
+    from delegate_tui.core.runlog import load_index
+
+    _, log = recorded
+    index = load_index(log)
+    assert index is not None
+    assert len(index) == len(list(read_events(log))) and index.covered == log.stat().st_size
+
+
+def test_a_keyframe_holds_the_whole_state_but_the_plan(recorded: tuple[RunState, Path]) -> None:
+    import json
+
+    from delegate_tui.core.state import restore, snapshot
+
+    live, _ = recorded
+    data = json.loads(json.dumps(snapshot(live)))
+    assert "plan" not in data
+    assert restore(data, live.plan) == live
+
+
+def test_seeking_through_written_keyframes_equals_folding(
+    recorded: tuple[RunState, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, log = recorded
+    copy = tmp_path / "events.jsonl"
+    count = rewrite_with_keyframes(log, copy, 9, monkeypatch)
+    monkeypatch.setattr(
+        replay_module, "_catch_up", lambda *_: pytest.fail("the index was not up to date")
+    )
+    source = ReplaySource.from_log(copy)
+    assert [k.events for k in source._keyframes] == list(range(0, count + 1, 9))
+    events = list(read_events(log))
+    for index in [count, 0, *range(1, count, 4), count - 1, 5]:
+        source.seek(index)
+        assert source.state == build(events[:index]), f"after {index} events"
+
+
+def test_a_damaged_keyframe_falls_back_to_the_one_before(
+    recorded: tuple[RunState, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from delegate_tui.core.runlog import index_dir
+
+    _, log = recorded
+    copy = tmp_path / "events.jsonl"
+    count = rewrite_with_keyframes(log, copy, 9, monkeypatch)
+    frames = index_dir(copy) / "keyframes.jsonl"
+    raw = bytearray(frames.read_bytes())
+    second = raw.index(b"\n") + 1  # the keyframe after 18 events: make it lie about its state
+    raw[second : second + 40] = b'{"events":18,"state":{"tasks":7}}'.ljust(40)
+    frames.write_bytes(raw)
+    source = ReplaySource.from_log(copy)
+    events = list(read_events(log))
+    source.seek(20)
+    assert source.state == build(events[:20])
+    assert 18 not in [k.events for k in source._keyframes]
+    source.seek(count)
+    assert source.state == build(events)
+
+
+def test_a_log_without_an_index_is_indexed_once_with_keyframes(
+    recorded: tuple[RunState, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from delegate_tui.core import runlog
+    from delegate_tui.core.runlog import load_index
+
+    _, log = recorded
+    copy = tmp_path / "events.jsonl"
+    shutil.copy(log, copy)  # the log alone, as from another machine
+    monkeypatch.setattr(runlog, "KEYFRAME_EVERY", 10)
+    source = ReplaySource.from_log(copy)
+    index = load_index(copy)
+    assert index is not None and len(index) == len(source.events)
+    assert [k.events for k in index.keyframes] == list(range(10, len(index) + 1, 10))
+    events = list(read_events(log))
+    again = ReplaySource.from_log(copy)
+    again.seek(len(events) - 1)
+    assert again.state == build(events[:-1])
