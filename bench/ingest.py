@@ -5,7 +5,8 @@ Workload (the contract, do not shrink it): 8 processes each print N lines of
 machine noise cancels in the ratios:
 
 * devnull   - the same 8 processes writing to /dev/null (the producers' own cost)
-* bare-pipe - a minimal reader draining 8 pipes (select + os.read, nothing else)
+* bare-pipe - a minimal reader draining 8 pipes (select + os.read, nothing else),
+              pipes of delegate-tui's size (1 MiB)
 * bare-pty  - the same over 8 pseudo-terminals
 * headless  - `delegate-tui run --headless --yes` on a plan of 8 shell tasks,
               until it exits with every byte in the run log (checked)
@@ -16,6 +17,7 @@ Usage: python bench/ingest.py [--lines N] [--transport pty|pipes|both]
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -26,6 +28,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from delegate_tui.core.process import PIPE_SIZE
 
 LINE = "x" * 79
 AGENTS = 8
@@ -65,6 +71,8 @@ def bench_bare(lines: int, transport: str) -> tuple[float, int]:
             p = subprocess.Popen(producer(lines), stdout=subprocess.PIPE, start_new_session=True)
             assert p.stdout is not None
             fd = p.stdout.fileno()
+            # The same transport as delegate-tui's: its pipes hold 1 MiB, not 64 KiB.
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         procs.append(p)
         sel.register(fd, selectors.EVENT_READ)
     total, open_fds = 0, AGENTS
@@ -115,7 +123,6 @@ def bench_headless(lines: int, transport: str) -> tuple[float, int]:
         elapsed = time.perf_counter() - start
         if result.returncode != 0:
             raise SystemExit(f"headless run failed:\n{result.stdout}\n{result.stderr}")
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from delegate_tui.core.events import TaskOutput
         from delegate_tui.core.runlog import list_run_logs, read_events
 

@@ -46,6 +46,7 @@ from delegate_tui.core.events import (
     TaskSkipped,
     TaskStarted,
     decode,
+    dumps,
     encode,
 )
 
@@ -381,7 +382,7 @@ class LogIndex:
         try:
             with (index_dir(log) / "keyframes.jsonl").open("rb") as fh:
                 fh.seek(frame.offset)
-                obj = json.loads(fh.read(frame.length).decode("utf-8"))
+                obj = json.loads(fh.read(frame.length))
         except (OSError, ValueError) as exc:
             raise LogError(f"{index_dir(log)}: unreadable keyframe: {exc}") from None
         if not isinstance(obj, dict) or obj.get("events") != frame.events:
@@ -501,9 +502,7 @@ class IndexWriter:
         if not self.saving:
             self.index.keyframes.append(Keyframe(events, state=state))
             return
-        data = (
-            json.dumps({"events": events, "state": state}, separators=(",", ":")) + "\n"
-        ).encode()
+        data = dumps({"events": events, "state": state}) + b"\n"
         path = index_dir(self.log) / "keyframes.jsonl"
         try:
             with path.open("ab") as fh:

@@ -199,3 +199,13 @@ def test_resolve_run_by_id_folder_file_and_latest(tmp_path: Path) -> None:
         resolve_run("nope", tmp_path)
     with pytest.raises(LogError, match="no runs"):
         resolve_run(None, tmp_path / "elsewhere")
+
+
+def test_text_with_a_lone_surrogate_still_round_trips() -> None:
+    """YAML can produce lone surrogates; orjson refuses them, the log must not."""
+    from delegate_tui.core.events import Notice
+
+    ev = Notice(level="warning", message="half a pair: \ud83d!", seq=3, ts=1.25)
+    line = encode(ev)
+    assert line.endswith(b"\n") and b"\\ud83d" in line
+    assert decode(line) == ev
