@@ -19,10 +19,12 @@ bytes) and anything that does not match is rebuilt from the log.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -106,7 +108,12 @@ def repair_tail(path: Path) -> int:
 
 
 class LogWriter:
-    """Appends events to a run log. Not thread-safe: the engine's loop owns it."""
+    """Appends events to a run log. Not thread-safe: the engine's loop owns it.
+
+    Decisions are synced before ``write`` returns. The periodic sync of
+    everything else runs on a thread of the writer's own, so the loop reading
+    agents' output does not wait for the disk (fsync lets go of the GIL).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -116,6 +123,9 @@ class LogWriter:
         self._dirty = False
         self._last_sync = time.monotonic()
         self.index = IndexWriter.open(path)
+        self._sync_wanted = threading.Event()
+        self._closing = False
+        self._syncer: threading.Thread | None = None
 
     def write(self, ev: Event, keyframe: Callable[[], object] | None = None) -> None:
         """Append one event; decisions are synced to disk before returning.
@@ -129,11 +139,11 @@ class LogWriter:
             written = os.write(self._fd, view)
             view = view[written:]
         self._dirty = True
-        if self.index is not None:
-            self.index.add(ev, len(data), keyframe)
-        now = time.monotonic()
-        if isinstance(ev, DECISIONS) or now - self._last_sync >= FSYNC_INTERVAL_S:
+        self.index.add(ev, len(data), keyframe)
+        if isinstance(ev, DECISIONS):
             self.sync()
+        elif time.monotonic() - self._last_sync >= FSYNC_INTERVAL_S:
+            self._sync_soon()
 
     def sync(self) -> None:
         """Flush what was written to the disk itself (and bring the index up to it)."""
@@ -141,17 +151,42 @@ class LogWriter:
             os.fsync(self._fd)
             self._dirty = False
             self._last_sync = time.monotonic()
-            if self.index is not None:
-                self.index.flush()
+            self.index.flush()
+
+    def _sync_soon(self) -> None:
+        """Have the sync thread flush what was written so far."""
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        self.index.flush()
+        if self._syncer is None:
+            self._syncer = threading.Thread(
+                target=self._sync_loop, name="delegate-log-sync", daemon=True
+            )
+            self._syncer.start()
+        self._sync_wanted.set()
+
+    def _sync_loop(self) -> None:
+        while True:
+            self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            if self._closing:
+                return
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
 
     def close(self) -> None:
         """Sync and close; safe to call twice."""
         if self._fd >= 0:
+            if self._syncer is not None:  # the descriptor outlives the thread using it
+                self._closing = True
+                self._sync_wanted.set()
+                self._syncer.join()
+                self._syncer = None
+            self._dirty = True
             self.sync()
             os.close(self._fd)
             self._fd = -1
-            if self.index is not None:
-                self.index.close()
+            self.index.close()
 
 
 @dataclass(slots=True)

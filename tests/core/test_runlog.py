@@ -209,3 +209,36 @@ def test_text_with_a_lone_surrogate_still_round_trips() -> None:
     line = encode(ev)
     assert line.endswith(b"\n") and b"\\ud83d" in line
     assert decode(line) == ev
+
+
+def test_decisions_sync_at_once_and_the_rest_on_the_sync_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    from delegate_tui.core import runlog
+
+    synced_on: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced_on.append(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(runlog, "FSYNC_INTERVAL_S", 0.0)
+    monkeypatch.setattr(os, "fsync", fsync)
+    writer = LogWriter(tmp_path / "events.jsonl")
+    writer.write(SAMPLES[2])  # output: the sync thread's job
+    for _ in range(200):
+        if synced_on:
+            break
+        threading.Event().wait(0.01)
+    assert synced_on == ["delegate-log-sync"]
+    writer.write(SAMPLES[0])  # RunStarted is a decision: synced before write returns
+    assert synced_on[-1] == threading.current_thread().name
+    syncer = writer._syncer
+    writer.close()
+    assert syncer is not None and not syncer.is_alive()
+    assert synced_on[-1] == threading.current_thread().name  # the last sync, before closing
+    assert list(read_events(tmp_path / "events.jsonl")) == [SAMPLES[2], SAMPLES[0]]
