@@ -2,14 +2,17 @@
 
 Owns the one place delegate-tui asks the operating system about running
 agents (through psutil). Blocking: call it from a worker thread, never from
-a widget.
+a widget. psutil is imported on the first sample (from that worker thread),
+not while the screen is still to be drawn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,8 @@ _PROCS: dict[int, psutil.Process] = {}
 
 def sample(pid: int) -> TreeStats | None:
     """CPU (since the previous sample of each process) and RSS of ``pid``'s tree."""
+    import psutil
+
     try:
         root = _PROCS.get(pid) or psutil.Process(pid)
         _PROCS[pid] = root

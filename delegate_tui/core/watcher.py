@@ -16,8 +16,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from watchfiles import DefaultFilter, awatch
-
 #: How long a burst may keep growing before it is reported, and how long the
 #: watcher waits for more events; both in milliseconds. Well under the 300 ms
 #: the sidebar has to show a change in.
@@ -75,6 +73,8 @@ class WorktreeWatcher:
     async def _follow(
         self, key: str, path: Path, stop: asyncio.Event, ignore_dirs: tuple[str, ...]
     ) -> None:
+        from watchfiles import DefaultFilter, awatch  # with the first worktree, not at start-up
+
         watch_filter = DefaultFilter(ignore_dirs=(*DefaultFilter.ignore_dirs, *ignore_dirs))
         with contextlib.suppress(asyncio.CancelledError, FileNotFoundError, RuntimeError, OSError):
             async for _changes in awatch(

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.style import Style
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
@@ -669,9 +668,7 @@ class RunScreen(Screen[None]):
             text = workspace.diff_text(Path(state.repo), attempt.base_commit, tip, paths)
             where = ", ".join(paths) if paths else "all changes"
             parts.append(Text(f"\n{side}: {where}\n", Style(bold=True)))
-            parts.append(
-                Syntax(text or "(no difference)", "diff", theme="ansi_dark", word_wrap=False)
-            )
+            parts.append(_syntax(text or "(no difference)"))
         self.app.call_from_thread(
             self.app.push_screen, TextScreen(f"Diff: {task_id}", Group(*parts))
         )
@@ -739,3 +736,10 @@ class RunScreen(Screen[None]):
             return False
         # In a replay these are hidden from the footer and their keys do nothing.
         return not (self.delegate.read_only and action in LIVE_ONLY_ACTIONS)
+
+
+def _syntax(diff: str) -> RenderableType:
+    """A diff, coloured (rich.syntax is imported when a diff is first shown)."""
+    from rich.syntax import Syntax
+
+    return Syntax(diff, "diff", theme="ansi_dark", word_wrap=False)
