@@ -125,6 +125,10 @@ class DelegateApp(App[int]):
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return {**super().get_theme_variable_defaults(), **STATUS_VARIABLES}
 
+    def get_default_screen(self) -> Screen[None]:
+        """The run screen is the app's own (no empty default screen laid out first)."""
+        return RunScreen()
+
     def on_mount(self) -> None:
         themes, problems = load_themes([data_dir("themes"), config_dir() / "themes"])
         for theme in themes:
@@ -143,7 +147,6 @@ class DelegateApp(App[int]):
         if self.config.keys:
             self.set_keymap(self.config.keys)
         self._seed_output()
-        self.push_screen(RunScreen())
         self.run_source()
         self.set_interval(1 / REFRESH_HZ, self._tick)
         self.set_interval(2.0, self._sample_processes)

@@ -34,8 +34,7 @@ async def settle(pilot: object) -> None:
 
 
 def screen_of(app: DelegateApp) -> RunScreen:
-    screen = app.screen_stack[1]
-    assert isinstance(screen, RunScreen)
+    (screen,) = [s for s in app.screen_stack if isinstance(s, RunScreen)]
     return screen
 
 
