@@ -7,7 +7,8 @@ run, one after the other in the same invocation, by:
 * delegate-tui headless on PTYs (its default) and on pipes, every byte checked
   in its log;
 * delegate-tui with its full UI, in a real terminal (tmux, 200x60);
-* concurrently (npm), no UI, its output to /dev/null;
+* concurrently (npm), no UI, its output to /dev/null: as it is usually run (each
+  line prefixed with its process), and with `--raw` (bytes passed through);
 * mprocs (npm), its TUI in the same tmux terminal, `--on-all-finished '{c: quit}'`;
 * Turborepo (npm) `turbo run flood --ui=tui`, eight workspace packages, no cache.
 Each time is from start to exit. The peers come from the npm registry into a
@@ -83,11 +84,12 @@ def timed_in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
         return float(seconds)
 
 
-def bench_concurrently(bin_dir: Path, lines: int) -> float:
+def bench_concurrently(bin_dir: Path, lines: int, *, raw: bool) -> float:
     commands = [shlex.join(producer(lines))] * AGENTS
+    mode = ["--raw"] if raw else []
     start = time.perf_counter()
     subprocess.run(
-        [str(bin_dir / "concurrently"), "--raw", "--max-processes", str(AGENTS), *commands],
+        [str(bin_dir / "concurrently"), *mode, "--max-processes", str(AGENTS), *commands],
         stdout=subprocess.DEVNULL,
         check=True,
     )
@@ -161,7 +163,8 @@ def main() -> None:
     headless_pipes, logged_pipes = bench_headless(lines, "pipes")
     ui_wall, ui_rss, _ = run_ui(lines, probe="")
     peers = {
-        "concurrently": bench_concurrently(bin_dir, lines),
+        "concurrently": bench_concurrently(bin_dir, lines, raw=False),
+        "concurrently_raw": bench_concurrently(bin_dir, lines, raw=True),
         "mprocs": bench_mprocs(bin_dir, lines),
         "turbo": bench_turbo(bin_dir, lines),
     }
@@ -198,6 +201,7 @@ def main() -> None:
         f"  delegate-tui UI (tmux)    {ui_wall:6.2f} s = {ui_wall / bare:.2f}x the bare reader (target 2.5x)"
     )
     for name, seconds in peers.items():
+        name = name.replace("_raw", " --raw")
         print(f"  {name:<25} {seconds:6.2f} s")
 
 

@@ -133,5 +133,5 @@ def test_peers_benchmark_runs_every_tool(tmp_path: Path) -> None:
     )
     data = json.loads(result.stdout)
     assert data["headless_bytes_ok"]
-    for tool in ("ui", "concurrently", "mprocs", "turbo"):
+    for tool in ("ui", "concurrently", "concurrently_raw", "mprocs", "turbo"):
         assert data[f"{tool}_s"] > 0, tool
