@@ -123,6 +123,7 @@ def main() -> None:
         assert snapshot(source.state) == snapshot(folded), "seek to the end differs from a fold"
         # A log without its index (written by an older version, or copied without it):
         # opening indexes it once, keyframes included, and saves that beside it.
+        index_size = sum(f.stat().st_size for f in index_dir(log).iterdir())
         shutil.rmtree(index_dir(log))
         start = time.perf_counter()
         ReplaySource.from_log(log)
@@ -135,6 +136,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "events": len(source.events),
         "log_mb": round(size / 1e6, 1),
+        "index_mb": round(index_size / 1e6, 1),
         "generate_s": round(generated, 1),
         "open_ms": round(opened * 1000),
         "open_unindexed_s": round(unindexed, 1),
@@ -148,7 +150,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(
-        f"replay seek: {result['events']:,} events ({result['log_mb']} MB log), {result['machine']}"
+        f"replay seek: {result['events']:,} events ({result['log_mb']} MB log, "
+        f"{result['index_mb']} MB index), {result['machine']}"
     )
     print(
         f"  open (through the index the writer kept): {result['open_ms']} ms; "

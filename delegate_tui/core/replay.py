@@ -49,6 +49,10 @@ from delegate_tui.core.state import RunState, apply, restore, snapshot
 KEYFRAME_EVERY = 2000
 QUIET_S = 3.0
 QUIET_PLAY_S = 0.5
+#: Waits shorter than this are not slept (they add up on the playback clock).
+SLEEP_MIN_S = 0.002
+#: Playing a burst of events, let the loop draw and read keys this often.
+YIELD_S = 0.01
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 REFUSED = "this is a replay: commands are not available"
 
@@ -164,6 +168,7 @@ class ReplaySource:
         self._keyframes = [Keyframe(0, state=RunState())]
         self._keyframes += [k for k in index.keyframes if k.events > 0]
         self._plan_state: RunState | None = None
+        self._seeks = 0  # how many times the position was replaced
 
     @classmethod
     def from_log(cls, path: Path, *, real_time: bool = False) -> ReplaySource:
@@ -252,6 +257,7 @@ class ReplaySource:
             apply(state, ev)
         self.state = state
         self.index = index
+        self._seeks += 1
         for listener in self._reset_listeners:
             listener()
         self._poke()
@@ -313,30 +319,49 @@ class ReplaySource:
     # ------------------------------------------------------------ playback
 
     async def run(self) -> RunState:
-        """Play until the end, then stay (the operator may seek back)."""
+        """Play until the end, then stay (the operator may seek back).
+
+        Playback keeps a clock: each event is due its gap (shortened if quiet,
+        divided by the speed) after the one before, so gaps too short to sleep
+        add up instead of vanishing. Events already due play in a burst, but the
+        loop is let go every ``YIELD_S``, so the screen draws and keys are read
+        even when a dense log plays at 64x.
+        """
         self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        due: float | None = None  # when the next event is to be applied
+        busy_since = loop.time()
         while True:
             if not self.playing or self.index >= len(self.events):
                 if self.index >= len(self.events):
                     self.playing = False
                 self._wake.clear()
                 await self._wake.wait()
+                due = None
                 continue
             ev = self.events[self.index]
             prev = self._times[self.index - 1] if self.index else ev.ts
             gap = max(0.0, ev.ts - prev)
             if not self.real_time and gap > QUIET_S:
                 gap = QUIET_PLAY_S
-            delay = gap / self.speed
-            if delay > 0.001:
+            now = loop.time()
+            due = (now if due is None else due) + gap / self.speed
+            if due - now > SLEEP_MIN_S:
                 self._wake.clear()
-                before = self.index
                 try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                    if self.index != before or not self.playing:
-                        continue  # a seek or a pause happened while waiting
+                    await asyncio.wait_for(self._wake.wait(), due - now)
+                    due = None  # a seek, a pause or a new speed: start the clock again
+                    continue
                 except TimeoutError:
                     pass
+                busy_since = loop.time()
+            elif now - busy_since > YIELD_S:
+                seeks = self._seeks
+                await asyncio.sleep(0)
+                busy_since = loop.time()
+                if seeks != self._seeks or not self.playing:
+                    due = None  # the operator moved or paused while the loop was let go
+                    continue
             apply(self.state, ev)
             self.index += 1
             for listener in self._listeners:

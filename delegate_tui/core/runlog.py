@@ -290,9 +290,11 @@ def list_run_logs(repo: Path) -> list[Path]:
 
 INDEX_VERSION = 1
 #: A keyframe every this many events or this many log bytes, whichever comes first:
-#: a seek decodes and applies at most that much from the keyframe before it.
-KEYFRAME_EVERY = 5000
-KEYFRAME_BYTES = 32 * 1024 * 1024
+#: a seek decodes and applies at most that much from the keyframe before it (about
+#: 0.1 s). A keyframe holds every attempt's output tail (64 KiB each), so closer
+#: keyframes would make the index a large share of the log's size.
+KEYFRAME_EVERY = 20000
+KEYFRAME_BYTES = 64 * 1024 * 1024
 _HASHED = 4096  # log bytes hashed at each end of what the index covers
 _COLUMNS = (("offsets", "q"), ("times", "d"), ("kinds", "B"))
 

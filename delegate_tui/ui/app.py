@@ -225,13 +225,11 @@ class DelegateApp(App[int]):
         if not (self._dirty or live) and int(now * REFRESH_HZ) % REFRESH_HZ:
             return  # nothing new: redraw once a second for the clocks
         self._dirty = False
-        screen = self.screen
-        if isinstance(screen, RunScreen):
-            screen.refresh_view(now=now)
-        else:
-            for candidate in self.screen_stack:
-                if isinstance(candidate, RunScreen):
-                    candidate.refresh_view(now=now)
+        # The run screen is at the bottom of the stack (dialogs over it), and the
+        # stack is empty while the app closes: a tick may still come then.
+        for screen in self.screen_stack:
+            if isinstance(screen, RunScreen):
+                screen.refresh_view(now=now)
 
     def _attend(self, ev: Event) -> None:
         """Bell and toast for what needs the operator."""

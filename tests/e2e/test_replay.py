@@ -416,3 +416,49 @@ def test_a_log_without_an_index_is_indexed_once_with_keyframes(
     again = ReplaySource.from_log(copy)
     again.seek(len(events) - 1)
     assert again.state == build(events[:-1])
+
+
+def test_a_dense_log_plays_in_time_and_lets_the_loop_run() -> None:
+    """Gaps too short to sleep add up; a burst of due events still lets the loop go."""
+    import asyncio
+
+    from delegate_tui.core.events import RunStarted, TaskOutput
+
+    events: list[object] = [
+        RunStarted(run_id="r", plan={}, plan_path="", repo="", isolation="none", ts=100.0)
+    ]
+    events += [
+        TaskOutput(task="a", attempt=1, data=b"x\n", seq=n, ts=100.0 + n * 0.0002)
+        for n in range(1, 4001)
+    ]  # 4,000 events 0.2 ms apart: 0.8 s of run
+    source = ReplaySource(events)  # type: ignore[arg-type]
+    seen_by_the_loop: list[int] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:  # stands for the screen's refresh timer
+            seen_by_the_loop.append(source.index)
+            if source.index < len(events):
+                loop.call_later(0.05, tick)
+
+        player = asyncio.create_task(source.run())
+        start = loop.time()
+        loop.call_soon(tick)
+        while source.index < len(events):
+            await asyncio.sleep(0.01)
+        elapsed = loop.time() - start
+        player.cancel()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert elapsed >= 0.6, f"0.8 s of events played in {elapsed:.2f} s: short gaps were dropped"
+    assert len(seen_by_the_loop) >= 8, "the loop hardly ran while the replay played"
+    assert seen_by_the_loop == sorted(seen_by_the_loop) and seen_by_the_loop[2] < len(events)
+    # At 64x the same events are all due at once: still the loop runs between bursts.
+    source.seek(0)
+    source.speed = 64.0
+    source.playing = True
+    seen_by_the_loop.clear()
+    asyncio.run(main())
+    assert any(0 < i < len(events) for i in seen_by_the_loop), "played in one blocking burst"
