@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
 import mmap
 import re
@@ -339,6 +340,7 @@ class ReplaySource:
                 await self._wake.wait()
                 due = None
                 continue
+            seeks = self._seeks
             ev = self.events[self.index]
             prev = self._times[self.index - 1] if self.index else ev.ts
             gap = max(0.0, ev.ts - prev)
@@ -348,20 +350,17 @@ class ReplaySource:
             due = (now if due is None else due) + gap / self.speed
             if due - now > SLEEP_MIN_S:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), due - now)
                     due = None  # a seek, a pause or a new speed: start the clock again
                     continue
-                except TimeoutError:
-                    pass
                 busy_since = loop.time()
             elif now - busy_since > YIELD_S:
-                seeks = self._seeks
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # let the screen draw and keys be read
                 busy_since = loop.time()
-                if seeks != self._seeks or not self.playing:
-                    due = None  # the operator moved or paused while the loop was let go
-                    continue
+            if seeks != self._seeks or not self.playing:
+                due = None  # the operator moved or paused while the loop was let go
+                continue
             apply(self.state, ev)
             self.index += 1
             for listener in self._listeners:

@@ -465,9 +465,42 @@ async def test_replay_in_the_app_seeks_with_keys(tmp_path: Path) -> None:
         assert source.index == len(events) - 2
         await pilot.press("less_than_sign")
         await settle(pilot)
-        assert source.index == 0 and source.state.tasks == {}
+        # The start is the run's first event: its plan shows, every task pending.
+        assert source.index == 1 and source.state.plan is not None
+        assert {t.status for t in source.state.tasks.values()} == {"pending"}
+        assert "event 1/12" in str(app.screen.query_one(ReplayBar).render())
         await pilot.press("p")
         assert source.playing
+
+
+@pytest.mark.asyncio
+async def test_seeking_back_and_forth_faster_than_panes_are_removed(tmp_path: Path) -> None:
+    """A seek drops every pane; the next one must not mount a pane whose twin is still going."""
+    from delegate_tui.core.replay import ReplaySource
+    from delegate_tui.ui.widgets.agent_pane import AgentPane
+
+    events: list = []  # type: ignore[type-arg]
+    live = FakeSource()
+    live.subscribe(events.append)
+    live.mid_run()
+    live.start_task("service", pid=2002)
+    live.start_task("login-ui", pid=2003)
+    source = ReplaySource(events)
+    source.playing = False
+    app = DelegateApp(source, config=UserConfig(path=None), bell=False, read_only=True)  # type: ignore[arg-type]
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("greater_than_sign")
+        await settle(pilot)
+        running = {t.id for t in source.state.tasks.values() if t.status == "running"}
+        assert running, "the scene has agents running at its end"
+        for _ in range(3):
+            screen_of(app).reset_panes()  # a seek, then the refresh that rebuilds panes
+            app._tick()
+            await pilot.press("comma", "greater_than_sign")
+        await settle(pilot)
+        panes = {p.task_id for p in app.screen.query(AgentPane)}
+        assert running <= panes
 
 
 @pytest.mark.asyncio
@@ -533,3 +566,15 @@ async def test_a_long_held_list_is_cut_with_the_selected_task_kept(tmp_path: Pat
         ]
         assert len(shown) == LIST_CAP and shown[0] == "t33"  # the selected task comes first
         assert f"… and {39 - LIST_CAP} more" in text
+
+
+def test_pane_ids_are_one_per_task_id() -> None:
+    """Task ids may hold dots; pane ids may not. ``a.b`` and ``a_b`` need different panes."""
+    import re
+
+    from delegate_tui.ui.widgets.agent_pane import AgentPane
+
+    ids = ["a.b", "a_b", "a__b", "a_db", "a-b", "a..b", "v1.2_x"]
+    panes = {AgentPane.id_for(t) for t in ids}
+    assert len(panes) == len(ids)
+    assert all(re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]*", p) for p in panes)

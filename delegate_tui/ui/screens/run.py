@@ -192,6 +192,14 @@ class RunScreen(Screen[None]):
 
     def _refresh_view(self, now: float) -> None:
         state = self.state
+        replay = self._replay()
+        if replay is not None:
+            self.query_one(ReplayBar).show(
+                replay.position,
+                playing=replay.playing,
+                speed=replay.speed,
+                real_time=replay.real_time,
+            )
         if state.plan is None or not self._ready:
             return
         graph = self.query_one(TaskGraph)
@@ -227,14 +235,6 @@ class RunScreen(Screen[None]):
             mode=mode,
         )
         self._layout_panes(state, now)
-        replay = self._replay()
-        if replay is not None:
-            self.query_one(ReplayBar).show(
-                replay.position,
-                playing=replay.playing,
-                speed=replay.speed,
-                real_time=replay.real_time,
-            )
 
     def _batch_warnings(self, state: RunState) -> list[str]:
         """Open collisions involving a task of the waiting batch."""
@@ -268,9 +268,15 @@ class RunScreen(Screen[None]):
             self.panes.pop(task_id).remove()
         for task_id in wanted:
             if task_id not in self.panes:
+                try:  # its last pane is still being removed (a seek, a quick comeback)
+                    container.get_child_by_id(AgentPane.id_for(task_id))
+                    continue  # mount it next tick
+                except NoMatches:
+                    pass
                 pane = AgentPane(task_id, self.delegate.store, self.delegate.scrollback)
                 self.panes[task_id] = pane
                 container.mount(pane)
+        wanted = [t for t in wanted if t in self.panes]
         count = len(wanted)
         if count:
             columns = (
@@ -702,7 +708,9 @@ class RunScreen(Screen[None]):
     def action_replay_edge(self, end: int) -> None:
         replay = self._replay()
         if replay is not None:
-            replay.seek(len(replay.events) if end else 0)
+            # The start is the run's start (its first event), not the empty
+            # moment before it, which has no plan to show.
+            replay.seek(len(replay.events) if end else min(1, len(replay.events)))
 
     def action_replay_speed(self, faster: int) -> None:
         replay = self._replay()

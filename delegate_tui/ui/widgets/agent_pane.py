@@ -103,8 +103,13 @@ class AgentPane(ScrollView, can_focus=True):
     follow: reactive[bool] = reactive(True)
     """Keep the newest line in view; off once the operator scrolls up."""
 
+    @staticmethod
+    def id_for(task_id: str) -> str:
+        """The pane's DOM id: one per task id (``a.b`` and ``a_b`` must not collide)."""
+        return "pane-" + task_id.replace("_", "__").replace(".", "_d")
+
     def __init__(self, task_id: str, store: OutputStore, scrollback: int) -> None:
-        super().__init__(id=f"pane-{_safe_id(task_id)}", classes="agent-pane")
+        super().__init__(id=self.id_for(task_id), classes="agent-pane")
         self.task_id = task_id
         self.store = store
         self.scrollback = scrollback
@@ -343,7 +348,3 @@ def _tail(chunks: list[bytes], limit: int) -> list[bytes]:
         break
     kept.reverse()
     return kept
-
-
-def _safe_id(task_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in task_id)
