@@ -25,7 +25,8 @@ from delegate_tui.core.agents import PRESETS
 from delegate_tui.core.engine import Engine, EngineOptions, PreflightError
 from delegate_tui.core.metrics import stats as stats_of
 from delegate_tui.core.plan import Plan, PlanError, json_schema, load_plan
-from delegate_tui.core.state import RunState, build
+from delegate_tui.core.replay import final_state
+from delegate_tui.core.state import RunState
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -398,8 +399,7 @@ def _run_argument(func: Any) -> Any:
 def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadReport, Path]:
     try:
         path = runlog.resolve_run(run_arg, Path(repo).resolve())
-        report = runlog.ReadReport()
-        state = build(runlog.read_events(path, report))
+        state, report = final_state(path)
     except runlog.LogError as exc:
         fail(str(exc))
         raise
@@ -604,7 +604,7 @@ def runs(repo: str, as_json: bool, open_ui: bool) -> None:
     rows: list[dict[str, Any]] = []
     for path in runlog.list_run_logs(top):
         try:
-            state = build(runlog.read_events(path, runlog.ReadReport()))
+            state, _report = final_state(path)
         except runlog.LogError:
             continue
         ok = sum(t.status == "succeeded" for t in state.tasks.values())

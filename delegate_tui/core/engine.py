@@ -67,8 +67,9 @@ from delegate_tui.core.events import (
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.reaper import Reaper, end_groups
-from delegate_tui.core.runlog import LOG_NAME, LogWriter, ReadReport, read_events, runs_dir
-from delegate_tui.core.state import AttemptState, RunState, apply, build, snapshot
+from delegate_tui.core.replay import final_state
+from delegate_tui.core.runlog import LOG_NAME, LogWriter, ReadReport, runs_dir
+from delegate_tui.core.state import AttemptState, RunState, apply, snapshot
 from delegate_tui.core.watcher import WorktreeWatcher
 
 Listener = Callable[[Event], None]
@@ -301,8 +302,7 @@ class Engine:
     @classmethod
     def from_log(cls, log_path: Path, options: EngineOptions | None = None) -> Engine:
         """An engine that continues the run recorded in ``log_path`` (same log, same branches)."""
-        report = ReadReport()
-        state = build(read_events(log_path, report))
+        state, report = final_state(log_path)
         if state.plan is None or not state.run_id:
             raise PreflightError(f"{log_path}: not a delegate-tui run log (no readable RunStarted)")
         if state.finished:

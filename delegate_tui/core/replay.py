@@ -413,6 +413,14 @@ def _loop_running() -> bool:
     return True
 
 
+def final_state(path: Path) -> tuple[RunState, ReadReport]:
+    """The state a log ends in, and what reading it met, through its index: the last
+    keyframe and the events after it, not a fold of the whole log (``stats``, ``runs``)."""
+    source = ReplaySource.from_log(path)
+    source.seek(len(source.events))
+    return source.state, source.report
+
+
 def _index_in_memory(events: Sequence[Event]) -> LogIndex:
     """Times, kinds and keyframes (whole states) for events that are not in a log file."""
     index = LogIndex()

@@ -13,7 +13,7 @@ from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 from delegate_tui.core import runlog
-from delegate_tui.core.state import build
+from delegate_tui.core.replay import final_state
 from delegate_tui.resources import data_dir
 from delegate_tui.ui.themes import DEFAULT_THEME, load_themes
 
@@ -37,7 +37,7 @@ def list_runs(repo: Path) -> list[RunRow]:
     rows = []
     for path in runlog.list_run_logs(repo):
         try:
-            state = build(runlog.read_events(path, runlog.ReadReport()))
+            state, _report = final_state(path)
         except runlog.LogError:
             continue
         rows.append(
