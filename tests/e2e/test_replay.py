@@ -357,12 +357,20 @@ def test_a_keyframe_holds_the_whole_state_but_the_plan(recorded: tuple[RunState,
     assert restore(data, live.plan) == live
 
 
-def test_seeking_through_written_keyframes_equals_folding(
+@pytest.fixture
+def keyframed(
     recorded: tuple[RunState, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, Path, int]:
+    """The recorded log, its copy written with a keyframe every 9 events, and its length."""
     _, log = recorded
     copy = tmp_path / "events.jsonl"
-    count = rewrite_with_keyframes(log, copy, 9, monkeypatch)
+    return log, copy, rewrite_with_keyframes(log, copy, 9, monkeypatch)
+
+
+def test_seeking_through_written_keyframes_equals_folding(
+    keyframed: tuple[Path, Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, copy, count = keyframed
     monkeypatch.setattr(
         replay_module, "_catch_up", lambda *_: pytest.fail("the index was not up to date")
     )
@@ -375,13 +383,11 @@ def test_seeking_through_written_keyframes_equals_folding(
 
 
 def test_a_damaged_keyframe_falls_back_to_the_one_before(
-    recorded: tuple[RunState, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    keyframed: tuple[Path, Path, int],
 ) -> None:
     from delegate_tui.core.runlog import index_dir
 
-    _, log = recorded
-    copy = tmp_path / "events.jsonl"
-    count = rewrite_with_keyframes(log, copy, 9, monkeypatch)
+    log, copy, count = keyframed
     frames = index_dir(copy) / "keyframes.jsonl"
     raw = bytearray(frames.read_bytes())
     second = raw.index(b"\n") + 1  # the keyframe after 18 events: make it lie about its state
