@@ -6,7 +6,8 @@ run, one after the other in the same invocation, by:
   their PTYs, or pipes (select + os.read, as delegate-tui's transports);
 * delegate-tui headless on PTYs (its default) and on pipes, every byte checked
   in its log;
-* delegate-tui with its full UI, in a real terminal (tmux, 200x60);
+* delegate-tui with its full UI, in a real terminal (tmux, 200x60), on PTYs and on
+  pipes, timed from launch to the end shown on screen;
 * concurrently (npm), no UI, its output to /dev/null: as it is usually run (each
   line prefixed with its process), and with `--raw` (bytes passed through);
 * mprocs (npm), its TUI in the same tmux terminal, `--on-all-finished '{c: quit}'`;
@@ -161,7 +162,9 @@ def main() -> None:
     # it write a line at a time): delegate-tui on pipes is its like-for-like.
     bare_pipes, _ = bench_bare(lines, "pipes")
     headless_pipes, logged_pipes = bench_headless(lines, "pipes")
-    ui_wall, ui_rss, _ = run_ui(lines, probe="")
+    ui = run_ui(lines, probe="")
+    ui_pipes = run_ui(lines, probe="", transport="pipes")
+    ui_wall, ui_rss = ui.to_end_s, ui.rss_mb
     peers = {
         "concurrently": bench_concurrently(bin_dir, lines, raw=False),
         "concurrently_raw": bench_concurrently(bin_dir, lines, raw=True),
@@ -181,6 +184,8 @@ def main() -> None:
         "headless_pipes_s": round(headless_pipes, 2),
         "ui_s": round(ui_wall, 2),
         "ui_ratio": round(ui_wall / bare, 2),
+        "ui_pipes_s": round(ui_pipes.to_end_s, 2),
+        "ui_pipes_ratio": round(ui_pipes.to_end_s / bare_pipes, 2),
         "ui_peak_rss_mb": round(ui_rss),
         **{f"{name}_s": round(seconds, 2) for name, seconds in peers.items()},
     }
@@ -199,6 +204,10 @@ def main() -> None:
     )
     print(
         f"  delegate-tui UI (tmux)    {ui_wall:6.2f} s = {ui_wall / bare:.2f}x the bare reader (target 2.5x)"
+    )
+    print(
+        f"  delegate-tui UI, pipes    {ui_pipes.to_end_s:6.2f} s = "
+        f"{ui_pipes.to_end_s / bare_pipes:.2f}x the bare pipe reader"
     )
     for name, seconds in peers.items():
         name = name.replace("_raw", " --raw")

@@ -109,6 +109,7 @@ def test_ui_flood_benchmark_runs() -> None:
     )
     data = json.loads(result.stdout)
     assert data["ui_wall_s"] > 0 and data["peak_rss_mb"] > 0
+    assert data["ui_launch_to_end_s"] > data["ui_wall_s"]  # start-up is counted
 
 
 @pytest.mark.skipif(
@@ -133,5 +134,5 @@ def test_peers_benchmark_runs_every_tool(tmp_path: Path) -> None:
     )
     data = json.loads(result.stdout)
     assert data["headless_bytes_ok"]
-    for tool in ("ui", "concurrently", "concurrently_raw", "mprocs", "turbo"):
+    for tool in ("ui", "ui_pipes", "concurrently", "concurrently_raw", "mprocs", "turbo"):
         assert data[f"{tool}_s"] > 0, tool
