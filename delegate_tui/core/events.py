@@ -452,13 +452,34 @@ def _bytes_from_json(value: Any) -> bytes:
     return str(value["text"]).encode("utf-8")
 
 
+#: What each scalar field accepts from JSON (a log from elsewhere is untrusted:
+#: a wrong type must stop at decoding, not crash the fold later).
+_SCALARS: dict[Any, tuple[type, ...]] = {
+    str: (str,),
+    int: (int,),
+    float: (int, float),
+    bool: (bool,),
+}
+
+
 def _from_json(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
+    accepted = _SCALARS.get(hint)
+    if accepted is not None:
+        if not isinstance(value, accepted) or (hint is not bool and isinstance(value, bool)):
+            raise TypeError(f"expected {hint.__name__}, got {type(value).__name__}")
+        return float(typing.cast(float, value)) if hint is float else value
+    if origin is Literal:
+        if not any(value == a and type(value) is type(a) for a in typing.get_args(hint)):
+            raise TypeError(f"unexpected value {value!r}")
+        return value
     if hint is bytes:
         return _bytes_from_json(value)
     if hint is bytearray:
         return bytearray(_bytes_from_json(value))
     if origin is tuple or origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
         (item, *_rest) = typing.get_args(hint)
         return origin(_from_json(item, v) for v in value)
     if origin is dict:
@@ -561,8 +582,14 @@ def _output_from_dict(obj: dict[str, Any]) -> TaskOutput:
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise DecodeError(f"TaskOutput: {exc!r}") from None
-    if not (isinstance(ev.task, str) and isinstance(ev.attempt, int)):
-        raise DecodeError("TaskOutput: task must be text and attempt a number")
+    if not (
+        isinstance(ev.task, str)
+        and type(ev.attempt) is int
+        and type(ev.seq) is int
+        and type(ev.ts) in (int, float)
+        and isinstance(ev.stream, str)
+    ):
+        raise DecodeError("TaskOutput: task and stream must be text, attempt and seq whole numbers")
     return ev
 
 

@@ -242,3 +242,40 @@ def test_decisions_sync_at_once_and_the_rest_on_the_sync_thread(
     assert syncer is not None and not syncer.is_alive()
     assert synced_on[-1] == threading.current_thread().name  # the last sync, before closing
     assert list(read_events(tmp_path / "events.jsonl")) == [SAMPLES[2], SAMPLES[0]]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"type":"TaskExited","seq":5,"ts":4.0,"task":["a"],"attempt":1,"exit_code":0,"duration_s":1}',
+        '{"type":"TaskExited","seq":5,"ts":"soon","task":"a","attempt":1,"exit_code":0,"duration_s":1}',
+        '{"type":"TaskExited","seq":5,"ts":4.0,"task":"a","attempt":true,"exit_code":0,"duration_s":1}',
+        '{"type":"TaskStarted","seq":5,"ts":4.0,"task":"a","attempt":1,"agent":"x","argv":"sh -c x",'
+        '"cwd":"/","pid":1,"pgid":1,"prompt":""}',
+        '{"type":"TaskOutput","seq":"5","ts":4.0,"task":"a","attempt":1,"data":{"text":"x"}}',
+        '{"type":"TaskOutput","seq":5,"ts":[4],"task":"a","attempt":1,"data":{"text":"x"}}',
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_corrupt_line_not_a_crash_later(
+    tmp_path: Path, line: str
+) -> None:
+    """A log from elsewhere is untrusted: wrong types stop at decoding."""
+    from delegate_tui.core.replay import ReplaySource
+
+    with pytest.raises(DecodeError):
+        decode(line)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(encode(SAMPLES[0]) + line.encode() + b"\n" + encode(SAMPLES[1]))
+    report = ReadReport()
+    assert list(read_events(path, report)) == [SAMPLES[0], SAMPLES[1]]
+    assert report.corrupt_lines == [2]
+    source = ReplaySource.from_log(path)
+    source.seek(len(source.events))  # folds without a TypeError
+    assert source.state.proposal == SAMPLES[1]
+
+
+def test_whole_numbers_are_accepted_where_a_float_is_expected() -> None:
+    ev = decode(
+        '{"type":"TaskExited","seq":5,"ts":4,"task":"a","attempt":1,"exit_code":null,"duration_s":2}'
+    )
+    assert isinstance(ev, TaskExited) and ev.ts == 4.0 and isinstance(ev.duration_s, float)
