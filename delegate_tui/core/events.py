@@ -597,18 +597,16 @@ def decode(line: bytes | str) -> Event:
     """Parse one log line."""
     try:
         obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        obj = _decode_escaped(line, exc)
+    except orjson.JSONDecodeError:
+        obj = _decode_escaped(line)
     return from_dict(obj)
 
 
-def _decode_escaped(line: bytes | str, error: Exception) -> Any:
-    """A line orjson refused: the standard decoder reads escaped lone surrogates too."""
+def _decode_escaped(line: bytes | str) -> Any:
+    """A line orjson refused: the standard decoder also reads escaped lone surrogates
+    (and NaN), as it did before orjson; what neither reads is not JSON."""
     try:
-        text = line.decode("utf-8") if isinstance(line, bytes) else line
-        if "\\ud" not in text.lower():
-            raise error
-        return json.loads(text)
+        return json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from None
 

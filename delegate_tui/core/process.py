@@ -136,9 +136,7 @@ class AgentProcess:
     # ------------------------------------------------------------ output
 
     def _read_ready(self) -> None:
-        budget = READ_BUDGET
-        if self.transport == "pipes":
-            budget = PIPE_SIZE
+        budget = PIPE_SIZE if self.transport == "pipes" else READ_BUDGET
         while budget > 0:
             try:
                 data = os.read(self._out_fd, READ_SIZE)

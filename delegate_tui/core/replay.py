@@ -43,6 +43,7 @@ from delegate_tui.core.runlog import (
     LogError,
     LogIndex,
     ReadReport,
+    newer_schema,
 )
 from delegate_tui.core.state import RunState, apply, restore, snapshot
 
@@ -187,11 +188,8 @@ class ReplaySource:
                 _catch_up(writer, path)
         finally:
             writer.close()
-        if index.schema > SCHEMA_VERSION:
-            raise LogError(
-                f"{path}: written by a newer delegate-tui (log schema {index.schema}, "
-                f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
-            )
+        if index.schema > SCHEMA_VERSION:  # an index saved by a newer version
+            raise newer_schema(path, index.schema)
         return cls(
             LogEvents(path, index),
             real_time=real_time,

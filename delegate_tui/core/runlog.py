@@ -213,43 +213,46 @@ class ReadReport:
 
 
 def read_events(path: Path, report: ReadReport | None = None) -> Iterator[Event]:
-    """Yield the events of a log, tolerating damage; details go into ``report``."""
+    """Yield the events of a log, tolerating damage; details go into ``report``.
+
+    The same scan that indexes a log (:meth:`LogIndex.scan`); a last line with no
+    newline that is still a whole event (written by hand, or by another tool) is
+    yielded too, where the index leaves it uncovered.
+    """
     report = report if report is not None else ReadReport()
     if not path.exists():
         raise LogError(f"{path}: no such run log")
-    with path.open("rb") as fh:
-        number = 0
-        pending: tuple[int, bytes] | None = None
-        for raw in fh:
-            number += 1
-            if pending is not None:
-                report.corrupt_lines.append(pending[0])
-                pending = None
-            if not raw.strip():
-                continue
-            try:
-                ev = decode(raw)
-            except DecodeError as exc:
-                if not raw.endswith(b"\n"):
-                    report.torn_tail = True
-                    continue
-                if str(exc).startswith("unknown event type"):
-                    name = _type_name(raw)
-                    report.unknown_types[name] = report.unknown_types.get(name, 0) + 1
-                    continue
-                pending = (number, raw)
-                continue
-            if isinstance(ev, RunStarted):
-                report.schema = ev.schema
-                if ev.schema > SCHEMA_VERSION:
-                    raise LogError(
-                        f"{path}: written by a newer delegate-tui (log schema {ev.schema}, "
-                        f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
-                    )
-            yield ev
-        if pending is not None:
-            # A bad *last* line that still ends in a newline: torn by a crash mid-write.
-            report.torn_tail = True
+    index = LogIndex()
+    yield from index.scan(path)
+    report.corrupt_lines, report.unknown_types = index.corrupt_lines, index.unknown_types
+    report.schema = index.schema
+    tail = index.tail
+    if not tail.strip():
+        return
+    ev: Event | None = None
+    if not tail.endswith(b"\n"):  # one ending in a newline is a bad line torn by a crash
+        with contextlib.suppress(DecodeError):
+            ev = decode(tail)
+    if ev is None:
+        report.torn_tail = True
+        return
+    if isinstance(ev, RunStarted):
+        report.schema = ev.schema
+        _check_schema(path, ev)
+    yield ev
+
+
+def _check_schema(path: Path, ev: RunStarted) -> None:
+    if ev.schema > SCHEMA_VERSION:
+        raise newer_schema(path, ev.schema)
+
+
+def newer_schema(path: Path, schema: int) -> LogError:
+    """The refusal of a log written by a newer version."""
+    return LogError(
+        f"{path}: written by a newer delegate-tui (log schema {schema}, "
+        f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
+    )
 
 
 def _type_name(raw: bytes) -> str:
@@ -328,6 +331,7 @@ class LogIndex:
     schema: int = 0
     corrupt_lines: list[int] = field(default_factory=list)
     unknown_types: dict[str, int] = field(default_factory=dict)
+    tail: bytes = b""  # what the last scan left uncovered at the end of the log
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -371,23 +375,31 @@ class LogIndex:
         )
 
     def extend(self, log: Path, on_event: Callable[[Event], None] | None = None) -> None:
-        """Index the complete lines of ``log`` after the covered bytes (tolerating damage).
+        """Index the complete lines of ``log`` after the covered bytes (see :meth:`scan`)."""
+        for ev in self.scan(log):
+            if on_event is not None:
+                on_event(ev)
+
+    def scan(self, log: Path) -> Iterator[Event]:
+        """Index and yield the events of ``log`` after the covered bytes, tolerating damage.
 
         A bad line followed by more lines is corruption (skipped, counted); an
-        unterminated or bad last line is left uncovered: a torn tail, or a line
-        still being written.
+        unterminated or bad last line is left uncovered, in ``tail``: a torn
+        tail, or a line still being written.
         """
+        self.tail = b""
         with log.open("rb") as fh:
             fh.seek(self.covered)
-            pending = 0  # size of a bad line that may yet turn out to be the last
+            pending = b""  # a bad line that may yet turn out to be the last
             for raw in fh:
                 if pending:
                     self.lines += 1
                     self.corrupt_lines.append(self.lines)
-                    self.covered += pending
-                    pending = 0
+                    self.covered += len(pending)
+                    pending = b""
                 if not raw.endswith(b"\n"):
-                    break
+                    self.tail = raw
+                    return
                 if not raw.strip():
                     self.lines += 1
                     self.covered += len(raw)
@@ -401,16 +413,13 @@ class LogIndex:
                         self.lines += 1
                         self.covered += len(raw)
                     else:
-                        pending = len(raw)
+                        pending = raw
                     continue
-                if isinstance(ev, RunStarted) and ev.schema > SCHEMA_VERSION:
-                    raise LogError(
-                        f"{log}: written by a newer delegate-tui (log schema {ev.schema}, "
-                        f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
-                    )
+                if isinstance(ev, RunStarted):
+                    _check_schema(log, ev)
                 self.add(ev, len(raw))
-                if on_event is not None:
-                    on_event(ev)
+                yield ev
+            self.tail = pending
 
     def read_keyframe(self, log: Path, frame: Keyframe) -> object:
         """The JSON state of a keyframe (LogError if its bytes are not what was written)."""
