@@ -106,6 +106,26 @@ def ensure_excluded(repo: Path) -> None:
             fh.write(f"{prefix}# delegate-tui runs and worktrees\n/{DELEGATE_DIR}/\n")
 
 
+def integration_branch(run_id: str) -> str:
+    """The run's integration branch (beside, not under, ``delegate/<run-id>``)."""
+    return f"delegate/{run_id}/integration"
+
+
+def task_branch(run_id: str, task_id: str, attempt: int) -> str:
+    """The branch of one attempt: ``-<attempt>`` from the second attempt on."""
+    return f"delegate/{run_id}/tasks/{task_id}" + (f"-{attempt}" if attempt > 1 else "")
+
+
+def worktrees_dir(repo: Path, run_id: str) -> Path:
+    """Where a run's worktrees live."""
+    return repo / ".delegate" / "worktrees" / run_id
+
+
+def worktree_path(repo: Path, run_id: str, task_id: str, attempt: int) -> Path:
+    """The worktree of one attempt."""
+    return worktrees_dir(repo, run_id) / f"{task_id}-{attempt}"
+
+
 def rev_parse(repo: Path, rev: str) -> str:
     """The commit id ``rev`` names; GitError if none."""
     proc = git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo, check=False)
