@@ -169,6 +169,14 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+def agent_prompt(spec: AgentSpec, prompt: str, persona: str | None) -> str:
+    """The prompt exactly as the agent gets it: a persona goes in front of it when
+    the agent has no ``persona_args`` to take it separately."""
+    if persona and not spec.persona_args:
+        return f"You are {persona}.\n\n{prompt}"
+    return prompt
+
+
 def build_argv(
     spec: AgentSpec,
     *,
@@ -182,11 +190,11 @@ def build_argv(
 ) -> list[str]:
     """The argv list for one attempt of a task. Never a shell string built from a prompt.
 
+    ``prompt`` is passed as it is: make it with :func:`agent_prompt` first.
+
     A ``shell`` task given a command *string* runs it with ``sh -c`` as the
     operator wrote it; its prompt reaches it only through ``$DELEGATE_PROMPT``.
     """
-    if persona and not spec.persona_args:
-        prompt = f"You are {persona}.\n\n{prompt}"
     values = {
         "prompt": prompt,
         "model": model or "",

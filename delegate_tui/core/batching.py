@@ -15,16 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from delegate_tui.core import graph, scopes
-from delegate_tui.core.events import ACTIVE_STATUSES, HeldTask
+from delegate_tui.core.events import ACTIVE_STATUSES, FAILED_STATUSES, HeldTask
 from delegate_tui.core.plan import Plan, Task
 from delegate_tui.core.state import RunState
 
-#: Statuses of a dependency that mean its dependents can never start as things stand.
-FAILED_STATUSES = frozenset(
-    {"failed", "merge-conflict", "killed", "timed-out", "skipped", "blocked", "interrupted"}
-)
+__all__ = ["FAILED_STATUSES", "Proposal", "next_batch"]
+
 #: Tasks in these statuses occupy their declared scope: a new task must not overlap them.
-_OCCUPYING = ACTIVE_STATUSES | {"awaiting-merge", "proposed"}
+#: (Tasks of the batch waiting for approval do not: the batch is proposed anew from them.)
+_OCCUPYING = ACTIVE_STATUSES | {"awaiting-merge"}
+#: Tasks that may join the next batch once their dependencies succeeded.
+_CANDIDATES = ("pending", "proposed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +39,12 @@ class Proposal:
 
 
 def ready(plan: Plan, state: RunState) -> list[str]:
-    """Pending tasks whose dependencies have all succeeded, in plan order."""
+    """Pending (or proposed) tasks whose dependencies have all succeeded, in plan order."""
     tasks = state.tasks
     return [
         t.id
         for t in plan.tasks
-        if tasks[t.id].status == "pending"
+        if tasks[t.id].status in _CANDIDATES
         and all(tasks[d].status == "succeeded" for d in t.depends_on)
     ]
 

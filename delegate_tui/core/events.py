@@ -61,6 +61,11 @@ RETRYABLE_STATUSES: frozenset[str] = frozenset(
 )
 #: Statuses of a task holding a live process or worktree operation.
 ACTIVE_STATUSES: frozenset[str] = frozenset({"starting", "running", "checking", "merging"})
+#: Statuses of a dependency that mean its dependents can never start as things stand.
+FAILED_STATUSES: frozenset[str] = FINAL_STATUSES - {"succeeded"}
+#: Tasks whose changes take part in conflict analysis: running, or finished
+#: with work that is not merged (yet).
+ANALYZED_STATUSES: frozenset[str] = ACTIVE_STATUSES | {"awaiting-merge", "merge-conflict"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,9 @@ class RunResumed(Event):
     host_pid: int
     reaper_pid: int = 0
     reaped_pids: tuple[int, ...] = ()
+    #: The approval policy from now on (``None`` in older logs: unchanged). A
+    #: run resumed in the UI asks the operator unless ``resume --yes``.
+    auto_approve: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,23 @@ def failure_summary(attempt: AttemptState) -> str:
     return "failed"
 
 
+def next_prompt(original: str, last: AttemptState | None, operator_text: str = "") -> str:
+    """The prompt of a task's next attempt.
+
+    After an attempt that ran, the retry prompt (:func:`retry_prompt`); when
+    no attempt ran yet (or the last never started its agent), the task's own
+    prompt with the operator's words, if any.
+    """
+    if last is not None and last.started_ts:
+        return retry_prompt(original, last, operator_text)
+    if not operator_text.strip():
+        return original
+    return "\n".join([original.rstrip(), "", _NOTE_HEADER, operator_text.strip()]) + "\n"
+
+
+_NOTE_HEADER = "--- Operator's note ---"
+
+
 def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -> str:
     """The prompt for the next attempt: the task, how it failed, the operator's words."""
     parts = [
@@ -125,5 +142,5 @@ def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -
     if tail:
         parts += ["Last output of the failed attempt:", tail]
     if operator_text.strip():
-        parts += ["", "--- Operator's note ---", operator_text.strip()]
+        parts += ["", _NOTE_HEADER, operator_text.strip()]
     return "\n".join(parts).strip() + "\n"

@@ -183,10 +183,6 @@ class RunState:
         """State of one task (KeyError if the plan has no such task)."""
         return self.tasks[task_id]
 
-    def with_status(self, *statuses: str) -> list[TaskState]:
-        """Tasks in any of these statuses, in plan order."""
-        return [t for t in self.tasks.values() if t.status in statuses]
-
     @property
     def active(self) -> list[TaskState]:
         """Tasks holding a process or a workspace operation."""
@@ -269,6 +265,8 @@ def _run_resumed(state: RunState, ev: RunResumed) -> None:
     state.status = "running"
     state.finished_ts = 0.0
     state.proposal = None
+    if ev.auto_approve is not None:
+        state.auto_approve = ev.auto_approve
     for task in state.tasks.values():
         if task.status == "proposed":  # the proposal died with the old process
             task.status = "pending"
@@ -311,6 +309,9 @@ def _proposed(state: RunState, ev: BatchProposed) -> None:
     for note in ev.notes:
         if note.task in state.tasks:
             state.tasks[note.task].note = note.reason
+    for task in state.tasks.values():
+        if task.status == "proposed" and task.id not in ev.tasks:  # a revised proposal
+            task.status = "pending"
     for task_id in ev.tasks:
         if task_id in state.tasks and state.tasks[task_id].status == "pending":
             state.tasks[task_id].status = "proposed"
@@ -463,11 +464,21 @@ def _retry(state: RunState, ev: RetryScheduled) -> None:
     task.status = "starting"
     task.blocked_by = ""
     task.skip_reason = ""
-    # Dependents blocked by this task may run again once it succeeds.
-    for other in state.tasks.values():
-        if other.status == "blocked" and other.blocked_by == ev.task:
+    # Dependents blocked by this task, and theirs in turn, may run again once it
+    # succeeds; any of them still cut off by another dependency is blocked again
+    # by the scheduler.
+    freed = {ev.task}
+    while freed:
+        freed = {
+            other.id
+            for other in state.tasks.values()
+            if other.status == "blocked" and other.blocked_by in freed
+        }
+        for task_id in freed:
+            other = state.tasks[task_id]
             other.status = "pending"
             other.blocked_by = ""
+            other.held_reason = ""
 
 
 @_on(TaskSkipped)

@@ -6,7 +6,14 @@ import sys
 
 import pytest
 
-from delegate_tui.core.agents import PRESETS, AgentDef, AgentError, build_argv, resolve_agents
+from delegate_tui.core.agents import (
+    PRESETS,
+    AgentDef,
+    AgentError,
+    agent_prompt,
+    build_argv,
+    resolve_agents,
+)
 from delegate_tui.core.events import CriterionResult
 from delegate_tui.core.prompts import final_output, plain_text, retry_prompt, tail_text
 from delegate_tui.core.state import AttemptState
@@ -83,9 +90,14 @@ def test_prompt_is_one_argument_never_a_shell_string() -> None:
 
 
 def test_persona_without_persona_args_goes_into_the_prompt() -> None:
+    gemini = PRESETS["gemini"]
+    sent = agent_prompt(gemini, "Review", "Auditor")
+    assert sent == "You are Auditor.\n\nReview"
+    # An agent that takes the persona as an argument gets the prompt unchanged.
+    assert agent_prompt(PRESETS["claude"], "Review", "Auditor") == "Review"
     argv = build_argv(
-        PRESETS["gemini"],
-        prompt="Review",
+        gemini,
+        prompt=sent,
         task_id="t",
         workdir="",
         last_message="",

@@ -1,0 +1,338 @@
+"""One attempt of one task, from its worktree to its commit (and merge): an outcome.
+
+Owns the steps of an attempt and the events each step reports: the worktree
+(a new branch from the integration tip, or from the failed attempt's work
+when the operator keeps it), the plan's ``worktree_setup``, the agent's argv
+and environment, waiting for it under its timeout, the task's criteria, the
+commit, and the merge into the integration branch when ``merge: auto``. It
+returns an :class:`Outcome`, and the engine says how the task ended
+(``TaskFinished``) and what follows. It decides nothing about other tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from delegate_tui.core import prompts, workspace
+from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv
+from delegate_tui.core.conflict_monitor import ConflictMonitor
+from delegate_tui.core.emitter import Emitter
+from delegate_tui.core.events import (
+    CriteriaChecked,
+    CriterionResult,
+    Event,
+    Notice,
+    SetupFinished,
+    TaskCommitted,
+    TaskExited,
+    TaskOutput,
+    TaskPreparing,
+    TaskStarted,
+)
+from delegate_tui.core.integration import Integration
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.state import AttemptState
+from delegate_tui.core.supervisor import Supervisor
+
+#: How long a setup or criteria command may run when its task sets no timeout.
+CRITERIA_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended: a task status, why, and its output for dependents."""
+
+    status: str
+    reason: str = ""
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptContext:
+    """What every attempt of a run shares."""
+
+    plan: Plan
+    agents: dict[str, AgentSpec]
+    repo: Path
+    run_id: str
+    run_dir: Path
+    isolation: str
+    auto_merge: bool
+    transport: str | None = None  # force pty or pipes for every agent
+    pty_size: tuple[int, int] = (120, 40)
+
+
+class Attempt:
+    """One attempt: call :meth:`run` once."""
+
+    def __init__(
+        self,
+        ctx: AttemptContext,
+        emitter: Emitter,
+        supervisor: Supervisor,
+        monitor: ConflictMonitor,
+        integration: Integration,
+        *,
+        task_id: str,
+        number: int,
+        prompt: str,
+        keep_from: AttemptState | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self._emitter = emitter
+        self._supervisor = supervisor
+        self._monitor = monitor
+        self._integration = integration
+        self.task_id = task_id
+        self.number = number
+        self.prompt = prompt
+        self.keep_from = keep_from
+        self.task = ctx.plan.task(task_id)
+
+    def _emit(self, ev: Event) -> None:
+        self._emitter.emit(ev)
+
+    def _out(self, stream: str) -> Callable[[bytes], None]:
+        return self._emitter.sink(self.task_id, self.number, stream)
+
+    @property
+    def _ended(self) -> bool:
+        return self._supervisor.was_ended(self.task_id)
+
+    def _latest(self) -> AttemptState:
+        return self._emitter.state.tasks[self.task_id].attempts[-1]
+
+    async def run(self) -> Outcome:
+        """The attempt from workspace to merge."""
+        task_id, number = self.task_id, self.number
+        workdir, start = await self._prepare_workspace()
+        ok, detail = await self._setup(workdir)
+        if not ok:
+            self._emit(SetupFinished(task=task_id, attempt=number, ok=False, detail=detail))
+            return Outcome("failed", f"setup failed: {detail}")
+        if self.ctx.plan.worktree_setup != type(self.ctx.plan.worktree_setup)():
+            self._emit(SetupFinished(task=task_id, attempt=number, ok=True))
+        if self._ended:
+            self._emit(TaskExited(task=task_id, attempt=number, exit_code=None, reason="killed"))
+            return Outcome("killed", "killed before its agent started")
+        failed = await self._run_agent(workdir, start)
+        if failed is not None:
+            return failed
+        if not await self._check_criteria(workdir):
+            return Outcome("failed", prompts.failure_summary(self._latest()))
+        final = prompts.final_output(self._latest(), self._last_message())
+        if self.ctx.isolation != "worktree":
+            return Outcome("succeeded", "", final)
+        commit = await asyncio.to_thread(
+            workspace.commit_all,
+            workdir,
+            f"{self.task.label}\n\n"
+            f"delegate-tui run {self.ctx.run_id}, task {task_id}, attempt {number}",
+        )
+        changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+        self._emit(
+            TaskCommitted(task=task_id, attempt=number, commit=commit, changed=tuple(changed))
+        )
+        if not self.ctx.auto_merge:
+            return Outcome("awaiting-merge", "", final)
+        merged = await self._integration.merge(task_id, self._latest())
+        return Outcome(merged.status, merged.reason, final if merged.status == "succeeded" else "")
+
+    # ------------------------------------------------------------ steps
+
+    @property
+    def _last_message_path(self) -> Path:
+        return self.ctx.run_dir / "messages" / f"{self.task_id}-{self.number}.txt"
+
+    def _last_message(self) -> str:
+        path = self._last_message_path
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    async def _prepare_workspace(self) -> tuple[Path, str]:
+        task_id, number, ctx = self.task_id, self.number, self.ctx
+        if ctx.isolation != "worktree":
+            self._emit(TaskPreparing(task=task_id, attempt=number, workdir=str(ctx.repo)))
+            return ctx.repo, ""
+        branch = workspace.task_branch(ctx.run_id, task_id, number)
+        path = workspace.worktree_path(ctx.repo, ctx.run_id, task_id, number)
+        start = self._emitter.state.integration_tip
+        keep = self.keep_from
+        if keep is not None and keep.workdir and Path(keep.workdir).exists():
+            # Keep the failed attempt's work, committed or not, as the new start.
+            base = await asyncio.to_thread(workspace.head, Path(keep.workdir))
+            start = await asyncio.to_thread(
+                workspace.snapshot_worktree,
+                Path(keep.workdir),
+                base,
+                f"delegate-tui: work of {task_id} attempt {keep.number}, kept for a retry",
+            )
+        self._emit(
+            TaskPreparing(
+                task=task_id, attempt=number, workdir=str(path), branch=branch, base_commit=start
+            )
+        )
+        async with self._integration.git_lock:
+            await asyncio.to_thread(workspace.add_worktree, ctx.repo, path, branch, start)
+        return path, start
+
+    async def _setup(self, workdir: Path) -> tuple[bool, str]:
+        setup, ctx = self.ctx.plan.worktree_setup, self.ctx
+        if ctx.isolation != "worktree":
+            return True, ""
+        out = self._out("setup")
+        for rel in setup.copy_paths:
+            warning = await asyncio.to_thread(workspace.setup_copy, ctx.repo, workdir, rel)
+            out((f"⚠ {warning}\n" if warning else f"copied {rel}\n").encode())
+        for rel in setup.link:
+            warning = await asyncio.to_thread(workspace.setup_link, ctx.repo, workdir, rel)
+            out((f"⚠ {warning}\n" if warning else f"linked {rel}\n").encode())
+        for command in setup.run:
+            out(f"$ {command}\n".encode())
+            rc, _ = await self._shell(command, workdir, out, CRITERIA_TIMEOUT_S)
+            if rc != 0:
+                return False, f"`{command}` exited with status {rc}"
+        return True, ""
+
+    def _env(self, workdir: Path, prompt: str, transport: str) -> dict[str, str]:
+        spec = self.ctx.agents[self.ctx.plan.agent_of(self.task)]
+        env = {
+            **os.environ,
+            **spec.env,
+            "DELEGATE_RUN_ID": self.ctx.run_id,
+            "DELEGATE_TASK_ID": self.task_id,
+            "DELEGATE_ATTEMPT": str(self.number),
+            "DELEGATE_WORKDIR": str(workdir),
+            "DELEGATE_EDITS": "\n".join(self.task.edits),
+            "DELEGATE_PROMPT": prompt,
+            "DELEGATE_LAST_MESSAGE": str(self._last_message_path),
+        }
+        if transport == "pty" and env.get("TERM", "dumb") == "dumb":
+            env["TERM"] = "xterm-256color"
+        return env
+
+    async def _run_agent(self, workdir: Path, start: str) -> Outcome | None:
+        """Run the agent to its end; an outcome when it failed, ``None`` when it exited 0."""
+        task, task_id, number, ctx = self.task, self.task_id, self.number, self.ctx
+        spec = ctx.agents[ctx.plan.agent_of(task)]
+        self._last_message_path.parent.mkdir(parents=True, exist_ok=True)
+        prompt = agent_prompt(spec, self.prompt, task.persona)  # logged exactly as sent
+        argv = build_argv(
+            spec,
+            prompt=prompt,
+            task_id=task_id,
+            workdir=str(workdir),
+            last_message=str(self._last_message_path),
+            model=task.model,
+            persona=task.persona,
+            task_command=task.command,
+        )
+        transport = ctx.transport or spec.transport
+        started = time.monotonic()
+        try:
+            proc = self._supervisor.spawn(
+                task_id,
+                argv,
+                cwd=workdir,
+                env=self._env(workdir, prompt, transport),
+                on_output=self._out("agent"),
+                transport=transport,
+                size=ctx.pty_size,
+            )
+        except OSError as exc:
+            message = f"could not start {argv[0]!r}: {exc.strerror or exc}"
+            data = (message + "\n").encode()
+            self._emit(TaskOutput(task=task_id, attempt=number, data=data, stream="agent"))
+            self._emit(
+                TaskExited(task=task_id, attempt=number, exit_code=None, reason="spawn-error")
+            )
+            return Outcome("failed", message)
+        self._emit(
+            TaskStarted(
+                task=task_id,
+                attempt=number,
+                agent=spec.name,
+                argv=tuple(argv),
+                cwd=str(workdir),
+                pid=proc.pid,
+                pgid=proc.pgid,
+                prompt=prompt,
+                transport=proc.transport,
+                branch=self._latest().branch,
+            )
+        )
+        self._monitor.watch(task_id, number, workdir, start)
+        rc = await self._supervisor.wait(task_id, proc, task.timeout, self._timing_out)
+        await self._monitor.settle(task_id)
+        killed = self._ended
+        reason = "timeout" if rc is None else "killed" if killed else "exit"
+        code = proc.returncode if rc is None else rc
+        self._emit(
+            TaskExited(
+                task=task_id,
+                attempt=number,
+                exit_code=code if code is not None and code >= 0 else None,
+                signal=-code if code is not None and code < 0 else None,
+                duration_s=round(time.monotonic() - started, 3),
+                reason=reason,
+            )
+        )
+        if rc is None:
+            return Outcome("timed-out", f"timed out after {task.timeout:g}s")
+        if killed:
+            return Outcome("killed", "killed by the operator")
+        if rc != 0:
+            return Outcome("failed", prompts.failure_summary(self._latest()))
+        return None
+
+    def _timing_out(self) -> None:
+        self._emit(
+            Notice(
+                level="warning",
+                message=f"{self.task_id}: timed out after {self.task.timeout:g}s; ending it",
+                task=self.task_id,
+            )
+        )
+
+    async def _shell(
+        self, command: str, cwd: Path, out: Callable[[bytes], None], timeout: float
+    ) -> tuple[int, bytes]:
+        env = {**os.environ, "DELEGATE_RUN_ID": self.ctx.run_id, "DELEGATE_TASK_ID": self.task_id}
+        return await self._supervisor.shell(
+            self.task_id, command, cwd=cwd, env=env, out=out, timeout=timeout
+        )
+
+    async def _check_criteria(self, workdir: Path) -> bool:
+        runnable = [c for c in self.task.criteria if c.run]
+        if not runnable:
+            return True
+        out = self._out("criteria")
+        results = []
+        for criterion in runnable:
+            assert criterion.run is not None
+            out(f"$ {criterion.run}\n".encode())
+            rc, captured = await self._shell(
+                criterion.run, workdir, out, self.task.timeout or CRITERIA_TIMEOUT_S
+            )
+            if self._ended:
+                rc = rc or -1
+            results.append(
+                CriterionResult(
+                    text=criterion.text,
+                    command=criterion.run,
+                    passed=rc == 0,
+                    exit_code=rc,
+                    output=prompts.tail_text(captured, 2000),
+                )
+            )
+        passed = all(r.passed for r in results)
+        self._emit(
+            CriteriaChecked(
+                task=self.task_id, attempt=self.number, results=tuple(results), passed=passed
+            )
+        )
+        return passed

@@ -1,0 +1,189 @@
+"""Live conflict findings: watch the worktrees, ask git, predict merges, report what changed.
+
+Owns the I/O side of conflict detection. The watcher's events are hints: on
+each, git is asked what a task changed since it started (one
+``status --porcelain=v2`` per debounce window), a change is emitted as
+``FilesChanged``, and the analysis runs again: the pure rules of
+:mod:`conflicts` over every analysed task's files, plus ``git merge-tree``
+predictions (cached per pair of commits) between tasks and against the
+integration tip. Findings that appear are emitted as ``ConflictDetected``,
+findings that no longer hold as ``ConflictResolved``. In ``isolation:
+shared`` the one tree is watched and changes are attributed to tasks by
+their declared scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from delegate_tui.core import conflicts, workspace
+from delegate_tui.core.emitter import Emitter
+from delegate_tui.core.events import (
+    ACTIVE_STATUSES,
+    ANALYZED_STATUSES,
+    ConflictDetected,
+    ConflictResolved,
+    FilesChanged,
+)
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.watcher import WorktreeWatcher
+
+#: The watcher's key for the one working tree of ``isolation: shared``.
+SHARED_KEY = "(shared tree)"
+
+
+class ConflictMonitor:
+    """Findings for one run, kept true while its tasks work."""
+
+    def __init__(self, emitter: Emitter, plan: Plan, repo: Path, isolation: str) -> None:
+        self._emitter = emitter
+        self.plan = plan
+        self.repo = repo
+        self.isolation = isolation
+        self._watcher = WorktreeWatcher(self._refresh)
+        self._watched: dict[str, tuple[int, Path, str]] = {}  # task -> (attempt, workdir, start)
+        self._predictions: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._lock = asyncio.Lock()
+        self._shared_start = ""  # isolation: shared: a snapshot of the tree at run start
+        self._unattributed: list[str] = []
+
+    @property
+    def enabled(self) -> bool:
+        """False outside git (``isolation: none``): nothing to watch or predict."""
+        return self.isolation in ("worktree", "shared")
+
+    def start(self) -> None:
+        """Start the watcher (no-op outside git)."""
+        if self.enabled:
+            self._watcher.start()
+
+    async def watch_shared(self, base_commit: str) -> None:
+        """``isolation: shared``: watch the one tree; the operator's changes at start are not the agents'."""
+        self._shared_start = await asyncio.to_thread(
+            workspace.snapshot_worktree, self.repo, base_commit, "delegate-tui: tree at run start"
+        )
+        self._watcher.watch(SHARED_KEY, self.repo, ignore_dirs=(".delegate",))
+
+    def watch(self, task_id: str, number: int, workdir: Path, start: str) -> None:
+        """Follow attempt ``number`` of ``task_id`` in its own worktree."""
+        if self.isolation == "worktree":
+            self._watched[task_id] = (number, workdir, start)
+            self._watcher.watch(task_id, workdir)
+
+    async def settle(self, task_id: str) -> None:
+        """The agent is done: one last look, then its change set stands still."""
+        if task_id in self._watched:
+            self._watcher.unwatch(task_id)
+            await self._refresh(task_id)
+            self._watched.pop(task_id, None)
+
+    def schedule(self) -> None:
+        """Run the analysis again soon (after an attempt ended or a merge moved the tip)."""
+        if self.enabled and not self._emitter.state.finished:
+            asyncio.get_running_loop().create_task(self.analyze())
+
+    async def close(self) -> None:
+        """Stop watching."""
+        await self._watcher.close()
+
+    async def _refresh(self, task_id: str) -> None:
+        """Ask git what a watched task has changed; report it if it moved."""
+        if task_id == SHARED_KEY:
+            await self._refresh_shared()
+            return
+        info = self._watched.get(task_id)
+        if info is None:
+            return
+        number, workdir, start = info
+        snapshot, files = await asyncio.to_thread(workspace.current_changes, workdir, start)
+        task = self._emitter.state.tasks.get(task_id)
+        if task is None or not task.attempts or task.attempts[-1].number != number:
+            return
+        attempt = task.attempts[-1]
+        if tuple(files) != attempt.live_changes or snapshot != attempt.snapshot:
+            self._emitter.emit(
+                FilesChanged(task=task_id, attempt=number, files=tuple(files), snapshot=snapshot)
+            )
+            await self.analyze()
+
+    async def _refresh_shared(self) -> None:
+        """isolation: shared: what changed in the tree, attributed to running tasks by scope."""
+        snapshot, files = await asyncio.to_thread(
+            workspace.current_changes, self.repo, self._shared_start
+        )
+        state = self._emitter.state
+        running = [t.id for t in state.tasks.values() if t.status in ACTIVE_STATUSES and t.attempts]
+        owned, loose = conflicts.attribute(self.plan, running, [f.path for f in files])
+        by_path = {f.path: f for f in files}
+        moved = loose != self._unattributed
+        self._unattributed = loose
+        for task_id, paths in owned.items():
+            attempt = state.tasks[task_id].attempts[-1]
+            mine = tuple(by_path[p] for p in paths)
+            if mine != attempt.live_changes:
+                self._emitter.emit(
+                    FilesChanged(
+                        task=task_id, attempt=attempt.number, files=mine, snapshot=snapshot
+                    )
+                )
+                moved = True
+        if moved:
+            await self.analyze()
+
+    async def analyze(self) -> None:
+        """Re-run the conflict analysis; emit what appeared and what went."""
+        async with self._lock:
+            state = self._emitter.state
+            if state.finished:
+                return
+            changes: dict[str, list[str]] = {}
+            commits: dict[str, str] = {}
+            starts: dict[str, str] = {}
+            for task in state.tasks.values():
+                attempt = task.attempt
+                if attempt is None or task.status not in ANALYZED_STATUSES:
+                    continue
+                files = attempt.changed if attempt.commit else attempt.live_changes
+                changes[task.id] = sorted(
+                    {f.path for f in files} | {f.old_path for f in files if f.old_path}
+                )
+                commits[task.id] = attempt.commit or attempt.snapshot
+                starts[task.id] = attempt.base_commit
+            predictions: dict[tuple[str, str], tuple[str, ...]] = {}
+            if self.isolation != "worktree":
+                commits = {}  # one tree: nothing to merge, nothing to predict
+            for a, b in conflicts.pairs_to_predict(changes):
+                if commits.get(a) and commits.get(b):
+                    predictions[(a, b)] = await self._predict(commits[a], commits[b])
+            tip = state.integration_tip
+            for task_id, commit in commits.items():
+                if commit and tip and changes[task_id] and starts[task_id] != tip:
+                    predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
+            loose = self._unattributed if self.isolation == "shared" else []
+            found = {f.key: f for f in conflicts.analyze(self.plan, changes, predictions, loose)}
+            for key in [k for k in state.findings if k not in found]:
+                self._emitter.emit(ConflictResolved(key=key, reason="no longer holds"))
+            for key, f in found.items():
+                if key not in state.findings:
+                    self._emitter.emit(
+                        ConflictDetected(
+                            key=key,
+                            kind=f.kind,
+                            severity=f.severity,
+                            tasks=f.tasks,
+                            paths=f.paths,
+                            detail=f.detail,
+                        )
+                    )
+
+    async def _predict(self, ours: str, theirs: str) -> tuple[str, ...]:
+        """Paths that would conflict merging two commits (cached; '()' when clean)."""
+        pair = (ours, theirs)
+        if pair not in self._predictions:
+            try:
+                result = await asyncio.to_thread(workspace.predict_merge, self.repo, ours, theirs)
+            except workspace.GitError:
+                return ()
+            self._predictions[pair] = () if result.ok else (result.conflicts or ("(tree)",))
+        return self._predictions[pair]

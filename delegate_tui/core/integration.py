@@ -1,0 +1,121 @@
+"""The integration branch: merging finished work, the final merge, cleaning up.
+
+Owns every write to the run's integration branch and to the operator's own
+branch. A finished attempt's commit is merged into the integration branch
+one merge at a time (``TaskMerged``, or ``MergeConflict`` with the paths);
+the outcome goes back to the caller, which says how the task ended. At the
+end, when asked, the integration branch is merged into the operator's branch
+(``FinalMerge``), and worktrees whose work was merged are removed (the
+others are kept for inspection). Branch and worktree names come from
+:mod:`workspace`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from delegate_tui.core import workspace
+from delegate_tui.core.emitter import Emitter
+from delegate_tui.core.events import FinalMerge, MergeConflict, Notice, TaskMerged
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.state import AttemptState
+
+
+@dataclass(frozen=True, slots=True)
+class MergeOutcome:
+    """How a merge ended: ``succeeded`` or ``merge-conflict`` with a reason."""
+
+    status: str
+    reason: str = ""
+
+
+class Integration:
+    """Merges of one run into its integration branch, and the final merge."""
+
+    def __init__(self, emitter: Emitter, plan: Plan, repo: Path, run_id: str) -> None:
+        self._emitter = emitter
+        self.plan = plan
+        self.repo = repo
+        self.run_id = run_id
+        #: Held by every git call that adds or removes a worktree.
+        self.git_lock = asyncio.Lock()
+        self._merge_lock = asyncio.Lock()
+
+    async def merge(self, task_id: str, attempt: AttemptState) -> MergeOutcome:
+        """Merge ``attempt``'s commit into the integration branch."""
+        title = self.plan.task(task_id).label
+        async with self._merge_lock:
+            result = await asyncio.to_thread(
+                workspace.merge_into,
+                self.repo,
+                self._emitter.state.integration_branch,
+                attempt.commit,
+                f"Merge {task_id}: {title}\n\n"
+                f"delegate-tui run {self.run_id}, attempt {attempt.number}",
+            )
+        if not result.ok:
+            self._emitter.emit(
+                MergeConflict(
+                    task=task_id,
+                    attempt=attempt.number,
+                    paths=result.conflicts,
+                    detail=result.detail,
+                )
+            )
+            return MergeOutcome(
+                "merge-conflict", "merge conflict in " + (", ".join(result.conflicts) or "the tree")
+            )
+        self._emitter.emit(
+            TaskMerged(
+                task=task_id,
+                attempt=attempt.number,
+                commit=result.commit,
+                fast_forward=result.fast_forward,
+            )
+        )
+        return MergeOutcome("succeeded")
+
+    async def final_merge(self, base_branch: str) -> None:
+        """Merge the integration branch into the operator's branch, when that is clean."""
+        integration = self._emitter.state.integration_branch
+        if not integration:
+            return
+        async with self._merge_lock:
+            try:
+                result = await asyncio.to_thread(
+                    workspace.final_merge, self.repo, integration, base_branch
+                )
+            except workspace.GitError as exc:
+                result = workspace.MergeResult(False, detail=str(exc))
+        branch = workspace.current_branch(self.repo) or "HEAD"
+        detail = result.detail or ("fast-forward" if result.fast_forward else "merge commit")
+        if result.conflicts:
+            detail += ": " + ", ".join(result.conflicts)
+        self._emitter.emit(
+            FinalMerge(ok=result.ok, branch=branch, commit=result.commit, detail=detail)
+        )
+
+    async def cleanup(self) -> None:
+        """Remove worktrees whose work is merged; keep the others for inspection."""
+        kept = 0
+        for task in self._emitter.state.tasks.values():
+            for attempt in task.attempts:
+                if not attempt.workdir or not Path(attempt.workdir).exists():
+                    continue
+                if attempt.merged_commit:
+                    async with self.git_lock:
+                        await asyncio.to_thread(
+                            workspace.remove_worktree, self.repo, Path(attempt.workdir)
+                        )
+                else:
+                    kept += 1
+        if kept:
+            self._emitter.emit(
+                Notice(
+                    level="info",
+                    message=f"kept {kept} worktree(s) of unmerged work for inspection under "
+                    f"{workspace.worktrees_dir(self.repo, self.run_id)}",
+                )
+            )

@@ -1,0 +1,146 @@
+"""What the run does next, decided from its state alone.
+
+Owns the driver's decisions as pure functions that return steps as data:
+block the tasks a dependency can no longer satisfy, propose the next batch
+(or revise the one waiting for approval when a slot frees or a task becomes
+ready, so its held reasons stay true), tell the operator the run waits for
+them, finish the run; and after an attempt, retry it automatically or pause
+scheduling when a whole batch failed. The engine carries the steps out and
+asks again until no step is left. Nothing here does I/O, so every decision
+is tested without processes (``tests/core/test_scheduler.py``).
+
+The facts the state cannot know (the engine is stopping, a merge job is
+still running, the operator asked to end, someone is there to decide) come
+in as a :class:`Situation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from delegate_tui.core import batching
+from delegate_tui.core.batching import Proposal
+from delegate_tui.core.events import FAILED_STATUSES
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.state import RunState
+
+WAITING_MESSAGE = "the run is waiting for you: retry or skip the failed tasks, or end the run"
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """What the driver knows that the state does not."""
+
+    busy: bool = False  # a job (an attempt or a merge) is still under way
+    stopping: bool = False
+    stop_reason: str = ""
+    end_requested: bool = False
+    #: An operator is present: a run with failures waits for a decision
+    #: instead of ending by itself.
+    hold_at_end: bool = False
+    told_waiting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """``task`` can no longer start: ``by`` (a dependency) failed, was killed or skipped."""
+
+    task: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Propose:
+    """Propose ``proposal`` as batch ``batch`` (the waiting batch's number when revising it)."""
+
+    batch: int
+    proposal: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class TellWaiting:
+    """Nothing can move without the operator: say so, once."""
+
+    message: str = WAITING_MESSAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """End the run with ``status``."""
+
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRetry:
+    """Start ``task`` again: its ``retries:`` allow another attempt."""
+
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseAfterBatch:
+    """Every task of ``batch`` failed: suspect the approach, pause scheduling."""
+
+    batch: int
+    members: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        """What the operator is told."""
+        return (
+            f"every task of batch {self.batch} failed ({', '.join(self.members)}): "
+            "suspect the approach, not the tasks; scheduling paused"
+        )
+
+
+Step = Block | Propose | TellWaiting | Finish
+
+
+def next_steps(plan: Plan, state: RunState, situation: Situation) -> list[Step]:
+    """The steps to take now, in order; empty when the run must wait for something."""
+    blocks: list[Step] = [Block(*b) for b in batching.newly_blocked(plan, state)]
+    if blocks:
+        return blocks  # carried out first: the rest depends on who is blocked
+    idle = not state.active and not situation.busy
+    if situation.stopping:
+        return [Finish("stopped", situation.stop_reason)] if idle else []
+    outcome = batching.run_outcome(plan, state)
+    waits = situation.hold_at_end and outcome != "succeeded" and not situation.end_requested
+    if idle and (situation.end_requested or (outcome is not None and not waits)):
+        return [Finish(outcome or "stopped", "ended by the operator" if outcome is None else "")]
+    steps: list[Step] = []
+    if idle and outcome is not None and not situation.told_waiting:
+        steps.append(TellWaiting())
+    if state.paused:
+        if idle and state.auto_approve and state.proposal is None:
+            steps.append(Finish("failed" if outcome is None else outcome, "scheduling stopped"))
+        return steps
+    proposal = batching.next_batch(plan, state, auto_approve=state.auto_approve)
+    waiting = state.proposal
+    if proposal is None:
+        return steps
+    if waiting is None:
+        steps.append(Propose(state.batches + 1, proposal))
+    elif (waiting.tasks, waiting.held, waiting.notes, waiting.needs_approval) != (
+        proposal.tasks,
+        proposal.held,
+        proposal.notes,
+        proposal.needs_approval,
+    ):
+        steps.append(Propose(waiting.batch, proposal))
+    return steps
+
+
+def after_attempt(plan: Plan, state: RunState, task_id: str) -> AutoRetry | PauseAfterBatch | None:
+    """What follows the end of ``task_id``'s attempt, if anything."""
+    if batching.auto_retry_allowed(plan, state, task_id):
+        return AutoRetry(task_id)
+    task = state.tasks[task_id]
+    if task.status in FAILED_STATUSES and task.batch:
+        members = tuple(t.id for t in state.tasks.values() if t.batch == task.batch)
+        if batching.batch_all_failed(state, members):
+            return PauseAfterBatch(task.batch, members)
+    return None
