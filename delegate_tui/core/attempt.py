@@ -33,6 +33,7 @@ from delegate_tui.core.events import (
     TaskOutput,
     TaskPreparing,
     TaskStarted,
+    TaskStatus,
 )
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.plan import Plan
@@ -47,7 +48,7 @@ CRITERIA_TIMEOUT_S = 600.0
 class Outcome:
     """How an attempt ended: a task status, why, and its output for dependents."""
 
-    status: str
+    status: TaskStatus
     reason: str = ""
     output: str = ""
 

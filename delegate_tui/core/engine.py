@@ -15,7 +15,9 @@ headless printer).
 
 Commands (approve, hold, kill, retry, skip, pause, resume, input, merge,
 finish, end, stop) are plain methods, safe to call from the loop the engine
-runs on; they return a message for the operator, empty when done.
+runs on; they return a message for the operator, empty when done. (They are
+why this module is about 600 lines: twelve short methods that every client
+calls, each with its docstring; the decisions and the work are elsewhere.)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui import __version__
-from delegate_tui.core import metrics, preflight, prompts, scheduler, workspace
+from delegate_tui.core import metrics, preflight, prompts, scheduler
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal
@@ -209,24 +211,9 @@ class Engine:
         if not self.isolation:
             self.preflight()
         self.run_dir = runs_dir(self.repo) / self.run_id
-        base_commit = integration = ""
-        if self.isolation in ("worktree", "shared"):
-            workspace.ensure_excluded(self.repo)
-            base_commit = workspace.rev_parse(self.repo, self.plan.base)
-            self._base_branch = (
-                workspace.current_branch(self.repo) or ""
-                if self.plan.base == "HEAD"
-                else self.plan.base
-            )
-        if self.isolation == "worktree":
-            integration = workspace.integration_branch(self.run_id)
-            if self.options.include_dirty and workspace.dirty_paths(self.repo):
-                base_commit = workspace.snapshot_worktree(
-                    self.repo, base_commit, "delegate-tui: uncommitted changes at run start"
-                )
-            workspace.create_branch(self.repo, integration, base_commit)
-        elif self.isolation == "none":
-            self.run_dir = self.repo / ".delegate" / "runs" / self.run_id
+        base_commit, integration, self._base_branch = self.integration.prepare(
+            self.isolation, self.plan.base, include_dirty=self.options.include_dirty
+        )
         self._emitter.open_log(self.log_path)
         self._supervisor.start()
         self.monitor.start()

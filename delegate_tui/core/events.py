@@ -353,7 +353,7 @@ class TaskFinished(Event):
 
     task: str
     attempt: int
-    status: str
+    status: TaskStatus
     reason: str = ""
     output: str = ""  # the final output passed to dependents ({{ outputs.id }})
 

@@ -6,7 +6,8 @@ one merge at a time (``TaskMerged``, or ``MergeConflict`` with the paths);
 the outcome goes back to the caller, which says how the task ended. At the
 end, when asked, the integration branch is merged into the operator's branch
 (``FinalMerge``), and worktrees whose work was merged are removed (the
-others are kept for inspection). Branch and worktree names come from
+others are kept for inspection). Before the run, it makes the integration
+branch. Branch and worktree names come from
 :mod:`workspace`.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from delegate_tui.core import workspace
 from delegate_tui.core.emitter import Emitter
-from delegate_tui.core.events import FinalMerge, MergeConflict, Notice, TaskMerged
+from delegate_tui.core.events import FinalMerge, MergeConflict, Notice, TaskMerged, TaskStatus
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.state import AttemptState
 
@@ -27,7 +28,7 @@ from delegate_tui.core.state import AttemptState
 class MergeOutcome:
     """How a merge ended: ``succeeded`` or ``merge-conflict`` with a reason."""
 
-    status: str
+    status: TaskStatus
     reason: str = ""
 
 
@@ -42,6 +43,28 @@ class Integration:
         #: Held by every git call that adds or removes a worktree.
         self.git_lock = asyncio.Lock()
         self._merge_lock = asyncio.Lock()
+
+    def prepare(self, isolation: str, base: str, *, include_dirty: bool) -> tuple[str, str, str]:
+        """Before the run starts: ``(base commit, integration branch, operator's branch)``.
+
+        In worktree mode the integration branch is made at the base (or at a
+        snapshot of the operator's uncommitted work with ``include_dirty``).
+        Outside git all three are empty.
+        """
+        if isolation not in ("worktree", "shared"):
+            return "", "", ""
+        workspace.ensure_excluded(self.repo)
+        base_commit = workspace.rev_parse(self.repo, base)
+        base_branch = (workspace.current_branch(self.repo) or "") if base == "HEAD" else base
+        if isolation != "worktree":
+            return base_commit, "", base_branch
+        integration = workspace.integration_branch(self.run_id)
+        if include_dirty and workspace.dirty_paths(self.repo):
+            base_commit = workspace.snapshot_worktree(
+                self.repo, base_commit, "delegate-tui: uncommitted changes at run start"
+            )
+        workspace.create_branch(self.repo, integration, base_commit)
+        return base_commit, integration, base_branch
 
     async def merge(self, task_id: str, attempt: AttemptState) -> MergeOutcome:
         """Merge ``attempt``'s commit into the integration branch."""

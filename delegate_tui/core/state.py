@@ -52,6 +52,7 @@ from delegate_tui.core.events import (
     TaskPreparing,
     TaskSkipped,
     TaskStarted,
+    TaskStatus,
     from_json,
     to_json,
 )
@@ -90,7 +91,7 @@ class AttemptState:
     conflict_paths: tuple[str, ...] = ()
     live_changes: tuple[ChangedFile, ...] = ()  # from the watcher, while it works
     snapshot: str = ""
-    status: str = "starting"
+    status: TaskStatus = "starting"
     reason: str = ""
     output_bytes: int = 0
     tail: bytearray = field(default_factory=bytearray)
@@ -111,7 +112,7 @@ class TaskState:
     """Everything known about one task."""
 
     id: str
-    status: str = "pending"
+    status: TaskStatus = "pending"
     attempts: list[AttemptState] = field(default_factory=list)
     held_reason: str = ""
     note: str = ""
