@@ -1,9 +1,11 @@
-"""The runs screen: a repository's runs, newest first; Enter opens one for replay."""
+"""The runs screen: a repository's runs, newest first; Enter opens one for replay.
+
+The list itself is ``report.list_runs``, the same one ``delegate-tui runs`` prints.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -12,47 +14,9 @@ from textual.binding import Binding
 from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
-from delegate_tui.core import runlog
-from delegate_tui.core.replay import final_state
+from delegate_tui.report import list_runs
 from delegate_tui.resources import data_dir
 from delegate_tui.ui.themes import DEFAULT_THEME, load_themes
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run as the list shows it."""
-
-    log: Path
-    run_id: str
-    plan: str
-    started: float
-    duration_s: float
-    status: str
-    ok: int
-    total: int
-
-
-def list_runs(repo: Path) -> list[RunRow]:
-    """Every readable run of ``repo``, newest first."""
-    rows = []
-    for path in runlog.list_run_logs(repo):
-        try:
-            state, _report = final_state(path)
-        except runlog.LogError:
-            continue
-        rows.append(
-            RunRow(
-                path,
-                state.run_id,
-                state.plan.name if state.plan else "?",
-                state.started_ts,
-                state.elapsed_s,
-                state.status if state.finished else "unfinished",
-                sum(t.status == "succeeded" for t in state.tasks.values()),
-                len(state.tasks),
-            )
-        )
-    return rows
 
 
 class RunsApp(App[Path | None]):
