@@ -8,12 +8,20 @@ printer, the engine's own wake-up). Agents' output is gathered per task for
 a moment and emitted as one event, so a flood costs tens of events a second,
 not thousands; any other event flushes the gathered output first, so an exit
 always follows its last bytes.
+
+When the log cannot be written (a full disk, a quota, an I/O error), the
+emitter stops writing (the log keeps its last complete record; a torn tail
+is cut when it is reopened), tells its ``on_log_failure`` callback once, with
+one line for the operator, and goes on applying events and handing them out,
+so the run can end its agents cleanly and show why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +44,9 @@ class Emitter:
         self.state = state
         self.seq = state.last_seq
         self._log: LogWriter | None = None
+        #: Called once, with a line for the operator, when the log cannot be written.
+        self.on_log_failure: Callable[[str], None] | None = None
+        self.log_failure = ""
         self._listeners: list[Listener] = []
         self._out_buf: dict[tuple[str, int, str], bytearray] = {}
         self._out_bytes = 0
@@ -68,10 +79,22 @@ class Emitter:
         ev = dataclasses.replace(ev, seq=self.seq, ts=time.time())
         apply(self.state, ev)
         if self._log is not None:
-            self._log.write(ev, self._keyframe)
+            try:
+                self._log.write(ev, self._keyframe)
+            except OSError as exc:
+                self._lost_log(exc)
         for listener in self._listeners:
             listener(ev)
         return ev
+
+    def _lost_log(self, exc: OSError) -> None:
+        log, self._log = self._log, None
+        assert log is not None
+        with contextlib.suppress(OSError):
+            log.close()
+        self.log_failure = log_failure_message(exc, log.path)
+        if self.on_log_failure is not None:
+            self.on_log_failure(self.log_failure)
 
     def _keyframe(self) -> object:
         """The state as data, for the log's index (replay seeks from these)."""
@@ -108,3 +131,16 @@ class Emitter:
         pending, self._out_buf, self._out_bytes = self._out_buf, {}, 0
         for (task, attempt, stream), data in pending.items():
             self._emit_now(TaskOutput(task=task, attempt=attempt, data=bytes(data), stream=stream))
+
+
+def log_failure_message(exc: OSError, path: Path) -> str:
+    """One line on why the log could not be written, and what to do about it."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        remedy = "free space"
+    else:
+        what = (exc.strerror or type(exc).__name__).lower()
+        remedy = "fix that"
+    return (
+        f"{what} writing the run log at {path}: agents stopped; {remedy}, then delegate-tui resume"
+    )

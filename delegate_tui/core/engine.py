@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui import __version__
-from delegate_tui.core import metrics, preflight, prompts, scheduler
+from delegate_tui.core import metrics, preflight, prompts, scheduler, workspace
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal
@@ -107,6 +107,7 @@ class Engine:
         self.run_dir = Path()
         self._emitter = Emitter(self.state)
         self._emitter.subscribe(self._on_event)
+        self._emitter.on_log_failure = self._log_lost
         self._supervisor = Supervisor(self.options.kill_grace_s)
         self._agents: dict[str, AgentSpec] = {}
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -139,6 +140,17 @@ class Engine:
 
     def _on_event(self, ev: Event) -> None:
         self._wake.set()
+
+    def _log_lost(self, message: str) -> None:
+        """The log cannot be written: nothing more may happen that it cannot record."""
+        self.stop(message)
+        # Said after the event being written is handed out, not in the middle of it.
+        asyncio.get_running_loop().call_soon(self._emit, Notice(level="error", message=message))
+
+    @property
+    def log_failure(self) -> str:
+        """Why the run log could not be written (empty while it can)."""
+        return self._emitter.log_failure
 
     @property
     def log_path(self) -> Path:
@@ -564,6 +576,9 @@ class Engine:
                 )
             )
             raise
+        except workspace.GitError as exc:  # e.g. a full disk: git's own words
+            outcome = Outcome("failed", str(exc))
+            self._emit(Notice(level="error", message=f"{task_id}: {exc}", task=task_id))
         except Exception as exc:  # a bug or an environment failure: never lose the run
             outcome = Outcome("failed", f"internal error: {type(exc).__name__}: {exc}")
             self._emit(Notice(level="error", message=f"{task_id}: {outcome.reason}", task=task_id))

@@ -182,11 +182,13 @@ class LogWriter:
                 self._sync_wanted.set()
                 self._syncer.join()
                 self._syncer = None
-            self._dirty = True
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
-            self.index.close()
+            try:
+                self._dirty = True
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+                self.index.close()
 
 
 @dataclass(slots=True)

@@ -1,0 +1,111 @@
+"""Faults a long run meets, with real processes, real git and a real (small) filesystem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core.replay import final_state
+from tests.conftest import git
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (root only); remounted larger by the test to 'free space'."""
+    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        reason = f"cannot mount a small tmpfs here ({made.stderr.strip() or 'not root'})"
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def run_cli(*args: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "NO_COLOR": "1",
+        "DELEGATE_DEMO_SPEED": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "delegate_tui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    repo = small_disk / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "--initial-branch=main")
+    git(repo, "config", "user.name", "T")
+    git(repo, "config", "user.email", "t@example.invalid")
+    (repo / "README.md").write_text("x\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    plan = tmp_path / "plan.yaml"
+    # 8 MB of output into a log on a 3 MiB disk.
+    plan.write_text(
+        textwrap.dedent(
+            f"""\
+            name: flood
+            repo: {repo}
+            agent: shell
+            tasks:
+              - id: flood
+                command: "head -c 6000000 /dev/zero | tr '\\\\0' 'x' | fold -w 79; echo ok > out.txt"
+                edits: [out.txt]
+            """
+        )
+    )
+    home = tmp_path / "home"
+    first = run_cli("run", str(plan), "--headless", "--yes", cwd=repo, home=home)
+    output = first.stdout + first.stderr
+    assert first.returncode == 1, output
+    assert "Traceback" not in output
+    log = next((repo / ".delegate" / "runs").glob("*/events.jsonl"))
+    message = (
+        f"no space left on device writing the run log at {log}: agents stopped; "
+        "free space, then delegate-tui resume"
+    )
+    assert message in output
+    # No agent is left behind, and the log reads back: an unfinished run, not a corrupt one.
+    assert (
+        "head -c"
+        not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    )
+    state, report = final_state(log)
+    assert not report.corrupt_lines
+    assert not state.finished
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    second = run_cli("resume", str(log), "--headless", "--yes", cwd=repo, home=home)
+    assert second.returncode == 0, second.stdout + second.stderr
+    state, _ = final_state(log)
+    assert state.status == "succeeded"
+    assert git(repo, "show", f"{state.integration_branch}:out.txt") == "ok\n"
