@@ -77,6 +77,12 @@ def check(plan: Plan, *, isolation: str | None, include_dirty: bool) -> Prefligh
             raise PreflightError("git 2.38 or newer is needed (for git merge-tree --write-tree)")
         if not workspace.has_commits(repo):
             raise PreflightError(f"{repo}: the repository has no commits yet; commit once first")
+        busy = workspace.operation_in_progress(repo)
+        if busy:
+            raise PreflightError(
+                f"{repo}: {busy} is in progress; finish or abort it first "
+                "(agents would start from its half-done state)"
+            )
         try:
             workspace.rev_parse(repo, plan.base)
         except workspace.GitError as exc:

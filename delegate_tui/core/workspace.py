@@ -139,6 +139,27 @@ def has_commits(repo: Path) -> bool:
     return git(["rev-parse", "--verify", "--quiet", "HEAD"], repo, check=False).returncode == 0
 
 
+#: Files git leaves while an operation waits for the operator, and what each means.
+_IN_PROGRESS = (
+    ("rebase-merge", "a rebase"),
+    ("rebase-apply", "a rebase or `git am`"),
+    ("MERGE_HEAD", "a merge"),
+    ("CHERRY_PICK_HEAD", "a cherry-pick"),
+    ("REVERT_HEAD", "a revert"),
+    ("BISECT_LOG", "a bisect"),
+)
+
+
+def operation_in_progress(repo: Path) -> str | None:
+    """The git operation left half done in ``repo`` (``"a rebase"``, …), if any."""
+    args = [arg for name, _ in _IN_PROGRESS for arg in ("--git-path", name)]
+    paths = git(["rev-parse", *args], repo).stdout.splitlines()
+    for (_, what), path in zip(_IN_PROGRESS, paths, strict=True):
+        if (repo / path).exists():
+            return what
+    return None
+
+
 def current_branch(repo: Path) -> str | None:
     """The checked-out branch, or ``None`` when HEAD is detached."""
     proc = git(["symbolic-ref", "--quiet", "--short", "HEAD"], repo, check=False)
@@ -283,10 +304,14 @@ def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
 
 
 def diff_text(repo: Path, base: str, tip: str, paths: Sequence[str] = ()) -> str:
-    """The unified diff between two commits, limited to ``paths`` when given."""
+    """The unified diff between two commits, limited to ``paths`` when given.
+
+    Git's own diff only: a ``diff.external`` tool or a textconv driver from the
+    repository's config would run a program delegate-tui did not ask for.
+    """
     if not base or not tip:
         return ""
-    args = ["diff", "--no-color", "-M", base, tip]
+    args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", base, tip]
     if paths:
         args += ["--", *paths]
     return git(args, repo, check=False).stdout
