@@ -109,3 +109,40 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(
     state, _ = final_state(log)
     assert state.status == "succeeded"
     assert git(repo, "show", f"{state.integration_branch}:out.txt") == "ok\n"
+
+
+@pytest.mark.parametrize(
+    ("operation", "said"),
+    [
+        (["merge", "side"], "a merge"),
+        (["cherry-pick", "side"], "a cherry-pick"),
+        (["rebase", "side"], "a rebase"),
+        (["revert", "--no-edit", "HEAD"], "a revert"),
+        (["bisect", "start"], "a bisect"),
+    ],
+)
+def test_a_repository_in_the_middle_of_an_operation_is_refused(
+    repo: Path, tmp_path: Path, operation: list[str], said: str
+) -> None:
+    # Two branches that change the same line: the operation stops half done.
+    git(repo, "checkout", "-q", "-b", "side")
+    (repo / "README.md").write_text("side\n")
+    git(repo, "commit", "-q", "-am", "side")
+    git(repo, "checkout", "-q", "main")
+    (repo / "README.md").write_text("main\n")
+    git(repo, "commit", "-q", "-am", "main")
+    if operation[0] == "revert":
+        (repo / "README.md").write_text("later\n")
+        git(repo, "commit", "-q", "-am", "later")
+        subprocess.run(["git", "revert", "--no-edit", "HEAD~1"], cwd=repo, capture_output=True)
+    else:
+        subprocess.run(["git", *operation], cwd=repo, capture_output=True)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"name: p\nrepo: {repo}\nagent: demo\ntasks:\n  - {{id: a, prompt: x}}\n")
+    result = run_cli("run", str(plan), "--headless", "--yes", cwd=repo, home=tmp_path / "home")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"delegate-tui: {repo}: {said} is in progress; finish or abort it first "
+        "(agents would start from its half-done state)"
+    )
+    assert not (repo / ".delegate").exists()  # nothing half done
