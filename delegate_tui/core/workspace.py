@@ -33,6 +33,11 @@ _FALLBACK_IDENTITY = {
 }
 
 
+#: Every diff delegate-tui asks for is git's own: a ``diff.external`` tool or a
+#: textconv driver from the repository's config would run a program it did not ask for.
+NO_EXT = ("--no-ext-diff", "--no-textconv")
+
+
 class GitError(RuntimeError):
     """A git command failed; the message holds the command and git's own words."""
 
@@ -44,16 +49,26 @@ def git(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     input_text: str | None = None,
+    operator_hooks: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run git without a pager or prompts and capture its output as text."""
+    """Run git without a pager or prompts and capture its output as text.
+
+    The repository's config runs nothing here that delegate-tui did not ask
+    for: no fsmonitor daemon or hook, and no hooks at all unless
+    ``operator_hooks`` (only where the operator's own branch is written).
+    Diffs add ``--no-ext-diff --no-textconv`` themselves.
+    """
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
     full_env.pop("GIT_DIR", None)
     full_env.pop("GIT_WORK_TREE", None)
     full_env.pop("GIT_INDEX_FILE", None)
     if env:
         full_env.update(env)
+    guard = ["-c", "core.fsmonitor=false"]
+    if not operator_hooks:
+        guard += ["-c", f"core.hooksPath={os.devnull}"]
     proc = subprocess.run(
-        ["git", *args],
+        ["git", *guard, *args],
         cwd=str(cwd),
         env=full_env,
         capture_output=True,
@@ -254,7 +269,7 @@ def commit_all(workdir: Path, message: str) -> str:
     """Commit everything in the worktree (tracked, staged, untracked); return HEAD."""
     env = identity_env(workdir)
     git(["add", "-A"], workdir, env=env)
-    staged = git(["diff", "--cached", "--quiet"], workdir, check=False).returncode != 0
+    staged = git(["diff", "--cached", "--quiet", *NO_EXT], workdir, check=False).returncode != 0
     if staged:
         git(["commit", "--quiet", "--no-verify", "-m", message], workdir, env=env)
     return head(workdir)
@@ -264,8 +279,12 @@ def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
     """Files that differ between two commits, with status and line counts."""
     if base == tip:
         return []
-    status_out = git(["diff", "--name-status", "-z", "-M", base, tip], repo).stdout.split("\0")
-    numstat_out = git(["diff", "--numstat", "-z", "-M", base, tip], repo).stdout.split("\0")
+    status_out = git(["diff", "--name-status", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(
+        "\0"
+    )
+    numstat_out = git(["diff", "--numstat", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(
+        "\0"
+    )
     counts: dict[str, tuple[int, int, bool]] = {}
     i = 0
     while i < len(numstat_out):
@@ -311,7 +330,7 @@ def diff_text(repo: Path, base: str, tip: str, paths: Sequence[str] = ()) -> str
     """
     if not base or not tip:
         return ""
-    args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", base, tip]
+    args = ["diff", "--no-color", *NO_EXT, "-M", base, tip]
     if paths:
         args += ["--", *paths]
     return git(args, repo, check=False).stdout
@@ -401,19 +420,19 @@ def final_merge(repo: Path, integration: str, expected_branch: str) -> MergeResu
     target = rev_parse(repo, integration)
     if is_ancestor(repo, target, tip):
         return MergeResult(True, tip, fast_forward=True, detail="already up to date")
-    dirty = [p for p in dirty_paths(repo)]
+    dirty = dirty_paths(repo)
     if dirty:
         return MergeResult(
             False, detail=f"your working tree has uncommitted changes ({', '.join(dirty[:3])})"
         )
     if is_ancestor(repo, tip, target):
-        git(["merge", "--ff-only", "--quiet", target], repo)
+        git(["merge", "--ff-only", "--quiet", target], repo, operator_hooks=True)
         return MergeResult(True, target, fast_forward=True)
     predicted = predict_merge(repo, tip, target)
     if not predicted.ok:
         return MergeResult(False, conflicts=predicted.conflicts, detail="would conflict")
     env = identity_env(repo)
-    git(["merge", "--no-ff", "--no-edit", "--quiet", target], repo, env=env)
+    git(["merge", "--no-ff", "--no-edit", "--quiet", target], repo, env=env, operator_hooks=True)
     return MergeResult(True, rev_parse(repo, "HEAD"))
 
 

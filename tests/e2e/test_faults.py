@@ -146,3 +146,52 @@ def test_a_repository_in_the_middle_of_an_operation_is_refused(
         "(agents would start from its half-done state)"
     )
     assert not (repo / ".delegate").exists()  # nothing half done
+
+
+def test_the_repository_config_runs_nothing_delegate_tui_did_not_ask_for(
+    repo: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran.txt"
+    tool = tmp_path / "tool.sh"
+    tool.write_text(f'#!/bin/sh\necho "$0 $*" >> {marker}\n')
+    tool.chmod(0o755)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    for name in (
+        "pre-commit",
+        "prepare-commit-msg",
+        "commit-msg",
+        "post-commit",
+        "pre-merge-commit",
+        "post-merge",
+        "post-checkout",
+        "reference-transaction",
+        "post-rewrite",
+        "post-index-change",
+    ):
+        (hooks / name).symlink_to(tool)
+    git(repo, "config", "core.hooksPath", str(hooks))
+    git(repo, "config", "core.fsmonitor", str(tool))
+    git(repo, "config", "diff.external", str(tool))
+    git(repo, "config", "diff.evil.textconv", str(tool))
+    (repo / ".gitattributes").write_text("* diff=evil\n")
+    git(repo, "-c", "core.hooksPath=/dev/null", "add", "-A")
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "attributes")
+    marker.unlink(missing_ok=True)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"name: p\nrepo: {repo}\nagent: demo\ntasks:\n"
+        "  - {id: a, prompt: x, edits: [src/a.py]}\n"
+        "  - {id: b, prompt: x, edits: [src/b.py]}\n"
+        "  - {id: c, prompt: x, edits: [src/c.py], depends_on: [a, b]}\n"
+    )
+    home = tmp_path / "home"
+    result = run_cli("run", str(plan), "--headless", "--yes", cwd=repo, home=home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = next((repo / ".delegate" / "runs").glob("*/events.jsonl"))
+    for args in (("stats", str(log)), ("replay", str(log), "--headless")):
+        assert run_cli(*args, cwd=repo, home=home).returncode == 0
+    assert not marker.exists(), marker.read_text()
+    # The check itself can fail: the operator's own git runs them.
+    git(repo, "diff", "HEAD~1")
+    assert marker.exists()
