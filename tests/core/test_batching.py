@@ -203,3 +203,78 @@ def test_retry_policy_and_whole_batch_failure() -> None:
     state.tasks["b"].status = "succeeded"
     assert not batching.batch_all_failed(state, ["a", "b"])
     assert not batching.batch_all_failed(state, ["a"])
+
+
+# ------------------------------------------ bugs a user would hit (issue 20)
+
+
+def test_task_awaiting_manual_merge_still_holds_its_scope() -> None:
+    """With ``merge: manual`` a finished task's work is not merged yet: an overlapping task
+    started now would branch without it and collide with it at merge time."""
+    plan = plan_of(
+        """\
+        - {id: api, prompt: x, edits: ["src/api/**"]}
+        - {id: fix, prompt: x, edits: [src/api/login.py]}
+        - {id: docs, prompt: x, edits: ["docs/**"]}
+        """,
+        merge="manual",
+    )
+    proposal = propose(plan, state_of(plan, api="awaiting-merge"))
+    assert proposal.tasks == ("docs",)
+    assert held(proposal) == {
+        "fix": "edits overlap with api on src/api/login.py / src/api/** (awaiting-merge)"
+    }
+
+
+def test_every_active_status_holds_scope_but_finished_ones_do_not() -> None:
+    plan = plan_of(
+        """\
+        - {id: first, prompt: x, edits: [shared.py]}
+        - {id: second, prompt: x, edits: [shared.py]}
+        """
+    )
+    for status in ("starting", "running", "checking", "merging", "awaiting-merge"):
+        state = state_of(plan, first=status)
+        assert batching.next_batch(plan, state, auto_approve=True) is None, status
+        assert batching.ready(plan, state) == ["second"]
+    for status in ("succeeded", "failed", "killed", "skipped", "merge-conflict"):
+        assert propose(plan, state_of(plan, first=status)).tasks == ("second",), status
+
+
+def test_awaiting_merge_does_not_take_a_parallel_slot() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a/**]}
+        - {id: b, prompt: x, edits: [b/**]}
+        """,
+        max_parallel=1,
+    )
+    assert propose(plan, state_of(plan, a="awaiting-merge")).tasks == ("b",)
+    assert batching.next_batch(plan, state_of(plan, a="running"), auto_approve=True) is None
+
+
+def test_run_whose_only_non_success_is_a_skip_is_partial_not_succeeded() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a]}
+        - {id: b, prompt: x, edits: [b]}
+        """
+    )
+    assert batching.run_outcome(plan, state_of(plan, a="succeeded", b="skipped")) == "partial"
+    assert batching.run_outcome(plan, state_of(plan, a="skipped", b="skipped")) == "failed"
+    assert batching.run_outcome(plan, state_of(plan, a="succeeded", b="succeeded")) == "succeeded"
+
+
+def test_run_outcome_waits_while_any_task_can_still_move() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a]}
+        - {id: b, prompt: x, edits: [b]}
+        """
+    )
+    for status in ("pending", "proposed", "starting", "running", "checking", "merging"):
+        assert batching.run_outcome(plan, state_of(plan, a="succeeded", b=status)) is None, status
+    assert batching.run_outcome(plan, state_of(plan, a="succeeded", b="awaiting-merge")) is None
+    for status in sorted(batching.FAILED_STATUSES):
+        assert batching.run_outcome(plan, state_of(plan, a="succeeded", b=status)) == "partial"
+        assert batching.run_outcome(plan, state_of(plan, a="failed", b=status)) == "failed"
