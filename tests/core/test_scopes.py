@@ -105,3 +105,38 @@ def test_overlap_agrees_with_brute_force(a: str, b: str) -> None:
         assert not globs_overlap(a, b), (a, b)
     for p in _PATHS[:200]:
         assert glob_matches(a, p) == _matches(a, p), (a, p)
+
+
+# ------------------------------------------ shared_files are globs (issue 20)
+
+
+def test_shared_files_entries_are_globs_not_plain_paths() -> None:
+    """``requirements*.txt`` (a default shared file) covers requirements-dev.txt: two tasks
+    that each add a dependency must not run at once, and whoever touches one is told."""
+    from delegate_tui.core import batching, conflicts
+    from delegate_tui.core.plan import DEFAULT_SHARED_FILES, parse_plan
+    from delegate_tui.core.state import RunState, TaskState
+
+    assert "requirements*.txt" in DEFAULT_SHARED_FILES
+    assert shared_hits(["requirements-dev.txt"], ["requirements*.txt"]) == ["requirements*.txt"]
+    assert shared_hits(["requirements.txt"], ["requirements*.txt"]) == ["requirements*.txt"]
+    assert shared_hits(["requirements/base.in"], ["requirements*.txt"]) == []
+    assert shared_hits(["docs/requirements.txt"], ["requirements*.txt"]) == []
+    assert shared_hits(["*.txt"], ["requirements*.txt", "yarn.lock"]) == ["requirements*.txt"]
+
+    plan = parse_plan(
+        "name: p\ntasks:\n"
+        "  - {id: api, prompt: x, edits: ['api/**', requirements.txt]}\n"
+        "  - {id: tests, prompt: x, edits: ['tests/**', requirements-dev.txt]}\n"
+    )
+    state = RunState(plan=plan, isolation="worktree")
+    state.tasks = {t.id: TaskState(t.id) for t in plan.tasks}
+    proposal = batching.next_batch(plan, state, auto_approve=True)
+    assert proposal is not None and proposal.tasks == ("api",)
+    assert [(h.task, h.reason) for h in proposal.held] == [
+        ("tests", "shares config file requirements*.txt with api")
+    ]
+    found = conflicts.analyze(plan, {"tests": ["tests/test_x.py", "requirements-dev.txt"]})
+    assert [(f.kind, f.tasks, f.paths) for f in found] == [
+        ("shared-file", ("tests",), ("requirements-dev.txt",))
+    ]
