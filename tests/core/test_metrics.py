@@ -1,0 +1,323 @@
+"""Run metrics as values from known runs: events folded through ``state.apply``, then
+``metrics.compute`` / ``stats`` / ``summarize``, compared with what a person works out by hand."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable
+
+import pytest
+
+from delegate_tui.core import metrics
+from delegate_tui.core.events import (
+    BatchApproved,
+    BatchProposed,
+    ChangedFile,
+    ConflictDetected,
+    ConflictResolved,
+    Event,
+    MergeConflict,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    TaskBlocked,
+    TaskCommitted,
+    TaskExited,
+    TaskFinished,
+    TaskStarted,
+)
+from delegate_tui.core.plan import parse_plan
+from delegate_tui.core.state import RunState, apply
+
+T0 = 1_000.0  # the run starts here; every time below is T0 + seconds
+
+PLAN = parse_plan(
+    textwrap.dedent(
+        """\
+        name: measured
+        tasks:
+          - {id: a, prompt: x, edits: [a/**]}
+          - {id: b, prompt: x, edits: [b/**]}
+          - {id: c, prompt: x, edits: [c/**], depends_on: [a]}
+        """
+    )
+)
+
+
+def run_started(at: float = 0.0) -> RunStarted:
+    return RunStarted(
+        run_id="20261202-120000",
+        plan=PLAN.model_dump(mode="json", by_alias=True),
+        plan_path="plan.yaml",
+        repo="/repo",
+        isolation="worktree",
+        integration_branch="delegate/20261202-120000/integration",
+        auto_approve=True,
+        ts=T0 + at,
+    )
+
+
+def batch(number: int, at: float, *tasks: str) -> list[Event]:
+    """A batch proposed and approved by policy at once (no operator wait)."""
+    return [
+        BatchProposed(batch=number, tasks=tasks, needs_approval=False, ts=T0 + at),
+        BatchApproved(batch=number, tasks=tasks, by="policy", ts=T0 + at),
+    ]
+
+
+def attempt(
+    task: str, start: float, end: float, status: str = "succeeded", number: int = 1
+) -> list[Event]:
+    """One attempt that runs from ``start`` to ``end`` seconds into the run."""
+    code = 0 if status == "succeeded" else 1
+    return [
+        TaskStarted(
+            task=task,
+            attempt=number,
+            agent="demo",
+            argv=("demo",),
+            cwd=f"/w/{task}",
+            pid=100 + number,
+            pgid=100 + number,
+            prompt="x",
+            ts=T0 + start,
+        ),
+        TaskExited(task=task, attempt=number, exit_code=code, duration_s=end - start, ts=T0 + end),
+        TaskFinished(task=task, attempt=number, status=status, ts=T0 + end),
+    ]
+
+
+def fold(events: Iterable[Event]) -> RunState:
+    state = RunState()
+    for seq, ev in enumerate(events, 1):
+        object.__setattr__(ev, "seq", seq)
+        apply(state, ev)
+    return state
+
+
+def finish(state: RunState, at: float, status: str = "succeeded") -> RunState:
+    """End the run as the engine does: metrics computed at the finish, then RunFinished."""
+    m = metrics.compute(state, T0 + at)
+    summary = metrics.summarize(state)
+    return apply(state, RunFinished(status=status, metrics=m, summary=summary, ts=T0 + at))
+
+
+def test_two_parallel_4s_tasks_in_a_5s_run_save_3s() -> None:
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0.5, 4.5)])
+    for ev in attempt("b", 0.5, 4.5):
+        apply(state, ev)
+    finish(state, 5.0)
+    m = state.metrics
+    assert m is not None
+    assert (m.wall_s, m.sequential_s, m.time_saved_s) == (5.0, 8.0, 3.0)
+    assert (m.conflict_rate, m.rework_rate) == (0.0, 0.0)
+    assert (m.tasks_total, m.tasks_succeeded, m.tasks_failed) == (3, 2, 0)
+    report = metrics.stats(state)["metrics"]
+    assert {k: report[k] for k in METRIC_KEYS} == {  # type: ignore[index]
+        "wall_s": 5.0,
+        "sequential_s": 8.0,
+        "time_saved_s": 3.0,
+        "conflict_rate": 0.0,
+        "rework_rate": 0.0,
+    }
+
+
+METRIC_KEYS = ("wall_s", "sequential_s", "time_saved_s", "conflict_rate", "rework_rate")
+
+
+def test_tasks_run_one_after_another_save_nothing_and_show_the_loss() -> None:
+    """Back to back, 2 s + 2 s in a 4.5 s run: parallelism lost half a second, not gained it."""
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a"),
+            *attempt("a", 0.0, 2.0),
+            *batch(2, 2.0, "b"),
+            *attempt("b", 2.0, 4.0),
+        ]
+    )
+    m = metrics.compute(state, T0 + 4.5)
+    assert (m.wall_s, m.sequential_s, m.time_saved_s) == (4.5, 4.0, -0.5)
+
+
+def test_every_attempt_counts_and_a_retry_is_rework() -> None:
+    """a fails after 3 s and its retry takes 2 s; b runs 4 s beside them; c 1 s after a."""
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a", "b"),
+            *attempt("a", 0.0, 3.0, status="failed"),
+            RetryScheduled(task="a", attempt=2, prompt="again", context="exit 1", ts=T0 + 3.0),
+            *attempt("a", 3.0, 5.0, number=2),
+        ]
+    )
+    for ev in [*attempt("b", 0.0, 4.0), *batch(2, 5.0, "c"), *attempt("c", 5.0, 6.0)]:
+        apply(state, ev)
+    m = metrics.compute(state, T0 + 6.0)
+    assert (m.wall_s, m.sequential_s, m.time_saved_s) == (6.0, 10.0, 4.0)
+    assert m.rework_rate == round(1 / 3, 4)
+    assert state.tasks["a"].duration_s == 5.0
+    assert metrics.stats(state)["tasks"]["a"]["attempts"] == 2  # type: ignore[index]
+
+
+def test_conflict_rate_counts_tasks_that_collided_among_those_that_ran() -> None:
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0, 2), *attempt("b", 0, 2)])
+    for ev in [*batch(2, 2, "c"), *attempt("c", 2, 3, status="merge-conflict")]:
+        apply(state, ev)
+    assert metrics.compute(state).conflict_rate == 0.0
+    apply(state, MergeConflict(task="c", attempt=1, paths=("c/x.py",), ts=T0 + 3))
+    assert metrics.compute(state).conflict_rate == round(1 / 3, 4)
+    overlap = ConflictDetected(
+        key="overlap:a,b:x",
+        kind="overlap",
+        severity="warning",
+        tasks=("a", "b"),
+        paths=("x",),
+        ts=T0 + 1,
+    )
+    apply(state, overlap)
+    assert metrics.compute(state).conflict_rate == 1.0
+    # A resolved finding still happened: the rate is about the run, not the moment.
+    apply(state, ConflictResolved(key=overlap.key, ts=T0 + 3))
+    assert metrics.compute(state).conflict_rate == 1.0
+
+
+def test_warnings_that_are_not_collisions_do_not_count_as_conflicts() -> None:
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0, 2), *attempt("b", 0, 2)])
+    for kind in ("out-of-scope", "shared-file", "undeclared-collision"):
+        apply(
+            state,
+            ConflictDetected(
+                key=f"{kind}:a:x", kind=kind, severity="warning", tasks=("a",), paths=("x",)
+            ),
+        )
+    assert metrics.compute(state).conflict_rate == 0.0
+    apply(
+        state,
+        ConflictDetected(
+            key="predicted-conflict:a:x",
+            kind="predicted-conflict",
+            severity="error",
+            tasks=("a",),
+            paths=("x",),
+        ),
+    )
+    assert metrics.compute(state).conflict_rate == 0.5
+
+
+def test_a_live_run_counts_the_running_attempt_up_to_now() -> None:
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0.0, 2.0)])
+    apply(state, attempt("b", 0.0, 9.0)[0])  # b started and is still running
+    m = metrics.compute(state, now=T0 + 3.0)
+    assert (m.wall_s, m.sequential_s, m.time_saved_s) == (3.0, 5.0, 2.0)
+    # Without a clock, the last event is "now".
+    m = metrics.compute(state)
+    assert (m.wall_s, m.sequential_s) == (2.0, 4.0)
+
+
+def test_a_run_that_has_not_started_measures_zero() -> None:
+    m = metrics.compute(RunState(), now=T0)
+    assert (m.wall_s, m.sequential_s, m.time_saved_s, m.conflict_rate, m.rework_rate) == (
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    )
+    state = fold([run_started()])
+    m = metrics.compute(state, now=T0 + 2)
+    assert (m.wall_s, m.conflict_rate, m.rework_rate, m.tasks_total) == (2.0, 0.0, 0.0, 3)
+
+
+def test_failed_tasks_and_the_summary_name_what_happened() -> None:
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a", "b"),
+            *attempt("a", 0, 1, status="failed"),
+            *attempt("b", 0, 2),
+            TaskBlocked(task="c", by="a", reason="dependency a failed", ts=T0 + 2),
+        ]
+    )
+    m = metrics.compute(state, T0 + 2)
+    assert (m.tasks_total, m.tasks_succeeded, m.tasks_failed) == (3, 1, 1)
+    assert metrics.summarize(state) == "succeeded: b; failed: a (failed); blocked: c (needs a)"
+    for status in ("merge-conflict", "killed", "timed-out", "interrupted"):
+        state.tasks["b"].status = status
+        assert metrics.compute(state).tasks_failed == 2, status
+    state.tasks["b"].status = "skipped"
+    assert metrics.compute(state).tasks_failed == 1, "a skip is not a failure"
+
+
+def test_summary_lists_groups_in_a_fixed_order() -> None:
+    state = fold([run_started()])
+    state.tasks["a"].status = "proposed"
+    state.tasks["b"].status = "skipped"
+    state.tasks["c"].status = "awaiting-merge"
+    assert metrics.summarize(state) == "awaiting-merge: c; skipped: b; not run: a"
+
+
+def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0, 3)])
+    changed = (
+        ChangedFile("a/x.py", "A", added=10),
+        ChangedFile("a/y.py", "M", added=2, deleted=5),
+    )
+    for ev in [
+        TaskStarted(
+            task="b", attempt=1, agent="demo", argv=(), cwd="", pid=1, pgid=1, prompt="", ts=T0
+        ),
+        TaskExited(task="b", attempt=1, exit_code=0, ts=T0 + 2),
+        TaskCommitted(task="b", attempt=1, commit="abc", changed=changed, ts=T0 + 2),
+        MergeConflict(task="b", attempt=1, paths=("a/x.py",), ts=T0 + 2),
+        TaskFinished(task="b", attempt=1, status="merge-conflict", reason="conflict", ts=T0 + 2),
+    ]:
+        apply(state, ev)
+    finding = ConflictDetected(
+        key="overlap:a,b:a/x.py",
+        kind="overlap",
+        severity="warning",
+        tasks=("a", "b"),
+        paths=("a/x.py",),
+        detail="both changed these paths",
+    )
+    apply(state, finding)
+    apply(state, finding)  # seen again after a refresh: reported once
+    apply(state, ConflictResolved(key=finding.key))
+    report = metrics.stats(state)
+    assert report["run_id"] == "20261202-120000" and report["plan"] == "measured"
+    assert report["status"] == "running" and report["started"] == T0
+    assert report["tasks"]["b"] == {  # type: ignore[index]
+        "status": "merge-conflict",
+        "attempts": 1,
+        "duration_s": 2.0,
+        "changed_files": ["a/x.py", "a/y.py"],
+        "lines_added": 12,
+        "lines_deleted": 5,
+        "reason": "conflict",
+    }
+    assert report["tasks"]["c"]["attempts"] == 0  # type: ignore[index]
+    assert report["conflicts"] == [
+        {
+            "kind": "merge-conflict",
+            "files": ["a/x.py"],
+            "tasks": ["b"],
+            "attempt": 1,
+            "against": "delegate/20261202-120000/integration",
+        },
+        {
+            "kind": "overlap",
+            "severity": "warning",
+            "files": ["a/x.py"],
+            "tasks": ["a", "b"],
+            "detail": "both changed these paths",
+            "open": False,
+        },
+    ]
+
+
+@pytest.mark.parametrize("at", [5.0, 5.0004])
+def test_figures_are_rounded_to_the_millisecond(at: float) -> None:
+    state = fold([run_started(), *batch(1, 0, "a"), *attempt("a", 0.0, 1.0 / 3)])
+    m = metrics.compute(state, T0 + at)
+    assert m.sequential_s == 0.333 and m.wall_s == 5.0
