@@ -66,10 +66,20 @@ def test_predictions_become_errors_beside_the_overlap() -> None:
     assert ("overlap", ("api", "ui"), ("shared.py",)) in kinds(clean)
 
 
-def test_keys_are_stable() -> None:
-    a = analyze(PLAN, {"api": ["web/x.ts"]})
-    b = analyze(PLAN, {"api": ["web/x.ts"]})
-    assert [f.key for f in a] == [f.key for f in b] and a[0].key.startswith("out-of-scope:api:")
+def test_a_findings_key_names_the_collision_whatever_order_the_changes_came_in() -> None:
+    """The sidebar keeps one row per key: the same collision seen again (paths and tasks in
+    another order) must keep its key, and a different collision must get another one."""
+    first = analyze(PLAN, {"api": ["web/x.ts", "src/api/a.py"], "ui": ["web/x.ts"]})
+    again = analyze(PLAN, {"ui": ["web/x.ts"], "api": ["src/api/a.py", "web/x.ts"]})
+    assert sorted(f.key for f in first) == sorted(f.key for f in again)
+    assert sorted(f.key for f in first) == [
+        "out-of-scope:api:web/x.ts",
+        "overlap:api,ui:web/x.ts",
+        "undeclared-collision:api,ui:web/x.ts",
+    ]
+    wider = analyze(PLAN, {"api": ["web/x.ts", "web/y.ts"], "ui": ["web/x.ts"]})
+    assert "out-of-scope:api:web/x.ts,web/y.ts" in {f.key for f in wider}
+    assert "out-of-scope:api:web/x.ts" not in {f.key for f in wider}, "a wider finding is new"
 
 
 def test_shared_tree_attribution_by_scope() -> None:

@@ -242,8 +242,86 @@ def test_schema_describes_plan_fields() -> None:
     json.dumps(schema)
 
 
-def test_every_sample_plan_is_valid() -> None:
-    plans = sorted((Path(__file__).parents[2] / "sample_plans").glob("*.yaml"))
-    assert len(plans) >= 8
-    for path in plans:
-        load_plan(path)
+SAMPLES = Path(__file__).parents[2] / "sample_plans"
+
+#: What each sample plan promises in its header comment, as the batches it runs in when
+#: every task succeeds: (tasks started together, {held task: reason}) per batch.
+SAMPLE_BATCHES: dict[str, list[tuple[set[str], dict[str, str]]]] = {
+    "collision": [({"payments", "shipping"}, {}), ({"release-notes"}, {})],
+    "contract-first": [
+        ({"contract"}, {}),
+        ({"schema"}, {}),
+        ({"service", "login-ui", "auth-tests"}, {}),
+        ({"endpoints"}, {}),
+    ],
+    "dashboard": [
+        ({"layout"}, {}),
+        (
+            {"widget-traffic", "widget-errors", "widget-latency"},
+            {
+                "widget-deploys": "max_parallel (3) reached",
+                "widget-costs": "max_parallel (3) reached",
+            },
+        ),
+        ({"widget-deploys", "widget-costs"}, {}),
+    ],
+    "demo": [
+        ({"contract", "storage-advice"}, {}),
+        ({"user-model", "order-model", "api-docs"}, {}),
+        ({"service"}, {}),
+        ({"tests"}, {}),
+    ],
+    "impl-consult": [({"server", "advice"}, {}), ({"apply-advice"}, {})],
+    "research-build": [
+        ({"research-authn", "research-authz", "research-sessions"}, {}),
+        ({"plan"}, {}),
+        ({"build-authn", "build-authz", "build-sessions"}, {}),
+        ({"integrate"}, {}),
+        ({"review"}, {}),
+    ],
+    "reviews": [
+        ({"refunds"}, {}),
+        ({"security-review", "backend-review", "finance-review"}, {}),
+        ({"sign-off"}, {}),
+    ],
+    "shared-config": [
+        (
+            {"charts", "styles"},
+            {"date-picker": "shares config file package-lock.json, package.json with charts"},
+        ),
+        ({"date-picker"}, {}),
+    ],
+    "three-models": [
+        ({"user-model", "order-model", "product-model"}, {}),
+        ({"user-tests", "order-tests", "product-tests"}, {}),
+    ],
+}
+
+
+def batches_when_all_succeed(path: Path) -> list[tuple[set[str], dict[str, str]]]:
+    """Load a plan and run its batcher to the end, every task succeeding at once."""
+    from delegate_tui.core import batching
+    from delegate_tui.core.state import RunState, TaskState
+
+    plan = load_plan(path)
+    state = RunState(plan=plan, isolation=plan.isolation or "worktree")
+    state.max_parallel = plan.max_parallel
+    state.tasks = {t.id: TaskState(t.id) for t in plan.tasks}
+    out = []
+    while (proposal := batching.next_batch(plan, state, auto_approve=True)) is not None:
+        out.append((set(proposal.tasks), {h.task: h.reason for h in proposal.held}))
+        for task_id in proposal.tasks:
+            state.tasks[task_id].status = "succeeded"
+    assert batching.run_outcome(plan, state) == "succeeded", f"{path.name} left tasks behind"
+    return out
+
+
+def test_every_sample_plan_is_listed_here() -> None:
+    assert sorted(p.stem for p in SAMPLES.glob("*.yaml")) == sorted(SAMPLE_BATCHES)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_BATCHES))
+def test_sample_plan_runs_in_the_batches_its_comment_promises(name: str) -> None:
+    """A sample that loads but no longer shows its pattern (parallel middle, a shared
+    config file serialising two features, a slot limit) teaches the wrong thing."""
+    assert batches_when_all_succeed(SAMPLES / f"{name}.yaml") == SAMPLE_BATCHES[name]
