@@ -32,6 +32,9 @@ READ_SIZE = 64 * 1024
 READ_BUDGET = 512 * 1024
 #: After the leader exits, how long stragglers may still flush output.
 DRAIN_S = 0.3
+#: After SIGKILL, how long to wait for the group to be gone (it takes a few
+#: milliseconds on a busy machine), so that "ended" means ended.
+KILL_WAIT_S = 1.0
 #: An agent's output pipe holds this much (Linux's default is 64 KiB; 1 MiB is the
 #: most an unprivileged process may ask for): a flooding agent rarely blocks on it.
 PIPE_SIZE = 1024 * 1024
@@ -204,7 +207,7 @@ class AgentProcess:
             # Stragglers (a daemon the agent left behind) end with their task.
             await self._signal_group_and_wait(signal.SIGTERM, 1.0)
             if group_alive(self.pgid):
-                self.signal_group(signal.SIGKILL)
+                await self._signal_group_and_wait(signal.SIGKILL, KILL_WAIT_S)
         self._read_ready_final()
         self._close()
         rc = self.popen.returncode
@@ -243,20 +246,26 @@ class AgentProcess:
             os.killpg(self.pgid, sig)
 
     async def _signal_group_and_wait(self, sig: int, grace: float) -> None:
+        """Send ``sig`` to the group; return once it is gone or ``grace`` has passed."""
         self.signal_group(sig)
         deadline = time.monotonic() + grace
+        step = 0.005  # a group usually ends within milliseconds: look soon, then less often
         while time.monotonic() < deadline:
             self.popen.poll()
             if not group_alive(self.pgid):
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(step)
+            step = min(0.05, step * 2)
 
     async def terminate(self, grace: float = 5.0) -> None:
-        """SIGTERM the group; SIGKILL it if anything is left after ``grace`` seconds."""
+        """SIGTERM the group; SIGKILL it if anything is left after ``grace`` seconds.
+
+        Returns once the whole group is gone (or ``KILL_WAIT_S`` after the SIGKILL).
+        """
         await self._signal_group_and_wait(signal.SIGTERM, grace)
         self.popen.poll()
         if group_alive(self.pgid):
-            self.signal_group(signal.SIGKILL)
+            await self._signal_group_and_wait(signal.SIGKILL, KILL_WAIT_S)
 
     def send_input(self, text: str) -> None:
         """Type a line into the agent's stdin (Enter included)."""

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
+import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from delegate_tui.core import process as process_module
+from delegate_tui.core.plan import Plan
 from delegate_tui.core.process import PIPE_SIZE, AgentProcess
 
 pytestmark = pytest.mark.e2e
@@ -132,3 +138,144 @@ def test_a_pipe_that_floods_is_read_again_only_after_a_pause(
     end_read = min(t for t, data in arrivals if b"end" in data)
     assert b"".join(d for _, d in arrivals) == b"." * 200000 + b"end"
     assert end_read - flood_read >= 0.35, "read again before the pause was over"
+
+
+# ------------------------------------------ the whole group ends (issue 20)
+
+#: The agent starts a grandchild that ignores SIGHUP and SIGTERM (as a daemon or a
+#: careless build tool does) and prints its pid. A PTY's hang-up does not end it, so
+#: only a signal to the whole group (SIGKILL after the grace) does.
+_STUBBORN_GRANDCHILD = "(trap '' HUP TERM; exec sleep 300) & echo grandchild=$!; "
+
+
+def _grandchild_of(out: bytearray) -> int:
+    text = out.decode(errors="replace")
+    return int(text.split("grandchild=", 1)[1].split()[0])
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, awaiting its reaper, has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+
+
+async def _spawn_and_find_grandchild(command: str, transport: str) -> tuple[AgentProcess, int]:
+    out = bytearray()
+    proc = AgentProcess.spawn(
+        ["sh", "-c", command],
+        cwd="/",
+        env={"PATH": os.environ["PATH"]},
+        on_output=out.extend,
+        transport=transport,
+    )
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while b"grandchild=" not in out or not out.rstrip().endswith(b"ready"):
+        assert loop.time() < end, f"the agent never started its grandchild: {bytes(out)!r}"
+        await asyncio.sleep(0.01)
+    grandchild = _grandchild_of(out)
+    assert os.getpgid(grandchild) == proc.pgid, "the grandchild is in the agent's group"
+    return proc, grandchild
+
+
+@pytest.mark.parametrize("transport", ["pty", "pipes"])
+def test_kill_ends_the_whole_group_including_a_grandchild_ignoring_hup_and_term(
+    transport: str,
+) -> None:
+    """terminate() must signal the group, not only its leader: once it returns, nothing of
+    the task is left (the leader's hang-up does not end a grandchild that ignores it)."""
+    from delegate_tui.core.reaper import group_alive
+
+    async def main() -> None:
+        proc, grandchild = await _spawn_and_find_grandchild(
+            _STUBBORN_GRANDCHILD + "echo ready; wait", transport
+        )
+        try:
+            await proc.terminate(grace=0.3)
+            assert not _alive(grandchild), "the grandchild outlived the kill"
+            assert not group_alive(proc.pgid), "something of the task's group outlived the kill"
+            assert await proc.wait() == -signal.SIGTERM
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(grandchild, signal.SIGKILL)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("transport", ["pty", "pipes"])
+def test_a_task_that_exits_leaves_no_grandchild_ignoring_hup_and_term(transport: str) -> None:
+    """The agent exits 0 and leaves a grandchild behind: by the time wait() reports the
+    exit, the whole group is gone (a daemon the agent left does not outlive its task)."""
+    from delegate_tui.core.reaper import group_alive
+
+    async def main() -> None:
+        proc, grandchild = await _spawn_and_find_grandchild(
+            _STUBBORN_GRANDCHILD + "echo ready; read line", transport
+        )
+        try:
+            proc.send_input("done")
+            assert await proc.wait() == 0
+            assert not _alive(grandchild), "the grandchild outlived its task"
+            assert not group_alive(proc.pgid)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(grandchild, signal.SIGKILL)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("transport", ["pty", "pipes"])
+def test_when_a_task_exit_is_reported_its_whole_group_is_gone(
+    transport: str, repo: Path, write_plan: Callable[..., Plan]
+) -> None:
+    """Through the engine, as the operator sees it: one task is killed (k), one exits
+    and leaves a stubborn grandchild; at each TaskExited event nothing of its group runs."""
+    from delegate_tui.core.events import Event, TaskExited, TaskOutput, TaskStarted
+    from delegate_tui.core.reaper import group_alive
+    from tests.conftest import run_engine
+
+    plan = write_plan(
+        f"name: groups\nrepo: {repo}\ntasks:\n"
+        f"  - id: killed\n    agent: shell\n    edits: [k]\n"
+        f'    command: "{_STUBBORN_GRANDCHILD}echo ready; wait"\n'
+        f"  - id: leaves\n    agent: shell\n    edits: [l]\n"
+        f'    command: "{_STUBBORN_GRANDCHILD}echo ready; exit 0"\n'
+    )
+    groups: dict[str, int] = {}
+    grandchildren: dict[str, int] = {}
+    outputs: dict[str, bytearray] = {"killed": bytearray(), "leaves": bytearray()}
+    alive_at_exit: dict[str, tuple[bool, bool]] = {}
+
+    def watch(ev: Event) -> None:
+        if isinstance(ev, TaskStarted):
+            groups[ev.task] = ev.pgid
+        elif isinstance(ev, TaskOutput):
+            outputs[ev.task] += ev.data
+            if b"grandchild=" in outputs[ev.task] and ev.task not in grandchildren:
+                grandchildren[ev.task] = _grandchild_of(outputs[ev.task])
+        elif isinstance(ev, TaskExited):
+            gc = grandchildren.get(ev.task, 0)
+            alive_at_exit[ev.task] = (group_alive(groups[ev.task]), bool(gc) and _alive(gc))
+
+    async def drive(engine: Any, recorder: Any) -> None:
+        engine.subscribe(watch)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 20
+        while not outputs["killed"].rstrip().endswith(b"ready"):
+            assert loop.time() < end, "the task never got going"
+            await asyncio.sleep(0.02)
+        assert engine.kill("killed") == ""
+
+    try:
+        state, _, _ = run_engine(plan, during=drive, kill_grace_s=0.3, transport=transport)
+    finally:
+        for pid in grandchildren.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert state.tasks["killed"].status == "killed"
+    assert state.tasks["leaves"].status == "succeeded"
+    assert set(grandchildren) == {"killed", "leaves"}
+    assert alive_at_exit == {"killed": (False, False), "leaves": (False, False)}
