@@ -9,16 +9,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from delegate_tui.core.plan import load_plan
 from delegate_tui.core.reaper import group_alive
+from delegate_tui.core.scopes import matches_any
 from delegate_tui.demo.scaffold import make_demo_repo
 from tests.conftest import git
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "sample_plans").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def scratch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI runs with a HOME and config folder of its own, never the user's."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
 
 def cli(
@@ -93,24 +103,8 @@ def test_every_sample_plan_runs_headless_with_the_demo_agent(tmp_path: Path, sam
         assert result.returncode == 0, result.stdout + result.stderr
         assert "run succeeded" in result.stdout
     stats = json.loads(cli("stats", "--repo", str(repo), "--json").stdout)
-    assert set(stats) >= {"run_id", "status", "tasks", "conflicts", "metrics"}
-    assert set(stats["metrics"]) >= {
-        "wall_s",
-        "sequential_s",
-        "time_saved_s",
-        "conflict_rate",
-        "rework_rate",
-    }
-    for info in stats["tasks"].values():
-        assert set(info) >= {"status", "attempts", "duration_s", "changed_files"}
+    check_stats_of_a_sample_run(stats, sample, repo)
     if sample.stem == "collision":
-        kinds = {(c["kind"], tuple(c["tasks"])) for c in stats["conflicts"]}
-        assert ("merge-conflict", ("shipping",)) in kinds
-        assert ("overlap", ("payments", "shipping")) in kinds
-        assert ("predicted-conflict", ("payments", "shipping")) in kinds
-        assert ("out-of-scope", ("payments",)) in kinds
-        assert all(c["files"] == ["src/shop/config.py"] for c in stats["conflicts"])
-        assert stats["metrics"]["conflict_rate"] > 0
         for line in (
             "⚠ overlap payments ✕ shipping: src/shop/config.py",
             "⚠ predicted-conflict payments ✕ shipping: src/shop/config.py",
@@ -119,6 +113,63 @@ def test_every_sample_plan_runs_headless_with_the_demo_agent(tmp_path: Path, sam
             assert line in result.stdout
     if sample.stem == "shared-config":
         assert "held: date-picker: shares config file" in result.stdout
+
+
+def check_stats_of_a_sample_run(stats: dict[str, Any], sample: Path, repo: Path) -> None:
+    """``stats --json`` after a demo run of a sample: the values, not only the keys."""
+    plan = load_plan(sample)
+    collision = sample.stem == "collision"
+    assert stats["plan"] == plan.name and stats["repo"] == str(repo)
+    assert stats["status"] == ("partial" if collision else "succeeded")
+    assert stats["integration_branch"] == f"delegate/{stats['run_id']}/integration"
+    tasks = stats["tasks"]
+    assert list(tasks) == plan.ids
+    expected = {t: "succeeded" for t in plan.ids} | (
+        {"shipping": "merge-conflict"} if collision else {}
+    )
+    assert {t: info["status"] for t, info in tasks.items()} == expected
+    assert all(info["attempts"] == 1 for info in tasks.values()), "no task was retried"
+    for task in plan.tasks:
+        info = tasks[task.id]
+        assert info["duration_s"] > 0, task.id
+        if task.kind == "consult":
+            assert info["changed_files"] == [] and info["lines_added"] == 0, task.id
+        elif not collision:
+            assert info["changed_files"], f"{task.id} changed nothing"
+            assert all(matches_any(task.edits, f) for f in info["changed_files"]), task.id
+            assert info["lines_added"] > 0, task.id
+    m = stats["metrics"]
+    durations = [info["duration_s"] for info in tasks.values()]
+    # Time saved is the tasks' time one after another minus the wall time of the run.
+    assert m["sequential_s"] == pytest.approx(sum(durations), abs=0.002 * len(durations))
+    assert m["time_saved_s"] == pytest.approx(m["sequential_s"] - m["wall_s"], abs=0.0015)
+    assert 0 < m["wall_s"] < 60 and m["rework_rate"] == 0.0
+    if not collision:
+        assert m["conflict_rate"] == 0.0
+        found = {(c["kind"], tuple(c["tasks"]), tuple(c["files"])) for c in stats["conflicts"]}
+        shared = ("package-lock.json", "package.json")
+        assert found == (
+            {("shared-file", ("charts",), shared), ("shared-file", ("date-picker",), shared)}
+            if sample.stem == "shared-config"
+            else set()
+        ), "a warning is not a collision, and the others touch nothing shared"
+        assert stats["summary"] == "succeeded: " + ", ".join(plan.ids)
+        return
+    # payments and shipping collided on src/shop/config.py; release-notes ran clean.
+    assert m["conflict_rate"] == 0.6667
+    assert m["time_saved_s"] > 0, "payments and shipping ran at the same time"
+    assert tasks["shipping"]["reason"] == "merge conflict in src/shop/config.py"
+    assert tasks["payments"]["changed_files"] == ["src/shop/config.py", "src/shop/payments.py"]
+    found = {(c["kind"], tuple(c["tasks"])) for c in stats["conflicts"]}
+    assert found == {
+        ("merge-conflict", ("shipping",)),
+        ("overlap", ("payments", "shipping")),
+        ("predicted-conflict", ("payments", "shipping")),
+        ("predicted-conflict", ("shipping",)),
+        ("out-of-scope", ("payments",)),
+        ("out-of-scope", ("shipping",)),
+    }
+    assert all(c["files"] == ["src/shop/config.py"] for c in stats["conflicts"])
 
 
 def test_demo_command_runs_to_success() -> None:
