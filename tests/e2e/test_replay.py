@@ -81,6 +81,21 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, Path]:
     return state, engine.log_path
 
 
+def figures_from_the_raw_log(log: Path) -> dict[str, float]:
+    """Wall and sequential time worked out from the log's JSON by hand, not through
+    ``state`` or ``metrics``: start to finish, and each attempt from its start to its exit."""
+    import json
+
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    start = next(r["ts"] for r in records if r["type"] == "RunStarted")
+    end = next(r["ts"] for r in records if r["type"] == "RunFinished")
+    began = {(r["task"], r["attempt"]): r["ts"] for r in records if r["type"] == "TaskStarted"}
+    ended = {(r["task"], r["attempt"]): r["ts"] for r in records if r["type"] == "TaskExited"}
+    assert began.keys() == ended.keys()
+    sequential = sum(ended[k] - began[k] for k in began)
+    return {"wall_s": end - start, "sequential_s": sequential, "attempts": len(began)}
+
+
 def test_replay_ends_in_the_live_runs_state(recorded: tuple[RunState, Path]) -> None:
     live, log = recorded
     assert live.finding_history, "the recorded run had collisions"
@@ -88,7 +103,26 @@ def test_replay_ends_in_the_live_runs_state(recorded: tuple[RunState, Path]) -> 
     source = ReplaySource.from_log(log)
     source.seek(len(source.events))
     assert projection(source.state) == projection(live)
-    assert stats(source.state)["metrics"] == stats(live)["metrics"]
+    # What the run was: a and b both rewrote shared.py at once (b lost the merge), c
+    # failed once and succeeded on its automatic retry.
+    assert source.state.status == "partial"
+    assert {t.id: (t.status, len(t.attempts)) for t in source.state.tasks.values()} == {
+        "a": ("succeeded", 1),
+        "b": ("merge-conflict", 1),
+        "c": ("succeeded", 2),
+    }
+    replayed = stats(source.state)["metrics"]
+    assert replayed == stats(live)["metrics"]
+    raw = figures_from_the_raw_log(log)
+    assert raw["attempts"] == 4
+    assert replayed["wall_s"] == pytest.approx(raw["wall_s"], abs=0.001)  # type: ignore[index]
+    assert replayed["sequential_s"] == pytest.approx(raw["sequential_s"], abs=0.001)  # type: ignore[index]
+    assert replayed["time_saved_s"] == pytest.approx(  # type: ignore[index]
+        raw["sequential_s"] - raw["wall_s"], abs=0.002
+    )
+    assert raw["sequential_s"] > 3.0, "a and b slept 1.5 s each"
+    assert replayed["conflict_rate"] == 0.6667, "a and b collided, c did not"  # type: ignore[index]
+    assert replayed["rework_rate"] == 0.3333, "one retry over three tasks"  # type: ignore[index]
 
 
 @settings(max_examples=40, deadline=None)
