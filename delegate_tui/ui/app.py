@@ -4,8 +4,10 @@ Owns the terminal. The event source (the engine for a live run, a fake in
 tests, a log for replay) is injected: the app subscribes to its events,
 runs it in a worker, and redraws from its state on a timer (20 times a
 second), never once per event. Agent output goes into a bounded byte store
-that panes parse only while shown. The app decides nothing about the run:
-keys become the source's commands, and the source answers.
+that panes parse only while shown. The screen (live, or the replay screen)
+is built with a :class:`~delegate_tui.ui.context.ScreenContext` that the app
+keeps current; it takes nothing else from the app. The app decides nothing
+about the run: keys become the source's commands, and the source answers.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -36,6 +37,7 @@ from delegate_tui.core.procstats import TreeStats, forget, sample
 from delegate_tui.core.state import RunState
 from delegate_tui.resources import data_dir
 from delegate_tui.ui.config import UserConfig, config_dir
+from delegate_tui.ui.context import EventSource, ScreenContext
 from delegate_tui.ui.screens.dialogs import ConfirmDialog
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, load_themes
@@ -44,40 +46,6 @@ from delegate_tui.ui.widgets.agent_pane import OutputStore
 REFRESH_HZ = 20
 GC_THRESHOLDS = (7000, 10, 100)
 _ALARMING = {"failed", "merge-conflict", "timed-out"}
-
-
-class EventSource(Protocol):
-    """What the app needs from a run: state, events, and the operator's commands."""
-
-    state: RunState
-
-    def subscribe(self, listener: Callable[[Event], None]) -> None: ...
-
-    async def run(self) -> RunState: ...
-
-    def approve(self, tasks: list[str] | None = None) -> str: ...
-
-    def hold(self) -> str: ...
-
-    def kill(self, task_id: str) -> str: ...
-
-    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str: ...
-
-    def skip(self, task_id: str, reason: str = ...) -> str: ...
-
-    def pause(self) -> str: ...
-
-    def resume(self) -> str: ...
-
-    def send_input(self, task_id: str, text: str) -> str: ...
-
-    def merge(self, task_id: str) -> str: ...
-
-    def finish(self) -> str: ...
-
-    def end(self) -> str: ...
-
-    def stop(self, reason: str = ...) -> str: ...
 
 
 class DelegateApp(App[int]):
@@ -102,9 +70,9 @@ class DelegateApp(App[int]):
         self.source = source
         self.config = config if config is not None else UserConfig.load()
         self.read_only = read_only
-        self.store = OutputStore()
-        self.scrollback = self.config.scrollback
-        self.proc_stats: dict[int, TreeStats] = {}
+        self.clock = clock
+        self.context = ScreenContext(source, self.config, read_only, clock, self.request_refresh)
+        """What the run screen is built with; the app keeps its live fields current."""
         self._requested_theme = theme
         self._theme_names: list[str] = []
         self._new_events: deque[Event] = deque(maxlen=2000)
@@ -113,8 +81,6 @@ class DelegateApp(App[int]):
         self._quitting = False
         self._run_done = False
         self._bell = bell
-        self.clock = clock
-        self.last_input = 0.0  # monotonic time of the operator's last key press
         source.subscribe(self._on_event)
         subscribe_reset = getattr(source, "subscribe_reset", None)
         if subscribe_reset is not None:
@@ -127,7 +93,11 @@ class DelegateApp(App[int]):
 
     def get_default_screen(self) -> Screen[None]:
         """The run screen is the app's own (no empty default screen laid out first)."""
-        return RunScreen()
+        if self.read_only:
+            from delegate_tui.ui.screens.replay import ReplayScreen
+
+            return ReplayScreen(self.context)
+        return RunScreen(self.context)
 
     def on_mount(self) -> None:
         themes, problems = load_themes([data_dir("themes"), config_dir() / "themes"])
@@ -166,7 +136,7 @@ class DelegateApp(App[int]):
         for task in self.source.state.tasks.values():
             for attempt in task.attempts:
                 if attempt.tail:
-                    self.store.append(task.id, attempt.number, bytes(attempt.tail))
+                    self.context.store.append(task.id, attempt.number, bytes(attempt.tail))
 
     @work(exclusive=True, group="source", exit_on_error=False)
     async def run_source(self) -> None:
@@ -184,19 +154,19 @@ class DelegateApp(App[int]):
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
-            self.last_input = time.monotonic()  # panes hold their redraws (see RunScreen)
+            self.context.last_input = time.monotonic()  # panes wait to redraw (AgentGrid)
         await super().on_event(event)
 
     def _on_event(self, ev: Event) -> None:
         if type(ev) is TaskOutput:
-            self.store.append(ev.task, ev.attempt, ev.data)
+            self.context.store.append(ev.task, ev.attempt, ev.data)
         else:
             self._new_events.append(ev)
         self._dirty = True
 
     def _on_reset(self) -> None:
         """A replay seeked: the state was replaced, so panes start again from it."""
-        self.store = OutputStore()
+        self.context.store = OutputStore()
         self._seed_output()
         self._new_events.clear()
         for screen in self.screen_stack:
@@ -260,21 +230,16 @@ class DelegateApp(App[int]):
     def _sample_processes(self) -> None:
         """CPU and memory of running agents' process trees (off the UI thread)."""
         pids = {a.pid for t in self.source.state.active if (a := t.attempt) is not None and a.pid}
-        stats = {}
+        stats: dict[int, TreeStats] = {}
         for pid in pids:
             result = sample(pid)
             if result is not None:
                 stats[pid] = result
-        for pid in set(self.proc_stats) - pids:
+        for pid in set(self.context.proc_stats) - pids:
             forget(pid)
-        self.proc_stats = stats
+        self.context.proc_stats = stats
 
     # ------------------------------------------------------------ app actions
-
-    def keys_for_hints(self) -> dict[str, str]:
-        """Action id -> key, with the operator's rebindings."""
-        defaults = {"approve": "a", "approve_all": "A", "toggle": "space", "hold": "h"}
-        return {**defaults, **self.config.keys}
 
     def action_next_theme(self) -> None:
         """Cycle through delegate-tui's themes; remember the choice."""
@@ -286,11 +251,7 @@ class DelegateApp(App[int]):
     def watch_theme(self, theme: str) -> None:
         if theme in self._theme_names:
             self.config.save_theme(theme)
-        for screen in self.screen_stack:
-            if isinstance(screen, RunScreen):
-                for pane in screen.panes.values():
-                    pane.forget_drawing()
-        self._dirty = True
+        self._dirty = True  # panes drop their drawn lines themselves (AgentGrid)
 
     async def action_request_quit(self) -> None:
         """Quit; if agents are running, ask first and end them."""
@@ -324,37 +285,9 @@ class DelegateApp(App[int]):
         """0 when every task succeeded, else 1 (as headless)."""
         return 0 if state.status == "succeeded" else 1
 
-    def get_system_commands(self, screen: Screen[object]):  # type: ignore[no-untyped-def]
+    def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
         yield from super().get_system_commands(screen)
         if isinstance(screen, RunScreen):
-            for title, help_text, action in [
-                (
-                    "Approve batch",
-                    "Approve the waiting batch (ticked tasks)",
-                    lambda: screen.action_approve(False),
-                ),
-                ("Kill task", "End the selected task's process group", screen.action_kill),
-                ("Retry task", "Retry the selected task with extra context", screen.action_retry),
-                ("Skip task", "Skip the selected task", screen.action_skip),
-                (
-                    "Pause or resume scheduling",
-                    "Stop or restart proposing batches",
-                    screen.action_pause,
-                ),
-                ("Send input", "Type a line to the selected agent", screen.action_input),
-                ("Search pane", "Search the selected task's output", screen.action_search),
-                ("Zoom pane", "Show one pane full size", screen.action_zoom),
-                (
-                    "Copy worktree path",
-                    "Copy the selected task's worktree path",
-                    screen.action_copy_path,
-                ),
-                ("Finish run", "End and merge into your branch when clean", screen.action_finish),
-                ("Next theme", "Cycle delegate-tui's themes", self.action_next_theme),
-            ]:
-                yield SystemCommand(title, help_text, action)
-
-
-def screenshot(app: DelegateApp, path: Path) -> None:
-    """Save an SVG of the current screen (for looking at it, and for docs)."""
-    path.write_text(app.export_screenshot(), encoding="utf-8")
+            for title, help_text, callback in screen.palette_commands():
+                yield SystemCommand(title, help_text, callback)
+            yield SystemCommand("Next theme", "Cycle delegate-tui's themes", self.action_next_theme)

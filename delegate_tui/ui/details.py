@@ -1,4 +1,4 @@
-"""Task details and help text, built from state for the dialogs to show."""
+"""Task details, built from state for the details dialog to show."""
 
 from __future__ import annotations
 
@@ -117,78 +117,4 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
     )
     text.append("\nprompt\n", BOLD)
     text.append(prompt.rstrip() + "\n")
-    return text
-
-
-HELP = [
-    (
-        "Batches",
-        [
-            ("a", "approve the batch (the tasks still ticked)"),
-            ("A", "approve all of it"),
-            ("space", "tick or untick the selected task in the batch"),
-            ("h", "hold: decline for now, pause"),
-        ],
-    ),
-    (
-        "Tasks",
-        [
-            ("↑ ↓", "select a task"),
-            ("enter", "details"),
-            ("k", "kill (asks first)"),
-            ("r", "retry with extra context"),
-            ("s", "skip"),
-            ("i", "type a line to the agent"),
-            ("m", "merge (merge: manual)"),
-            ("o", "copy the worktree path"),
-        ],
-    ),
-    (
-        "Panes",
-        [
-            ("z", "zoom the selected pane"),
-            ("/", "search in the pane"),
-            ("n N", "next / previous match"),
-            ("pgup pgdn", "scroll the pane"),
-            ("G", "follow the newest output"),
-        ],
-    ),
-    (
-        "Run",
-        [
-            ("p", "pause or resume scheduling"),
-            ("f", "finish: merge into your branch"),
-            ("e", "end the run"),
-            ("t", "next theme"),
-            ("c", "show or hide the sidebar"),
-            ("ctrl+p", "command palette"),
-            ("?", "this help"),
-            ("q", "quit"),
-        ],
-    ),
-]
-
-
-def help_text(keymap: dict[str, str]) -> Text:
-    """The key reference, with the operator's rebindings applied."""
-    text = Text()
-    for section, keys in HELP:
-        text.append(f"{section}\n", BOLD)
-        for key, what in keys:
-            text.append(f"  {key:<12}", Style(bold=True))
-            text.append(f"{what}\n")
-        text.append("\n")
-    if keymap:
-        text.append(
-            "Your rebindings: " + ", ".join(f"{k} → {v}" for k, v in keymap.items()) + "\n", DIM
-        )
-    text.append("Keys can be rebound in ~/.config/delegate-tui/config.yaml under `keys:`\n", DIM)
-    text.append(
-        "(by action id: approve, approve_all, toggle, hold, details, kill, retry, skip, pause,\n",
-        DIM,
-    )
-    text.append(
-        " input, search, zoom, theme, help, quit, merge, finish, end, copy_path, sidebar, diff, next_finding, previous_finding).\n",
-        DIM,
-    )
     return text

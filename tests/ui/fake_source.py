@@ -20,6 +20,7 @@ from delegate_tui.core.events import (
     FilesChanged,
     HeldTask,
     RunStarted,
+    TaskCommitted,
     TaskExited,
     TaskFinished,
     TaskOutput,
@@ -73,6 +74,10 @@ class FakeSource:
         await self.done.wait()
         return self.state
 
+    def last(self) -> tuple[Any, ...]:
+        """The latest command sent (a method: mypy would carry a narrowed ``commands[-1]`` on)."""
+        return self.commands[-1]
+
     def _record(self, *command: Any) -> str:
         self.commands.append(command)
         return self.answer
@@ -116,26 +121,29 @@ class FakeSource:
 
     # ------------------------------------------------------------ scenes
 
-    def start_run(self) -> None:
+    def start_run(self, repo: str = "/repo", base_commit: str = "base") -> None:
         self.emit(
             RunStarted(
                 run_id="20261122-120000-abcd",
                 plan=self.plan.model_dump(mode="json", by_alias=True),
                 plan_path="plan.yaml",
-                repo="/repo",
+                repo=repo,
                 isolation="worktree",
-                base_commit="base",
+                base_commit=base_commit,
                 integration_branch="delegate/20261122-120000-abcd/integration",
             )
         )
 
-    def start_task(self, task: str, at: float = 1.0, pid: int = 4242) -> None:
+    def start_task(
+        self, task: str, at: float = 1.0, pid: int = 4242, base_commit: str = ""
+    ) -> None:
         self.emit(
             TaskPreparing(
                 task=task,
                 attempt=1,
                 workdir=f"/repo/.delegate/worktrees/r/{task}-1",
                 branch=f"delegate/r/tasks/{task}",
+                base_commit=base_commit,
             ),
             at,
         )
@@ -161,6 +169,11 @@ class FakeSource:
         self.emit(
             TaskFinished(task=task, attempt=1, status="failed", reason="exited with status 2"), at
         )
+
+    def commit_task(self, task: str, commit: str, at: float = 4.5) -> None:
+        """The attempt's work committed on its branch (the commit a diff is taken to)."""
+        self.emit(TaskExited(task=task, attempt=1, exit_code=0, duration_s=4.0), at)
+        self.emit(TaskCommitted(task=task, attempt=1, commit=commit), at)
 
     def succeed_task(self, task: str, at: float = 5.0) -> None:
         self.emit(TaskExited(task=task, attempt=1, exit_code=0, duration_s=4.0), at)

@@ -7,149 +7,100 @@ from pathlib import Path
 import pytest
 from textual.widgets import TextArea
 
-from delegate_tui.core.events import BatchApproved, TaskOutput
-from delegate_tui.ui.app import DelegateApp
+from delegate_tui.core.events import BatchApproved, SchedulingPaused, TaskOutput
 from delegate_tui.ui.config import UserConfig
 from delegate_tui.ui.screens.dialogs import RetryDialog, TextScreen
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.widgets.agent_pane import AgentPane
-from delegate_tui.ui.widgets.task_graph import TaskGraph
-from tests.ui.fake_source import T0, FakeSource
-
-
-def make_app(source: FakeSource, tmp_path: Path, **kwargs: object) -> DelegateApp:
-    config = UserConfig(path=tmp_path / "config.yaml")
-    return DelegateApp(source, config=config, bell=False, clock=lambda: T0 + 10, **kwargs)  # type: ignore[arg-type]
-
-
-async def settle(pilot: object) -> None:
-    """Let the 20 Hz refresh run, and the run screen finish mounting."""
-    app = pilot.app  # type: ignore[attr-defined]
-    for _ in range(50):
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
-        screens = [s for s in app.screen_stack if isinstance(s, RunScreen)]
-        if screens and screens[0]._ready:
-            break
-    await pilot.pause(0.1)  # type: ignore[attr-defined]
-
-
-def screen_of(app: DelegateApp) -> RunScreen:
-    (screen,) = [s for s in app.screen_stack if isinstance(s, RunScreen)]
-    return screen
-
-
-async def select(pilot: object, app: DelegateApp, task: str) -> None:
-    screen_of(app).query_one(TaskGraph).select(task)
-    await settle(pilot)
+from tests.ui.conftest import StartApp
+from tests.ui.fake_source import FakeSource
 
 
 @pytest.mark.asyncio
-async def test_approve_whole_batch_and_a_toggled_selection(tmp_path: Path) -> None:
+async def test_approve_whole_batch_and_a_toggled_selection(start_app: StartApp) -> None:
     source = FakeSource()
     source.mid_run()
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("a")
-        assert source.commands[-1] == ("approve", ["service", "login-ui"])
-        await select(pilot, app, "login-ui")
-        await pilot.press("space")
-        await settle(pilot)
-        await pilot.press("a")
-        assert source.commands[-1] == ("approve", ["service"])
-        await pilot.press("A")
-        assert source.commands[-1] == ("approve", ["service", "login-ui"])
-        await pilot.press("h")
-        assert source.commands[-1] == ("hold",)
+    async with start_app(source, size=(160, 40)) as ui:
+        await ui.pilot.press("a")
+        assert source.last() == ("approve", ["service", "login-ui"])
+        await ui.select("login-ui")
+        await ui.press("space")
+        await ui.pilot.press("a")
+        assert source.last() == ("approve", ["service"])
+        await ui.pilot.press("A")
+        assert source.last() == ("approve", ["service", "login-ui"])
+        await ui.pilot.press("h")
+        assert source.last() == ("hold",)
 
 
 @pytest.mark.asyncio
-async def test_kill_asks_first_then_reaches_the_engine(tmp_path: Path) -> None:
+async def test_kill_asks_first_then_reaches_the_engine(start_app: StartApp) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        await pilot.press("k")
-        await settle(pilot)
-        await pilot.press("n")  # cancelled: nothing sent
-        await settle(pilot)
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.select("contract")
+        await ui.press("k")
+        await ui.press("n")  # cancelled: nothing sent
         assert source.commands == []
-        await pilot.press("k")
-        await settle(pilot)
-        await pilot.press("y")
-        await settle(pilot)
+        await ui.press("k")
+        await ui.press("y")
         assert source.commands == [("kill", "contract")]
 
 
 @pytest.mark.asyncio
-async def test_retry_dialog_shows_the_failure_and_sends_the_operators_words(tmp_path: Path) -> None:
+async def test_retry_dialog_shows_the_failure_and_sends_the_operators_words(
+    start_app: StartApp,
+) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
     source.output("contract", b"Traceback: \x1b[31mKeyError: 'email'\x1b[0m\r\n")
     source.fail_task("contract")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(140, 40)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        await pilot.press("r")
-        await settle(pilot)
-        dialog = app.screen
+    async with start_app(source, size=(140, 40)) as ui:
+        await ui.select("contract")
+        await ui.press("r")
+        dialog = ui.app.screen
         assert isinstance(dialog, RetryDialog)
         assert dialog.summary == "exited with status 2"
         assert "KeyError: 'email'" in dialog.tail and "\x1b" not in dialog.tail
         dialog.query_one(TextArea).insert("Use the users table from db/001.sql")
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        await ui.press("ctrl+s")
         assert source.commands == [
             ("retry", "contract", "Use the users table from db/001.sql", False)
         ]
 
 
 @pytest.mark.asyncio
-async def test_skip_pause_resume_input_merge_and_refusals(tmp_path: Path) -> None:
+async def test_skip_pause_resume_input_merge_and_refusals(start_app: StartApp) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        await pilot.press("i")
-        await settle(pilot)
-        await pilot.press(*"yes", "enter")
-        await settle(pilot)
-        assert source.commands[-1] == ("send_input", "contract", "yes")
-        await pilot.press("p")
-        assert source.commands[-1] == ("pause",)
-        source.emit(
-            __import__("delegate_tui.core.events", fromlist=["SchedulingPaused"]).SchedulingPaused()
-        )
-        await settle(pilot)
-        await pilot.press("p")
-        assert source.commands[-1] == ("resume",)
-        await select(pilot, app, "schema")
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.select("contract")
+        await ui.press("i")
+        await ui.press(*"yes", "enter")
+        assert source.last() == ("send_input", "contract", "yes")
+        await ui.pilot.press("p")
+        assert source.last() == ("pause",)
+        source.emit(SchedulingPaused())
+        await ui.settle()
+        await ui.pilot.press("p")
+        assert source.last() == ("resume",)
+        await ui.select("schema")
         source.answer = "schema is running; kill it first"
-        await pilot.press("s")
-        await settle(pilot)
-        assert source.commands[-1] == ("skip", "schema")
-        assert any(
-            "kill it first" in str(n.message) for n in app._notifications
-        )  # the engine's answer is shown
+        await ui.press("s")
+        assert source.last() == ("skip", "schema")
+        assert any("kill it first" in toast for toast in ui.toasts())  # the engine's answer
 
 
 @pytest.mark.asyncio
-async def test_output_is_rendered_like_a_terminal(tmp_path: Path) -> None:
+async def test_output_is_rendered_like_a_terminal(start_app: StartApp) -> None:
     source = FakeSource()
     source.mid_run()
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "schema")
-        pane = app.screen.query_one("#pane-schema", AgentPane)
+    async with start_app(source, size=(160, 40)) as ui:
+        await ui.select("schema")
+        pane = ui.app.screen.query_one("#pane-schema", AgentPane)
         lines = [line for line in pane.buffer.plain_lines() if line]
         assert lines == [
             "◆ codex thinking",
@@ -163,95 +114,84 @@ async def test_output_is_rendered_like_a_terminal(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_follow_tail_stops_when_scrolled_up_and_resumes(tmp_path: Path) -> None:
+async def test_follow_tail_stops_when_scrolled_up_and_resumes(start_app: StartApp) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
     source.output("contract", b"".join(b"line %d\r\n" % i for i in range(300)))
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        pane = app.screen.query_one("#pane-contract", AgentPane)
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.select("contract")
+        pane = ui.app.screen.query_one("#pane-contract", AgentPane)
         assert pane.follow and pane.is_vertical_scroll_end
-        await pilot.press("pageup")
-        await settle(pilot)
+        await ui.press("pageup")
         assert not pane.follow
         top = pane.scroll_y
         source.output("contract", b"more\r\n" * 20)
-        await settle(pilot)
+        await ui.settle()
         assert pane.scroll_y == top, "scrolled-up view stays put while output arrives"
-        await pilot.press("G")
-        await settle(pilot)
+        await ui.press("G")
         assert pane.follow and pane.is_vertical_scroll_end
 
 
 @pytest.mark.asyncio
-async def test_a_followed_flood_is_tailed_and_filled_in_when_scrolled_up(tmp_path: Path) -> None:
+async def test_a_followed_flood_is_tailed_and_filled_in_when_scrolled_up(
+    start_app: StartApp,
+) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        pane = app.screen.query_one("#pane-contract", AgentPane)
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.select("contract")
+        pane = ui.app.screen.query_one("#pane-contract", AgentPane)
         # 20,000 lines (about 300 KB) arrive between two redraws: far more than a
         # screen, so the following pane parses only the end of them.
         source.output("contract", b"".join(b"line %05d\r\n" % i for i in range(20_000)))
-        await settle(pilot)
+        await ui.settle()
         lines = pane.buffer.plain_lines()
         assert pane.partial and lines[-2] == "line 19999"
         assert len(lines) < 10_000  # the tail only, not everything
         assert pane.is_vertical_scroll_end
-        await pilot.press("pageup")
-        await settle(pilot)
+        await ui.press("pageup")
         # Looking back: the pane now holds its whole scrollback, parsed from the store,
         # and the view did not jump: the newest line is still a page away.
         lines = pane.buffer.plain_lines()
         assert not pane.partial and not pane.follow
-        assert len(lines) == app.scrollback and lines[-2] == "line 19999"
-        assert lines[0] == f"line {20_000 - app.scrollback + 1:05d}"  # the ring is full
+        scrollback = ui.app.context.scrollback
+        assert len(lines) == scrollback and lines[-2] == "line 19999"
+        assert lines[0] == f"line {20_000 - scrollback + 1:05d}"  # the ring is full
         assert len(lines) - pane.scroll_y < 3 * pane.size.height
 
 
 @pytest.mark.asyncio
-async def test_search_highlights_and_counts_matches(tmp_path: Path) -> None:
+async def test_search_highlights_and_counts_matches(start_app: StartApp) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
     source.output("contract", b"alpha\r\nerror: one\r\nbeta\r\nERROR two\r\n")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        await pilot.press("slash")
-        await settle(pilot)
-        await pilot.press(*"error", "enter")
-        await settle(pilot)
-        pane = app.screen.query_one("#pane-contract", AgentPane)
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.select("contract")
+        await ui.press("slash")
+        await ui.press(*"error", "enter")
+        pane = ui.app.screen.query_one("#pane-contract", AgentPane)
         assert pane.matches == [1, 3]
         assert "2 match(es)" in str(pane.border_subtitle)
 
 
 @pytest.mark.asyncio
-async def test_theme_switch_is_remembered(tmp_path: Path) -> None:
+async def test_theme_switch_is_remembered(start_app: StartApp, tmp_path: Path) -> None:
     source = FakeSource()
     source.start_run()
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        assert app.theme == "delegate-dark"
-        await pilot.press("t")
-        await settle(pilot)
-        assert app.theme == "delegate-light"
-        assert app.theme_variables["status-failed"] == "#cf222e"
+    async with start_app(source, size=(120, 32)) as ui:
+        assert ui.app.theme == "delegate-dark"
+        await ui.press("t")
+        assert ui.app.theme == "delegate-light"
+        assert ui.app.theme_variables["status-failed"] == "#cf222e"
     assert UserConfig.load(tmp_path / "config.yaml").theme == "delegate-light"
 
 
 @pytest.mark.asyncio
 async def test_bad_theme_file_is_reported_not_fatal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_app: StartApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     themes = tmp_path / "xdg" / "delegate-tui" / "themes"
     themes.mkdir(parents=True)
@@ -259,121 +199,95 @@ async def test_bad_theme_file_is_reported_not_fatal(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     source = FakeSource()
     source.start_run()
-    app = make_app(source, tmp_path, theme="phosphor")
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        assert app.theme == "phosphor"
-        assert any(
-            "broken.yaml: primary: not a colour" in str(n.message) for n in app._notifications
-        )
+    async with start_app(source, size=(120, 32), theme="phosphor") as ui:
+        assert ui.app.theme == "phosphor"
+        assert any("broken.yaml: primary: not a colour" in toast for toast in ui.toasts())
 
 
 @pytest.mark.asyncio
-async def test_resize_hides_and_shows_the_sidebar(tmp_path: Path) -> None:
+async def test_resize_hides_and_shows_the_sidebar(start_app: StartApp) -> None:
     source = FakeSource()
     source.mid_run()
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(200, 60)) as pilot:
-        await settle(pilot)
-        assert app.screen.query_one("#sidebar").display
-        await pilot.resize_terminal(80, 24)
-        await settle(pilot)
-        assert not app.screen.query_one("#sidebar").display
-        await pilot.press("c")
-        await settle(pilot)
-        assert app.screen.query_one("#sidebar").display
+    async with start_app(source, size=(200, 60)) as ui:
+        assert ui.app.screen.query_one("#sidebar").display
+        await ui.pilot.resize_terminal(80, 24)
+        await ui.settle()
+        assert not ui.app.screen.query_one("#sidebar").display
+        await ui.press("c")
+        assert ui.app.screen.query_one("#sidebar").display
 
 
 @pytest.mark.asyncio
-async def test_replay_mode_refuses_commands(tmp_path: Path) -> None:
+async def test_replay_mode_refuses_commands(start_app: StartApp) -> None:
     source = FakeSource()
     source.mid_run()
-    app = make_app(source, tmp_path, read_only=True)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await pilot.press("a", "k", "r", "s")
-        await settle(pilot)
+    async with start_app(source, size=(120, 32), read_only=True) as ui:
+        await ui.press("a", "k", "r", "s")
         assert source.commands == []
-        assert any("this is a replay" in str(n.message) for n in app._notifications), (
-            "and it says so"
-        )
+        assert any("this is a replay" in toast for toast in ui.toasts()), "and it says so"
 
 
 @pytest.mark.asyncio
-async def test_details_and_help_screens(tmp_path: Path) -> None:
+async def test_details_and_help_screens(start_app: StartApp) -> None:
     source = FakeSource()
     source.mid_run()
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(140, 40)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "hotfix")
-        await pilot.press("enter")
-        await settle(pilot)
-        assert isinstance(app.screen, TextScreen)
-        body = str(app.screen.body)
+    async with start_app(source, size=(140, 40)) as ui:
+        await ui.select("hotfix")
+        await ui.press("enter")
+        assert isinstance(ui.app.screen, TextScreen)
+        body = str(ui.app.screen.body)
         assert "edits overlap with service on src/auth/session.ts" in body
         assert "depends on  schema (succeeded)" in body
-        await pilot.press("escape", "question_mark")
-        await settle(pilot)
-        assert isinstance(app.screen, TextScreen) and "retry with extra context" in str(
-            app.screen.body
+        await ui.press("escape", "question_mark")
+        assert isinstance(ui.app.screen, TextScreen) and "retry with extra context" in str(
+            ui.app.screen.body
         )
 
 
 @pytest.mark.asyncio
-async def test_quit_with_running_agents_asks_and_stops_them(tmp_path: Path) -> None:
+async def test_quit_with_running_agents_asks_and_stops_them(start_app: StartApp) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await pilot.press("q")
-        await settle(pilot)
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.press("q")
         assert source.commands == []
-        await pilot.press("y")
-        await settle(pilot)
+        await ui.press("y")
         assert source.commands[0][0] == "stop"
-    assert app.return_code == 1
+    assert ui.app.return_code == 1
 
 
 @pytest.mark.asyncio
-async def test_output_events_are_not_one_message_each(tmp_path: Path) -> None:
+async def test_output_events_are_not_one_message_each(start_app: StartApp) -> None:
     """A flood of output chunks lands in the store, and panes redraw on the timer."""
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
+    async with start_app(source, size=(120, 32)) as ui:
         for i in range(2000):
             source.emit(
-                TaskOutput(task="contract", attempt=1, data=b"x" * 70 + b" %d\r\n" % i), 3.0
+                TaskOutput(task="contract", attempt=1, data=b"%04d " % i + b"x" * 70 + b"\r\n"), 3.0
             )
-        await settle(pilot)
-        pane = app.screen.query_one("#pane-contract", AgentPane)
-        assert pane.buffer.plain_lines()[-2].endswith(" 1999")
-        assert len(app._new_events) == 0
+        await ui.settle()
+        pane = ui.app.screen.query_one("#pane-contract", AgentPane)
+        shown = [pane.render_line(y).text.rstrip() for y in range(pane.size.height)]
+        assert shown[-2].startswith("1999 x"), "the pane shows the newest line, at its foot"
+        assert ui.app.context.store.version("contract") == 2000  # every chunk is kept
         source.emit(BatchApproved(batch=1, tasks=()))
 
 
 @pytest.mark.asyncio
-async def test_keys_are_rebindable_from_the_config(tmp_path: Path) -> None:
+async def test_keys_are_rebindable_from_the_config(start_app: StartApp, tmp_path: Path) -> None:
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
     config = UserConfig(path=tmp_path / "config.yaml", keys={"kill": "x", "pause": "ctrl+p"})
-    app = DelegateApp(source, config=config, bell=False, clock=lambda: T0 + 10)
-    async with app.run_test(size=(120, 32)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "contract")
-        await pilot.press("k")  # the default key no longer kills
-        await settle(pilot)
-        assert source.commands == [] and isinstance(app.screen, RunScreen)
-        await pilot.press("x")
-        await settle(pilot)
-        await pilot.press("y")
-        await settle(pilot)
+    async with start_app(source, config=config) as ui:
+        await ui.select("contract")
+        await ui.press("k")  # the default key no longer kills
+        assert source.commands == [] and isinstance(ui.app.screen, RunScreen)
+        await ui.press("x")
+        await ui.press("y")
         assert source.commands == [("kill", "contract")]
 
 
@@ -389,92 +303,80 @@ def test_config_file_is_read_and_bad_values_reported(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_collisions_show_in_sidebar_batch_warning_and_diff(tmp_path: Path) -> None:
+async def test_collisions_show_in_sidebar_batch_warning_and_diff(start_app: StartApp) -> None:
     source = FakeSource()
     source.collision()
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        sidebar = str(app.screen.query_one("#conflicts").render())
+    async with start_app(source, size=(160, 40)) as ui:
+        sidebar = str(ui.app.screen.query_one("#conflicts").render())
         assert "Collisions" in sidebar and "src/auth/session.ts" in sidebar
         assert "hotfix ✕ service" in sidebar and "predicted conflict: would not merge" in sidebar
         assert "out of scope: outside its declared edits" in sidebar
-        assert app.screen.query_one("#sidebar").border_title == "Conflicts (3)"
-        await select(pilot, app, "hotfix")
-        await pilot.press("d")
-        await pilot.pause(0.5)
-        assert isinstance(app.screen, TextScreen) and app.screen.title_text == "Diff: hotfix"
-        await pilot.press("escape")
-        await select(pilot, app, "contract")
-        await pilot.press("right_square_bracket")  # the most severe collision first
-        await settle(pilot)
-        screen = screen_of(app)
+        assert ui.app.screen.query_one("#sidebar").border_title == "Conflicts (3)"
+        await ui.select("hotfix")
+        await ui.pilot.press("d")
+        await ui.pilot.pause(0.5)
+        assert isinstance(ui.app.screen, TextScreen) and ui.app.screen.title_text == "Diff: hotfix"
+        await ui.pilot.press("escape")
+        await ui.select("contract")
+        await ui.press("right_square_bracket")  # the most severe collision first
+        screen = ui.screen
         assert screen.finding.startswith("predicted-conflict:") and screen.selected == "hotfix"
-        assert "▸ hotfix ✕ service" in str(app.screen.query_one("#conflicts").render())
-        await pilot.press("d")
-        await pilot.pause(0.5)
+        assert "▸ hotfix ✕ service" in str(ui.app.screen.query_one("#conflicts").render())
+        await ui.pilot.press("d")
+        await ui.pilot.pause(0.5)
         assert (
-            isinstance(app.screen, TextScreen) and app.screen.title_text == "Diff: hotfix ✕ service"
+            isinstance(ui.app.screen, TextScreen)
+            and ui.app.screen.title_text == "Diff: hotfix ✕ service"
         )
 
 
 @pytest.mark.asyncio
-async def test_header_counts_collisions_and_batch_bar_warns(tmp_path: Path) -> None:
+async def test_header_counts_collisions_and_batch_bar_warns(start_app: StartApp) -> None:
     from delegate_tui.ui.widgets.batch_bar import BatchBar
     from delegate_tui.ui.widgets.header import RunHeader
 
     source = FakeSource()
     source.collision()
     source.propose(3, ("login-ui", "hotfix"), at=4.0)
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(200, 50)) as pilot:
-        await settle(pilot)
-        header = str(app.screen.query_one(RunHeader).render())
+    async with start_app(source, size=(200, 50)) as ui:
+        header = str(ui.app.screen.query_one(RunHeader).render())
         assert "✘ 1 collision" in header and "⚠ 1" in header
-        bar = str(app.screen.query_one(BatchBar).render())
+        bar = str(ui.app.screen.query_one(BatchBar).render())
         assert "⚠ predicted-conflict: hotfix ✕ service on src/auth/session.ts" in bar
-        await select(pilot, app, "hotfix")
-        await pilot.press("space")  # leave hotfix out: the warning goes with it
-        await settle(pilot)
-        assert "predicted-conflict" not in str(app.screen.query_one(BatchBar).render())
+        await ui.select("hotfix")
+        await ui.press("space")  # leave hotfix out: the warning goes with it
+        assert "predicted-conflict" not in str(ui.app.screen.query_one(BatchBar).render())
 
 
 @pytest.mark.asyncio
-async def test_replay_in_the_app_seeks_with_keys(tmp_path: Path) -> None:
+async def test_replay_in_the_app_seeks_with_keys(start_app: StartApp) -> None:
     from delegate_tui.core.replay import ReplaySource
     from delegate_tui.ui.widgets.replay_bar import ReplayBar
 
-    recorder = FakeSource()
-    recorder.mid_run()
     events: list = []  # type: ignore[type-arg]
     live = FakeSource()
     live.subscribe(events.append)
     live.mid_run()
     source = ReplaySource(events)
     source.playing = False
-    app = DelegateApp(source, config=UserConfig(path=None), bell=False, read_only=True)  # type: ignore[arg-type]
-    async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
+    async with start_app(source, size=(160, 40), read_only=True) as ui:
         assert source.index == 0
-        await pilot.press("greater_than_sign")
-        await settle(pilot)
+        await ui.press("greater_than_sign")
         assert source.index == len(events) and source.state.tasks["schema"].status == "succeeded"
-        assert "event 12/12" in str(app.screen.query_one(ReplayBar).render())
-        await pilot.press("comma", "comma")
-        await settle(pilot)
+        assert "event 12/12" in str(ui.app.screen.query_one(ReplayBar).render())
+        await ui.press("comma", "comma")
         assert source.index == len(events) - 2
-        await pilot.press("less_than_sign")
-        await settle(pilot)
+        await ui.press("less_than_sign")
         # The start is the run's first event: its plan shows, every task pending.
         assert source.index == 1 and source.state.plan is not None
         assert {t.status for t in source.state.tasks.values()} == {"pending"}
-        assert "event 1/12" in str(app.screen.query_one(ReplayBar).render())
-        await pilot.press("p")
+        assert "event 1/12" in str(ui.app.screen.query_one(ReplayBar).render())
+        await ui.pilot.press("p")
         assert source.playing
 
 
 @pytest.mark.asyncio
-async def test_seeking_back_and_forth_faster_than_panes_are_removed(tmp_path: Path) -> None:
+async def test_seeking_back_and_forth_faster_than_panes_are_removed(start_app: StartApp) -> None:
     """A seek drops every pane; the next one must not mount a pane whose twin is still going."""
     from delegate_tui.core.replay import ReplaySource
     from delegate_tui.ui.widgets.agent_pane import AgentPane
@@ -487,19 +389,15 @@ async def test_seeking_back_and_forth_faster_than_panes_are_removed(tmp_path: Pa
     live.start_task("login-ui", pid=2003)
     source = ReplaySource(events)
     source.playing = False
-    app = DelegateApp(source, config=UserConfig(path=None), bell=False, read_only=True)  # type: ignore[arg-type]
-    async with app.run_test(size=(160, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("greater_than_sign")
-        await settle(pilot)
+    async with start_app(source, size=(160, 40), read_only=True) as ui:
+        await ui.press("greater_than_sign")
         running = {t.id for t in source.state.tasks.values() if t.status == "running"}
         assert running, "the scene has agents running at its end"
         for _ in range(3):
-            screen_of(app).reset_panes()  # a seek, then the refresh that rebuilds panes
-            app._tick()
-            await pilot.press("comma", "greater_than_sign")
-        await settle(pilot)
-        panes = {p.task_id for p in app.screen.query(AgentPane)}
+            ui.screen.reset_panes()  # a seek, then the refresh that rebuilds panes
+            ui.app._tick()
+            await ui.press("comma", "greater_than_sign")
+        panes = {p.task_id for p in ui.app.screen.query(AgentPane)}
         assert running <= panes
 
 
@@ -538,7 +436,7 @@ async def test_runs_screen_lists_runs_and_opens_the_picked_one(tmp_path: Path) -
 
 
 @pytest.mark.asyncio
-async def test_a_long_held_list_is_cut_with_the_selected_task_kept(tmp_path: Path) -> None:
+async def test_a_long_held_list_is_cut_with_the_selected_task_kept(start_app: StartApp) -> None:
     from delegate_tui.core.events import HeldTask
     from delegate_tui.core.plan import parse_plan
     from delegate_tui.ui.widgets.conflict_sidebar import LIST_CAP, ConflictSidebar
@@ -555,12 +453,10 @@ async def test_a_long_held_list_is_cut_with_the_selected_task_kept(tmp_path: Pat
     source.start_run()
     held = tuple(HeldTask(i, f"edits overlap with t00 on src/** ({i})") for i in ids[1:])
     source.propose(1, ("t00",), held=held)
-    app = make_app(source, tmp_path)
-    async with app.run_test(size=(200, 60)) as pilot:
-        await settle(pilot)
-        await select(pilot, app, "t33")
-        await settle(pilot)
-        text = str(app.screen.query_one(ConflictSidebar).render())
+    async with start_app(source, size=(200, 60)) as ui:
+        await ui.select("t33")
+        await ui.settle()
+        text = str(ui.app.screen.query_one(ConflictSidebar).render())
         shown = [
             i for _, i in sorted((text.index(f"({i})"), i) for i in ids[1:] if f"({i})" in text)
         ]

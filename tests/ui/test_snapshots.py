@@ -38,7 +38,7 @@ def ready_with(task: str) -> Any:
         for _ in range(60):
             await pilot.pause(0.05)
             screens = [s for s in pilot.app.screen_stack if isinstance(s, RunScreen)]
-            if screens and screens[0]._ready:
+            if screens and screens[0].ready:
                 break
         screens[0].query_one(TaskGraph).select(task)
         await pilot.pause(0.2)

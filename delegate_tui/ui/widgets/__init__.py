@@ -1,1 +1,1 @@
-"""The run screen's widgets: header, task graph, agent panes, conflict sidebar, batch bar."""
+"""The run screen's widgets: header, task graph, agent grid and panes, conflict sidebar, batch and replay bars."""

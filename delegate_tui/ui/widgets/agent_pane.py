@@ -115,7 +115,7 @@ class AgentPane(ScrollView, can_focus=True):
         self.scrollback = scrollback
         self.buffer = TermBuffer(scrollback)
         self.seq = 0
-        self.next_sync = 0.0  # monotonic time of the next allowed redraw (set by the screen)
+        self.next_sync = 0.0  # monotonic time of the next allowed redraw (set by the grid)
         self._dropped_seen = 0
         self._styles: dict[int, Style] = {}
         self._strips: dict[
@@ -125,7 +125,7 @@ class AgentPane(ScrollView, can_focus=True):
         self.matches: list[int] = []
         self._match_index = -1
         self.partial = False  # the buffer holds only the tail of what the store has
-        self.title_meaning: tuple[object, ...] = ()  # set by the screen with the title
+        self.title_meaning: tuple[object, ...] = ()  # set by the grid with the title
 
     # ------------------------------------------------------------ data
 

@@ -1,12 +1,14 @@
-"""The batch bar: the proposed batch, which tasks are in it, and why others wait."""
+"""The batch bar: the proposed batch, which tasks are in it, why others wait, and its collisions."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from delegate_tui.core.events import BatchProposed
+from delegate_tui.core.events import BatchProposed, ConflictDetected
 from delegate_tui.ui.style import status_colour, update_if_changed
 
 
@@ -17,10 +19,10 @@ class BatchBar(Static):
         self,
         proposal: BatchProposed | None,
         excluded: set[str],
-        warnings: list[str],
+        findings: Iterable[ConflictDetected],
         keys: dict[str, str],
     ) -> None:
-        """Redraw for a proposal (or hide when there is none)."""
+        """Redraw for a proposal (or hide when there is none), warning of open collisions."""
         self.display = proposal is not None and proposal.needs_approval
         if proposal is None or not self.display:
             return
@@ -44,6 +46,9 @@ class BatchBar(Static):
             text.append(f"\nnote  {note.task}: {note.reason}", Style(dim=True))
         for held in proposal.held:
             text.append(f"\nheld  {held.task}: {held.reason}", Style(dim=True))
-        for warning in warnings:
-            text.append(f"\n⚠ {warning}", Style(color=status_colour(app, "failed")))
+        members = set(proposal.tasks) - excluded
+        for f in findings:
+            if members & set(f.tasks):  # a collision involving a task still in the batch
+                warning = f"{f.kind}: {' ✕ '.join(f.tasks)} on {', '.join(f.paths)}"
+                text.append(f"\n⚠ {warning}", Style(color=status_colour(app, "failed")))
         update_if_changed(self, text)

@@ -1,0 +1,236 @@
+"""The agent grid: which tasks have a pane, in what grid, and when each pane redraws.
+
+Owns the panes' lifecycle (mounted when a task is shown, removed when it is
+not, all dropped when a replay seeks), their titles, and the redraw budget
+that keeps keys responsive while agents flood output: each pane redraws on
+its own timer, one tick parses for a bounded time, and nothing redraws just
+after a key press. The screen hands down the state, the selection and the
+zoom (attributes down); panes pull their output from the context's store.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Container
+from textual.css.query import NoMatches
+from textual.widgets import Static
+
+from delegate_tui.core.events import ACTIVE_STATUSES
+from delegate_tui.core.state import RunState
+from delegate_tui.ui.context import ScreenContext
+from delegate_tui.ui.style import ICONS, clock, task_elapsed, update_if_changed
+from delegate_tui.ui.widgets.agent_pane import AgentPane
+
+#: Rows a pane needs to be worth showing (border, title, a few lines).
+MIN_PANE_ROWS = 7
+#: Fastest pane redraw; slower when the loop lags (see show).
+PANE_INTERVAL_S = 0.1
+#: Under a flood (this many new bytes across the shown panes since their last
+#: redraw) panes redraw about three times a second: no one reads 4,000 lines a
+#: second, and the loop's time is better spent reading the agents.
+FLOOD_BYTES = 64 * 1024
+FLOOD_INTERVAL_S = 0.33
+#: Parsing time one refresh tick may spend on panes before yielding, and how many
+#: panes one tick may redraw: a frame with eight busy panes costs about 100 ms on
+#: two cores, and a key pressed meanwhile waits for it.
+SYNC_BUDGET_S = 0.012
+SYNCS_PER_TICK = 2
+#: After a key press, panes that have drawn before wait this long to redraw: the
+#: frame that shows the key's effect then carries no agent output and is drawn at
+#: once (input first, as a terminal would). Output is not lost, only shown later.
+INPUT_QUIET_S = 0.2
+
+
+class AgentGrid(Container):
+    """The panes of the running (and the selected) tasks, in a grid."""
+
+    def __init__(self, context: ScreenContext, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.context = context
+        self.panes: dict[str, AgentPane] = {}
+        """Task id -> its pane, for the tasks shown."""
+        self._empty = Static(id="panes-empty")
+        self._sync_cursor = 0
+        self._last_tick = 0.0
+        self._grid: tuple[int, int] = (0, 0)
+
+    def compose(self) -> ComposeResult:
+        yield self._empty
+
+    def on_mount(self) -> None:
+        self.border_title = "Agents"
+        self.watch(self.app, "theme", self._theme_changed, init=False)
+
+    def _theme_changed(self) -> None:
+        for pane in self.panes.values():
+            pane.forget_drawing()
+
+    def pane(self, task_id: str) -> AgentPane | None:
+        """The shown pane of ``task_id``, if it has one."""
+        return self.panes.get(task_id)
+
+    def reset(self) -> None:
+        """Drop every pane: they are rebuilt from the (replaced) state on the next show."""
+        for pane in self.panes.values():
+            pane.remove()
+        self.panes.clear()
+
+    # ------------------------------------------------------------ layout
+
+    def shown_tasks(self, state: RunState, selected: str, zoomed: bool) -> list[str]:
+        """The tasks that get a pane: the selected one (if it ran), then the active ones.
+
+        How many fit is counted on the terminal's size, as the sidebar's threshold is.
+        """
+        order = [t.id for t in state.plan.tasks] if state.plan else []
+        if zoomed and selected:
+            return [selected]
+        active = [t for t in order if state.tasks[t].status in ACTIVE_STATUSES]
+        shown = [t for t in active if t != selected]
+        if selected and state.tasks.get(selected) and state.tasks[selected].attempts:
+            shown.insert(0, selected)
+        width, height = self.screen.size.width, self.screen.size.height
+        columns = 1 if width < 110 else 2 if width < 180 else 3
+        rows = max(1, (height - 4) // MIN_PANE_ROWS)
+        return shown[: columns * rows]
+
+    def show(self, state: RunState, now: float, *, selected: str, zoomed: bool) -> None:
+        """Mount and remove panes for what is shown, lay out the grid, redraw within budget."""
+        wanted = self.shown_tasks(state, selected, zoomed)
+        for task_id in [t for t in self.panes if t not in wanted]:
+            self.panes.pop(task_id).remove()
+        for task_id in wanted:
+            if task_id not in self.panes:
+                try:  # its last pane is still being removed (a seek, a quick comeback)
+                    self.get_child_by_id(AgentPane.id_for(task_id))
+                    continue  # mount it next tick
+                except NoMatches:
+                    pass
+                pane = AgentPane(task_id, self.context.store, self.context.scrollback)
+                self.panes[task_id] = pane
+                self.mount(pane)
+        wanted = [t for t in wanted if t in self.panes]
+        self._arrange(state, len(wanted))
+        # Each pane redraws at most 10 times a second (3 under a flood, less while the
+        # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
+        # key press never waits behind eight panes' worth of output.
+        tick = time.monotonic()
+        typing = tick - self.context.last_input < INPUT_QUIET_S
+        lag = tick - self._last_tick - 0.05 if self._last_tick else 0.0
+        self._last_tick = tick
+        store = self.context.store
+        started = time.perf_counter()
+        order = (
+            wanted[self._sync_cursor % len(wanted) :] + wanted[: self._sync_cursor % len(wanted)]
+            if wanted
+            else []
+        )
+        synced: set[str] = set()
+        for task_id in order:
+            pane = self.panes[task_id]
+            fresh = pane.buffer.bytes_fed == 0
+            if not fresh and (
+                typing
+                or tick < pane.next_sync
+                or len(synced) >= SYNCS_PER_TICK
+                or time.perf_counter() - started > SYNC_BUDGET_S
+            ):
+                continue
+            flooding = store.size_since(task_id, pane.seq) > FLOOD_BYTES
+            if pane.sync():
+                synced.add(task_id)
+            interval = FLOOD_INTERVAL_S if flooding else PANE_INTERVAL_S
+            pane.next_sync = tick + min(1.0, max(interval, lag * 4))
+            self._sync_cursor += 1
+        # A new title repaints the whole pane. What changes its meaning (status,
+        # attempt, pid) shows at once, as does a new subtitle (scrolled, searching);
+        # a clock or CPU figure alone waits for the pane's next redraw, or for its
+        # turn: one pane a tick, so eight clocks never repaint eight panes in the
+        # same frame.
+        clock_turns = 0 if typing else 1
+        for task_id in order:
+            pane = self.panes[task_id]
+            if not typing:  # a new border repaints the whole pane: after the key's frame
+                pane.set_class(task_id == selected and len(wanted) > 1, "selected")
+            title, subtitle = self._title(state, task_id, now), _subtitle(pane)
+            if pane.border_subtitle != subtitle:
+                pane.border_subtitle = subtitle
+            if pane.border_title == title:
+                continue
+            meaning = _meaning(state, task_id)
+            if meaning != pane.title_meaning or task_id in synced:
+                pane.title_meaning = meaning
+            elif clock_turns:
+                clock_turns -= 1
+            else:
+                continue
+            pane.border_title = title
+
+    def _arrange(self, state: RunState, count: int) -> None:
+        """The grid's shape for ``count`` panes, or the message shown when there are none."""
+        if count:
+            width = self.screen.size.width
+            columns = 1 if width < 110 or count == 1 else min(count, 2 if width < 180 else 3)
+            grid = (columns, math.ceil(count / columns))
+            if grid != self._grid:  # a style change costs a layout: only on change
+                self._grid = grid
+                self.styles.grid_size_columns, self.styles.grid_size_rows = grid
+        self.set_class(not count, "empty")
+        empty = self._empty
+        if empty.display != (not count):
+            empty.display = not count
+        if not count:
+            update_if_changed(empty, _empty_message(state))
+
+    def _title(self, state: RunState, task_id: str, now: float) -> str:
+        task = state.tasks[task_id]
+        attempt = task.attempt
+        parts = [f"{ICONS.get(task.status, '?')} {task_id}"]
+        if state.plan:
+            parts.append(state.plan.agent_of(state.plan.task(task_id)))
+        if attempt is not None:
+            if len(task.attempts) > 1:
+                parts.append(f"attempt {attempt.number}")
+            if attempt.pid and task.status in ACTIVE_STATUSES:
+                parts.append(f"pid {attempt.pid}")
+            parts.append(clock(task_elapsed(task, state.finished_ts or now)))
+            stats = self.context.proc_stats.get(attempt.pid)
+            if stats is not None and task.status in ACTIVE_STATUSES:
+                parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
+        if task.status not in ACTIVE_STATUSES:
+            parts.append(task.status)
+        return " · ".join(parts)
+
+
+def _meaning(state: RunState, task_id: str) -> tuple[object, ...]:
+    """What a pane's title says apart from its clock and CPU figures."""
+    task = state.tasks[task_id]
+    attempt = task.attempt
+    return (task.status, attempt.number if attempt else 0, attempt.pid if attempt else 0)
+
+
+def _subtitle(pane: AgentPane) -> str:
+    if pane.search:
+        return f"/{pane.search}: {len(pane.matches)} match(es) · n N"
+    return "" if pane.follow else "scrolled · G to follow"
+
+
+def _empty_message(state: RunState) -> Text:
+    text = Text(justify="center")
+    text.append("No agent is running.\n\n", Style(bold=True))
+    if state.proposal is not None and state.proposal.needs_approval:
+        text.append(f"Batch {state.proposal.batch} waits for you: ", Style())
+        text.append(", ".join(state.proposal.tasks), Style(bold=True))
+        text.append("\npress a to approve it, space to leave the selected task out, h to hold.")
+    elif state.finished:
+        text.append(f"The run {state.status}. Select a task to read its output; q quits.")
+    elif state.paused:
+        text.append("Scheduling is paused: p resumes.")
+    else:
+        text.append("Select a task (↑ ↓) to read its output.")
+    return text
