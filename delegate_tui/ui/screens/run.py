@@ -4,7 +4,8 @@ Owns the layout and the operator's keys in a live run. It hands state down
 to its widgets (attributes down), hears their messages (messages up), and
 turns keys into commands on the event source. Whether a command is accepted
 now is :func:`delegate_tui.core.commands.refusal`'s answer, the same function
-the engine asks: a refused command's key says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
+the engine asks: a refused command's key is shown disabled in the footer and
+says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
 a subclass with playback keys instead of commands.
 """
 
@@ -210,8 +211,8 @@ class RunScreen(Screen[None]):
         return refusal(state, command, self.selected if command in TASK_COMMANDS else None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Every key of a live run is shown (a refused command's key says why)."""
-        return True
+        """A command the run would refuse now stays in the footer, shown disabled."""
+        return None if self.refusal_of(action) else True
 
     def on_key(self, event: events.Key) -> None:
         """A refused command's key says why (a disabled binding would do nothing)."""
