@@ -114,21 +114,26 @@ def conflict_reason(plan: Plan, task: Task, other: Task, *, isolation: str) -> s
     return ""
 
 
-def next_batch(plan: Plan, state: RunState, *, auto_approve: bool) -> Proposal | None:
+def next_batch(
+    plan: Plan, state: RunState, *, auto_approve: bool, explain: bool = True
+) -> Proposal | None:
     """The next batch to propose, or ``None`` when nothing can start now.
 
     ``auto_approve`` is the policy (``approve: auto`` or ``--yes``); tasks with
     ``approve: true`` are always proposed alone and always need the operator.
+    Without ``explain``, ready tasks left out once the batch is full get no
+    reason (a forecast of a large plan needs the batches, not the reasons).
     """
+    running = sum(1 for t in state.tasks.values() if t.status in ACTIVE_STATUSES)
+    slots = max(0, state.max_parallel - running)
+    if not slots:
+        return None
     candidates = ready(plan, state)
     if not candidates:
         return None
     prio = priorities(plan)
-    order = {t.id: i for i, t in enumerate(plan.tasks)}
-    candidates.sort(key=lambda t: (-prio[t], order[t]))
+    candidates.sort(key=lambda t: -prio[t])  # stable: plan order among equals
     occupying = [plan.task(t.id) for t in state.tasks.values() if t.status in _OCCUPYING]
-    running = sum(1 for t in state.tasks.values() if t.status in ACTIVE_STATUSES)
-    slots = max(0, state.max_parallel - running)
     isolation = state.isolation or "worktree"
 
     chosen: list[Task] = []
@@ -136,6 +141,8 @@ def next_batch(plan: Plan, state: RunState, *, auto_approve: bool) -> Proposal |
     notes: list[HeldTask] = []
     alone = False
     for task_id in candidates:
+        if not explain and (alone or len(chosen) >= slots):
+            break
         task = plan.task(task_id)
         if alone:
             held.append(HeldTask(task_id, f"{chosen[0].id} needs its own approval"))

@@ -54,6 +54,7 @@ from delegate_tui.core.events import (
     SchedulingResumed,
     TaskBlocked,
     TaskFinished,
+    TaskOutput,
     TaskSkipped,
 )
 from delegate_tui.core.integration import Integration
@@ -139,7 +140,8 @@ class Engine:
         return self._emitter.emit(ev)
 
     def _on_event(self, ev: Event) -> None:
-        self._wake.set()
+        if type(ev) is not TaskOutput:  # output changes no decision: a flood wakes nothing
+            self._wake.set()
 
     def _log_lost(self, message: str) -> None:
         """The log cannot be written: nothing more may happen that it cannot record."""

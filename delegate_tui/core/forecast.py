@@ -45,7 +45,7 @@ class ForecastBatch:
     """When it starts: seconds from the run's start, or steps when the plan has no estimates."""
     tasks: tuple[str, ...]
     held: tuple[HeldTask, ...] = ()
-    """Ready tasks the batcher kept out of this batch, with its reason for each."""
+    """Ready tasks the batcher kept out of this batch, with its reason for each (first batch only)."""
     notes: tuple[HeldTask, ...] = ()
 
 
@@ -105,7 +105,8 @@ def forecast(plan: Plan, *, isolation: str, max_parallel: int) -> Forecast:
         # Keep proposing while slots are free: a task held back only because an
         # ``approve: true`` task goes alone starts at once, as in a live run.
         while len(running) < max_parallel:
-            proposal = batching.next_batch(plan, state, auto_approve=True)
+            # Only the first batch's held reasons are shown: later ones are not worked out.
+            proposal = batching.next_batch(plan, state, auto_approve=True, explain=not batches)
             if proposal is None:
                 break
             ts = _ORIGIN + clock

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from delegate_tui.core import graph
@@ -186,6 +194,8 @@ class Plan(BaseModel):
     tasks: tuple[Task, ...] = Field(min_length=1)
     source: SkipJsonSchema[str] = Field(default="", exclude=True)
     field_lines: SkipJsonSchema[dict[str, int]] = Field(default_factory=dict, exclude=True)
+    #: Tasks by id, for the tasks tuple it was made from (scheduling asks for every task).
+    _index: tuple[tuple[Task, ...], dict[str, Task]] | None = PrivateAttr(default=None)
 
     def where(self, task_id: str, field: str = "") -> str:
         """``plan.yaml:14: tasks[2].agent``: where a task (field) sits in its file."""
@@ -196,10 +206,11 @@ class Plan(BaseModel):
 
     def task(self, task_id: str) -> Task:
         """The task with this id (KeyError if none)."""
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        raise KeyError(task_id)
+        index = self._index
+        if index is None or index[0] is not self.tasks:  # a copy with other tasks
+            index = (self.tasks, {t.id: t for t in self.tasks})
+            self._index = index
+        return index[1][task_id]
 
     @property
     def ids(self) -> list[str]:

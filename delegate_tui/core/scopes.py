@@ -201,7 +201,7 @@ def _paths_intersect(a: tuple[str | _Segment, ...], b: tuple[str | _Segment, ...
     return False
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1 << 18)
 def globs_overlap(a: str, b: str) -> bool:
     """True when some path (existing or not) matches both globs."""
     return _paths_intersect(compile_glob(a), compile_glob(b))
@@ -241,4 +241,10 @@ def first_overlap(mine: Sequence[str], theirs: Sequence[str]) -> Overlap | None:
 
 def shared_hits(edits: Sequence[str], shared_files: Sequence[str]) -> list[str]:
     """The ``shared_files`` entries that a task's ``edits`` may touch."""
-    return [s for s in shared_files if any(globs_overlap(e, s) for e in edits)]
+    return list(_shared_hits(tuple(edits), tuple(shared_files)))
+
+
+@lru_cache(maxsize=65536)
+def _shared_hits(edits: tuple[str, ...], shared_files: tuple[str, ...]) -> tuple[str, ...]:
+    # Asked for every pair of tasks on every scheduling pass: the answer per task is kept.
+    return tuple(s for s in shared_files if any(globs_overlap(e, s) for e in edits))
