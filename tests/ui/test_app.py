@@ -402,6 +402,29 @@ async def test_seeking_back_and_forth_faster_than_panes_are_removed(start_app: S
 
 
 @pytest.mark.asyncio
+async def test_a_pane_a_seek_dropped_comes_back_in_a_paused_replay(start_app: StartApp) -> None:
+    """The redraw after a seek may find the old pane still being removed: it comes back
+    at the next tick even when nothing else asks for one (paused, nothing running)."""
+    from delegate_tui.core.replay import ReplaySource
+
+    events: list = []  # type: ignore[type-arg]
+    live = FakeSource()
+    live.subscribe(events.append)
+    live.mid_run()  # at its end nothing runs: a paused replay has no reason to redraw
+    source = ReplaySource(events)
+    source.playing = False
+    async with start_app(source, size=(160, 40), read_only=True) as ui:
+        await ui.press("greater_than_sign")
+        assert {p.task_id for p in ui.app.screen.query(AgentPane)} == {"contract"}
+        source.seek(len(events))  # a seek to where it is: every pane is dropped...
+        ui.app._tick()  # ...and the redraw comes before the old pane is gone
+        await ui.settle()
+        await ui.pilot.pause(0.3)
+        assert {p.task_id for p in ui.app.screen.query(AgentPane)} == {"contract"}
+        assert not ui.app.screen.query_one("#panes-empty").display
+
+
+@pytest.mark.asyncio
 async def test_runs_screen_lists_runs_and_opens_the_picked_one(tmp_path: Path) -> None:
     from delegate_tui.core.events import encode
     from delegate_tui.ui.screens.runs import RunsApp

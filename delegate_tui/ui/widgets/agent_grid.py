@@ -108,7 +108,10 @@ class AgentGrid(Container):
             if task_id not in self.panes:
                 try:  # its last pane is still being removed (a seek, a quick comeback)
                     self.get_child_by_id(AgentPane.id_for(task_id))
-                    continue  # mount it next tick
+                    # Mount it next tick, and ask for that tick: a paused replay
+                    # with nothing running would not redraw by itself.
+                    self.context.request_refresh()
+                    continue
                 except NoMatches:
                     pass
                 pane = AgentPane(task_id, self.context.store, self.context.scrollback)
