@@ -27,6 +27,7 @@ import dataclasses
 import os
 import secrets
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,26 @@ class Engine:
         # Said after the event being written is handed out, not in the middle of it.
         asyncio.get_running_loop().call_soon(self._emit, Notice(level="error", message=message))
 
+    def _internal_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        """A bug in a callback: the traceback goes to a file, and the run stops cleanly."""
+        exc = context.get("exception")
+        where = self.run_dir / "internal-errors.txt"
+        detail = (
+            "".join(traceback.format_exception(exc))
+            if isinstance(exc, BaseException)
+            else str(context.get("message", "unknown error"))
+        )
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            with where.open("a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {detail}\n")
+            said = f"internal error ({type(exc).__name__ if exc else 'callback'}), traceback in {where}"
+        except OSError:
+            said = f"internal error: {detail.strip().splitlines()[-1]}"
+        if not self._stopping:
+            self.stop(said)
+            loop.call_soon(self._emit, Notice(level="error", message=said))
+
     @property
     def log_failure(self) -> str:
         """Why the run log could not be written (empty while it can)."""
@@ -193,7 +214,7 @@ class Engine:
         state, report = final_state(log_path)
         if state.plan is None or not state.run_id:
             raise PreflightError(f"{log_path}: not a delegate-tui run log (no readable RunStarted)")
-        if state.finished:
+        if state.finished and state.status != "stopped":  # a stopped run goes on
             raise PreflightError(
                 f"{log_path}: run {state.run_id} already ended ({state.status}); nothing to resume"
             )
@@ -211,6 +232,7 @@ class Engine:
 
     async def run(self) -> RunState:
         """Run the plan to its end (or until stopped); return the final state."""
+        asyncio.get_running_loop().set_exception_handler(self._internal_error)
         try:
             if self.state.run_id:  # made by Engine.from_log: a resumed run
                 await self._resume()
@@ -298,8 +320,9 @@ class Engine:
                     reason="delegate-tui stopped while it ran",
                 )
             )
-        if auto:
-            for task in left:
+        if auto:  # what the stop or the crash cut off starts again
+            again = [t for t in self.state.tasks.values() if t.status == "interrupted"]
+            for task in again:
                 self._schedule_retry(
                     task.id,
                     "The run was interrupted; start this task again.",

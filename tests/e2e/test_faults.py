@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from delegate_tui.core.engine import Engine, EngineOptions
+from delegate_tui.core.events import Event, TaskOutput
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from tests.conftest import git
 
@@ -195,3 +202,92 @@ def test_the_repository_config_runs_nothing_delegate_tui_did_not_ask_for(
     # The check itself can fail: the operator's own git runs them.
     git(repo, "diff", "HEAD~1")
     assert marker.exists()
+
+
+def test_sigterm_stops_a_headless_run_cleanly_and_resume_finishes_it(
+    repo: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    flag = tmp_path / "second-attempt"
+    # The first attempt waits to be stopped; the second one (after resume) finishes.
+    plan.write_text(
+        textwrap.dedent(
+            f"""\
+            name: long
+            repo: {repo}
+            agent: shell
+            tasks:
+              - id: slow
+                command: "if [ -e {flag} ]; then echo done > out.txt; else touch {flag}; sleep 60; fi"
+                edits: [out.txt]
+            """
+        )
+    )
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "NO_COLOR": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "delegate_tui", "run", str(plan), "--headless", "--yes"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists(), "the agent started"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert "interrupted by SIGTERM" in out
+    log = next((repo / ".delegate" / "runs").glob("*/events.jsonl"))
+    state, _ = final_state(log)
+    assert state.status == "stopped"
+    assert state.tasks["slow"].status == "interrupted"
+    pgid = state.tasks["slow"].attempts[-1].pgid
+    assert not group_alive(pgid)
+    resumed = run_cli("resume", str(log), "--headless", "--yes", cwd=repo, home=home)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state, _ = final_state(log)
+    assert state.status == "succeeded"
+    assert git(repo, "show", f"{state.integration_branch}:out.txt") == "done\n"
+
+
+async def test_an_internal_error_in_a_callback_stops_the_run_with_the_traceback_in_a_file(
+    repo: Path, write_plan: Callable[..., Plan]
+) -> None:
+    plan = write_plan(
+        f"""\
+        name: p
+        repo: {repo}
+        agent: shell
+        tasks:
+          - id: a
+            command: "echo hello; sleep 30"
+            edits: [x]
+        """
+    )
+    engine = Engine(plan, EngineOptions(auto_approve=True, kill_grace_s=1.0))
+
+    def broken(ev: Event) -> None:
+        if isinstance(ev, TaskOutput):  # emitted from the output timer's callback
+            raise RuntimeError("a bug in a listener")
+
+    engine.subscribe(broken)
+    state = await asyncio.wait_for(engine.run(), 30)
+    assert state.status == "stopped"
+    crash = engine.run_dir / "internal-errors.txt"
+    assert "RuntimeError: a bug in a listener" in crash.read_text()
+    assert any(f"traceback in {crash}" in n.message for n in state.notices)
+    assert state.tasks["a"].status == "interrupted"
+    assert not group_alive(state.tasks["a"].attempts[-1].pgid)
