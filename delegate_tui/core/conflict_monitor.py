@@ -25,6 +25,7 @@ from delegate_tui.core.events import (
     ConflictDetected,
     ConflictResolved,
     FilesChanged,
+    Notice,
 )
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.watcher import WorktreeWatcher
@@ -41,12 +42,15 @@ class ConflictMonitor:
         self.plan = plan
         self.repo = repo
         self.isolation = isolation
-        self._watcher = WorktreeWatcher(self._refresh)
+        self._watcher = WorktreeWatcher(self._refresh, self._warn)
         self._watched: dict[str, tuple[int, Path, str]] = {}  # task -> (attempt, workdir, start)
         self._predictions: dict[tuple[str, str], tuple[str, ...]] = {}
         self._lock = asyncio.Lock()
         self._shared_start = ""  # isolation: shared: a snapshot of the tree at run start
         self._unattributed: list[str] = []
+
+    def _warn(self, message: str) -> None:
+        self._emitter.emit(Notice(level="warning", message=message))
 
     @property
     def enabled(self) -> bool:

@@ -5,8 +5,10 @@ file events (debounced to a fraction of a second); each burst only marks the
 worktree dirty, and one git query per worktree per burst (a snapshot through
 a temporary index, then a diff from the task's start commit) says what the
 task has changed. A timer reconciles every worktree as well, since event
-queues can overflow silently. Nothing here decides what a collision is: that
-is :mod:`conflicts`; the engine wires the two together.
+queues can overflow silently. When the OS refuses a watch (inotify's
+``max_user_watches``), that worktree is polled instead, with one warning.
+Nothing here decides what a collision is: that is :mod:`conflicts`; the
+conflict monitor wires the two together.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ STEP_MS = 20
 #: Every worktree is re-read this often even without events.
 RECONCILE_S = 2.0
 
+#: How often a worktree the OS would not watch is polled, in milliseconds.
+POLL_MS = 300
+
 Refresh = Callable[[str], Awaitable[None]]
 
 
 class WorktreeWatcher:
     """Watches several worktrees; calls ``refresh(key)`` at most once per burst each."""
 
-    def __init__(self, refresh: Refresh) -> None:
+    def __init__(self, refresh: Refresh, warn: Callable[[str], None] | None = None) -> None:
         self._refresh = refresh
+        self._warn = warn
         self._watches: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -76,16 +82,31 @@ class WorktreeWatcher:
         from watchfiles import DefaultFilter, awatch  # with the first worktree, not at start-up
 
         watch_filter = DefaultFilter(ignore_dirs=(*DefaultFilter.ignore_dirs, *ignore_dirs))
-        with contextlib.suppress(asyncio.CancelledError, FileNotFoundError, RuntimeError, OSError):
-            async for _changes in awatch(
-                path,
-                watch_filter=watch_filter,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                stop_event=stop,
-                recursive=True,
-            ):
-                self.poke(key)
+        polling = False
+        with contextlib.suppress(asyncio.CancelledError, FileNotFoundError):
+            while not stop.is_set():
+                try:
+                    async for _changes in awatch(
+                        path,
+                        watch_filter=watch_filter,
+                        debounce=DEBOUNCE_MS,
+                        step=STEP_MS,
+                        stop_event=stop,
+                        recursive=True,
+                        force_polling=polling,
+                        poll_delay_ms=POLL_MS,
+                    ):
+                        self.poke(key)
+                    return
+                except (RuntimeError, OSError) as exc:
+                    if polling or not path.exists():
+                        return  # the reconcile timer still reads it every few seconds
+                    polling = True
+                    if self._warn is not None:
+                        self._warn(
+                            f"cannot watch {path} for file events ({exc}); polling it "
+                            "instead: its changes show up a little later"
+                        )
 
     async def _work(self) -> None:
         while True:

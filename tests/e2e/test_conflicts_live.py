@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +171,37 @@ def test_shared_tree_changes_are_attributed_by_scope(repo: Path, write_plan: Pla
     seen = {f.path for e in recorder.events if isinstance(e, FilesChanged) for f in e.files}
     assert "wip.txt" not in seen, "the operator's own work is not blamed on an agent"
     assert (repo / "wip.txt").read_text().startswith("the operator's")
+
+
+def test_a_worktree_the_os_will_not_watch_is_polled_and_conflicts_are_still_found(
+    repo: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watchfiles
+
+    real_awatch = watchfiles.awatch
+    refused: list[str] = []
+
+    def limited(*paths: Any, **kwargs: Any) -> Any:
+        """inotify's max_user_watches reached: only polling works."""
+        if not kwargs.get("force_polling"):
+            refused.append(str(paths[0]))
+            raise OSError(28, "OS file watch limit reached")
+        return real_awatch(*paths, **kwargs)
+
+    monkeypatch.setattr(watchfiles, "awatch", limited)
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; sleep 2.5"}
+            - {id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; sleep 2.5"}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert len(refused) == 2  # one refusal per worktree, then polling
+    warnings = [n.message for n in state.notices if "polling it instead" in n.message]
+    assert len(warnings) == 2
+    assert "OS file watch limit reached" in warnings[0]
+    found = [e for e in detected(recorder) if e.kind == "predicted-conflict"]
+    assert found and found[0].seq < first_merge_seq(recorder)
