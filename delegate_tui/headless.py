@@ -51,6 +51,7 @@ from delegate_tui.core.events import (
     TaskStarted,
 )
 from delegate_tui.core.state import RunState
+from delegate_tui.report import saved_text
 
 FAILURE_TAIL_LINES = 15
 _STATUS_COLOUR = {
@@ -265,11 +266,7 @@ class Printer:
         m = ev.metrics
         colour = _STATUS_COLOUR.get(ev.status, "white")
         head = self.style(f"run {ev.status}", fg=colour, bold=True)
-        saved = (
-            f"time saved {_duration(m.time_saved_s)}"
-            if m.time_saved_s >= 0
-            else f"{_duration(-m.time_saved_s)} slower than sequential"
-        )
+        saved = saved_text(m.time_saved_s, m.operator_wait_s, m.downtime_s)
         text = (
             f"{head} in {_duration(m.wall_s)} ({m.tasks_succeeded}/{m.tasks_total} tasks succeeded; "
             f"sequential {_duration(m.sequential_s)}, {saved})"

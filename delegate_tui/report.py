@@ -87,6 +87,21 @@ def plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
 # ---------------------------------------------------------------- stats
 
 
+def saved_text(saved_s: float, operator_wait_s: float = 0.0, downtime_s: float = 0.0) -> str:
+    """``time saved 1m12s (operator waits 3m05s not counted)``, or the loss when negative."""
+    text = (
+        f"time saved {duration(saved_s)}"
+        if saved_s >= 0
+        else f"{duration(-saved_s)} slower than sequential"
+    )
+    left_out = [
+        f"{what} {duration(seconds)}"
+        for what, seconds in (("operator waits", operator_wait_s), ("downtime", downtime_s))
+        if seconds >= 1
+    ]
+    return text + (f" ({' and '.join(left_out)} not counted)" if left_out else "")
+
+
 def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
     """``delegate-tui stats``: the run, its metrics, a line per task and per conflict.
 
@@ -96,7 +111,7 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
     lines = [
         f"{_bold(state.run_id)}  {data['plan']}  [{state.status}]",
         f"wall {duration(m['wall_s'])}, sequential {duration(m['sequential_s'])}, "
-        f"saved {duration(m['time_saved_s'])}, "
+        f"{saved_text(m['time_saved_s'], m['operator_wait_s'], m['downtime_s'])}, "
         f"conflict rate {m['conflict_rate']:.0%}, rework rate {m['rework_rate']:.0%}",
     ]
     for task_id, info in data["tasks"].items():

@@ -127,12 +127,18 @@ class Metrics:
 
     wall_s: float = 0.0
     sequential_s: float = 0.0
+    #: Agents' time saved: sequential time against wall time less the waits below.
     time_saved_s: float = 0.0
     conflict_rate: float = 0.0
     rework_rate: float = 0.0
     tasks_total: int = 0
     tasks_succeeded: int = 0
     tasks_failed: int = 0
+    #: Wall time in which no agent ran because the run waited for the operator
+    #: (a batch to approve, scheduling paused, a failure to decide).
+    operator_wait_s: float = 0.0
+    #: Wall time in which delegate-tui was not running at all (a crash, then resume).
+    downtime_s: float = 0.0
 
 
 # ---------------------------------------------------------------- run lifecycle

@@ -3,6 +3,12 @@
 Owns the three numbers PATTERNS.md asks every run to track, as pure
 functions over :class:`RunState`, so a live run, ``stats`` on an old log and
 replay all report the same figures.
+
+Time saved compares agents' work with agents' work: the sequential time (every
+attempt's duration, added up) against the wall time less the time in which no
+agent ran because the run waited for the operator, and less the time no
+delegate-tui process ran the run at all (a crash before ``resume``). Both are
+reported beside it, so nothing is hidden.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ def compute(state: RunState, now: float | None = None) -> Metrics:
     """The metrics of a run as far as ``state`` (and ``now``, for a live run) goes."""
     end = state.finished_ts or (now if now is not None else state.last_ts)
     wall = max(0.0, end - state.started_ts) if state.started_ts else 0.0
+    waits = state.idle_s
+    if not state.finished and state.last_ts and end > state.last_ts and not state.active:
+        waits += end - state.last_ts  # waiting right now
     ran = [t for t in state.tasks.values() if any(a.started_ts for a in t.attempts)]
     sequential = 0.0
     for task in state.tasks.values():
@@ -34,7 +43,7 @@ def compute(state: RunState, now: float | None = None) -> Metrics:
     return Metrics(
         wall_s=round(wall, 3),
         sequential_s=round(sequential, 3),
-        time_saved_s=round(sequential - wall, 3),
+        time_saved_s=round(sequential - max(0.0, wall - waits - state.downtime_s), 3),
         conflict_rate=round(len(collided) / len(ran), 4) if ran else 0.0,
         rework_rate=round(extra_attempts / len(ran), 4) if ran else 0.0,
         tasks_total=len(statuses),
@@ -43,6 +52,8 @@ def compute(state: RunState, now: float | None = None) -> Metrics:
             s in ("failed", "merge-conflict", "killed", "timed-out", "interrupted")
             for s in statuses
         ),
+        operator_wait_s=round(waits, 3),
+        downtime_s=round(state.downtime_s, 3),
     )
 
 
@@ -135,6 +146,8 @@ def stats(state: RunState) -> dict[str, object]:
             "wall_s": m.wall_s,
             "sequential_s": m.sequential_s,
             "time_saved_s": m.time_saved_s,
+            "operator_wait_s": m.operator_wait_s,
+            "downtime_s": m.downtime_s,
             "conflict_rate": m.conflict_rate,
             "rework_rate": m.rework_rate,
         },

@@ -179,6 +179,10 @@ class RunState:
     #: Open conflict findings by key, and every finding ever seen (for stats).
     findings: dict[str, ConflictDetected] = field(default_factory=dict)
     finding_history: list[ConflictDetected] = field(default_factory=list)
+    #: Wall time with no agent at work while the run waited for the operator,
+    #: and while no delegate-tui process ran it (between a crash and resume).
+    idle_s: float = 0.0
+    downtime_s: float = 0.0
 
     def task(self, task_id: str) -> TaskState:
         """State of one task (KeyError if the plan has no such task)."""
@@ -260,6 +264,11 @@ def _run_started(state: RunState, ev: RunStarted) -> None:
 
 @_on(RunResumed)
 def _run_resumed(state: RunState, ev: RunResumed) -> None:
+    # Attempts cut off by the crash ran until the old process was last heard of.
+    for task in state.tasks.values():
+        for attempt in task.attempts:
+            if attempt.started_ts and not attempt.ended_ts and state.last_ts:
+                attempt.ended_ts = state.last_ts
     state.host_pids.append(ev.host_pid)
     if ev.reaper_pid:
         state.reaper_pids.append(ev.reaper_pid)
@@ -520,8 +529,21 @@ def _final_merge(state: RunState, ev: FinalMerge) -> None:
     state.final_merge = ev
 
 
+def _account_idle(state: RunState, ev: Event) -> None:
+    """Add the time since the last event to the run's idle or down time, where it was."""
+    if not state.last_ts or ev.ts <= state.last_ts or state.status != "running":
+        return
+    gap = ev.ts - state.last_ts
+    if type(ev) is RunResumed:
+        state.downtime_s += gap  # no process ran the run
+    elif not any(t.status in ACTIVE_STATUSES for t in state.tasks.values()):
+        state.idle_s += gap  # nothing ran: the run waited for the operator
+
+
 def apply(state: RunState, ev: Event) -> RunState:
     """Fold one event into ``state`` (in place) and return it."""
+    if type(ev) is not TaskOutput:  # output comes from a running agent: never idle
+        _account_idle(state, ev)
     handler = _HANDLERS.get(type(ev))
     if handler is not None:
         handler(state, ev)

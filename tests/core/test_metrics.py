@@ -103,8 +103,9 @@ def finish(state: RunState, at: float, status: str = "succeeded") -> RunState:
 
 
 def test_two_parallel_4s_tasks_in_a_5s_run_save_3s() -> None:
-    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0.5, 4.5)])
-    for ev in attempt("b", 0.5, 4.5):
+    # Their worktrees take the first second (the tasks are starting: not a wait).
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 1.0, 5.0)])
+    for ev in attempt("b", 1.0, 5.0):
         apply(state, ev)
     finish(state, 5.0)
     m = state.metrics
@@ -125,15 +126,65 @@ def test_two_parallel_4s_tasks_in_a_5s_run_save_3s() -> None:
 METRIC_KEYS = ("wall_s", "sequential_s", "time_saved_s", "conflict_rate", "rework_rate")
 
 
+def test_operator_waits_and_downtime_are_not_counted_against_time_saved() -> None:
+    """a and b run 4 s side by side; the second batch waits 60 s for the operator; the
+    process then dies and is resumed 100 s later; c runs 2 s. Agents' work: 10 s of
+    sequential time in 6 s of working wall time: 4 s saved, whatever the waits."""
+    from delegate_tui.core.events import Notice, RunResumed
+
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a", "b"),
+            *attempt("a", 0.0, 4.0),
+            *attempt("b", 0.0, 4.0),
+            BatchProposed(batch=2, tasks=("c",), needs_approval=True, ts=T0 + 4.0),
+            Notice(level="info", message="still waiting", ts=T0 + 30.0),
+            BatchApproved(batch=2, tasks=("c",), by="operator", ts=T0 + 64.0),
+            *attempt("c", 64.0, 65.0)[:1],  # started, then the process died at 65 s
+            Notice(level="info", message="c is working", ts=T0 + 65.0),
+            RunResumed(host_pid=2, ts=T0 + 165.0),
+            TaskFinished(task="c", attempt=1, status="interrupted", ts=T0 + 165.0),
+            RetryScheduled(task="c", attempt=2, prompt="again", ts=T0 + 165.0),
+        ]
+    )
+    for ev in attempt("c", 165.0, 167.0, number=2):
+        apply(state, ev)
+    finish(state, 167.0)
+    m = state.metrics
+    assert m is not None
+    assert (m.wall_s, m.operator_wait_s, m.downtime_s) == (167.0, 60.0, 100.0)
+    # c's first attempt ran 1 s before the crash (not until the resume) and its second
+    # 2 s: sequential 4 + 4 + 1 + 2 = 11; working wall 167 - 60 - 100 = 7.
+    assert (m.sequential_s, m.time_saved_s) == (11.0, 4.0)
+    report = metrics.stats(state)["metrics"]
+    assert (report["operator_wait_s"], report["downtime_s"]) == (60.0, 100.0)  # type: ignore[index]
+
+
+def test_a_live_run_waiting_now_counts_the_wait_so_far() -> None:
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a", "b"),
+            *attempt("a", 0.0, 4.0),
+            *attempt("b", 0.0, 4.0),
+            BatchProposed(batch=2, tasks=("c",), needs_approval=True, ts=T0 + 4.0),
+        ]
+    )
+    m = metrics.compute(state, T0 + 34.0)  # the header, 30 s into the wait
+    assert (m.wall_s, m.operator_wait_s, m.time_saved_s) == (34.0, 30.0, 4.0)
+
+
 def test_tasks_run_one_after_another_save_nothing_and_show_the_loss() -> None:
-    """Back to back, 2 s + 2 s in a 4.5 s run: parallelism lost half a second, not gained it."""
+    """Back to back, 2 s + 2 s in a 4.5 s run (b's worktree took half a second): parallelism
+    lost half a second, not gained it."""
     state = fold(
         [
             run_started(),
             *batch(1, 0, "a"),
             *attempt("a", 0.0, 2.0),
             *batch(2, 2.0, "b"),
-            *attempt("b", 2.0, 4.0),
+            *attempt("b", 2.5, 4.5),
         ]
     )
     m = metrics.compute(state, T0 + 4.5)
