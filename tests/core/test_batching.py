@@ -278,3 +278,181 @@ def test_run_outcome_waits_while_any_task_can_still_move() -> None:
     for status in sorted(batching.FAILED_STATUSES):
         assert batching.run_outcome(plan, state_of(plan, a="succeeded", b=status)) == "partial"
         assert batching.run_outcome(plan, state_of(plan, a="failed", b=status)) == "failed"
+
+
+# ------------------------------------------ reasons and limits the operator reads
+
+
+def test_free_slots_are_max_parallel_minus_running_tasks() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a/**]}
+        - {id: b, prompt: x, edits: [b/**]}
+        - {id: c, prompt: x, edits: [c/**]}
+        - {id: d, prompt: x, edits: [d/**]}
+        """,
+        max_parallel=3,
+    )
+    proposal = propose(plan, state_of(plan, a="running", b="merging"))
+    assert proposal.tasks == ("c",)
+    assert held(proposal) == {"d": "max_parallel (3) reached"}
+    full = state_of(plan, a="running", b="checking", c="starting")
+    assert batching.next_batch(plan, full, auto_approve=True) is None
+
+
+def test_an_approve_task_waits_for_its_own_batch_and_holds_the_rest_while_proposed() -> None:
+    plan = plan_of(
+        """\
+        - {id: docs, prompt: x, edits: [docs/**], estimate: 9m}
+        - {id: deploy, prompt: x, edits: [deploy/**], approve: true, estimate: 5m}
+        """
+    )
+    proposal = propose(plan, state_of(plan))
+    assert proposal.tasks == ("docs",) and not proposal.needs_approval
+    assert held(proposal) == {"deploy": "approve: true, so it is proposed on its own"}
+    plan = plan_of(
+        """\
+        - {id: deploy, prompt: x, edits: [deploy/**], approve: true, estimate: 9m}
+        - {id: docs, prompt: x, edits: [docs/**]}
+        - {id: blog, prompt: x, edits: [blog/**]}
+        """
+    )
+    proposal = propose(plan, state_of(plan))
+    assert proposal.tasks == ("deploy",) and proposal.needs_approval
+    assert held(proposal) == {
+        "docs": "deploy needs its own approval",
+        "blog": "deploy needs its own approval",
+    }
+
+
+def test_a_plan_without_isolation_set_is_batched_as_worktree() -> None:
+    plan = plan_of(
+        """\
+        - {id: loose, prompt: x}
+        - {id: tidy, prompt: x, edits: [docs/**]}
+        """
+    )
+    proposal = propose(plan, state_of(plan, isolation=""))
+    assert proposal.tasks == ("loose", "tidy")
+    assert [(n.task, n.reason) for n in proposal.notes] == [
+        ("loose", "scope undeclared: no edits declared")
+    ]
+
+
+def test_shared_mode_names_the_task_without_declared_edits() -> None:
+    plan = plan_of(
+        """\
+        - {id: tidy, prompt: x, edits: [docs/**]}
+        - {id: loose, prompt: x}
+        """
+    )
+    state = state_of(plan, "shared", tidy="running")
+    assert batching.next_batch(plan, state, auto_approve=True) is None
+    tidy, loose = plan.task("tidy"), plan.task("loose")
+    expected = "loose has no declared edits and runs alone in shared mode"
+    assert batching.conflict_reason(plan, loose, tidy, isolation="shared") == expected
+    assert batching.conflict_reason(plan, tidy, loose, isolation="shared") == expected
+    assert batching.conflict_reason(plan, tidy, loose, isolation="worktree") == ""
+
+
+def test_config_file_reason_names_the_files_both_touch_else_all_of_them() -> None:
+    plan = plan_of(
+        """\
+        - {id: deps, prompt: x, edits: [package.json, yarn.lock]}
+        - {id: script, prompt: x, edits: [package.json]}
+        - {id: lock, prompt: x, edits: [yarn.lock]}
+        """,
+        shared_files='[package.json, "*.lock"]',
+    )
+    deps, script, lock = plan.task("deps"), plan.task("script"), plan.task("lock")
+    reason = batching.conflict_reason
+    assert reason(plan, script, deps, isolation="worktree") == (
+        "shares config file package.json with deps"
+    )
+    assert reason(plan, lock, script, isolation="worktree") == (
+        "shares config file *.lock, package.json with script"
+    )
+
+
+def test_resources_reason_lists_every_shared_resource() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a], resources: [db, gpu, port-8080]}
+        - {id: b, prompt: x, edits: [b], resources: [port-8080, db]}
+        """
+    )
+    assert batching.conflict_reason(plan, plan.task("b"), plan.task("a"), isolation="worktree") == (
+        "shares resource db, port-8080 with a"
+    )
+
+
+def test_waiting_reason_names_every_unfinished_dependency() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a]}
+        - {id: b, prompt: x, edits: [b]}
+        - {id: c, prompt: x, edits: [c], depends_on: [a, b]}
+        """
+    )
+    state = state_of(plan, a="running", b="failed")
+    assert batching.waiting_reason(plan, state, "c") == "waits for a (running), b (failed)"
+    state = state_of(plan, a="succeeded", b="running")
+    assert batching.waiting_reason(plan, state, "c") == "waits for b (running)"
+    state = state_of(plan, a="succeeded", b="succeeded")
+    assert batching.waiting_reason(plan, state, "c") == ""
+
+
+def test_a_proposed_task_whose_dependency_failed_is_blocked_too() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a]}
+        - {id: b, prompt: x, edits: [b]}
+        - {id: c, prompt: x, edits: [c], depends_on: [a, b]}
+        """
+    )
+    state = state_of(plan, a="killed", b="skipped", c="proposed")
+    assert batching.newly_blocked(plan, state) == [("c", "a", "dependency a killed")]
+    for status in ("running", "blocked", "succeeded"):
+        assert batching.newly_blocked(plan, state_of(plan, a="failed", c=status)) == []
+
+
+def test_unestimated_tasks_weigh_one_second_each_in_the_longest_chain_first() -> None:
+    plan = plan_of(
+        """\
+        - {id: solo, prompt: x, edits: [s/**], estimate: 3s}
+        - {id: head, prompt: x, edits: [h/**]}
+        - {id: tail, prompt: x, edits: [t/**], depends_on: [head]}
+        """,
+        max_parallel=1,
+    )
+    assert batching.priorities(plan) == {"solo": 3.0, "head": 2.0, "tail": 1.0}
+    assert propose(plan, state_of(plan)).tasks == ("solo",)
+
+
+def test_a_batch_has_failed_only_if_every_task_in_it_failed_on_its_own() -> None:
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a]}
+        - {id: b, prompt: x, edits: [b]}
+        """
+    )
+    for status in ("failed", "killed", "timed-out", "merge-conflict", "interrupted"):
+        assert batching.batch_all_failed(state_of(plan, a="failed", b=status), ["a", "b"]), status
+    for status in ("skipped", "blocked", "succeeded", "running"):
+        assert not batching.batch_all_failed(state_of(plan, a="failed", b=status), ["a", "b"])
+
+
+def test_automatic_retries_cover_timeouts_and_merge_conflicts_but_never_a_kill() -> None:
+    plan = plan_of("- {id: a, prompt: x, edits: [a], retries: 2}\n")
+
+    def allowed(status: str, attempts: int = 1, kill: bool = False) -> bool:
+        state = state_of(plan, a=status)
+        state.tasks["a"].attempts = [AttemptState(n + 1) for n in range(attempts)]
+        state.tasks["a"].attempts[-1].kill_requested = kill
+        return batching.auto_retry_allowed(plan, state, "a")
+
+    assert allowed("failed") and allowed("timed-out") and allowed("merge-conflict")
+    assert allowed("failed", attempts=2) and not allowed("failed", attempts=3)
+    assert not allowed("failed", kill=True), "the operator ended it: do not start it again"
+    assert not allowed("killed") and not allowed("skipped") and not allowed("succeeded")
+    assert not batching.auto_retry_allowed(plan, state_of(plan, a="failed"), "a")

@@ -93,3 +93,94 @@ def test_shared_tree_attribution_by_scope() -> None:
     )
     found = analyze(PLAN, {"api": []}, None, ["README.md"])
     assert [(f.kind, f.tasks, f.paths) for f in found] == [("unattributed", (), ("README.md",))]
+
+
+def test_every_finding_says_how_bad_it_is_and_why() -> None:
+    """What the sidebar and ``stats`` show for each kind: severity and the sentence."""
+    from delegate_tui.core.conflicts import Finding
+
+    found = analyze(
+        PLAN,
+        {
+            "advice": [],  # sorted first and changed nothing: the others are still analysed
+            "api": ["src/api/a.py", "web/app.ts", "package.json"],
+            "ui": ["web/app.ts"],
+        },
+        {("api", "ui"): ["web/app.ts"], (INTEGRATION, "api"): ["src/api/a.py"], ("ui", "x"): []},
+        ["README.md"],
+    )
+    assert found == [
+        Finding(
+            "unattributed",
+            "warning",
+            (),
+            ("README.md",),
+            "changed while several tasks ran, outside every running task's edits",
+        ),
+        Finding(
+            "predicted-conflict",
+            "error",
+            ("api",),
+            ("src/api/a.py",),
+            "would not merge cleanly with the integration branch",
+        ),
+        Finding(
+            "predicted-conflict",
+            "error",
+            ("api", "ui"),
+            ("web/app.ts",),
+            "would not merge cleanly with each other",
+        ),
+        Finding("overlap", "warning", ("api", "ui"), ("web/app.ts",), "both changed these paths"),
+        Finding(
+            "out-of-scope",
+            "warning",
+            ("api",),
+            ("package.json", "web/app.ts"),
+            "outside its declared edits: src/api/**",
+        ),
+        Finding(
+            "shared-file",
+            "warning",
+            ("api",),
+            ("package.json",),
+            "a shared file: tasks touching it should not run at once",
+        ),
+        Finding(
+            "undeclared-collision",
+            "warning",
+            ("api", "ui"),
+            ("web/app.ts",),
+            "declared by ui, changed by api",
+        ),
+    ]
+    (consult,) = analyze(PLAN, {"advice": ["notes.md", "a.md"]})
+    assert consult == Finding(
+        "out-of-scope",
+        "error",
+        ("advice",),
+        ("a.md", "notes.md"),
+        "a consult task must not edit files",
+    )
+
+
+def test_merge_predictions_are_asked_only_for_pairs_that_share_a_path() -> None:
+    changes = {"c": ["x", "y"], "a": ["x"], "b": ["z"], "d": ["y", "z"]}
+    assert pairs_to_predict(changes) == [("a", "c"), ("b", "d"), ("c", "d")]
+    assert pairs_to_predict({"a": ["x"], "b": []}) == []
+
+
+def test_in_a_shared_tree_a_path_two_scopes_cover_goes_to_both() -> None:
+    from delegate_tui.core.conflicts import attribute
+    from delegate_tui.core.plan import parse_plan
+
+    plan = parse_plan(
+        "name: p\ntasks:\n"
+        "  - {id: wide, prompt: x, edits: ['src/**']}\n"
+        "  - {id: narrow, prompt: x, edits: [src/a.py]}\n"
+        "  - {id: loose, prompt: x}\n"
+    )
+    owned, loose = attribute(plan, ["wide", "narrow", "loose"], ["src/a.py", "src/b.py", "c.md"])
+    assert owned == {"wide": ["src/a.py", "src/b.py"], "narrow": ["src/a.py"], "loose": []}
+    assert loose == ["c.md"], "several tasks run: a path no scope covers is nobody's"
+    assert attribute(plan, [], ["c.md"]) == ({}, ["c.md"])

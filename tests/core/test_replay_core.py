@@ -379,3 +379,23 @@ def test_a_log_without_a_run_and_a_missing_log(tmp_path: Path) -> None:
     assert not ReplaySource.from_log(log).has_run
     with pytest.raises(replay.LogError, match="no such run log"):
         ReplaySource.from_log(tmp_path / "missing.jsonl")
+
+
+def test_a_keyframe_restores_the_state_it_was_taken_from(source: ReplaySource) -> None:
+    """Keyframes on disk are JSON data: a round trip gives back the same run, plan aside."""
+    import json
+
+    from delegate_tui.core.events import DecodeError
+    from delegate_tui.core.state import restore
+
+    source.seek(14)
+    state = source.state
+    assert (state.events, state.last_seq, state.last_ts) == (14, 14, T0 + 21.0)
+    data = json.loads(json.dumps(snapshot(state)))
+    assert "plan" not in data and data["run_id"] == "r1"
+    back = restore(data, state.plan)
+    assert back == state and back.plan is state.plan
+    assert back.tasks["b"].attempts[1].inputs == ["y"]
+    assert restore({**data, "unknown": 1}, None).tasks == state.tasks, "unknown keys are ignored"
+    with pytest.raises(DecodeError, match="a keyframe must be a JSON object"):
+        restore([data], state.plan)
