@@ -145,7 +145,8 @@ def check_stats_of_a_sample_run(stats: dict[str, Any], sample: Path, repo: Path)
     assert m["sequential_s"] == pytest.approx(sum(durations), abs=0.002 * len(durations))
     assert m["downtime_s"] == 0.0 and 0.0 <= m["operator_wait_s"] < 1.0
     working = m["wall_s"] - m["operator_wait_s"]
-    assert m["time_saved_s"] == pytest.approx(m["sequential_s"] - working, abs=0.0015)
+    # Four figures each rounded to the millisecond: allow for their rounding.
+    assert m["time_saved_s"] == pytest.approx(m["sequential_s"] - working, abs=0.0025)
     assert 0 < m["wall_s"] < 60 and m["rework_rate"] == 0.0
     if not collision:
         assert m["conflict_rate"] == 0.0

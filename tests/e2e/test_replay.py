@@ -117,8 +117,12 @@ def test_replay_ends_in_the_live_runs_state(recorded: tuple[RunState, Path]) -> 
     assert raw["attempts"] == 4
     assert replayed["wall_s"] == pytest.approx(raw["wall_s"], abs=0.001)  # type: ignore[index]
     assert replayed["sequential_s"] == pytest.approx(raw["sequential_s"], abs=0.001)  # type: ignore[index]
+    # Time saved: the agents' time one after another against the wall time in which they
+    # worked (moments with no agent running are the operator's, and not counted).
+    waits, down = replayed["operator_wait_s"], replayed["downtime_s"]  # type: ignore[index]
+    assert down == 0.0 and 0.0 <= waits < raw["wall_s"] / 2
     assert replayed["time_saved_s"] == pytest.approx(  # type: ignore[index]
-        raw["sequential_s"] - raw["wall_s"], abs=0.002
+        raw["sequential_s"] - (raw["wall_s"] - waits), abs=0.003
     )
     assert raw["sequential_s"] > 3.0, "a and b slept 1.5 s each"
     assert replayed["conflict_rate"] == 0.6667, "a and b collided, c did not"  # type: ignore[index]
