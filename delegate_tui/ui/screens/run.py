@@ -26,20 +26,10 @@ from delegate_tui.core import attention, batching, metrics
 from delegate_tui.core.commands import TASK_COMMANDS, Command, refusal
 from delegate_tui.core.prompts import failure_summary, tail_text
 from delegate_tui.core.state import RunState
-from delegate_tui.ui import diffs
+from delegate_tui.ui import diffs, keys
 from delegate_tui.ui.context import ScreenContext
 from delegate_tui.ui.details import task_details
-from delegate_tui.ui.keys import (
-    COMMAND_ACTIONS,
-    LIVE_BINDINGS,
-    LIVE_HELP,
-    LIVE_PALETTE,
-    HelpSections,
-    PaletteEntry,
-    bindings_of,
-    help_text,
-    key_actions,
-)
+from delegate_tui.ui.keys import COMMAND_ACTIONS, HelpSections, PaletteEntry
 from delegate_tui.ui.screens.dialogs import (
     ConfirmDialog,
     LineDialog,
@@ -58,13 +48,13 @@ from delegate_tui.ui.widgets.task_graph import TaskGraph
 class RunScreen(Screen[None]):
     """The one screen of a live run."""
 
-    BINDINGS = LIVE_BINDINGS
+    BINDINGS = keys.LIVE_BINDINGS
 
     MODE = ""
     """What the header calls this screen's run ("" for a live one)."""
-    KEY_HELP: HelpSections = LIVE_HELP
+    KEY_HELP: HelpSections = keys.LIVE_HELP
     """The key reference that ``?`` shows."""
-    PALETTE: tuple[PaletteEntry, ...] = LIVE_PALETTE
+    PALETTE: tuple[PaletteEntry, ...] = keys.LIVE_PALETTE
     """The screen's entries in the command palette (those its check_action does not hide)."""
 
     def __init__(self, context: ScreenContext) -> None:
@@ -79,7 +69,7 @@ class RunScreen(Screen[None]):
         self._last_batch = 0
         self._findings = 0
         self._ready = False
-        self._key_actions = key_actions(type(self), context.config.keys)
+        self._key_actions = keys.key_actions(type(self), context.config.keys)
         self._commands_live: tuple[bool, ...] = ()
         self.grid = AgentGrid(context, id="panes")
         """The agent panes."""
@@ -466,8 +456,8 @@ class RunScreen(Screen[None]):
     def action_help(self) -> None:
         rebindable = [
             b.id
-            for b in bindings_of(type(self))
+            for b in keys.bindings_of(type(self))
             if b.id and self.check_action(b.action.split("(")[0], ()) is not False
         ]
-        text = help_text(self.KEY_HELP, self.context.config.keys, rebindable)
+        text = keys.help_text(self.KEY_HELP, self.context.config.keys, rebindable)
         self.app.push_screen(TextScreen("Keys", text))
