@@ -32,8 +32,11 @@ from delegate_tui.launch import (
     EXIT_OK,
     Refused,
     RunRequest,
+    attach_run,
     resume_run,
+    serve_run,
     start_run,
+    stop_run,
 )
 
 
@@ -132,6 +135,11 @@ def _run_options(func: Any) -> Any:
             "--theme",
             metavar="NAME",
             help="UI theme: delegate-dark, delegate-light, high-contrast, phosphor, or your own.",
+        ),
+        click.option(
+            "--detach",
+            is_flag=True,
+            help="Start the run in the background and return; `delegate-tui attach` watches it.",
         ),
     ]
     for option in reversed(options):
@@ -310,6 +318,51 @@ def resume(
         fail(str(exc))
     request = RunRequest(headless=headless, yes=yes, kill_grace=kill_grace, theme=theme)
     _exit_with(lambda: resume_run(path, request))
+
+
+def _live_run(run_arg: str | None, repo: str) -> Path:
+    """The folder of the run RUN names (default: this repository's newest)."""
+    try:
+        return runlog.resolve_run(run_arg, Path(repo).resolve()).parent
+    except runlog.LogError as exc:
+        fail(str(exc))
+
+
+@main.command()
+@_run_argument
+@click.option("--theme", metavar="NAME", help="UI theme.")
+def attach(run_arg: str | None, repo: str, theme: str | None) -> None:
+    """Open the full-screen UI on a live run (one started in the UI or with --detach).
+
+    Any number of terminals may attach to one run; each sees everything and may
+    command it. Quitting offers to detach: the run goes on without a terminal.
+    """
+    run_dir = _live_run(run_arg, repo)
+    _exit_with(lambda: attach_run(run_dir, theme=theme))
+
+
+@main.command()
+@_run_argument
+def stop(run_arg: str | None, repo: str) -> None:
+    """End a live run cleanly: agents ended (SIGTERM, then SIGKILL), the log says stopped.
+
+    `delegate-tui resume` continues it later.
+    """
+    run_dir = _live_run(run_arg, repo)
+    _exit_with(lambda: stop_run(run_dir))
+
+
+@main.command("_service", hidden=True)
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False))
+@click.option("--resume", "log_path", type=click.Path(dir_okay=False))
+@click.option("--run-id", required=True)
+@click.option("--request", "settings", required=True)
+def service(plan_path: str | None, log_path: str | None, run_id: str, settings: str) -> None:
+    """The run service's own process (started by run, demo and resume; not for people)."""
+    how, path = ("plan", plan_path) if plan_path else ("resume", log_path)
+    if path is None:
+        fail("_service needs --plan or --resume")
+    sys.exit(serve_run(how, Path(path), run_id, json.loads(settings)))  # type: ignore[arg-type]
 
 
 @main.command()

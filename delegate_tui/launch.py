@@ -11,7 +11,12 @@ command line to report, so that nothing here exits the process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import os
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,8 +25,13 @@ import click
 
 from delegate_tui.core import runlog
 from delegate_tui.core.agents import PRESETS
-from delegate_tui.core.engine import Engine, EngineOptions, PreflightError
+from delegate_tui.core.client import RunClient, ServiceGone
+from delegate_tui.core.engine import Engine, EngineOptions, PreflightError, new_run_id
 from delegate_tui.core.plan import Plan
+from delegate_tui.core.service import RunService, socket_path
+
+#: The run service's own output (a traceback, if it ever has one), in the run folder.
+SERVICE_LOG = "service.log"
 
 #: Exit codes of every command: success, a run that ended partial, failed or
 #: stopped, and bad input (plan, log, flag) refused before anything started.
@@ -55,14 +65,18 @@ class RunRequest:
     stream: bool = False
     """Headless: print every agent's output too."""
     theme: str | None = None
+    detach: bool = False
+    """Start the run in the background and return (``run --detach``)."""
 
 
 def _interactive_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def start_run(plan: Plan, request: RunRequest) -> int:
-    """Check, start and follow a run of ``plan``; the exit code (Refused on bad input)."""
+def _engine_for(
+    plan: Plan, request: RunRequest, *, operator: bool, run_id: str | None = None
+) -> Engine:
+    """The engine a request asks for (``operator``: someone attached decides at the end)."""
     if request.repo:
         plan = plan.model_copy(update={"repo": str(Path(request.repo).resolve())})
     override = request.agent_override
@@ -71,19 +85,15 @@ def start_run(plan: Plan, request: RunRequest) -> int:
             f"--agent-override: unknown agent '{override}' (presets: {', '.join(sorted(PRESETS))})"
         )
     auto = request.yes or plan.approve == "auto"
-    interactive_terminal = _interactive_terminal()
-    use_ui = not request.headless and interactive_terminal
-    if not request.headless and not use_ui:
-        click.echo("delegate-tui: standard output is not a terminal; running headless", err=True)
     auto_merge = None
-    if plan.merge == "manual" and not use_ui and (auto or not interactive_terminal):
+    if plan.merge == "manual" and not operator and (auto or not _interactive_terminal()):
         auto_merge = True
         click.echo(
             "delegate-tui: merge: manual needs an operator at the UI; "
             "this headless run merges clean work automatically",
             err=True,
         )
-    engine = Engine(
+    return Engine(
         plan,
         EngineOptions(
             auto_approve=request.yes,
@@ -95,13 +105,31 @@ def start_run(plan: Plan, request: RunRequest) -> int:
             transport=request.transport,
             finish=request.finish,
             auto_merge=auto_merge,
-            hold_at_end=use_ui,
+            hold_at_end=operator,
+            run_id=run_id,
         ),
     )
+
+
+def start_run(plan: Plan, request: RunRequest) -> int:
+    """Check, start and follow a run of ``plan``; the exit code (Refused on bad input).
+
+    With the UI (or ``--detach``) the run goes to a run service of its own and the
+    UI attaches to it; headless, it runs in this process, as CI wants it.
+    """
+    auto = request.yes or plan.approve == "auto"
+    interactive_terminal = _interactive_terminal()
+    use_ui = not request.headless and not request.detach and interactive_terminal
+    if not request.headless and not request.detach and not use_ui:
+        click.echo("delegate-tui: standard output is not a terminal; running headless", err=True)
+    served = use_ui or request.detach
+    engine = _engine_for(plan, request, operator=served)
     try:
         engine.preflight()
     except PreflightError as exc:
         raise Refused(str(exc)) from exc
+    if served:
+        return _serve(["--plan", str(Path(plan.source).resolve())], engine.repo, request)
     needs_operator = [t.id for t in engine.plan.tasks if t.approve]
     if not interactive_terminal and (not auto or needs_operator):
         what = (
@@ -112,15 +140,6 @@ def start_run(plan: Plan, request: RunRequest) -> int:
         raise Refused(
             f"{plan.source}: {what}, and there is no terminal to ask in; pass --yes or set approve: auto"
         )
-    if use_ui:
-        from delegate_tui.ui.app import DelegateApp
-
-        code = DelegateApp(engine, theme=request.theme).run()
-        state = engine.state
-        click.echo(
-            f"run {state.status}; log: {engine.log_path}" if state.run_id else "run not started"
-        )
-        return code if code is not None and state.finished else EXIT_RUN_FAILED
     from delegate_tui.headless import run_headless
 
     state = asyncio.run(
@@ -136,6 +155,13 @@ def resume_run(path: Path, request: RunRequest) -> int:
     """Take over the cut-off run whose log is ``path`` and follow it; the exit code."""
     interactive_terminal = _interactive_terminal()
     use_ui = not request.headless and interactive_terminal
+    if use_ui or request.detach:
+        try:
+            Engine.from_log(path)  # refused here, before a service starts
+        except (runlog.LogError, PreflightError) as exc:
+            raise Refused(str(exc)) from exc
+        repo = path.resolve().parents[3]  # <repo>/.delegate/runs/<id>/events.jsonl
+        return _serve(["--resume", str(path.resolve())], repo, request, run_dir=path.parent)
     try:
         engine = Engine.from_log(
             path,
@@ -150,14 +176,136 @@ def resume_run(path: Path, request: RunRequest) -> int:
         raise Refused(
             f"{path}: batches wait for approval, and there is no terminal to ask in; pass --yes"
         )
-    if use_ui:
-        from delegate_tui.ui.app import DelegateApp
+    from delegate_tui.headless import run_headless
 
-        DelegateApp(engine, theme=request.theme).run()
-    else:
-        from delegate_tui.headless import run_headless
-
-        asyncio.run(run_headless(engine, interactive=not auto))
+    asyncio.run(run_headless(engine, interactive=not auto))
     state = engine.state
     click.echo(f"run {state.status}; log: {path}")
     return EXIT_OK if state.status == "succeeded" else EXIT_RUN_FAILED
+
+
+# ---------------------------------------------------------------- the run service
+
+#: How long a new run service may take to start listening.
+SERVICE_START_S = 30.0
+
+
+def _serve(how: list[str], repo: Path, request: RunRequest, *, run_dir: Path | None = None) -> int:
+    """Start a run service in its own session, then attach the UI (or, detached, return)."""
+    run_id = run_dir.name if run_dir is not None else new_run_id()
+    run_dir = run_dir or runlog.runs_dir(repo) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    settings = {k: v for k, v in dataclasses.asdict(request).items() if k != "theme"}
+    with (run_dir / SERVICE_LOG).open("ab") as out:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "delegate_tui",
+                "_service",
+                *how,
+                "--run-id",
+                run_id,
+                "--request",
+                json.dumps(settings),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # no terminal's hang-up reaches it
+            close_fds=True,
+        )
+    sock = socket_path(run_dir)
+    deadline = time.monotonic() + SERVICE_START_S
+    while not sock.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            tail = (run_dir / SERVICE_LOG).read_text(errors="replace").strip().splitlines()[-5:]
+            raise Refused(
+                "the run service did not start"
+                + (": " + " / ".join(tail) if tail else f" (see {run_dir / SERVICE_LOG})")
+            )
+        time.sleep(0.02)
+    if request.detach:
+        click.echo(f"run {run_id} goes on in the background (log: {run_dir / runlog.LOG_NAME})")
+        click.echo(f"  watch it: delegate-tui attach {run_id}")
+        click.echo(f"  end it:   delegate-tui stop {run_id}")
+        return EXIT_OK
+    return attach_run(run_dir, theme=request.theme)
+
+
+def attach_run(run_dir: Path, *, theme: str | None = None) -> int:
+    """Open the full-screen UI on the live run in ``run_dir``; the exit code."""
+    from delegate_tui.ui.app import DelegateApp
+
+    client = RunClient(run_dir)
+    try:
+        asyncio.run(_probe(run_dir))
+    except ServiceGone as exc:
+        raise Refused(
+            f"{exc}; the run is not live (`delegate-tui resume {run_dir.name}` continues it)"
+        ) from exc
+    DelegateApp(client, theme=theme).run()
+    state = client.state
+    if client.detached:
+        click.echo(f"detached: run {state.run_id} goes on")
+        click.echo(f"  watch it again: delegate-tui attach {state.run_id}")
+        click.echo(f"  end it:         delegate-tui stop {state.run_id}")
+        return EXIT_OK
+    click.echo(f"run {state.status}; log: {client.log_path}")
+    return EXIT_OK if state.status == "succeeded" else EXIT_RUN_FAILED
+
+
+async def _probe(run_dir: Path) -> None:
+    """Is a service there? (ServiceGone if not; the UI connects again in its own loop.)"""
+    probe = RunClient(run_dir)
+    await probe.connect()
+    probe.detach()
+
+
+def stop_run(run_dir: Path, reason: str = "stopped by the operator") -> int:
+    """End a live run cleanly (agents ended, log says stopped, resumable); the exit code."""
+
+    async def stop() -> RunClient:
+        client = RunClient(run_dir)
+        await client.connect()
+        if client.state.finished:
+            return client
+        refused = client.stop(reason)
+        if refused:
+            raise Refused(refused)
+        await client.run()
+        return client
+
+    try:
+        client = asyncio.run(stop())
+    except ServiceGone as exc:
+        raise Refused(f"{exc}; nothing to stop") from exc
+    click.echo(f"run {client.state.run_id} {client.state.status}; log: {client.log_path}")
+    return EXIT_OK
+
+
+def serve_run(
+    how: Literal["plan", "resume"], path: Path, run_id: str, settings: dict[str, object]
+) -> int:
+    """The run service's process: run the engine and serve it until the run ends."""
+    request = RunRequest(**settings)  # type: ignore[arg-type]
+    if how == "plan":
+        from delegate_tui.core.plan import load_plan
+
+        engine = _engine_for(load_plan(path), request, operator=True, run_id=run_id)
+        engine.preflight()
+    else:
+        engine = Engine.from_log(
+            path,
+            EngineOptions(
+                auto_approve=request.yes, kill_grace_s=request.kill_grace, hold_at_end=True
+            ),
+        )
+
+    async def serve() -> None:
+        engine.install_signal_handlers(hang_up=False)
+        await RunService(engine).run()
+
+    asyncio.run(serve())
+    return EXIT_OK if engine.state.status == "succeeded" else EXIT_RUN_FAILED

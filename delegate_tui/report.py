@@ -90,8 +90,8 @@ def plan_lines(plan: Plan, outlook: Forecast) -> list[str]:
 def saved_text(saved_s: float, operator_wait_s: float = 0.0, downtime_s: float = 0.0) -> str:
     """``time saved 1m12s (operator waits 3m05s not counted)``, or the loss when negative."""
     text = (
-        f"time saved {duration(saved_s)}"
-        if saved_s >= 0
+        f"time saved {duration(max(0.0, saved_s))}"
+        if saved_s > -0.5
         else f"{duration(-saved_s)} slower than sequential"
     )
     left_out = [

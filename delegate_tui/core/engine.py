@@ -548,9 +548,12 @@ class Engine:
         self._wake.set()
         return ""
 
-    def install_signal_handlers(self) -> None:
-        """Ctrl-C, SIGTERM or SIGHUP ends the run cleanly; a second one ends agents at once."""
-        _install(self.stop, self._supervisor)
+    def install_signal_handlers(self, *, hang_up: bool = True) -> None:
+        """Ctrl-C, SIGTERM or SIGHUP ends the run cleanly; a second one ends agents at once.
+
+        Without ``hang_up`` (the run service) a lost terminal ends nothing.
+        """
+        _install(self.stop, self._supervisor, hang_up=hang_up)
 
     # ------------------------------------------------------------ jobs
 

@@ -148,8 +148,13 @@ class Supervisor:
         self._reaper.close()
 
 
-def install_signal_handlers(stop: Callable[[str], object], supervisor: Supervisor) -> None:
-    """Ctrl-C, SIGTERM or SIGHUP ends the run cleanly; a second one ends agents at once."""
+def install_signal_handlers(
+    stop: Callable[[str], object], supervisor: Supervisor, *, hang_up: bool = True
+) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP ends the run cleanly; a second one ends agents at once.
+
+    Without ``hang_up`` (the run service, which outlives its terminal) SIGHUP is ignored.
+    """
     loop = asyncio.get_running_loop()
     count = {"n": 0}
 
@@ -163,4 +168,7 @@ def install_signal_handlers(stop: Callable[[str], object], supervisor: Superviso
     if threading.current_thread() is not threading.main_thread():
         return  # only the main thread may take signals; its owner handles them
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, handle, sig.name)
+        if sig == signal.SIGHUP and not hang_up:
+            signal.signal(sig, signal.SIG_IGN)
+        else:
+            loop.add_signal_handler(sig, handle, sig.name)

@@ -38,7 +38,7 @@ from delegate_tui.core.state import RunState
 from delegate_tui.resources import data_dir
 from delegate_tui.ui.config import UserConfig, config_dir
 from delegate_tui.ui.context import EventSource, ScreenContext
-from delegate_tui.ui.screens.dialogs import ConfirmDialog
+from delegate_tui.ui.screens.dialogs import QuitDialog
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, load_themes
 from delegate_tui.ui.widgets.agent_pane import OutputStore
@@ -254,31 +254,38 @@ class DelegateApp(App[int]):
         self._dirty = True  # panes drop their drawn lines themselves (AgentGrid)
 
     async def action_request_quit(self) -> None:
-        """Quit; if agents are running, ask first and end them."""
+        """Quit a live run: ask whether to detach (it goes on), end it, or stay."""
         state = self.source.state
         if self.read_only or self._run_done or state.finished:
             code = 0 if self.read_only else self.exit_code_for(state)
             self.exit(code, return_code=code)
             return
+        detach = getattr(self.source, "detach", None)
         running = [t.id for t in state.active]
-        if not running:
-            self._quitting = True
-            self.source.end()
-            return
+        if running:
+            question = f"{len(running)} agent(s) still running ({', '.join(running)})."
+        elif state.proposal is not None:
+            question = f"Batch {state.proposal.batch} waits for your approval."
+        else:
+            question = "The run is not over."
+        question += (
+            " Detach (the run goes on; `delegate-tui attach` comes back), or end the run "
+            "(agents ended; `delegate-tui resume` continues it)?"
+            if detach is not None
+            else " End the run (agents ended; `delegate-tui resume` continues it)?"
+        )
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
+        def chosen(answer: str | None) -> None:
+            if answer == "detach" and detach is not None:
+                detach()
+                self.exit(0, return_code=0)
+            elif answer == "end":
                 self._quitting = True
                 self.source.stop("quit by the operator")
-                self.notify(f"ending {len(running)} agent(s)…")
+                if running:
+                    self.notify(f"ending {len(running)} agent(s)…")
 
-        self.push_screen(
-            ConfirmDialog(
-                f"{len(running)} agent(s) still running ({', '.join(running)}). End them and quit?",
-                "Quit",
-            ),
-            confirmed,
-        )
+        self.push_screen(QuitDialog(question, can_detach=detach is not None), chosen)
 
     @staticmethod
     def exit_code_for(state: RunState) -> int:

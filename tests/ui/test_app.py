@@ -9,7 +9,7 @@ from textual.widgets import TextArea
 
 from delegate_tui.core.events import BatchApproved, SchedulingPaused, TaskOutput
 from delegate_tui.ui.config import UserConfig
-from delegate_tui.ui.screens.dialogs import RetryDialog, TextScreen
+from delegate_tui.ui.screens.dialogs import QuitDialog, RetryDialog, TextScreen
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.widgets.agent_pane import AgentPane
 from tests.ui.conftest import StartApp
@@ -252,9 +252,56 @@ async def test_quit_with_running_agents_asks_and_stops_them(start_app: StartApp)
     async with start_app(source, size=(120, 32)) as ui:
         await ui.press("q")
         assert source.commands == []
-        await ui.press("y")
+        assert isinstance(ui.app.screen, QuitDialog)
+        assert "1 agent(s) still running (contract)" in ui.app.screen.question
+        assert not ui.app.screen.query("#detach"), "a run in this process cannot be detached"
+        await ui.press("d")  # not offered: nothing happens
+        assert isinstance(ui.app.screen, QuitDialog)
+        await ui.press("e")
         assert source.commands[0][0] == "stop"
     assert ui.app.return_code == 1
+
+
+@pytest.mark.asyncio
+async def test_quit_with_nothing_running_still_asks_before_ending_the_run(
+    start_app: StartApp,
+) -> None:
+    """A batch waiting for approval is work pending: q asks instead of ending the run."""
+    source = FakeSource()
+    source.start_run()
+    source.propose(1, ("contract",))
+    async with start_app(source, size=(120, 32)) as ui:
+        await ui.press("q")
+        assert isinstance(ui.app.screen, QuitDialog)
+        assert "Batch 1 waits for your approval" in ui.app.screen.question
+        await ui.press("escape")
+        assert source.commands == []
+        assert not isinstance(ui.app.screen, QuitDialog)
+
+
+class AttachedSource(FakeSource):
+    """A source that is a view of a run going on elsewhere (the run service's client)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detached = False
+
+    def detach(self) -> None:
+        self.detached = True
+
+
+@pytest.mark.asyncio
+async def test_quit_from_an_attached_view_offers_to_detach(start_app: StartApp) -> None:
+    source = AttachedSource()
+    source.start_run()
+    source.start_task("contract")
+    async with start_app(source, size=(80, 24)) as ui:
+        await ui.press("q")
+        assert isinstance(ui.app.screen, QuitDialog)
+        assert ui.app.screen.query("#detach")
+        await ui.press("d")
+    assert source.detached and source.commands == []  # the run goes on
+    assert ui.app.return_code == 0
 
 
 @pytest.mark.asyncio

@@ -43,6 +43,45 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(value)
 
 
+class QuitDialog(ModalScreen[str]):
+    """Leaving a live run: detach (it goes on), end it (resumable), or cancel.
+
+    Dismissed with ``"detach"``, ``"end"`` or ``""``; without ``can_detach`` (a
+    run in this process) only ending it or cancelling is offered.
+    """
+
+    BINDINGS = [
+        Binding("d", "answer('detach')", "Detach", show=False),
+        Binding("e", "answer('end')", "End the run", show=False),
+        Binding("n,escape", "answer('')", "Cancel", show=False),
+    ]
+
+    def __init__(self, question: str, *, can_detach: bool) -> None:
+        super().__init__(classes="dialog-screen")
+        self.question = question
+        self.can_detach = can_detach
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            with Horizontal(classes="dialog-buttons"):
+                if self.can_detach:
+                    yield Button("Detach (d)", variant="primary", id="detach")
+                yield Button("End the run (e)", variant="error", id="end")
+                yield Button("Cancel (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#detach" if self.can_detach else "#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss("" if event.button.id == "cancel" else str(event.button.id))
+
+    def action_answer(self, value: str) -> None:
+        if value == "detach" and not self.can_detach:
+            return
+        self.dismiss(value)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryRequest:
     """What the operator asked for in the retry dialog."""

@@ -1,0 +1,271 @@
+"""The run service: one process that owns a run, and the socket views attach to.
+
+Owns a run's life apart from any terminal. The service runs the engine (the
+agents, git, the watcher, the log) in its own session, so closing the
+terminal, an SSH drop or the UI crashing does not end the run; it exits when
+the run ends. Views (the UI in this or another terminal, a browser page)
+attach over a Unix socket in the run's folder, ``control.sock``: the folder
+is 0700, the socket 0600, and the peer's uid is checked (SO_PEERCRED), so
+only the user who started the run may attach.
+
+The protocol is JSON, one object a line. A client says ``{"hello": 1}``;
+the service answers ``{"welcome": {"run_id", "log", "seq"}}`` and from then
+on sends every event as it is logged (the log's own line). The client
+catches up from the log file itself (events up to ``seq`` are on disk before
+the welcome is sent) and drops what it already has. Commands go the other
+way: ``{"cmd": "kill", "args": {"task_id": "a"}, "id": 7}``, answered by
+``{"ack": 7, "refusal": ""}`` (empty when carried out); every command the
+engine carries out is in the log as usual.
+
+A slow client never slows the run: each client has a bounded queue; when it
+is full, the queue is dropped and the client is told ``{"behind": {"seq",
+"skipped"}}``, and it reloads the state from the log (the newest keyframe and
+the events after it) before following again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from delegate_tui.core.engine import Engine
+from delegate_tui.core.events import Event, encode
+
+SOCKET_NAME = "control.sock"
+#: Events a client may be behind before it is moved to the newest keyframe.
+CLIENT_QUEUE_EVENTS = 4096
+#: The longest line a client may send (a command with an operator's note).
+MAX_LINE = 1 << 20
+
+#: Commands a client may send: name -> (engine method, allowed argument names).
+COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
+    "approve": ("approve", frozenset({"tasks"})),
+    "hold": ("hold", frozenset()),
+    "pause": ("pause", frozenset()),
+    "resume": ("resume", frozenset()),
+    "kill": ("kill", frozenset({"task_id"})),
+    "retry": ("retry", frozenset({"task_id", "context", "keep_worktree"})),
+    "skip": ("skip", frozenset({"task_id", "reason"})),
+    "input": ("send_input", frozenset({"task_id", "text"})),
+    "merge": ("merge", frozenset({"task_id"})),
+    "finish": ("finish", frozenset()),
+    "end": ("end", frozenset()),
+    "stop": ("stop", frozenset({"reason"})),
+}
+
+
+def socket_path(run_dir: Path) -> Path:
+    """Where a run's service listens."""
+    return run_dir / SOCKET_NAME
+
+
+@contextlib.contextmanager
+def reachable(path: Path) -> Iterator[str]:
+    """A path to bind or connect ``path`` by: itself, or one through the folder's descriptor
+    when it is longer than a Unix socket address may be (108 bytes; repositories nest deep)."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
+def message(obj: dict[str, Any]) -> bytes:
+    """One protocol line."""
+    return orjson.dumps(obj) + b"\n"
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+@dataclass(eq=False)
+class _Client:
+    writer: asyncio.StreamWriter
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE_EVENTS))
+    skipped: int = 0
+
+
+class RunService:
+    """Serves one engine's run to the clients that attach."""
+
+    def __init__(self, engine: Engine, *, allowed_uid: Callable[[int], bool] | None = None) -> None:
+        self.engine = engine
+        self._allowed = allowed_uid or (lambda uid: uid == os.getuid())
+        self._clients: set[_Client] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self.path = Path()
+        engine.subscribe(self._on_event)
+
+    @property
+    def clients(self) -> int:
+        """How many clients are attached now."""
+        return len(self._clients)
+
+    async def run(self, on_listening: Callable[[Path], None] | None = None) -> None:
+        """Run the engine and serve it until the run ends; then close every client."""
+        engine = self.engine
+        listening = asyncio.Event()
+
+        def started(ev: Event) -> None:
+            if not listening.is_set() and engine.run_dir != Path():
+                listening.set()
+
+        engine.subscribe(started)
+        runner = asyncio.get_running_loop().create_task(engine.run())
+        waiter = asyncio.get_running_loop().create_task(listening.wait())
+        await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        try:
+            if listening.is_set():
+                await self._listen()
+                if on_listening is not None:
+                    on_listening(self.path)
+            await runner
+        finally:
+            await self._close()
+
+    async def _listen(self) -> None:
+        run_dir = self.engine.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+        self.path = socket_path(run_dir)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a service that was killed
+        old = os.umask(0o177)
+        try:
+            with reachable(self.path) as address:
+                self._server = await asyncio.start_unix_server(
+                    self._serve, path=address, limit=MAX_LINE
+                )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        for client in list(self._clients):
+            self._put(client, b"")  # the end: the writer closes after what is queued
+        for _ in range(100):  # give writers a moment to deliver the end of the run
+            if not self._clients:
+                break
+            await asyncio.sleep(0.01)
+
+    def _on_event(self, ev: Event) -> None:
+        if not self._clients:
+            return
+        line = encode(ev)
+        for client in list(self._clients):
+            self._put(client, line)
+
+    def _put(self, client: _Client, line: bytes) -> None:
+        """Queue ``line`` for ``client``; one that is too far behind skips to the log's end."""
+        try:
+            client.queue.put_nowait(line)
+        except asyncio.QueueFull:
+            dropped = client.queue.qsize()
+            while not client.queue.empty():
+                client.queue.get_nowait()
+            client.skipped += dropped + (1 if line else 0)
+            behind = {"seq": self.engine.state.last_seq, "skipped": client.skipped}
+            client.queue.put_nowait(message({"behind": behind}))
+            if not line:
+                client.queue.put_nowait(line)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            uid = peer_uid(sock)
+        except OSError:
+            uid = -1
+        if not self._allowed(uid):
+            writer.write(message({"refused": "this run belongs to another user"}))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        client = _Client(writer)
+        sender = asyncio.get_running_loop().create_task(self._send(client))
+        try:
+            await self._read(reader, client)
+        finally:
+            self._clients.discard(client)
+            sender.cancel()
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _send(self, client: _Client) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while True:
+                line = await client.queue.get()
+                if not line:
+                    break
+                client.writer.write(line)
+                await client.writer.drain()
+        self._clients.discard(client)
+        with contextlib.suppress(Exception):
+            client.writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader, client: _Client) -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except (ConnectionError, ValueError):  # a line over MAX_LINE: not a client of ours
+                return
+            if not line:
+                return
+            try:
+                request = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self._put(client, message({"error": "not JSON"}))
+                continue
+            if not isinstance(request, dict):
+                continue
+            if "hello" in request:
+                # Registered before the welcome: every event after `seq` reaches its queue.
+                self._clients.add(client)
+                state = self.engine.state
+                welcome = {
+                    "run_id": state.run_id,
+                    "log": str(self.engine.log_path),
+                    "seq": state.last_seq,
+                }
+                self._put(client, message({"welcome": welcome}))
+            elif "cmd" in request:
+                answer = {"ack": request.get("id"), "refusal": self._command(request)}
+                client.writer.write(message(answer))  # ahead of queued events: the answer
+            else:
+                self._put(client, message({"error": "unknown request"}))
+
+    def _command(self, request: dict[str, Any]) -> str:
+        name = request.get("cmd")
+        args = request.get("args") or {}
+        entry = COMMANDS.get(name) if isinstance(name, str) else None
+        if entry is None or not isinstance(args, dict):
+            return f"unknown command {name!r}"
+        method, allowed = entry
+        if set(args) - allowed:
+            return f"{name}: unknown argument(s) {', '.join(sorted(set(args) - allowed))}"
+        try:
+            result = getattr(self.engine, method)(**args)
+        except TypeError as exc:
+            return f"{name}: {exc}"
+        return str(result)

@@ -1,0 +1,240 @@
+"""The run service: a run outlives its terminal; views attach, detach and command it.
+
+Real processes, real sockets, real git: the service is started by the CLI as a
+user starts it, and views are the same RunClient the UI uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core import service as service_module
+from delegate_tui.core.client import RunClient, ServiceGone
+from delegate_tui.core.engine import Engine, EngineOptions
+from delegate_tui.core.events import Event, RunFinished, TaskFinished
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.reaper import group_alive
+from delegate_tui.core.replay import final_state
+from delegate_tui.core.service import RunService, socket_path
+from tests.conftest import git
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, cwd: Path, home: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    return subprocess.run(
+        [sys.executable, "-m", "delegate_tui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def long_plan(tmp_path: Path, repo: Path) -> Path:
+    """`slow` waits (printing) on its first attempt and finishes on the next; `after` needs it."""
+    flag = tmp_path / "attempted"
+    pid = tmp_path / "slow.pid"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        textwrap.dedent(
+            f"""\
+            name: long
+            repo: {repo}
+            agent: shell
+            tasks:
+              - id: slow
+                command: "echo $$ > {pid}; if [ -e {flag} ]; then echo done > out.txt; else touch {flag}; for i in $(seq 60); do echo tick $i; sleep 0.5; done; fi"
+                edits: [out.txt]
+              - id: after
+                command: "echo ok > after.txt"
+                edits: [after.txt]
+                depends_on: [slow]
+            """
+        )
+    )
+    return plan
+
+
+async def wait_for(check: Callable[[], bool], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_run_outlives_its_views_and_answers_every_view(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    plan = long_plan(tmp_path, repo)
+    started = cli("run", str(plan), "--detach", cwd=repo, home=home)
+    assert started.returncode == 0, started.stderr
+    assert "goes on in the background" in started.stdout
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct(socket_path(run_dir).stat().st_mode & 0o777) == "0o600"
+
+    first = RunClient(run_dir)
+    await first.connect()
+    assert first.state.proposal is not None and first.state.proposal.tasks == ("slow",)
+    assert first.approve() == ""
+    following = asyncio.create_task(first.run())
+    pid_file = tmp_path / "slow.pid"
+    await wait_for(pid_file.exists)
+    await wait_for(lambda: first.state.tasks["slow"].status == "running")
+    agent = first.state.tasks["slow"].attempts[-1].pid
+    first.detach()  # the terminal goes away
+    await following
+    service_pid = first.state.host_pids[-1]
+    os.kill(service_pid, signal.SIGHUP)  # as a closed terminal would send
+    await asyncio.sleep(0.5)
+    assert alive(agent) and alive(service_pid), "closing the view ended nothing"
+
+    # Two views at once: both see everything, both may command.
+    one, two = RunClient(run_dir), RunClient(run_dir)
+    seen: dict[str, list[Event]] = {"one": [], "two": []}
+    for name, view in (("one", one), ("two", two)):
+        await view.connect()
+        view.subscribe(seen[name].append)
+        assert view.state.tasks["slow"].attempts[-1].pid == agent  # the same agent, not a new one
+    runs = [asyncio.create_task(one.run()), asyncio.create_task(two.run())]
+    assert one.kill("slow") == ""
+    assert one.kill("after") == "after is not running (pending)"  # refused at once, locally
+    for name in seen:
+        await wait_for(lambda n=name: any(isinstance(e, TaskFinished) for e in seen[n]))  # type: ignore[misc]
+    assert two.state.tasks["slow"].status == "killed"
+    assert not group_alive(agent)
+    assert two.retry("slow", "go on") == ""  # the other view decides next
+    await wait_for(lambda: one.state.proposal is not None, 30)
+    assert one.state.proposal is not None and one.state.proposal.tasks == ("after",)
+    assert one.approve() == ""
+    await asyncio.wait_for(asyncio.gather(*runs), 30)
+    for name in seen:
+        finished = [e for e in seen[name] if isinstance(e, RunFinished)]
+        assert [e.status for e in finished] == ["succeeded"], name
+    await wait_for(lambda: not alive(service_pid))  # the service's life is the run's
+    assert not socket_path(run_dir).exists()
+    state, _ = final_state(run_dir / "events.jsonl")
+    assert [a.context for a in state.tasks["slow"].attempts] == ["", "go on"]
+
+
+async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    plan = long_plan(tmp_path, repo)
+    assert cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    await wait_for((tmp_path / "slow.pid").exists)
+    stopped = cli("stop", cwd=repo, home=home)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"run {run_dir.name} stopped" in stopped.stdout
+    state, _ = final_state(run_dir / "events.jsonl")
+    assert state.status == "stopped"
+    assert state.tasks["slow"].status == "interrupted"
+    assert not group_alive(state.tasks["slow"].attempts[-1].pgid)
+    again = cli("attach", run_dir.name, cwd=repo, home=home)
+    assert again.returncode == 2
+    assert "the run is not live" in again.stderr and "resume" in again.stderr
+    # Stopped is resumable: the interrupted task starts again.
+    resumed = cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state, _ = final_state(run_dir / "events.jsonl")
+    assert state.status == "succeeded"
+    assert git(repo, "show", f"{state.integration_branch}:out.txt") == "done\n"
+
+
+async def test_a_killed_service_leaves_no_agent_and_views_say_so(
+    repo: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    plan = long_plan(tmp_path, repo)
+    assert cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    view = RunClient(run_dir)
+    await view.connect()
+    following = asyncio.create_task(view.run())
+    await wait_for(lambda: view.state.tasks["slow"].status == "running")
+    pgid = view.state.tasks["slow"].attempts[-1].pgid
+    os.kill(view.state.host_pids[-1], signal.SIGKILL)
+    await asyncio.wait_for(following, 10)
+    assert view.service_gone
+    assert "the run service is gone" in view.state.notices[-1].message
+    await wait_for(lambda: not group_alive(pgid), 10)  # the watchdog ended the agent
+    resumed = cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+async def test_another_users_view_is_refused(repo: Path, write_plan: Callable[..., Plan]) -> None:
+    plan = write_plan(
+        f"name: p\nrepo: {repo}\nagent: shell\ntasks:\n"
+        "  - {id: a, command: 'sleep 5', edits: [a]}\n"
+    )
+    engine = Engine(plan, EngineOptions(kill_grace_s=1.0))
+    seen: list[int] = []
+
+    def only_nobody(uid: int) -> bool:
+        seen.append(uid)
+        return False
+
+    service = RunService(engine, allowed_uid=only_nobody)
+    listening = asyncio.Event()
+    serving = asyncio.create_task(service.run(on_listening=lambda _path: listening.set()))
+    await asyncio.wait_for(listening.wait(), 20)
+    with pytest.raises(ServiceGone, match="belongs to another user"):
+        await RunClient(engine.run_dir).connect()
+    assert seen == [os.getuid()]  # the peer's real uid, from the kernel
+    engine.stop("test over")
+    await asyncio.wait_for(serving, 20)
+
+
+async def test_a_view_that_reads_nothing_never_holds_up_the_run(
+    repo: Path, write_plan: Callable[..., Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "CLIENT_QUEUE_EVENTS", 5)
+    plan = write_plan(
+        f"name: p\nrepo: {repo}\nagent: shell\nmax_parallel: 2\ntasks:\n"
+        "  - {id: wait, command: 'sleep 1', edits: [w]}\n"
+        "  - {id: flood, command: 'sleep 1; seq 1500000', edits: [f]}\n"
+    )
+    engine = Engine(plan, EngineOptions(auto_approve=True, kill_grace_s=1.0))
+    service = RunService(engine)
+    listening = asyncio.Event()
+    serving = asyncio.create_task(service.run(on_listening=lambda _path: listening.set()))
+    await asyncio.wait_for(listening.wait(), 20)
+    # A stalled view: says hello, then reads nothing while the flood runs.
+    with service_module.reachable(socket_path(engine.run_dir)) as address:
+        reader, writer = await asyncio.open_unix_connection(address)
+    writer.write(b'{"hello": 1}\n')
+    await writer.drain()
+    view = RunClient(engine.run_dir)
+    await view.connect()
+    following = asyncio.create_task(view.run())
+    await asyncio.wait_for(serving, 60)  # the run ends although one view never read
+    await asyncio.wait_for(following, 10)
+    assert engine.state.status == "succeeded"
+    assert view.state.status == "succeeded"
+    assert view.state.tasks["flood"].attempts[-1].output_bytes > 10_000_000
+    stalled = (await asyncio.wait_for(reader.read(), 10)).splitlines()
+    behind = [line for line in stalled if line.startswith(b'{"behind"')]
+    assert behind, "the stalled view is told it fell behind"
+    assert any(b'"type":"RunFinished"' in line for line in stalled[-3:]), "and sees the end"
