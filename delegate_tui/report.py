@@ -21,6 +21,7 @@ from delegate_tui.core import batching, graph, runlog
 from delegate_tui.core.forecast import Forecast
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.replay import final_state
+from delegate_tui.core.service import service_status
 from delegate_tui.core.state import RunState
 
 if TYPE_CHECKING:
@@ -142,10 +143,12 @@ class RunRow:
     started: float
     duration_s: float
     status: str
-    """The run's end status, or ``unfinished`` (still going, or cut off)."""
+    """The run's end status, ``live`` (its service runs it now), or ``unfinished`` (cut off)."""
     ok: int
     failed: int
     total: int
+    views: int = 0
+    """Views attached to a live run."""
 
     def as_json(self) -> dict[str, object]:
         """The row of ``runs --json``."""
@@ -158,15 +161,22 @@ class RunRow:
             "ok": self.ok,
             "failed": self.failed,
             "tasks": self.total,
+            "live": self.status == "live",
+            "views": self.views,
             "log": str(self.log),
         }
 
     def line(self) -> str:
         """The row of ``runs``."""
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started))
+        status = (
+            f"live ({self.views} view{'s' if self.views != 1 else ''})"
+            if (self.status == "live")
+            else self.status
+        )
         return (
             f"{self.run_id}  {started}  {duration(round(self.duration_s, 1)):>6}  "
-            f"{self.status:<10} {self.ok}/{self.total} ok, {self.failed} failed  {self.plan}"
+            f"{status:<10} {self.ok}/{self.total} ok, {self.failed} failed  {self.plan}"
         )
 
 
@@ -179,6 +189,7 @@ def list_runs(repo: Path) -> list[RunRow]:
         except runlog.LogError:
             continue
         tasks = state.tasks.values()
+        live = None if state.finished else service_status(path.parent)
         rows.append(
             RunRow(
                 log=path,
@@ -186,10 +197,11 @@ def list_runs(repo: Path) -> list[RunRow]:
                 plan=state.plan.name if state.plan else "?",
                 started=state.started_ts,
                 duration_s=state.elapsed_s,
-                status=state.status if state.finished else "unfinished",
+                status=state.status if state.finished else "live" if live else "unfinished",
                 ok=sum(t.status == "succeeded" for t in tasks),
                 failed=sum(t.status in batching.FAILED_STATUSES for t in tasks),
                 total=len(state.tasks),
+                views=live["views"] if live else 0,
             )
         )
     return rows

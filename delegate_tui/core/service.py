@@ -33,12 +33,14 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import Event, encode
+
+if TYPE_CHECKING:
+    from delegate_tui.core.engine import Engine
 
 SOCKET_NAME = "control.sock"
 #: Events a client may be behind before it is moved to the newest keyframe.
@@ -249,6 +251,9 @@ class RunService:
                     "seq": state.last_seq,
                 }
                 self._put(client, message({"welcome": welcome}))
+            elif "status" in request:  # `runs` asks who is there, without attaching
+                status = {"pid": os.getpid(), "views": len(self._clients)}
+                client.writer.write(message({"status": status}))
             elif "cmd" in request:
                 answer = {"ack": request.get("id"), "refusal": self._command(request)}
                 client.writer.write(message(answer))  # ahead of queued events: the answer
@@ -269,3 +274,20 @@ class RunService:
         except TypeError as exc:
             return f"{name}: {exc}"
         return str(result)
+
+
+def service_status(run_dir: Path, timeout: float = 0.5) -> dict[str, int] | None:
+    """``{"pid", "views"}`` of the live service of ``run_dir``, or ``None`` when none answers."""
+    path = socket_path(run_dir)
+    if not path.exists():
+        return None
+    try:
+        with reachable(path) as address, socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            sock.sendall(message({"status": 1}))
+            answer = sock.makefile("rb").readline()
+        status = orjson.loads(answer).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status if isinstance(status, dict) else None

@@ -7,6 +7,7 @@ user starts it, and views are the same RunClient the UI uses.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -145,12 +146,21 @@ async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path)
     assert cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
     run_dir = next((repo / ".delegate" / "runs").iterdir())
     await wait_for((tmp_path / "slow.pid").exists)
+    view = RunClient(run_dir)
+    await view.connect()
+    listed = json.loads(cli("runs", "--json", cwd=repo, home=home).stdout)
+    assert [(r["run_id"], r["status"], r["live"], r["views"]) for r in listed] == [
+        (run_dir.name, "live", True, 1)
+    ]
+    view.detach()
     stopped = cli("stop", cwd=repo, home=home)
     assert stopped.returncode == 0, stopped.stderr
     assert f"run {run_dir.name} stopped" in stopped.stdout
     state, _ = final_state(run_dir / "events.jsonl")
     assert state.status == "stopped"
     assert state.tasks["slow"].status == "interrupted"
+    listed = json.loads(cli("runs", "--json", cwd=repo, home=home).stdout)
+    assert [(r["status"], r["live"]) for r in listed] == [("stopped", False)]
     assert not group_alive(state.tasks["slow"].attempts[-1].pgid)
     again = cli("attach", run_dir.name, cwd=repo, home=home)
     assert again.returncode == 2
