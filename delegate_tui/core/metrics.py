@@ -68,7 +68,9 @@ def summarize(state: RunState) -> str:
             detail = f"{task.id} ({reason})"
         elif task.status == "blocked":
             detail = f"{task.id} (needs {task.blocked_by})"
-        groups.setdefault(task.status, []).append(detail)
+        # Proposed or pending, a task has not run: one "not run" group, in plan order.
+        group = "pending" if task.status == "proposed" else task.status
+        groups.setdefault(group, []).append(detail)
     order = [
         "succeeded",
         "awaiting-merge",
@@ -80,12 +82,11 @@ def summarize(state: RunState) -> str:
         "blocked",
         "skipped",
         "pending",
-        "proposed",
     ]
     parts = []
     for status in order + sorted(set(groups) - set(order)):
         if status in groups:
-            label = "not run" if status in ("pending", "proposed") else status
+            label = "not run" if status == "pending" else status
             parts.append(f"{label}: {', '.join(groups[status])}")
     return "; ".join(parts)
 

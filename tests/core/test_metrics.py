@@ -16,6 +16,7 @@ from delegate_tui.core.events import (
     ConflictDetected,
     ConflictResolved,
     Event,
+    HeldTask,
     MergeConflict,
     RetryScheduled,
     RunFinished,
@@ -24,6 +25,7 @@ from delegate_tui.core.events import (
     TaskCommitted,
     TaskExited,
     TaskFinished,
+    TaskSkipped,
     TaskStarted,
 )
 from delegate_tui.core.plan import parse_plan
@@ -372,3 +374,64 @@ def test_figures_are_rounded_to_the_millisecond(at: float) -> None:
     state = fold([run_started(), *batch(1, 0, "a"), *attempt("a", 0.0, 1.0 / 3)])
     m = metrics.compute(state, T0 + at)
     assert m.sequential_s == 0.333 and m.wall_s == 5.0
+
+
+def test_summary_names_every_outcome_with_its_reason() -> None:
+    """The paragraph at the end of a run: who succeeded, who failed and why, what is left."""
+    plan = parse_plan(
+        "name: all\ntasks:\n"
+        + "".join(
+            f"  - {{id: {t}, prompt: x, edits: [{t}]}}\n"
+            for t in ("ok", "merge", "kill", "slow", "cut", "stuck", "skip", "wait", "next", "held")
+        )
+    )
+    state = RunState()
+    apply(
+        state,
+        RunStarted(
+            run_id="r",
+            plan=plan.model_dump(mode="json", by_alias=True),
+            plan_path="p",
+            repo="/r",
+            isolation="worktree",
+            ts=T0,
+        ),
+    )
+    outcomes = {
+        "ok": ("succeeded", ""),
+        "merge": ("merge-conflict", "merge conflict in a.py"),
+        "kill": ("killed", ""),
+        "slow": ("timed-out", "timed out after 20m"),
+        "cut": ("interrupted", ""),
+        "held": ("awaiting-merge", ""),
+    }
+    for task, (status, reason) in outcomes.items():
+        for ev in attempt(task, 0, 1)[:1]:
+            apply(state, ev)
+        apply(state, TaskFinished(task=task, attempt=1, status=status, reason=reason, ts=T0 + 1))
+    apply(state, TaskBlocked(task="stuck", by="kill", reason="dependency kill killed", ts=T0 + 2))
+    apply(state, TaskSkipped(task="skip", reason="not needed", ts=T0 + 2))
+    apply(state, BatchProposed(batch=2, tasks=("next",), ts=T0 + 2))
+    assert metrics.summarize(state) == (
+        "succeeded: ok; awaiting-merge: held; merge-conflict: merge (merge conflict in a.py); "
+        "timed-out: slow (timed out after 20m); killed: kill (killed); "
+        "interrupted: cut (interrupted); blocked: stuck (needs kill); skipped: skip; "
+        "not run: wait, next"
+    )
+    state.tasks["wait"].status = "failed"  # failed before any attempt started
+    assert "failed: wait (failed)" in metrics.summarize(state)
+
+
+def test_stats_gives_a_waiting_tasks_reason_and_durations_to_the_millisecond() -> None:
+    state = fold([run_started(), *batch(1, 0, "a"), *attempt("a", 0.0, 1.0 / 3)])
+    apply(
+        state,
+        BatchProposed(
+            batch=2, tasks=(), held=(HeldTask("b", "max_parallel (1) reached"),), ts=T0 + 1
+        ),
+    )
+    tasks = metrics.stats(state)["tasks"]
+    assert tasks["a"]["duration_s"] == 0.333  # type: ignore[index]
+    assert tasks["a"]["reason"] == ""  # type: ignore[index]
+    assert tasks["b"]["reason"] == "max_parallel (1) reached"  # type: ignore[index]
+    assert tasks["c"]["reason"] == ""  # type: ignore[index]
