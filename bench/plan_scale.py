@@ -88,7 +88,12 @@ def bench_ui(path: Path) -> dict[str, float]:
         for _ in range(40):
             steps.append(press("Down"))
             time.sleep(0.05)
-        term.send("q")
+        # The run waits for approval in its own service: end it (the terminal's end would not).
+        subprocess.run(
+            [sys.executable, "-m", "delegate_tui", "stop", "--repo", str(folder)],
+            check=False,
+            capture_output=True,
+        )
     steps.sort()
     return {
         "ui_first_frame_ms": round(first_frame * 1000),

@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,16 @@ def first_frame(plan: Path) -> float:
         start = time.perf_counter()
         term.start(f"{sys.executable} -m delegate_tui run {plan}; sleep 5")
         term.wait_for(lambda screen: "Tasks" in screen and "Agents" in screen, 10)
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        # The run waits for approval in its own service: end it (the terminal's end would not).
+        term.wait_for(lambda screen: "waits for approval" in screen, 30)
+        repo = plan.parent.parent
+        subprocess.run(
+            [sys.executable, "-m", "delegate_tui", "stop", "--repo", str(repo)],
+            check=False,
+            capture_output=True,
+        )
+        return took
 
 
 def main() -> None:

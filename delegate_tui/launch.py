@@ -25,13 +25,10 @@ import click
 
 from delegate_tui.core import runlog
 from delegate_tui.core.agents import PRESETS
-from delegate_tui.core.client import RunClient, ServiceGone
+from delegate_tui.core.client import SERVICE_LOG, SERVICE_START_S, RunClient, ServiceGone
 from delegate_tui.core.engine import Engine, EngineOptions, PreflightError, new_run_id
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.service import RunService, socket_path
-
-#: The run service's own output (a traceback, if it ever has one), in the run folder.
-SERVICE_LOG = "service.log"
+from delegate_tui.core.service import RunService, service_status, socket_path
 
 #: Exit codes of every command: success, a run that ended partial, failed or
 #: stopped, and bad input (plan, log, flag) refused before anything started.
@@ -186,9 +183,6 @@ def resume_run(path: Path, request: RunRequest) -> int:
 
 # ---------------------------------------------------------------- the run service
 
-#: How long a new run service may take to start listening.
-SERVICE_START_S = 30.0
-
 
 def _serve(how: list[str], repo: Path, request: RunRequest, *, run_dir: Path | None = None) -> int:
     """Start a run service in its own session, then attach the UI (or, detached, return)."""
@@ -216,35 +210,42 @@ def _serve(how: list[str], repo: Path, request: RunRequest, *, run_dir: Path | N
             start_new_session=True,  # no terminal's hang-up reaches it
             close_fds=True,
         )
-    sock = socket_path(run_dir)
+    if not request.detach:  # the UI draws while the service starts
+        return attach_run(run_dir, theme=request.theme, starting=child)
+    sock, log = socket_path(run_dir), run_dir / runlog.LOG_NAME
     deadline = time.monotonic() + SERVICE_START_S
     while not sock.exists():
-        if child.poll() is not None or time.monotonic() > deadline:
+        ended = child.poll() is not None
+        if ended and log.exists():
+            break  # a quick run that is already over
+        if ended or time.monotonic() > deadline:
             tail = (run_dir / SERVICE_LOG).read_text(errors="replace").strip().splitlines()[-5:]
             raise Refused(
                 "the run service did not start"
                 + (": " + " / ".join(tail) if tail else f" (see {run_dir / SERVICE_LOG})")
             )
         time.sleep(0.02)
-    if request.detach:
-        click.echo(f"run {run_id} goes on in the background (log: {run_dir / runlog.LOG_NAME})")
-        click.echo(f"  watch it: delegate-tui attach {run_id}")
-        click.echo(f"  end it:   delegate-tui stop {run_id}")
-        return EXIT_OK
-    return attach_run(run_dir, theme=request.theme)
+    click.echo(f"run {run_id} goes on in the background (log: {log})")
+    click.echo(f"  watch it: delegate-tui attach {run_id}")
+    click.echo(f"  end it:   delegate-tui stop {run_id}")
+    return EXIT_OK
 
 
-def attach_run(run_dir: Path, *, theme: str | None = None) -> int:
-    """Open the full-screen UI on the live run in ``run_dir``; the exit code."""
+def attach_run(
+    run_dir: Path, *, theme: str | None = None, starting: subprocess.Popen[bytes] | None = None
+) -> int:
+    """Open the full-screen UI on the live run in ``run_dir``; the exit code.
+
+    ``starting``: the service just started for it (the UI opens without waiting).
+    """
     from delegate_tui.ui.app import DelegateApp
 
-    client = RunClient(run_dir)
-    try:
-        asyncio.run(_probe(run_dir))
-    except ServiceGone as exc:
+    if starting is None and service_status(run_dir) is None:
         raise Refused(
-            f"{exc}; the run is not live (`delegate-tui resume {run_dir.name}` continues it)"
-        ) from exc
+            f"no run service is running for {run_dir}; the run is not live "
+            f"(`delegate-tui resume {run_dir.name}` continues it)"
+        )
+    client = RunClient(run_dir, starting=starting)
     DelegateApp(client, theme=theme).run()
     state = client.state
     if client.detached:
@@ -254,13 +255,6 @@ def attach_run(run_dir: Path, *, theme: str | None = None) -> int:
         return EXIT_OK
     click.echo(f"run {state.status}; log: {client.log_path}")
     return EXIT_OK if state.status == "succeeded" else EXIT_RUN_FAILED
-
-
-async def _probe(run_dir: Path) -> None:
-    """Is a service there? (ServiceGone if not; the UI connects again in its own loop.)"""
-    probe = RunClient(run_dir)
-    await probe.connect()
-    probe.detach()
 
 
 def stop_run(run_dir: Path, reason: str = "stopped by the operator") -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,14 @@ from delegate_tui.core.service import MAX_LINE, message, reachable, socket_path
 from delegate_tui.core.state import RunState, apply
 
 Listener = Callable[[Event], None]
+#: How long a service this client's command started may take to listen.
+SERVICE_START_S = 30.0
+#: The run service's own output (a traceback, if it ever has one), in the run folder.
+SERVICE_LOG = "service.log"
+SERVICE_GONE = (
+    "the run service is gone (killed or crashed): its agents were ended; "
+    "`delegate-tui resume` continues the run from its log"
+)
 
 
 class ServiceGone(Exception):
@@ -40,8 +49,11 @@ class ServiceGone(Exception):
 class RunClient:
     """One attached view of a live run."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, *, starting: subprocess.Popen[bytes] | None = None) -> None:
+        """``starting``: the service this client's command just started; connecting
+        waits for it to listen (the UI draws meanwhile) instead of failing at once."""
         self.run_dir = run_dir
+        self._starting = starting
         self.log_path = run_dir / LOG_NAME
         self.state = RunState()
         self.detached = False
@@ -65,13 +77,21 @@ class RunClient:
 
     async def connect(self) -> None:
         """Attach: connect and say hello (ServiceGone if no service answers)."""
-        try:
-            with reachable(socket_path(self.run_dir)) as address:
-                self._reader, self._writer = await asyncio.open_unix_connection(
-                    address, limit=MAX_LINE * 16
-                )
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-            raise ServiceGone(f"no run service is running for {self.run_dir}") from exc
+        deadline = time.monotonic() + SERVICE_START_S
+        while True:
+            try:
+                with reachable(socket_path(self.run_dir)) as address:
+                    self._reader, self._writer = await asyncio.open_unix_connection(
+                        address, limit=MAX_LINE * 16
+                    )
+                break
+            except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+                starting = self._starting
+                if starting is None or time.monotonic() > deadline:
+                    raise ServiceGone(f"no run service is running for {self.run_dir}") from exc
+                if starting.poll() is not None:
+                    raise ServiceGone(f"the run service did not start: {self._why()}") from exc
+                await asyncio.sleep(0.01)
         self._writer.write(message({"hello": 1}))
         first = await self._reader.readline()
         if not first:
@@ -84,7 +104,16 @@ class RunClient:
     async def run(self) -> RunState:
         """Follow the run until it ends, the client detaches, or the service goes away."""
         if self._reader is None:
-            await self.connect()
+            try:
+                await self.connect()
+            except ServiceGone:
+                if self.log_path.exists():
+                    self._reload()
+                if self.state.finished:
+                    return self.state  # it ended before this view came
+                self.service_gone = True
+                self._local("error", SERVICE_GONE)
+                return self.state
         assert self._reader is not None
         try:
             while True:
@@ -96,12 +125,17 @@ class RunClient:
             pass
         if not self.detached and not self.state.finished:
             self.service_gone = True
-            self._local(
-                "error",
-                "the run service is gone (killed or crashed): its agents were ended; "
-                "`delegate-tui resume` continues the run from its log",
-            )
+            self._local("error", SERVICE_GONE)
         return self.state
+
+    def _why(self) -> str:
+        """The end of the service's own output (its error), or where to find it."""
+        path = self.run_dir / SERVICE_LOG
+        try:
+            lines = path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return " / ".join(lines[-3:]) if lines else f"see {path}"
 
     def _line(self, line: bytes) -> None:
         if line.startswith(b'{"type"'):  # an event: the log's own line

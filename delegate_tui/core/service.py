@@ -47,6 +47,9 @@ SOCKET_NAME = "control.sock"
 CLIENT_QUEUE_EVENTS = 4096
 #: The longest line a client may send (a command with an operator's note).
 MAX_LINE = 1 << 20
+#: A run that ended before any view attached (a quick run started from the UI)
+#: waits this long for its first view, so that view sees the end, not an error.
+LINGER_S = 10.0
 
 #: Commands a client may send: name -> (engine method, allowed argument names).
 COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
@@ -110,6 +113,7 @@ class RunService:
         self.engine = engine
         self._allowed = allowed_uid or (lambda uid: uid == os.getuid())
         self._clients: set[_Client] = set()
+        self._attached = asyncio.Event()  # some view said hello, once
         self._server: asyncio.AbstractServer | None = None
         self.path = Path()
         engine.subscribe(self._on_event)
@@ -139,6 +143,9 @@ class RunService:
                 if on_listening is not None:
                     on_listening(self.path)
             await runner
+            if self._server is not None and not self._attached.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._attached.wait(), LINGER_S)
         finally:
             await self._close()
 
@@ -244,6 +251,7 @@ class RunService:
             if "hello" in request:
                 # Registered before the welcome: every event after `seq` reaches its queue.
                 self._clients.add(client)
+                self._attached.set()
                 state = self.engine.state
                 welcome = {
                     "run_id": state.run_id,
