@@ -456,3 +456,22 @@ def test_automatic_retries_cover_timeouts_and_merge_conflicts_but_never_a_kill()
     assert not allowed("failed", kill=True), "the operator ended it: do not start it again"
     assert not allowed("killed") and not allowed("skipped") and not allowed("succeeded")
     assert not batching.auto_retry_allowed(plan, state_of(plan, a="failed"), "a")
+
+
+def test_the_plan_view_lists_independent_pairs_its_scopes_keep_apart() -> None:
+    plan = plan_of(
+        """\
+        - {id: api, prompt: x, edits: ["src/api/**"]}
+        - {id: fix, prompt: x, edits: [src/api/login.py]}
+        - {id: after, prompt: x, edits: ["src/api/**"], depends_on: [api]}
+        - {id: db-a, prompt: x, edits: [db/a.sql], resources: [database]}
+        - {id: db-b, prompt: x, edits: [db/b.sql], resources: [database]}
+        """
+    )
+    assert batching.declared_overlaps(plan, "worktree") == [
+        ("api", "fix", "edits overlap with api on src/api/login.py / src/api/**"),
+        ("fix", "after", "edits overlap with fix on src/api/** / src/api/login.py"),
+        ("db-a", "db-b", "shares resource database with db-a"),
+    ], "api and after are on one chain: they never run together anyway"
+    assert batching.declared_overlaps(plan, "worktree", limit=4) == []
+    assert len(batching.declared_overlaps(plan, "worktree", limit=5)) == 3

@@ -399,3 +399,27 @@ def test_a_keyframe_restores_the_state_it_was_taken_from(source: ReplaySource) -
     assert restore({**data, "unknown": 1}, None).tasks == state.tasks, "unknown keys are ignored"
     with pytest.raises(DecodeError, match="a keyframe must be a JSON object"):
         restore([data], state.plan)
+
+
+def test_seeking_from_a_keyframe_on_disk_keeps_the_runs_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyframes on disk leave the plan out; a seek from one gets it from the RunStarted."""
+    from delegate_tui.core import runlog
+
+    monkeypatch.setattr(runlog, "KEYFRAME_EVERY", 4)
+    log = tmp_path / "events.jsonl"
+    events = recording()
+    write_log(log, events)
+    source = ReplaySource.from_log(log)
+    assert [k.events for k in source._keyframes] == [0, 4, 8, 12, 16]
+    applied: list[Event] = []
+    real = replay.apply
+    monkeypatch.setattr(replay, "apply", lambda s, e: applied.append(e) or real(s, e))
+    source.seek(10)
+    # The plan is read once from the RunStarted, then the events after the keyframe at 8.
+    assert applied == [events[0], *events[8:10]]
+    assert source.state == build(events[:10])
+    assert source.state.plan is not None and source.state.plan.name == "replayed"
+    source.seek(5)
+    assert source.state == build(events[:5]) and source.state.plan == build(events[:1]).plan
