@@ -221,7 +221,8 @@ class Attempt:
         task, task_id, number, ctx = self.task, self.task_id, self.number, self.ctx
         spec = ctx.agents[ctx.plan.agent_of(task)]
         self._last_message_path.parent.mkdir(parents=True, exist_ok=True)
-        prompt = agent_prompt(spec, self.prompt, task.persona)  # logged exactly as sent
+        prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
+        prompt = agent_prompt(spec, prompt, task.persona)  # logged exactly as sent
         argv = build_argv(
             spec,
             prompt=prompt,

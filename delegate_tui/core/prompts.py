@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from delegate_tui.core import scopes
+from delegate_tui.core.events import ACTIVE_STATUSES
 from delegate_tui.core.plan import OUTPUT_REF_RE, Plan
 from delegate_tui.core.state import AttemptState, RunState
 
@@ -144,3 +146,57 @@ def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -
     if operator_text.strip():
         parts += ["", _NOTE_HEADER, operator_text.strip()]
     return "\n".join(parts).strip() + "\n"
+
+
+#: Entries of each list in the scope section; the rest are counted, not listed.
+SCOPE_ENTRIES = 8
+SCOPE_HEADER = "--- Who owns what (from delegate-tui, which runs other agents beside you) ---"
+_OWNING = {"awaiting-merge": "waiting to merge", "pending": "queued", "proposed": "queued"}
+
+
+def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
+    """The end of every attempt's prompt: what this task may change, what others own.
+
+    Short and stable for large plans: running tasks first, then those waiting to
+    merge, then queued ones, at most :data:`SCOPE_ENTRIES` of each list and a count.
+    """
+    task = plan.task(task_id)
+    lines = [SCOPE_HEADER]
+    if task.kind == "consult":
+        lines.append(
+            "This is a consult task: change no file; give your answer in your final message."
+        )
+    elif task.edits:
+        lines.append("You may change: " + ", ".join(task.edits))
+    else:
+        lines.append("No files were declared for you: change only what the task needs.")
+    owners: list[tuple[int, str]] = []
+    order = {"running": 0, "waiting to merge": 1, "queued": 2}
+    for other in plan.tasks:
+        if other.id == task_id or not other.edits:
+            continue
+        status = state.tasks[other.id].status if other.id in state.tasks else "pending"
+        how = "running" if status in ACTIVE_STATUSES else _OWNING.get(status)
+        if how is None:
+            continue  # done, failed or skipped: owns nothing now
+        owners.append((order[how], f"  {', '.join(other.edits)}: {other.id} ({how})"))
+    if owners:
+        owners.sort(key=lambda o: o[0])
+        lines.append(
+            "Other agents own these; do not change them, say in your final message what you need instead:"
+        )
+        lines += [line for _, line in owners[:SCOPE_ENTRIES]]
+        if len(owners) > SCOPE_ENTRIES:
+            lines.append(f"  and {len(owners) - SCOPE_ENTRIES} more task(s)")
+    mine = set(scopes.shared_hits(task.edits, plan.shared_files))
+    shared = [f for f in plan.shared_files if f not in mine]
+    if shared and task.kind != "consult":
+        shown = ", ".join(shared[:SCOPE_ENTRIES])
+        more = f" and {len(shared) - SCOPE_ENTRIES} more" if len(shared) > SCOPE_ENTRIES else ""
+        lines.append(f"Shared config files only their declared owner may change: {shown}{more}")
+    return "\n".join(lines) + "\n"
+
+
+def with_scope_section(prompt: str, plan: Plan, state: RunState, task_id: str) -> str:
+    """``prompt`` with :func:`scope_section` at its end."""
+    return prompt.rstrip() + "\n\n" + scope_section(plan, state, task_id)

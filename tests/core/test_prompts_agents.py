@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from delegate_tui.core import prompts
 from delegate_tui.core.agents import (
     PRESETS,
     AgentDef,
@@ -15,8 +16,9 @@ from delegate_tui.core.agents import (
     resolve_agents,
 )
 from delegate_tui.core.events import CriterionResult
+from delegate_tui.core.plan import Plan, parse_plan
 from delegate_tui.core.prompts import final_output, plain_text, retry_prompt, tail_text
-from delegate_tui.core.state import AttemptState
+from delegate_tui.core.state import AttemptState, RunState, TaskState
 
 
 def test_plain_text_renders_like_a_terminal() -> None:
@@ -142,3 +144,59 @@ def test_agents_extend_and_override() -> None:
         resolve_agents({"x": AgentDef(extends="y"), "y": AgentDef(extends="x")})
     with pytest.raises(AgentError, match="needs `command` or `extends`"):
         resolve_agents({"bare": AgentDef()})
+
+
+# ---------------------------------------------------------------- who owns what
+
+
+def _scope_plan(text: str) -> tuple[Plan, RunState]:
+    plan = parse_plan(text)
+    state = RunState(plan=plan)
+    state.tasks = {t.id: TaskState(t.id) for t in plan.tasks}
+    return plan, state
+
+
+def test_each_prompt_names_what_the_others_own() -> None:
+    plan, state = _scope_plan(
+        "name: p\ntasks:\n"
+        "  - {id: auth, prompt: x, edits: ['src/auth/**']}\n"
+        "  - {id: shop, prompt: x, edits: ['src/shop/**', package.json]}\n"
+        "  - {id: docs, prompt: x, edits: [README.md]}\n"
+        "  - {id: advice, prompt: x, kind: consult}\n"
+    )
+    state.tasks["shop"].status = "running"
+    state.tasks["docs"].status = "awaiting-merge"
+    section = prompts.scope_section(plan, state, "auth")
+    assert section.splitlines()[:5] == [
+        prompts.SCOPE_HEADER,
+        "You may change: src/auth/**",
+        "Other agents own these; do not change them, say in your final message what you need instead:",
+        "  src/shop/**, package.json: shop (running)",
+        "  README.md: docs (waiting to merge)",
+    ]
+    assert "Shared config files only their declared owner may change: package.json," in section
+    # shop owns package.json itself: it is not listed to shop as someone else's.
+    shop = prompts.scope_section(plan, state, "shop")
+    assert "src/auth/**: auth (queued)" in shop
+    assert "only their declared owner may change: package-lock.json" in shop
+    consult = prompts.scope_section(plan, state, "advice")
+    assert "This is a consult task: change no file" in consult
+    assert "Shared config" not in consult
+    # A finished task owns nothing any more.
+    state.tasks["shop"].status = "succeeded"
+    assert "shop" not in prompts.scope_section(plan, state, "auth")
+    full = prompts.with_scope_section("Do it.\n\n", plan, state, "auth")
+    assert full.startswith("Do it.\n\n" + prompts.SCOPE_HEADER)
+
+
+def test_the_scope_section_stays_short_for_a_large_plan() -> None:
+    tasks = "".join(f"  - {{id: t{i}, prompt: x, edits: ['src/m{i}/**']}}\n" for i in range(200))
+    plan, state = _scope_plan("name: p\ntasks:\n" + tasks)
+    for i in range(0, 200, 3):
+        state.tasks[f"t{i}"].status = "running"
+    section = prompts.scope_section(plan, state, "t1")
+    assert len(section) < 1200
+    listed = [line for line in section.splitlines() if line.startswith("  src/")]
+    assert len(listed) == prompts.SCOPE_ENTRIES
+    assert all("(running)" in line for line in listed), "running owners come first"
+    assert "  and 191 more task(s)" in section

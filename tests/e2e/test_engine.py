@@ -517,3 +517,37 @@ def test_shared_and_none_isolation(tmp_path: Path, repo: Path, write_plan: PlanW
     assert (folder / "out.txt").exists() and engine.log_path.is_file()
     with pytest.raises(PreflightError, match="needs a git repository"):
         Engine(plan.model_copy(update={"isolation": "worktree"})).preflight()
+
+
+def test_the_prompt_as_logged_is_the_prompt_as_sent_and_names_the_other_owners(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - id: one
+              agent: shell
+              persona: a careful reviewer
+              prompt: First job
+              command: ["sh", "-c", "printf '%s' \\"$DELEGATE_PROMPT\\" > one.txt; sleep 0.5"]
+              edits: [one.txt]
+            - id: two
+              agent: shell
+              prompt: Second job
+              command: ["sh", "-c", "printf '%s' \\"$DELEGATE_PROMPT\\" > two.txt; sleep 0.5"]
+              edits: [two.txt]
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    for task, other in (("one", "two"), ("two", "one")):
+        (started,) = [e for e in recorder.of(TaskStarted) if e.task == task]  # type: ignore[attr-defined]
+        sent = git(repo, "show", f"{state.integration_branch}:{task}.txt")
+        assert started.prompt == sent  # type: ignore[attr-defined]
+        assert f"You may change: {task}.txt" in sent
+        assert f"  {other}.txt: {other} (running)" in sent
+    assert sent.startswith("Second job")
+    one = git(repo, "show", f"{state.integration_branch}:one.txt")
+    assert one.startswith("You are a careful reviewer.\n\nFirst job")  # the persona, as sent
