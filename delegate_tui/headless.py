@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import click
 
-from delegate_tui.core import prompts
+from delegate_tui.core import metrics, prompts
 from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import (
     BatchApproved,
@@ -271,6 +271,7 @@ class Printer:
             f"{head} in {_duration(m.wall_s)} ({m.tasks_succeeded}/{m.tasks_total} tasks succeeded; "
             f"sequential {_duration(m.sequential_s)}, {saved})"
         )
+        text += f"\n          {metrics.verdict(self.state)}"
         if ev.summary and ev.status != "succeeded":
             text += f"\n          {ev.summary}"
         return text

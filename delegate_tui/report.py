@@ -114,6 +114,7 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
         f"wall {duration(m['wall_s'])}, sequential {duration(m['sequential_s'])}, "
         f"{saved_text(m['time_saved_s'], m['operator_wait_s'], m['downtime_s'])}, "
         f"conflict rate {m['conflict_rate']:.0%}, rework rate {m['rework_rate']:.0%}",
+        data["verdict"],
     ]
     for task_id, info in data["tasks"].items():
         files = len(info["changed_files"])

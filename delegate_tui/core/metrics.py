@@ -91,6 +91,43 @@ def summarize(state: RunState) -> str:
     return "; ".join(parts)
 
 
+_ENDINGS = (
+    ("merge-conflict", "merge conflict left for you in", "merge conflicts left for you in"),
+    ("failed", "failed:", "failed:"),
+    ("timed-out", "timed out:", "timed out:"),
+    ("killed", "killed:", "killed:"),
+    ("interrupted", "interrupted:", "interrupted:"),
+    ("awaiting-merge", "waiting for your merge:", "waiting for your merge:"),
+    ("blocked", "blocked:", "blocked:"),
+    ("skipped", "skipped:", "skipped:"),
+)
+
+
+def verdict(state: RunState) -> str:
+    """One line on how the run went: ``3 of 5 merged; 1 merge conflict left for you in shipping``."""
+    tasks = list(state.tasks.values())
+    done = sum(t.status == "succeeded" for t in tasks)
+    word = "merged" if state.isolation == "worktree" else "succeeded"
+    parts = [f"{done} of {len(tasks)} {word}"]
+    for status, one, many in _ENDINGS:
+        ids = [t.id for t in tasks if t.status == status]
+        if ids:
+            parts.append(f"{len(ids)} {one if len(ids) == 1 else many} {', '.join(ids)}")
+    waiting = [t.id for t in tasks if t.status in ("pending", "proposed")]
+    if waiting:
+        parts.append(f"{len(waiting)} not run: {', '.join(waiting)}")
+    outside = {
+        (t, p)
+        for f in state.finding_history
+        if f.kind == "out-of-scope"
+        for t in f.tasks
+        for p in f.paths
+    }
+    if outside:
+        parts.append(f"{len(outside)} edit(s) outside a declared scope")
+    return "; ".join(parts)
+
+
 def stats(state: RunState) -> dict[str, object]:
     """The machine-readable report of ``delegate-tui stats --json``."""
     m = state.metrics if state.finished and state.metrics else compute(state)
@@ -153,4 +190,5 @@ def stats(state: RunState) -> dict[str, object]:
             "rework_rate": m.rework_rate,
         },
         "summary": state.summary,
+        "verdict": verdict(state),
     }

@@ -435,3 +435,37 @@ def test_stats_gives_a_waiting_tasks_reason_and_durations_to_the_millisecond() -
     assert tasks["a"]["reason"] == ""  # type: ignore[index]
     assert tasks["b"]["reason"] == "max_parallel (1) reached"  # type: ignore[index]
     assert tasks["c"]["reason"] == ""  # type: ignore[index]
+
+
+def test_the_verdict_says_how_each_task_ended_in_one_line() -> None:
+    plan = parse_plan(
+        "name: v\ntasks:\n"
+        + "".join(f"  - {{id: {t}, prompt: x, edits: [{t}/**]}}\n" for t in "abcdefg")
+    )
+    state = RunState(plan=plan, isolation="worktree")
+    from delegate_tui.core.state import TaskState
+
+    endings = {
+        "a": "succeeded",
+        "b": "succeeded",
+        "c": "merge-conflict",
+        "d": "failed",
+        "e": "killed",
+        "f": "blocked",
+        "g": "pending",
+    }
+    state.tasks = {t: TaskState(t, status=s) for t, s in endings.items()}
+    state.finding_history = [
+        ConflictDetected(
+            key="k", kind="out-of-scope", severity="warning", tasks=("d",), paths=("x.py", "y.py")
+        )
+    ]
+    assert metrics.verdict(state) == (
+        "2 of 7 merged; 1 merge conflict left for you in c; 1 failed: d; 1 killed: e; "
+        "1 blocked: f; 1 not run: g; 2 edit(s) outside a declared scope"
+    )
+    assert metrics.stats(state)["verdict"] == metrics.verdict(state)
+    state.isolation = "none"
+    state.tasks = {t: TaskState(t, status="succeeded") for t in endings}
+    state.finding_history = []
+    assert metrics.verdict(state) == "7 of 7 succeeded"
