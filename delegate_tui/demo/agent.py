@@ -8,6 +8,14 @@ directory chosen from the task's declared ``edits`` (``$DELEGATE_EDITS``).
 Flags make it misbehave on purpose: fail, fail only the first attempt,
 flood, hang, ignore SIGTERM, ask for input, print binary, or edit a file
 outside its scope. ``$DELEGATE_DEMO_SPEED`` scales every delay (0 = instant).
+
+A retry is read, not guessed: the agent parses its prompt's retry sections
+(the previous attempt's failure, the failed criteria, the operator's note;
+see ``core/prompts.retry_prompt``) and acts on what they name. A failed
+``grep`` criterion makes it add what the check looks for; a name in backticks
+or in CONSTANT_CASE in the operator's note is added too; a file named as
+conflicting (or in the note) is left alone, so its out-of-scope edit is not
+made again. Nothing else changes on a later attempt.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import argparse
 import os
 import random
 import re
+import shlex
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 RESET = "\x1b[0m"
@@ -132,12 +142,130 @@ def collide(root: Path, rel: str, task_id: str) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+_FAILED_HEADER = re.compile(r"^--- Previous attempt \((\d+)\) failed: (.*) ---$")
+_CRITERION = re.compile(r"^Criterion failed: (.*) \(exit -?\d+\)$")
+_NOTE_HEADER = "--- Operator's note ---"
+_TAIL_HEADER = "Last output of the failed attempt:"
+_OTHER_HEADER = re.compile(r"^--- .* ---$")
+_NAMED = re.compile(r"`([^`\n]+)`|\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b")
+
+
+@dataclass
+class Feedback:
+    """What a retry prompt tells the agent: the failure, failed checks, the operator's note."""
+
+    failure: str = ""
+    criteria: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # the failure section, without the old output
+    note: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.failure or self.note)
+
+    def wanted(self) -> list[tuple[str, str, str]]:
+        """``(text, file, why)`` for each thing the feedback asks to be written.
+
+        A failed ``grep PATTERN FILE`` asks for PATTERN in FILE; a name in
+        backticks or CONSTANT_CASE in the operator's note asks for itself
+        (``file`` empty: the task's own file)."""
+        out: list[tuple[str, str, str]] = []
+        for command in self.criteria:
+            found = grep_target(command)
+            if found:
+                out.append((found[0], found[1], f"the failed check `{command}` looks for it"))
+        for match in _NAMED.finditer(self.note):
+            name = (match.group(1) or match.group(2)).strip()
+            if name and not any(name == w[0] for w in out) and "/" not in name:
+                out.append((name, "", "the operator's note asks for it"))
+        return out
+
+    def names_path(self, rel: str) -> bool:
+        """True when the failure or the note names ``rel`` (e.g. as a merge conflict)."""
+        text = "\n".join([*self.lines, self.note])
+        return rel in text
+
+
+def read_feedback(prompt: str) -> Feedback:
+    """The retry sections of ``prompt`` (empty on a first attempt without a note).
+
+    The previous attempt's output, quoted in the prompt, is skipped: it is what
+    the agent printed, not what it is told."""
+    fb = Feedback()
+    section = ""
+    note: list[str] = []
+    for line in prompt.splitlines():
+        header = _FAILED_HEADER.match(line.strip())
+        if header:
+            section, fb.failure = "failure", header.group(2)
+            continue
+        if line.strip() == _NOTE_HEADER:
+            section = "note"
+            continue
+        if line.strip() == _TAIL_HEADER:
+            section = "tail"
+            continue
+        if _OTHER_HEADER.match(line.strip()):
+            section = ""  # another section (e.g. who owns what): not feedback
+            continue
+        if section == "failure":
+            fb.lines.append(line)
+            criterion = _CRITERION.match(line.strip())
+            if criterion:
+                fb.criteria.append(criterion.group(1))
+        elif section == "note":
+            note.append(line)
+    fb.note = "\n".join(note).strip()
+    return fb
+
+
+def grep_target(command: str) -> tuple[str, str] | None:
+    """``(pattern, file)`` of a plain ``grep [-options] PATTERN FILE`` command, else None."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return None
+    if len(argv) < 3 or Path(argv[0]).name not in ("grep", "egrep", "fgrep"):
+        return None
+    rest = [a for a in argv[1:] if not a.startswith("-")]
+    if len(rest) != 2 or any(c in rest[0] for c in "^$[]*+?\\|(){}"):
+        return None  # a fixed word in one file: anything fancier is not guessed at
+    return rest[0], rest[1]
+
+
+def add_line(root: Path, rel: str, text: str, why: str) -> str:
+    """Append a line carrying ``text`` to ``rel``; return the line."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mark = comment_for(rel)
+    line = f"{mark} {text}: added because {why}" if mark else f"{text}: added because {why}"
+    existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    path.write_text(existing + line + "\n", encoding="utf-8")
+    return line
+
+
 def show_diff(rel: str, added: list[str]) -> None:
     """Print a small coloured diff as agents do."""
     say(f"{BOLD}✎ Edit{RESET} {rel}")
     say(f"{DIM}@@ -1,3 +1,{3 + len(added)} @@{RESET}")
     for line in added[:6]:
         say(f"{GREEN}+{line}{RESET}")
+
+
+def read_retry(feedback: Feedback) -> None:
+    """Say what the retry prompt asks, before acting on it."""
+    if feedback.failure:
+        say(f"{YELLOW}↻ The previous attempt failed:{RESET} {feedback.failure}")
+        for command in feedback.criteria:
+            if command not in feedback.failure:
+                say(f"  {DIM}failed check:{RESET} {command}")
+    if feedback.note:
+        say(f"{YELLOW}✉ Operator's note:{RESET} {feedback.note.splitlines()[0][:100]}")
+        for line in feedback.note.splitlines()[1:4]:
+            say(f"  {line[:100]}")
+    say("I'll fix what it names and keep the rest of the change as it was.")
+    say()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--binary", action="store_true", help="print invalid UTF-8 bytes")
     parser.add_argument("--collide", default="", help="also rewrite line 1 of this file")
     parser.add_argument("--no-edit", action="store_true")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.0,
+        help="work at least this long in real seconds, whatever the speed "
+        "(so a stray edit is seen live even in a fast test run)",
+    )
     args = parser.parse_args(argv)
+    started = time.monotonic()
 
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -168,15 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     rng = random.Random(task_id)
     step = args.duration / 6
+    prompt = args.prompt or os.environ.get("DELEGATE_PROMPT", "")
+    feedback = read_feedback(prompt)
 
     say(
         f"{MAGENTA}◆ demo-agent{RESET} {DIM}model={args.model} task={task_id} attempt={attempt}{RESET}"
     )
     if args.persona:
         say(f"{DIM}persona: {args.persona}{RESET}")
-    first = (args.prompt.strip().splitlines() or ["(no prompt)"])[0]
+    first = (prompt.strip().splitlines() or ["(no prompt)"])[0]
     say(f"{BOLD}> {first[:100]}{RESET}")
     say()
+    if feedback:
+        read_retry(feedback)
     say(f"{DIM}Thinking…{RESET}")
     pause(step * 0.5)
     say("I'll read the relevant files first, then make the smallest change that works.")
@@ -205,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{RED}✘ Not applying changes.{RESET}")
             return 1
     changed: list[str] = []
-    if args.collide:
+    if args.collide and feedback.names_path(args.collide):
+        say(f"{YELLOW}!{RESET} {args.collide} is named in the retry prompt: leaving it alone")
+    elif args.collide:
         # Early, as a real agent's stray edit is: it stays live while the rest is done.
         collide(root, args.collide, task_id)
         show_diff(args.collide, [f"OWNER = {task_id!r}"])
@@ -215,10 +357,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_edit:
         targets = [target_for(g, task_id) for g in edits] or []
         for rel in dict.fromkeys(targets):
-            added, _ = edit_file(root, rel, task_id, args.prompt)
+            added, _ = edit_file(root, rel, task_id, prompt)
             show_diff(rel, [f"# {task_id}: {first[:60]}", "..."][: max(1, added // 3)])
             changed.append(rel)
             pause(step * 0.5)
+        default = targets[0] if targets else ""
+        for text, rel, why in feedback.wanted():
+            rel = rel or default
+            if not rel:
+                continue
+            current = root / rel
+            if current.is_file() and text in current.read_text(encoding="utf-8", errors="replace"):
+                continue
+            show_diff(rel, [add_line(root, rel, text, why)])
+            if rel not in changed:
+                changed.append(rel)
 
     say(f"{DIM}$ running checks{RESET}")
     for i in range(0, 101, 20):
@@ -233,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{DIM}Waiting…{RESET}")
         while True:
             time.sleep(1)
+
+    left = args.min_seconds - (time.monotonic() - started)
+    if left > 0:
+        time.sleep(left)
 
     fail = args.fail or (args.fail_first and attempt == 1)
     summary = (
