@@ -266,9 +266,12 @@ SAMPLE_BATCHES: dict[str, list[tuple[set[str], dict[str, str]]]] = {
         ({"widget-deploys", "widget-costs"}, {}),
     ],
     "demo": [
-        ({"contract", "storage-advice"}, {}),
-        ({"user-model", "order-model", "api-docs"}, {}),
-        ({"service"}, {}),
+        (
+            {"contract", "storage-advice"},
+            {"guide": "edits overlap with contract on docs/** / docs/api/**"},
+        ),
+        ({"pricing", "payments", "shipping"}, {"guide": "max_parallel (3) reached"}),
+        ({"service", "guide"}, {}),
         ({"tests"}, {}),
     ],
     "impl-consult": [({"server", "advice"}, {}), ({"apply-advice"}, {})],

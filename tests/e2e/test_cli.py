@@ -22,6 +22,8 @@ from tests.conftest import git
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "sample_plans").glob("*.yaml"))
+#: The demo fails, retries and collides on purpose: tests/e2e/test_demo.py checks its run.
+RUN_SAMPLES = [p for p in SAMPLES if p.stem != "demo"]
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +80,7 @@ def test_run_refuses_bad_input_before_creating_anything(tmp_path: Path, repo: Pa
     assert result.returncode == 2 and "No such option" in result.stderr
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=[p.stem for p in SAMPLES])
+@pytest.mark.parametrize("sample", RUN_SAMPLES, ids=[p.stem for p in RUN_SAMPLES])
 def test_every_sample_plan_runs_headless_with_the_demo_agent(tmp_path: Path, sample: Path) -> None:
     plan = make_demo_repo(tmp_path)
     repo = plan.parent.parent
@@ -176,11 +178,14 @@ def check_stats_of_a_sample_run(stats: dict[str, Any], sample: Path, repo: Path)
     assert all(c["files"] == ["src/shop/config.py"] for c in stats["conflicts"])
 
 
-def test_demo_command_runs_to_success() -> None:
+def test_demo_command_runs_headless_and_cleans_up_with_no_keep() -> None:
     result = cli("demo", "--headless", "--speed", "0", "--no-keep")
-    assert result.returncode == 0, result.stdout + result.stderr
+    # Partial by design: headless, nobody retries the task that lost the demo's collision.
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "standard output is not a terminal" not in result.stderr  # --headless asked for it
-    assert result.stdout.count("✔") >= 7 and "run succeeded" in result.stdout
+    assert result.stdout.count("✔") >= 7 and "run partial" in result.stdout
+    repo = Path(result.stdout.split("demo repository: ", 1)[1].split("\n", 1)[0])
+    assert not repo.exists(), "--no-keep removes the scratch repository"
 
 
 def test_plan_command_shows_layers_batches_and_estimates() -> None:
