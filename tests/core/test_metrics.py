@@ -469,3 +469,50 @@ def test_the_verdict_says_how_each_task_ended_in_one_line() -> None:
     state.tasks = {t: TaskState(t, status="succeeded") for t in endings}
     state.finding_history = []
     assert metrics.verdict(state) == "7 of 7 succeeded"
+
+
+def test_short_runs_and_waits_are_measured_to_the_millisecond() -> None:
+    """A run of 0.4 s, 1/3 s spent waiting for the operator before it started: no figure is
+    rounded up to a second or cut to a whole number."""
+    state = fold(
+        [
+            run_started(),
+            BatchProposed(batch=1, tasks=("a",), needs_approval=True, ts=T0),
+            BatchApproved(batch=1, tasks=("a",), by="operator", ts=T0 + 1 / 3),
+            *attempt("a", 1 / 3, 0.4),
+        ]
+    )
+    m = metrics.compute(state, T0 + 0.4)
+    assert (m.wall_s, m.operator_wait_s, m.sequential_s) == (0.4, 0.333, 0.067)
+    assert m.time_saved_s == 0.0
+    # Later it waits again, for 2.5 s so far: both waits count, not only the current one.
+    m = metrics.compute(state, T0 + 2.9)
+    assert (m.wall_s, m.operator_wait_s, m.time_saved_s) == (2.9, 2.833, 0.0)
+
+
+def test_stats_reports_the_run_itself_and_every_distinct_finding() -> None:
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0, 1), *attempt("b", 0, 1)])
+    first = ConflictDetected(
+        key="overlap:a,b:x", kind="overlap", severity="warning", tasks=("a", "b"), paths=("x",)
+    )
+    second = ConflictDetected(
+        key="shared-file:a:package.json",
+        kind="shared-file",
+        severity="warning",
+        tasks=("a",),
+        paths=("package.json",),
+    )
+    for ev in (first, first, second):
+        apply(state, ev)
+    report = metrics.stats(state)
+    assert [c["kind"] for c in report["conflicts"]] == ["overlap", "shared-file"]  # type: ignore[index]
+    assert {k: report[k] for k in ("repo", "isolation", "integration_branch", "summary")} == {
+        "repo": "/repo",
+        "isolation": "worktree",
+        "integration_branch": "delegate/20261202-120000/integration",
+        "summary": "",
+    }
+    finish(state, 2.0, status="partial")
+    assert metrics.stats(state)["summary"] == "succeeded: a, b; not run: c"
+    foreign = RunState(run_id="x")  # a log whose plan could not be read
+    assert metrics.stats(foreign)["plan"] == ""

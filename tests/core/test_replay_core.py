@@ -423,3 +423,74 @@ def test_seeking_from_a_keyframe_on_disk_keeps_the_runs_plan(
     assert source.state.plan is not None and source.state.plan.name == "replayed"
     source.seek(5)
     assert source.state == build(events[:5]) and source.state.plan == build(events[:1]).plan
+
+
+def test_a_log_without_its_index_is_indexed_with_keyframes_on_opening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log copied from elsewhere (no index beside it) opens, and its index is saved with
+    keyframes, so the next seek does not fold the whole log."""
+    import shutil
+
+    from delegate_tui.core import runlog
+
+    events = recording()
+    write_log(tmp_path / "first.jsonl", events)
+    log = tmp_path / "events.jsonl"
+    shutil.copy(tmp_path / "first.jsonl", log)  # the log alone
+    assert runlog.load_index(log) is None
+    monkeypatch.setattr(runlog, "KEYFRAME_EVERY", 5)
+    source = ReplaySource.from_log(log)
+    saved = runlog.load_index(log)
+    assert saved is not None and len(saved) == 18
+    assert [k.events for k in saved.keyframes] == [5, 10, 15]
+    assert [k.events for k in source._keyframes] == [0, 5, 10, 15]
+    for index in (18, 12, 3):
+        source.seek(index)
+        assert source.state == build(events[:index]), index
+
+
+def test_events_of_a_log_are_read_by_position_and_a_changed_line_is_reported(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "events.jsonl"
+    events = recording()
+    write_log(log, events)
+    source = ReplaySource.from_log(log)
+    assert source.events[-1] == events[-1] and source.events[0] == events[0]
+    assert source.events[16:] == events[16:]
+    with pytest.raises(IndexError):
+        source.events[18]
+    with pytest.raises(IndexError):
+        source.events[-19]
+    # The log changes while it is open (another program rewrote a line in place).
+    start = log.read_bytes().index(b'"TaskOutput"')
+    with log.open("r+b") as fh:
+        fh.seek(start)
+        fh.write(b"#" * 12)
+    damaged = source.events[5]
+    assert damaged.level == "error" and damaged.ts == T0 + 2.0  # type: ignore[attr-defined]
+    assert damaged.message.startswith("event 6 of the log can no longer be read")  # type: ignore[attr-defined]
+
+
+def test_marks_are_found_at_the_very_start_of_a_log_that_has_no_run_start() -> None:
+    """A cut-off or foreign log may begin with any event: a mark at position 0 counts."""
+    events: list[Event] = [
+        BatchProposed(batch=1, tasks=("a",), ts=T0),
+        BatchApproved(batch=1, tasks=("a",), ts=T0 + 1),
+        started("a", 2),
+    ]
+    source = ReplaySource(events)
+    assert not source.has_run
+    assert source.jump("approval", 1) and source.index == 1
+    source.seek(len(events))
+    assert source.jump("approval", -1) and source.index == 2
+    assert source.jump("approval", -1) and source.index == 1
+    assert source.jump("approval", -1) is False and source.index == 1
+    assert source.jump("conflict", -1) is False
+
+
+def test_pausing_at_the_end_stays_at_the_end(source: ReplaySource) -> None:
+    source.seek(len(source.events))
+    assert source.playing
+    assert source.toggle() is False and source.index == len(source.events)
