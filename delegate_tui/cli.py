@@ -343,6 +343,37 @@ def attach(run_arg: str | None, repo: str, theme: str | None) -> None:
 
 @main.command()
 @_run_argument
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (the default: this machine only).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@click.option("--theme", metavar="NAME", help="UI theme of every tab.")
+def serve(run_arg: str | None, repo: str, host: str, port: int, theme: str | None) -> None:
+    """Show a live run's UI in a web browser: every tab is an attached view.
+
+    Prints the page's URL, with a random token in it: without the token the page
+    answers 403, and anyone with it can command the run. From another machine,
+    forward the port over SSH (ssh -L 8000:127.0.0.1:8000 HOST). Closing a tab
+    detaches it; Ctrl+C stops the page, never the run; the page stops by itself
+    once the run has ended and its last tab is closed.
+    """
+    from delegate_tui.web import serve_web  # aiohttp and textual-serve load for this command only
+
+    run_dir = _live_run(run_arg, repo)
+    _exit_with(lambda: serve_web(run_dir, host=host, port=port, theme=theme))
+
+
+@main.command()
+@_run_argument
 def stop(run_arg: str | None, repo: str) -> None:
     """End a live run cleanly: agents ended (SIGTERM, then SIGKILL), the log says stopped.
 
