@@ -108,6 +108,14 @@ def conflict_reason(plan: Plan, task: Task, other: Task, *, isolation: str) -> s
     overlap = scopes.first_overlap(task.edits, other.edits)
     if overlap is not None:
         return f"edits overlap with {other.id} on {overlap.describe()}"
+    if not task.reads_stale_ok:
+        read = scopes.first_overlap(task.reads, other.edits)
+        if read is not None:
+            return f"reads {read.describe()}, which {other.id} edits: waits for it to merge"
+    if not other.reads_stale_ok:
+        read = scopes.first_overlap(task.edits, other.reads)
+        if read is not None:
+            return f"edits {read.describe()}, which {other.id} reads"
     common = sorted(set(task.resources) & set(other.resources))
     if common:
         return f"shares resource {', '.join(common)} with {other.id}"

@@ -28,6 +28,7 @@ from delegate_tui.core.events import (
     Notice,
 )
 from delegate_tui.core.plan import Plan
+from delegate_tui.core.state import RunState, TaskState
 from delegate_tui.core.watcher import WorktreeWatcher
 
 #: The watcher's key for the one working tree of ``isolation: shared``.
@@ -165,7 +166,10 @@ class ConflictMonitor:
                 if commit and tip and changes[task_id] and starts[task_id] != tip:
                     predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
             loose = self._unattributed if self.isolation == "shared" else []
-            found = {f.key: f for f in conflicts.analyze(self.plan, changes, predictions, loose)}
+            findings = conflicts.analyze(self.plan, changes, predictions, loose)
+            if self.isolation == "worktree":
+                findings += conflicts.stale_inputs(*read_sets(self.plan, state))
+            found = {f.key: f for f in findings}
             for key in [k for k in state.findings if k not in found]:
                 self._emitter.emit(ConflictResolved(key=key, reason="no longer holds"))
             for key, f in found.items():
@@ -191,3 +195,49 @@ class ConflictMonitor:
                 return ()
             self._predictions[pair] = () if result.ok else (result.conflicts or ("(tree)",))
         return self._predictions[pair]
+
+
+def read_sets(plan: Plan, state: RunState) -> tuple[list[conflicts.Reader], list[conflicts.Merge]]:
+    """What each running or unmerged task read, and every merge so far, for stale inputs."""
+    readers, merges = [], []
+    for task in state.tasks.values():
+        for attempt in task.attempts:
+            if attempt.merged_commit:
+                paths = {f.path for f in attempt.changed} | {
+                    f.old_path for f in attempt.changed if f.old_path
+                }
+                merges.append(conflicts.Merge(task.id, attempt.merged_ts, tuple(sorted(paths))))
+        reader = reader_of(plan, task)
+        if reader is not None and task.status in ANALYZED_STATUSES:
+            readers.append(reader)
+    return readers, merges
+
+
+def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
+    """What the latest attempt of ``task`` read: its declared reads and its own changes."""
+    latest = task.attempt
+    if latest is None or not latest.prepared_ts:
+        return None
+    # reads_stale_ok lets a task start beside its reads' writers; it is still told
+    # when one of them merges under it. (Files it changed itself are not counted:
+    # a merge that changes them is an overlap or a predicted conflict already.)
+    spec = plan.task(task.id)
+    return conflicts.Reader(task.id, latest.prepared_ts, spec.reads) if spec.reads else None
+
+
+def stale_context(plan: Plan, state: RunState, repo: Path, task_id: str) -> str:
+    """For a restart: what merged under the task's latest attempt, with the diffs."""
+    reader = reader_of(plan, state.tasks[task_id])
+    if reader is None:
+        return ""
+    base = state.tasks[task_id].attempts[-1].base_commit
+    parts = []
+    for finding in conflicts.stale_inputs([reader], read_sets(plan, state)[1]):
+        merged = finding.tasks[1]
+        diff = workspace.diff_text(repo, base, state.integration_tip, finding.paths)
+        parts.append(
+            f"While you worked, {merged} merged a change to {', '.join(finding.paths)}, "
+            f"which you read; start from the new integration tip. The change:\n"
+            + (diff[:4000] + ("\n[...]" if len(diff) > 4000 else ""))
+        )
+    return "\n\n".join(parts)

@@ -193,3 +193,44 @@ def attribute(
         if not owners:
             loose.append(path)
     return owned, loose
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """A task that may have read something a merge changed since it started."""
+
+    task: str
+    started: float  # when its attempt took the integration tip as its start
+    reads: tuple[str, ...]  # declared globs (and, later, files its agent was seen reading)
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """A task's work that landed on the integration branch."""
+
+    task: str
+    at: float
+    paths: tuple[str, ...]
+
+
+def stale_inputs(readers: Sequence[Reader], merges: Sequence[Merge]) -> list[Finding]:
+    """``stale-input`` findings: a merge that landed after a task started changed a file
+    in that task's read set (its declared ``reads``)."""
+    findings = []
+    for reader in readers:
+        for merge in merges:
+            if merge.task == reader.task or merge.at <= reader.started:
+                continue
+            paths = tuple(p for p in merge.paths if scopes.matches_any(reader.reads, p))
+            if paths:
+                findings.append(
+                    Finding(
+                        "stale-input",
+                        "warning",
+                        (reader.task, merge.task),
+                        paths,
+                        f"{merge.task} merged a change to what {reader.task} read, "
+                        "after it started",
+                    )
+                )
+    return findings

@@ -36,13 +36,16 @@ from delegate_tui.core import metrics, preflight, prompts, scheduler, workspace
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal
-from delegate_tui.core.conflict_monitor import ConflictMonitor
+from delegate_tui.core.conflict_monitor import ConflictMonitor, stale_context
 from delegate_tui.core.emitter import Emitter, Listener
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
+    ANALYZED_STATUSES,
     BatchApproved,
     BatchHeld,
     BatchProposed,
+    ConflictDetected,
+    ConflictResolved,
     Event,
     InputSent,
     KillRequested,
@@ -119,6 +122,7 @@ class Engine:
         self._end_requested = False
         self._final_merge_requested = self.options.finish
         self._told_waiting = False
+        self._restarts: set[str] = set()  # stale input: start these again once they end
         self._warnings: tuple[str, ...] = ()
         self._resume_report = ReadReport()
         self._base_branch = ""
@@ -141,8 +145,19 @@ class Engine:
         return self._emitter.emit(ev)
 
     def _on_event(self, ev: Event) -> None:
-        if type(ev) is not TaskOutput:  # output changes no decision: a flood wakes nothing
-            self._wake.set()
+        if type(ev) is TaskOutput:  # output changes no decision: a flood wakes nothing
+            return
+        self._wake.set()
+        if type(ev) is ConflictDetected and ev.kind == "stale-input":
+            reader = ev.tasks[0]
+            task = self.state.tasks[reader]
+            if self.plan.task(reader).on_stale_input == "restart" and task.status in (
+                ACTIVE_STATUSES
+            ):
+                # on_stale_input: restart: end it, then start it again on the new tip
+                # (after this event has reached every listener).
+                self._restarts.add(reader)
+                asyncio.get_running_loop().call_soon(self.kill, reader)
 
     def _log_lost(self, message: str) -> None:
         """The log cannot be written: nothing more may happen that it cannot record."""
@@ -383,6 +398,12 @@ class Engine:
                 self._approve(ev.batch, proposal.tasks, by="policy")
 
     def _finish_run(self, status: str, reason: str = "") -> None:
+        # Findings about work that has all landed (or ended) no longer need anyone;
+        # those about work still unmerged stay open for the operator.
+        for key, finding in list(self.state.findings.items()):
+            tasks = [self.state.tasks.get(t) for t in finding.tasks]
+            if not any(t is not None and t.status in ANALYZED_STATUSES for t in tasks):
+                self._emit(ConflictResolved(key=key, reason="its tasks have ended"))
         summary = metrics.summarize(self.state)
         if reason:
             summary = f"{reason}. {summary}" if summary else reason
@@ -482,7 +503,10 @@ class Engine:
     ) -> None:
         last = self.state.tasks[task_id].attempt
         original = prompts.render_prompt(self.plan, self.state, task_id)
-        prompt = prompts.next_prompt(original, last, context)
+        stale = ""
+        if self.isolation == "worktree":  # what merged under it goes into its prompt
+            stale = stale_context(self.plan, self.state, self.repo, task_id)
+        prompt = prompts.next_prompt(original, last, context, changed=stale)
         number = (last.number + 1) if last else 1
         self._supervisor.forget(task_id)
         self._told_waiting = False  # the run moves again: a later wait is news
@@ -636,7 +660,10 @@ class Engine:
         )
         if self._jobs.get(task_id) is asyncio.current_task():
             del self._jobs[task_id]
-        if not self._stopping:
+        if task_id in self._restarts and not self._stopping:
+            self._restarts.discard(task_id)
+            self._schedule_retry(task_id, "", automatic=True, keep_worktree=False)
+        elif not self._stopping:
             step = scheduler.after_attempt(self.plan, self.state, task_id)
             if isinstance(step, scheduler.AutoRetry):
                 self._schedule_retry(task_id, "", automatic=True, keep_worktree=False)

@@ -120,7 +120,21 @@ class Task(BaseModel):
     )
     depends_on: tuple[str, ...] = ()
     edits: tuple[str, ...] = Field(default=(), description="Globs this task may change.")
-    reads: tuple[str, ...] = Field(default=(), description="Globs it reads (informational).")
+    reads: tuple[str, ...] = Field(
+        default=(),
+        description="Globs it reads: it waits for a task that edits them, and is flagged "
+        "(stale input) when a merged change touches them while it runs.",
+    )
+    reads_stale_ok: bool = Field(
+        default=False,
+        description="It may start while a task that edits its reads runs (a merged change "
+        "to them is still flagged as stale input).",
+    )
+    on_stale_input: Literal["warn", "restart"] = Field(
+        default="warn",
+        description="When a merge changes what it read while it runs: show it (warn), or "
+        "restart it on the new integration tip with the change in its prompt (restart).",
+    )
     criteria: tuple[Criterion, ...] = ()
     timeout: float | None = Field(default=None, description="Seconds, or '90s', '20m', '1h'.")
     retries: int = Field(default=0, ge=0, le=10, description="Automatic retries on failure.")

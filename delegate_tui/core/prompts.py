@@ -105,21 +105,29 @@ def failure_summary(attempt: AttemptState) -> str:
     return "failed"
 
 
-def next_prompt(original: str, last: AttemptState | None, operator_text: str = "") -> str:
+def next_prompt(
+    original: str, last: AttemptState | None, operator_text: str = "", changed: str = ""
+) -> str:
     """The prompt of a task's next attempt.
 
     After an attempt that ran, the retry prompt (:func:`retry_prompt`); when
     no attempt ran yet (or the last never started its agent), the task's own
-    prompt with the operator's words, if any.
+    prompt with the operator's words, if any. ``changed`` says what merged
+    under the last attempt (stale inputs), under a header of its own.
     """
     if last is not None and last.started_ts:
-        return retry_prompt(original, last, operator_text)
-    if not operator_text.strip():
-        return original
-    return "\n".join([original.rstrip(), "", _NOTE_HEADER, operator_text.strip()]) + "\n"
+        prompt = retry_prompt(original, last, operator_text)
+    elif operator_text.strip():
+        prompt = "\n".join([original.rstrip(), "", _NOTE_HEADER, operator_text.strip()]) + "\n"
+    else:
+        prompt = original
+    if changed.strip():
+        prompt = "\n".join([prompt.rstrip(), "", _CHANGED_HEADER, changed.strip()]) + "\n"
+    return prompt
 
 
 _NOTE_HEADER = "--- Operator's note ---"
+_CHANGED_HEADER = "--- Merged while you worked (from delegate-tui) ---"
 
 
 def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -> str:

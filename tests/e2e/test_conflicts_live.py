@@ -205,3 +205,69 @@ def test_a_worktree_the_os_will_not_watch_is_polled_and_conflicts_are_still_foun
     assert "OS file watch limit reached" in warnings[0]
     found = [e for e in detected(recorder) if e.kind == "predicted-conflict"]
     assert found and found[0].seq < first_merge_seq(recorder)
+
+
+def stale_plan(repo: Path, policy: str) -> str:
+    return plan_text(
+        repo,
+        f"""\
+        - id: schema
+          agent: shell
+          edits: [src/schema.py]
+          command: "sleep 0.5; echo 'FIELDS = (\\"id\\", \\"email\\")' > src/schema.py"
+        - id: notes
+          agent: shell
+          edits: [notes.txt]
+          command: "sleep 0.3; echo n > notes.txt"
+        - id: client
+          agent: shell
+          edits: [src/client.py]
+          reads: [src/schema.py]
+          reads_stale_ok: true
+          on_stale_input: {policy}
+          command: "if printf '%s' \\"$DELEGATE_PROMPT\\" | grep -q 'merged a change to src/schema.py'; then cp src/schema.py src/client.py; else sleep 3; echo old > src/client.py; fi"
+        """,
+    )
+
+
+def test_a_merge_under_a_reader_is_a_stale_input_and_restart_starts_it_on_the_new_tip(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    plan = write_plan(stale_plan(repo, "restart"))
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    stale = [e for e in detected(recorder) if e.kind == "stale-input"]
+    assert [(e.tasks, e.paths) for e in stale] == [(("client", "schema"), ("src/schema.py",))]
+    merged = next(e for e in recorder.events if isinstance(e, TaskMerged) and e.task == "schema")
+    assert 0 <= stale[0].ts - merged.ts < 1.0, "the finding comes within a second of the merge"
+    # Nobody read notes.txt: its merge is no finding.
+    assert not [e for e in detected(recorder) if "notes" in e.tasks]
+    first, second = state.tasks["client"].attempts
+    assert first.status == "killed"
+    assert "schema merged a change to src/schema.py" in second.prompt
+    assert "--- Merged while you worked (from delegate-tui) ---" in second.prompt
+    assert "Operator's note" not in second.prompt, "nobody said it: it is not the operator's"
+    assert '+FIELDS = ("id", "email")' in second.prompt  # the diff itself
+    shown = git(repo, "show", f"{state.integration_branch}:src/client.py")
+    assert shown == 'FIELDS = ("id", "email")\n', "the restart started from the new tip"
+
+
+def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    plan = write_plan(stale_plan(repo, "warn"))
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    assert [e.tasks for e in detected(recorder) if e.kind == "stale-input"] == [
+        ("client", "schema")
+    ]
+    assert len(state.tasks["client"].attempts) == 1
+    assert not [f for f in state.findings.values() if f.kind == "stale-input"], (
+        "resolved once the reader merged"
+    )

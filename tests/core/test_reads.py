@@ -1,0 +1,72 @@
+"""Declared reads: the batcher keeps a reader away from its files' writers, and a merge
+under a reader is a stale input."""
+
+from __future__ import annotations
+
+from delegate_tui.core import batching, conflicts
+from delegate_tui.core.plan import Plan, parse_plan
+from delegate_tui.core.state import RunState, TaskState
+
+
+def plan_of(*tasks: str) -> Plan:
+    return parse_plan("name: p\nmax_parallel: 4\ntasks:\n" + "".join(f"  - {t}\n" for t in tasks))
+
+
+def state_of(plan: Plan, **statuses: str) -> RunState:
+    state = RunState(plan=plan, isolation="worktree", max_parallel=plan.max_parallel)
+    state.tasks = {t.id: TaskState(t.id, status=statuses.get(t.id, "pending")) for t in plan.tasks}
+    return state
+
+
+WRITER = "{id: schema, prompt: x, edits: [api/schema.py]}"
+READER = "{id: client, prompt: x, edits: [web/client.ts], reads: ['api/**']}"
+
+
+def test_a_reader_waits_for_a_running_writer_to_merge() -> None:
+    plan = plan_of(WRITER, READER)
+    for status in ("running", "awaiting-merge"):
+        proposal = batching.next_batch(plan, state_of(plan, schema=status), auto_approve=True)
+        assert proposal is None or proposal.tasks == ()
+        held = batching.next_batch(
+            plan_of(WRITER, READER, "{id: other, prompt: x, edits: [z]}"),
+            state_of(plan_of(WRITER, READER, "{id: other, prompt: x, edits: [z]}"), schema=status),
+            auto_approve=True,
+        )
+        assert held is not None
+        assert {h.task: h.reason for h in held.held} == {
+            "client": f"reads api/** / api/schema.py, which schema edits: waits for it to merge ({status})"
+        }
+
+
+def test_a_reader_and_its_writer_are_not_proposed_together() -> None:
+    plan = plan_of(WRITER, READER)
+    proposal = batching.next_batch(plan, state_of(plan), auto_approve=True)
+    assert proposal is not None and proposal.tasks == ("schema",)
+    assert proposal.held[0].task == "client"
+    # The other way round: a writer that comes after its reader waits for the reader.
+    plan = plan_of(READER, WRITER)
+    proposal = batching.next_batch(plan, state_of(plan), auto_approve=True)
+    assert proposal is not None and proposal.tasks == ("client",)
+    assert proposal.held[0].reason == "edits api/schema.py / api/**, which client reads"
+
+
+def test_reads_stale_ok_lets_them_run_together() -> None:
+    reader = READER.replace("reads:", "reads_stale_ok: true, reads:")
+    plan = plan_of(WRITER, reader)
+    proposal = batching.next_batch(plan, state_of(plan), auto_approve=True)
+    assert proposal is not None and proposal.tasks == ("schema", "client")
+
+
+def test_a_merge_after_a_reader_started_is_a_stale_input() -> None:
+    reader = conflicts.Reader("client", 10.0, ("api/**",))
+    merges = [
+        conflicts.Merge("schema", 12.0, ("api/schema.py", "README.md")),
+        conflicts.Merge("early", 9.0, ("api/old.py",)),  # before it started: in its base
+        conflicts.Merge("docs", 13.0, ("docs/x.md",)),  # nothing it read
+        conflicts.Merge("web", 14.0, ("web/client.ts",)),  # its own file: an overlap, not this
+    ]
+    found = conflicts.stale_inputs([reader], merges)
+    assert [(f.kind, f.tasks, f.paths) for f in found] == [
+        ("stale-input", ("client", "schema"), ("api/schema.py",)),
+    ]
+    assert found[0].key == "stale-input:client,schema:api/schema.py"
