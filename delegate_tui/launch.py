@@ -150,6 +150,11 @@ def start_run(plan: Plan, request: RunRequest) -> int:
 
 def resume_run(path: Path, request: RunRequest) -> int:
     """Take over the cut-off run whose log is ``path`` and follow it; the exit code."""
+    if service_status(path.parent) is not None:
+        raise Refused(
+            f"run {path.parent.name} is live (its service runs it): "
+            f"`delegate-tui attach {path.parent.name}` watches it"
+        )
     interactive_terminal = _interactive_terminal()
     use_ui = not request.headless and interactive_terminal
     if use_ui or request.detach:

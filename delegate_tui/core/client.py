@@ -106,13 +106,13 @@ class RunClient:
         if self._reader is None:
             try:
                 await self.connect()
-            except ServiceGone:
+            except ServiceGone as exc:
                 if self.log_path.exists():
                     self._reload()
                 if self.state.finished:
                     return self.state  # it ended before this view came
                 self.service_gone = True
-                self._local("error", SERVICE_GONE)
+                self._local("error", str(exc) if self._starting else SERVICE_GONE)
                 return self.state
         assert self._reader is not None
         try:

@@ -4,7 +4,9 @@ Owns the one path every event of a live run takes: it gets the next sequence
 number and the time, is folded into the :class:`RunState` through
 :func:`state.apply`, is appended to the run log (with a keyframe of the state
 when one is due), and is handed to each listener (the UI, the headless
-printer, the engine's own wake-up). Agents' output is gathered per task for
+printer, the engine's own wake-up; a listener that raises is reported to the
+loop's exception handler, which stops the run cleanly, and never breaks the
+emitting code's flow). Agents' output is gathered per task for
 a moment and emitted as one event, so a flood costs tens of events a second,
 not thousands; any other event flushes the gathered output first, so an exit
 always follows its last bytes.
@@ -84,7 +86,12 @@ class Emitter:
             except OSError as exc:
                 self._lost_log(exc)
         for listener in self._listeners:
-            listener(ev)
+            try:
+                listener(ev)
+            except Exception as exc:  # a view's bug: reported, never a break in the run's flow
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": f"a listener failed on {ev.type_name}", "exception": exc}
+                )
         return ev
 
     def _lost_log(self, exc: OSError) -> None:

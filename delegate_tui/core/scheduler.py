@@ -16,6 +16,7 @@ in as a :class:`Situation`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from delegate_tui.core import batching
@@ -124,14 +125,17 @@ def next_steps(plan: Plan, state: RunState, situation: Situation) -> list[Step]:
         return steps
     if waiting is None:
         steps.append(Propose(state.batches + 1, proposal))
-    elif (waiting.tasks, waiting.held, waiting.notes, waiting.needs_approval) != (
-        proposal.tasks,
-        proposal.held,
-        proposal.notes,
-        proposal.needs_approval,
+    elif _gist(waiting.tasks, waiting.held, waiting.notes, waiting.needs_approval) != _gist(
+        proposal.tasks, proposal.held, proposal.notes, proposal.needs_approval
     ):
         steps.append(Propose(waiting.batch, proposal))
     return steps
+
+
+def _gist(*parts: object) -> str:
+    """A proposal without the blockers' passing statuses ("(running)" then "(checking)"):
+    a blocker moving on is no reason to propose the same batch again."""
+    return re.sub(r" \((starting|running|checking|merging)\)", "", repr(parts))
 
 
 def after_attempt(plan: Plan, state: RunState, task_id: str) -> AutoRetry | PauseAfterBatch | None:

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from delegate_tui.core.engine import Engine
 
 SOCKET_NAME = "control.sock"
-#: Events a client may be behind before it is moved to the newest keyframe.
+#: Events, and bytes, a client may be behind before it is moved to the newest keyframe.
 CLIENT_QUEUE_EVENTS = 4096
+CLIENT_QUEUE_BYTES = 32 << 20
 #: The longest line a client may send (a command with an operator's note).
 MAX_LINE = 1 << 20
 #: A run that ended before any view attached (a quick run started from the UI)
@@ -103,6 +104,7 @@ def peer_uid(sock: socket.socket) -> int:
 class _Client:
     writer: asyncio.StreamWriter
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE_EVENTS))
+    queued_bytes: int = 0
     skipped: int = 0
 
 
@@ -154,16 +156,16 @@ class RunService:
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
         self.path = socket_path(run_dir)
+        if service_status(run_dir) is not None:
+            raise RuntimeError(f"another run service already serves {run_dir}")
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by a service that was killed
-        old = os.umask(0o177)
-        try:
-            with reachable(self.path) as address:
-                self._server = await asyncio.start_unix_server(
-                    self._serve, path=address, limit=MAX_LINE
-                )
-        finally:
-            os.umask(old)
+        # No umask games: git and agents start from this process meanwhile. The
+        # folder is 0700, so nobody else can reach the socket before its chmod.
+        with reachable(self.path) as address:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=address, limit=MAX_LINE
+            )
         os.chmod(self.path, 0o600)
 
     async def _close(self) -> None:
@@ -188,11 +190,15 @@ class RunService:
     def _put(self, client: _Client, line: bytes) -> None:
         """Queue ``line`` for ``client``; one that is too far behind skips to the log's end."""
         try:
+            if client.queued_bytes + len(line) > CLIENT_QUEUE_BYTES:
+                raise asyncio.QueueFull
             client.queue.put_nowait(line)
+            client.queued_bytes += len(line)
         except asyncio.QueueFull:
             dropped = client.queue.qsize()
             while not client.queue.empty():
                 client.queue.get_nowait()
+            client.queued_bytes = 0
             client.skipped += dropped + (1 if line else 0)
             behind = {"seq": self.engine.state.last_seq, "skipped": client.skipped}
             client.queue.put_nowait(message({"behind": behind}))
@@ -225,6 +231,7 @@ class RunService:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             while True:
                 line = await client.queue.get()
+                client.queued_bytes = max(0, client.queued_bytes - len(line))
                 if not line:
                     break
                 client.writer.write(line)
@@ -279,8 +286,8 @@ class RunService:
             return f"{name}: unknown argument(s) {', '.join(sorted(set(args) - allowed))}"
         try:
             result = getattr(self.engine, method)(**args)
-        except TypeError as exc:
-            return f"{name}: {exc}"
+        except Exception as exc:  # a malformed command is refused, never the run's end
+            return f"{name}: {type(exc).__name__}: {exc}"
         return str(result)
 
 

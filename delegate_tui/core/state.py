@@ -88,6 +88,8 @@ class AttemptState:
     commit: str = ""
     changed: tuple[ChangedFile, ...] = ()
     merged_commit: str = ""
+    merged_ts: float = 0.0
+    prepared_ts: float = 0.0  # when it took the integration tip as its start
     conflict_paths: tuple[str, ...] = ()
     live_changes: tuple[ChangedFile, ...] = ()  # from the watcher, while it works
     snapshot: str = ""
@@ -360,6 +362,7 @@ def _preparing(state: RunState, ev: TaskPreparing) -> None:
     attempt.workdir = ev.workdir
     attempt.branch = ev.branch
     attempt.base_commit = ev.base_commit
+    attempt.prepared_ts = ev.ts
     attempt.status = "starting"
     state.tasks[ev.task].status = "starting"
 
@@ -446,6 +449,7 @@ def _committed(state: RunState, ev: TaskCommitted) -> None:
 def _merged(state: RunState, ev: TaskMerged) -> None:
     attempt = _attempt(state, ev.task, ev.attempt)
     attempt.merged_commit = ev.commit
+    attempt.merged_ts = ev.ts
     state.integration_tip = ev.commit
 
 
@@ -531,12 +535,14 @@ def _final_merge(state: RunState, ev: FinalMerge) -> None:
 
 def _account_idle(state: RunState, ev: Event) -> None:
     """Add the time since the last event to the run's idle or down time, where it was."""
-    if not state.last_ts or ev.ts <= state.last_ts or state.status != "running":
+    if not state.last_ts or ev.ts <= state.last_ts:
         return
     gap = ev.ts - state.last_ts
     if type(ev) is RunResumed:
-        state.downtime_s += gap  # no process ran the run
-    elif not any(t.status in ACTIVE_STATUSES for t in state.tasks.values()):
+        state.downtime_s += gap  # no process ran the run (a crash, or a stop, then resume)
+    elif state.status == "running" and not any(
+        t.status in ACTIVE_STATUSES for t in state.tasks.values()
+    ):
         state.idle_s += gap  # nothing ran: the run waited for the operator
 
 

@@ -516,3 +516,23 @@ def test_stats_reports_the_run_itself_and_every_distinct_finding() -> None:
     assert metrics.stats(state)["summary"] == "succeeded: a, b; not run: c"
     foreign = RunState(run_id="x")  # a log whose plan could not be read
     assert metrics.stats(foreign)["plan"] == ""
+
+
+def test_a_stopped_run_resumed_later_counts_the_gap_as_downtime() -> None:
+    """Stopped on Friday, resumed on Monday: the weekend is not the agents' time."""
+    from delegate_tui.core.events import RunResumed
+
+    state = fold([run_started(), *batch(1, 0, "a", "b"), *attempt("a", 0.0, 4.0)])
+    for ev in attempt("b", 0.0, 4.0):
+        apply(state, ev)
+    finish(state, 4.0, status="stopped")
+    apply(state, RunResumed(host_pid=2, ts=T0 + 4.0 + 259_200))
+    apply(state, BatchProposed(batch=2, tasks=("c",), needs_approval=False, ts=T0 + 259_204))
+    apply(state, BatchApproved(batch=2, tasks=("c",), by="policy", ts=T0 + 259_204))
+    for ev in attempt("c", 259_204.0, 259_206.0):
+        apply(state, ev)
+    finish(state, 259_206.0)
+    m = state.metrics
+    assert m is not None
+    assert m.downtime_s == 259_200.0
+    assert m.time_saved_s == 4.0  # 10 s of agents' work in 6 s of working wall time

@@ -153,6 +153,9 @@ async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path)
         (run_dir.name, "live", True, 1)
     ]
     view.detach()
+    twice = cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
+    assert twice.returncode == 2, "a live run is not taken over by a second engine"
+    assert f"run {run_dir.name} is live" in twice.stderr
     stopped = cli("stop", cwd=repo, home=home)
     assert stopped.returncode == 0, stopped.stderr
     assert f"run {run_dir.name} stopped" in stopped.stdout
