@@ -189,12 +189,14 @@ def demo(headless: bool, speed: float, keep: bool, theme: str | None) -> None:
         code = start_run(_load(str(plan_path)), request)
     except Refused as exc:
         fail(str(exc))
-    if not keep:
+    repo = plan_path.parent.parent
+    logs = runlog.list_run_logs(repo)
+    live = bool(logs) and not final_state(logs[0])[0].finished  # detached: it goes on
+    if not keep and not live:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
     else:
-        repo = plan_path.parent.parent
         click.echo(f"look at the result: git -C {repo} log --graph --oneline --all")
     sys.exit(code)
 
