@@ -15,9 +15,10 @@ headless printer).
 
 Commands (approve, hold, kill, retry, skip, pause, resume, input, merge,
 finish, end, stop) are plain methods, safe to call from the loop the engine
-runs on; they return a message for the operator, empty when done. (They are
-why this module is about 600 lines: twelve short methods that every client
-calls, each with its docstring; the decisions and the work are elsewhere.)
+runs on; they return a message for the operator, empty when done. (They, and
+the guards that stop a run cleanly when its log cannot be written or a bug
+strikes in a callback, are why this module is about 680 lines: the decisions
+and the work are elsewhere.)
 """
 
 from __future__ import annotations

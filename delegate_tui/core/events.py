@@ -7,6 +7,8 @@ headless printer, replay, stats). Each event is a frozen dataclass with
 Agent output is bytes: valid UTF-8 travels as text, anything else as base64,
 so every byte survives exactly. ``SCHEMA_VERSION`` is written in the first
 event of every log; a reader refuses a newer one.
+
+(About 630 lines, two thirds of them the event declarations themselves.)
 """
 
 from __future__ import annotations
