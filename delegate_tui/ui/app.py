@@ -21,6 +21,7 @@ from typing import Any
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import Notification, Notify
 from textual.screen import Screen
 
 from delegate_tui.core.attention import seems_to_wait_for_input
@@ -78,6 +79,7 @@ class DelegateApp(App[int]):
         self._new_events: deque[Event] = deque(maxlen=2000)
         self._dirty = True
         self._waiting_notified: set[tuple[str, int]] = set()
+        self._batch_toast: tuple[int, Notification] | None = None
         self._quitting = False
         self._run_done = False
         self._bell = bell
@@ -184,6 +186,7 @@ class DelegateApp(App[int]):
         now = (state.last_ts or self.clock()) if self.read_only else self.clock()
         while self._new_events:
             self._attend(self._new_events.popleft())
+        self._withdraw_batch_toast(state)
         for task in state.tasks.values():
             attempt = task.attempt
             if attempt is None or (task.id, attempt.number) in self._waiting_notified:
@@ -206,10 +209,16 @@ class DelegateApp(App[int]):
         if self.read_only:
             return
         if isinstance(ev, BatchProposed) and ev.needs_approval:
-            self._alert(
+            toast = Notification(
                 f"batch {ev.batch} waits for approval: {', '.join(ev.tasks)} (a approves)",
-                "information",
+                severity="information",
+                timeout=5,
             )
+            if self._bell:
+                self.bell()
+            self._withdraw_batch_toast(None)  # a revised proposal replaces its toast
+            self._batch_toast = (ev.batch, toast)
+            self.post_message(Notify(toast))
         elif isinstance(ev, TaskFinished) and ev.status in _ALARMING:
             self._alert(f"{ev.task} {ev.status}: {ev.reason}", "error")
         elif isinstance(ev, MergeConflict):
@@ -220,6 +229,21 @@ class DelegateApp(App[int]):
             )
         elif isinstance(ev, RunFinished):
             self.notify(f"run {ev.status}. q quits", timeout=10)
+
+    def _withdraw_batch_toast(self, state: RunState | None) -> None:
+        """Take the "batch N waits" toast down once batch N no longer waits (approved,
+        held, or replaced): the batch bar says what waits now, the toast must not lie."""
+        if self._batch_toast is None:
+            return
+        batch, toast = self._batch_toast
+        proposal = state.proposal if state is not None else None
+        if proposal is not None and proposal.batch == batch and proposal.needs_approval:
+            return
+        self._batch_toast = None
+        # Textual has no public call to withdraw one toast; App._unnotify is what a
+        # toast's own timeout calls.
+        if toast in self._notifications:
+            self._unnotify(toast)
 
     def _alert(self, message: str, severity: str) -> None:
         if self._bell:

@@ -358,7 +358,7 @@ async def test_collisions_show_in_sidebar_batch_warning_and_diff(start_app: Star
         assert "Collisions" in sidebar and "src/auth/session.ts" in sidebar
         assert "hotfix ✕ service" in sidebar and "predicted conflict: would not merge" in sidebar
         assert "out of scope: outside its declared edits" in sidebar
-        assert ui.app.screen.query_one("#sidebar").border_title == "Conflicts (3)"
+        assert ui.app.screen.query_one("#sidebar").border_title == "Conflicts (1)"
         await ui.select("hotfix")
         await ui.pilot.press("d")
         await ui.pilot.pause(0.5)

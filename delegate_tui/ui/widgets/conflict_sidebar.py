@@ -4,7 +4,9 @@ Shows what the core knows, most severe first: live collisions found by the
 watcher (predicted merge conflicts, overlaps, out-of-scope edits, shared
 files), grouped by file; merges that failed; tasks held back and why;
 declared-scope overlaps between independent tasks; and the run's warnings.
-It only renders what it is given.
+It only renders what it is given, and only what is still true: every item is
+derived from the state as it is now (a failed merge that was retried and
+merged, a dependency that runs again, a run that no longer waits, all leave).
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
+from delegate_tui.core import batching
+from delegate_tui.core.events import Notice
+from delegate_tui.core.scheduler import WAITING_MESSAGE
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import status_colour, update_if_changed
 
 T = TypeVar("T")
+#: Statuses that wait for the operator's retry or skip.
+_DECIDE = frozenset({"failed", "merge-conflict", "timed-out", "killed", "interrupted"})
 #: Held-back tasks and declared overlaps shown at most (the selected task's first).
 LIST_CAP = 12
 
@@ -34,7 +41,8 @@ class ConflictSidebar(Static):
         selected: str,
         current: str = "",
     ) -> int:
-        """Redraw; returns the number of findings (for the header and title)."""
+        """Redraw; returns the number of conflicts (collisions and failed merges, for the
+        title): held tasks, declared scopes and warnings are listed but are not conflicts."""
         app = self.app
         red = Style(color=status_colour(app, "failed"), bold=True)
         amber = Style(color=status_colour(app, "proposed"), bold=True)
@@ -60,18 +68,21 @@ class ConflictSidebar(Static):
             for path in sorted(by_path):
                 text.append(f"  {path}\n", Style(bold=True))
                 for kind, tasks, detail, is_current in by_path[path]:
-                    count += 1
+                    count += severity == "error"
                     who = " ✕ ".join(tasks) or "(no running task's scope)"
                     text.append("  ▸ " if is_current else "    ", style)
                     text.append(f"{who}\n", Style(underline=selected in tasks, reverse=is_current))
                     text.append(f"    {kind.replace('-', ' ')}: {detail}\n", dim)
             text.append("\n")
 
+        # Only tasks whose merge failed and that wait for the operator: a retry
+        # (running, merged or failed otherwise) takes the task off this list.
         conflicts = [
-            (t.id, a.number, a.conflict_paths)
+            (t.id, last.number, last.conflict_paths)
             for t in state.tasks.values()
-            for a in t.attempts
-            if a.conflict_paths
+            if t.status == "merge-conflict"
+            and (last := t.attempt) is not None
+            and last.conflict_paths
         ]
         if conflicts:
             text.append("✘ Merges that failed\n", red)
@@ -87,10 +98,14 @@ class ConflictSidebar(Static):
             (t.id, t.held_reason)
             for t in state.tasks.values()
             if t.status == "pending" and t.held_reason
+        ] + [
+            # Why a blocked task cannot start, from its dependency's status now.
+            (t.id, f"dependency {t.blocked_by} {state.tasks[t.blocked_by].status}")
+            for t in state.tasks.values()
+            if t.status == "blocked" and t.blocked_by in state.tasks
         ]
         if held:
             text.append("‖ Held back\n", amber)
-            count += len(held)
             shown = _first(held, lambda item: item[0] == selected)
             for task, reason in shown:
                 text.append(f"  {task}", Style(bold=True, underline=task == selected))
@@ -102,7 +117,6 @@ class ConflictSidebar(Static):
         undeclared = [t.id for t in state.tasks.values() if t.note]
         if overlaps or undeclared:
             text.append("◇ Declared scopes\n", Style(bold=True))
-            count += len(overlaps)
             shown_overlaps = _first(overlaps, lambda item: selected in item[:2])
             for a, b, reason in shown_overlaps:
                 mark = Style(bold=True, underline=selected in (a, b))
@@ -117,7 +131,9 @@ class ConflictSidebar(Static):
                 text.append(": scope undeclared\n", dim)
             text.append("\n")
 
-        notices = [n for n in state.notices if n.level in ("warning", "error")][-5:]
+        notices = [
+            n for n in state.notices if n.level in ("warning", "error") and _still_true(state, n)
+        ][-5:]
         if notices:
             text.append("! Notices\n", amber)
             for notice in notices:
@@ -129,6 +145,21 @@ class ConflictSidebar(Static):
             text.append("Declared scopes do not overlap; merges so far were clean.", dim)
         update_if_changed(self, text)
         return count
+
+
+def _still_true(state: RunState, notice: Notice) -> bool:
+    """False for a notice the state has since made untrue: "the run is waiting for
+    you" once a retry or skip set it going again (the engine says it once, and a
+    replay plays it back; neither takes it back)."""
+    if notice.message == WAITING_MESSAGE:
+        return (
+            state.plan is not None
+            and not state.finished
+            and not state.active
+            and any(t.status in _DECIDE for t in state.tasks.values())
+            and not batching.ready(state.plan, state)
+        )
+    return True
 
 
 def _first(items: list[T], mine: Callable[[T], bool]) -> list[T]:
