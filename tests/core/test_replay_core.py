@@ -494,3 +494,113 @@ def test_pausing_at_the_end_stays_at_the_end(source: ReplaySource) -> None:
     source.seek(len(source.events))
     assert source.playing
     assert source.toggle() is False and source.index == len(source.events)
+
+
+def test_a_damaged_keyframe_on_disk_falls_back_to_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from delegate_tui.core import runlog
+
+    monkeypatch.setattr(runlog, "KEYFRAME_EVERY", 4)
+    log = tmp_path / "events.jsonl"
+    events = recording()
+    write_log(log, events)
+    frames = runlog.index_dir(log) / "keyframes.jsonl"
+    lines = frames.read_bytes().splitlines(keepends=True)
+    lines[2] = b"{" + b" " * (len(lines[2]) - 2) + b"\n"  # the keyframe after 12 events
+    frames.write_bytes(b"".join(lines))
+    source = ReplaySource.from_log(log)
+    source.seek(14)
+    assert source.state == build(events[:14])
+    assert [k.events for k in source._keyframes] == [0, 4, 8, 16], "the bad one is dropped"
+
+
+def test_a_log_indexed_by_a_newer_version_is_refused_with_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from delegate_tui.core import runlog
+    from delegate_tui.core.events import SCHEMA_VERSION
+
+    log = tmp_path / "events.jsonl"
+    newer = recording()
+    object.__setattr__(newer[0], "schema", SCHEMA_VERSION + 1)
+    with monkeypatch.context() as m:  # written and indexed by the newer version
+        m.setattr(runlog, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+        m.setattr(replay, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+        write_log(log, newer)
+        ReplaySource.from_log(log)
+    expected = (
+        f"{log}: written by a newer delegate-tui (log schema {SCHEMA_VERSION + 1}, "
+        f"this version reads up to {SCHEMA_VERSION}); upgrade to read it"
+    )
+    with pytest.raises(replay.LogError) as info:
+        ReplaySource.from_log(log)
+    assert str(info.value) == expected
+
+
+# ------------------------------------------------------------ playback, as the operator drives it
+
+
+def test_pause_holds_playback_and_seek_then_play_continues_from_there() -> None:
+    """A dense log (2,000 events 0.1 ms apart) at 1x: pausing stops it at once, a seek
+    moves it, play continues from the new place to the end, and after the end a seek
+    back and play plays again."""
+    events: list[Event] = [recording()[0]]
+    events += [
+        TaskOutput(task="a", attempt=1, data=b"x", ts=T0 + n * 0.0001) for n in range(1, 2001)
+    ]
+    source = ReplaySource(events)
+    seen: list[int] = []
+    source.subscribe(lambda ev: seen.append(source.index))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        player = asyncio.create_task(source.run())
+        start = loop.time()
+        while source.index < 500:
+            await asyncio.sleep(0)
+        assert source.toggle() is False
+        paused_at = source.index
+        await asyncio.sleep(0.1)
+        assert source.index == paused_at, "playback went on after the pause"
+        source.seek(1500)
+        assert source.toggle() is True
+        while source.index < len(events):
+            await asyncio.sleep(0.005)
+            assert loop.time() - start < 5, "playback stalled after the seek"
+        elapsed = loop.time() - start
+        await asyncio.sleep(0.02)
+        assert source.playing is False, "playback stops at the end"
+        # The 0.15 s of run between 0 and the pause, then 1500 to 2000, at 1x: gaps too
+        # short to sleep still add up, and a burst does not wait whole seconds to yield.
+        assert 0.1 <= elapsed < 0.9, elapsed
+        source.seek(1990)
+        assert source.toggle() is True
+        while source.index < len(events):
+            await asyncio.sleep(0.005)
+            assert loop.time() - start < 5, "playing again after the end never happened"
+        player.cancel()
+
+    asyncio.run(main())
+    assert seen[-1] == 2001 and 1501 in seen and 1200 not in seen
+
+
+def test_a_gap_of_exactly_the_quiet_threshold_plays_in_full() -> None:
+    """Only gaps over QUIET_S (3 s) are shortened: one of exactly 3 s plays as 3 s / speed."""
+    events: list[Event] = [
+        recording()[0],
+        TaskOutput(task="a", attempt=1, data=b"x", ts=T0 + replay.QUIET_S),
+    ]
+    source = ReplaySource(events)
+    source.speed = 64.0
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        player = asyncio.create_task(source.run())
+        start = loop.time()
+        while source.index < len(events):
+            await asyncio.sleep(0.002)
+        player.cancel()
+        return loop.time() - start
+
+    assert asyncio.run(main()) >= 0.04, "3 s at 64x is 47 ms, not the quiet 0.5 s / 64"
