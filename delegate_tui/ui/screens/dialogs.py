@@ -1,19 +1,38 @@
-"""Modal dialogs: confirm, retry with context, a line of input, task details, help."""
+"""Modal dialogs: confirm, retry with context, a line of input, task details, help.
+
+Every dialog fits an 80x24 terminal: on a short screen (under 40 rows) it drops
+its margins and shrinks its output boxes (the ``-short`` class), and a form
+that is still too tall scrolls, so the focused field is always in view. Toasts
+are not drawn over a dialog (app.tcss): they wait for it to close.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rich.console import RenderableType
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static, TextArea
 
+R = TypeVar("R")
+#: Rows under which dialogs go compact.
+SHORT_ROWS = 40
 
-class ConfirmDialog(ModalScreen[bool]):
+
+class Dialog(ModalScreen[R]):
+    """A modal dialog that goes compact on a short screen."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
+
+
+class ConfirmDialog(Dialog[bool]):
     """Yes or no; Enter/y confirms, Escape/n cancels."""
 
     BINDINGS = [
@@ -43,7 +62,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(value)
 
 
-class QuitDialog(ModalScreen[str]):
+class QuitDialog(Dialog[str]):
     """Leaving a live run: detach (it goes on), end it (resumable), or cancel.
 
     Dismissed with ``"detach"``, ``"end"`` or ``""``; without ``can_detach`` (a
@@ -90,7 +109,7 @@ class RetryRequest:
     keep_worktree: bool
 
 
-class RetryDialog(ModalScreen[RetryRequest | None]):
+class RetryDialog(Dialog[RetryRequest | None]):
     """Show how the attempt failed; take extra context for the next one."""
 
     BINDINGS = [
@@ -106,7 +125,7 @@ class RetryDialog(ModalScreen[RetryRequest | None]):
         self.can_keep = can_keep
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog dialog-wide"):
+        with VerticalScroll(classes="dialog dialog-wide"):
             yield Label(f"Retry {self.task_id}", classes="dialog-title")
             yield Label(f"Last attempt: {self.summary}", classes="dialog-subtitle")
             with VerticalScroll(classes="failure-tail"):
@@ -114,7 +133,7 @@ class RetryDialog(ModalScreen[RetryRequest | None]):
             yield Label("Extra context for the agent (added to its prompt):")
             yield TextArea(id="context", classes="retry-context")
             yield Checkbox(
-                "Keep the failed attempt's work (otherwise start fresh from the integration branch)",
+                "Keep the failed attempt's work (else start fresh from integration)",
                 value=False,
                 id="keep",
                 disabled=not self.can_keep,
@@ -143,7 +162,7 @@ class RetryDialog(ModalScreen[RetryRequest | None]):
         self.dismiss(None)
 
 
-class LineDialog(ModalScreen[str | None]):
+class LineDialog(Dialog[str | None]):
     """One line of text: input for an agent, or a search."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
@@ -172,7 +191,7 @@ class LineDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class TextScreen(ModalScreen[None]):
+class TextScreen(Dialog[None]):
     """A scrollable page of text (task details, help); Escape or q closes it."""
 
     BINDINGS = [Binding("escape,q,enter,question_mark", "close", "Close", show=False)]

@@ -155,6 +155,15 @@ class RunScreen(Screen[None]):
             mode=self.MODE,
         )
         self.grid.show(state, now, selected=self.selected, zoomed=self.zoomed)
+        self._lift_toasts()
+
+    def _lift_toasts(self) -> None:
+        """Keep toasts above the bars under the main area (batch, replay, footer): Textual
+        stacks them over the footer only, and they hid the batch the operator must approve."""
+        below = self.region.bottom - self.query_one("#main").region.bottom
+        for rack in self.query("#textual-toastrack"):  # Textual's own toast container
+            if below > 0 and rack.styles.margin.bottom != below:
+                rack.styles.margin = (0, 0, below, 0)
 
     def _refresh_keys(self) -> None:
         """Redraw the footer when a command became available or refused (not every tick)."""
