@@ -11,12 +11,14 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from delegate_tui.core.commands import Command
+from delegate_tui.ui.style import ICONS, MEANINGS
 
 BOLD = Style(bold=True)
 DIM = Style(dim=True)
@@ -236,6 +238,13 @@ def help_text(sections: HelpSections, keymap: dict[str, str], rebindable: list[s
             text.append(f"  {key:<12}", Style(bold=True))
             text.append(f"{what}\n")
         text.append("\n")
+    text.append("Task glyphs\n", BOLD)
+    for status, icon in ICONS.items():
+        pad = " " * max(1, 2 - cell_len(icon))  # ⌛ takes two cells
+        text.append(f"  {icon}{pad}{status:<15}", Style(bold=True))
+        text.append(f"{MEANINGS[status]}\n")
+    text.append(f"  ‖ {'paused':<15}", Style(bold=True))
+    text.append("(header) scheduling paused; running tasks go on\n\n")
     if keymap:
         text.append(
             "Your rebindings: " + ", ".join(f"{k} → {v}" for k, v in keymap.items()) + "\n", DIM

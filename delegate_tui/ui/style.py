@@ -27,7 +27,25 @@ ICONS = {
     "timed-out": "⌛",
     "skipped": "⤼",
     "blocked": "⊘",
-    "interrupted": "‖",
+    "interrupted": "↯",  # not ‖: that is a paused run (header) or replay
+}
+#: What each status means, for the legend in ``?`` help (one line each).
+MEANINGS = {
+    "pending": "waits for its dependencies or a batch",
+    "proposed": "in the batch that waits for your approval",
+    "starting": "worktree and setup under way",
+    "running": "its agent is at work",
+    "checking": "its checks (criteria) run",
+    "merging": "committing and merging",
+    "awaiting-merge": "done; waits for your merge",
+    "succeeded": "done and merged",
+    "failed": "failed: waits for a retry or a skip",
+    "merge-conflict": "would not merge: waits for a retry",
+    "killed": "ended by you",
+    "timed-out": "ended by its timeout",
+    "skipped": "skipped by you: not run, not waiting",
+    "blocked": "cannot start: a dependency failed or was skipped",
+    "interrupted": "the run stopped while it ran",
 }
 _VARIABLE = {
     "pending": "status-pending",

@@ -96,8 +96,9 @@ async def test_replay_offers_playback_not_commands(start_app: StartApp) -> None:
         assert "Play or pause" in titles and "Kill task" not in titles
         await ui.press("question_mark")
         assert isinstance(ui.app.screen, TextScreen)
-        help_text = str(ui.app.screen.body)
+        help_text, legend = str(ui.app.screen.body).split("Task glyphs")
         assert "play or pause" in help_text and "next failure" in help_text
+        assert "killed" in legend  # statuses are named; their keys are not
         for live_only in ("approve", "kill", "retry", "skip", "merge", "finish", "diff"):
             assert live_only not in help_text, live_only
 

@@ -13,8 +13,10 @@ _GROUPS = (
     ("✔", "succeeded", ("succeeded",)),
     ("▶", "running", ("starting", "running", "checking", "merging")),
     ("✘", "failed", ("failed", "merge-conflict", "killed", "timed-out", "interrupted")),
-    ("◌", "pending", ("pending", "proposed", "awaiting-merge", "blocked", "skipped")),
+    ("◌", "pending", ("pending", "proposed", "awaiting-merge", "blocked")),
 )
+#: Shown only when there are any: a skipped task neither waits nor failed.
+_SKIPPED = ("⤼", "skipped", ("skipped",))
 
 
 class RunHeader(Static):
@@ -45,8 +47,10 @@ class RunHeader(Static):
             text.append(f"{state.run_id}  ", Style(dim=True))
         end = state.finished_ts or now
         text.append(clock(end - state.started_ts if state.started_ts else 0) + "  ")
-        for icon, colour_of, statuses in _GROUPS:
+        for icon, colour_of, statuses in (*_GROUPS, _SKIPPED):
             count = sum(t.status in statuses for t in state.tasks.values())
+            if statuses is _SKIPPED[2] and not count:
+                continue
             text.append(
                 f"{icon}{count} ", Style(color=status_colour(app, colour_of), bold=count > 0)
             )
