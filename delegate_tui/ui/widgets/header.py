@@ -1,4 +1,4 @@
-"""The run header: plan, run id, elapsed, task counts, time saved, attention."""
+"""The run header: elapsed, task counts, time saved, attention, then plan and run id."""
 
 from __future__ import annotations
 
@@ -25,26 +25,19 @@ class RunHeader(Static):
     def show(
         self, state: RunState, *, now: float, saved_s: float, attention: list[str], mode: str
     ) -> None:
-        """Redraw from the state (attributes down). Narrow screens drop the run id
-        and put the attention flag right after the plan name, where it stays visible."""
+        """Redraw from the state (attributes down).
+
+        What the operator must see comes first: the clock, the counts, the run's
+        findings and the attention flag; then the plan's name (and, when wide, the
+        run id), which is what a narrow screen cuts."""
         app = self.app
         wide = self.size.width >= 120
         colour = app.theme_variables.get("status-attention", "#ff8000")
-        flag = Text()
-        if attention:
-            flag.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
-            if len(attention) > 1:
-                flag.append(f" +{len(attention) - 1}", Style(color=colour))
-            flag.append(" ")
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" delegate-tui ", Style(bold=True, reverse=True))
-        text.append(f" {state.plan.name if state.plan else '(no plan)'} ", Style(bold=True))
-        if not wide:
-            text.append_text(flag)
+        text.append(" ")
         if mode:
             text.append(f"[{mode}] ", Style(color=app.theme_variables.get("accent"), bold=True))
-        if wide:
-            text.append(f"{state.run_id}  ", Style(dim=True))
         end = state.finished_ts or now
         text.append(clock(end - state.started_ts if state.started_ts else 0) + "  ")
         for icon, colour_of, statuses in (*_GROUPS, _SKIPPED):
@@ -72,8 +65,14 @@ class RunHeader(Static):
                 f" run {state.status} ",
                 Style(color=status_colour(app, _final(state.status)), bold=True),
             )
+        if attention:
+            text.append(" ")
+            text.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
+            if len(attention) > 1:
+                text.append(f" +{len(attention) - 1}", Style(color=colour))
+        text.append(f"  {state.plan.name if state.plan else '(no plan)'}", Style(bold=True))
         if wide:
-            text.append_text(flag)
+            text.append(f"  {state.run_id}", Style(dim=True))
         update_if_changed(self, text)
 
 
