@@ -75,6 +75,7 @@ class DelegateApp(App[int]):
         self.context = ScreenContext(source, self.config, read_only, clock, self.request_refresh)
         """What the run screen is built with; the app keeps its live fields current."""
         self._requested_theme = theme
+        self._save_theme = False  # not the theme on_mount sets (--theme is for one run)
         self._theme_names: list[str] = []
         self._new_events: deque[Event] = deque(maxlen=2000)
         self._dirty = True
@@ -116,6 +117,7 @@ class DelegateApp(App[int]):
             self.notify(f"no theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")
             wanted = DEFAULT_THEME
         self.theme = wanted
+        self._save_theme = True  # from now on a theme is the operator's choice: t, palette
         if self.config.keys:
             self.set_keymap(self.config.keys)
         self._seed_output()
@@ -273,7 +275,7 @@ class DelegateApp(App[int]):
         self.notify(f"theme: {self.theme}", timeout=2)
 
     def watch_theme(self, theme: str) -> None:
-        if theme in self._theme_names:
+        if theme in self._theme_names and self._save_theme:
             self.config.save_theme(theme)
         self._dirty = True  # panes drop their drawn lines themselves (AgentGrid)
 

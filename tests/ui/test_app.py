@@ -544,3 +544,19 @@ def test_pane_ids_are_one_per_task_id() -> None:
     panes = {AgentPane.id_for(t) for t in ids}
     assert len(panes) == len(ids)
     assert all(re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]*", p) for p in panes)
+
+
+@pytest.mark.asyncio
+async def test_a_theme_for_one_run_is_not_saved(start_app: StartApp, tmp_path: Path) -> None:
+    """`--theme NAME` is for this run; only `t` and the palette change the saved theme."""
+    path = tmp_path / "config.yaml"
+    path.write_text("theme: phosphor\n")
+    source = FakeSource()
+    source.start_run()
+    async with start_app(source, theme="delegate-light", config=UserConfig.load(path)) as ui:
+        assert ui.app.theme == "delegate-light"
+    assert UserConfig.load(path).theme == "phosphor"
+    async with start_app(source, theme="delegate-light", config=UserConfig.load(path)) as ui:
+        await ui.press("t")
+        chosen = ui.app.theme
+    assert chosen != "delegate-light" and UserConfig.load(path).theme == chosen
