@@ -140,3 +140,43 @@ def test_shared_files_entries_are_globs_not_plain_paths() -> None:
     assert [(f.kind, f.tasks, f.paths) for f in found] == [
         ("shared-file", ("tests",), ("requirements-dev.txt",))
     ]
+
+
+# ------------------------------------------ character classes, as shells and git read them
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("src/[b-d].py", "src/b.py", True),
+        ("src/[b-d].py", "src/d.py", True),
+        ("src/[b-d].py", "src/a.py", False),
+        ("src/[b-d].py", "src/e.py", False),
+        ("[!b-d]x", "ax", True),
+        ("[!b-d]x", "cx", False),
+        ("[^a]x", "bx", True),  # ^ negates too, as in bash and git
+        ("[^a]x", "ax", False),
+        ("[]]x", "]x", True),  # a ] right after [ is a member, not the end
+        ("[]]x", "ax", False),
+        ("[!]]x", "ax", True),
+        ("[!]]x", "]x", False),
+        ("[a-]x", "-x", True),  # a - before the closing ] is a member
+        ("[a-]x", "ax", True),
+        ("[a-]x", "bx", False),
+        ("[ab-]", "b", True),
+        ("a[b", "a[b", True),  # an unclosed [ is a plain character
+        ("a[b", "ab", False),
+        ("x[", "x[", True),
+        ("x[!", "x[!", True),
+        ("[a-c][x-z]", "bz", True),
+        ("[a-c][x-z]", "bw", False),
+    ],
+)
+def test_character_classes(pattern: str, path: str, expected: bool) -> None:
+    assert glob_matches(pattern, path) is expected
+    assert globs_overlap(pattern, path) is expected
+
+
+def test_an_overlap_of_one_glob_with_itself_is_named_once() -> None:
+    overlap = first_overlap(["docs/**", "src/x.py"], ["src/x.py"])
+    assert overlap is not None and overlap.describe() == "src/x.py"
