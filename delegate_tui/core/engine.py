@@ -659,6 +659,9 @@ class Engine:
                 task=task_id, attempt=number, status=status, reason=reason, output=outcome.output
             )
         )
+        done = self.state.tasks[task_id].attempts[-1]
+        if status == "succeeded" and done.merged_commit and self.isolation == "worktree":
+            self.integration.release(Path(done.workdir))
         if self._jobs.get(task_id) is asyncio.current_task():
             del self._jobs[task_id]
         if task_id in self._restarts and not self._stopping:

@@ -14,6 +14,7 @@ branch. Branch and worktree names come from
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Integration:
         #: Held by every git call that adds or removes a worktree.
         self.git_lock = asyncio.Lock()
         self._merge_lock = asyncio.Lock()
+        self._releases: set[asyncio.Task[None]] = set()
 
     def prepare(self, isolation: str, base: str, *, include_dirty: bool) -> tuple[str, str, str]:
         """Before the run starts: ``(base commit, integration branch, operator's branch)``.
@@ -120,8 +122,24 @@ class Integration:
             FinalMerge(ok=result.ok, branch=branch, commit=result.commit, detail=detail)
         )
 
+    def release(self, workdir: Path) -> None:
+        """A merged attempt's worktree is no longer needed: remove it now, in the
+        background, so that the end of a long run does not remove hundreds at once."""
+        task = asyncio.get_running_loop().create_task(self._remove(workdir))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _remove(self, workdir: Path) -> None:
+        # The files only, without git (no lock held against new worktrees); git's
+        # note of the worktree is pruned once, at the end.
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+
     async def cleanup(self) -> None:
         """Remove worktrees whose work is merged; keep the others for inspection."""
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
+            async with self.git_lock:
+                await asyncio.to_thread(workspace.prune_worktrees, self.repo)
         kept = 0
         for task in self._emitter.state.tasks.values():
             for attempt in task.attempts:

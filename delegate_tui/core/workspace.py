@@ -262,6 +262,11 @@ def remove_worktree(repo: Path, path: Path) -> None:
     git(["worktree", "prune"], repo, check=False)
 
 
+def prune_worktrees(repo: Path) -> None:
+    """Forget worktrees whose folders are gone (their branches stay)."""
+    git(["worktree", "prune"], repo, check=False)
+
+
 def head(workdir: Path) -> str:
     """The commit checked out in ``workdir``."""
     return git(["rev-parse", "HEAD"], workdir).stdout.strip()
