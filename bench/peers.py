@@ -37,28 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import AGENTS, bench_bare, bench_devnull, bench_headless, producer
+from peers_install import install_peers
 from tmux_term import Terminal
 from ui_flood import run_ui
 
-PEERS = ("concurrently@9.2.5", "mprocs@0.9.6", "turbo@2.11.11")
 NO_TELEMETRY = {"TURBO_TELEMETRY_DISABLED": "1", "DO_NOT_TRACK": "1"}
-
-
-def install_peers(folder: Path) -> Path:
-    """The peers' bin folder, installed from npm into ``folder`` if not there yet."""
-    bin_dir = folder / "node_modules" / ".bin"
-    if not all((bin_dir / name).exists() for name in ("concurrently", "mprocs", "turbo")):
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / "package.json").exists():
-            (folder / "package.json").write_text(
-                '{"name": "delegate-bench-peers", "private": true}'
-            )
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *PEERS],
-            cwd=folder,
-            check=True,
-        )
-    return bin_dir
 
 
 def timed_in_terminal(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
