@@ -41,6 +41,7 @@ from delegate_tui.ui.config import UserConfig, config_dir
 from delegate_tui.ui.context import EventSource, ScreenContext
 from delegate_tui.ui.screens.dialogs import QuitDialog
 from delegate_tui.ui.screens.run import RunScreen
+from delegate_tui.ui.style import run_ended
 from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, load_themes
 from delegate_tui.ui.widgets.agent_pane import OutputStore
 
@@ -230,7 +231,7 @@ class DelegateApp(App[int]):
                 ev.message, severity="error" if ev.level == "error" else "warning", timeout=8
             )
         elif isinstance(ev, RunFinished):
-            self.notify(f"run {ev.status}. q quits", timeout=10)
+            self.notify(f"{run_ended(self.source.state)} q quits.", timeout=10)
 
     def _withdraw_batch_toast(self, state: RunState | None) -> None:
         """Take the "batch N waits" toast down once batch N no longer waits (approved,

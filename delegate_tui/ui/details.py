@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 
 from rich.style import Style
 from rich.text import Text
 
 from delegate_tui.core import batching
-from delegate_tui.core.prompts import failure_summary
+from delegate_tui.core.prompts import failure_summary, render_prompt
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import clock, task_elapsed
 
@@ -33,6 +34,9 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
     if spec.persona:
         row("persona", spec.persona)
     row("kind", spec.kind)
+    if spec.command is not None:  # a shell task runs this instead of an agent's prompt
+        command = spec.command
+        row("command", command if isinstance(command, str) else shlex.join(command))
     if spec.depends_on:
         row("depends on", ", ".join(f"{d} ({state.tasks[d].status})" for d in spec.depends_on))
     dependents = [t.id for t in state.plan.tasks if task_id in t.depends_on]
@@ -110,11 +114,13 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
         text.append("\ncriteria\n", BOLD)
         for c in criteria:
             text.append(f"  • {c.text}\n")
-    prompt = (
-        task.attempts[-1].prompt
-        if task.attempts and task.attempts[-1].prompt
-        else (spec.prompt or "")
-    )
-    text.append("\nprompt\n", BOLD)
-    text.append(prompt.rstrip() + "\n")
+    # The prompt as the agent got it (logged as sent), or as it would be sent now:
+    # never the plan's raw text with its {{ outputs.x }} placeholders.
+    sent = next((a for a in reversed(task.attempts) if a.prompt), None)
+    if sent is not None:
+        text.append(f"\nprompt (as sent to attempt {sent.number})\n", BOLD)
+        text.append(sent.prompt.rstrip() + "\n")
+    elif spec.prompt:
+        text.append("\nprompt (as it would be sent now)\n", BOLD)
+        text.append(render_prompt(state.plan, state, task_id).rstrip() + "\n")
     return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
@@ -10,7 +11,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.widgets import Static
 
-from delegate_tui.core.state import TaskState
+from delegate_tui.core.metrics import verdict
+from delegate_tui.core.state import RunState, TaskState
 
 ICONS = {
     "pending": "◌",
@@ -64,6 +66,20 @@ _VARIABLE = {
     "blocked": "status-blocked",
     "interrupted": "status-blocked",
 }
+
+
+_ENDED = {
+    "succeeded": "The run succeeded",
+    "partial": "The run ended partly done",
+    "failed": "The run failed",
+    "stopped": "The run was stopped",
+}
+
+
+def run_ended(state: RunState) -> str:
+    """How a finished run went, as a sentence: 'The run ended partly done: 1 of 6 merged; …'."""
+    head = _ENDED.get(state.status, f"The run ended ({state.status})")
+    return f"{head}: {verdict(state)}." if state.tasks else f"{head}."
 
 
 def status_colour(app: App[object], status: str) -> str:
@@ -133,3 +149,52 @@ def set_virtual_height(view: ScrollView, height: int) -> None:
     if size != view.virtual_size:
         view.set_reactive(ScrollView.virtual_size, size)
         view._scroll_update(size)
+
+
+class SlashWrap:
+    """Text whose long ``label  value`` rows break after a ``/`` or a space that fits.
+
+    Rich wraps at spaces only, so a long path was cut anywhere and its rest began
+    at the left edge; here it breaks between directories and goes on ``indent``
+    cells in, under the value of a ``label  value`` row.
+    """
+
+    def __init__(self, text: Text, indent: int = 12) -> None:
+        self.text = text
+        self.indent = indent
+
+    def __str__(self) -> str:
+        return str(self.text)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        out = Text(end="")
+        for n, line in enumerate(self.text.split("\n", allow_blank=True)):
+            if n:
+                out.append("\n")
+            out.append_text(_break(line, width, self.indent))
+        yield out
+
+
+def _break(line: Text, width: int, indent: int) -> Text:
+    """A ``label  value`` line broken after the last ``/`` or space that fits each
+    row (cut at the edge when there is neither); rows after the first start
+    ``indent`` cells in."""
+    plain = line.plain
+    # A row's label is one span of exactly ``indent`` cells (details.py's row()).
+    row = any(span.start == 0 and span.end == indent for span in line.spans)
+    if not row or cell_len(plain) <= width or indent >= width - 8:
+        return line  # prose, or short enough: Rich wraps it at spaces
+    out = Text()
+    start, room = 0, width
+    while len(plain) - start > room:
+        cut = max(plain.rfind("/", start, start + room), plain.rfind(" ", start, start + room))
+        if cut <= start:
+            cut = start + room - 1  # nothing to break at: cut at the edge
+        out.append_text(line[start : cut + 1])
+        out.append("\n" + " " * indent)
+        start, room = cut + 1, width - indent
+        while start < len(plain) and plain[start] == " ":
+            start += 1  # a break at spaces starts the next row with the word
+    out.append_text(line[start:])
+    return out

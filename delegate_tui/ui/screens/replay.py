@@ -23,6 +23,7 @@ from delegate_tui.ui.keys import (
 )
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.widgets.replay_bar import ReplayBar
+from delegate_tui.ui.widgets.task_graph import TaskGraph
 
 
 class ReplayScreen(RunScreen):
@@ -98,6 +99,15 @@ class ReplayScreen(RunScreen):
             self.context.request_refresh()
 
     def action_replay_jump(self, mark: str, direction: int) -> None:
+        """Jump to the next (previous) event of a kind, and select the task it is about."""
         replay = self._replay()
-        if replay is not None and not replay.jump(mark, direction):
+        if replay is None:
+            return
+        if not replay.jump(mark, direction):
             self.notify(f"no {'next' if direction > 0 else 'previous'} {mark} event", timeout=2)
+            return
+        event = replay.events[replay.index - 1]  # the event jumped to was just applied
+        tasks = getattr(event, "tasks", ())
+        task = getattr(event, "task", "") or (tasks[0] if tasks else "")
+        if task:
+            self.query_one(TaskGraph).select(task)

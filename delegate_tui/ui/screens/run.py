@@ -37,6 +37,7 @@ from delegate_tui.ui.screens.dialogs import (
     RetryRequest,
     TextScreen,
 )
+from delegate_tui.ui.style import SlashWrap
 from delegate_tui.ui.widgets.agent_grid import AgentGrid
 from delegate_tui.ui.widgets.agent_pane import AgentPane
 from delegate_tui.ui.widgets.batch_bar import BatchBar
@@ -370,7 +371,7 @@ class RunScreen(Screen[None]):
             self.app.push_screen(
                 TextScreen(
                     f"Task {self.selected}",
-                    task_details(self.state, self.selected, self.context.clock()),
+                    SlashWrap(task_details(self.state, self.selected, self.context.clock())),
                 )
             )
 

@@ -23,7 +23,7 @@ from textual.widgets import Static
 from delegate_tui.core.events import ACTIVE_STATUSES
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.context import ScreenContext
-from delegate_tui.ui.style import ICONS, clock, task_elapsed, update_if_changed
+from delegate_tui.ui.style import ICONS, clock, run_ended, task_elapsed, update_if_changed
 from delegate_tui.ui.widgets.agent_pane import AgentPane
 
 #: Rows a pane needs to be worth showing (border, title, a few lines).
@@ -231,7 +231,7 @@ def _empty_message(state: RunState) -> Text:
         text.append(", ".join(state.proposal.tasks), Style(bold=True))
         text.append("\npress a to approve it, space to leave the selected task out, h to hold.")
     elif state.finished:
-        text.append(f"The run {state.status}. Select a task to read its output; q quits.")
+        text.append(f"{run_ended(state)}\nSelect a task to read its output; q quits.")
     elif state.paused:
         text.append("Scheduling is paused: p resumes.")
     else:

@@ -9,6 +9,13 @@ from textual.widgets import Static
 from delegate_tui.core.replay import Position
 from delegate_tui.ui.style import clock, update_if_changed
 
+_HINT = (
+    "p play/pause · ← → 10 s · , . one event · < > start/end · + - speed · "
+    "ctrl+← → notable · F C next failure/conflict"
+)
+#: The same keys in 77 columns (? says more).
+_SHORT_HINT = "p play · ←→ 10s · ,. step · <> ends · +- speed · ^←→ jump · F C fail/conflict"
+
 
 class ReplayBar(Static):
     """Position readout and timeline of a replayed run."""
@@ -25,10 +32,8 @@ class ReplayBar(Static):
         done = int(width * position.index / position.total) if position.total else 0
         text.append("▕" + "█" * done + "░" * (width - done) + "▏", accent)
         text.append("\n")
-        text.append(
-            "p play/pause · ← → 10 s · , . one event · < > start/end · + - speed · "
-            "ctrl+← → notable · F C next failure/conflict"
-            + ("" if real_time else " · quiet stretches shortened"),
-            Style(dim=True),
-        )
+        hint = _HINT + ("" if real_time else " · quiet stretches shortened")
+        if len(hint) > self.size.width - 2:  # 80 columns: every key, in fewer words
+            hint = _SHORT_HINT
+        text.append(hint, Style(dim=True))
         update_if_changed(self, text)

@@ -1,0 +1,150 @@
+"""Pilot tests for the smaller things an operator reads (issue 12, items 14 and 17):
+the run's end as a sentence, the replay hint at 80 columns, ``F`` selecting the
+failed task, details showing the prompt as sent and a shell task's command."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from delegate_tui.core.events import Event, Metrics, RunFinished, TaskFinished, TaskSkipped
+from delegate_tui.core.plan import parse_plan
+from delegate_tui.core.replay import ReplaySource
+from delegate_tui.ui.screens.dialogs import TextScreen
+from delegate_tui.ui.widgets.replay_bar import ReplayBar
+from tests.ui.conftest import StartApp
+from tests.ui.fake_source import FakeSource
+
+
+def finished_partly() -> FakeSource:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.succeed_task("contract")
+    source.start_task("schema", at=5.5)
+    source.fail_task("schema", at=7.0)
+    for task in ("service", "login-ui", "hotfix", "endpoints"):
+        source.emit(TaskSkipped(task=task, reason="skipped by the operator"), 8.0)
+    return source
+
+
+@pytest.mark.asyncio
+async def test_the_end_of_a_run_reads_as_a_sentence(start_app: StartApp) -> None:
+    source = finished_partly()
+    async with start_app(source, size=(120, 32)) as ui:
+        source.emit(RunFinished(status="partial", metrics=Metrics()), 9.0)
+        await ui.settle()
+        toasts = " ".join(ui.toasts())
+        assert "run partial." not in toasts and "The run partial" not in toasts
+        assert "The run ended partly done: 1 of 6 merged" in toasts, toasts
+        await ui.select("endpoints")  # skipped: no output, so no pane
+        empty = str(ui.screen.query_one("#panes-empty").render())
+        assert "The run ended partly done: 1 of 6 merged" in empty, empty
+
+
+def recorded(live: FakeSource) -> list[Event]:
+    events: list[Event] = []
+    live.subscribe(events.append)
+    return events
+
+
+@pytest.mark.asyncio
+async def test_the_replay_hint_fits_80_columns(start_app: StartApp) -> None:
+    live = FakeSource()
+    events = recorded(live)
+    live.mid_run()
+    source = ReplaySource(events)
+    source.playing = False
+    async with start_app(source, size=(80, 24), read_only=True) as ui:
+        bar = ui.screen.query_one(ReplayBar)
+        hint = bar.render_line(1).text.rstrip()
+        assert "…" not in hint and hint.endswith("conflict"), hint
+        assert "F C" in hint and "p " in hint
+
+
+@pytest.mark.asyncio
+async def test_f_in_a_replay_selects_the_failed_task(start_app: StartApp) -> None:
+    live = FakeSource()
+    events = recorded(live)
+    live.start_run()
+    live.start_task("contract")
+    live.succeed_task("contract")
+    live.start_task("schema", at=5.5)
+    live.fail_task("schema", at=7.0)
+    source = ReplaySource(events)
+    source.playing = False
+    async with start_app(source, size=(120, 32), read_only=True) as ui:
+        await ui.press("less_than_sign")
+        assert ui.screen.selected != "schema"
+        await ui.press("F")
+        assert source.state.tasks["schema"].status == "failed"
+        assert ui.screen.selected == "schema"
+
+
+PLAN = textwrap.dedent(
+    """\
+    name: outputs
+    tasks:
+      - {id: api, agent: claude, prompt: Write the API}
+      - id: client
+        agent: claude
+        depends_on: [api]
+        prompt: "Build a client for this API: {{ outputs.api }}"
+      - {id: lint, agent: shell, command: [ruff, check, src/my app]}
+    """
+)
+
+
+@pytest.mark.asyncio
+async def test_details_show_the_prompt_as_sent_and_a_shell_tasks_command(
+    start_app: StartApp,
+) -> None:
+    source = FakeSource(parse_plan(PLAN, "plan.yaml"))
+    source.start_run()
+    source.start_task("api")
+    source.emit(
+        TaskFinished(task="api", attempt=1, status="succeeded", output="GET /users returns a list"),
+        5.0,
+    )
+    async with start_app(source, size=(120, 40)) as ui:
+        await ui.select("client")
+        await ui.press("enter")
+        assert isinstance(ui.app.screen, TextScreen)
+        body = str(ui.app.screen.body)
+        assert "{{" not in body and "GET /users returns a list" in body, body
+        await ui.press("escape")
+        await ui.select("lint")
+        await ui.press("enter")
+        body = str(ui.app.screen.body)
+        assert "ruff check 'src/my app'" in body, body
+
+
+LONG = "/tmp/delegate-demo-5259131i/shop/.delegate/worktrees/20261202-175632-1e54/pricing-1"
+
+
+@pytest.mark.asyncio
+async def test_long_paths_in_details_wrap_at_a_slash(start_app: StartApp) -> None:
+    from rich.console import Console
+
+    from delegate_tui.core.events import TaskPreparing
+
+    source = FakeSource()
+    source.start_run()
+    source.emit(TaskPreparing(task="contract", attempt=1, workdir=LONG, branch="b"), 1.0)
+    async with start_app(source, size=(80, 24)) as ui:
+        await ui.select("contract")
+        await ui.press("enter")
+        assert isinstance(ui.app.screen, TextScreen)
+        console = Console(width=50, color_system=None)
+        with console.capture() as captured:
+            console.print(ui.app.screen.body)
+        lines = captured.get().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("worktree"))
+        pieces = [lines[start][12:]]
+        while not pieces[-1].rstrip().endswith("pricing-1"):
+            assert pieces[-1].endswith("/"), pieces  # broken after a slash, not mid-name
+            line = lines[start + len(pieces)]
+            assert line.startswith(" " * 12) and line[12] != " ", line  # under the value
+            pieces.append(line[12:])
+        assert "".join(p.strip() for p in pieces) == LONG
