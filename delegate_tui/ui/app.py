@@ -81,7 +81,7 @@ class DelegateApp(App[int]):
         self._new_events: deque[Event] = deque(maxlen=2000)
         self._dirty = True
         self._waiting_notified: set[tuple[str, int]] = set()
-        self._batch_toast: tuple[int, Notification] | None = None
+        self._batch_toasts: list[tuple[int, Notification]] = []
         self._quitting = False
         self._run_done = False
         self._bell = bell
@@ -189,7 +189,7 @@ class DelegateApp(App[int]):
         now = (state.last_ts or self.clock()) if self.read_only else self.clock()
         while self._new_events:
             self._attend(self._new_events.popleft())
-        self._withdraw_batch_toast(state)
+        self._withdraw_batch_toasts(state)
         for task in state.tasks.values():
             attempt = task.attempt
             if attempt is None or (task.id, attempt.number) in self._waiting_notified:
@@ -219,8 +219,7 @@ class DelegateApp(App[int]):
             )
             if self._bell:
                 self.bell()
-            self._withdraw_batch_toast(None)  # a revised proposal replaces its toast
-            self._batch_toast = (ev.batch, toast)
+            self._batch_toasts.append((ev.batch, toast))
             self.post_message(Notify(toast))
         elif isinstance(ev, TaskFinished) and ev.status in _ALARMING:
             self._alert(f"{ev.task} {ev.status}: {ev.reason}", "error")
@@ -233,20 +232,23 @@ class DelegateApp(App[int]):
         elif isinstance(ev, RunFinished):
             self.notify(f"{run_ended(self.source.state)} q quits.", timeout=10)
 
-    def _withdraw_batch_toast(self, state: RunState | None) -> None:
-        """Take the "batch N waits" toast down once batch N no longer waits (approved,
+    def _withdraw_batch_toasts(self, state: RunState) -> None:
+        """Take each "batch N waits" toast down once batch N no longer waits (approved,
         held, or replaced): the batch bar says what waits now, the toast must not lie."""
-        if self._batch_toast is None:
-            return
-        batch, toast = self._batch_toast
-        proposal = state.proposal if state is not None else None
-        if proposal is not None and proposal.batch == batch and proposal.needs_approval:
-            return
-        self._batch_toast = None
-        # Textual has no public call to withdraw one toast; App._unnotify is what a
-        # toast's own timeout calls.
-        if toast in self._notifications:
-            self._unnotify(toast)
+        proposal = state.proposal
+        waiting = proposal.batch if proposal is not None and proposal.needs_approval else None
+        kept: list[tuple[int, Notification]] = []
+        for batch, toast in self._batch_toasts:
+            if toast.has_expired:
+                continue
+            # Textual has no public call to withdraw one toast; App._unnotify is what
+            # a toast's own timeout calls. A toast posted this very tick is not shown
+            # yet: it is withdrawn on the next one.
+            if batch != waiting and toast in self._notifications:
+                self._unnotify(toast)
+                continue
+            kept.append((batch, toast))
+        self._batch_toasts = kept
 
     def _alert(self, message: str, severity: str) -> None:
         if self._bell:

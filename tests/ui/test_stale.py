@@ -104,3 +104,17 @@ async def test_the_conflicts_count_counts_conflicts_only(start_app: StartApp) ->
     async with start_app(source, size=(200, 40)) as ui:
         assert "Held back" in sidebar(ui) and "Declared scopes" in sidebar(ui)
         assert ui.screen.query_one("#sidebar").border_title == "Conflicts"
+
+
+@pytest.mark.asyncio
+async def test_a_batch_approved_before_its_toast_showed_leaves_no_toast(
+    start_app: StartApp,
+) -> None:
+    source = FakeSource()
+    source.start_run()
+    async with start_app(source, size=(200, 40)) as ui:
+        source.propose(1, ("contract",))
+        source.propose(1, ("contract", "schema"))  # revised before a tick drew either
+        source.emit(BatchApproved(batch=1, tasks=("contract",)), 7.0)
+        await ui.settle()
+        assert not any("waits" in toast for toast in ui.toasts())
