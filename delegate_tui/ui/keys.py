@@ -11,7 +11,6 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 
-from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -240,8 +239,7 @@ def help_text(sections: HelpSections, keymap: dict[str, str], rebindable: list[s
         text.append("\n")
     text.append("Task glyphs\n", BOLD)
     for status, icon in ICONS.items():
-        pad = " " * max(1, 2 - cell_len(icon))  # ⌛ takes two cells
-        text.append(f"  {icon}{pad}{status:<15}", Style(bold=True))
+        text.append(f"  {icon} {status:<15}", Style(bold=True))
         text.append(f"{MEANINGS[status]}\n")
     text.append(f"  ‖ {'paused':<15}", Style(bold=True))
     text.append("(header) scheduling paused; running tasks go on\n\n")

@@ -26,7 +26,7 @@ ICONS = {
     "failed": "✘",
     "merge-conflict": "⚠",
     "killed": "✖",
-    "timed-out": "⌛",
+    "timed-out": "⧗",
     "skipped": "⤼",
     "blocked": "⊘",
     "interrupted": "↯",  # not ‖: that is a paused run (header) or replay

@@ -52,3 +52,10 @@ async def test_help_explains_every_glyph(start_app: StartApp, read_only: bool) -
         body = str(ui.app.screen.body)
         for status, icon in ICONS.items():
             assert f"{icon} {status}" in body, status
+
+
+def test_every_glyph_is_one_cell_wide() -> None:
+    """A two-cell glyph (⌛) pushed its task's row one cell right of the others."""
+    from rich.cells import cell_len
+
+    assert {status: icon for status, icon in ICONS.items() if cell_len(icon) != 1} == {}
