@@ -118,3 +118,23 @@ async def test_a_batch_approved_before_its_toast_showed_leaves_no_toast(
         source.emit(BatchApproved(batch=1, tasks=("contract",)), 7.0)
         await ui.settle()
         assert not any("waits" in toast for toast in ui.toasts())
+
+
+@pytest.mark.asyncio
+async def test_long_paths_in_the_sidebar_break_after_a_slash(start_app: StartApp) -> None:
+    path = "services/payments/internal/adapters/stripe/webhooks/handler_test.py"
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.commit_task("contract", "c1")
+    source.emit(MergeConflict(task="contract", attempt=1, paths=(path,)), 5.0)
+    source.emit(TaskFinished(task="contract", attempt=1, status="merge-conflict"), 5.0)
+    async with start_app(source, size=(200, 40)) as ui:
+        widget = ui.screen.query_one("#conflicts")
+        lines = [widget.render_line(y).text.rstrip() for y in range(widget.size.height)]
+        first = next(i for i, line in enumerate(lines) if line.strip().startswith("services/"))
+        pieces = [lines[first]]
+        while not pieces[-1].endswith("handler_test.py"):
+            assert pieces[-1].endswith("/"), pieces
+            pieces.append(lines[first + len(pieces)])
+        assert "".join(p.strip() for p in pieces) == path

@@ -47,6 +47,7 @@ class ConflictSidebar(Static):
         red = Style(color=status_colour(app, "failed"), bold=True)
         amber = Style(color=status_colour(app, "proposed"), bold=True)
         dim = Style(dim=True)
+        width = self.size.width - 1  # the scroll bar's column
         text = Text()
         count = 0
 
@@ -66,7 +67,7 @@ class ConflictSidebar(Static):
                 continue
             text.append(f"{title}\n", style)
             for path in sorted(by_path):
-                text.append(f"  {path}\n", Style(bold=True))
+                text.append(_path(path, 2, width), Style(bold=True))
                 for kind, tasks, detail, is_current in by_path[path]:
                     count += severity == "error"
                     who = " ✕ ".join(tasks) or "(no running task's scope)"
@@ -91,7 +92,7 @@ class ConflictSidebar(Static):
                 text.append(f"  {task}", Style(bold=True, underline=task == selected))
                 text.append(f" #{attempt}\n", dim)
                 for path in paths:
-                    text.append(f"    {path}\n")
+                    text.append(_path(path, 4, width))
             text.append("  r: retry on top of the integration branch\n\n", dim)
 
         held = [
@@ -160,6 +161,22 @@ def _still_true(state: RunState, notice: Notice) -> bool:
             and not batching.ready(state.plan, state)
         )
     return True
+
+
+def _path(path: str, indent: int, width: int) -> str:
+    """A path on its own lines, ``indent`` cells in, broken after a ``/`` that fits
+    (Rich would cut a long one anywhere and go on at the left edge)."""
+    room = width - indent
+    if room < 12 or len(path) <= room:
+        return f"{' ' * indent}{path}\n"
+    lines: list[str] = []
+    while len(path) > room:
+        cut = path.rfind("/", 0, room)
+        cut = cut + 1 if cut > 0 else room
+        lines.append(path[:cut])
+        path = path[cut:]
+    lines.append(path)
+    return "".join(f"{' ' * indent}{line}\n" for line in lines)
 
 
 def _first(items: list[T], mine: Callable[[T], bool]) -> list[T]:
