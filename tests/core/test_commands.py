@@ -18,6 +18,13 @@ PLAN = parse_plan(
 )
 STATUSES: tuple[str, ...] = typing.get_args(TaskStatus)
 
+
+def status_of(text: str) -> TaskStatus:
+    """A status named in a test, checked against the one type."""
+    assert text in STATUSES, text
+    return typing.cast(TaskStatus, text)
+
+
 #: For each task command, the statuses of the task in which it is accepted
 #: (its dependency `a` succeeded). Every other status is refused.
 ACCEPTED: dict[Command, frozenset[str]] = {
@@ -45,7 +52,10 @@ ACCEPTED: dict[Command, frozenset[str]] = {
 
 def state_with(task_status: str, *, dep: str = "succeeded", **run: object) -> RunState:
     state = RunState(plan=PLAN, isolation="worktree", status="running")
-    state.tasks = {"a": TaskState("a", status=dep), "b": TaskState("b", status=task_status)}
+    state.tasks = {
+        "a": TaskState("a", status=status_of(dep)),
+        "b": TaskState("b", status=status_of(task_status)),
+    }
     for name, value in run.items():
         setattr(state, name, value)
     return state

@@ -4,6 +4,7 @@ under a reader is a stale input."""
 from __future__ import annotations
 
 from delegate_tui.core import batching, conflicts
+from delegate_tui.core.events import TaskStatus
 from delegate_tui.core.plan import Plan, parse_plan
 from delegate_tui.core.state import RunState, TaskState
 
@@ -12,7 +13,7 @@ def plan_of(*tasks: str) -> Plan:
     return parse_plan("name: p\nmax_parallel: 4\ntasks:\n" + "".join(f"  - {t}\n" for t in tasks))
 
 
-def state_of(plan: Plan, **statuses: str) -> RunState:
+def state_of(plan: Plan, **statuses: TaskStatus) -> RunState:
     state = RunState(plan=plan, isolation="worktree", max_parallel=plan.max_parallel)
     state.tasks = {t.id: TaskState(t.id, status=statuses.get(t.id, "pending")) for t in plan.tasks}
     return state
@@ -24,7 +25,8 @@ READER = "{id: client, prompt: x, edits: [web/client.ts], reads: ['api/**']}"
 
 def test_a_reader_waits_for_a_running_writer_to_merge() -> None:
     plan = plan_of(WRITER, READER)
-    for status in ("running", "awaiting-merge"):
+    statuses: tuple[TaskStatus, ...] = ("running", "awaiting-merge")
+    for status in statuses:
         proposal = batching.next_batch(plan, state_of(plan, schema=status), auto_approve=True)
         assert proposal is None or proposal.tasks == ()
         held = batching.next_batch(

@@ -106,9 +106,9 @@ def run(state: RunState, task: str) -> None:
 
 
 def end(state: RunState, task: str, status: str) -> None:
-    apply(
-        state, TaskFinished(task=task, attempt=state.tasks[task].attempts[-1].number, status=status)
-    )
+    assert status in typing.get_args(TaskStatus), status
+    number = state.tasks[task].attempts[-1].number
+    apply(state, TaskFinished(task=task, attempt=number, status=typing.cast(TaskStatus, status)))
 
 
 def retry(state: RunState, task: str) -> None:
