@@ -28,3 +28,13 @@ async def test_counts_and_the_flag_come_before_the_plan_name_which_is_cut(
         assert line.index("◌4") < line.index("⚑") < line.index("OAuth")
         if width < 150:
             assert LONG_NAME not in line and "…" in line, "the name is what is cut"
+
+
+@pytest.mark.asyncio
+async def test_the_flag_stays_whole_at_80_columns_beside_collisions(start_app: StartApp) -> None:
+    source = FakeSource()
+    source.collision()  # a collision and a warning, time saved
+    source.propose(3, ("login-ui",), at=4.0)
+    async with start_app(source, size=(80, 24)) as ui:
+        line = ui.screen.query_one(RunHeader).render_line(0).text
+        assert "⚑ batch 3 waits for approval" in line, line

@@ -27,9 +27,9 @@ class RunHeader(Static):
     ) -> None:
         """Redraw from the state (attributes down).
 
-        What the operator must see comes first: the clock, the counts, the run's
-        findings and the attention flag; then the plan's name (and, when wide, the
-        run id), which is what a narrow screen cuts."""
+        What the operator must see comes first: the clock, the counts and the
+        attention flag, then the run's findings, time saved and end; then the plan's
+        name (and, when wide, the run id), which is what a narrow screen cuts."""
         app = self.app
         wide = self.size.width >= 120
         colour = app.theme_variables.get("status-attention", "#ff8000")
@@ -47,6 +47,11 @@ class RunHeader(Static):
             text.append(
                 f"{icon}{count} ", Style(color=status_colour(app, colour_of), bold=count > 0)
             )
+        if attention:
+            text.append(" ")
+            text.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
+            if len(attention) > 1:
+                text.append(f" +{len(attention) - 1}", Style(color=colour))
         errors = sum(f.severity == "error" for f in state.findings.values())
         warnings = len(state.findings) - errors
         if errors:
@@ -65,11 +70,6 @@ class RunHeader(Static):
                 f" run {state.status} ",
                 Style(color=status_colour(app, _final(state.status)), bold=True),
             )
-        if attention:
-            text.append(" ")
-            text.append(f" ⚑ {attention[0]} ", Style(color=colour, bold=True, reverse=True))
-            if len(attention) > 1:
-                text.append(f" +{len(attention) - 1}", Style(color=colour))
         text.append(f"  {state.plan.name if state.plan else '(no plan)'}", Style(bold=True))
         if wide:
             text.append(f"  {state.run_id}", Style(dim=True))
