@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -96,3 +98,25 @@ def run_engine(
         return state
 
     return asyncio.run(main()), recorder, engine
+
+
+def run_cli(
+    *args: str, cwd: Path, home: Path, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """``delegate-tui ARGS`` as a user runs it, with a scratch HOME and config folder."""
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "NO_COLOR": "1",
+        "DELEGATE_DEMO_SPEED": "0",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "delegate_tui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

@@ -20,7 +20,7 @@ from delegate_tui.core.events import Event, TaskOutput
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
-from tests.conftest import git
+from tests.conftest import git, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -43,25 +43,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def run_cli(*args: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "NO_COLOR": "1",
-        "DELEGATE_DEMO_SPEED": "0",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "delegate_tui", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_a_full_disk_stops_the_run_cleanly_and_resume_finishes_it(

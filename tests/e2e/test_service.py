@@ -10,8 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -27,22 +25,9 @@ from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.service import RunService, socket_path
-from tests.conftest import git
+from tests.conftest import git, run_cli
 
 pytestmark = pytest.mark.e2e
-
-
-def cli(*args: str, cwd: Path, home: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-    return subprocess.run(
-        [sys.executable, "-m", "delegate_tui", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def long_plan(tmp_path: Path, repo: Path) -> Path:
@@ -89,7 +74,7 @@ def alive(pid: int) -> bool:
 async def test_a_run_outlives_its_views_and_answers_every_view(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     plan = long_plan(tmp_path, repo)
-    started = cli("run", str(plan), "--detach", cwd=repo, home=home)
+    started = run_cli("run", str(plan), "--detach", cwd=repo, home=home)
     assert started.returncode == 0, started.stderr
     assert "goes on in the background" in started.stdout
     run_dir = next((repo / ".delegate" / "runs").iterdir())
@@ -143,33 +128,33 @@ async def test_a_run_outlives_its_views_and_answers_every_view(repo: Path, tmp_p
 async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     plan = long_plan(tmp_path, repo)
-    assert cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
     run_dir = next((repo / ".delegate" / "runs").iterdir())
     await wait_for((tmp_path / "slow.pid").exists)
     view = RunClient(run_dir)
     await view.connect()
-    listed = json.loads(cli("runs", "--json", cwd=repo, home=home).stdout)
+    listed = json.loads(run_cli("runs", "--json", cwd=repo, home=home).stdout)
     assert [(r["run_id"], r["status"], r["live"], r["views"]) for r in listed] == [
         (run_dir.name, "live", True, 1)
     ]
     view.detach()
-    twice = cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
+    twice = run_cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
     assert twice.returncode == 2, "a live run is not taken over by a second engine"
     assert f"run {run_dir.name} is live" in twice.stderr
-    stopped = cli("stop", cwd=repo, home=home)
+    stopped = run_cli("stop", cwd=repo, home=home)
     assert stopped.returncode == 0, stopped.stderr
     assert f"run {run_dir.name} stopped" in stopped.stdout
     state, _ = final_state(run_dir / "events.jsonl")
     assert state.status == "stopped"
     assert state.tasks["slow"].status == "interrupted"
-    listed = json.loads(cli("runs", "--json", cwd=repo, home=home).stdout)
+    listed = json.loads(run_cli("runs", "--json", cwd=repo, home=home).stdout)
     assert [(r["status"], r["live"]) for r in listed] == [("stopped", False)]
     assert not group_alive(state.tasks["slow"].attempts[-1].pgid)
-    again = cli("attach", run_dir.name, cwd=repo, home=home)
+    again = run_cli("attach", run_dir.name, cwd=repo, home=home)
     assert again.returncode == 2
     assert "the run is not live" in again.stderr and "resume" in again.stderr
     # Stopped is resumable: the interrupted task starts again.
-    resumed = cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
+    resumed = run_cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     state, _ = final_state(run_dir / "events.jsonl")
     assert state.status == "succeeded"
@@ -181,7 +166,7 @@ async def test_a_killed_service_leaves_no_agent_and_views_say_so(
 ) -> None:
     home = tmp_path / "home"
     plan = long_plan(tmp_path, repo)
-    assert cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
     run_dir = next((repo / ".delegate" / "runs").iterdir())
     view = RunClient(run_dir)
     await view.connect()
@@ -193,7 +178,7 @@ async def test_a_killed_service_leaves_no_agent_and_views_say_so(
     assert view.service_gone
     assert "the run service is gone" in view.state.notices[-1].message
     await wait_for(lambda: not group_alive(pgid), 10)  # the watchdog ended the agent
-    resumed = cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
+    resumed = run_cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
 
