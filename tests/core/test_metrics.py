@@ -536,3 +536,25 @@ def test_a_stopped_run_resumed_later_counts_the_gap_as_downtime() -> None:
     assert m is not None
     assert m.downtime_s == 259_200.0
     assert m.time_saved_s == 4.0  # 10 s of agents' work in 6 s of working wall time
+
+
+def test_downtime_of_two_crashes_adds_up() -> None:
+    """The run dies twice (30 s and 50 s before each resume): 80 s of downtime, not the last 50."""
+    from delegate_tui.core.events import RunResumed
+
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a"),
+            *attempt("a", 0.0, 2.0),
+            RunResumed(host_pid=2, ts=T0 + 32.0),
+            *batch(2, 32.0, "b"),
+            *attempt("b", 32.0, 34.0),
+            RunResumed(host_pid=3, ts=T0 + 84.0),
+        ]
+    )
+    finish(state, 84.0)
+    m = state.metrics
+    assert m is not None
+    assert (m.wall_s, m.downtime_s, m.operator_wait_s) == (84.0, 80.0, 0.0)
+    assert (m.sequential_s, m.time_saved_s) == (4.0, 0.0)

@@ -180,3 +180,28 @@ def test_character_classes(pattern: str, path: str, expected: bool) -> None:
 def test_an_overlap_of_one_glob_with_itself_is_named_once() -> None:
     overlap = first_overlap(["docs/**", "src/x.py"], ["src/x.py"])
     assert overlap is not None and overlap.describe() == "src/x.py"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("src/**", "/src/a.py", True),  # a leading / is the repository root
+        ("src/**", "src\\a.py", True),  # a Windows separator in a path
+        ("src/a.py", "src/./a.py", True),
+        ("src/a.py", "src//a.py", True),
+        ("src/X11", "src/X11/x.c", True),  # a plain path, capital letters and all, is a folder
+        ("src/x.py", "src/x.pyc", False),
+    ],
+)
+def test_paths_are_read_the_way_git_and_people_write_them(
+    pattern: str, path: str, expected: bool
+) -> None:
+    assert glob_matches(pattern, path) is expected
+
+
+def test_a_class_can_only_overlap_on_a_character_a_file_name_can_hold() -> None:
+    """``[.-0]`` spans ``.``, ``/`` and ``0``; with ``[!.0]`` only ``/`` is left, which is
+    never part of a name: no file matches both."""
+    assert not globs_overlap("a[.-0]", "a[!.0]")
+    assert globs_overlap("a[.-0]", "a[!.]")
+    assert globs_overlap("[!a-c]", "[!e-g]"), "a character in neither range exists"
