@@ -109,7 +109,7 @@ def test_peers_benchmark_runs_every_tool() -> None:
     if missing:
         pytest.skip(
             f"peers {', '.join(missing)} not installed in {PEERS_DIR}; install them once with "
-            f"`python bench/peers.py --lines 1000 --peers {PEERS_DIR}` (uses npm)"
+            f"`python3 bench/peers_install.py {PEERS_DIR}` (uses npm)"
         )
     data = bench("peers.py", "--lines", "1000", "--peers", str(PEERS_DIR))
     assert data["lines_per_agent"] == 1000 and data["headless_bytes_ok"] is True
