@@ -184,3 +184,35 @@ def test_in_a_shared_tree_a_path_two_scopes_cover_goes_to_both() -> None:
     assert owned == {"wide": ["src/a.py", "src/b.py"], "narrow": ["src/a.py"], "loose": []}
     assert loose == ["c.md"], "several tasks run: a path no scope covers is nobody's"
     assert attribute(plan, [], ["c.md"]) == ({}, ["c.md"])
+
+
+def test_a_merge_after_a_reader_started_is_a_stale_input_finding() -> None:
+    """Merges at or before the reader's start were in its base, and its own merge does not
+    count; any later merge into what it reads does, each as its own finding."""
+    from delegate_tui.core.conflicts import Finding, Merge, Reader, stale_inputs
+
+    reader = Reader("ui", started=100.0, reads=("src/models/**",))
+    merges = [
+        Merge("ui", at=150.0, paths=("src/models/user.py",)),  # its own work
+        Merge("base", at=100.0, paths=("src/models/base.py",)),  # the tip it started from
+        Merge("user", at=120.0, paths=("src/models/user.py", "docs/user.md")),
+        Merge("docs", at=130.0, paths=("docs/index.md",)),  # nothing it reads
+        Merge("order", at=140.0, paths=("src/models/order.py",)),
+    ]
+    assert stale_inputs([reader], merges) == [
+        Finding(
+            "stale-input",
+            "warning",
+            ("ui", "user"),
+            ("src/models/user.py",),
+            "user merged a change to what ui read, after it started",
+        ),
+        Finding(
+            "stale-input",
+            "warning",
+            ("ui", "order"),
+            ("src/models/order.py",),
+            "order merged a change to what ui read, after it started",
+        ),
+    ]
+    assert stale_inputs([Reader("x", 0.0, ())], merges) == [], "no declared reads: nothing stale"

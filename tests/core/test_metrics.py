@@ -558,3 +558,14 @@ def test_downtime_of_two_crashes_adds_up() -> None:
     assert m is not None
     assert (m.wall_s, m.downtime_s, m.operator_wait_s) == (84.0, 80.0, 0.0)
     assert (m.sequential_s, m.time_saved_s) == (4.0, 0.0)
+
+
+def test_the_verdict_counts_several_of_a_kind_in_the_plural() -> None:
+    from delegate_tui.core.state import TaskState
+
+    state = RunState(isolation="worktree")
+    endings = {"a": "merge-conflict", "b": "merge-conflict", "c": "pending", "d": "proposed"}
+    state.tasks = {t: TaskState(t, status=s) for t, s in endings.items()}
+    assert metrics.verdict(state) == (
+        "0 of 4 merged; 2 merge conflicts left for you in a, b; 2 not run: c, d"
+    )
