@@ -340,6 +340,7 @@ def test_real_time_playback_keeps_quiet_stretches() -> None:
         start = loop.time()
         while source.index < len(events):
             await asyncio.sleep(0.005)
+            assert loop.time() - start < 5, "playback stalled"
         player.cancel()
         return loop.time() - start
 
@@ -562,6 +563,7 @@ def test_pause_holds_playback_and_seek_then_play_continues_from_there() -> None:
         start = loop.time()
         while source.index < 500:
             await asyncio.sleep(0)
+            assert loop.time() - start < 5, "playback stalled"
         assert source.toggle() is False
         paused_at = source.index
         await asyncio.sleep(0.1)
@@ -603,6 +605,7 @@ def test_a_gap_of_exactly_the_quiet_threshold_plays_in_full() -> None:
         start = loop.time()
         while source.index < len(events):
             await asyncio.sleep(0.002)
+            assert loop.time() - start < 5, "playback stalled"
         player.cancel()
         return loop.time() - start
 
