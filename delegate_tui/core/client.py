@@ -124,8 +124,10 @@ class RunClient:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         if not self.detached and not self.state.finished:
-            self.service_gone = True
-            self._local("error", SERVICE_GONE)
+            self._reload()  # the service closed before this view read the end: the log has it
+            if not self.state.finished:
+                self.service_gone = True
+                self._local("error", SERVICE_GONE)
         return self.state
 
     def _why(self) -> str:

@@ -169,6 +169,8 @@ class Engine:
     def _internal_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         """A bug in a callback: the traceback goes to a file, and the run stops cleanly."""
         exc = context.get("exception")
+        if isinstance(exc, asyncio.CancelledError):
+            return  # a task cancelled on purpose, reported by asyncio's machinery: no bug
         where = self.run_dir / "internal-errors.txt"
         detail = (
             "".join(traceback.format_exception(exc))

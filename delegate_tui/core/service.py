@@ -175,7 +175,7 @@ class RunService:
                 self.path.unlink()
         for client in list(self._clients):
             self._put(client, b"")  # the end: the writer closes after what is queued
-        for _ in range(100):  # give writers a moment to deliver the end of the run
+        for _ in range(500):  # give writers a moment to deliver the end of the run
             if not self._clients:
                 break
             await asyncio.sleep(0.01)
@@ -206,6 +206,14 @@ class RunService:
                 client.queue.put_nowait(line)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One view's connection: whatever ends it (the view going away, the server
+        # closing, a cancel from asyncio's streams) ends only it, never the run. Python
+        # 3.11's streams report a cancelled handler to the loop's exception handler,
+        # which stops the run: so a cancel is absorbed here.
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+            await self._serve_view(reader, writer)
+
+    async def _serve_view(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         try:
             uid = peer_uid(sock)
