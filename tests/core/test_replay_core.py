@@ -32,7 +32,7 @@ from delegate_tui.core.events import (
 from delegate_tui.core.plan import parse_plan
 from delegate_tui.core.replay import REFUSED, SPEEDS, ReplaySource, final_state
 from delegate_tui.core.runlog import LogWriter
-from delegate_tui.core.state import RunState, apply, build, snapshot
+from delegate_tui.core.state import RunState, apply, build, restore, snapshot
 
 T0 = 5_000.0
 PLAN = parse_plan(
@@ -220,7 +220,7 @@ def test_jump_to_conflicts_and_approvals(source: ReplaySource) -> None:
     assert list(source.state.findings) == ["overlap:a,b:x"]
     assert source.jump("approval", -1) and source.index == 3
     assert source.jump("approval", -1) and source.index == 2
-    assert not source.jump("approval", -1)
+    assert source.jump("approval", -1) is False
 
 
 def test_jump_to_operator_actions_leaves_out_policy_approvals() -> None:
@@ -452,6 +452,10 @@ def test_a_log_without_its_index_is_indexed_with_keyframes_on_opening(
     for index in (18, 12, 3):
         source.seek(index)
         assert source.state == build(events[:index]), index
+    for frame in saved.keyframes:  # each saved keyframe is the state after its events
+        state = restore(saved.read_keyframe(log, frame), source.state.plan)
+        assert state == build(events[: frame.events]), frame.events
+    assert ReplaySource.from_log(log, real_time=True).real_time is True
 
 
 def test_events_of_a_log_are_read_by_position_and_a_changed_line_is_reported(
@@ -610,3 +614,53 @@ def test_a_gap_of_exactly_the_quiet_threshold_plays_in_full() -> None:
         return loop.time() - start
 
     assert asyncio.run(main()) >= 0.04, "3 s at 64x is 47 ms, not the quiet 0.5 s / 64"
+
+
+def test_pausing_during_a_burst_at_64x_stops_at_once_and_play_resumes() -> None:
+    """At 64x a dense log is all due at once: the player runs in bursts and lets the loop go
+    every few milliseconds. A pause taken then stops it before the next event."""
+    events: list[Event] = [recording()[0]]
+    events += [
+        TaskOutput(task="a", attempt=1, data=b"x", ts=T0 + n * 0.0001) for n in range(1, 40001)
+    ]  # 1.6 us apart at 64x: faster than events can be applied, so always due
+    source = ReplaySource(events)
+    source.speed = 64.0
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        player = asyncio.create_task(source.run())
+        start = loop.time()
+        while source.index < 200:
+            await asyncio.sleep(0)
+            assert loop.time() - start < 5, "playback stalled"
+        assert source.toggle() is False
+        paused_at = source.index
+        await asyncio.sleep(0.05)
+        assert source.index == paused_at, "an event was applied after the pause"
+        assert source.toggle() is True
+        while source.index < len(events):
+            await asyncio.sleep(0.005)
+            assert loop.time() - start < 5, "playback never resumed"
+        player.cancel()
+
+    asyncio.run(main())
+    assert source.state == build(events)
+
+
+def test_changing_speed_while_the_player_waits_keeps_it_going() -> None:
+    events: list[Event] = [recording()[0]]
+    events += [TaskOutput(task="a", attempt=1, data=b"x", ts=T0 + n * 0.2) for n in range(1, 6)]
+    source = ReplaySource(events)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        player = asyncio.create_task(source.run())
+        start = loop.time()
+        await asyncio.sleep(0.05)  # the player sleeps towards the event at 0.2 s
+        assert source.set_speed(1) == 2.0
+        while source.index < len(events):
+            await asyncio.sleep(0.005)
+            assert loop.time() - start < 5, "playback stalled after the speed change"
+        player.cancel()
+
+    asyncio.run(main())
