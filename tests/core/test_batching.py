@@ -475,3 +475,26 @@ def test_the_plan_view_lists_independent_pairs_its_scopes_keep_apart() -> None:
     ], "api and after are on one chain: they never run together anyway"
     assert batching.declared_overlaps(plan, "worktree", limit=4) == []
     assert len(batching.declared_overlaps(plan, "worktree", limit=5)) == 3
+
+
+def test_without_explanations_the_batch_is_the_same_and_nothing_is_held() -> None:
+    """The forecast of a large plan asks for batches only: the same tasks, no reasons."""
+    plan = plan_of(
+        """\
+        - {id: a, prompt: x, edits: [a/**]}
+        - {id: b, prompt: x, edits: [b/**]}
+        - {id: c, prompt: x, edits: [c/**]}
+        """,
+        max_parallel=2,
+    )
+    quick = batching.next_batch(plan, state_of(plan), auto_approve=True, explain=False)
+    assert quick == batching.Proposal(("a", "b"), (), (), False)
+    assert held(propose(plan, state_of(plan))) == {"c": "max_parallel (2) reached"}
+    plan = plan_of(
+        """\
+        - {id: deploy, prompt: x, edits: [deploy/**], approve: true, estimate: 9m}
+        - {id: docs, prompt: x, edits: [docs/**]}
+        """
+    )
+    quick = batching.next_batch(plan, state_of(plan), auto_approve=True, explain=False)
+    assert quick == batching.Proposal(("deploy",), (), (), True)

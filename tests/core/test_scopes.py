@@ -168,6 +168,9 @@ def test_shared_files_entries_are_globs_not_plain_paths() -> None:
         ("a[b", "ab", False),
         ("x[", "x[", True),
         ("x[!", "x[!", True),
+        ("x[a-", "x[a-", True),
+        ("[Xa]b", "Xb", True),  # only ! and ^ negate
+        ("[Xa]b", "cb", False),
         ("[a-c][x-z]", "bz", True),
         ("[a-c][x-z]", "bw", False),
     ],
