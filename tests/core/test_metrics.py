@@ -569,3 +569,20 @@ def test_the_verdict_counts_several_of_a_kind_in_the_plural() -> None:
     assert metrics.verdict(state) == (
         "0 of 4 merged; 2 merge conflicts left for you in a, b; 2 not run: c, d"
     )
+
+
+def test_an_event_stamped_before_the_last_one_takes_no_wait_away() -> None:
+    """Clocks step back (NTP, a suspended laptop): waits only ever grow."""
+    from delegate_tui.core.events import Notice
+
+    state = fold(
+        [
+            run_started(),
+            *batch(1, 0, "a"),
+            *attempt("a", 0.0, 2.0),
+            BatchProposed(batch=2, tasks=("b",), needs_approval=True, ts=T0 + 10.0),
+            Notice(level="info", message="stamped a second early", ts=T0 + 9.0),
+        ]
+    )
+    m = metrics.compute(state, T0 + 10.0)
+    assert (m.operator_wait_s, m.wall_s) == (8.0, 10.0)
