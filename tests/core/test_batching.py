@@ -498,3 +498,20 @@ def test_without_explanations_the_batch_is_the_same_and_nothing_is_held() -> Non
     )
     quick = batching.next_batch(plan, state_of(plan), auto_approve=True, explain=False)
     assert quick == batching.Proposal(("deploy",), (), (), True)
+
+
+def test_the_plan_view_skips_only_the_pairs_on_one_chain_and_knows_shared_mode() -> None:
+    plan = plan_of(
+        """\
+        - {id: api, prompt: x, edits: ["src/api/**"]}
+        - {id: after, prompt: x, edits: [docs/**], depends_on: [api]}
+        - {id: fix, prompt: x, edits: [src/api/login.py]}
+        - {id: loose, prompt: x}
+        """
+    )
+    assert batching.declared_overlaps(plan, "worktree") == [
+        ("api", "fix", "edits overlap with api on src/api/login.py / src/api/**"),
+    ]
+    assert ("after", "loose", "loose has no declared edits and runs alone in shared mode") in (
+        batching.declared_overlaps(plan, "shared")
+    )

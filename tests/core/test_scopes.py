@@ -169,8 +169,10 @@ def test_shared_files_entries_are_globs_not_plain_paths() -> None:
         ("x[", "x[", True),
         ("x[!", "x[!", True),
         ("x[a-", "x[a-", True),
-        ("[Xa]b", "Xb", True),  # only ! and ^ negate
-        ("[Xa]b", "cb", False),
+        # (mutmut maps a test to the functions it reaches; the glob cache means only
+        # the first case of a pattern reaches the parser, so it is the telling one)
+        ("[Xa]b", "cb", False),  # only ! and ^ negate
+        ("[Xa]b", "Xb", True),
         ("[a-c][x-z]", "bz", True),
         ("[a-c][x-z]", "bw", False),
     ],
