@@ -59,6 +59,7 @@ _STATUS_COLOUR = {
     "failed": "red",
     "merge-conflict": "red",
     "timed-out": "red",
+    "over-budget": "red",
     "killed": "yellow",
     "interrupted": "yellow",
     "awaiting-merge": "cyan",

@@ -19,6 +19,7 @@ import click
 
 from delegate_tui.core import batching, graph, runlog
 from delegate_tui.core.forecast import Forecast
+from delegate_tui.core.metrics import cost_text
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.service import service_status
@@ -116,12 +117,24 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
         f"conflict rate {m['conflict_rate']:.0%}, rework rate {m['rework_rate']:.0%}",
         data["verdict"],
     ]
+    cost = cost_text(data["cost_usd"], data["cost_source"])
+    if cost or any(data["tokens"].values()):
+        t = data["tokens"]
+        budget = f" of a ${data['budget_usd']:.2f} budget" if data.get("budget_usd") else ""
+        estimated = " (~ estimated from list prices)" if data["cost_source"] == "estimated" else ""
+        lines.append(
+            f"agents: {cost or 'cost unknown'}{budget}; tokens {t['input']:,} in, "
+            f"{t['cached']:,} cached, {t['output']:,} out{estimated}"
+        )
     for task_id, info in data["tasks"].items():
         files = len(info["changed_files"])
         extra = f"  {info['reason']}" if info["reason"] and info["status"] != "succeeded" else ""
+        spent = cost_text(info["cost_usd"], info["cost_source"])
         lines.append(
             f"  {task_id:<24} {info['status']:<15} {info['attempts']} attempt(s) "
-            f"{duration(info['duration_s']):>6}  {files} file(s){extra}"
+            f"{duration(info['duration_s']):>6}  {files} file(s)"
+            + (f"  {spent}" if spent else "")
+            + extra
         )
     for conflict in data["conflicts"]:
         lines.append(

@@ -3,8 +3,15 @@
 Owns how a task becomes a command line. Every agent is an argv *template*:
 placeholders are substituted one argument at a time, so a prompt is always a
 single argv element and never passes through a shell. The presets were checked
-against each CLI's own ``--help`` (claude 2.1.197, codex-cli 0.169.0, gemini 0.61.0,
+against each CLI's own ``--help`` (claude 2.1.332, codex-cli 0.171.0, gemini 0.61.0,
 aider 0.86); plans can override or extend them under ``agents:``.
+
+claude, codex and gemini run in their structured modes (``stream``: the parser in
+``core/streams.py`` that reads them), so the run knows each agent's tool calls,
+tokens and cost; a prompt never reaches them where an option could be read (it
+follows ``--`` or is one ``--prompt=`` argument, so a prompt starting with ``-``
+is still a prompt). A retry continues the agent's conversation through
+``resume_command`` where its CLI can.
 """
 
 from __future__ import annotations
@@ -22,7 +29,20 @@ Transport = Literal["pty", "pipes"]
 #: Placeholders an argv template may use. ``{last_message}`` is a file the agent
 #: may write its final answer to (codex's ``--output-last-message``); the engine
 #: reads it back as the task's output for dependents.
-PLACEHOLDERS = ("prompt", "model", "persona", "task_id", "workdir", "last_message", "python")
+PLACEHOLDERS = (
+    "prompt",
+    "model",
+    "persona",
+    "task_id",
+    "workdir",
+    "last_message",
+    "python",
+    "session",
+    "budget_usd",
+    "max_turns",
+)
+StreamFormat = Literal["claude", "codex", "gemini"]
+Tools = Literal["edits", "all"]
 _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 
@@ -48,6 +68,20 @@ class AgentDef(BaseModel):
     transport: Transport | None = Field(
         default=None, description="pty (default: colours, line buffering) or pipes."
     )
+    stream: StreamFormat | None = Field(
+        default=None,
+        description="The structured output it prints (claude, codex, gemini), read for its "
+        "tool calls, tokens and cost. Inherited through `extends`.",
+    )
+    tools: Tools | None = Field(
+        default=None,
+        description="edits (default: the agent may change files) or all (it may also run "
+        "shell commands, e.g. the project's tests, without asking).",
+    )
+    resume_command: tuple[str, ...] | None = Field(
+        default=None,
+        description="argv template that continues conversation {session} with {prompt}.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,38 +99,116 @@ class AgentSpec:
     uses_task_command: bool = False
     #: The preset this agent extends, through any chain (its own name for a preset).
     preset: str = ""
+    #: The structured stream it prints, read by ``core/streams.py`` (``None``: plain text).
+    stream: StreamFormat | None = None
+    #: How its stdin is wired on the pipes transport: ``devnull`` for CLIs that would
+    #: otherwise wait for the end of stdin (codex), ``pipe`` to take the operator's input.
+    stdin: Literal["pipe", "devnull"] = "pipe"
+    #: Arguments by tool permission (``tools``): what the agent may do without asking.
+    tools_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tools: Tools = "edits"
+    #: argv template that continues a conversation (``{session}``) with a new ``{prompt}``.
+    resume_command: tuple[str, ...] = ()
+    #: Limits the CLI enforces itself; others are enforced by delegate-tui from live usage.
+    budget_args: tuple[str, ...] = ()
+    turns_args: tuple[str, ...] = ()
+    #: Files the agent writes for itself in the worktree, never part of the task's work.
+    own_files: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, AgentSpec] = {
     "claude": AgentSpec(
         name="claude",
-        command=("claude", "-p", "--permission-mode", "acceptEdits", "{prompt}"),
+        command=("claude", "-p", "--output-format", "stream-json", "--verbose", "--", "{prompt}"),
         model_args=("--model", "{model}"),
         persona_args=("--append-system-prompt", "You are {persona}."),
+        transport="pipes",
+        stream="claude",
+        tools_args={
+            "edits": ("--permission-mode", "acceptEdits"),
+            "all": ("--permission-mode", "acceptEdits", "--allowedTools", "Bash"),
+        },
+        resume_command=(
+            "claude",
+            "-p",
+            "--resume",
+            "{session}",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--",
+            "{prompt}",
+        ),
+        budget_args=("--max-budget-usd", "{budget_usd}"),
+        turns_args=("--max-turns", "{max_turns}"),
     ),
     "codex": AgentSpec(
         name="codex",
         command=(
             "codex",
             "exec",
-            "--sandbox",
-            "workspace-write",
+            "--json",
             "--skip-git-repo-check",
             "--output-last-message",
             "{last_message}",
+            "--",
             "{prompt}",
         ),
         model_args=("--model", "{model}"),
+        transport="pipes",
+        stdin="devnull",
+        stream="codex",
+        # `exec resume` takes no --sandbox: the config key says the same.
+        tools_args={
+            "edits": ("-c", 'sandbox_mode="workspace-write"'),
+            "all": ("-c", 'sandbox_mode="workspace-write"'),
+        },
+        resume_command=(
+            "codex",
+            "exec",
+            "resume",
+            "--json",
+            "--skip-git-repo-check",
+            "--output-last-message",
+            "{last_message}",
+            "{session}",
+            "--",
+            "{prompt}",
+        ),
     ),
     "gemini": AgentSpec(
         name="gemini",
-        command=("gemini", "--skip-trust", "--approval-mode", "auto_edit", "-p", "{prompt}"),
+        command=("gemini", "--skip-trust", "--output-format", "stream-json", "--prompt={prompt}"),
         model_args=("--model", "{model}"),
+        transport="pipes",
+        stdin="devnull",
+        stream="gemini",
+        tools_args={
+            "edits": ("--approval-mode", "auto_edit"),
+            "all": ("--approval-mode", "yolo"),
+        },
+        resume_command=(
+            "gemini",
+            "--resume",
+            "{session}",
+            "--skip-trust",
+            "--output-format",
+            "stream-json",
+            "--prompt={prompt}",
+        ),
     ),
     "aider": AgentSpec(
         name="aider",
-        command=("aider", "--yes-always", "--message", "{prompt}"),
+        command=(
+            "aider",
+            "--yes-always",
+            "--no-gitignore",
+            "--no-check-update",
+            "--analytics-disable",
+            "--message={prompt}",
+        ),
         model_args=("--model", "{model}"),
+        own_files=(".aider*",),
     ),
     "shell": AgentSpec(name="shell", command=(), uses_task_command=True),
     "demo": AgentSpec(
@@ -143,6 +255,7 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
         if base is None and spec.command is None:
             raise AgentError(name, "an agent needs `command` or `extends`")
         command = spec.command if spec.command is not None else base.command if base else ()
+        inherited = base or AgentSpec(name=name, command=())
         return AgentSpec(
             name=name,
             command=command,
@@ -157,6 +270,18 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             transport=spec.transport or (base.transport if base else "pty"),
             uses_task_command=(base.uses_task_command if base else False) and spec.command is None,
             preset=(base.preset or base.name) if base else name,
+            # A new command is a new program: what the preset knew of its CLI stays only
+            # if the agent says so (`stream:`, `resume_command:`).
+            stream=spec.stream or (inherited.stream if spec.command is None else None),
+            stdin=inherited.stdin,
+            tools_args=inherited.tools_args,
+            tools=spec.tools or inherited.tools,
+            resume_command=spec.resume_command
+            if spec.resume_command is not None
+            else (inherited.resume_command if spec.command is None else ()),
+            budget_args=inherited.budget_args if spec.command is None else (),
+            turns_args=inherited.turns_args if spec.command is None else (),
+            own_files=inherited.own_files,
         )
 
     for name in defs:
@@ -177,6 +302,17 @@ def agent_prompt(spec: AgentSpec, prompt: str, persona: str | None) -> str:
     return prompt
 
 
+def _prompt_tail(command: tuple[str, ...]) -> int:
+    """How many trailing arguments carry the prompt (``{prompt}``, ``-- {prompt}``,
+    ``--prompt={prompt}``, a ``{session}`` before them): options go before them."""
+    if not command or "{prompt}" not in command[-1]:
+        return 0
+    tail = 2 if len(command) >= 2 and command[-2] == "--" else 1
+    if len(command) > tail and command[-tail - 1] == "{session}":
+        tail += 1  # `codex exec resume [OPTIONS] SESSION -- PROMPT`
+    return tail
+
+
 def build_argv(
     spec: AgentSpec,
     *,
@@ -187,10 +323,15 @@ def build_argv(
     model: str | None = None,
     persona: str | None = None,
     task_command: tuple[str, ...] | str | None = None,
+    session: str | None = None,
+    budget_usd: float | None = None,
+    max_turns: int | None = None,
 ) -> list[str]:
     """The argv list for one attempt of a task. Never a shell string built from a prompt.
 
-    ``prompt`` is passed as it is: make it with :func:`agent_prompt` first.
+    ``prompt`` is passed as it is: make it with :func:`agent_prompt` first. With
+    ``session`` (and a ``resume_command``) the agent continues that conversation.
+    ``budget_usd`` and ``max_turns`` become the CLI's own limits where it has them.
 
     A ``shell`` task given a command *string* runs it with ``sh -c`` as the
     operator wrote it; its prompt reaches it only through ``$DELEGATE_PROMPT``.
@@ -203,23 +344,32 @@ def build_argv(
         "workdir": workdir,
         "last_message": last_message,
         "python": sys.executable,
+        "session": session or "",
+        "budget_usd": f"{budget_usd:g}" if budget_usd is not None else "",
+        "max_turns": str(max_turns) if max_turns is not None else "",
     }
     if spec.uses_task_command:
         if task_command is None:
             raise AgentError(spec.name, "the shell agent needs the task's `command`")
         if isinstance(task_command, str):
             return ["sh", "-c", task_command, *[fill(a, values) for a in spec.args]]
-        head = [fill(a, values) for a in task_command]
+        command: tuple[str, ...] = tuple(task_command)
     else:
-        head = [fill(a, values) for a in spec.command]
-    extra: list[str] = []
+        command = spec.resume_command if session and spec.resume_command else spec.command
+    head = [fill(a, values) for a in command]
+    extra: list[str] = [fill(a, values) for a in spec.tools_args.get(spec.tools, ())]
     if model:
         extra += [fill(a, values) for a in spec.model_args]
     if persona:
         extra += [fill(a, values) for a in spec.persona_args]
+    if budget_usd is not None:
+        extra += [fill(a, values) for a in spec.budget_args]
+    if max_turns is not None:
+        extra += [fill(a, values) for a in spec.turns_args]
     extra += [fill(a, values) for a in spec.args]
-    # Options go before a trailing prompt argument, so CLIs that stop option
-    # parsing at the first positional still see them.
-    if head and spec.command and spec.command[-1] == "{prompt}" and not spec.uses_task_command:
-        return [*head[:-1], *extra, head[-1]]
+    # Options go before the trailing prompt, so CLIs that stop option parsing at
+    # the first positional (or at `--`) still see them.
+    tail = 0 if spec.uses_task_command else _prompt_tail(command)
+    if tail:
+        return [*head[:-tail], *extra, *head[-tail:]]
     return [*head, *extra]

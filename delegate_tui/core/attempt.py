@@ -7,6 +7,14 @@ and environment, waiting for it under its timeout, the task's criteria, the
 commit, and the merge into the integration branch when ``merge: auto``. It
 returns an :class:`Outcome`, and the engine says how the task ended
 (``TaskFinished``) and what follows. It decides nothing about other tasks.
+
+An agent with a structured stream (``AgentSpec.stream``) is read as it works
+(:mod:`delegate_tui.core.streams`): its tool calls, tokens and cost become
+events, a file it says it wrote makes the conflict monitor look at once, and
+the attempt stops it when it spends its budget (``over-budget``) or when its
+vendor keeps refusing its credentials ("authentication failed") rather than
+letting it burn its timeout. A retry continues the agent's conversation where
+its CLI can (``resume_command``).
 """
 
 from __future__ import annotations
@@ -18,11 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import prompts, workspace
+from delegate_tui.core import prompts, streams, workspace
 from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv
 from delegate_tui.core.conflict_monitor import ConflictMonitor
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
+    AgentApiRetry,
+    AgentToolFinished,
+    AgentToolStarted,
+    AgentUsage,
     CriteriaChecked,
     CriterionResult,
     Event,
@@ -36,8 +48,10 @@ from delegate_tui.core.events import (
     TaskStatus,
 )
 from delegate_tui.core.integration import Integration
+from delegate_tui.core.metrics import usd
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.state import AttemptState
+from delegate_tui.core.prices import PriceTable
+from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState
 from delegate_tui.core.supervisor import Supervisor
 
 #: How long a setup or criteria command may run when its task sets no timeout.
@@ -66,6 +80,7 @@ class AttemptContext:
     auto_merge: bool
     transport: str | None = None  # force pty or pipes for every agent
     pty_size: tuple[int, int] = (120, 40)
+    prices: PriceTable | None = None  # estimates costs the agents' CLIs do not report
 
 
 class Attempt:
@@ -94,6 +109,9 @@ class Attempt:
         self.prompt = prompt
         self.keep_from = keep_from
         self.task = ctx.plan.task(task_id)
+        #: Set when the attempt itself ends its agent (budget, credentials): status, why.
+        self._stopped: tuple[TaskStatus, str] | None = None
+        self._writes: set[str] = set()  # ids of the agent's open file-writing tool calls
 
     def _emit(self, ev: Event) -> None:
         self._emitter.emit(ev)
@@ -216,13 +234,103 @@ class Attempt:
             env["TERM"] = "xterm-256color"
         return env
 
+    def _resumable_session(self, spec: AgentSpec) -> tuple[str, AttemptState | None]:
+        """The conversation this attempt continues (``""``: a fresh one) and its attempt."""
+        attempts = self._emitter.state.tasks[self.task_id].attempts
+        if not spec.resume_command or len(attempts) < 2 or not attempts[-1].resume_session:
+            return "", None
+        previous = attempts[-2]
+        return previous.session_id, previous if previous.session_id else None
+
+    def _parser(
+        self, spec: AgentSpec, workdir: Path, resumed: AttemptState | None
+    ) -> streams.StreamParser | None:
+        if spec.stream is None:
+            return None
+        prices = self.ctx.prices
+        # A resumed codex thread reports totals since the thread began.
+        baseline = resumed.usage if resumed is not None and spec.stream == "codex" else ()
+        return streams.parser_for(
+            spec.stream,
+            self.task_id,
+            self.number,
+            workdir=str(workdir),
+            model=self.task.model or "",
+            price=prices.estimate if prices is not None else None,
+            baseline=baseline,
+        )
+
+    def _limits(self, spec: AgentSpec) -> tuple[float | None, int | None]:
+        """This task's budget (USD) and turn limit per attempt."""
+        return self.task.budget_usd, self.task.max_turns or self.ctx.plan.max_turns
+
+    def _stop(self, status: TaskStatus, reason: str) -> None:
+        if self._stopped is None and not self._ended:
+            self._stopped = (status, reason)
+            self._emit(
+                Notice(level="warning", message=f"{self.task_id}: {reason}", task=self.task_id)
+            )
+            self._supervisor.stop(self.task_id)
+
+    def _on_agent_event(self, ev: Event, spec: AgentSpec) -> None:
+        """Act on what the agent's stream says while it works."""
+        budget, max_turns = self._limits(spec)
+        if isinstance(ev, AgentToolStarted) and ev.writes:
+            self._writes.add(ev.tool_id)
+        elif isinstance(ev, AgentToolFinished) and ev.tool_id in self._writes:
+            self._writes.discard(ev.tool_id)
+            self._monitor.poke(self.task_id)  # look before the watcher's next round
+        elif isinstance(ev, AgentUsage):
+            if budget is not None and not spec.budget_args and (ev.cost_usd or 0.0) > budget:
+                self._stop(
+                    "over-budget", f"over budget: spent {usd(ev.cost_usd or 0.0)} of {usd(budget)}"
+                )
+            elif max_turns is not None and not spec.turns_args and ev.turns > max_turns:
+                self._stop("over-budget", f"over budget: {ev.turns} turns of {max_turns}")
+        elif (
+            isinstance(ev, AgentApiRetry)
+            and ev.status in (401, 403)
+            and self._latest().auth_failures >= AUTH_RETRY_LIMIT
+        ):
+            self._stop(
+                "failed",
+                f"authentication failed: the API answered HTTP {ev.status} "
+                f"{self._latest().auth_failures} times; check the agent's key or login",
+            )
+
+    def _result_outcome(self, rc: int) -> Outcome | None:
+        """What the agent's own account of its end says, where it says more than its exit code."""
+        latest = self._latest()
+        if latest.result_ok is not False:
+            return None
+        reason = latest.result_reason
+        text = " ".join(latest.result_text.split())[:300]
+        if reason == "budget":
+            budget = self.task.budget_usd
+            spent = usd(latest.cost_usd) if latest.cost_usd is not None else "its budget"
+            limit = f" of {usd(budget)}" if budget is not None else ""
+            return Outcome("over-budget", f"over budget: spent {spent}{limit}")
+        if reason == "max_turns":
+            return Outcome("over-budget", f"over budget: reached its turn limit ({latest.turns})")
+        if reason == "auth":
+            return Outcome("failed", f"authentication failed: {text or 'the API refused the key'}")
+        if reason == "permission_denied":
+            return Outcome("failed", "its CLI refused tools: " + "; ".join(latest.denials))
+        detail = text or f"exited with status {rc}"
+        return Outcome("failed", f"the agent reported an error: {detail}")
+
     async def _run_agent(self, workdir: Path, start: str) -> Outcome | None:
         """Run the agent to its end; an outcome when it failed, ``None`` when it exited 0."""
         task, task_id, number, ctx = self.task, self.task_id, self.number, self.ctx
         spec = ctx.agents[ctx.plan.agent_of(task)]
         self._last_message_path.parent.mkdir(parents=True, exist_ok=True)
-        prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
-        prompt = agent_prompt(spec, prompt, task.persona)  # logged exactly as sent
+        session, resumed = self._resumable_session(spec)
+        if session:
+            prompt = self.prompt  # the conversation already holds the task and its scopes
+        else:
+            prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
+            prompt = agent_prompt(spec, prompt, task.persona)  # logged exactly as sent
+        budget, max_turns = self._limits(spec)
         argv = build_argv(
             spec,
             prompt=prompt,
@@ -230,10 +338,26 @@ class Attempt:
             workdir=str(workdir),
             last_message=str(self._last_message_path),
             model=task.model,
-            persona=task.persona,
+            persona=None if session else task.persona,
             task_command=task.command,
+            session=session or None,
+            budget_usd=budget,
+            max_turns=max_turns,
         )
+        if spec.own_files and ctx.isolation == "worktree":
+            await asyncio.to_thread(workspace.exclude_paths, workdir, spec.own_files)
         transport = ctx.transport or spec.transport
+        parser = self._parser(spec, workdir, resumed)
+        raw = self._out("agent")
+        on_output = raw
+        if parser is not None:
+
+            def on_output(data: bytes) -> None:
+                raw(data)
+                for ev in parser.feed(data):
+                    self._emit(ev)
+                    self._on_agent_event(ev, spec)
+
         started = time.monotonic()
         try:
             proc = self._supervisor.spawn(
@@ -241,9 +365,10 @@ class Attempt:
                 argv,
                 cwd=workdir,
                 env=self._env(workdir, prompt, transport),
-                on_output=self._out("agent"),
+                on_output=on_output,
                 transport=transport,
                 size=ctx.pty_size,
+                stdin=spec.stdin,
             )
         except OSError as exc:
             message = f"could not start {argv[0]!r}: {exc.strerror or exc}"
@@ -269,9 +394,21 @@ class Attempt:
         )
         self._monitor.watch(task_id, number, workdir, start)
         rc = await self._supervisor.wait(task_id, proc, task.timeout, self._timing_out)
+        if parser is not None:
+            for ev in parser.close():
+                self._emit(ev)
         await self._monitor.settle(task_id)
         killed = self._ended
-        reason = "timeout" if rc is None else "killed" if killed else "exit"
+        stopped = self._stopped
+        reason = (
+            "timeout"
+            if rc is None
+            else "killed"
+            if killed
+            else "stopped"
+            if stopped is not None
+            else "exit"
+        )
         code = proc.returncode if rc is None else rc
         self._emit(
             TaskExited(
@@ -287,6 +424,10 @@ class Attempt:
             return Outcome("timed-out", f"timed out after {task.timeout:g}s")
         if killed:
             return Outcome("killed", "killed by the operator")
+        if stopped is not None:
+            return Outcome(*stopped)
+        if (told := self._result_outcome(rc)) is not None:
+            return told
         if rc != 0:
             return Outcome("failed", prompts.failure_summary(self._latest()))
         return None

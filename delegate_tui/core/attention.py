@@ -52,7 +52,9 @@ def needs_attention(state: RunState, now: float) -> list[str]:
         if attempt is not None and seems_to_wait_for_input(attempt, now):
             reasons.append(f"{task.id} seems to wait for input")
     failed = [
-        t.id for t in state.tasks.values() if t.status in ("failed", "merge-conflict", "timed-out")
+        t.id
+        for t in state.tasks.values()
+        if t.status in ("failed", "merge-conflict", "timed-out", "over-budget")
     ]
     if failed and not state.finished:
         reasons.append("failed: " + ", ".join(failed))

@@ -217,9 +217,13 @@ class RunClient:
         """End a running task's process group."""
         return self._send("kill", task_id=task_id)
 
-    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str:
+    def retry(
+        self, task_id: str, context: str = "", *, keep_worktree: bool = False, fresh: bool = False
+    ) -> str:
         """Start a task again with the operator's context."""
-        return self._send("retry", task_id=task_id, context=context, keep_worktree=keep_worktree)
+        return self._send(
+            "retry", task_id=task_id, context=context, keep_worktree=keep_worktree, fresh=fresh
+        )
 
     def skip(self, task_id: str, reason: str = "skipped by the operator") -> str:
         """Give up on a task."""

@@ -76,6 +76,11 @@ class ConflictMonitor:
             self._watched[task_id] = (number, workdir, start)
             self._watcher.watch(task_id, workdir)
 
+    def poke(self, task_id: str) -> None:
+        """Look at a watched task's worktree soon: its agent says it wrote a file."""
+        if task_id in self._watched:
+            self._watcher.poke(task_id)
+
     async def settle(self, task_id: str) -> None:
         """The agent is done: one last look, then its change set stands still."""
         if task_id in self._watched:

@@ -65,6 +65,7 @@ from delegate_tui.core.events import (
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.preflight import PreflightError
+from delegate_tui.core.prices import PriceError, PriceTable
 from delegate_tui.core.reaper import end_groups
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.runlog import LOG_NAME, ReadReport, runs_dir
@@ -116,6 +117,7 @@ class Engine:
         self._emitter.on_log_failure = self._log_lost
         self._supervisor = Supervisor(self.options.kill_grace_s)
         self._agents: dict[str, AgentSpec] = {}
+        self._prices: PriceTable | None = None
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -123,6 +125,7 @@ class Engine:
         self._end_requested = False
         self._final_merge_requested = self.options.finish
         self._told_waiting = False
+        self._budget_told = False
         self._restarts: set[str] = set()  # stale input: start these again once they end
         self._warnings: tuple[str, ...] = ()
         self._resume_report = ReadReport()
@@ -224,6 +227,10 @@ class Engine:
         )
         self.repo, self.isolation, self._agents = found.repo, found.isolation, found.agents
         self._warnings = found.warnings
+        try:
+            self._prices = PriceTable.load()
+        except PriceError as exc:
+            raise PreflightError(str(exc)) from None
         return list(found.warnings)
 
     @classmethod
@@ -346,6 +353,7 @@ class Engine:
                     "The run was interrupted; start this task again.",
                     automatic=True,
                     keep_worktree=False,
+                    fresh=True,
                 )
 
     # ------------------------------------------------------------ loop
@@ -366,6 +374,7 @@ class Engine:
             end_requested=self._end_requested,
             hold_at_end=self.options.hold_at_end,
             told_waiting=self._told_waiting,
+            budget_told=self._budget_told,
         )
 
     def _reconcile(self) -> None:
@@ -385,6 +394,13 @@ class Engine:
             self._emit(Notice(level="warning", message=step.message))
         elif isinstance(step, scheduler.Finish):
             self._finish_run(step.status, step.reason)
+        elif isinstance(step, scheduler.PauseForBudget):
+            self._budget_told = True
+            self._emit(Notice(level="error", message=step.message))
+            if self.state.proposal is not None:
+                self._emit(BatchHeld(batch=self.state.proposal.batch))
+            if not self.state.paused:
+                self._emit(SchedulingPaused())
         else:
             proposal = step.proposal
             ev = self._emit(
@@ -494,22 +510,47 @@ class Engine:
         self._emit(TaskSkipped(task=task_id, reason=reason))
         return ""
 
-    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str:
-        """Start a new attempt with the failure and ``context`` added to the prompt."""
+    def retry(
+        self, task_id: str, context: str = "", *, keep_worktree: bool = False, fresh: bool = False
+    ) -> str:
+        """Start a new attempt with the failure and ``context`` added to the prompt.
+
+        The agent continues its conversation where its CLI can, unless ``fresh``.
+        """
         if refused := self._refused("retry", task_id):
             return refused
-        self._schedule_retry(task_id, context, automatic=False, keep_worktree=keep_worktree)
+        self._schedule_retry(
+            task_id, context, automatic=False, keep_worktree=keep_worktree, fresh=fresh
+        )
         return ""
 
     def _schedule_retry(
-        self, task_id: str, context: str, *, automatic: bool, keep_worktree: bool
+        self,
+        task_id: str,
+        context: str,
+        *,
+        automatic: bool,
+        keep_worktree: bool,
+        fresh: bool = False,
     ) -> None:
         last = self.state.tasks[task_id].attempt
         original = prompts.render_prompt(self.plan, self.state, task_id)
         stale = ""
         if self.isolation == "worktree":  # what merged under it goes into its prompt
             stale = stale_context(self.plan, self.state, self.repo, task_id)
-        prompt = prompts.next_prompt(original, last, context, changed=stale)
+        spec = self._agents.get(self.plan.agent_of(self.plan.task(task_id)))
+        continues = (
+            not fresh
+            and last is not None
+            and bool(last.session_id)
+            and spec is not None
+            and bool(spec.resume_command)
+        )
+        if continues and last is not None:
+            kept = keep_worktree and bool(last.workdir)
+            prompt = prompts.continue_prompt(last, context, changed=stale, kept=kept)
+        else:
+            prompt = prompts.next_prompt(original, last, context, changed=stale)
         number = (last.number + 1) if last else 1
         self._supervisor.forget(task_id)
         self._told_waiting = False  # the run moves again: a later wait is news
@@ -521,6 +562,7 @@ class Engine:
                 context=context,
                 automatic=automatic,
                 keep_worktree=keep_worktree and last is not None and bool(last.workdir),
+                resume_session=continues,
             )
         )
         self._start(task_id, number, prompt=prompt, keep_from=last if keep_worktree else None)
@@ -618,7 +660,17 @@ class Engine:
             auto_merge=self._auto_merge,
             transport=self.options.transport,
             pty_size=self.options.pty_size,
+            prices=self._price_table(),
         )
+
+    def _price_table(self) -> PriceTable:
+        if self._prices is None:  # a resumed run: its preflight read the prices already once
+            try:
+                self._prices = PriceTable.load()
+            except PriceError as exc:
+                self._emit(Notice(level="warning", message=f"{exc}; using the shipped prices"))
+                self._prices = PriceTable.load(user_file=Path("/nonexistent"))
+        return self._prices
 
     async def _attempt_job(self, attempt: Attempt) -> None:
         task_id, number = attempt.task_id, attempt.number
@@ -668,7 +720,7 @@ class Engine:
             del self._jobs[task_id]
         if task_id in self._restarts and not self._stopping:
             self._restarts.discard(task_id)
-            self._schedule_retry(task_id, "", automatic=True, keep_worktree=False)
+            self._schedule_retry(task_id, "", automatic=True, keep_worktree=False, fresh=True)
         elif not self._stopping:
             step = scheduler.after_attempt(self.plan, self.state, task_id)
             if isinstance(step, scheduler.AutoRetry):

@@ -42,6 +42,7 @@ TaskStatus = Literal[
     "skipped",  # skipped by the operator
     "blocked",  # a dependency failed or was skipped
     "interrupted",  # the run stopped while it was running
+    "over-budget",  # ended because it spent its budget (cost or turns)
 ]
 
 #: Statuses from which a task will not move again without an operator command.
@@ -55,11 +56,21 @@ FINAL_STATUSES: frozenset[str] = frozenset(
         "skipped",
         "blocked",
         "interrupted",
+        "over-budget",
     }
 )
 #: Final statuses that an operator retry can restart.
 RETRYABLE_STATUSES: frozenset[str] = frozenset(
-    {"failed", "merge-conflict", "killed", "timed-out", "interrupted", "skipped", "blocked"}
+    {
+        "failed",
+        "merge-conflict",
+        "killed",
+        "timed-out",
+        "interrupted",
+        "skipped",
+        "blocked",
+        "over-budget",
+    }
 )
 #: Statuses of a task holding a live process or worktree operation.
 ACTIVE_STATUSES: frozenset[str] = frozenset({"starting", "running", "checking", "merging"})
@@ -141,6 +152,24 @@ class Metrics:
     operator_wait_s: float = 0.0
     #: Wall time in which delegate-tui was not running at all (a crash, then resume).
     downtime_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens one model used for an attempt so far, as the agent's stream reported them.
+
+    ``input`` is uncached input (cache writes included), ``cached`` is input read from
+    the provider's prompt cache, ``output`` is everything billed as output (reasoning
+    included; ``reasoning`` says how much of it was)."""
+
+    model: str = ""
+    input: int = 0
+    cached: int = 0
+    cache_write: int = 0
+    output: int = 0
+    reasoning: int = 0
+    #: The cost the agent's CLI reported for this model, when it reports one.
+    cost_usd: float | None = None
 
 
 # ---------------------------------------------------------------- run lifecycle
@@ -286,6 +315,93 @@ class TaskOutput(Event):
     stream: str = "agent"  # agent | setup | criteria | input
 
 
+# ------------------------------------------------- what an agent does (structured streams)
+# Read from the CLIs' structured modes (claude stream-json, codex --json, gemini
+# stream-json) by core/streams.py; the raw stream stays in TaskOutput.
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSession(Event):
+    """The agent opened (or resumed) a conversation."""
+
+    task: str
+    attempt: int
+    session_id: str
+    model: str = ""
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMessage(Event):
+    """Text the agent wrote: its own words (``assistant``), or a line of its stream that is
+    not one of its events (``raw``: warnings, stack traces, unknown event types)."""
+
+    task: str
+    attempt: int
+    text: str
+    kind: str = "assistant"  # assistant | raw
+
+
+@dataclass(frozen=True, slots=True)
+class AgentToolStarted(Event):
+    """The agent called one of its tools."""
+
+    task: str
+    attempt: int
+    tool_id: str
+    name: str
+    paths: tuple[str, ...] = ()  # files it names (relative to the worktree where possible)
+    command: str = ""  # for shell tools
+    writes: bool = False  # a tool that changes files
+
+
+@dataclass(frozen=True, slots=True)
+class AgentToolFinished(Event):
+    """One of the agent's tool calls ended."""
+
+    task: str
+    attempt: int
+    tool_id: str
+    ok: bool
+    detail: str = ""  # the error, or an exit code
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUsage(Event):
+    """What the attempt has used so far: totals per model (each event replaces the last)."""
+
+    task: str
+    attempt: int
+    usage: tuple[TokenUsage, ...]
+    cost_usd: float | None = None
+    cost_source: str = ""  # cli | estimated | "" (no price known)
+    turns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentApiRetry(Event):
+    """The agent's CLI is retrying a call to its vendor's API."""
+
+    task: str
+    attempt: int
+    status: int | None = None  # HTTP status, when known
+    retry: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentResult(Event):
+    """The agent said how its work ended."""
+
+    task: str
+    attempt: int
+    ok: bool
+    #: completed | max_turns | budget | auth | permission_denied | error
+    reason: str = "completed"
+    text: str = ""
+    denials: tuple[str, ...] = ()  # tools the CLI refused, e.g. "Bash: npm test"
+
+
 @dataclass(frozen=True, slots=True)
 class InputSent(Event):
     """The operator typed a line to an agent."""
@@ -376,6 +492,9 @@ class RetryScheduled(Event):
     context: str = ""
     automatic: bool = False
     keep_worktree: bool = False
+    #: Continue the agent's conversation (the session of the last attempt) when its CLI
+    #: can; ``False`` starts from nothing.
+    resume_session: bool = True
 
 
 @dataclass(frozen=True, slots=True)

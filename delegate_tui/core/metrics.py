@@ -2,7 +2,8 @@
 
 Owns the three numbers PATTERNS.md asks every run to track, as pure
 functions over :class:`RunState`, so a live run, ``stats`` on an old log and
-replay all report the same figures.
+replay all report the same figures. Also the agents' tokens and cost as text
+(:func:`cost_text`, :func:`tokens_text`) and in ``stats --json``.
 
 Time saved compares agents' work with agents' work: the sequential time (every
 attempt's duration, added up) against the wall time less the time in which no
@@ -13,7 +14,7 @@ reported beside it, so nothing is hidden.
 
 from __future__ import annotations
 
-from delegate_tui.core.events import Metrics
+from delegate_tui.core.events import Metrics, TokenUsage
 from delegate_tui.core.state import RunState
 
 
@@ -49,7 +50,7 @@ def compute(state: RunState, now: float | None = None) -> Metrics:
         tasks_total=len(statuses),
         tasks_succeeded=statuses.count("succeeded"),
         tasks_failed=sum(
-            s in ("failed", "merge-conflict", "killed", "timed-out", "interrupted")
+            s in ("failed", "merge-conflict", "killed", "timed-out", "interrupted", "over-budget")
             for s in statuses
         ),
         operator_wait_s=round(waits, 3),
@@ -63,7 +64,14 @@ def summarize(state: RunState) -> str:
     for task in state.tasks.values():
         detail = task.id
         attempt = task.attempt
-        if task.status in ("failed", "merge-conflict", "killed", "timed-out", "interrupted"):
+        if task.status in (
+            "failed",
+            "merge-conflict",
+            "killed",
+            "timed-out",
+            "interrupted",
+            "over-budget",
+        ):
             reason = (attempt.reason if attempt else "") or task.status
             detail = f"{task.id} ({reason})"
         elif task.status == "blocked":
@@ -77,6 +85,7 @@ def summarize(state: RunState) -> str:
         "failed",
         "merge-conflict",
         "timed-out",
+        "over-budget",
         "killed",
         "interrupted",
         "blocked",
@@ -95,6 +104,7 @@ _ENDINGS = (
     ("merge-conflict", "merge conflict left for you in", "merge conflicts left for you in"),
     ("failed", "failed:", "failed:"),
     ("timed-out", "timed out:", "timed out:"),
+    ("over-budget", "over budget:", "over budget:"),
     ("killed", "killed:", "killed:"),
     ("interrupted", "interrupted:", "interrupted:"),
     ("awaiting-merge", "waiting for your merge:", "waiting for your merge:"),
@@ -128,6 +138,32 @@ def verdict(state: RunState) -> str:
     return "; ".join(parts)
 
 
+def _tokens(u: TokenUsage) -> dict[str, int]:
+    return {"input": u.input, "cached": u.cached, "output": u.output}
+
+
+def usd(amount: float) -> str:
+    """``$1.50``; ``$0.0029`` for amounts under a cent, which two places would call zero."""
+    return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+
+
+def cost_text(cost: float | None, source: str) -> str:
+    """``$0.42``, ``~$0.42`` (estimated from the price table) or ``""`` (nothing known)."""
+    if cost is None:
+        return ""
+    return ("~" if source == "estimated" else "") + usd(cost)
+
+
+def tokens_text(u: TokenUsage) -> str:
+    """``12.3k tok``: input (cached included) plus output, as people read it."""
+    total = u.input + u.cached + u.output
+    if not total:
+        return ""
+    if total >= 1_000_000:
+        return f"{total / 1_000_000:.1f}M tok"
+    return f"{total / 1000:.1f}k tok" if total >= 1000 else f"{total} tok"
+
+
 def stats(state: RunState) -> dict[str, object]:
     """The machine-readable report of ``delegate-tui stats --json``."""
     m = state.metrics if state.finished and state.metrics else compute(state)
@@ -143,6 +179,13 @@ def stats(state: RunState) -> dict[str, object]:
             "lines_added": sum(f.added for f in changed),
             "lines_deleted": sum(f.deleted for f in changed),
             "reason": (task.attempt.reason if task.attempt else "") or task.held_reason,
+            "tokens": _tokens(task.tokens),
+            "cost_usd": None if task.cost_usd is None else round(task.cost_usd, 6),
+            "cost_source": task.cost_source,
+            "turns": sum(a.turns for a in task.attempts),
+            "tool_calls": sum(a.tool_calls for a in task.attempts),
+            "model": next((a.model for a in reversed(task.attempts) if a.model), ""),
+            "denials": [d for a in task.attempts for d in a.denials],
         }
         for attempt in task.attempts:
             if attempt.conflict_paths:
@@ -179,6 +222,10 @@ def stats(state: RunState) -> dict[str, object]:
         "isolation": state.isolation,
         "integration_branch": state.integration_branch,
         "tasks": tasks,
+        "tokens": _tokens(state.tokens),
+        "cost_usd": None if state.cost_usd is None else round(state.cost_usd, 6),
+        "cost_source": state.cost_source,
+        "budget_usd": state.plan.budget_usd if state.plan else None,
         "conflicts": conflicts,
         "metrics": {
             "wall_s": m.wall_s,

@@ -153,6 +153,15 @@ class Task(BaseModel):
     estimate: float | None = Field(
         default=None, description="Expected duration, for `delegate-tui plan` estimates."
     )
+    budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Most this task may spend in US dollars per attempt; then it is stopped "
+        "as over-budget.",
+    )
+    max_turns: int | None = Field(
+        default=None, ge=1, description="Most model turns per attempt (default: the plan's)."
+    )
 
     @field_validator("id")
     @classmethod
@@ -205,6 +214,15 @@ class Plan(BaseModel):
     approve: Literal["batch", "auto"] = "batch"
     merge: Literal["auto", "manual"] = "auto"
     agent: str = Field(default="claude", description="Agent for tasks that name none.")
+    budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Most the whole run may spend in US dollars: once reached, no new task "
+        "starts and the operator is told.",
+    )
+    max_turns: int | None = Field(
+        default=None, ge=1, description="Most model turns per attempt, for tasks that set none."
+    )
     shared_files: tuple[str, ...] = Field(default=DEFAULT_SHARED_FILES)
     worktree_setup: WorktreeSetup = Field(default_factory=WorktreeSetup)
     agents: dict[str, AgentDef] = Field(default_factory=dict)

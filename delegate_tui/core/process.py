@@ -76,6 +76,8 @@ class AgentProcess:
         self._exited = asyncio.Event()
         self._pidfd = -1
         self._resume: asyncio.TimerHandle | None = None
+        #: False for an agent whose stdin is /dev/null.
+        self.takes_input = True
         os.set_blocking(out_fd, False)
         self._loop.add_reader(out_fd, self._read_ready)
         try:
@@ -96,8 +98,14 @@ class AgentProcess:
         on_output: OutputCallback,
         transport: str = "pty",
         size: tuple[int, int] = (120, 40),
+        stdin: str = "pipe",
     ) -> AgentProcess:
-        """Start ``argv`` in ``cwd``. Raises ``OSError`` when it cannot start."""
+        """Start ``argv`` in ``cwd``. Raises ``OSError`` when it cannot start.
+
+        On pipes, ``stdin="devnull"`` gives the agent an empty stdin: CLIs that read
+        their stdin to its end before they start (codex) then start at once, and the
+        agent takes no typed input.
+        """
         if transport == "pty":
             master, slave = os.openpty()
             cols, rows = size
@@ -124,17 +132,20 @@ class AgentProcess:
             list(argv),
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.PIPE,
+            stdin=subprocess.DEVNULL if stdin == "devnull" else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
         )
-        assert popen.stdout is not None and popen.stdin is not None
+        assert popen.stdout is not None
         if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux
             with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: keep the default
                 fcntl.fcntl(popen.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        return cls(popen, popen.stdout.fileno(), popen.stdin.fileno(), "pipes", on_output)
+        in_fd = popen.stdin.fileno() if popen.stdin is not None else None
+        proc = cls(popen, popen.stdout.fileno(), in_fd, "pipes", on_output)
+        proc.takes_input = in_fd is not None
+        return proc
 
     # ------------------------------------------------------------ output
 
@@ -269,6 +280,8 @@ class AgentProcess:
 
     def send_input(self, text: str) -> None:
         """Type a line into the agent's stdin (Enter included)."""
+        if not self.takes_input:
+            raise OSError("this agent reads no input: its stdin is /dev/null")
         if self._in_fd is None or self._in_fd < 0:
             raise ProcessLookupError("the process has ended")
         ending = "\r" if self.transport == "pty" else "\n"

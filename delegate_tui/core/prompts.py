@@ -66,11 +66,21 @@ def tail_text(data: bytes | str, limit: int) -> str:
 
 
 def final_output(attempt: AttemptState, last_message: str | None) -> str:
-    """What a finished attempt hands its dependents: its last message, else its tail."""
-    if last_message and last_message.strip():
-        text = last_message.strip()
-        return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n[...]"
-    return tail_text(bytes(attempt.tail), OUTPUT_LIMIT)
+    """What a finished attempt hands its dependents: its last message (a file the agent
+    wrote, or the final text of its structured stream), else the tail of its output."""
+    for candidate in (last_message, attempt.result_text):
+        if candidate and candidate.strip():
+            text = candidate.strip()
+            return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n[...]"
+    return tail_text(_readable_output(attempt), OUTPUT_LIMIT)
+
+
+def _readable_output(attempt: AttemptState) -> str:
+    """The attempt's output as a person reads it: its transcript when its agent spoke
+    in a structured stream (the raw tail is JSON), else its terminal output."""
+    if attempt.transcript:
+        return "\n".join(attempt.transcript)
+    return plain_text(bytes(attempt.tail))
 
 
 def render_prompt(plan: Plan, state: RunState, task_id: str) -> str:
@@ -148,11 +158,42 @@ def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -
             + ", ".join(failed.conflict_paths)
             + ". Start from the current integration branch and redo the change on top of it."
         )
-    tail = tail_text(bytes(failed.tail), RETRY_TAIL_LIMIT)
+    tail = tail_text(_readable_output(failed), RETRY_TAIL_LIMIT)
     if tail:
         parts += ["Last output of the failed attempt:", tail]
     if operator_text.strip():
         parts += ["", _NOTE_HEADER, operator_text.strip()]
+    return "\n".join(parts).strip() + "\n"
+
+
+def continue_prompt(
+    failed: AttemptState, operator_text: str = "", *, changed: str = "", kept: bool = False
+) -> str:
+    """The message that continues an agent's own conversation (a resumed session): it
+    has the task and its earlier work in its history, so only what happened since."""
+    parts = [f"--- delegate-tui: your last attempt ended: {failure_summary(failed)} ---"]
+    for c in failed.criteria:
+        if not c.passed:
+            parts.append(f"Criterion failed: {c.command or c.text} (exit {c.exit_code})")
+            if c.output.strip():
+                parts.append(tail_text(c.output, 800))
+    if failed.conflict_paths:
+        parts.append(
+            "Your changes did not merge cleanly with work that landed meanwhile, in: "
+            + ", ".join(failed.conflict_paths)
+            + "."
+        )
+    if kept:
+        parts.append("You continue in a new worktree that holds your earlier changes.")
+    else:
+        parts.append(
+            "You continue in a new worktree made from the current integration branch: your "
+            "earlier changes are not in it; make again what is still needed."
+        )
+    if operator_text.strip():
+        parts += ["", _NOTE_HEADER, operator_text.strip()]
+    if changed.strip():
+        parts += ["", _CHANGED_HEADER, changed.strip()]
     return "\n".join(parts).strip() + "\n"
 
 

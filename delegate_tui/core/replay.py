@@ -375,7 +375,9 @@ class ReplaySource:
     def kill(self, task_id: str) -> str:
         return REFUSED
 
-    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str:
+    def retry(
+        self, task_id: str, context: str = "", *, keep_worktree: bool = False, fresh: bool = False
+    ) -> str:
         return REFUSED
 
     def skip(self, task_id: str, reason: str = "") -> str:

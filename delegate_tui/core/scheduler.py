@@ -4,7 +4,7 @@ Owns the driver's decisions as pure functions that return steps as data:
 block the tasks a dependency can no longer satisfy, propose the next batch
 (or revise the one waiting for approval when a slot frees or a task becomes
 ready, so its held reasons stay true), tell the operator the run waits for
-them, finish the run; and after an attempt, retry it automatically or pause
+them, pause when the run's budget is spent, finish the run; and after an attempt, retry it automatically or pause
 scheduling when a whole batch failed. The engine carries the steps out and
 asks again until no step is left. Nothing here does I/O, so every decision
 is tested without processes (``tests/core/test_scheduler.py``).
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from delegate_tui.core import batching
 from delegate_tui.core.batching import Proposal
 from delegate_tui.core.events import FAILED_STATUSES
+from delegate_tui.core.metrics import usd
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.state import RunState
 
@@ -40,6 +41,8 @@ class Situation:
     #: instead of ending by itself.
     hold_at_end: bool = False
     told_waiting: bool = False
+    #: The run's budget was reached and the operator told (they may go on regardless).
+    budget_told: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,23 @@ class PauseAfterBatch:
         )
 
 
-Step = Block | Propose | TellWaiting | Finish
+@dataclass(frozen=True, slots=True)
+class PauseForBudget:
+    """The run spent its ``budget_usd``: start nothing new; running tasks go on."""
+
+    spent: float
+    budget: float
+
+    @property
+    def message(self) -> str:
+        """What the operator is told."""
+        return (
+            f"the run's budget is spent ({usd(self.spent)} of {usd(self.budget)}): no new task "
+            "starts; running ones finish. Resume scheduling (p) to go on regardless"
+        )
+
+
+Step = Block | Propose | TellWaiting | Finish | PauseForBudget
 
 
 def next_steps(plan: Plan, state: RunState, situation: Situation) -> list[Step]:
@@ -115,6 +134,10 @@ def next_steps(plan: Plan, state: RunState, situation: Situation) -> list[Step]:
     steps: list[Step] = []
     if idle and outcome is not None and not situation.told_waiting:
         steps.append(TellWaiting())
+    spent, budget = state.cost_usd, plan.budget_usd
+    if budget is not None and spent is not None and spent >= budget and not situation.budget_told:
+        steps.append(PauseForBudget(spent, budget))
+        return steps
     if state.paused:
         if idle and state.auto_approve and state.proposal is None:
             steps.append(Finish("failed" if outcome is None else outcome, "scheduling stopped"))

@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
     "pause": ("pause", frozenset()),
     "resume": ("resume", frozenset()),
     "kill": ("kill", frozenset({"task_id"})),
-    "retry": ("retry", frozenset({"task_id", "context", "keep_worktree"})),
+    "retry": ("retry", frozenset({"task_id", "context", "keep_worktree", "fresh"})),
     "skip": ("skip", frozenset({"task_id", "reason"})),
     "input": ("send_input", frozenset({"task_id", "text"})),
     "merge": ("merge", frozenset({"task_id"})),

@@ -22,6 +22,13 @@ from typing import Any
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
+    AgentApiRetry,
+    AgentMessage,
+    AgentResult,
+    AgentSession,
+    AgentToolFinished,
+    AgentToolStarted,
+    AgentUsage,
     BatchApproved,
     BatchHeld,
     BatchProposed,
@@ -56,6 +63,7 @@ from delegate_tui.core.events import (
     TaskSkipped,
     TaskStarted,
     TaskStatus,
+    TokenUsage,
     from_json,
     to_json,
 )
@@ -64,6 +72,36 @@ from delegate_tui.core.plan import Plan
 #: Bytes of each attempt's output kept in state: enough for a retry's context
 #: and a dependent's ``{{ outputs.x }}``; the whole output stays in the log.
 TAIL_BYTES = 64 * 1024
+#: Lines of an agent's transcript (its words and tool calls) kept in state.
+TRANSCRIPT_LINES = 200
+#: Paths an agent was seen reading or writing, kept per attempt.
+SEEN_PATHS = 500
+#: Failed calls to the vendor's API for bad credentials after which a task is stopped.
+AUTH_RETRY_LIMIT = 3
+
+
+def tool_line(ev: AgentToolStarted) -> str:
+    """One line for a tool call: ``Edit src/app.py``, ``shell: npm test``."""
+    if ev.command:
+        return f"{ev.name}: {ev.command}"
+    if ev.paths:
+        more = f" (+{len(ev.paths) - 1})" if len(ev.paths) > 1 else ""
+        return f"{ev.name} {ev.paths[0]}{more}"
+    return ev.name
+
+
+def total_usage(usages: Iterable[TokenUsage]) -> TokenUsage:
+    """The sum of several models' (or attempts') usage, under no model name."""
+    total = TokenUsage()
+    for u in usages:
+        total = TokenUsage(
+            input=total.input + u.input,
+            cached=total.cached + u.cached,
+            cache_write=total.cache_write + u.cache_write,
+            output=total.output + u.output,
+            reasoning=total.reasoning + u.reasoning,
+        )
+    return total
 
 
 @dataclass(slots=True)
@@ -103,6 +141,32 @@ class AttemptState:
     last_output_ts: float = 0.0
     kill_requested: bool = False
     inputs: list[str] = field(default_factory=list)
+    # What the agent's structured stream said (claude, codex, gemini; see core/streams.py).
+    session_id: str = ""
+    model: str = ""
+    usage: tuple[TokenUsage, ...] = ()
+    cost_usd: float | None = None
+    cost_source: str = ""  # cli | estimated
+    turns: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    activity: str = ""  # the last thing it did, in one line
+    open_tools: dict[str, str] = field(default_factory=dict)  # tool id -> line
+    wrote: list[str] = field(default_factory=list)  # paths its tools wrote, by its account
+    read: list[str] = field(default_factory=list)  # paths its tools read or searched
+    transcript: list[str] = field(default_factory=list)  # its words and tool calls, the last lines
+    api_retries: int = 0
+    auth_failures: int = 0
+    resume_session: bool = False  # a retry that continues the last attempt's conversation
+    result_ok: bool | None = None
+    result_reason: str = ""
+    result_text: str = ""
+    denials: tuple[str, ...] = ()
+
+    @property
+    def tokens(self) -> TokenUsage:
+        """Tokens of every model this attempt used."""
+        return total_usage(self.usage)
 
     @property
     def duration_s(self) -> float:
@@ -149,6 +213,23 @@ class TaskState:
         """True when the task will not move without an operator command."""
         return self.status in FINAL_STATUSES
 
+    @property
+    def cost_usd(self) -> float | None:
+        """What every attempt cost, as far as known (``None``: no agent reported usage)."""
+        costs = [a.cost_usd for a in self.attempts if a.cost_usd is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def cost_source(self) -> str:
+        """``cli`` when every cost came from the agents' CLIs, ``estimated`` when any is ours."""
+        sources = {a.cost_source for a in self.attempts if a.cost_usd is not None}
+        return "estimated" if "estimated" in sources else "cli" if sources else ""
+
+    @property
+    def tokens(self) -> TokenUsage:
+        """Tokens of every attempt."""
+        return total_usage(a.tokens for a in self.attempts)
+
 
 @dataclass(slots=True)
 class RunState:
@@ -192,6 +273,23 @@ class RunState:
     def task(self, task_id: str) -> TaskState:
         """State of one task (KeyError if the plan has no such task)."""
         return self.tasks[task_id]
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the run's agents cost so far, as far as known."""
+        costs = [c for c in (t.cost_usd for t in self.tasks.values()) if c is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def cost_source(self) -> str:
+        """``cli``, ``estimated`` (any part of it is) or ``""`` (nothing known)."""
+        sources = {t.cost_source for t in self.tasks.values()} - {""}
+        return "estimated" if "estimated" in sources else "cli" if sources else ""
+
+    @property
+    def tokens(self) -> TokenUsage:
+        """Tokens of every task."""
+        return total_usage(t.tokens for t in self.tasks.values())
 
     @property
     def active(self) -> list[TaskState]:
@@ -405,6 +503,92 @@ def _output(state: RunState, ev: TaskOutput) -> None:
     attempt.last_output_ts = ev.ts
 
 
+def _transcribe(attempt: AttemptState, line: str) -> None:
+    attempt.transcript.append(line)
+    if len(attempt.transcript) > TRANSCRIPT_LINES:
+        del attempt.transcript[: len(attempt.transcript) - TRANSCRIPT_LINES]
+
+
+def _remember(paths: list[str], new: Iterable[str]) -> None:
+    for path in new:
+        if path not in paths:
+            paths.append(path)
+    if len(paths) > SEEN_PATHS:
+        del paths[: len(paths) - SEEN_PATHS]
+
+
+@_on(AgentSession)
+def _agent_session(state: RunState, ev: AgentSession) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.session_id = ev.session_id
+    attempt.model = ev.model or attempt.model
+
+
+@_on(AgentMessage)
+def _agent_message(state: RunState, ev: AgentMessage) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    if ev.kind == "assistant":
+        first = next((ln.strip() for ln in ev.text.splitlines() if ln.strip()), "")
+        attempt.activity = first[:200]
+        _transcribe(attempt, ev.text)
+    else:
+        _transcribe(attempt, "  " + ev.text)
+    attempt.last_output_ts = max(attempt.last_output_ts, ev.ts)
+
+
+@_on(AgentToolStarted)
+def _agent_tool(state: RunState, ev: AgentToolStarted) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    line = tool_line(ev)
+    attempt.tool_calls += 1
+    attempt.activity = line[:200]
+    attempt.open_tools[ev.tool_id] = line
+    _remember(attempt.wrote if ev.writes else attempt.read, ev.paths)
+    _transcribe(attempt, "→ " + line)
+    attempt.last_output_ts = max(attempt.last_output_ts, ev.ts)
+
+
+@_on(AgentToolFinished)
+def _agent_tool_done(state: RunState, ev: AgentToolFinished) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    line = attempt.open_tools.pop(ev.tool_id, "")
+    if not ev.ok:
+        attempt.tool_errors += 1
+        _transcribe(attempt, f"✗ {line or 'tool'}: {ev.detail or 'failed'}")
+
+
+@_on(AgentUsage)
+def _agent_usage(state: RunState, ev: AgentUsage) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.usage = ev.usage
+    attempt.cost_usd = ev.cost_usd
+    attempt.cost_source = ev.cost_source
+    attempt.turns = max(attempt.turns, ev.turns)
+    if ev.usage and not attempt.model:
+        attempt.model = ev.usage[0].model
+
+
+@_on(AgentApiRetry)
+def _agent_retry(state: RunState, ev: AgentApiRetry) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.api_retries += 1
+    if ev.status in (401, 403):
+        attempt.auth_failures += 1
+    what = f"HTTP {ev.status}" if ev.status else "error"
+    attempt.activity = f"retrying the API ({what}){': ' + ev.detail if ev.detail else ''}"[:200]
+
+
+@_on(AgentResult)
+def _agent_result(state: RunState, ev: AgentResult) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.result_ok = ev.ok
+    attempt.result_reason = ev.reason
+    attempt.result_text = ev.text
+    attempt.denials = ev.denials
+    if ev.reason == "auth":
+        attempt.auth_failures += 1
+
+
 @_on(InputSent)
 def _input(state: RunState, ev: InputSent) -> None:
     attempt = _attempt(state, ev.task, ev.attempt)
@@ -477,7 +661,11 @@ def _finished(state: RunState, ev: TaskFinished) -> None:
 @_on(RetryScheduled)
 def _retry(state: RunState, ev: RetryScheduled) -> None:
     task = state.tasks.setdefault(ev.task, TaskState(ev.task))
-    task.attempts.append(AttemptState(ev.attempt, prompt=ev.prompt, context=ev.context))
+    task.attempts.append(
+        AttemptState(
+            ev.attempt, prompt=ev.prompt, context=ev.context, resume_session=ev.resume_session
+        )
+    )
     task.status = "starting"
     task.blocked_by = ""
     task.skip_reason = ""

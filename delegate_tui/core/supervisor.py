@@ -53,10 +53,17 @@ class Supervisor:
         on_output: Callable[[bytes], None],
         transport: str,
         size: tuple[int, int] = (120, 40),
+        stdin: str = "pipe",
     ) -> AgentProcess:
         """Start ``argv`` for ``task_id`` in a group of its own. Raises ``OSError``."""
         proc = AgentProcess.spawn(
-            argv, cwd=str(cwd), env=env, on_output=on_output, transport=transport, size=size
+            argv,
+            cwd=str(cwd),
+            env=env,
+            on_output=on_output,
+            transport=transport,
+            size=size,
+            stdin=stdin,
         )
         self._procs[task_id] = proc
         self._reaper.register(proc.pgid)
@@ -118,6 +125,13 @@ class Supervisor:
     def end(self, task_id: str) -> None:
         """Mark ``task_id`` as asked to end and end its group, if it has one, in the background."""
         self._ended.add(task_id)
+        proc = self._procs.get(task_id)
+        if proc is not None:
+            asyncio.get_running_loop().create_task(proc.terminate(self.grace_s))
+
+    def stop(self, task_id: str) -> None:
+        """End ``task_id``'s group in the background for a reason of the task's own (a
+        budget spent, credentials refused): unlike :meth:`end`, not the operator's kill."""
         proc = self._procs.get(task_id)
         if proc is not None:
             asyncio.get_running_loop().create_task(proc.terminate(self.grace_s))

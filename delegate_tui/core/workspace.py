@@ -111,16 +111,25 @@ def find_repo(path: Path) -> Path | None:
 
 def ensure_excluded(repo: Path) -> None:
     """Add ``/.delegate/`` to ``.git/info/exclude`` (never the user's .gitignore)."""
+    exclude_paths(repo, (f"/{DELEGATE_DIR}/",), "delegate-tui runs and worktrees")
+
+
+def exclude_paths(
+    repo: Path, patterns: Sequence[str], why: str = "files agents write for themselves"
+) -> None:
+    """Add ``patterns`` to the repository's ``info/exclude`` (shared by its worktrees), so
+    git never sees them as anyone's work (e.g. aider's ``.aider*`` history and caches)."""
     common = Path(git(["rev-parse", "--git-common-dir"], repo).stdout.strip())
     if not common.is_absolute():
         common = repo / common
     exclude = common / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
-    if f"/{DELEGATE_DIR}/" not in existing.split("\n"):
+    missing = [p for p in patterns if p not in existing.split("\n")]
+    if missing:
         prefix = "" if not existing or existing.endswith("\n") else "\n"
         with exclude.open("a", encoding="utf-8") as fh:
-            fh.write(f"{prefix}# delegate-tui runs and worktrees\n/{DELEGATE_DIR}/\n")
+            fh.write(f"{prefix}# {why} (delegate-tui)\n" + "".join(f"{p}\n" for p in missing))
 
 
 def integration_branch(run_id: str) -> str:

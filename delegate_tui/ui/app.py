@@ -37,6 +37,7 @@ from delegate_tui.core.events import (
 from delegate_tui.core.procstats import TreeStats, forget, sample
 from delegate_tui.core.state import RunState
 from delegate_tui.resources import data_dir
+from delegate_tui.ui import transcript
 from delegate_tui.ui.config import UserConfig, config_dir
 from delegate_tui.ui.context import EventSource, ScreenContext
 from delegate_tui.ui.screens.dialogs import QuitDialog
@@ -47,7 +48,7 @@ from delegate_tui.ui.widgets.agent_pane import OutputStore
 
 REFRESH_HZ = 20
 GC_THRESHOLDS = (7000, 10, 100)
-_ALARMING = {"failed", "merge-conflict", "timed-out"}
+_ALARMING = {"failed", "merge-conflict", "timed-out", "over-budget"}
 
 
 class DelegateApp(App[int]):
@@ -142,6 +143,10 @@ class DelegateApp(App[int]):
             for attempt in task.attempts:
                 if attempt.tail:
                     self.context.store.append(task.id, attempt.number, bytes(attempt.tail))
+                if attempt.transcript:
+                    self.context.transcripts.append(
+                        task.id, attempt.number, transcript.seed(attempt)
+                    )
 
     @work(exclusive=True, group="source", exit_on_error=False)
     async def run_source(self) -> None:
@@ -166,12 +171,17 @@ class DelegateApp(App[int]):
         if type(ev) is TaskOutput:
             self.context.store.append(ev.task, ev.attempt, ev.data)
         else:
+            if isinstance(ev, transcript.TRANSCRIPT_EVENTS):
+                data = transcript.render(ev)
+                if data:
+                    self.context.transcripts.append(ev.task, ev.attempt, data)
             self._new_events.append(ev)
         self._dirty = True
 
     def _on_reset(self) -> None:
         """A replay seeked: the state was replaced, so panes start again from it."""
         self.context.store = OutputStore()
+        self.context.transcripts = OutputStore()
         self._seed_output()
         self._new_events.clear()
         for screen in self.screen_stack:

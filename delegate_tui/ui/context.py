@@ -39,7 +39,9 @@ class EventSource(Protocol):
 
     def kill(self, task_id: str) -> str: ...
 
-    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str: ...
+    def retry(
+        self, task_id: str, context: str = "", *, keep_worktree: bool = False, fresh: bool = False
+    ) -> str: ...
 
     def skip(self, task_id: str, reason: str = ...) -> str: ...
 
@@ -74,6 +76,10 @@ class ScreenContext:
     """Ask the app to redraw at its next tick."""
     store: OutputStore = field(default_factory=OutputStore)
     """Agent output by task, raw; the app replaces it when a replay seeks."""
+    transcripts: OutputStore = field(default_factory=OutputStore)
+    """What agents with a structured stream did, as lines (ui/transcript.py); by task."""
+    show_raw: bool = False
+    """Panes show agents' raw streams instead of their transcripts (``v``)."""
     proc_stats: dict[int, TreeStats] = field(default_factory=dict)
     """CPU and memory by agent pid, sampled by the app every two seconds."""
     last_input: float = 0.0

@@ -9,6 +9,7 @@ from rich.style import Style
 from rich.text import Text
 
 from delegate_tui.core import batching
+from delegate_tui.core.metrics import cost_text
 from delegate_tui.core.prompts import failure_summary, render_prompt
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import clock, task_elapsed
@@ -55,6 +56,17 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
         row("timeout", clock(spec.timeout))
     if spec.retries:
         row("retries", str(spec.retries))
+    if spec.budget_usd is not None:
+        row("budget", f"${spec.budget_usd:.2f} per attempt")
+    spent = cost_text(task.cost_usd, task.cost_source)
+    if spent or task.tokens.input or task.tokens.output:
+        t = task.tokens
+        estimated = " (estimated)" if task.cost_source == "estimated" else ""
+        row(
+            "cost",
+            f"{spent or 'unknown'}{estimated} · {t.input:,} in, {t.cached:,} cached, "
+            f"{t.output:,} out",
+        )
     if task.status == "pending":
         why = task.held_reason or batching.waiting_reason(state.plan, state, task_id)
         if why:
@@ -72,6 +84,27 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
             row("  branch", attempt.branch)
         if attempt.pid:
             row("  pid", f"{attempt.pid} (group {attempt.pgid}, {attempt.transport})")
+        if attempt.session_id:
+            model = f", {attempt.model}" if attempt.model else ""
+            resumed = ", continued" if attempt.resume_session else ""
+            row("  session", f"{attempt.session_id}{model}{resumed}")
+        if attempt.usage:
+            for u in attempt.usage:
+                price = f" ${u.cost_usd:.4f}" if u.cost_usd is not None else ""
+                row(
+                    "  tokens",
+                    f"{u.model or '?'}: {u.input:,} in, {u.cached:,} cached, {u.output:,} out"
+                    + (f" ({u.reasoning:,} reasoning)" if u.reasoning else "")
+                    + price,
+                )
+            row(
+                "  work",
+                f"{attempt.turns} turn(s), {attempt.tool_calls} tool call(s)"
+                + (f", {attempt.tool_errors} failed" if attempt.tool_errors else "")
+                + (f", {attempt.api_retries} API retr(ies)" if attempt.api_retries else ""),
+            )
+        for denial in attempt.denials:
+            row("  refused", denial)
         if attempt.status not in ("running", "starting", "succeeded", "checking", "merging"):
             row(
                 "  outcome",

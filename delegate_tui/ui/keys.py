@@ -38,6 +38,7 @@ LIVE_BINDINGS: list[BindingType] = [
     Binding("n", "next_match(1)", "Next match", show=False),
     Binding("N", "next_match(-1)", "Previous match", show=False),
     Binding("z", "zoom", "Zoom", id="zoom"),
+    Binding("v", "raw_view", "Raw stream", id="raw_view", show=False),
     Binding("m", "merge", "Merge", id="merge", show=False),
     Binding("f", "finish", "Finish", id="finish", show=False),
     Binding("e", "end", "End run", id="end", show=False),
@@ -120,6 +121,7 @@ LIVE_PALETTE: tuple[PaletteEntry, ...] = (
     ("Send input", "Type a line to the selected agent", "input", ()),
     ("Search pane", "Search the selected task's output", "search", ()),
     ("Zoom pane", "Show one pane full size", "zoom", ()),
+    ("Raw stream", "Show agents' raw streams instead of their transcripts", "raw_view", ()),
     ("Copy worktree path", "Copy the selected task's worktree path", "copy_path", ()),
     ("Finish run", "End and merge into your branch when clean", "finish", ()),
 )
@@ -138,6 +140,7 @@ _PANES = (
     "Panes",
     [
         ("z", "zoom the selected pane"),
+        ("v", "agents' raw streams / their transcripts"),
         ("/", "search in the pane"),
         ("n N", "next / previous match"),
         ("pgup pgdn", "scroll the pane"),

@@ -30,6 +30,7 @@ ICONS = {
     "skipped": "⤼",
     "blocked": "⊘",
     "interrupted": "↯",  # not ‖: that is a paused run (header) or replay
+    "over-budget": "$",
 }
 #: What each status means, for the legend in ``?`` help (one line each).
 MEANINGS = {
@@ -48,6 +49,7 @@ MEANINGS = {
     "skipped": "skipped by you: not run, not waiting",
     "blocked": "cannot start: a dependency failed or was skipped",
     "interrupted": "the run stopped while it ran",
+    "over-budget": "stopped: it spent its budget (cost or turns)",
 }
 _VARIABLE = {
     "pending": "status-pending",
@@ -65,6 +67,7 @@ _VARIABLE = {
     "skipped": "status-skipped",
     "blocked": "status-blocked",
     "interrupted": "status-blocked",
+    "over-budget": "status-failed",
 }
 
 

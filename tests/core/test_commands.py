@@ -32,7 +32,16 @@ ACCEPTED: dict[Command, frozenset[str]] = {
     "input": frozenset({"running"}),
     "merge": frozenset({"awaiting-merge"}),
     "retry": frozenset(
-        {"failed", "merge-conflict", "killed", "timed-out", "interrupted", "skipped", "blocked"}
+        {
+            "failed",
+            "merge-conflict",
+            "killed",
+            "timed-out",
+            "interrupted",
+            "skipped",
+            "blocked",
+            "over-budget",
+        }
     ),
     "skip": frozenset(
         {
@@ -45,6 +54,7 @@ ACCEPTED: dict[Command, frozenset[str]] = {
             "timed-out",
             "blocked",
             "interrupted",
+            "over-budget",
         }
     ),
 }

@@ -348,6 +348,14 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "lines_added": 12,
         "lines_deleted": 5,
         "reason": "conflict",
+        # A plain-text agent reports no tokens or cost: unknown, not zero dollars.
+        "tokens": {"input": 0, "cached": 0, "output": 0},
+        "cost_usd": None,
+        "cost_source": "",
+        "turns": 0,
+        "tool_calls": 0,
+        "model": "",
+        "denials": [],
     }
     assert report["tasks"]["c"]["attempts"] == 0  # type: ignore[index]
     assert report["conflicts"] == [

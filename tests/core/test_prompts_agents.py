@@ -63,32 +63,125 @@ def test_prompt_is_one_argument_never_a_shell_string() -> None:
         last_message="/m",
         model="opus",
     )
-    assert argv == ["claude", "-p", "--permission-mode", "acceptEdits", "--model", "opus", hostile]
+    assert argv == [
+        "claude",
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--permission-mode",
+        "acceptEdits",
+        "--model",
+        "opus",
+        "--",
+        hostile,
+    ]
     codex = build_argv(PRESETS["codex"], prompt="p", task_id="t", workdir="/w", last_message="/m")
     assert codex == [
         "codex",
         "exec",
-        "--sandbox",
-        "workspace-write",
+        "--json",
         "--skip-git-repo-check",
         "--output-last-message",
         "/m",
+        "-c",
+        'sandbox_mode="workspace-write"',
+        "--",
         "p",
     ]
+    # gemini with a model: options before the prompt, which is one `--prompt=` argument
+    # (issue 14: `-p --model M PROMPT` failed with "Not enough arguments following: p").
     assert build_argv(
-        PRESETS["gemini"], prompt="p", task_id="t", workdir="/w", last_message=""
-    ) == ["gemini", "--skip-trust", "--approval-mode", "auto_edit", "-p", "p"]
+        PRESETS["gemini"], prompt="p", task_id="t", workdir="/w", last_message="", model="m"
+    ) == [
+        "gemini",
+        "--skip-trust",
+        "--output-format",
+        "stream-json",
+        "--approval-mode",
+        "auto_edit",
+        "--model",
+        "m",
+        "--prompt=p",
+    ]
     assert build_argv(PRESETS["aider"], prompt="p", task_id="t", workdir="/w", last_message="") == [
         "aider",
         "--yes-always",
-        "--message",
-        "p",
+        "--no-gitignore",
+        "--no-check-update",
+        "--analytics-disable",
+        "--message=p",
     ]
     demo = build_argv(
         PRESETS["demo"], prompt="p", task_id="t", workdir="/w", last_message="/m", persona="Tester"
     )
     assert demo[:3] == [sys.executable, "-m", "delegate_tui.demo.agent"] and demo[-1] == "p"
     assert "--persona" in demo
+
+
+def test_a_prompt_starting_with_a_dash_is_never_an_option() -> None:
+    prompt = "---\ntitle: front matter\n---\n- a Markdown list"
+    for name in ("claude", "codex"):
+        argv = build_argv(PRESETS[name], prompt=prompt, task_id="t", workdir="", last_message="")
+        assert argv[-2:] == ["--", prompt]
+    gemini = build_argv(PRESETS["gemini"], prompt=prompt, task_id="t", workdir="", last_message="")
+    assert gemini[-1] == "--prompt=" + prompt
+    aider = build_argv(PRESETS["aider"], prompt=prompt, task_id="t", workdir="", last_message="")
+    assert aider[-1] == "--message=" + prompt
+
+
+def test_resume_budgets_and_tool_permissions() -> None:
+    claude = build_argv(
+        PRESETS["claude"],
+        prompt="go on",
+        task_id="t",
+        workdir="",
+        last_message="",
+        session="S1",
+        budget_usd=0.5,
+        max_turns=7,
+    )
+    assert claude[claude.index("--resume") + 1] == "S1"
+    assert claude[claude.index("--max-budget-usd") + 1] == "0.5"
+    assert claude[claude.index("--max-turns") + 1] == "7"
+    assert claude[-2:] == ["--", "go on"]
+    codex = build_argv(
+        PRESETS["codex"], prompt="go on", task_id="t", workdir="", last_message="", session="T9"
+    )
+    assert codex[:3] == ["codex", "exec", "resume"] and codex[-3:] == ["T9", "--", "go on"]
+    # codex and gemini have no budget flags: delegate-tui enforces those itself.
+    gemini = build_argv(
+        PRESETS["gemini"], prompt="p", task_id="t", workdir="", last_message="", budget_usd=1.0
+    )
+    assert not any("budget" in a for a in gemini) and "--resume" not in gemini
+    resumed = build_argv(
+        PRESETS["gemini"], prompt="p", task_id="t", workdir="", last_message="", session="G2"
+    )
+    assert resumed[resumed.index("--resume") + 1] == "G2" and resumed[-1] == "--prompt=p"
+    # tools: all lets claude run Bash and gemini run everything without asking.
+    agents = resolve_agents(
+        {
+            "c": AgentDef(extends="claude", tools="all"),
+            "g": AgentDef(extends="gemini", tools="all"),
+        }
+    )
+    c = build_argv(agents["c"], prompt="p", task_id="t", workdir="", last_message="")
+    assert c[c.index("--allowedTools") + 1] == "Bash"
+    g = build_argv(agents["g"], prompt="p", task_id="t", workdir="", last_message="")
+    assert g[g.index("--approval-mode") + 1] == "yolo"
+    assert agents["c"].stream == "claude" and agents["c"].resume_command
+
+
+def test_an_agent_with_its_own_command_forgets_its_preset_stream() -> None:
+    agents = resolve_agents(
+        {
+            "mine": AgentDef(extends="claude", command=("my-claude-wrapper", "{prompt}")),
+            "json": AgentDef(extends="shell", command=("x", "{prompt}"), stream="codex"),
+        }
+    )
+    assert agents["mine"].stream is None and agents["mine"].resume_command == ()
+    assert agents["mine"].budget_args == ()
+    assert agents["json"].stream == "codex"
 
 
 def test_persona_without_persona_args_goes_into_the_prompt() -> None:
@@ -105,7 +198,7 @@ def test_persona_without_persona_args_goes_into_the_prompt() -> None:
         last_message="",
         persona="Auditor",
     )
-    assert argv[-1] == "You are Auditor.\n\nReview"
+    assert argv[-1] == "--prompt=You are Auditor.\n\nReview"
 
 
 def test_shell_agent_runs_the_task_command() -> None:

@@ -91,7 +91,9 @@ class FakeSource:
     def kill(self, task_id: str) -> str:
         return self._record("kill", task_id)
 
-    def retry(self, task_id: str, context: str = "", *, keep_worktree: bool = False) -> str:
+    def retry(
+        self, task_id: str, context: str = "", *, keep_worktree: bool = False, fresh: bool = False
+    ) -> str:
         return self._record("retry", task_id, context, keep_worktree)
 
     def skip(self, task_id: str, reason: str = "skipped by the operator") -> str:

@@ -107,6 +107,7 @@ class RetryRequest:
 
     context: str
     keep_worktree: bool
+    fresh: bool = False  # a new conversation, not the agent's own continued
 
 
 class RetryDialog(Dialog[RetryRequest | None]):
@@ -117,12 +118,15 @@ class RetryDialog(Dialog[RetryRequest | None]):
         Binding("ctrl+s", "submit", "Retry", show=False),
     ]
 
-    def __init__(self, task_id: str, summary: str, tail: str, *, can_keep: bool) -> None:
+    def __init__(
+        self, task_id: str, summary: str, tail: str, *, can_keep: bool, session: str = ""
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.task_id = task_id
         self.summary = summary
         self.tail = tail
         self.can_keep = can_keep
+        self.session = session  # the agent's conversation, when its CLI can continue it
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog dialog-wide"):
@@ -138,6 +142,12 @@ class RetryDialog(Dialog[RetryRequest | None]):
                 id="keep",
                 disabled=not self.can_keep,
             )
+            if self.session:
+                yield Checkbox(
+                    f"Start a new conversation (else the agent continues its own, {self.session[:8]})",
+                    value=False,
+                    id="fresh",
+                )
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Retry (ctrl+s)", variant="primary", id="retry")
                 yield Button("Cancel (esc)", id="cancel")
@@ -156,7 +166,8 @@ class RetryDialog(Dialog[RetryRequest | None]):
     def action_submit(self) -> None:
         context = self.query_one("#context", TextArea).text
         keep = self.query_one("#keep", Checkbox).value
-        self.dismiss(RetryRequest(context, keep))
+        fresh = bool(self.session) and self.query_one("#fresh", Checkbox).value
+        self.dismiss(RetryRequest(context, keep, fresh))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -299,17 +299,26 @@ class RunScreen(Screen[None]):
         task_id = self.selected
         attempt = self.state.tasks[task_id].attempt
         summary = failure_summary(attempt) if attempt else self.state.tasks[task_id].status
-        tail = tail_text(bytes(attempt.tail), 3000) if attempt else ""
+        tail = ""
+        if attempt is not None:
+            readable = "\n".join(attempt.transcript) if attempt.transcript else bytes(attempt.tail)
+            tail = tail_text(readable, 3000)
         can_keep = bool(attempt and attempt.workdir and self.state.isolation == "worktree")
+        session = attempt.session_id if attempt is not None else ""
 
         def chosen(request: RetryRequest | None) -> None:
             if request is not None:
                 result = self.context.source.retry(
-                    task_id, request.context, keep_worktree=request.keep_worktree
+                    task_id,
+                    request.context,
+                    keep_worktree=request.keep_worktree,
+                    fresh=request.fresh,
                 )
                 self._command(result, f"retrying {task_id}")
 
-        self.app.push_screen(RetryDialog(task_id, summary, tail, can_keep=can_keep), chosen)
+        self.app.push_screen(
+            RetryDialog(task_id, summary, tail, can_keep=can_keep, session=session), chosen
+        )
 
     def action_skip(self) -> None:
         if not self._refused("skip"):
@@ -396,6 +405,12 @@ class RunScreen(Screen[None]):
 
     def action_zoom(self) -> None:
         self.zoomed = not self.zoomed
+        self.context.request_refresh()
+
+    def action_raw_view(self) -> None:
+        self.context.show_raw = not self.context.show_raw
+        shown = "raw streams" if self.context.show_raw else "transcripts"
+        self.notify(f"panes show the agents' {shown} (v switches)", timeout=4)
         self.context.request_refresh()
 
     def action_copy_path(self) -> None:

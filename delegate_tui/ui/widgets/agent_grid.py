@@ -21,10 +21,11 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from delegate_tui.core.events import ACTIVE_STATUSES
+from delegate_tui.core.metrics import cost_text, tokens_text
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.context import ScreenContext
 from delegate_tui.ui.style import ICONS, clock, run_ended, task_elapsed, update_if_changed
-from delegate_tui.ui.widgets.agent_pane import AgentPane
+from delegate_tui.ui.widgets.agent_pane import AgentPane, OutputStore
 
 #: Rows a pane needs to be worth showing (border, title, a few lines).
 MIN_PANE_ROWS = 7
@@ -114,7 +115,7 @@ class AgentGrid(Container):
                     continue
                 except NoMatches:
                     pass
-                pane = AgentPane(task_id, self.context.store, self.context.scrollback)
+                pane = AgentPane(task_id, self.store_for(task_id), self.context.scrollback)
                 self.panes[task_id] = pane
                 self.mount(pane)
         wanted = [t for t in wanted if t in self.panes]
@@ -126,7 +127,6 @@ class AgentGrid(Container):
         typing = tick - self.context.last_input < INPUT_QUIET_S
         lag = tick - self._last_tick - 0.05 if self._last_tick else 0.0
         self._last_tick = tick
-        store = self.context.store
         started = time.perf_counter()
         order = (
             wanted[self._sync_cursor % len(wanted) :] + wanted[: self._sync_cursor % len(wanted)]
@@ -136,6 +136,8 @@ class AgentGrid(Container):
         synced: set[str] = set()
         for task_id in order:
             pane = self.panes[task_id]
+            pane.use_store(self.store_for(task_id))
+            store = pane.store
             fresh = pane.buffer.bytes_fed == 0
             if not fresh and (
                 typing
@@ -160,7 +162,7 @@ class AgentGrid(Container):
             pane = self.panes[task_id]
             if not typing:  # a new border repaints the whole pane: after the key's frame
                 pane.set_class(task_id == selected and len(wanted) > 1, "selected")
-            title, subtitle = self._title(state, task_id, now), _subtitle(pane)
+            title, subtitle = self._title(state, task_id, now), _subtitle(pane, state)
             if pane.border_subtitle != subtitle:
                 pane.border_subtitle = subtitle
             if pane.border_title == title:
@@ -173,6 +175,14 @@ class AgentGrid(Container):
             else:
                 continue
             pane.border_title = title
+
+    def store_for(self, task_id: str) -> OutputStore:
+        """Where a task's pane reads: its transcript when its agent has a structured
+        stream (unless the operator asked for raw output), else its raw output."""
+        context = self.context
+        if not context.show_raw and context.transcripts.has(task_id):
+            return context.transcripts
+        return context.store
 
     def _arrange(self, state: RunState, count: int) -> None:
         """The grid's shape for ``count`` panes, or the message shown when there are none."""
@@ -202,6 +212,13 @@ class AgentGrid(Container):
             if attempt.pid and task.status in ACTIVE_STATUSES:
                 parts.append(f"pid {attempt.pid}")
             parts.append(clock(task_elapsed(task, state.finished_ts or now)))
+            used = " ".join(
+                part
+                for part in (tokens_text(task.tokens), cost_text(task.cost_usd, task.cost_source))
+                if part
+            )
+            if used:
+                parts.append(used)
             stats = self.context.proc_stats.get(attempt.pid)
             if stats is not None and task.status in ACTIVE_STATUSES:
                 parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
@@ -217,10 +234,16 @@ def _meaning(state: RunState, task_id: str) -> tuple[object, ...]:
     return (task.status, attempt.number if attempt else 0, attempt.pid if attempt else 0)
 
 
-def _subtitle(pane: AgentPane) -> str:
+def _subtitle(pane: AgentPane, state: RunState) -> str:
     if pane.search:
         return f"/{pane.search}: {len(pane.matches)} match(es) · n N"
-    return "" if pane.follow else "scrolled · G to follow"
+    if not pane.follow:
+        return "scrolled · G to follow"
+    task = state.tasks.get(pane.task_id)
+    attempt = task.attempt if task else None
+    if task is not None and attempt is not None and task.status == "running" and attempt.activity:
+        return attempt.activity[:120]  # what its agent does now, by its own stream
+    return ""
 
 
 def _empty_message(state: RunState) -> Text:

@@ -90,6 +90,10 @@ class OutputStore:
         start = max(seq, out.first_seq) - out.first_seq
         return sum(len(data) for _, data in itertools.islice(out.chunks, start, None))
 
+    def has(self, task: str) -> bool:
+        """Whether ``task`` has any output here."""
+        return task in self._tasks
+
     def version(self, task: str) -> int:
         """Changes whenever the task's output grows."""
         out = self._tasks.get(task)
@@ -157,6 +161,17 @@ class AgentPane(ScrollView, can_focus=True):
             self._find()
         self.refresh()
         return True
+
+    def use_store(self, store: OutputStore) -> None:
+        """Show another store's output for this task (its transcript, or its raw stream)."""
+        if store is self.store:
+            return
+        self.store = store
+        self.seq = 0
+        self.partial = False
+        self._restart()
+        set_virtual_height(self, 0)
+        self.refresh()
 
     def _restart(self) -> None:
         """An empty terminal, and nothing drawn from the old one."""

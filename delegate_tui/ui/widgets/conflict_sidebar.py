@@ -26,7 +26,9 @@ from delegate_tui.ui.style import status_colour, update_if_changed
 
 T = TypeVar("T")
 #: Statuses that wait for the operator's retry or skip.
-_DECIDE = frozenset({"failed", "merge-conflict", "timed-out", "killed", "interrupted"})
+_DECIDE = frozenset(
+    {"failed", "merge-conflict", "timed-out", "killed", "interrupted", "over-budget"}
+)
 #: Held-back tasks and declared overlaps shown at most (the selected task's first).
 LIST_CAP = 12
 

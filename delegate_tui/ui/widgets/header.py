@@ -6,13 +6,18 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
+from delegate_tui.core.metrics import cost_text
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import clock, status_colour, update_if_changed
 
 _GROUPS = (
     ("✔", "succeeded", ("succeeded",)),
     ("▶", "running", ("starting", "running", "checking", "merging")),
-    ("✘", "failed", ("failed", "merge-conflict", "killed", "timed-out", "interrupted")),
+    (
+        "✘",
+        "failed",
+        ("failed", "merge-conflict", "killed", "timed-out", "interrupted", "over-budget"),
+    ),
     ("◌", "pending", ("pending", "proposed", "awaiting-merge", "blocked")),
 )
 #: Shown only when there are any: a skipped task neither waits nor failed.
@@ -63,6 +68,15 @@ class RunHeader(Static):
             text.append(f" ⚠ {warnings} ", Style(color=status_colour(app, "proposed"), bold=True))
         if saved_s >= 1:
             text.append(f" saved {clock(saved_s)} ", Style(color=status_colour(app, "succeeded")))
+        spent = cost_text(state.cost_usd, state.cost_source)
+        if spent:
+            budget = state.plan.budget_usd if state.plan else None
+            over = budget is not None and (state.cost_usd or 0.0) >= budget
+            of = f"/${budget:.2f}" if budget is not None and wide else ""
+            text.append(
+                f" {spent}{of} ",
+                Style(color=status_colour(app, "failed"), bold=True) if over else Style(),
+            )
         if state.paused:
             text.append(" ‖ paused ", Style(color=status_colour(app, "proposed"), bold=True))
         if state.finished:

@@ -19,6 +19,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from delegate_tui.core import graph
+from delegate_tui.core.metrics import cost_text
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import ICONS, clock, set_virtual_height, status_style, task_elapsed
 
@@ -77,7 +78,12 @@ class TaskGraph(ScrollView, can_focus=True):
         # Repaint only when something a row shows has changed.
         signature = (
             tuple(
-                (t.status, len(t.attempts), int(task_elapsed(t, state.finished_ts or now)))
+                (
+                    t.status,
+                    len(t.attempts),
+                    int(task_elapsed(t, state.finished_ts or now)),
+                    cost_text(t.cost_usd, t.cost_source),
+                )
                 for t in state.tasks.values()
             ),
             self.selected,
@@ -178,7 +184,8 @@ class TaskGraph(ScrollView, can_focus=True):
         )
         tries = f" #{len(task.attempts)}" if task and len(task.attempts) > 1 else ""
         agent = self.state.plan.agent_of(spec)
-        right = f"{elapsed}{tries}"
+        spent = cost_text(task.cost_usd, task.cost_source) if task else ""
+        right = f"{spent + ' ' if spent and width >= 36 else ''}{elapsed}{tries}"
         longest = max((len(t) for t in self._deps), default=8)
         name_width = max(6, min(longest, width - 4 - len(right), max(12, width // 2)))
         name = task_id if len(task_id) <= name_width else task_id[: name_width - 1] + "…"

@@ -1,0 +1,113 @@
+"""Model prices: estimating an agent's cost from its tokens when its CLI gives none.
+
+Owns the price table: ``delegate_tui/data/prices.toml`` shipped with the
+package, overridden entry by entry by ``$XDG_CONFIG_HOME/delegate-tui/prices.toml``
+(``~/.config/...``). A model matches the longest key its name starts with. A
+cost from this table is an estimate (``cost_source: estimated``); a CLI's own
+figure (claude's) always wins over it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from delegate_tui.core.events import TokenUsage
+
+_SHIPPED = Path(__file__).resolve().parent.parent / "data" / "prices.toml"
+
+
+class PriceError(ValueError):
+    """A price file that cannot be read; the message names the file and the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+    def cost(self, u: TokenUsage) -> float:
+        """What ``u`` costs at this price."""
+        fresh = max(0, u.input - u.cache_write)
+        cached = self.input if self.cached_input is None else self.cached_input
+        write = self.input if self.cache_write is None else self.cache_write
+        return (
+            fresh * self.input + u.cache_write * write + u.cached * cached + u.output * self.output
+        ) / 1_000_000
+
+
+def user_prices_path() -> Path:
+    """Where a user's own prices live."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "delegate-tui" / "prices.toml"
+
+
+def read_prices(path: Path) -> dict[str, Price]:
+    """The ``[models."NAME"]`` entries of one price file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PriceError(f"{path}: {exc}") from None
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise PriceError(f"{path}: `models` must be a table of models")
+    table: dict[str, Price] = {}
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            raise PriceError(f"{path}: models.{name}: expected a table")
+        figures: dict[str, float] = {}
+        for key, value in entry.items():
+            if key not in ("input", "output", "cached_input", "cache_write"):
+                raise PriceError(f"{path}: models.{name}.{key}: unknown field")
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise PriceError(f"{path}: models.{name}.{key}: expected a price >= 0")
+            figures[key] = float(value)
+        for key in ("input", "output"):
+            if key not in figures:
+                raise PriceError(f"{path}: models.{name}.{key}: missing")
+        table[name] = Price(**figures)
+    return table
+
+
+class PriceTable:
+    """Prices by model-name prefix."""
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self._prices = dict(prices)
+        self._keys = sorted(self._prices, key=len, reverse=True)
+
+    @classmethod
+    def load(cls, user_file: Path | None = None) -> PriceTable:
+        """The shipped table with the user's file (if any) on top."""
+        prices = read_prices(_SHIPPED)
+        path = user_file if user_file is not None else user_prices_path()
+        if path.is_file():
+            prices.update(read_prices(path))
+        return cls(prices)
+
+    def price(self, model: str) -> Price | None:
+        """The price of ``model``, by the longest matching prefix."""
+        name = model.lower()
+        for key in self._keys:
+            if name.startswith(key.lower()):
+                return self._prices[key]
+        return None
+
+    def estimate(self, usage: Iterable[TokenUsage]) -> float | None:
+        """What ``usage`` costs; ``None`` when a model that used tokens has no price."""
+        total = 0.0
+        for u in usage:
+            if not (u.input or u.cached or u.output):
+                continue
+            price = self.price(u.model)
+            if price is None:
+                return None
+            total += price.cost(u)
+        return total
