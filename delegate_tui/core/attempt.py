@@ -51,7 +51,7 @@ from delegate_tui.core.integration import Integration
 from delegate_tui.core.metrics import usd
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.prices import PriceTable
-from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState
+from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, total_by_model
 from delegate_tui.core.supervisor import Supervisor
 
 #: How long a setup or criteria command may run when its task sets no timeout.
@@ -248,8 +248,14 @@ class Attempt:
         if spec.stream is None:
             return None
         prices = self.ctx.prices
-        # A resumed codex thread reports totals since the thread began.
-        baseline = resumed.usage if resumed is not None and spec.stream == "codex" else ()
+        # A resumed session reports totals since it began (claude, codex): what every
+        # earlier attempt of that session used is taken off.
+        chain = [
+            a
+            for a in self._emitter.state.tasks[self.task_id].attempts[:-1]
+            if resumed is not None and a.session_id == resumed.session_id
+        ]
+        costs = [a.cost_usd for a in chain if a.cost_usd is not None]
         return streams.parser_for(
             spec.stream,
             self.task_id,
@@ -257,7 +263,8 @@ class Attempt:
             workdir=str(workdir),
             model=self.task.model or "",
             price=prices.estimate if prices is not None else None,
-            baseline=baseline,
+            baseline=total_by_model(a.usage for a in chain),
+            baseline_cost=sum(costs) if costs else None,
         )
 
     def _limits(self, spec: AgentSpec) -> tuple[float | None, int | None]:

@@ -2,13 +2,15 @@
 
 Owns the price table: ``delegate_tui/data/prices.toml`` shipped with the
 package, overridden entry by entry by ``$XDG_CONFIG_HOME/delegate-tui/prices.toml``
-(``~/.config/...``). A model matches the longest key its name starts with. A
+(``~/.config/...``). A model matches the longest key its name starts with, else
+the longest family pattern (``claude-opus-*``) that matches it. A
 cost from this table is an estimate (``cost_source: estimated``); a CLI's own
 figure (claude's) always wins over it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -81,7 +83,8 @@ class PriceTable:
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = dict(prices)
-        self._keys = sorted(self._prices, key=len, reverse=True)
+        # Names (prefixes) first, longest first; then families (globs), longest first.
+        self._keys = sorted(self._prices, key=lambda k: (any(c in k for c in "*?["), -len(k)))
 
     @classmethod
     def load(cls, user_file: Path | None = None) -> PriceTable:
@@ -93,10 +96,15 @@ class PriceTable:
         return cls(prices)
 
     def price(self, model: str) -> Price | None:
-        """The price of ``model``, by the longest matching prefix."""
+        """The price of ``model``: the longest name it starts with, else the longest
+        family (a key with ``*``, e.g. ``claude-opus-*``) it matches."""
         name = model.lower()
         for key in self._keys:
-            if name.startswith(key.lower()):
+            pattern = key.lower()
+            if any(c in pattern for c in "*?["):
+                if fnmatch.fnmatchcase(name, pattern):
+                    return self._prices[key]
+            elif name.startswith(pattern):
                 return self._prices[key]
         return None
 

@@ -90,6 +90,28 @@ def tool_line(ev: AgentToolStarted) -> str:
     return ev.name
 
 
+def total_by_model(usages: Iterable[Iterable[TokenUsage]]) -> list[TokenUsage]:
+    """Several attempts' usage added up model by model."""
+    by_model: dict[str, list[TokenUsage]] = {}
+    for usage in usages:
+        for u in usage:
+            by_model.setdefault(u.model, []).append(u)
+    out = []
+    for model, items in by_model.items():
+        t = total_usage(items)
+        out.append(
+            TokenUsage(
+                model=model,
+                input=t.input,
+                cached=t.cached,
+                cache_write=t.cache_write,
+                output=t.output,
+                reasoning=t.reasoning,
+            )
+        )
+    return out
+
+
 def total_usage(usages: Iterable[TokenUsage]) -> TokenUsage:
     """The sum of several models' (or attempts') usage, under no model name."""
     total = TokenUsage()

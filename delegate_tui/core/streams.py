@@ -17,7 +17,8 @@ stay in the log as ``TaskOutput`` either way.
 Usage is kept as totals for the attempt (each ``AgentUsage`` replaces the last):
 claude's per-message ``usage`` live, then its final ``modelUsage`` (which
 counts side calls too); codex's ``turn.completed`` totals are cumulative over a
-thread, so a resumed thread's earlier totals (``baseline``) are taken off;
+thread, and claude's final figures over a session, so a resumed session's
+earlier totals (``baseline``) are taken off;
 gemini reports once, at its end, and bills thinking as output
 (``total_tokens - input_tokens``). Where the CLI gives no cost, the price table
 (:mod:`delegate_tui.core.prices`) estimates one and says so.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 import orjson
@@ -125,6 +125,7 @@ class StreamParser:
         model: str = "",
         price: PriceFn | None = None,
         baseline: Iterable[TokenUsage] = (),
+        baseline_cost: float | None = None,
     ) -> None:
         self.task = task
         self.attempt = attempt
@@ -132,6 +133,7 @@ class StreamParser:
         self.model = model
         self._price = price
         self._baseline = {u.model: u for u in baseline}
+        self._baseline_cost = baseline_cost
         self._buf = bytearray()
         self._overflow = False
         self.session_id = ""
@@ -300,6 +302,8 @@ class StreamParser:
                 )
             totals[model] = u
         self.usage = totals
+        if cli_cost is not None and subtract_baseline and self._baseline_cost is not None:
+            cli_cost = max(0.0, cli_cost - self._baseline_cost)
         if cli_cost is not None:
             self.cost_usd, self.cost_source = cli_cost, "cli"
         elif self.cost_source != "cli":
@@ -462,7 +466,8 @@ class ClaudeStream(StreamParser):
         self.turns = max(self.turns, _int(obj.get("num_turns")))
         cost = _float(obj.get("total_cost_usd"))
         if usage or cost is not None:
-            out += self._set_usage(usage or self.usage, cli_cost=cost)
+            # A resumed session's figures count the whole session: take the earlier off.
+            out += self._set_usage(usage or self.usage, cli_cost=cost, subtract_baseline=True)
         subtype = _str(obj.get("subtype"))
         is_error = obj.get("is_error") is True or subtype not in ("", "success")
         text = _str(obj.get("result"))
@@ -731,15 +736,25 @@ def parser_for(
     model: str = "",
     price: PriceFn | None = None,
     baseline: Iterable[TokenUsage] = (),
+    baseline_cost: float | None = None,
 ) -> StreamParser:
-    """A parser of ``fmt`` (one of :data:`FORMATS`) for one attempt."""
+    """A parser of ``fmt`` (one of :data:`FORMATS`) for one attempt.
+
+    ``baseline`` (and ``baseline_cost``) are what the conversation this attempt
+    continues had used before it, for the formats whose totals count a whole
+    session (:data:`CUMULATIVE`); others ignore them.
+    """
     return _PARSERS[fmt](
-        task, attempt, workdir=workdir, model=model, price=price, baseline=baseline
+        task,
+        attempt,
+        workdir=workdir,
+        model=model,
+        price=price,
+        baseline=baseline if fmt in CUMULATIVE else (),
+        baseline_cost=baseline_cost if fmt in CUMULATIVE else None,
     )
 
 
-def relative_paths(paths: Iterable[str]) -> tuple[str, ...]:
-    """Repository-relative paths among ``paths`` (absolute ones outside the worktree dropped)."""
-    return tuple(
-        str(PurePosixPath(p)) for p in paths if p and not p.startswith("/") and ".." not in p
-    )
+#: Formats whose usage (and cost) in a resumed session counts the whole session:
+#: claude's final ``modelUsage`` and ``total_cost_usd``, codex's ``turn.completed``.
+CUMULATIVE = frozenset({"claude", "codex"})

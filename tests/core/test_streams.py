@@ -450,6 +450,11 @@ def test_prices_match_the_longest_prefix_and_the_user_file_wins(tmp_path: Path) 
     assert table.price("claude-sonnet-4-5-20250929") == Price(input=1.0, output=2.0)
     assert table.price("claude-sonnet-4-20250514") == Price(3.0, 15.0, 0.3, 3.75)
     assert table.price("mystery-model") is None
+    # A model newer than the table takes its family's price; a known name wins.
+    assert table.price("claude-opus-5-5") == Price(5.0, 25.0, 0.5, 6.25)
+    assert table.price("gemini-3.5-flash-lite") == Price(0.1, 0.4, 0.01)
+    assert table.price("gemini-3.8-flash") == Price(0.3, 2.5, 0.03)
+    assert table.price("gemini-2.5-flash-lite-001") == Price(0.1, 0.4, 0.01)
     assert table.estimate([TokenUsage(model="mystery-model", input=5)]) is None
     assert table.estimate([TokenUsage(model="mystery-model")]) == 0.0  # used nothing
     # A missing cached price costs as input.
@@ -471,3 +476,19 @@ def test_a_bad_price_file_is_named_with_its_entry(tmp_path: Path, text: str, mes
     with pytest.raises(PriceError) as err:
         read_prices(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_a_resumed_claude_session_counts_only_this_attempt() -> None:
+    """claude's final figures in a resumed session count the whole session (seen with
+    the real CLI: tests/streams/claude-resume.jsonl); gemini's count the run alone."""
+    before = TokenUsage(model=SONNET, input=100, cached=2000, cache_write=50, output=20)
+    parser = parser_for("claude", "t", 2, baseline=[before], baseline_cost=0.01)
+    events = parser.feed(claude_write_stream())
+    final = [e for e in events if isinstance(e, AgentUsage)][-1]
+    assert final.cost_usd == pytest.approx(0.0023) and final.cost_source == "cli"
+    by_model = {u.model: u for u in final.usage}
+    assert by_model[SONNET].input == 60 and by_model[SONNET].cached == 200
+    assert by_model[SONNET].output == 5 and by_model["claude-haiku-4-5"].input == 300
+    gemini = parser_for("gemini", "t", 2, baseline=[before], baseline_cost=1.0)
+    (usage,) = of(gemini.feed(gemini_stream()), AgentUsage)
+    assert isinstance(usage, AgentUsage) and usage.usage[0].input == 600
