@@ -48,7 +48,7 @@ from delegate_tui.core.events import (
     TaskStatus,
 )
 from delegate_tui.core.integration import Integration
-from delegate_tui.core.metrics import usd
+from delegate_tui.core.metrics import usd, usd_of
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.prices import PriceTable
 from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, total_by_model
@@ -290,7 +290,7 @@ class Attempt:
         elif isinstance(ev, AgentUsage):
             if budget is not None and not spec.budget_args and (ev.cost_usd or 0.0) > budget:
                 self._stop(
-                    "over-budget", f"over budget: spent {usd(ev.cost_usd or 0.0)} of {usd(budget)}"
+                    "over-budget", f"over budget: spent {usd_of(ev.cost_usd or 0.0, budget)}"
                 )
             elif max_turns is not None and not spec.turns_args and ev.turns > max_turns:
                 self._stop("over-budget", f"over budget: {ev.turns} turns of {max_turns}")

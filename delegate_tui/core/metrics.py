@@ -147,6 +147,16 @@ def usd(amount: float) -> str:
     return f"${amount:.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
 
 
+def usd_of(spent: float, limit: float) -> str:
+    """``$1.50 of $1.00``: as many places as it takes to tell the two apart."""
+    places = 2
+    while places < 6 and f"{spent:.{places}f}" == f"{limit:.{places}f}" and spent != limit:
+        places += 1
+    if places == 2:
+        return f"{usd(spent)} of {usd(limit)}"
+    return f"${spent:.{places}f} of ${limit:.{places}f}"
+
+
 def cost_text(cost: float | None, source: str) -> str:
     """``$0.42``, ``~$0.42`` (estimated from the price table) or ``""`` (nothing known)."""
     if cost is None:

@@ -531,6 +531,13 @@ class CodexStream(StreamParser):
         self._started: set[str] = set()
         self._last_text = ""
         self._retries = 0
+        self._ending: tuple[bool, str, str] | None = None
+
+    def _finish(self) -> list[Event]:
+        if self._ending is None:
+            return []
+        ok, reason, text = self._ending
+        return [self._result(ok, reason, text)]
 
     def event(self, obj: dict[str, Any]) -> list[Event]:
         kind = _str(obj.get("type"))
@@ -554,13 +561,15 @@ class CodexStream(StreamParser):
                 output=_int(u.get("output_tokens")) + _int(u.get("reasoning_output_tokens")),
                 reasoning=_int(u.get("reasoning_output_tokens")),
             )
-            out = self._set_usage({model: usage}, subtract_baseline=True)
-            out.append(self._result(True, "completed", self._last_text))
-            return out
+            # How the run ended is told once, when its stream ends (a run may hold
+            # several turns): the last turn's outcome stands.
+            self._ending = (True, "completed", self._last_text)
+            return self._set_usage({model: usage}, subtract_baseline=True)
         if kind == "turn.failed":
             message = _str(_dict(obj.get("error")).get("message"))
             reason = "auth" if is_auth_failure(message) else "error"
-            return [self._result(False, reason, message)]
+            self._ending = (False, reason, message)
+            return []
         if kind == "error":
             message = _str(obj.get("message"))
             status = _status_in(message)

@@ -26,7 +26,7 @@ from delegate_tui.core.events import (
     TaskStarted,
     TokenUsage,
 )
-from delegate_tui.core.metrics import cost_text, stats, tokens_text
+from delegate_tui.core.metrics import cost_text, stats, tokens_text, usd_of
 from delegate_tui.core.prices import Price, PriceError, PriceTable, read_prices
 from delegate_tui.core.streams import MAX_LINE, parser_for
 
@@ -309,6 +309,7 @@ def test_codex_auth_failure_and_reconnects() -> None:
             {"type": "turn.failed", "error": {"message": "unexpected status 401 Unauthorized"}},
         )
     )
+    events += parser.close()  # how the run ended is told when its stream ends
     retry, result = events
     assert isinstance(retry, AgentApiRetry) and retry.status == 401
     assert isinstance(result, AgentResult) and result.reason == "auth" and not result.ok
@@ -441,6 +442,7 @@ def test_state_sums_tokens_and_costs_and_stats_reports_them() -> None:
     assert task["tool_calls"] == 2 and task["turns"] == 3
     assert cost_text(0.0123, "cli") == "$0.01" and cost_text(1.5, "estimated") == "~$1.50"
     assert cost_text(None, "") == "" and tokens_text(st.tokens) == "2.7k tok"
+    assert usd_of(1.5, 1.0) == "$1.50 of $1.00" and usd_of(0.0512, 0.05) == "$0.051 of $0.050"
 
 
 def test_prices_match_the_longest_prefix_and_the_user_file_wins(tmp_path: Path) -> None:

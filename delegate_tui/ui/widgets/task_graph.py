@@ -185,7 +185,7 @@ class TaskGraph(ScrollView, can_focus=True):
         tries = f" #{len(task.attempts)}" if task and len(task.attempts) > 1 else ""
         agent = self.state.plan.agent_of(spec)
         spent = cost_text(task.cost_usd, task.cost_source) if task else ""
-        right = f"{spent + ' ' if spent and width >= 36 else ''}{elapsed}{tries}"
+        right = f"{spent + ' ' if spent and width >= 28 else ''}{elapsed}{tries}"
         longest = max((len(t) for t in self._deps), default=8)
         name_width = max(6, min(longest, width - 4 - len(right), max(12, width // 2)))
         name = task_id if len(task_id) <= name_width else task_id[: name_width - 1] + "…"
