@@ -207,23 +207,25 @@ class AgentGrid(Container):
         if state.plan:
             parts.append(state.plan.agent_of(state.plan.task(task_id)))
         if attempt is not None:
+            # What matters most first: a narrow pane cuts its title from the end.
             if len(task.attempts) > 1:
                 parts.append(f"attempt {attempt.number}")
-            if attempt.pid and task.status in ACTIVE_STATUSES:
-                parts.append(f"pid {attempt.pid}")
             parts.append(clock(task_elapsed(task, state.finished_ts or now)))
             used = " ".join(
                 part
-                for part in (tokens_text(task.tokens), cost_text(task.cost_usd, task.cost_source))
+                for part in (cost_text(task.cost_usd, task.cost_source), tokens_text(task.tokens))
                 if part
             )
             if used:
                 parts.append(used)
-            stats = self.context.proc_stats.get(attempt.pid)
-            if stats is not None and task.status in ACTIVE_STATUSES:
-                parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
         if task.status not in ACTIVE_STATUSES:
             parts.append(task.status)
+        elif attempt is not None:
+            if attempt.pid:
+                parts.append(f"pid {attempt.pid}")
+            stats = self.context.proc_stats.get(attempt.pid)
+            if stats is not None:
+                parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
         return " · ".join(parts)
 
 
