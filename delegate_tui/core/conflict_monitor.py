@@ -219,7 +219,8 @@ def read_sets(plan: Plan, state: RunState) -> tuple[list[conflicts.Reader], list
 
 
 def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
-    """What the latest attempt of ``task`` read: its declared reads and its own changes."""
+    """What the latest attempt of ``task`` read: its declared reads, and the files (or
+    folders) its agent's structured stream showed it reading or searching."""
     latest = task.attempt
     if latest is None or not latest.prepared_ts:
         return None
@@ -227,7 +228,11 @@ def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
     # when one of them merges under it. (Files it changed itself are not counted:
     # a merge that changes them is an overlap or a predicted conflict already.)
     spec = plan.task(task.id)
-    return conflicts.Reader(task.id, latest.prepared_ts, spec.reads) if spec.reads else None
+    seen = tuple(
+        p for p in latest.read if not p.startswith("/") and not any(c in p for c in "*?[")
+    )
+    reads = tuple(dict.fromkeys((*spec.reads, *seen)))
+    return conflicts.Reader(task.id, latest.prepared_ts, reads) if reads else None
 
 
 def stale_context(plan: Plan, state: RunState, repo: Path, task_id: str) -> str:

@@ -201,7 +201,7 @@ class Reader:
 
     task: str
     started: float  # when its attempt took the integration tip as its start
-    reads: tuple[str, ...]  # declared globs (and, later, files its agent was seen reading)
+    reads: tuple[str, ...]  # declared globs, and files its agent was seen reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +215,7 @@ class Merge:
 
 def stale_inputs(readers: Sequence[Reader], merges: Sequence[Merge]) -> list[Finding]:
     """``stale-input`` findings: a merge that landed after a task started changed a file
-    in that task's read set (its declared ``reads``)."""
+    in that task's read set (its declared ``reads`` and what its agent read)."""
     findings = []
     for reader in readers:
         for merge in merges:

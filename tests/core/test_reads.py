@@ -72,3 +72,29 @@ def test_a_merge_after_a_reader_started_is_a_stale_input() -> None:
         ("stale-input", ("client", "schema"), ("api/schema.py",)),
     ]
     assert found[0].key == "stale-input:client,schema:api/schema.py"
+
+
+def test_what_an_agent_read_joins_its_declared_reads() -> None:
+    """Files an agent's structured stream showed it reading (claude Read/Grep, gemini
+    read_file) are part of its read set, with or without declared reads."""
+    from delegate_tui.core.conflict_monitor import reader_of
+    from delegate_tui.core.state import AttemptState
+
+    plan = plan_of("{id: client, prompt: x, edits: [web/client.ts]}", WRITER)
+    task = TaskState("client", status="running")
+    assert reader_of(plan, task) is None  # no attempt yet
+    attempt = AttemptState(1, prepared_ts=10.0)
+    task.attempts.append(attempt)
+    assert reader_of(plan, task) is None  # declared nothing, read nothing
+    attempt.read = ["api/schema.py", "/etc/hosts", "src"]  # outside the worktree: not ours
+    reader = reader_of(plan, task)
+    assert reader == conflicts.Reader("client", 10.0, ("api/schema.py", "src"))
+    merges = [
+        conflicts.Merge("schema", 12.0, ("api/schema.py",)),
+        conflicts.Merge("lib", 13.0, ("src/util/x.py",)),  # a folder it searched
+    ]
+    found = conflicts.stale_inputs([reader], merges)
+    assert [(f.tasks, f.paths) for f in found] == [
+        (("client", "schema"), ("api/schema.py",)),
+        (("client", "lib"), ("src/util/x.py",)),
+    ]
