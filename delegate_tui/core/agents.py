@@ -40,6 +40,7 @@ PLACEHOLDERS = (
     "session",
     "budget_usd",
     "max_turns",
+    "guard_settings",
 )
 StreamFormat = Literal["claude", "codex", "gemini"]
 Tools = Literal["edits", "all"]
@@ -112,6 +113,8 @@ class AgentSpec:
     #: Limits the CLI enforces itself; others are enforced by delegate-tui from live usage.
     budget_args: tuple[str, ...] = ()
     turns_args: tuple[str, ...] = ()
+    #: How the scope guard is installed (claude: ``--settings`` with a PreToolUse hook).
+    guard_args: tuple[str, ...] = ()
     #: Files the agent writes for itself in the worktree, never part of the task's work.
     own_files: tuple[str, ...] = ()
 
@@ -141,6 +144,7 @@ PRESETS: dict[str, AgentSpec] = {
         ),
         budget_args=("--max-budget-usd", "{budget_usd}"),
         turns_args=("--max-turns", "{max_turns}"),
+        guard_args=("--settings", "{guard_settings}"),
     ),
     "codex": AgentSpec(
         name="codex",
@@ -281,6 +285,7 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             else (inherited.resume_command if spec.command is None else ()),
             budget_args=inherited.budget_args if spec.command is None else (),
             turns_args=inherited.turns_args if spec.command is None else (),
+            guard_args=inherited.guard_args if spec.command is None else (),
             own_files=inherited.own_files,
         )
 
@@ -326,6 +331,7 @@ def build_argv(
     session: str | None = None,
     budget_usd: float | None = None,
     max_turns: int | None = None,
+    guard_settings: str | None = None,
 ) -> list[str]:
     """The argv list for one attempt of a task. Never a shell string built from a prompt.
 
@@ -347,6 +353,7 @@ def build_argv(
         "session": session or "",
         "budget_usd": f"{budget_usd:g}" if budget_usd is not None else "",
         "max_turns": str(max_turns) if max_turns is not None else "",
+        "guard_settings": guard_settings or "",
     }
     if spec.uses_task_command:
         if task_command is None:
@@ -366,6 +373,8 @@ def build_argv(
         extra += [fill(a, values) for a in spec.budget_args]
     if max_turns is not None:
         extra += [fill(a, values) for a in spec.turns_args]
+    if guard_settings:
+        extra += [fill(a, values) for a in spec.guard_args]
     extra += [fill(a, values) for a in spec.args]
     # Options go before the trailing prompt, so CLIs that stop option parsing at
     # the first positional (or at `--`) still see them.

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import prompts, streams, workspace
+from delegate_tui.core import guard, prompts, streams, workspace
 from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv
 from delegate_tui.core.conflict_monitor import ConflictMonitor
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
+    ANALYZED_STATUSES,
     AgentApiRetry,
     AgentToolFinished,
     AgentToolStarted,
@@ -38,6 +39,7 @@ from delegate_tui.core.events import (
     CriteriaChecked,
     CriterionResult,
     Event,
+    GuardDenied,
     Notice,
     SetupFinished,
     TaskCommitted,
@@ -54,6 +56,8 @@ from delegate_tui.core.prices import PriceTable
 from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, total_by_model
 from delegate_tui.core.supervisor import Supervisor
 
+#: Tasks whose declared files the guard holds for them: working, unmerged, or queued.
+GUARDED_OWNERS = ANALYZED_STATUSES | {"pending", "proposed"}
 #: How long a setup or criteria command may run when its task sets no timeout.
 CRITERIA_TIMEOUT_S = 600.0
 
@@ -112,6 +116,8 @@ class Attempt:
         #: Set when the attempt itself ends its agent (budget, credentials): status, why.
         self._stopped: tuple[TaskStatus, str] | None = None
         self._writes: set[str] = set()  # ids of the agent's open file-writing tool calls
+        self._denials: Path | None = None  # the scope guard's record of refused writes
+        self._denials_seen = 0
 
     def _emit(self, ev: Event) -> None:
         self._emitter.emit(ev)
@@ -267,6 +273,52 @@ class Attempt:
             baseline_cost=sum(costs) if costs else None,
         )
 
+    def _install_guard(self, spec: AgentSpec, workdir: Path) -> str | None:
+        """The scope guard's settings for this attempt's agent, where its CLI takes one."""
+        task, ctx = self.task, self.ctx
+        if (task.guard or ctx.plan.guard) != "on" or not spec.guard_args:
+            return None
+        if ctx.isolation != "worktree" or not (task.edits or task.kind == "consult"):
+            return None  # nothing declared to hold it to (the prompt says so)
+        state = self._emitter.state
+        owners = {
+            other.id: other.edits
+            for other in ctx.plan.tasks
+            if other.id != task.id
+            and other.edits
+            and state.tasks.get(other.id) is not None
+            and state.tasks[other.id].status in GUARDED_OWNERS
+        }
+        spec_ = guard.GuardSpec(
+            root=str(workdir),
+            task=task.id,
+            edits=task.edits,
+            consult=task.kind == "consult",
+            owners=owners,
+            shared_files=ctx.plan.shared_files,
+        )
+        settings, self._denials = guard.install(
+            spec_, ctx.run_dir / "guard", f"{self.task_id}-{self.number}"
+        )
+        return settings
+
+    def _report_denials(self) -> None:
+        """Say what the guard refused since the last look (it writes them to a file)."""
+        if self._denials is None:
+            return
+        found = guard.read_denials(self._denials, self._denials_seen)
+        self._denials_seen += len(found)
+        for d in found:
+            self._emit(
+                GuardDenied(
+                    task=self.task_id,
+                    attempt=self.number,
+                    tool=d.get("tool", ""),
+                    path=d.get("path", ""),
+                    reason=d.get("reason", ""),
+                )
+            )
+
     def _limits(self, spec: AgentSpec) -> tuple[float | None, int | None]:
         """This task's budget (USD) and turn limit per attempt."""
         return self.task.budget_usd, self.task.max_turns or self.ctx.plan.max_turns
@@ -286,7 +338,10 @@ class Attempt:
             self._writes.add(ev.tool_id)
         elif isinstance(ev, AgentToolFinished) and ev.tool_id in self._writes:
             self._writes.discard(ev.tool_id)
-            self._monitor.poke(self.task_id)  # look before the watcher's next round
+            if not ev.ok and guard.MARK in ev.detail:
+                self._report_denials()
+            else:
+                self._monitor.poke(self.task_id)  # look before the watcher's next round
         elif isinstance(ev, AgentUsage):
             if budget is not None and not spec.budget_args and (ev.cost_usd or 0.0) > budget:
                 self._stop(
@@ -338,6 +393,7 @@ class Attempt:
             prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
             prompt = agent_prompt(spec, prompt, task.persona)  # logged exactly as sent
         budget, max_turns = self._limits(spec)
+        guard_settings = self._install_guard(spec, workdir)
         argv = build_argv(
             spec,
             prompt=prompt,
@@ -350,6 +406,7 @@ class Attempt:
             session=session or None,
             budget_usd=budget,
             max_turns=max_turns,
+            guard_settings=guard_settings,
         )
         if spec.own_files and ctx.isolation == "worktree":
             await asyncio.to_thread(workspace.exclude_paths, workdir, spec.own_files)
@@ -404,6 +461,7 @@ class Attempt:
         if parser is not None:
             for ev in parser.close():
                 self._emit(ev)
+        self._report_denials()
         await self._monitor.settle(task_id)
         killed = self._ended
         stopped = self._stopped

@@ -228,9 +228,7 @@ def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
     # when one of them merges under it. (Files it changed itself are not counted:
     # a merge that changes them is an overlap or a predicted conflict already.)
     spec = plan.task(task.id)
-    seen = tuple(
-        p for p in latest.read if not p.startswith("/") and not any(c in p for c in "*?[")
-    )
+    seen = tuple(p for p in latest.read if not p.startswith("/") and not any(c in p for c in "*?["))
     reads = tuple(dict.fromkeys((*spec.reads, *seen)))
     return conflicts.Reader(task.id, latest.prepared_ts, reads) if reads else None
 

@@ -403,6 +403,17 @@ class AgentResult(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class GuardDenied(Event):
+    """The scope guard refused one of the agent's writes before it happened."""
+
+    task: str
+    attempt: int
+    tool: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class InputSent(Event):
     """The operator typed a line to an agent."""
 

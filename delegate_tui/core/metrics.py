@@ -135,6 +135,9 @@ def verdict(state: RunState) -> str:
     }
     if outside:
         parts.append(f"{len(outside)} edit(s) outside a declared scope")
+    blocked = sum(len(a.guard_denials) for t in tasks for a in t.attempts)
+    if blocked:
+        parts.append(f"{blocked} write(s) outside scope blocked by the guard")
     return "; ".join(parts)
 
 
@@ -196,6 +199,7 @@ def stats(state: RunState) -> dict[str, object]:
             "tool_calls": sum(a.tool_calls for a in task.attempts),
             "model": next((a.model for a in reversed(task.attempts) if a.model), ""),
             "denials": [d for a in task.attempts for d in a.denials],
+            "guard_denials": [d for a in task.attempts for d in a.guard_denials],
         }
         for attempt in task.attempts:
             if attempt.conflict_paths:

@@ -162,6 +162,11 @@ class Task(BaseModel):
     max_turns: int | None = Field(
         default=None, ge=1, description="Most model turns per attempt (default: the plan's)."
     )
+    guard: Literal["on", "off"] | None = Field(
+        default=None,
+        description="Refuse the agent's file writes outside `edits` before they happen "
+        "(claude; default: the plan's).",
+    )
 
     @field_validator("id")
     @classmethod
@@ -222,6 +227,11 @@ class Plan(BaseModel):
     )
     max_turns: int | None = Field(
         default=None, ge=1, description="Most model turns per attempt, for tasks that set none."
+    )
+    guard: Literal["on", "off"] = Field(
+        default="on",
+        description="Refuse agents' file writes outside their task's `edits` before they "
+        "happen, where the agent's CLI has hooks for it (claude).",
     )
     shared_files: tuple[str, ...] = Field(default=DEFAULT_SHARED_FILES)
     worktree_setup: WorktreeSetup = Field(default_factory=WorktreeSetup)

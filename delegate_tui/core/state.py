@@ -41,6 +41,7 @@ from delegate_tui.core.events import (
     Event,
     FilesChanged,
     FinalMerge,
+    GuardDenied,
     InputSent,
     KillRequested,
     MergeConflict,
@@ -184,6 +185,7 @@ class AttemptState:
     result_reason: str = ""
     result_text: str = ""
     denials: tuple[str, ...] = ()
+    guard_denials: list[str] = field(default_factory=list)  # "path: reason", by the guard
 
     @property
     def tokens(self) -> TokenUsage:
@@ -609,6 +611,12 @@ def _agent_result(state: RunState, ev: AgentResult) -> None:
     attempt.denials = ev.denials
     if ev.reason == "auth":
         attempt.auth_failures += 1
+
+
+@_on(GuardDenied)
+def _guard_denied(state: RunState, ev: GuardDenied) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.guard_denials.append(f"{ev.tool} {ev.path}")
 
 
 @_on(InputSent)

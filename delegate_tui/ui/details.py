@@ -105,6 +105,8 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
             )
         for denial in attempt.denials:
             row("  refused", denial)
+        for denial in attempt.guard_denials:
+            row("  guarded", f"{denial} (outside its scope: refused before it happened)")
         if attempt.status not in ("running", "starting", "succeeded", "checking", "merging"):
             row(
                 "  outcome",

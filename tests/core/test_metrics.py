@@ -356,6 +356,7 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "tool_calls": 0,
         "model": "",
         "denials": [],
+        "guard_denials": [],
     }
     assert report["tasks"]["c"]["attempts"] == 0  # type: ignore[index]
     assert report["conflicts"] == [
