@@ -27,6 +27,7 @@ gemini reports once, at its end, and bills thinking as output
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -599,7 +600,8 @@ class CodexStream(StreamParser):
         if item_id not in self._started:
             self._started.add(item_id)
             if item_type == "command_execution":
-                out.append(self._tool(item_id, "shell", command=_str(item.get("command"))))
+                command = _str(item.get("command"))
+                out.append(self._tool(item_id, "shell", command=command, paths=read_paths(command)))
             elif item_type == "file_change":
                 paths = [_str(_dict(c).get("path")) for c in _list(item.get("changes"))]
                 out.append(self._tool(item_id, "apply_patch", paths=paths, writes=True))
@@ -726,6 +728,56 @@ def _gemini_usage(model: str, f: dict[str, Any]) -> TokenUsage:
         cached=cached,
         output=billed_out,
         reasoning=max(0, billed_out - visible_out),
+    )
+
+
+#: Commands that read the files they name (their other arguments are options or patterns).
+_READERS = frozenset({"cat", "head", "tail", "less", "more", "nl", "wc", "sed", "awk", "bat"})
+_SEARCHERS = frozenset({"grep", "rg", "ag", "ack"})
+
+
+def read_paths(command: str) -> tuple[str, ...]:
+    """The files a shell command visibly reads: ``cat api/schema.py``, ``sed -n 1,80p f``,
+    ``rg -n Foo src/`` (what codex shows of its commands), unwrapping ``bash -lc '...'``.
+    Commands it cannot read this way give nothing; it never guesses."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return ()
+    if len(words) >= 3 and words[0] in ("bash", "sh", "zsh") and words[1] in ("-lc", "-c"):
+        return read_paths(words[2])
+    paths: list[str] = []
+    for part in _split_pipeline(words):
+        if not part:
+            continue
+        name = part[0].rsplit("/", 1)[-1]
+        args = [a for a in part[1:] if not a.startswith("-")]
+        if name in _SEARCHERS and args:
+            args = args[1:]  # the pattern
+        elif name in ("sed", "awk") and args:
+            args = args[1:]  # the script
+        elif name not in _READERS:
+            continue
+        paths += [a.rstrip("/") or a for a in args if _looks_like_path(a)]
+    return tuple(dict.fromkeys(paths))
+
+
+def _split_pipeline(words: list[str]) -> list[list[str]]:
+    parts: list[list[str]] = [[]]
+    for word in words:
+        if word in ("|", "&&", "||", ";"):
+            parts.append([])
+        else:
+            parts[-1].append(word)
+    return parts
+
+
+def _looks_like_path(arg: str) -> bool:
+    return (
+        bool(arg)
+        and not any(c in arg for c in "*?$`<>|;&=")
+        and ("/" in arg or "." in arg.lstrip("."))
+        and not arg.startswith(("http://", "https://"))
     )
 
 

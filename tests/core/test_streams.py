@@ -268,7 +268,7 @@ def test_codex_stream_reads_commands_patches_and_usage() -> None:
     assert isinstance(session, AgentSession) and session.session_id == "T1"
     tools = [e for e in events if isinstance(e, AgentToolStarted)]
     assert [(t.name, t.paths, t.writes) for t in tools] == [
-        ("shell", (), False),
+        ("shell", ("src/a.py",), False),  # what `cat` reads joins the read set
         ("apply_patch", ("src/a.py",), True),
     ]
     assert tools[0].command == "bash -lc 'cat src/a.py'"
@@ -494,3 +494,22 @@ def test_a_resumed_claude_session_counts_only_this_attempt() -> None:
     gemini = parser_for("gemini", "t", 2, baseline=[before], baseline_cost=1.0)
     (usage,) = of(gemini.feed(gemini_stream()), AgentUsage)
     assert isinstance(usage, AgentUsage) and usage.usage[0].input == 600
+
+
+@pytest.mark.parametrize(
+    ("command", "paths"),
+    [
+        ("bash -lc 'cat api/schema.py'", ("api/schema.py",)),
+        ("bash -lc \"sed -n '1,80p' src/app.py\"", ("src/app.py",)),
+        ("rg -n 'class Foo' src/ tests/test_x.py", ("src", "tests/test_x.py")),
+        ("cat a.txt | grep -v x README.md && wc -l docs/x.md", ("a.txt", "README.md", "docs/x.md")),
+        ("ls src", ()),  # lists, does not read
+        ("python -m pytest tests/", ()),  # runs: what it reads is not visible
+        ("cat 'unterminated", ()),
+        ("grep -r TODO", ()),  # a pattern, no path
+    ],
+)
+def test_codex_commands_show_what_they_read(command: str, paths: tuple[str, ...]) -> None:
+    from delegate_tui.core.streams import read_paths
+
+    assert read_paths(command) == paths
