@@ -232,9 +232,23 @@ def validate(plans: tuple[str, ...]) -> None:
     help="Batch as this isolation mode would.",
 )
 @click.option("--max-parallel", type=click.IntRange(1, 64), help="Batch with this many at once.")
-def plan_cmd(plan_file: str, isolation: str | None, max_parallel: int | None) -> None:
+@click.option(
+    "--review", is_flag=True, help="Open the review screen: edit, re-check, enter runs it."
+)
+@click.option("--theme", metavar="NAME", help="UI theme of the review screen.")
+def plan_cmd(
+    plan_file: str,
+    isolation: str | None,
+    max_parallel: int | None,
+    review: bool,
+    theme: str | None,
+) -> None:
     """Show how PLAN will run: layers, the first batch, why others wait, time estimates."""
     plan = _load(plan_file)
+    if review:
+        from delegate_tui.draft import review_file
+
+        _exit_with(lambda: review_file(Path(plan_file), theme=theme))
     outlook = forecast(
         plan,
         isolation=isolation or plan.isolation or "worktree",
@@ -242,6 +256,45 @@ def plan_cmd(plan_file: str, isolation: str | None, max_parallel: int | None) ->
     )
     for line in report.plan_lines(plan, outlook):
         click.echo(line)
+
+
+@main.command()
+@click.argument("goal")
+@click.option(
+    "--agent",
+    metavar="NAME",
+    help="Agent that drafts (default: the first of claude, codex, gemini on PATH, else demo).",
+)
+@click.option(
+    "-o", "--output", "out", metavar="FILE", help="Where the plan goes (default: plan.yaml)."
+)
+@click.option(
+    "--repo", type=click.Path(file_okay=False), help="Repository the plan is for (default: here)."
+)
+@click.option(
+    "--headless", is_flag=True, help="Print the plan and its validation report; no review screen."
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Answers asked of the agent at most.",
+)
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--theme", metavar="NAME", help="UI theme of the review screen.")
+def draft(goal: str, **opts: Any) -> None:
+    """Draft a plan for GOAL with an agent, check it, review it, run it.
+
+    The agent runs as a read-only consult task in a fresh worktree, asked with
+    the delegation rules and the plan's JSON Schema; every problem the validator
+    and batcher find goes back to it, up to --rounds answers. In a terminal the
+    plan opens in the review screen, where enter starts the run; headless (or
+    piped) it is printed with its report. Exit 2 if it is still invalid.
+    """
+    from delegate_tui.draft import run_draft
+
+    _exit_with(lambda: run_draft(goal, **opts))
 
 
 @main.command()

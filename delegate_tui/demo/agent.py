@@ -16,6 +16,9 @@ see ``core/prompts.retry_prompt``) and acts on what they name. A failed
 or in CONSTANT_CASE in the operator's note is added too; a file named as
 conflicting (or in the note) is left alone, so its out-of-scope edit is not
 made again. Nothing else changes on a later attempt.
+
+Asked to draft a plan (``delegate-tui draft``), it answers with the plan of
+``demo/drafts.py`` for the goal, and edits nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from delegate_tui.demo import drafts
 
 RESET = "\x1b[0m"
 DIM = "\x1b[2m"
@@ -124,6 +129,9 @@ def edit_file(root: Path, rel: str, task_id: str, prompt: str) -> tuple[int, int
         ]
     else:
         body = ["", f"## {task_id}", "", summary, ""]
+    if path.suffix == ".json":  # a manifest stays valid JSON: one key more
+        drafts.json_key(path, task_id)
+        return 1, 0
     existing = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     path.write_text(existing + "\n".join(body) + "\n", encoding="utf-8")
     return len(body), 0
@@ -268,6 +276,22 @@ def read_retry(feedback: Feedback) -> None:
     say()
 
 
+def draft(prompt: str, root: Path, last_message: str, step: float) -> int:
+    """Answer a drafting prompt with a plan (see ``demo/drafts.py``); edit nothing."""
+    say(f"{DIM}Thinking about how to split the goal…{RESET}")
+    spin("Reading project structure", step)
+    problems = drafts.problems_of(prompt)
+    if problems:
+        say(f"{YELLOW}↻ delegate-tui sent back {len(problems)} problem(s):{RESET}")
+        for problem in problems[:6]:
+            say(f"  {DIM}{problem[:160]}{RESET}")
+    spin("Drafting the plan", step)
+    text = drafts.answer(prompt, root, say)
+    if last_message:
+        Path(last_message).write_text(text, encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the simulated agent."""
     parser = argparse.ArgumentParser(prog="delegate-tui-demo-agent")
@@ -317,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     say()
     if feedback:
         read_retry(feedback)
+    if drafts.is_draft_request(prompt):
+        return draft(prompt, root, args.last_message, step)
     say(f"{DIM}Thinking…{RESET}")
     pause(step * 0.5)
     say("I'll read the relevant files first, then make the smallest change that works.")
