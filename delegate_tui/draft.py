@@ -147,19 +147,20 @@ def run_draft(
         for line in report_lines(result, path, name):
             click.echo(f"# {line}" if line else "#")
         return EXIT_OK if result.valid else EXIT_BAD_INPUT
-    for line in report_lines(result, path, name)[:2]:
+    lines = report_lines(result, path, name)
+    for line in lines[:2]:
         _say(line)
-    return review_file(path, theme=theme, hand_written=False)
+    return review_file(path, theme=theme, hand_written=False, note=lines[0].strip("- "))
 
 
-def review_file(path: Path, *, theme: str | None, hand_written: bool = True) -> int:
+def review_file(path: Path, *, theme: str | None, hand_written: bool = True, note: str = "") -> int:
     """Open the review screen on the plan in ``path``; run it if the operator says so."""
     if not _terminal():
         raise Refused("--review needs a terminal (use `delegate-tui plan PLAN` to print it)")
     from delegate_tui.ui.screens.review import ReviewApp
 
     text = path.read_text(encoding="utf-8")
-    outcome = ReviewApp(path, text, theme=theme, hand_written=hand_written).run()
+    outcome = ReviewApp(path, text, theme=theme, hand_written=hand_written, note=note).run()
     if outcome != "run":
         _say(f"not started; the plan is in {path}: `delegate-tui run {path}` runs it")
         return EXIT_OK

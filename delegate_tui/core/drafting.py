@@ -328,23 +328,32 @@ def _inline_short_lists(text: str) -> str:
 
 
 def check(text: str, file: str) -> tuple[Plan | None, list[Problem]]:
-    """The validator's verdict on plan text, plus the draft rules.
+    """The validator's verdict on plan text, plus the draft rules, sorted by line.
 
     The draft rules are checked even when the validator refuses the plan for
     something they do not depend on (a cycle, an unknown agent), so one round
     of feedback names everything at once.
     """
+    plan, errors, rules = check_apart(text, file)
+    return plan, sorted([*errors, *rules], key=lambda p: (p.line, p.field))
+
+
+def check_apart(text: str, file: str) -> tuple[Plan | None, list[Problem], list[Problem]]:
+    """``(plan or None, the validator's problems, the draft rules' problems)``."""
     plan: Plan | None = None
-    problems: list[Problem] = []
+    errors: list[Problem] = []
     try:
         plan = parse_plan(text, file)
     except PlanError as exc:
-        problems += exc.problems
+        errors = list(exc.problems)
     shape = plan if plan is not None else _shape(text, file)
-    if shape is not None:
-        seen = {(p.line, p.field, p.message) for p in problems}
-        problems += [p for p in draft_rules(shape) if (p.line, p.field, p.message) not in seen]
-    return plan, sorted(problems, key=lambda p: (p.line, p.field))
+    seen = {(p.line, p.field, p.message) for p in errors}
+    rules = [
+        p
+        for p in (draft_rules(shape) if shape is not None else [])
+        if (p.line, p.field, p.message) not in seen
+    ]
+    return plan, errors, rules
 
 
 def _shape(text: str, file: str) -> Plan | None:

@@ -52,10 +52,8 @@ class Assessment:
 def assess(data: Mapping[str, Any], why: Mapping[str, str], file: str) -> Assessment:
     """Validate plan data, batch it, and render the file that would be written."""
     text = drafting.to_yaml(data)
-    plan, found = drafting.check(text, file)
-    rules = {(p.line, p.field, p.message) for p in (drafting.draft_rules(plan) if plan else [])}
-    problems = tuple(p for p in found if (p.line, p.field, p.message) not in rules)
-    warnings = tuple(p for p in found if (p.line, p.field, p.message) in rules)
+    plan, errors, rules = drafting.check_apart(text, file)
+    problems, warnings = tuple(errors), tuple(rules)
     if plan is None:
         return Assessment(text, None, problems, warnings)
     outlook = forecast(plan, isolation=plan.isolation or "worktree", max_parallel=plan.max_parallel)

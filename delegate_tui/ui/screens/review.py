@@ -130,6 +130,8 @@ class ReviewScreen(Screen[None]):
         self._quit_armed = False
         self.backup = False
         """Copy the file to ``PLAN.bak`` before its first save (a plan written by hand)."""
+        self.note = ""
+        """Where the plan came from (a draft's rounds, time and runs), above the batches."""
 
     # ------------------------------------------------------------ layout
 
@@ -241,7 +243,7 @@ class ReviewScreen(Screen[None]):
 
     def _draw_outlook(self) -> None:
         a = self.assessment
-        lines: list[str] = []
+        lines: list[str] = [f"[$text-muted]{escape(self.note)}[/]"] if self.note else []
         for problem in a.problems:
             lines.append(f"[$error]✘ {escape(_short(problem))}[/]")
         for warning in a.warnings:
@@ -459,6 +461,7 @@ class ReviewApp(App[ReviewOutcome]):
         theme: str | None = None,
         config: UserConfig | None = None,
         hand_written: bool = False,
+        note: str = "",
     ) -> None:
         """Review ``text``, the plan in ``path``; a file written by hand is kept in
         ``PLAN.bak`` the first time the review rewrites it (its comments would be lost)."""
@@ -467,6 +470,7 @@ class ReviewApp(App[ReviewOutcome]):
         self.review = ReviewScreen(data, why, path)
         self.review.saved_text = self.review.assessment.text
         self.review.backup = hand_written
+        self.review.note = note
         self.config = config if config is not None else UserConfig.load()
         self._requested_theme = theme
 
