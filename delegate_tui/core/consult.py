@@ -22,7 +22,16 @@ from pathlib import Path
 from delegate_tui.core.agents import PRESETS
 from delegate_tui.core.drafting import Answer, DraftError
 from delegate_tui.core.engine import Engine, EngineOptions, PreflightError
-from delegate_tui.core.events import ConflictDetected, Event, TaskExited, TaskFinished, TaskOutput
+from delegate_tui.core.events import (
+    AgentMessage,
+    AgentResult,
+    ConflictDetected,
+    Event,
+    TaskExited,
+    TaskFinished,
+    TaskOutput,
+)
+from delegate_tui.core.metrics import cost_text, tokens_text
 from delegate_tui.core.plan import Plan, Task
 from delegate_tui.core.prompts import plain_text
 
@@ -90,6 +99,8 @@ def ask(
     plan = consult_plan(repo, agent, prompt, name=name, timeout=timeout)
     engine = Engine(plan, EngineOptions(auto_approve=True, kill_grace_s=kill_grace_s))
     printed = bytearray()
+    said: list[str] = []  # the agent's own words, from its structured stream
+    result: list[str] = []
     notes: list[str] = []
     ended: dict[str, object] = {}
 
@@ -104,6 +115,10 @@ def ask(
                 f"the drafting agent changed {', '.join(ev.paths)} although it was told not "
                 "to; its change was not used"
             )
+        elif isinstance(ev, AgentMessage) and ev.kind == "assistant":
+            said.append(ev.text)
+        elif isinstance(ev, AgentResult) and ev.text.strip():
+            result.append(ev.text)
         elif isinstance(ev, TaskExited):
             ended["seconds"] = ev.duration_s
         elif isinstance(ev, TaskFinished):
@@ -125,13 +140,29 @@ def ask(
             f"{agent} did not answer (run {engine.run_id}: {reason})"
             + ("\n  " + "\n  ".join(tail) if tail else "")
         )
-    text = last.read_text(encoding="utf-8", errors="replace") if last.is_file() else ""
-    if not text.strip():
-        text = plain_text(bytes(printed))
+    # The answer: the last message the agent wrote to its file, else its stream's final
+    # result, else everything it said, else everything it printed.
+    candidates = [
+        last.read_text(encoding="utf-8", errors="replace") if last.is_file() else "",
+        result[-1] if result else "",
+        "\n".join(said),
+        plain_text(bytes(printed)),
+    ]
+    text = next((c for c in candidates if c.strip()), "")
     seconds = ended.get("seconds")
     return Answer(
         text=text,
         seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
         run_id=engine.run_id,
+        cost=spent(engine),
         notes=tuple(notes),
     )
+
+
+def spent(engine: Engine) -> str:
+    """``12.3k tok, ~$0.04``: what the consult's agent reported using (empty if nothing)."""
+    task = engine.state.tasks.get("draft")
+    if task is None:
+        return ""
+    parts = [tokens_text(task.tokens), cost_text(task.cost_usd, task.cost_source)]
+    return ", ".join(p for p in parts if p)
