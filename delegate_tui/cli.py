@@ -70,7 +70,8 @@ def main() -> None:
     task, live conflict detection, and a run log you can replay.
 
     Start with `delegate-tui demo` (no AI account needed), then write a plan
-    (see `delegate-tui schema`) and `delegate-tui run plan.yaml`.
+    (see `delegate-tui schema`) or have an agent draft one
+    (`delegate-tui draft "GOAL"`), and `delegate-tui run plan.yaml`.
     """
 
 
