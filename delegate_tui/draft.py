@@ -61,7 +61,7 @@ def report_lines(result: drafting.Draft, out: Path, agent: str) -> list[str]:
         f"{report.duration(result.seconds)} of agent time"
         + (f" (runs {runs}: `delegate-tui stats RUN`)" if runs else "")
     ]
-    costs = [r.answer.cost for r in result.rounds if r.answer.cost]
+    costs = [f"round {r.number}: {r.answer.cost}" for r in result.rounds if r.answer.cost]
     if costs:
         lines.append("cost: " + "; ".join(costs))
     plan = result.plan
@@ -150,7 +150,10 @@ def run_draft(
     lines = report_lines(result, path, name)
     for line in lines[:2]:
         _say(line)
-    return review_file(path, theme=theme, hand_written=False, note=lines[0].strip("- "))
+    note = lines[0].strip("- ") + "".join(
+        f"\n{line}" for line in lines[1:2] if line.startswith("cost: ")
+    )
+    return review_file(path, theme=theme, hand_written=False, note=note)
 
 
 def review_file(path: Path, *, theme: str | None, hand_written: bool = True, note: str = "") -> int:

@@ -128,7 +128,7 @@ def ask(
     try:
         engine.preflight()
     except PreflightError as exc:
-        message = str(exc).replace("tasks[0].agent", "--agent").replace("<string>: ", "")
+        message = str(exc).replace("plan: tasks[0].agent", "--agent")
         raise DraftError(message) from None
     asyncio.run(engine.run())
     status = ended.get("status")

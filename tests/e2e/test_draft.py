@@ -138,6 +138,20 @@ def test_bad_input_is_refused_before_any_agent_runs(shop: Path, tmp_path: Path) 
     assert not (shop / ".delegate" / "runs").exists()  # no consult started
 
 
+def test_an_agent_that_is_not_installed_is_named(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # git, and no agent CLI
+    result = draft(shop, tmp_path / "home", "x", "--agent", "gemini", "-o", ".plans/g.yaml")
+    assert result.returncode == 2
+    assert (
+        "delegate-tui: --agent: agent 'gemini' runs 'gemini', which is not installed"
+        in result.stderr
+    )
+    assert not (shop / ".plans" / "g.yaml").exists()
+    assert not (shop / ".delegate" / "runs").exists()
+
+
 def test_review_needs_a_terminal(shop: Path, tmp_path: Path) -> None:
     result = run_cli("plan", ".plans/demo.yaml", "--review", cwd=shop, home=tmp_path / "home")
     assert result.returncode == 2
