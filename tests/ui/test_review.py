@@ -99,6 +99,7 @@ async def test_edit_a_prompt_drop_a_task_see_batches_change_and_start_the_run(
         outlook = text_of(app, "#review-outlook")
         assert "2.     at 6s: module, tests\n" in outlook
         assert "ui" not in plan_edits.ids(screen.data)
+        assert screen.selected == "wire"  # the cursor stays where the dropped task was
         review = next(t for t in plan_edits.tasks_of(screen.data) if t["id"] == "review")
         assert review["depends_on"] == ["wire", "tests", "contract"]
 

@@ -332,7 +332,10 @@ class ReviewScreen(Screen[None]):
         if len(plan_edits.tasks_of(self.data)) == 1:
             self.notify("a plan needs at least one task", severity="warning")
             return
-        self.apply(plan_edits.drop_task(self.data, task_id))
+        order = [t for _, t in self._order()]
+        at = order.index(task_id)
+        neighbour = (order[at + 1 :] or order[:at])[0]  # the next task keeps the cursor's place
+        self.apply(plan_edits.drop_task(self.data, task_id), neighbour)
         self.notify(f"dropped {task_id} (u undoes)", timeout=4)
 
     def action_merge(self) -> None:
