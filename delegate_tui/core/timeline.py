@@ -293,8 +293,11 @@ def _waits(
             yield Wait(begin, stop, "merge", "done; waited for the operator's merge")
         elif status == "blocked":
             yield Wait(begin, stop, "blocked", phase.reason)
-        elif status in _FINAL_FAILED and status != "skipped" and retried:
-            yield Wait(begin, stop, "operator", f"{status}; waited for a retry")
+        elif status in _FINAL_FAILED and status not in ("skipped", "blocked"):
+            if retried:
+                yield Wait(begin, stop, "operator", f"{status}; waited for a retry")
+            elif not state.finished and status != "killed" and phase is task.phases[-1]:
+                yield Wait(begin, stop, "operator", f"{status}; waits for a retry or a skip")
 
 
 def _split_paused(
@@ -393,6 +396,7 @@ def _concurrency(tasks: Iterable[TaskState], end: float) -> tuple[tuple[float, i
 
 #: Seconds a column (or a tick) may stand for: people read these.
 STEPS: tuple[float, ...] = (
+    0.1,
     0.25,
     0.5,
     1,

@@ -283,6 +283,26 @@ def test_a_live_run_ends_at_now_and_a_running_bar_grows() -> None:
     assert docs is not None and spans(docs.spans()) == [("scheduling", 0, 9)]
 
 
+def test_a_failure_nobody_decided_on_yet_waits_for_the_operator_until_now() -> None:
+    p = Play()
+    p.start()
+    p.at(0, BatchApproved(batch=1, tasks=("docs", "ui"), by="policy"))
+    p.begin("docs", 0)
+    p.begin("ui", 0)
+    p.at(3, TaskExited(task="docs", attempt=1, exit_code=1))
+    p.at(3, TaskFinished(task="docs", attempt=1, status="failed", reason="exit 1"))
+    p.at(4, KillRequested(task="ui", attempt=1))
+    p.at(4, TaskFinished(task="ui", attempt=1, status="killed"))
+    docs, ui = (project(p.state, now=T0 + 10).row(t) for t in ("docs", "ui"))
+    assert docs is not None and ui is not None
+    assert spans(docs.spans()) == [("failed", 0, 3), ("operator", 3, 10)]
+    assert docs.waits[0].detail == "failed; waits for a retry or a skip"
+    assert spans(ui.spans()) == [("killed", 0, 4)], "the operator's own kill waits for nobody"
+    p.at(12, RunFinished(status="partial", metrics=Metrics()))
+    docs = project(p.state).row("docs")
+    assert docs is not None and spans(docs.spans()) == [("failed", 0, 3)]
+
+
 def test_a_pause_shows_as_such_on_a_ready_task() -> None:
     p = Play()
     p.start()
@@ -342,14 +362,14 @@ def test_the_picture_at_a_replay_cursor_is_the_fold_of_the_events_so_far() -> No
 
 @pytest.mark.parametrize(
     ("duration", "cells", "step"),
-    [(50, 60, 1), (61, 60, 2), (600, 60, 10), (3600, 60, 60), (3600, 50, 120), (0, 10, 0.25)],
+    [(50, 60, 1), (61, 60, 2), (600, 60, 10), (3600, 60, 60), (3600, 50, 120), (0, 10, 0.1), (2, 10, 0.25)],
 )
 def test_the_scale_fits_the_run_into_the_columns(duration: float, cells: int, step: float) -> None:
     assert fit_step(duration, cells) == step
 
 
 def test_zoom_and_ticks() -> None:
-    assert zoom(10, -1) == 5 and zoom(10, 1) == 15 and zoom(0.25, -1) == 0.25
+    assert zoom(10, -1) == 5 and zoom(10, 1) == 15 and zoom(0.1, -1) == 0.1
     assert tick_every(1) == 10 and tick_every(10) == 120
 
 

@@ -117,6 +117,13 @@ def lines(ui: Running) -> list[str]:
     return [widget.render_line(y).text for y in range(widget.size.height)]
 
 
+def bottom(ui: Running) -> list[str]:
+    """The agents row and the lines under it: what the cursor is on, its marks, the legend."""
+    drawn = lines(ui)
+    start = next(i for i, ln in enumerate(drawn) if ln.startswith("agents"))
+    return drawn[start:]
+
+
 def row_of(ui: Running, task: str) -> str:
     """The drawn row of a task (its name column cut off)."""
     widget = view(ui)
@@ -190,14 +197,14 @@ async def test_stepping_through_a_tasks_bars_says_what_each_was(start_app: Start
         described = []
         for _ in range(6):
             await ui.press("shift+right")
-            described.append(lines(ui)[-3])
+            described.append(bottom(ui)[1])
         assert described[0].startswith("▸ schema: waited 0:22 (0:00–0:22) for a dependency")
         assert "for the operator's approval: batch 2 waited for approval" in described[1]
         assert "attempt 1 0:30–0:50 (0:20) failed (agent, setup or checks)" in described[2]
         assert "for the operator to retry it: failed; waited for a retry" in described[3]
         assert "attempt 2 1:10–1:42 (0:32) succeeded and merged" in described[4]
         assert described[5].startswith("schema (succeeded): attempt 2"), "past the last: follow"
-        marks = lines(ui)[-2]
+        marks = bottom(ui)[2]
         assert "↻ 1:10 retried (by the operator): use uuid keys" in marks
 
 
@@ -220,7 +227,7 @@ async def test_selecting_in_the_timeline_selects_the_task_everywhere(start_app: 
         await ui.pilot.click(TimelineView, offset=(x + 1, y + 1))  # +1: the border
         await ui.settle()
         assert ui.screen.selected == "contract"
-        assert lines(ui)[-3].startswith("▸ contract: attempt 1")
+        assert bottom(ui)[1].startswith("▸ contract: attempt 1")
         await ui.press("g")
         assert ui.screen.query_one(TaskGraph).selected == "contract"
 
@@ -319,7 +326,7 @@ async def test_at_80x24_the_rows_scroll_and_zoom_scrolls_time(start_app: StartAp
         assert ui.screen.selected == "t24"
         assert widget.row0 > 0 and any(ln.startswith("✔ t24") for ln in lines(ui))
         assert not any(ln.startswith("✔ t01") for ln in lines(ui))
-        assert "▼" in lines(ui)[0] and lines(ui)[-4].startswith("agents ≤6 ")
+        assert "▼" in lines(ui)[0] and bottom(ui)[0].startswith("agents ≤6 ")
         await ui.press("home")
         assert widget.row0 == 0 and lines(ui)[2].startswith("✔ t01")
         fitted = widget._scale.step

@@ -181,6 +181,12 @@ class TimelineView(Widget, can_focus=True):
     def _task_rows(self) -> int:
         return max(1, self.size.height - _TOP - _BOTTOM)
 
+    def _bottom_top(self) -> int:
+        """The line the agents row is drawn on: under the last task row, or at the foot."""
+        rows = len(self.timeline.rows) if self.timeline else 0
+        shown = min(rows - self.row0, self._task_rows())
+        return min(_TOP + shown + 1, self.size.height - _BOTTOM)
+
     def _name_width(self) -> int:
         rows = self.timeline.rows if self.timeline else ()
         longest = max((cell_len(r.task) for r in rows), default=6)
@@ -267,7 +273,7 @@ class TimelineView(Widget, can_focus=True):
         if self.timeline is None or offset is None:
             return
         index = offset.y - _TOP + self.row0
-        if not (_TOP <= offset.y < self.size.height - _BOTTOM) or index >= len(self.timeline.rows):
+        if not _TOP <= offset.y < self._bottom_top() or index >= len(self.timeline.rows):
             return
         row = self.timeline.rows[index]
         self.select(row.task)
@@ -296,10 +302,9 @@ class TimelineView(Widget, can_focus=True):
             return Strip.blank(width, base)
         if y == 0:
             return self._axis(width, base)
-        height = self.size.height
         if y == 1:
             return self._run_marks(width, base)
-        bottom = y - (height - _BOTTOM)
+        bottom = y - self._bottom_top()
         if bottom == 0:
             return self._agents(width, base)
         if bottom == 1:
@@ -309,7 +314,7 @@ class TimelineView(Widget, can_focus=True):
         if bottom == 3:
             return self._text_line(LEGEND, width, base + Style(dim=True))
         index = self.row0 + y - _TOP
-        if index >= len(timeline.rows):
+        if bottom > 0 or index >= len(timeline.rows):
             return Strip.blank(width, base)
         return self._task_line(timeline.rows[index], index, width, base)
 
