@@ -285,19 +285,25 @@ def _task_section(state: RunState, task: TaskState) -> str:
                 f'<pre class="prompt">{_E(attempt.prompt)}</pre></details>'
             )
         if attempt.criteria:
-            parts.append(f'<table class="criteria"><tr><th>check (attempt {attempt.number})</th>'
-                         "<th>result</th></tr>")
+            parts.append(
+                f'<table class="criteria"><tr><th>check (attempt {attempt.number})</th>'
+                "<th>result</th></tr>"
+            )
             for c in attempt.criteria:
                 verdict = (
                     '<span class="pass">passed</span>'
                     if c.passed
                     else f'<span class="fail">failed (exit {c.exit_code})</span>'
                 )
-                parts.append(f"<tr><td><code>{_E(c.command or c.text)}</code></td><td>{verdict}</td></tr>")
+                parts.append(
+                    f"<tr><td><code>{_E(c.command or c.text)}</code></td><td>{verdict}</td></tr>"
+                )
             parts.append("</table>")
     changed = task.changed
     if changed:
-        parts.append('<table class="files"><tr><th>changed file</th><th></th><th>+</th><th>−</th></tr>')
+        parts.append(
+            '<table class="files"><tr><th>changed file</th><th></th><th>+</th><th>−</th></tr>'
+        )
         for f in changed:
             name = f"{f.old_path} → {f.path}" if f.old_path else f.path
             parts.append(
@@ -383,7 +389,9 @@ def render_html(state: RunState, *, now: float | None = None) -> str:
     parts.append('<h2 id="merges">Merges</h2>')
     merges = list(_merges(state))
     if merges:
-        parts.append('<table class="merges"><tr><th>at</th><th>task</th><th>attempt</th><th>commit</th></tr>')
+        parts.append(
+            '<table class="merges"><tr><th>at</th><th>task</th><th>attempt</th><th>commit</th></tr>'
+        )
         for ts, task_id, number, commit in merges:
             parts.append(
                 f'<tr class="merge"><td>{span_text(ts - state.started_ts)}</td><td>{_E(task_id)}</td>'
@@ -404,7 +412,9 @@ def render_html(state: RunState, *, now: float | None = None) -> str:
     parts.append('<h2 id="actions">Approvals and operator actions</h2>')
     actions = [m for m in state.marks if m.by != "policy"]
     if actions:
-        parts.append('<table class="actions"><tr><th>at</th><th>what</th><th>tasks</th><th>detail</th></tr>')
+        parts.append(
+            '<table class="actions"><tr><th>at</th><th>what</th><th>tasks</th><th>detail</th></tr>'
+        )
         for m in actions:
             batch = f"batch {m.batch}" if m.batch else ""
             parts.append(
@@ -447,7 +457,7 @@ def _gantt(timeline: Timeline) -> list[str]:
             }.get(bar.outcome, "")
             end = max(bar.end, bar.start + 1)
             lines.append(
-                f"  attempt {bar.attempt} {bar.outcome} :{tag}{int(bar.start)}, {int(round(end))}"
+                f"  attempt {bar.attempt} {bar.outcome} :{tag}{int(bar.start)}, {round(end)}"
             )
     lines.append("```")
     return lines
@@ -494,7 +504,11 @@ def render_markdown(state: RunState, *, now: float | None = None) -> str:
         f"- {span_text(ts - state.started_ts)} `{_md(t)}` attempt {n} → `{c[:12]}`"
         for ts, t, n, c in merges
     ] or ["Nothing was merged."]
-    lines += ["", f"<sub>delegate-tui {__version__} · `delegate-tui report {state.run_id}`</sub>", ""]
+    lines += [
+        "",
+        f"<sub>delegate-tui {__version__} · `delegate-tui report {state.run_id}`</sub>",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -184,7 +184,9 @@ def project(state: RunState, now: float | None = None) -> Timeline:
             )
         )
     run_marks = tuple(
-        TimelineMark(m.ts, m.kind, _mark_detail(m), m.by) for m in state.marks if m.kind in RUN_MARKS
+        TimelineMark(m.ts, m.kind, _mark_detail(m), m.by)
+        for m in state.marks
+        if m.kind in RUN_MARKS
     )
     return Timeline(
         start=start,
@@ -288,7 +290,9 @@ def _waits(
                 yield from _split_paused(max(begin, ready), stop, paused)
         elif status == "proposed":
             batch = _batch_of(state.marks, task.id, begin)
-            yield Wait(begin, stop, "approval", f"batch {batch} waited for approval" if batch else "")
+            yield Wait(
+                begin, stop, "approval", f"batch {batch} waited for approval" if batch else ""
+            )
         elif status == "awaiting-merge":
             yield Wait(begin, stop, "merge", "done; waited for the operator's merge")
         elif status == "blocked":
@@ -300,9 +304,7 @@ def _waits(
                 yield Wait(begin, stop, "operator", f"{status}; waits for a retry or a skip")
 
 
-def _split_paused(
-    begin: float, stop: float, paused: list[tuple[float, float]]
-) -> Iterable[Wait]:
+def _split_paused(begin: float, stop: float, paused: list[tuple[float, float]]) -> Iterable[Wait]:
     """``[begin, stop)`` as waits for scheduling, paused where the run was paused."""
     cursor = begin
     for p0, p1 in paused:
@@ -360,7 +362,7 @@ def _task_marks(state: RunState, task_id: str) -> Iterable[TimelineMark]:
             elif mark.kind == "kill":
                 detail = f"killed by the operator ({mark.detail})"
             elif mark.kind == "skip":
-                detail = f"skipped by the operator" + (f": {mark.detail}" if mark.detail else "")
+                detail = "skipped by the operator" + (f": {mark.detail}" if mark.detail else "")
             elif mark.kind == "input":
                 detail = f"typed: {mark.detail}"
             yield TimelineMark(mark.ts, mark.kind, detail, mark.by)
@@ -445,7 +447,7 @@ def tick_every(step: float, label_cells: int = 6) -> float:
 
 def span_text(seconds: float) -> str:
     """``0:42``, ``12:05``, ``1:02:03``: an offset into the run."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

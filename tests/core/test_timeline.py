@@ -104,7 +104,13 @@ class Play:
         self.at(
             at + 1,
             TaskStarted(
-                task=task, attempt=attempt, agent="demo", argv=("x",), cwd="/w", pid=9, pgid=9,
+                task=task,
+                attempt=attempt,
+                agent="demo",
+                argv=("x",),
+                cwd="/w",
+                pid=9,
+                pgid=9,
                 prompt="p",
             ),
         )
@@ -362,7 +368,15 @@ def test_the_picture_at_a_replay_cursor_is_the_fold_of_the_events_so_far() -> No
 
 @pytest.mark.parametrize(
     ("duration", "cells", "step"),
-    [(50, 60, 1), (61, 60, 2), (600, 60, 10), (3600, 60, 60), (3600, 50, 120), (0, 10, 0.1), (2, 10, 0.25)],
+    [
+        (50, 60, 1),
+        (61, 60, 2),
+        (600, 60, 10),
+        (3600, 60, 60),
+        (3600, 50, 120),
+        (0, 10, 0.1),
+        (2, 10, 0.25),
+    ],
 )
 def test_the_scale_fits_the_run_into_the_columns(duration: float, cells: int, step: float) -> None:
     assert fit_step(duration, cells) == step

@@ -10,6 +10,7 @@ timeline's bars in their colours.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 import subprocess
@@ -28,7 +29,16 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 CHECK = "grep -q ROUND_HALF_EVEN src/shop/pricing.py"
-TASKS = ["contract", "storage-advice", "guide", "pricing", "payments", "shipping", "service", "tests"]
+TASKS = [
+    "contract",
+    "storage-advice",
+    "guide",
+    "pricing",
+    "payments",
+    "shipping",
+    "service",
+    "tests",
+]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +98,13 @@ def test_the_html_report_holds_the_run(demo: tuple[Path, Path, Path]) -> None:
     page = parse(target.read_text(encoding="utf-8"))
     text = page.plain
     assert "Shop checkout (demo)" in text
-    for label in ("Time saved", "Operator waits", "Conflict rate", "Rework rate", "Tokens and cost"):
+    for label in (
+        "Time saved",
+        "Operator waits",
+        "Conflict rate",
+        "Rework rate",
+        "Tokens and cost",
+    ):
         assert label in text
     assert "1 merge conflict left for you in shipping" in text
     # The timeline: one SVG, a row per task in plan order, bars by outcome.
@@ -164,7 +180,7 @@ def test_the_projection_of_the_real_run(demo: tuple[Path, Path, Path]) -> None:
     assert 2 <= timeline.peak <= 3
     for row in timeline.rows:
         spans = row.spans()
-        assert all(a.end <= b.start + 1e-6 for a, b in zip(spans, spans[1:])), row.task
+        assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(spans)), row.task
 
 
 # ---------------------------------------------------------------- in a real browser
@@ -211,9 +227,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, height, [bytes(r[i : i + 3]) for r in rows for i in range(0, stride, channels)]
 
 
-def test_the_report_opens_in_a_real_browser(
-    demo: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
+def test_the_report_opens_in_a_real_browser(demo: tuple[Path, Path, Path], tmp_path: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no chromium on this machine (Debian: apt install chromium)")

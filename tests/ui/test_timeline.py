@@ -24,12 +24,12 @@ from delegate_tui.core.events import (
     Metrics,
     RetryScheduled,
     RunFinished,
+    TaskBlocked,
     TaskCommitted,
     TaskExited,
     TaskFinished,
     TaskMerged,
     TaskPreparing,
-    TaskBlocked,
     TaskSkipped,
     TaskStarted,
 )
@@ -46,7 +46,13 @@ def begin(source: FakeSource, task: str, at: float, attempt: int = 1) -> None:
     source.emit(TaskPreparing(task=task, attempt=attempt, workdir=f"/w/{task}"), at)
     source.emit(
         TaskStarted(
-            task=task, attempt=attempt, agent="codex", argv=("x",), cwd="/w", pid=7, pgid=7,
+            task=task,
+            attempt=attempt,
+            agent="codex",
+            argv=("x",),
+            cwd="/w",
+            pid=7,
+            pgid=7,
             prompt="p",
         ),
         at + 1,
@@ -92,14 +98,19 @@ def eventful(source: FakeSource, *, finish: bool = True) -> None:
         TaskFinished(task="service", attempt=1, status="killed", reason="killed by the operator"),
         141,
     )
-    source.emit(TaskBlocked(task="endpoints", by="service", reason="dependency service killed"), 141)
+    source.emit(
+        TaskBlocked(task="endpoints", by="service", reason="dependency service killed"), 141
+    )
     source.emit(TaskExited(task="login-ui", attempt=1, exit_code=0), 150)
     source.emit(CriteriaChecked(task="login-ui", attempt=1, results=(), passed=True), 150)
     source.emit(TaskCommitted(task="login-ui", attempt=1, commit="c3"), 151)
     source.emit(MergeConflict(task="login-ui", attempt=1, paths=("web/app.ts",)), 152)
     source.emit(
         TaskFinished(
-            task="login-ui", attempt=1, status="merge-conflict", reason="merge conflict in web/app.ts"
+            task="login-ui",
+            attempt=1,
+            status="merge-conflict",
+            reason="merge conflict in web/app.ts",
         ),
         152,
     )
@@ -127,7 +138,9 @@ def bottom(ui: Running) -> list[str]:
 def row_of(ui: Running, task: str) -> str:
     """The drawn row of a task (its name column cut off)."""
     widget = view(ui)
-    (line,) = [ln for ln in lines(ui) if ln.startswith(f"{'✔✘✖⤼⚠▶◌⊘'} {task} ") or f" {task} " in ln[:20]]
+    (line,) = [
+        ln for ln in lines(ui) if ln.startswith(f"{'✔✘✖⤼⚠▶◌⊘'} {task} ") or f" {task} " in ln[:20]
+    ]
     return line[widget._name_width() + 1 :]
 
 
@@ -303,7 +316,7 @@ async def test_it_follows_the_replay_cursor(start_app: StartApp) -> None:
 
 
 WIDE_PLAN = "name: wide\ntasks:\n" + "".join(
-    f"  - {{id: t{n:02d}, agent: demo, prompt: p, edits: [\"f{n}/**\"]}}\n" for n in range(1, 25)
+    f'  - {{id: t{n:02d}, agent: demo, prompt: p, edits: ["f{n}/**"]}}\n' for n in range(1, 25)
 )
 
 

@@ -103,7 +103,7 @@ class _Scale:
 
     def col(self, ts: float) -> int:
         """The column (from the run's start, not the view's) a moment falls in."""
-        return int(math.floor((ts - self.start) / self.step + 1e-9))
+        return math.floor((ts - self.start) / self.step + 1e-9)
 
 
 class TimelineView(Widget, can_focus=True):
@@ -199,7 +199,8 @@ class TimelineView(Widget, can_focus=True):
         step = self.step if self.step is not None else fit_step(duration * 1.02, cells - 1)
         scale = _Scale(self.timeline.start, step, 0, cells)
         total = scale.col(self._axis_end) + 2
-        spans = self._row().spans() if self._row() else []
+        row = self._row()
+        spans = row.spans() if row else []
         if 0 <= self.span < len(spans):  # keep the bar looked at in view
             focus = spans[self.span]
             left, right = scale.col(focus.start), scale.col(focus.end)
@@ -263,7 +264,9 @@ class TimelineView(Widget, can_focus=True):
         if self.timeline is None:
             return
         current = self._scale.step
-        fitted = fit_step(max(1.0, self._axis_end - self.timeline.start) * 1.02, self._scale.cells - 1)
+        fitted = fit_step(
+            max(1.0, self._axis_end - self.timeline.start) * 1.02, self._scale.cells - 1
+        )
         wanted = zoom(current, direction)
         self.step = None if wanted >= fitted else wanted
         self._redraw()
@@ -332,7 +335,7 @@ class TimelineView(Widget, can_focus=True):
         cursor = scale.col(self._cursor_ts) - scale.col0
         last = scale.col(self._axis_end) - scale.col0
         t = math.ceil(scale.col0 * scale.step / every) * every
-        while (col := int(round(t / scale.step)) - scale.col0) <= min(last, scale.cells - 1):
+        while (col := round(t / scale.step) - scale.col0) <= min(last, scale.cells - 1):
             label = "╵" + span_text(t)
             free = all(c == " " for c in cells[max(0, col - 1) : col + len(label)])
             if col + len(label) <= scale.cells and free and not col <= cursor < col + len(label):
@@ -341,8 +344,14 @@ class TimelineView(Widget, can_focus=True):
         segments = [self._label(f"{_step_text(scale.step)}/col", dim, width)]
         text = "".join(cells)
         if 0 <= cursor < scale.cells:
-            accent = base + Style(color=self.app.theme_variables.get("accent", "#ff9e64"), bold=True)
-            segments += [Segment(text[:cursor], dim), Segment("▼", accent), Segment(text[cursor + 1 :], dim)]
+            accent = base + Style(
+                color=self.app.theme_variables.get("accent", "#ff9e64"), bold=True
+            )
+            segments += [
+                Segment(text[:cursor], dim),
+                Segment("▼", accent),
+                Segment(text[cursor + 1 :], dim),
+            ]
         else:
             segments.append(Segment(text, dim))
         return Strip(segments).crop_extend(0, width, base)
@@ -377,7 +386,9 @@ class TimelineView(Widget, can_focus=True):
         icon = ICONS.get(row.status, "?")
         name_seg = self._label(f"{icon} {row.task}", name_style, width)
         cells: list[tuple[str, Style]] = [(" ", base)] * scale.cells
-        looked_at = row.spans()[self.span] if selected and 0 <= self.span < len(row.spans()) else None
+        looked_at = (
+            row.spans()[self.span] if selected and 0 <= self.span < len(row.spans()) else None
+        )
         for wait in row.waits:
             glyph, colour = WAITS.get(wait.why, ("?", "pending"))
             style = base + Style(color=self._colour(colour), dim=colour in ("pending", "blocked"))
@@ -404,7 +415,10 @@ class TimelineView(Widget, can_focus=True):
             col = scale.col(mark.ts) - scale.col0
             if 0 <= col < scale.cells:
                 colour = self._colour("failed" if mark.kind in ("kill", "finding") else "proposed")
-                cells[col] = (MARK_GLYPHS.get(mark.kind, "•"), base + Style(color=colour, bold=True))
+                cells[col] = (
+                    MARK_GLYPHS.get(mark.kind, "•"),
+                    base + Style(color=colour, bold=True),
+                )
         return self._strip(name_seg, cells, width, base)
 
     def _fill(
