@@ -60,6 +60,9 @@ RUN_MARKS = frozenset(
     {"proposed", "approved", "held", "paused", "resumed", "run-resumed", "final-merge"}
 )
 
+#: A ready task's wait for a batch shorter than this is the engine at work, not a wait.
+SCHEDULING_NOISE_S = 0.05
+
 _FINAL_FAILED = frozenset(
     {"failed", "killed", "timed-out", "merge-conflict", "interrupted", "skipped", "blocked"}
 )
@@ -290,9 +293,8 @@ def _waits(
                 yield from _split_paused(max(begin, ready), stop, paused)
         elif status == "proposed":
             batch = _batch_of(state.marks, task.id, begin)
-            yield Wait(
-                begin, stop, "approval", f"batch {batch} waited for approval" if batch else ""
-            )
+            if batch:  # else the policy approved it at once: nobody was asked
+                yield Wait(begin, stop, "approval", f"batch {batch} waited for approval")
         elif status == "awaiting-merge":
             yield Wait(begin, stop, "merge", "done; waited for the operator's merge")
         elif status == "blocked":
@@ -306,6 +308,8 @@ def _waits(
 
 def _split_paused(begin: float, stop: float, paused: list[tuple[float, float]]) -> Iterable[Wait]:
     """``[begin, stop)`` as waits for scheduling, paused where the run was paused."""
+    if stop - begin < SCHEDULING_NOISE_S:
+        return  # the engine's own moment between an event and its next proposal
     cursor = begin
     for p0, p1 in paused:
         a, b = max(cursor, p0), min(stop, p1)

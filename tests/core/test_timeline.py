@@ -289,6 +289,19 @@ def test_a_live_run_ends_at_now_and_a_running_bar_grows() -> None:
     assert docs is not None and spans(docs.spans()) == [("scheduling", 0, 9)]
 
 
+def test_the_engine_own_moments_are_not_waits() -> None:
+    """A batch the policy approved at once, and the moment before the first proposal."""
+    p = Play()
+    p.start()
+    p.at(0.01, BatchProposed(batch=1, tasks=("docs",), needs_approval=False))
+    p.at(0.02, BatchApproved(batch=1, tasks=("docs",), by="policy"))
+    p.begin("docs", 0.02)
+    line = project(p.state, now=T0 + 5).row("docs")
+    assert line is not None
+    assert [b.outcome for b in line.spans() if isinstance(b, Bar)] == ["running"]
+    assert line.waits == ()
+
+
 def test_a_failure_nobody_decided_on_yet_waits_for_the_operator_until_now() -> None:
     p = Play()
     p.start()
