@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +43,9 @@ from delegate_tui.core.events import (
     TaskSkipped,
     TaskStarted,
 )
+from delegate_tui.core import runlog
 from delegate_tui.core.plan import parse_plan
+from delegate_tui.core.replay import final_state
 from delegate_tui.core.state import RunState, apply, restore, snapshot
 from delegate_tui.core.timeline import (
     Bar,
@@ -361,6 +364,26 @@ def test_the_picture_survives_a_keyframe() -> None:
     """Replay seeks and attached views start from a snapshot: the phases and marks travel."""
     p = eventful()
     again = restore(snapshot(p.state), p.state.plan)
+    assert project(again) == project(p.state)
+
+
+def test_the_picture_survives_keyframes_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log whose keyframes were written as the run went (how replay, ``report`` and an
+    attached view open it): the state from the last keyframe draws the same timeline."""
+    monkeypatch.setattr(runlog, "KEYFRAME_EVERY", 10)
+    p = eventful()
+    log = tmp_path / "events.jsonl"
+    writer = runlog.LogWriter(log)
+    state = RunState()
+    for ev in p.events:
+        apply(state, ev)
+        writer.write(ev, keyframe=lambda: snapshot(state))
+    writer.close()
+    assert len(runlog.load_index(log).keyframes) >= 4  # type: ignore[union-attr]
+    again, report = final_state(log)
+    assert not report.messages()
     assert project(again) == project(p.state)
 
 
