@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from delegate_tui.core import runlog
 from delegate_tui.core.events import (
     BatchApproved,
     BatchProposed,
@@ -43,7 +44,6 @@ from delegate_tui.core.events import (
     TaskSkipped,
     TaskStarted,
 )
-from delegate_tui.core import runlog
 from delegate_tui.core.plan import parse_plan
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.state import RunState, apply, restore, snapshot
