@@ -22,7 +22,8 @@ import time
 from collections.abc import Iterable
 
 from delegate_tui import __version__
-from delegate_tui.core.metrics import stats
+from delegate_tui.core.events import TokenUsage
+from delegate_tui.core.metrics import cost_text, stats, tokens_text
 from delegate_tui.core.state import AttemptState, RunState, TaskState
 from delegate_tui.core.timeline import (
     OUTCOME_MEANINGS,
@@ -227,9 +228,23 @@ def _summary_rows(state: RunState, data: dict[str, object]) -> list[tuple[str, s
         ("Conflict rate", f"{m['conflict_rate']:.0%} of the tasks that ran collided"),
         ("Rework rate", f"{m['rework_rate']:.0%} extra attempts per task that ran"),
         ("Tasks", f"{done} of {total} succeeded"),
-        ("Tokens and cost", "not recorded (no agent of this run reported them)"),
+        ("Tokens and cost", _spend(state.tokens, state.cost_usd, state.cost_source, run=True)),
         ("Repository", f"{state.repo} (integration branch {state.integration_branch or '-'})"),
     ]
+
+
+def _spend(tokens: TokenUsage, cost: float | None, source: str, *, run: bool = False) -> str:
+    """``12.3k tok (in 10.0k, cached 2.0k, out 300), $0.42``, or what is not known."""
+    words = tokens_text(tokens)
+    if words:
+        words += f" (in {tokens.input:,}, cached {tokens.cached:,}, out {tokens.output:,})"
+    money = cost_text(cost, source)
+    if money:
+        money += " (estimated from list prices)" if source == "estimated" else ""
+    known = ", ".join(p for p in (words, money) if p)
+    if known:
+        return known
+    return "not reported by this run's agents" if run else "-"
 
 
 def _attempt_row(attempt: AttemptState, start: float) -> str:
@@ -247,6 +262,7 @@ def _attempt_row(attempt: AttemptState, start: float) -> str:
     return (
         f"<tr><td>{attempt.number}</td><td>{when}</td><td>{took}</td>"
         f'<td class="status">{_E(attempt.status)}</td><td>{exit_text}</td>'
+        f"<td>{_E(_spend(attempt.tokens, attempt.cost_usd, attempt.cost_source))}</td>"
         f"<td>{_E(attempt.reason)}</td></tr>"
     )
 
@@ -274,7 +290,7 @@ def _task_section(state: RunState, task: TaskState) -> str:
     if task.attempts:
         parts.append(
             '<table class="attempts"><tr><th>attempt</th><th>at</th><th>took</th>'
-            "<th>outcome</th><th>exit</th><th>why</th></tr>"
+            "<th>outcome</th><th>exit</th><th>tokens, cost</th><th>why</th></tr>"
         )
         parts.extend(_attempt_row(a, state.started_ts) for a in task.attempts)
         parts.append("</table>")
@@ -473,8 +489,8 @@ def render_markdown(state: RunState, *, now: float | None = None) -> str:
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in _summary_rows(state, data)]
     lines += ["", "### Timeline", ""]
     lines += _gantt(timeline)
-    lines += ["", "### Tasks", "", "| task | status | attempts | took | files | why |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines += ["", "### Tasks", "", "| task | status | attempts | took | files | spent | why |"]
+    lines.append("|---|---|---|---|---|---|---|")
     for task in state.tasks.values():
         attempt = task.attempt
         why = (attempt.reason if attempt else "") or task.held_reason or task.skip_reason
@@ -484,7 +500,8 @@ def render_markdown(state: RunState, *, now: float | None = None) -> str:
         took = duration(task.duration_s) + (f" (waited {duration(waits)})" if waits >= 1 else "")
         lines.append(
             f"| {_md(task.id)} | {task.status} | {len(task.attempts)} | {took} | "
-            f"{len(task.changed)} | {_md(why)} |"
+            f"{len(task.changed)} | {_md(_spend(task.tokens, task.cost_usd, task.cost_source))} "
+            f"| {_md(why)} |"
         )
     conflicts = data["conflicts"]
     assert isinstance(conflicts, list)

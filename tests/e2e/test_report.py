@@ -21,11 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from delegate_tui import share
+from delegate_tui.core.events import AgentUsage, RetryScheduled, TokenUsage
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.timeline import project
 from delegate_tui.demo.scaffold import make_demo_repo
 from delegate_tui.share import OUTCOME_COLOURS
 from tests.conftest import run_cli
+from tests.core.test_timeline import eventful
 
 pytestmark = pytest.mark.e2e
 CHECK = "grep -q ROUND_HALF_EVEN src/shop/pricing.py"
@@ -106,6 +109,7 @@ def test_the_html_report_holds_the_run(demo: tuple[Path, Path, Path]) -> None:
         "Tokens and cost",
     ):
         assert label in text
+    assert "Tokens and cost not reported by this run's agents" in text  # the demo agent's
     assert "1 merge conflict left for you in shipping" in text
     # The timeline: one SVG, a row per task in plan order, bars by outcome.
     (svg,) = page.all("svg", id="timeline")
@@ -181,6 +185,39 @@ def test_the_projection_of_the_real_run(demo: tuple[Path, Path, Path]) -> None:
     for row in timeline.rows:
         spans = row.spans()
         assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(spans)), row.task
+
+
+def test_spend_prompts_and_markup_in_the_report() -> None:
+    """Tokens and cost where the agents reported them; the plan's and agents' text is text."""
+    play = eventful()
+    play.at(
+        29,
+        AgentUsage(
+            task="build",
+            attempt=1,
+            usage=(TokenUsage(model="m", input=10_000, cached=2_000, output=300),),
+            cost_usd=0.42,
+            cost_source="cli",
+        ),
+    )
+    play.at(81, RetryScheduled(task="ui", attempt=2, prompt="<script>alert(1)</script> & go"))
+    state = play.state
+    page = parse(share.render_html(state))
+    text = page.plain
+    assert "Tokens and cost 12.3k tok (in 10,000, cached 2,000, out 300), $0.42" in text
+    assert "<script>alert(1)</script> & go" in text and not page.all("script")
+    assert [a["data-task"] for a in page.all("g", **{"class": "row"})] == [
+        "build",
+        "docs",
+        "api",
+        "extra",
+        "ui",
+        "legacy",
+    ]
+    markdown = share.render_markdown(state)
+    assert "| build | merge-conflict | 2 |" in markdown
+    assert "12.3k tok (in 10,000, cached 2,000, out 300), $0.42 |" in markdown
+    assert "| docs | succeeded | 1 | 14s (waited 5s) | 0 | - |  |" in markdown
 
 
 # ---------------------------------------------------------------- in a real browser
