@@ -346,6 +346,55 @@ def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
         click.echo(line)
 
 
+@main.command("report")
+@_run_argument
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Where to write it (`-` for standard output). "
+    "Default: report.html (or report.md) in the run's folder.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md"]),
+    help="html: one self-contained page; md: Markdown for a pull request. "
+    "Default: from FILE's suffix, else html.",
+)
+def report_cmd(run_arg: str | None, repo: str, output: str | None, fmt: str | None) -> None:
+    """Write a report of a run to share: summary, timeline, tasks, conflicts and merges.
+
+    The HTML page needs no network and runs no script (open it in any browser,
+    attach it to a ticket); --format md writes Markdown for a pull request's
+    description, with the timeline as a Mermaid chart.
+    """
+    from delegate_tui import share
+
+    state, reading, path = _read_state(run_arg, repo)
+    for message in reading.messages():
+        click.echo(f"delegate-tui: {path}: {message}", err=True)
+    if fmt is None:
+        fmt = "md" if output and output.lower().endswith((".md", ".markdown")) else "html"
+    text = share.render_markdown(state) if fmt == "md" else share.render_html(state)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output) if output else path.parent / f"report.{fmt}"
+    if target.is_dir():
+        fail(f"{target}: is a folder; give a file name")
+    if not target.parent.is_dir():
+        fail(f"{target.parent}: no such folder")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, target)  # readers never see half a report
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        fail(f"{target}: cannot write: {exc.strerror or exc}")
+    click.echo(f"report: {target}")
+
+
 @main.command()
 @_run_argument
 @click.option("--headless", is_flag=True, help="No full-screen UI: print one line per event.")

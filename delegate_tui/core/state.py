@@ -127,6 +127,33 @@ def total_usage(usages: Iterable[TokenUsage]) -> TokenUsage:
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """A task's status from ``ts`` on, and why it waits there (a held or skipped task's reason).
+
+    Every change of a task's status (or of the reason it is held) is kept, so the
+    timeline can tell a wait for a dependency from one for a slot or an approval.
+    """
+
+    ts: float
+    status: TaskStatus
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """An approval or an operator's action, when it happened (the timeline's marks)."""
+
+    ts: float
+    #: proposed | approved | held | paused | resumed | kill | retry | skip | input
+    #: | run-resumed | final-merge
+    kind: str
+    tasks: tuple[str, ...] = ()
+    detail: str = ""
+    batch: int = 0
+    by: str = "operator"  # operator | policy | engine
+
+
 @dataclass(slots=True)
 class AttemptState:
     """One attempt of one task."""
@@ -153,6 +180,7 @@ class AttemptState:
     changed: tuple[ChangedFile, ...] = ()
     merged_commit: str = ""
     merged_ts: float = 0.0
+    finished_ts: float = 0.0  # when it reached its end state (after checks and merge)
     prepared_ts: float = 0.0  # when it took the integration tip as its start
     conflict_paths: tuple[str, ...] = ()
     live_changes: tuple[ChangedFile, ...] = ()  # from the watcher, while it works
@@ -213,6 +241,7 @@ class TaskState:
     skip_reason: str = ""
     output: str = ""  # final output for dependents
     batch: int = 0  # the batch that first started it
+    phases: list[Phase] = field(default_factory=list)  # every status it has been in, and when
 
     @property
     def attempt(self) -> AttemptState | None:
@@ -293,6 +322,8 @@ class RunState:
     #: and while no delegate-tui process ran it (between a crash and resume).
     idle_s: float = 0.0
     downtime_s: float = 0.0
+    #: Approvals and operator actions, in order (the timeline draws them).
+    marks: list[Mark] = field(default_factory=list)
 
     def task(self, task_id: str) -> TaskState:
         """State of one task (KeyError if the plan has no such task)."""
@@ -404,6 +435,7 @@ def _run_resumed(state: RunState, ev: RunResumed) -> None:
     state.proposal = None
     if ev.auto_approve is not None:
         state.auto_approve = ev.auto_approve
+    state.marks.append(Mark(ev.ts, "run-resumed", by="engine"))
     for task in state.tasks.values():
         if task.status == "proposed":  # the proposal died with the old process
             task.status = "pending"
@@ -426,17 +458,21 @@ def _run_finished(state: RunState, ev: RunFinished) -> None:
 @_on(SchedulingPaused)
 def _paused(state: RunState, ev: SchedulingPaused) -> None:
     state.paused = True
+    state.marks.append(Mark(ev.ts, "paused"))
 
 
 @_on(SchedulingResumed)
 def _resumed(state: RunState, ev: SchedulingResumed) -> None:
     state.paused = False
+    state.marks.append(Mark(ev.ts, "resumed"))
 
 
 @_on(BatchProposed)
 def _proposed(state: RunState, ev: BatchProposed) -> None:
     state.proposal = ev
     state.batches = max(state.batches, ev.batch)
+    if ev.needs_approval:
+        state.marks.append(Mark(ev.ts, "proposed", ev.tasks, batch=ev.batch, by="engine"))
     for task in state.tasks.values():
         if task.status == "pending":
             task.held_reason = ""
@@ -456,6 +492,7 @@ def _proposed(state: RunState, ev: BatchProposed) -> None:
 
 @_on(BatchApproved)
 def _approved(state: RunState, ev: BatchApproved) -> None:
+    state.marks.append(Mark(ev.ts, "approved", ev.tasks, batch=ev.batch, by=ev.by))
     if state.proposal is not None and state.proposal.batch == ev.batch:
         for task_id in state.proposal.tasks:
             task = state.tasks.get(task_id)
@@ -472,6 +509,8 @@ def _approved(state: RunState, ev: BatchApproved) -> None:
 
 @_on(BatchHeld)
 def _held(state: RunState, ev: BatchHeld) -> None:
+    held = state.proposal.tasks if state.proposal and state.proposal.batch == ev.batch else ()
+    state.marks.append(Mark(ev.ts, "held", held, batch=ev.batch))
     if state.proposal is not None and state.proposal.batch == ev.batch:
         for task_id in state.proposal.tasks:
             task = state.tasks.get(task_id)
@@ -621,6 +660,7 @@ def _guard_denied(state: RunState, ev: GuardDenied) -> None:
 
 @_on(InputSent)
 def _input(state: RunState, ev: InputSent) -> None:
+    state.marks.append(Mark(ev.ts, "input", (ev.task,), ev.text))
     attempt = _attempt(state, ev.task, ev.attempt)
     attempt.inputs.append(ev.text)
     attempt.last_output_ts = ev.ts
@@ -628,6 +668,7 @@ def _input(state: RunState, ev: InputSent) -> None:
 
 @_on(KillRequested)
 def _kill(state: RunState, ev: KillRequested) -> None:
+    state.marks.append(Mark(ev.ts, "kill", (ev.task,), f"attempt {ev.attempt}"))
     _attempt(state, ev.task, ev.attempt).kill_requested = True
 
 
@@ -682,6 +723,7 @@ def _finished(state: RunState, ev: TaskFinished) -> None:
     attempt.reason = ev.reason or attempt.reason
     if not attempt.ended_ts:
         attempt.ended_ts = ev.ts
+    attempt.finished_ts = ev.ts
     task = state.tasks[ev.task]
     task.status = ev.status
     if ev.output:
@@ -691,6 +733,15 @@ def _finished(state: RunState, ev: TaskFinished) -> None:
 @_on(RetryScheduled)
 def _retry(state: RunState, ev: RetryScheduled) -> None:
     task = state.tasks.setdefault(ev.task, TaskState(ev.task))
+    state.marks.append(
+        Mark(
+            ev.ts,
+            "retry",
+            (ev.task,),
+            ev.context,
+            by="policy" if ev.automatic else "operator",
+        )
+    )
     task.attempts.append(
         AttemptState(
             ev.attempt, prompt=ev.prompt, context=ev.context, resume_session=ev.resume_session
@@ -721,6 +772,7 @@ def _skipped(state: RunState, ev: TaskSkipped) -> None:
     task = state.tasks[ev.task]
     task.status = "skipped"
     task.skip_reason = ev.reason
+    state.marks.append(Mark(ev.ts, "skip", (ev.task,), ev.reason))
 
 
 @_on(TaskBlocked)
@@ -752,6 +804,8 @@ def _conflict_resolved(state: RunState, ev: ConflictResolved) -> None:
 @_on(FinalMerge)
 def _final_merge(state: RunState, ev: FinalMerge) -> None:
     state.final_merge = ev
+    detail = f"into {ev.branch}" if ev.ok else f"refused: {ev.detail}"
+    state.marks.append(Mark(ev.ts, "final-merge", detail=detail))
 
 
 def _account_idle(state: RunState, ev: Event) -> None:
@@ -767,13 +821,25 @@ def _account_idle(state: RunState, ev: Event) -> None:
         state.idle_s += gap  # nothing ran: the run waited for the operator
 
 
+def _record_phases(state: RunState, ts: float) -> None:
+    """Note each task whose status (or the reason it waits) changed with this event."""
+    for task in state.tasks.values():
+        reason = task.held_reason or task.skip_reason
+        phases = task.phases
+        if not phases or phases[-1].status != task.status or phases[-1].reason != reason:
+            phases.append(Phase(ts, task.status, reason))
+
+
 def apply(state: RunState, ev: Event) -> RunState:
     """Fold one event into ``state`` (in place) and return it."""
-    if type(ev) is not TaskOutput:  # output comes from a running agent: never idle
+    output = type(ev) is TaskOutput
+    if not output:  # output comes from a running agent: never idle
         _account_idle(state, ev)
     handler = _HANDLERS.get(type(ev))
     if handler is not None:
         handler(state, ev)
+    if not output:  # output changes no task's status
+        _record_phases(state, ev.ts)
     state.events += 1
     if ev.seq:
         state.last_seq = ev.seq

@@ -39,6 +39,7 @@ LIVE_BINDINGS: list[BindingType] = [
     Binding("N", "next_match(-1)", "Previous match", show=False),
     Binding("z", "zoom", "Zoom", id="zoom"),
     Binding("v", "raw_view", "Raw stream", id="raw_view", show=False),
+    Binding("g", "timeline", "Timeline", id="timeline", show=False),
     Binding("m", "merge", "Merge", id="merge", show=False),
     Binding("f", "finish", "Finish", id="finish", show=False),
     Binding("e", "end", "End run", id="end", show=False),
@@ -122,6 +123,7 @@ LIVE_PALETTE: tuple[PaletteEntry, ...] = (
     ("Search pane", "Search the selected task's output", "search", ()),
     ("Zoom pane", "Show one pane full size", "zoom", ()),
     ("Raw stream", "Show agents' raw streams instead of their transcripts", "raw_view", ()),
+    ("Timeline", "Show or hide the run as a schedule", "timeline", ()),
     ("Copy worktree path", "Copy the selected task's worktree path", "copy_path", ()),
     ("Finish run", "End and merge into your branch when clean", "finish", ()),
 )
@@ -135,6 +137,17 @@ REPLAY_PALETTE: tuple[PaletteEntry, ...] = (
 
 #: A key reference: sections, each a heading and its (keys, what they do) rows.
 HelpSections = list[tuple[str, list[tuple[str, str]]]]
+
+_TIMELINE = (
+    "Timeline (g)",
+    [
+        ("g", "show or hide the timeline"),
+        ("↑ ↓", "select a task (everywhere)"),
+        ("shift+← →", "step through its bars and waits"),
+        ("esc", "follow the run again"),
+        ("z Z", "zoom time in / out"),
+    ],
+)
 
 _PANES = (
     "Panes",
@@ -175,6 +188,7 @@ LIVE_HELP: HelpSections = [
         ],
     ),
     _PANES,
+    _TIMELINE,
     (
         "Run",
         [
@@ -215,6 +229,7 @@ REPLAY_HELP: HelpSections = [
         ],
     ),
     _PANES,
+    _TIMELINE,
     (
         "View",
         [

@@ -53,6 +53,13 @@ class ReplayScreen(RunScreen):
             )
         super()._refresh_view(now)
 
+    def timeline_end(self, now: float) -> float:
+        """The timeline spans the whole recording; its cursor is the moment shown."""
+        replay = self._replay()
+        if replay is None or not replay.state.started_ts:
+            return now
+        return replay.state.started_ts + replay.position.duration
+
     # ------------------------------------------------------------ which keys act
 
     def refusal_of(self, action: str) -> str | None:

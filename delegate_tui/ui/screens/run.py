@@ -44,6 +44,7 @@ from delegate_tui.ui.widgets.batch_bar import BatchBar
 from delegate_tui.ui.widgets.conflict_sidebar import ConflictSidebar
 from delegate_tui.ui.widgets.header import RunHeader
 from delegate_tui.ui.widgets.task_graph import TaskGraph
+from delegate_tui.ui.widgets.timeline import TimelineView
 
 
 class RunScreen(Screen[None]):
@@ -83,6 +84,7 @@ class RunScreen(Screen[None]):
             yield self.grid
             with VerticalScroll(id="sidebar"):
                 yield ConflictSidebar(id="conflicts")
+        yield TimelineView(id="timeline")
         yield BatchBar(id="batch")
         yield from self.compose_bars()
         yield Footer()
@@ -96,6 +98,7 @@ class RunScreen(Screen[None]):
         self.query_one(TaskGraph).focus()
         self.query_one("#sidebar").border_title = "Conflicts"
         self.query_one("#left").border_title = "Tasks"
+        self.query_one(TimelineView).border_title = "Timeline"
 
     def on_unmount(self) -> None:
         self._ready = False
@@ -156,6 +159,9 @@ class RunScreen(Screen[None]):
             mode=self.MODE,
         )
         self.grid.show(state, now, selected=self.selected, zoomed=self.zoomed)
+        self.query_one(TimelineView).show(  # returns at once while hidden
+            state, now, selected=self.selected, end=self.timeline_end(now)
+        )
         self._lift_toasts()
 
     def _lift_toasts(self) -> None:
@@ -183,6 +189,23 @@ class RunScreen(Screen[None]):
 
     def on_task_graph_task_selected(self, message: TaskGraph.TaskSelected) -> None:
         self.selected = message.task_id
+        self.context.request_refresh()
+
+    def on_timeline_view_task_selected(self, message: TimelineView.TaskSelected) -> None:
+        self.selected = message.task_id
+        self.query_one(TaskGraph).select(message.task_id, post=False)
+        self.context.request_refresh()
+
+    def timeline_end(self, now: float) -> float:
+        """Where the timeline's axis ends: now (a replay: the end of the recording)."""
+        return now
+
+    def action_timeline(self) -> None:
+        """Show the timeline in place of the panes (g), or the panes again."""
+        timeline = self.query_one(TimelineView)
+        timeline.display = not timeline.display
+        self.query_one("#main").display = not timeline.display
+        (timeline if timeline.display else self.query_one(TaskGraph)).focus()
         self.context.request_refresh()
 
     def on_resize(self) -> None:
