@@ -18,7 +18,7 @@ import pytest
 from tests.standins import anthropic, gemini, openai
 from tests.standins.clis import AGENTS, CliRun
 from tests.standins.fixtures import AgentRunner
-from tests.standins.script import Reply, Request, Usage, WriteFile
+from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage, WriteFile
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ def final_event(run: CliRun) -> dict[str, Any]:
     return events[-1]
 
 
-def write_script(path: Path) -> list[WriteFile | Reply]:
+def write_script(path: Path) -> list[Turn]:
     return [
         WriteFile(str(path), "hello from the stand-in\n", usage=WRITE_USAGE),
         Reply("done", usage=FINAL_USAGE),
@@ -90,7 +90,7 @@ def test_cli_writes_a_file_through_its_own_tool_and_reports_the_scripted_tokens(
     if name == "claude":
         assert last["type"] == "result" and last["is_error"] is False, last
         assert last["result"] == "done"
-        usage = next(iter(last["modelUsage"].values()))  # type: ignore[attr-defined]
+        usage = next(iter(last["modelUsage"].values()))
         assert usage["inputTokens"] == 2200 and usage["outputTokens"] == 60
         assert usage["cacheReadInputTokens"] == 600 and usage["cacheCreationInputTokens"] == 300
         assert last["total_cost_usd"] > 0
@@ -107,13 +107,13 @@ def test_cli_writes_a_file_through_its_own_tool_and_reports_the_scripted_tokens(
         }
         changes = [e for e in done.events() if e.get("type") == "item.completed"]
         assert any(
-            e["item"]["type"] == "file_change" and e["item"]["status"] == "completed"  # type: ignore[index]
+            e["item"]["type"] == "file_change" and e["item"]["status"] == "completed"
             for e in changes
         ), done.stdout
     else:
         assert last["type"] == "result" and last["status"] == "success", last
         main_model = first.path.rsplit("/", 1)[-1].split(":")[0]
-        usage = last["stats"]["models"][main_model]  # type: ignore[index]
+        usage = last["stats"]["models"][main_model]
         assert usage["input_tokens"] == WRITE_USAGE.prompt_total + FINAL_USAGE.prompt_total
         assert usage["output_tokens"] == 60 and usage["cached"] == 600
         # gemini leaves thinking out of output_tokens; only the total carries it
@@ -149,10 +149,10 @@ def test_cli_fails_on_a_rejected_key_without_writing(
         assert last["is_error"] is True and last["api_error_status"] == 401, last
     elif name == "codex":
         assert last["type"] == "turn.failed", last
-        assert "401" in last["error"]["message"]  # type: ignore[index]
+        assert "401" in last["error"]["message"]
     else:
         assert last["type"] == "result" and last["status"] == "error", last
-        assert "401" in last["error"]["message"]  # type: ignore[index]
+        assert "401" in last["error"]["message"]
     assert done.seconds < 30, done.describe()
 
 
@@ -189,14 +189,22 @@ def test_cli_resumes_its_session_and_sends_the_earlier_history(
     assert "resumed and done" in again.stdout
 
 
+PROGRAM = "python3 -c \"open('ran.txt', 'w').write('ran')\""
+
+
 @pytest.mark.parametrize("name", CLIS)
-def test_cli_on_a_terminal_still_prints_its_json_stream(
+def test_cli_on_a_terminal_runs_or_refuses_a_program_as_its_edit_mode_allows(
     name: str, agents: AgentRunner, tmp_path: Path
 ) -> None:
-    """delegate-tui runs agents on a pty by default: the stream stays JSON lines (CRLF)."""
+    """On a pty (delegate-tui's default transport) the stream stays JSON lines, CRLF-ended.
+
+    The edit-only modes of the presets: claude ``acceptEdits`` refuses a program (it allows
+    file and read-only shell commands such as ``touch`` or ``git status``) and lists it in
+    ``permission_denials``; gemini ``auto_edit`` does not offer its shell tool at all; codex
+    ``workspace-write`` runs it in its sandbox.
+    """
     repo = scratch_repo(tmp_path / "repo")
-    target = repo / "notes" / "hello.txt"
-    talk = agents.server.converse(write_script(target))
+    talk = agents.server.converse([RunCommand(PROGRAM), Reply("after the command")])
 
     done = agents.run(
         name,
@@ -204,12 +212,95 @@ def test_cli_on_a_terminal_still_prints_its_json_stream(
         AGENTS[name].write_args(PROMPT),
         cwd=repo,
         transport="pty",
-        record=f"{name}-write-pty",
+        record=f"{name}-command-pty",
     )
 
     assert done.returncode == 0, done.describe()
-    assert target.read_text() == "hello from the stand-in\n"
     assert "\r\n" in done.stdout
-    last = final_event(done)
-    assert last["type"] in ("result", "turn.completed"), last
     assert talk.turns_taken == 2 and talk.overruns == 0, talk
+    ran = repo / "ran.txt"
+    last = final_event(done)
+    if name == "claude":
+        assert not ran.exists()
+        denied = last["permission_denials"]
+        assert [(d["tool_name"], d["tool_input"]["command"]) for d in denied] == [("Bash", PROGRAM)]
+    elif name == "codex":
+        assert ran.read_text() == "ran"
+        executed = [
+            e["item"]
+            for e in done.events()
+            if e.get("type") == "item.completed" and e["item"]["type"] == "command_execution"
+        ]
+        # codex shows the command wrapped and quoted: /bin/bash -lc 'python3 -c …'
+        assert [("python3 -c" in c["command"], c["exit_code"]) for c in executed] == [(True, 0)]
+    else:
+        assert not ran.exists()
+        results = [e for e in done.events() if e.get("type") == "tool_result"]
+        assert [(r["status"], r["error"]["type"]) for r in results] == [
+            ("error", "tool_not_registered")
+        ]
+    # the refusal or the output goes back to the model
+    assert "ran.txt" in talk.main_requests()[1].text
+
+
+@pytest.mark.parametrize("name", CLIS)
+def test_cli_retries_a_server_error_and_carries_on(
+    name: str, agents: AgentRunner, tmp_path: Path
+) -> None:
+    """A 500 then an answer: claude says so (``system/api_retry``), codex retries silently,
+    gemini prints a stack trace between the JSON lines and waits about 5 s."""
+    repo = scratch_repo(tmp_path / "repo")
+    talk = agents.server.converse([Fail(500), Reply("after the retry")])
+
+    done = agents.run(
+        name,
+        talk,
+        AGENTS[name].write_args(PROMPT),
+        cwd=repo,
+        max_retries=1,
+        record=f"{name}-retry",
+    )
+
+    assert done.returncode == 0, done.describe()
+    assert [r.status for r in talk.main_requests()] == [500, 200]
+    assert "after the retry" in done.stdout
+    if name == "claude":
+        retried = [e for e in done.events() if e.get("subtype") == "api_retry"]
+        assert [(e["attempt"], e["error_status"]) for e in retried] == [(1, 500)]
+    elif name == "gemini":
+        assert "Attempt 1 failed with status 500" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("limit", "subtype", "written"),
+    [
+        (["--max-budget-usd", "0.10"], "error_max_budget_usd", False),
+        (["--max-turns", "1"], "error_max_turns", True),
+    ],
+    ids=["budget", "max-turns"],
+)
+def test_claude_stops_at_its_own_limits(
+    limit: list[str], subtype: str, written: bool, agents: AgentRunner, tmp_path: Path
+) -> None:
+    """``--max-budget-usd`` is checked after each call (it overshoots, and the tool call of
+    that answer never runs); ``--max-turns`` lets the tool run, then stops."""
+    repo = scratch_repo(tmp_path / "repo")
+    target = repo / "notes" / "hello.txt"
+    expensive = Usage(input_tokens=1_000_000, output_tokens=100)
+    talk = agents.server.converse([WriteFile(str(target), "x\n", usage=expensive), Reply("done")])
+    args = AGENTS["claude"].write_args(PROMPT)
+
+    done = agents.run(
+        "claude",
+        talk,
+        [*args[:-2], *limit, *args[-2:]],
+        cwd=repo,
+        record="claude-" + ("budget" if "budget" in subtype else "max-turns"),
+    )
+
+    assert done.returncode == 1, done.describe()
+    last = final_event(done)
+    assert (last["subtype"], last["is_error"]) == (subtype, True), last
+    assert last["total_cost_usd"] > 0.10
+    assert target.exists() is written
+    assert talk.turns_taken == 1

@@ -3,7 +3,7 @@
 ``POST /v1/messages`` (streamed as SSE when ``stream`` is true, one JSON message otherwise)
 and ``POST /v1/messages/count_tokens``. A request that offers tools is Claude Code's main
 loop and takes the next scripted turn; a ``WriteFile`` turn becomes a ``tool_use`` block for
-the tool named ``Write`` (``file_path``, ``content``). Requests without tools (title and
+the tool named ``Write`` (``file_path``, ``content``), a ``RunCommand`` one for ``Bash``. Requests without tools (title and
 topic side calls, the quota probe) get a short text and take no turn.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Reply, Request, Turn, Usage
+from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -47,18 +47,24 @@ def is_main(body: Any) -> bool:
 
 
 def content_blocks(turn: Turn, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The assistant message's content for a turn."""
-    if isinstance(turn, Reply):
+    """The assistant message's content for a turn (not a ``Fail``)."""
+    if isinstance(turn, Reply | Fail):
         return [{"type": "text", "text": turn.text}]
     blocks: list[dict[str, Any]] = []
     if turn.text:
         blocks.append({"type": "text", "text": turn.text})
+    if isinstance(turn, RunCommand):
+        name = "Bash"
+        arguments = {"command": turn.command, "description": "Run a command"}
+    else:
+        name = write_tool(tools)
+        arguments = {"file_path": turn.path, "content": turn.content}
     blocks.append(
         {
             "type": "tool_use",
             "id": "toolu_" + secrets.token_hex(12),
-            "name": write_tool(tools),
-            "input": {"file_path": turn.path, "content": turn.content},
+            "name": name,
+            "input": arguments,
         }
     )
     return blocks
@@ -185,6 +191,9 @@ def add_routes(app: web.Application, server: StandInServer) -> None:
         model = str(body.get("model", "claude-standin"))
         if is_main(body):
             turn = conversation.take_turn(recorded)
+            if isinstance(turn, Fail):
+                recorded.status = turn.status
+                return web.json_response(error_body(turn.status), status=turn.status)
             blocks = content_blocks(turn, body["tools"])
             usage = turn.usage
         else:

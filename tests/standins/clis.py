@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: npm package and exact version per CLI (check for newer ones with ``npm view PKG version``).
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -298,9 +299,9 @@ class CliRun:
     stderr: str
     seconds: float
 
-    def events(self) -> list[dict[str, object]]:
+    def events(self) -> list[dict[str, Any]]:
         """The stdout lines that are JSON objects (the structured stream without noise)."""
-        found: list[dict[str, object]] = []
+        found: list[dict[str, Any]] = []
         for line in self.stdout.splitlines():
             try:
                 value = json.loads(line.strip())

@@ -4,7 +4,8 @@
 ``GenerateContentResponse`` per event), ``:generateContent`` (one JSON answer), ``:countTokens``
 and ``:embedContent``. A request that declares functions is the CLI's main loop and takes the
 next scripted turn; a ``WriteFile`` turn becomes a ``functionCall`` of the declared
-``write_file`` (``file_path``, ``content``). Side calls without functions (the model router's
+``write_file`` (``file_path``, ``content``), a ``RunCommand`` one a ``functionCall`` of
+``run_shell_command``. Side calls without functions (the model router's
 classifier, the next-speaker and loop checks) ask for JSON with a schema: they get the
 smallest object the schema allows, its enums answered with their first value.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Reply, Request, Turn, Usage
+from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 VENDOR = "gemini"
 SIDE_ANSWER = "ok"
+SHELL_TOOL = "run_shell_command"
 
 
 def api_key(request: web.Request) -> str | None:
@@ -76,7 +78,11 @@ def turn_parts(turn: Turn, functions: list[str]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if turn.text:
         parts.append({"text": turn.text})
-    if isinstance(turn, Reply):
+    if isinstance(turn, Reply | Fail):
+        return parts
+    if isinstance(turn, RunCommand):
+        # called even when not declared (auto_edit leaves it out), as a model might
+        parts.append({"functionCall": {"name": SHELL_TOOL, "args": {"command": turn.command}}})
         return parts
     parts.append(
         {
@@ -144,6 +150,9 @@ def add_routes(app: web.Application, server: StandInServer) -> None:
         functions = declared_functions(body)
         if functions:
             turn = conversation.take_turn(recorded)
+            if isinstance(turn, Fail):
+                recorded.status = turn.status
+                return web.json_response(error_body(turn.status), status=turn.status)
             parts = turn_parts(turn, functions)
             usage = turn.usage
         else:

@@ -5,7 +5,7 @@
 request that offers tools takes the next scripted turn. A ``WriteFile`` turn becomes a call
 of codex's ``apply_patch`` tool with an ``*** Add File:`` patch: a ``custom_tool_call`` when
 codex offered it as a freeform (``custom``) tool, a ``function_call`` with ``{"input": ...}``
-when it offered a function. Codex sends the whole history each time (no
+when it offered a function. A ``RunCommand`` turn calls ``exec_command``. Codex sends the whole history each time (no
 ``previous_response_id`` with ``store = false``), so a resumed thread shows up as a request
 whose ``input`` holds the earlier items.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Reply, Request, Turn, Usage
+from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -49,6 +49,26 @@ def patch_tool(tools: list[dict[str, Any]]) -> dict[str, Any]:
     raise LookupError(f"codex offered no apply_patch tool; it offered {names}")
 
 
+def shell_call(command: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A call of codex's shell tool: ``exec_command`` (``cmd``) or the older ``shell``."""
+    names = {t.get("name") for t in tools}
+    arguments: dict[str, Any]
+    if "exec_command" in names:
+        name, arguments = "exec_command", {"cmd": command}
+    elif "shell" in names:
+        name, arguments = "shell", {"command": ["bash", "-lc", command]}
+    else:
+        raise LookupError(f"codex offered no shell tool; it offered {sorted(map(str, names))}")
+    return {
+        "type": "function_call",
+        "id": "fc_" + secrets.token_hex(12),
+        "status": "completed",
+        "call_id": "call_" + secrets.token_hex(12),
+        "name": name,
+        "arguments": json.dumps(arguments),
+    }
+
+
 def output_items(turn: Turn, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The response's output items for a turn."""
     items: list[dict[str, Any]] = []
@@ -63,7 +83,10 @@ def output_items(turn: Turn, tools: list[dict[str, Any]]) -> list[dict[str, Any]
                 "content": [{"type": "output_text", "text": text, "annotations": []}],
             }
         )
-    if isinstance(turn, Reply):
+    if isinstance(turn, Reply | Fail):
+        return items
+    if isinstance(turn, RunCommand):
+        items.append(shell_call(turn.command, tools))
         return items
     patch = add_file_patch(turn.path, turn.content)
     tool = patch_tool(tools)
@@ -183,6 +206,9 @@ def add_routes(app: web.Application, server: StandInServer) -> None:
         model = str(body.get("model", "gpt-standin"))
         if body.get("tools"):
             turn = conversation.take_turn(recorded)
+            if isinstance(turn, Fail):
+                recorded.status = turn.status
+                return web.json_response(error_body(turn.status), status=turn.status)
             items = output_items(turn, body["tools"])
             usage = turn.usage
         else:

@@ -1,6 +1,7 @@
 """The scripted conversation every stand-in plays: turns, usage, and the requests it saw.
 
-A test writes what the fake model says, turn by turn (``WriteFile``, ``Reply``), and gets a
+A test writes what the fake model says, turn by turn (``WriteFile``, ``RunCommand``,
+``Reply``, or a ``Fail`` of that one request), and gets a
 ``Conversation`` with its own API key. Each request the CLI makes for its main loop (the one
 that offers tools) takes the next turn; side calls (titles, routing, quota probes) get a
 short default answer and take no turn. Every request is recorded, so a test can read the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,27 @@ class WriteFile:
 
 
 @dataclass(frozen=True)
+class RunCommand:
+    """The model calls the CLI's shell tool (Bash, exec_command, run_shell_command).
+
+    gemini does not offer its shell tool in ``auto_edit`` mode; the stand-in calls it anyway,
+    as a model would, and the CLI answers with an error the next request carries.
+    """
+
+    command: str
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The API answers this main-loop request with an HTTP error (the CLI may retry it)."""
+
+    status: int = 500
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class Reply:
     """The model answers with text and ends its turn."""
 
@@ -56,7 +79,7 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
 
 
-Turn = WriteFile | Reply
+Turn = WriteFile | RunCommand | Reply | Fail
 
 #: What a main-loop request gets when the script has no turns left.
 OVERRUN_TEXT = "(the stand-in's script has no more turns)"
@@ -85,7 +108,7 @@ class Request:
 class Conversation:
     """A script and the requests it served, reached through its own API key."""
 
-    def __init__(self, turns: list[Turn], *, reject: int | None = None) -> None:
+    def __init__(self, turns: Sequence[Turn], *, reject: int | None = None) -> None:
         self.key = "standin-" + secrets.token_hex(12)
         self.turns = list(turns)
         self.reject = reject

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -44,7 +44,7 @@ class StandInServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def converse(self, turns: list[Turn], *, reject: int | None = None) -> Conversation:
+    def converse(self, turns: Sequence[Turn], *, reject: int | None = None) -> Conversation:
         """Register a scripted conversation; the CLI reaches it with ``conversation.key``."""
         conversation = Conversation(turns, reject=reject)
         with self._lock:
