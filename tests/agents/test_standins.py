@@ -9,6 +9,7 @@ stand-ins must do for the CLIs and what the CLIs print (the streams the parsers 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.standins import anthropic, gemini, openai
-from tests.standins.clis import AGENTS, CliRun
-from tests.standins.fixtures import AgentRunner
+from tests.standins.clis import AGENTS, CliRun, run
+from tests.standins.fixtures import AgentRunner, save_stream
 from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage, WriteFile
 
 pytestmark = pytest.mark.e2e
@@ -304,3 +305,26 @@ def test_claude_stops_at_its_own_limits(
     assert last["total_cost_usd"] > 0.10
     assert target.exists() is written
     assert talk.turns_taken == 1
+
+
+def test_codex_without_a_server_reconnects_then_gives_up_when_unbounded_retries_are_off(
+    agents: AgentRunner, tmp_path: Path
+) -> None:
+    """By default codex prints "Reconnecting... waiting for network" forever when it cannot
+    connect (tests/streams/codex-no-network-default.jsonl); with the feature
+    ``unbounded_connection_retries`` off it honours ``stream_max_retries`` and fails."""
+    repo = scratch_repo(tmp_path / "repo")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    home = agents.home("codex")
+    env = AGENTS["codex"].prepare(home, closed, "unused-key", max_retries=1)
+
+    done = run(agents.clis["codex"], AGENTS["codex"].write_args(PROMPT), cwd=repo, env=env)
+    save_stream("codex-no-network", done)
+
+    assert done.returncode == 1, done.describe()
+    errors = [e["message"] for e in done.events() if e.get("type") == "error"]
+    assert errors[0].startswith("Reconnecting... 1/1"), errors
+    assert final_event(done)["type"] == "turn.failed"
+    assert done.seconds < 30

@@ -1,7 +1,8 @@
 """The Anthropic Messages API stand-in, as Claude Code calls it.
 
 ``POST /v1/messages`` (streamed as SSE when ``stream`` is true, one JSON message otherwise)
-and ``POST /v1/messages/count_tokens``. A request that offers tools is Claude Code's main
+``POST /v1/messages/count_tokens`` and ``HEAD /api/hello`` (the connectivity check claude
+makes at start-up unless ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` is set). A request that offers tools is Claude Code's main
 loop and takes the next scripted turn; a ``WriteFile`` turn becomes a ``tool_use`` block for
 the tool named ``Write`` (``file_path``, ``content``), a ``RunCommand`` one for ``Bash``. Requests without tools (title and
 topic side calls, the quota probe) get a short text and take no turn.
@@ -221,7 +222,12 @@ def add_routes(app: web.Application, server: StandInServer) -> None:
             return web.json_response(error_body(recorded.status), status=recorded.status)
         return web.json_response({"input_tokens": max(1, len(recorded.text) // 4)})
 
+    async def hello(request: web.Request) -> web.StreamResponse:
+        # claude's connectivity check at start-up, unless CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC
+        return web.Response(status=200)
+
     app.router.add_post("/v1/messages", messages)
+    app.router.add_get("/api/hello", hello)  # and HEAD
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
 
 

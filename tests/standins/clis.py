@@ -175,7 +175,8 @@ class Agent:
 
         ``max_retries`` caps the CLI's own retries of failed API calls (0: fail at the first
         error, which keeps a 401 test short); None leaves the CLI's default (claude: 10 over
-        about three minutes; codex: 4 per request).
+        about three minutes; codex: a few per request, and reconnecting forever when it cannot
+        connect at all).
         """
         env = _base_env(home)
         if self.name == "claude":
@@ -193,11 +194,14 @@ class Agent:
         elif self.name == "codex":
             codex_home = home / ".codex"
             codex_home.mkdir(parents=True, exist_ok=True)
-            retries = (
-                ""
-                if max_retries is None
-                else f"request_max_retries = {max_retries}\nstream_max_retries = {max_retries}\n"
-            )
+            retries = features = ""
+            if max_retries is not None:
+                retries = (
+                    f"request_max_retries = {max_retries}\nstream_max_retries = {max_retries}\n"
+                )
+                # without this codex ignores the caps when it cannot connect and prints
+                # "Reconnecting... waiting for network" forever
+                features = "unbounded_connection_retries = false\n"
             (codex_home / "config.toml").write_text(
                 f'model = "{CODEX_MODEL}"\n'
                 'model_provider = "standin"\n'
@@ -212,6 +216,11 @@ class Agent:
                 "\n"
                 "[analytics]\n"
                 "enabled = false\n"
+                "\n"
+                "[features]\n"
+                # the plugin sync at start-up calls api.github.com and chatgpt.com
+                "plugins = false\n"
+                f"{features}"
             )
             env["STANDIN_OPENAI_API_KEY"] = key
         elif self.name == "gemini":

@@ -26,7 +26,14 @@ from tests.standins.clis import AGENTS, CliRun, Unavailable, install, run
 from tests.standins.script import Conversation
 from tests.standins.server import StandInServer
 
-__all__ = ["AgentRunner", "agent_clis", "agents", "standin", "standin_server"]
+__all__ = [
+    "AgentRunner",
+    "agent_clis",
+    "agents",
+    "save_stream",
+    "standin",
+    "standin_server",
+]
 
 RECORD_ENV = "DELEGATE_TUI_RECORD_STREAMS"
 
@@ -56,6 +63,15 @@ def standin(standin_server: StandInServer) -> Iterator[StandInServer]:
     problems = errors + [f"stray {r.method} {r.path} (answered {r.status})" for r in strays]
     if problems:
         pytest.fail("the stand-in could not answer:\n" + "\n".join(problems))
+
+
+def save_stream(record: str, done: CliRun) -> None:
+    """Save a run's output as ``RECORD.jsonl`` when ``$DELEGATE_TUI_RECORD_STREAMS`` is set."""
+    folder = os.environ.get(RECORD_ENV)
+    if folder:
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / f"{record}.jsonl").write_text(done.stdout)
 
 
 class AgentRunner:
@@ -90,11 +106,8 @@ class AgentRunner:
         )
         done = run(self.clis[name], args, cwd=cwd, env=env, timeout=timeout, transport=transport)
         self.runs.append((name, done))
-        folder = os.environ.get(RECORD_ENV)
-        if folder and record:
-            target = Path(folder)
-            target.mkdir(parents=True, exist_ok=True)
-            (target / f"{record}.jsonl").write_text(done.stdout)
+        if record:
+            save_stream(record, done)
         return done
 
 
