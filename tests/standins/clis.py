@@ -102,15 +102,15 @@ def _locked(root: Path) -> Iterator[None]:
 def install(root: Path | None = None, *, timeout: float = 900) -> dict[str, Path]:
     """Install the pinned CLIs under ``root`` unless already there; their executables by name."""
     root = root or cache_root()
-    npm = shutil.which("npm")
-    if npm is None:
-        raise Unavailable("npm is not on PATH (install Node.js >= 20 with npm)")
     major = node_major()
     if major is None or major < MIN_NODE:
         raise Unavailable(f"node >= {MIN_NODE} is needed, found {major or 'none'}")
     with _locked(root):
         wanted = missing(root)
-        if wanted:
+        npm = shutil.which("npm")
+        if wanted and npm is None:
+            raise Unavailable(f"npm is not on PATH to install {', '.join(wanted)}")
+        if wanted and npm is not None:
             try:
                 done = subprocess.run(
                     [
@@ -122,6 +122,10 @@ def install(root: Path | None = None, *, timeout: float = 900) -> dict[str, Path
                         "--no-audit",
                         "--no-fund",
                         "--loglevel=error",
+                        # without a network, fail in seconds rather than minutes
+                        "--fetch-retries=1",
+                        "--fetch-retry-mintimeout=2000",
+                        "--fetch-retry-maxtimeout=10000",
                         *wanted,
                     ],
                     capture_output=True,
@@ -132,8 +136,14 @@ def install(root: Path | None = None, *, timeout: float = 900) -> dict[str, Path
             except subprocess.TimeoutExpired as exc:
                 raise Unavailable(f"npm install took over {timeout:.0f} s (no network?)") from exc
             if done.returncode != 0:
-                tail = " ".join((done.stderr or done.stdout).split())[-400:]
-                raise Unavailable(f"npm install {' '.join(wanted)} failed: {tail}")
+                said = [
+                    line.removeprefix("npm error").strip()
+                    for line in (done.stderr or done.stdout).splitlines()
+                    if line.strip() and line.strip() != "npm error"
+                ]
+                raise Unavailable(
+                    f"npm install {' '.join(wanted)} failed: {'; '.join(said[:3])[:300]}"
+                )
             still = missing(root)
             if still:
                 raise Unavailable(f"npm install left these out: {', '.join(still)}")

@@ -42,7 +42,8 @@ RECORD_ENV = "DELEGATE_TUI_RECORD_STREAMS"
 def agent_clis() -> dict[str, Path]:
     """The pinned claude, codex and gemini executables (installed on first use)."""
     try:
-        return install()
+        # under pytest's own 120 s limit, so a slow or absent network skips instead of failing
+        return install(timeout=100)
     except Unavailable as exc:
         pytest.skip(f"the agent CLIs are not available: {exc}")
 
