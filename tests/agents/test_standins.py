@@ -163,9 +163,15 @@ def test_cli_resumes_its_session_and_sends_the_earlier_history(
 ) -> None:
     repo = scratch_repo(tmp_path / "repo")
     target = repo / "notes" / "hello.txt"
-    talk = agents.server.converse([*write_script(target), Reply("resumed and done")])
+    # a path relative to the CLI's working directory, as delegate-tui's worktrees need
+    relative: list[Turn] = [
+        WriteFile("notes/hello.txt", "hello from the stand-in\n"),
+        Reply("done"),
+    ]
+    talk = agents.server.converse([*relative, Reply("resumed and done")])
     first = agents.run(name, talk, AGENTS[name].write_args(PROMPT), cwd=repo)
     assert first.returncode == 0, first.describe()
+    assert target.read_text() == "hello from the stand-in\n"
     session = first.session_id()
     asked_before = len(talk.main_requests())
 

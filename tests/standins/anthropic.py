@@ -11,12 +11,13 @@ topic side calls, the quota probe) get a short text and take no turn.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage
+from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage, resolve
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -47,7 +48,31 @@ def is_main(body: Any) -> bool:
     return isinstance(body, dict) and bool(body.get("tools"))
 
 
-def content_blocks(turn: Turn, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+WORKDIR_RE = re.compile(r"Primary working directory: (/[^\n]+)")
+
+
+def workdir(body: Any) -> str | None:
+    """The working directory claude states in its system prompt."""
+    match = WORKDIR_RE.search(_text(body))
+    return match.group(1).strip() if match else None
+
+
+def _text(body: Any) -> str:
+    """The system prompt and every text block of the messages, one string."""
+    if not isinstance(body, dict):
+        return ""
+    parts: list[Any] = []
+    for holder in [body.get("system"), *(m.get("content") for m in body.get("messages", []))]:
+        if isinstance(holder, str):
+            parts.append({"text": holder})
+        elif isinstance(holder, list):
+            parts.extend(holder)
+    return "\n".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+
+
+def content_blocks(
+    turn: Turn, tools: list[dict[str, Any]], cwd: str | None = None
+) -> list[dict[str, Any]]:
     """The assistant message's content for a turn (not a ``Fail``)."""
     if isinstance(turn, Reply | Fail):
         return [{"type": "text", "text": turn.text}]
@@ -59,7 +84,7 @@ def content_blocks(turn: Turn, tools: list[dict[str, Any]]) -> list[dict[str, An
         arguments = {"command": turn.command, "description": "Run a command"}
     else:
         name = write_tool(tools)
-        arguments = {"file_path": turn.path, "content": turn.content}
+        arguments = {"file_path": resolve(turn.path, cwd), "content": turn.content}
     blocks.append(
         {
             "type": "tool_use",
@@ -195,7 +220,7 @@ def add_routes(app: web.Application, server: StandInServer) -> None:
             if isinstance(turn, Fail):
                 recorded.status = turn.status
                 return web.json_response(error_body(turn.status), status=turn.status)
-            blocks = content_blocks(turn, body["tools"])
+            blocks = content_blocks(turn, body["tools"], workdir(body))
             usage = turn.usage
         else:
             blocks = [{"type": "text", "text": SIDE_ANSWER}]

@@ -13,12 +13,13 @@ smallest object the schema allows, its enums answered with their first value.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage
+from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage, resolve
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -74,7 +75,20 @@ def side_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"text": SIDE_ANSWER}]
 
 
-def turn_parts(turn: Turn, functions: list[str]) -> list[dict[str, Any]]:
+WORKDIR_RE = re.compile(r"\*\*Workspace Directories:\*\*\n\s*- (/[^\n]+)")
+
+
+def workdir(body: dict[str, Any]) -> str | None:
+    """The first workspace directory gemini states in its session context."""
+    for content in body.get("contents", []):
+        for part in content.get("parts", []):
+            match = WORKDIR_RE.search(str(part.get("text", "")))
+            if match:
+                return match.group(1).strip()
+    return None
+
+
+def turn_parts(turn: Turn, functions: list[str], cwd: str | None = None) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if turn.text:
         parts.append({"text": turn.text})
@@ -88,7 +102,7 @@ def turn_parts(turn: Turn, functions: list[str]) -> list[dict[str, Any]]:
         {
             "functionCall": {
                 "name": write_tool(functions),
-                "args": {"file_path": turn.path, "content": turn.content},
+                "args": {"file_path": resolve(turn.path, cwd), "content": turn.content},
             }
         }
     )
@@ -153,7 +167,7 @@ def add_routes(app: web.Application, server: StandInServer) -> None:
             if isinstance(turn, Fail):
                 recorded.status = turn.status
                 return web.json_response(error_body(turn.status), status=turn.status)
-            parts = turn_parts(turn, functions)
+            parts = turn_parts(turn, functions, workdir(body))
             usage = turn.usage
         else:
             parts = side_parts(body)

@@ -42,7 +42,12 @@ class Usage:
 
 @dataclass(frozen=True)
 class WriteFile:
-    """The model calls the CLI's own file-writing tool (Write, apply_patch, write_file)."""
+    """The model calls the CLI's own file-writing tool (Write, apply_patch, write_file).
+
+    ``path`` may be relative: it is then taken against the working directory the CLI
+    states in its request (as a model would), so a test need not know where delegate-tui
+    put the worktree.
+    """
 
     path: str
     content: str
@@ -80,6 +85,16 @@ class Reply:
 
 
 Turn = WriteFile | RunCommand | Reply | Fail
+
+
+def resolve(path: str, workdir: str | None) -> str:
+    """``path`` made absolute against the CLI's working directory."""
+    if path.startswith("/"):
+        return path
+    if not workdir:
+        raise LookupError(f"no working directory in the request to resolve {path!r} against")
+    return workdir.rstrip("/") + "/" + path
+
 
 #: What a main-loop request gets when the script has no turns left.
 OVERRUN_TEXT = "(the stand-in's script has no more turns)"
