@@ -157,3 +157,28 @@ def test_a_script_the_cli_cannot_take_is_kept_as_an_error_for_the_test(
 
     assert status == 500
     assert len(server.errors) == 1 and "no file-writing tool" in server.errors[0]
+
+
+def test_a_relative_write_path_is_taken_against_the_working_directory_the_cli_states(
+    server: StandInServer,
+) -> None:
+    talk = server.converse([WriteFile("notes/a.txt", "x"), WriteFile("b.txt", "y")])
+    claude_body = {
+        "tools": CLAUDE_TOOLS,
+        "system": [{"type": "text", "text": "env:\n - Primary working directory: /w/tree\n"}],
+    }
+    gemini_body = {
+        "tools": [{"functionDeclarations": [{"name": "write_file"}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "- **Workspace Directories:**\n  - /w/gem\n"}]}
+        ],
+    }
+
+    _, claude = post(server.url + "/v1/messages", claude_body, {"x-api-key": talk.key})
+    _, gemini = post(
+        server.url + "/v1beta/models/m:generateContent", gemini_body, {"x-goog-api-key": talk.key}
+    )
+
+    assert json.loads(claude)["content"][0]["input"]["file_path"] == "/w/tree/notes/a.txt"
+    call = json.loads(gemini)["candidates"][0]["content"]["parts"][0]["functionCall"]
+    assert call["args"]["file_path"] == "/w/gem/b.txt"
