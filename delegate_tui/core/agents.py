@@ -16,8 +16,10 @@ is still a prompt). A retry continues the agent's conversation through
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -153,6 +155,10 @@ PRESETS: dict[str, AgentSpec] = {
             "exec",
             "--json",
             "--skip-git-repo-check",
+            # Without network codex otherwise reconnects forever ("Reconnecting... waiting
+            # for network"); bounded, it gives up after its retries (codex-cli 0.171.0).
+            "--disable",
+            "unbounded_connection_retries",
             "--output-last-message",
             "{last_message}",
             "--",
@@ -173,6 +179,8 @@ PRESETS: dict[str, AgentSpec] = {
             "resume",
             "--json",
             "--skip-git-repo-check",
+            "--disable",
+            "unbounded_connection_retries",
             "--output-last-message",
             "{last_message}",
             "{session}",
@@ -191,15 +199,9 @@ PRESETS: dict[str, AgentSpec] = {
             "edits": ("--approval-mode", "auto_edit"),
             "all": ("--approval-mode", "yolo"),
         },
-        resume_command=(
-            "gemini",
-            "--resume",
-            "{session}",
-            "--skip-trust",
-            "--output-format",
-            "stream-json",
-            "--prompt={prompt}",
-        ),
+        # No resume_command: gemini keeps sessions per project folder, and a retry runs in
+        # a new worktree, where `--resume ID` finds none ("No previous sessions found for
+        # this project", exit 42; seen with gemini 0.61.0). Its retries start afresh.
     ),
     "aider": AgentSpec(
         name="aider",
@@ -382,3 +384,17 @@ def build_argv(
     if tail:
         return [*head[:-tail], *extra, *head[-tail:]]
     return [*head, *extra]
+
+
+def configured_model(spec: AgentSpec, env: Mapping[str, str]) -> str:
+    """The model an agent uses when the task names none, where its stream does not say:
+    codex's ``model`` in ``$CODEX_HOME/config.toml`` (``~/.codex``). ``""`` if unknown."""
+    if spec.stream != "codex":
+        return ""
+    home = env.get("CODEX_HOME") or os.path.join(env.get("HOME", ""), ".codex")
+    try:
+        with open(os.path.join(home, "config.toml"), "rb") as fh:
+            model = tomllib.load(fh).get("model", "")
+    except (OSError, tomllib.TOMLDecodeError):
+        return ""
+    return model if isinstance(model, str) else ""

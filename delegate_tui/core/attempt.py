@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui.core import guard, prompts, streams, workspace
-from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv
+from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv, configured_model
 from delegate_tui.core.conflict_monitor import ConflictMonitor
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
@@ -267,7 +267,7 @@ class Attempt:
             self.task_id,
             self.number,
             workdir=str(workdir),
-            model=self.task.model or "",
+            model=self.task.model or configured_model(spec, {**os.environ, **spec.env}),
             price=prices.estimate if prices is not None else None,
             baseline=total_by_model(a.usage for a in chain),
             baseline_cost=sum(costs) if costs else None,

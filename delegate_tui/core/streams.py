@@ -63,6 +63,7 @@ _AUTH_RE = re.compile(
     re.IGNORECASE,
 )
 _STATUS_RE = re.compile(r"\b([45]\d\d)\b")
+_GEMINI_RETRY_RE = re.compile(r"Attempt (\d+) failed with status (\d{3})")
 
 PriceFn = Callable[[Iterable[TokenUsage]], float | None]
 
@@ -194,7 +195,11 @@ class StreamParser:
                     # A known type with an unexpected shape: show it, never fail on it.
                     return [self._raw(stripped.decode("utf-8", "replace"))]
         text = _ANSI_RE.sub("", stripped.decode("utf-8", "replace")).strip()
-        return [self._raw(text)] if text else []
+        return self.text_line(text) if text else []
+
+    def text_line(self, text: str) -> list[Event]:
+        """The events for a line of the stream that is not JSON (shown as it is)."""
+        return [self._raw(text)]
 
     def event(self, obj: dict[str, Any]) -> list[Event]:
         """The events for one JSON object of the stream."""
@@ -684,6 +689,13 @@ class GeminiStream(StreamParser):
         if kind == "result":
             return out + self._end(obj)
         return out + self._unknown(obj)
+
+    def text_line(self, text: str) -> list[Event]:
+        # gemini says its API retries only in plain text, on stderr.
+        match = _GEMINI_RETRY_RE.match(text)
+        if match:
+            return [self._retry(int(match.group(2)), int(match.group(1)), text)]
+        return [self._raw(text)]
 
     def _flush_text(self) -> list[Event]:
         if not self._text:

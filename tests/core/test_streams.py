@@ -513,3 +513,10 @@ def test_codex_commands_show_what_they_read(command: str, paths: tuple[str, ...]
     from delegate_tui.core.streams import read_paths
 
     assert read_paths(command) == paths
+
+
+def test_gemini_retries_said_in_plain_text_are_api_retries() -> None:
+    parser = parser_for("gemini", "t", 1)
+    line = b"Attempt 2 failed with status 503. Retrying with backoff... _ApiError: {}\n"
+    (retry,) = parser.feed(line)
+    assert isinstance(retry, AgentApiRetry) and (retry.status, retry.retry) == (503, 2)

@@ -52,9 +52,11 @@ WORKDIR_RE = re.compile(r"Primary working directory: (/[^\n]+)")
 
 
 def workdir(body: Any) -> str | None:
-    """The working directory claude states in its system prompt."""
-    match = WORKDIR_RE.search(_text(body))
-    return match.group(1).strip() if match else None
+    """The working directory claude states now: the last one it stated, since a resumed
+    session in another folder says "Primary working directory: NEW (was OLD)" after the
+    earlier turns, which still carry OLD."""
+    found = WORKDIR_RE.findall(_text(body))
+    return found[-1].split(" (was ")[0].strip() if found else None
 
 
 def _text(body: Any) -> str:

@@ -1,0 +1,240 @@
+"""The real claude, codex and gemini CLIs run by delegate-tui, against loopback stand-ins.
+
+Each CLI is a preset as a user runs it: its structured stream is read live, its tool
+call lands in a real worktree and is merged, its tokens (and claude's cost) reach
+``stats --json``. Then what a paying user needs of it: a budget that stops a task, a
+rejected key that stops it early, a retry that continues the conversation, a prompt
+that starts with ``-``, codex on pipes with nothing on its stdin, and the scope guard
+refusing a claude write outside the task's edits.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core.events import (
+    AgentSession,
+    AgentToolStarted,
+    GuardDenied,
+    RetryScheduled,
+    TaskExited,
+)
+from delegate_tui.core.metrics import stats
+from delegate_tui.core.plan import Plan
+from delegate_tui.ui.transcript import render
+from tests.conftest import git, run_engine
+from tests.standins.clis import AGENTS
+from tests.standins.script import Conversation, Reply, Usage, WriteFile
+from tests.standins.server import StandInServer
+
+pytestmark = pytest.mark.e2e
+PlanWriter = Callable[..., Plan]
+CLIS = ("claude", "codex", "gemini")
+
+
+@pytest.fixture
+def use_cli(
+    agent_clis: dict[str, Path],
+    standin: StandInServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., None]]:
+    """Point this process's environment (what delegate-tui's agents inherit) at the
+    stand-in for one CLI and conversation, with the CLIs first on PATH."""
+
+    def use(name: str, talk: Conversation, max_retries: int | None = 0) -> None:
+        home = tmp_path / f"home-{name}"
+        home.mkdir(exist_ok=True)
+        env = AGENTS[name].prepare(home, standin.url, talk.key, max_retries=max_retries)
+        for key in list(os.environ):
+            if key not in env:
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        bin_dir = str(agent_clis[name].parent)
+        monkeypatch.setenv("PATH", bin_dir + os.pathsep + env.get("PATH", ""))
+
+    yield use
+
+
+def plan_text(repo: Path, agent: str, task: str, **top: object) -> str:
+    head = f"name: real CLIs\nrepo: {repo}\n" + "".join(f"{k}: {v}\n" for k, v in top.items())
+    return head + "tasks:\n" + textwrap.indent(textwrap.dedent(task).format(agent=agent), "  ")
+
+
+WRITE_TASK = """\
+- id: hello
+  agent: {agent}
+  prompt: "- write src/hello.txt\\n- then say done"
+  edits: [src/**]
+"""
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_a_real_cli_writes_through_its_tool_and_reports_its_tokens(
+    cli: str,
+    repo: Path,
+    write_plan: PlanWriter,
+    standin: StandInServer,
+    use_cli: Callable[..., None],
+) -> None:
+    talk = standin.converse(
+        [
+            WriteFile("src/hello.txt", "hello\n", usage=Usage(input_tokens=1000, output_tokens=50)),
+            Reply("done", usage=Usage(input_tokens=1200, output_tokens=10)),
+        ]
+    )
+    use_cli(cli, talk)
+    plan = write_plan(plan_text(repo, cli, WRITE_TASK))
+    state, recorder, _ = run_engine(plan)
+    task = state.tasks["hello"]
+    assert task.status == "succeeded", task.attempts[-1].reason
+    assert git(repo, "show", f"{state.integration_branch}:src/hello.txt") == "hello\n"
+    # The prompt starting with "-" reached the model as a prompt, not as an option.
+    assert "- write src/hello.txt" in talk.main_requests()[0].text
+    tools = [e for e in recorder.events if isinstance(e, AgentToolStarted)]
+    assert [(t.paths, t.writes) for t in tools] == [(("src/hello.txt",), True)]
+    assert "→ " in render(tools[0]).decode() and "src/hello.txt" in render(tools[0]).decode()
+    (session,) = [e for e in recorder.events if isinstance(e, AgentSession)]
+    assert session.session_id
+    data = stats(state)["tasks"]["hello"]  # type: ignore[index]
+    tokens = data["tokens"]
+    # Both answers' tokens (and, for gemini, its router's few): at least what was scripted.
+    assert tokens["input"] >= 2200 and tokens["output"] >= 60, tokens
+    if cli == "claude":
+        assert data["cost_source"] == "cli" and data["cost_usd"] > 0
+    assert task.output == "done"  # the dependents' output: its final words, not JSON
+
+
+def test_claude_stops_at_its_budget_and_the_task_says_so(
+    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+) -> None:
+    big = Usage(input_tokens=2_000_000, output_tokens=100_000)
+    talk = standin.converse([WriteFile("src/a.txt", "a\n", usage=big), Reply("done", usage=big)])
+    use_cli("claude", talk)
+    task = WRITE_TASK + "  budget_usd: 0.01\n"
+    plan = write_plan(plan_text(repo, "claude", task))
+    state, _, _ = run_engine(plan)
+    attempt = state.tasks["hello"].attempts[-1]
+    assert state.tasks["hello"].status == "over-budget"
+    assert attempt.reason.startswith("over budget: spent $")
+    assert attempt.argv[attempt.argv.index("--max-budget-usd") + 1] == "0.01"
+
+
+def test_codex_over_its_budget_is_stopped_by_delegate_tui(
+    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+) -> None:
+    big = Usage(input_tokens=2_000_000, output_tokens=100_000)
+    talk = standin.converse([WriteFile("src/a.txt", "a\n", usage=big), Reply("done", usage=big)])
+    use_cli("codex", talk)
+    plan = write_plan(plan_text(repo, "codex", WRITE_TASK + "  budget_usd: 1.0\n"))
+    state, _, _ = run_engine(plan)
+    task = state.tasks["hello"]
+    assert task.status == "over-budget", task.attempts[-1].reason
+    assert task.attempts[-1].reason.startswith("over budget: spent $")
+    assert task.cost_source == "estimated" and (task.cost_usd or 0) > 1.0
+
+
+def test_a_rejected_key_stops_claude_in_seconds_not_minutes(
+    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+) -> None:
+    talk = standin.converse([], reject=401)
+    use_cli("claude", talk, max_retries=None)  # claude's own default: 10 retries, ~3 minutes
+    plan = write_plan(plan_text(repo, "claude", WRITE_TASK))
+    state, recorder, _ = run_engine(plan)
+    task = state.tasks["hello"]
+    assert task.status == "failed"
+    assert task.attempts[-1].reason.startswith("authentication failed"), task.attempts[-1].reason
+    (exited,) = [e for e in recorder.events if isinstance(e, TaskExited)]
+    assert exited.duration_s < 60
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_a_retry_continues_the_agents_conversation(
+    cli: str,
+    repo: Path,
+    write_plan: PlanWriter,
+    standin: StandInServer,
+    use_cli: Callable[..., None],
+) -> None:
+    talk = standin.converse(
+        [
+            WriteFile("src/hello.txt", "hello\n"),
+            Reply("done"),
+            WriteFile("src/second.txt", "second\n"),
+            Reply("done again"),
+        ]
+    )
+    use_cli(cli, talk)
+    task = WRITE_TASK + "  retries: 1\n  criteria:\n    - run: test -f src/second.txt\n"
+    plan = write_plan(plan_text(repo, cli, task))
+    state, recorder, _ = run_engine(plan)
+    first, second = state.tasks["hello"].attempts
+    (retry,) = [e for e in recorder.events if isinstance(e, RetryScheduled)]
+    if cli == "gemini":
+        # gemini's sessions belong to a folder and a retry runs in a new worktree: it
+        # starts afresh, with the task and how the last attempt failed in its prompt.
+        assert not retry.resume_session and "--resume" not in second.argv
+        assert second.prompt.startswith("- write src/hello.txt")
+        assert "Previous attempt (1) failed: criteria failed" in second.prompt
+    else:
+        assert retry.resume_session
+        if cli == "codex":
+            assert second.argv[:3] == ("codex", "exec", "resume")
+            assert second.argv[-3:-1] == (first.session_id, "--")
+        else:
+            assert second.argv[second.argv.index("--resume") + 1] == first.session_id
+        # Only what happened since goes to the conversation, which still holds the task.
+        assert second.prompt.startswith(
+            "--- delegate-tui: your last attempt ended: criteria failed"
+        )
+        resumed = talk.main_requests()[2].text
+        assert "- write src/hello.txt" in resumed, "the earlier turns came back with the session"
+        if cli == "claude":  # claude itself tells the model the conversation moved
+            assert f"Primary working directory: {second.workdir} (was {first.workdir})" in resumed
+    assert state.tasks["hello"].status == "succeeded", second.reason
+    assert git(repo, "show", f"{state.integration_branch}:src/second.txt") == "second\n"
+
+
+def test_the_guard_refuses_a_claude_write_outside_its_scope(
+    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+) -> None:
+    talk = standin.converse(
+        [
+            WriteFile("src/owned/api.py", "X = 1\n"),
+            WriteFile("src/ok.txt", "fine\n"),
+            Reply("done"),
+        ]
+    )
+    use_cli("claude", talk)
+    tasks = """\
+    - id: hello
+      agent: {agent}
+      prompt: write the two files
+      edits: [src/ok.txt]
+    - id: owner
+      agent: shell
+      command: "sleep 0"
+      depends_on: [hello]
+      edits: [src/owned/**]
+    """
+    plan = write_plan(plan_text(repo, "claude", tasks))
+    state, recorder, _ = run_engine(plan)
+    assert not (repo / "src" / "owned").exists()
+    denied = [e for e in recorder.events if isinstance(e, GuardDenied)]
+    assert [(d.tool, d.path) for d in denied] == [("Write", "src/owned/api.py")]
+    assert "belongs to task owner" in denied[0].reason
+    # The model was told why, in the request after the refused call.
+    assert "belongs to task owner" in talk.main_requests()[1].text
+    assert state.tasks["hello"].status == "succeeded"
+    integration = state.integration_branch
+    assert git(repo, "show", f"{integration}:src/ok.txt") == "fine\n"
+    assert "src/owned/api.py" not in git(repo, "ls-tree", "-r", "--name-only", integration)
+    data = stats(state)
+    assert data["tasks"]["hello"]["guard_denials"] == ["Write src/owned/api.py"]  # type: ignore[index]
+    assert "1 write(s) outside scope blocked by the guard" in str(data["verdict"])
