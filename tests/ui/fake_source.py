@@ -94,7 +94,7 @@ class FakeSource:
     def retry(
         self, task_id: str, context: str = "", *, keep_worktree: bool = False, fresh: bool = False
     ) -> str:
-        return self._record("retry", task_id, context, keep_worktree)
+        return self._record("retry", task_id, context, keep_worktree, fresh)
 
     def skip(self, task_id: str, reason: str = "skipped by the operator") -> str:
         return self._record("skip", task_id)

@@ -67,7 +67,7 @@ async def test_retry_dialog_shows_the_failure_and_sends_the_operators_words(
         dialog.query_one(TextArea).insert("Use the users table from db/001.sql")
         await ui.press("ctrl+s")
         assert source.commands == [
-            ("retry", "contract", "Use the users table from db/001.sql", False)
+            ("retry", "contract", "Use the users table from db/001.sql", False, False)
         ]
 
 
