@@ -128,6 +128,8 @@ PRESETS: dict[str, AgentSpec] = {
         model_args=("--model", "{model}"),
         persona_args=("--append-system-prompt", "You are {persona}."),
         transport="pipes",
+        # On a pipe claude waits 3 s for stdin data ("no stdin data received in 3s").
+        stdin="devnull",
         stream="claude",
         tools_args={
             "edits": ("--permission-mode", "acceptEdits"),
