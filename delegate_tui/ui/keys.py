@@ -40,6 +40,9 @@ LIVE_BINDINGS: list[BindingType] = [
     Binding("z", "zoom", "Zoom", id="zoom"),
     Binding("v", "raw_view", "Raw stream", id="raw_view", show=False),
     Binding("g", "timeline", "Timeline", id="timeline", show=False),
+    # The task list's own keys, for when it is hidden (zoomed) or not focused.
+    Binding("up", "step_task(-1)", "Previous task", show=False),
+    Binding("down", "step_task(1)", "Next task", show=False),
     Binding("m", "merge", "Merge", id="merge", show=False),
     Binding("f", "finish", "Finish", id="finish", show=False),
     Binding("e", "end", "End run", id="end", show=False),
@@ -152,7 +155,7 @@ _TIMELINE = (
 _PANES = (
     "Panes",
     [
-        ("z", "zoom the selected pane"),
+        ("z", "zoom the selected pane to the whole screen, and back"),
         ("v", "agents' raw streams / their transcripts"),
         ("/", "search in the pane"),
         ("n N", "next / previous match"),

@@ -38,13 +38,20 @@ from delegate_tui.ui.screens.dialogs import (
     TextScreen,
 )
 from delegate_tui.ui.style import SlashWrap
-from delegate_tui.ui.widgets.agent_grid import AgentGrid
+from delegate_tui.ui.widgets.agent_grid import MIN_PANE_COLS, AgentGrid
 from delegate_tui.ui.widgets.agent_pane import AgentPane
 from delegate_tui.ui.widgets.batch_bar import BatchBar
 from delegate_tui.ui.widgets.conflict_sidebar import ConflictSidebar
 from delegate_tui.ui.widgets.header import RunHeader
 from delegate_tui.ui.widgets.task_graph import TaskGraph
 from delegate_tui.ui.widgets.timeline import TimelineView
+
+#: From this width the sidebar shows by default: the task list (34), the sidebar (38)
+#: and the grid's border leave a pane :data:`MIN_PANE_COLS` wide.
+SIDEBAR_ROOMY = 34 + 38 + 2 + MIN_PANE_COLS
+#: Narrower than this the sidebar shows only when asked for (``c``); between the
+#: two, while it lists a conflict (the header counts them either way).
+SIDEBAR_MIN = 110
 
 
 class RunScreen(Screen[None]):
@@ -146,6 +153,7 @@ class RunScreen(Screen[None]):
         self._findings = self.query_one(ConflictSidebar).show(
             state, self._overlaps, self.selected, self.finding
         )
+        self._lay_out()  # the sidebar may come or go with the conflicts
         sidebar_title = f"Conflicts ({self._findings})" if self._findings else "Conflicts"
         sidebar = self.query_one("#sidebar")
         if sidebar.border_title != sidebar_title:  # each assignment repaints the sidebar
@@ -211,11 +219,26 @@ class RunScreen(Screen[None]):
     def on_resize(self) -> None:
         if not self._ready:
             return
-        wide = self.size.width >= 110
-        show = self.sidebar_forced if self.sidebar_forced is not None else wide
-        self.query_one("#sidebar").display = show
+        self._lay_out()
         self.set_class(self.size.width < 100, "narrow")
         self.context.request_refresh()
+
+    def _lay_out(self) -> None:
+        """Which columns show: zoomed, the agent grid alone; else the task list, the grid
+        and the sidebar when there is room for it next to a readable pane, or (when
+        narrower, from 110 columns) while it lists a conflict; ``c`` decides otherwise."""
+        width = self.size.width
+        if self.sidebar_forced is not None:
+            sidebar = self.sidebar_forced
+        else:
+            sidebar = width >= SIDEBAR_ROOMY or (width >= SIDEBAR_MIN and self._findings > 0)
+        for selector, shown in (
+            ("#left", not self.zoomed),
+            ("#sidebar", sidebar and not self.zoomed),
+        ):
+            widget = self.query_one(selector)
+            if widget.display != shown:  # each assignment costs a layout
+                widget.display = shown
 
     # ------------------------------------------------------------ which keys act
 
@@ -427,7 +450,14 @@ class RunScreen(Screen[None]):
             self.context.request_refresh()
 
     def action_zoom(self) -> None:
+        """Show the selected pane alone, the whole width of the screen (and back)."""
+        if not self.zoomed and not self.grid.panes:
+            self._command("no agent output to zoom: select a task that ran")
+            return
         self.zoomed = not self.zoomed
+        self._lay_out()
+        if not self.zoomed:
+            self.query_one(TaskGraph).focus()  # it lost the focus while hidden
         self.context.request_refresh()
 
     def action_raw_view(self) -> None:
@@ -435,6 +465,10 @@ class RunScreen(Screen[None]):
         shown = "raw streams" if self.context.show_raw else "transcripts"
         self.notify(f"panes show the agents' {shown} (v switches)", timeout=4)
         self.context.request_refresh()
+
+    def action_step_task(self, step: int) -> None:
+        """Select the previous or next task, whether or not the task list is shown."""
+        self.query_one(TaskGraph).action_cursor(step)
 
     def action_copy_path(self) -> None:
         task = self.state.tasks.get(self.selected)
@@ -448,7 +482,11 @@ class RunScreen(Screen[None]):
     def action_sidebar(self) -> None:
         sidebar = self.query_one("#sidebar")
         self.sidebar_forced = not sidebar.display
-        sidebar.display = self.sidebar_forced
+        if self.zoomed:  # the sidebar is asked for: show the screen whole
+            self.zoomed = False
+            self.query_one(TaskGraph).focus()
+        self._lay_out()
+        self.context.request_refresh()
 
     def action_scroll_pane(self, direction: int) -> None:
         pane = self._pane()

@@ -1,7 +1,10 @@
 """The agent grid: which tasks have a pane, in what grid, and when each pane redraws.
 
 Owns the panes' lifecycle (mounted when a task is shown, removed when it is
-not, all dropped when a replay seeks), their titles, and the redraw budget
+not, all dropped when a replay seeks), their titles, the grid's shape (a pane
+is never squeezed under :data:`MIN_PANE_COLS` columns or :data:`MIN_PANE_ROWS`
+rows: panes stack in one column, and the running agents that do not fit are
+named under the grid), and the redraw budget
 that keeps keys responsive while agents flood output: each pane redraws on
 its own timer, one tick parses for a bounded time, and nothing redraws just
 after a key press. The screen hands down the state, the selection and the
@@ -27,8 +30,13 @@ from delegate_tui.ui.context import ScreenContext
 from delegate_tui.ui.style import ICONS, clock, run_ended, task_elapsed, update_if_changed
 from delegate_tui.ui.widgets.agent_pane import AgentPane, OutputStore
 
-#: Rows a pane needs to be worth showing (border, title, a few lines).
-MIN_PANE_ROWS = 7
+#: Rows a pane needs to be worth showing (border, title, six lines of output).
+MIN_PANE_ROWS = 8
+#: Columns a pane needs to be readable: agents print lines of 60 to 100 cells, and a
+#: narrower pane cuts every one of them. Panes stack in one column below this.
+MIN_PANE_COLS = 60
+#: The gap between two columns of panes (``grid-gutter`` in app.tcss).
+GUTTER_COLS = 1
 #: Fastest pane redraw; slower when the loop lags (see show).
 PANE_INTERVAL_S = 0.1
 #: Under a flood (this many new bytes across the shown panes since their last
@@ -47,6 +55,22 @@ SYNCS_PER_TICK = 2
 INPUT_QUIET_S = 0.2
 
 
+def grid_shape(count: int, width: int, height: int) -> tuple[int, int]:
+    """Columns and rows for up to ``count`` panes in a ``width`` x ``height`` area.
+
+    As many columns as keep each pane at least :data:`MIN_PANE_COLS` wide (one
+    at least, however narrow), as many rows as keep each at least
+    :data:`MIN_PANE_ROWS` high (one at least), and never more cells than panes.
+    """
+    if count <= 0:
+        return (0, 0)
+    fit_columns = max(1, (width + GUTTER_COLS) // (MIN_PANE_COLS + GUTTER_COLS))
+    fit_rows = max(1, height // MIN_PANE_ROWS)
+    columns = min(count, fit_columns)
+    rows = min(fit_rows, math.ceil(count / columns))
+    return (columns, rows)
+
+
 class AgentGrid(Container):
     """The panes of the running (and the selected) tasks, in a grid."""
 
@@ -59,6 +83,8 @@ class AgentGrid(Container):
         self._sync_cursor = 0
         self._last_tick = 0.0
         self._grid: tuple[int, int] = (0, 0)
+        self.off_screen: list[str] = []
+        """Running tasks with no pane: the grid is full (named under it)."""
 
     def compose(self) -> ComposeResult:
         yield self._empty
@@ -66,6 +92,10 @@ class AgentGrid(Container):
     def on_mount(self) -> None:
         self.border_title = "Agents"
         self.watch(self.app, "theme", self._theme_changed, init=False)
+
+    def on_resize(self) -> None:
+        """How many panes fit changed: lay them out again at the next tick."""
+        self.context.request_refresh()
 
     def _theme_changed(self) -> None:
         for pane in self.panes.values():
@@ -83,22 +113,34 @@ class AgentGrid(Container):
 
     # ------------------------------------------------------------ layout
 
-    def shown_tasks(self, state: RunState, selected: str, zoomed: bool) -> list[str]:
-        """The tasks that get a pane: the selected one (if it ran), then the active ones.
+    def area(self) -> tuple[int, int]:
+        """The width and height panes share: the grid's own, or (before its first
+        layout) the screen's less the columns and rows around the grid."""
+        width, height = self.size
+        if width and height:
+            return width, height
+        screen = self.screen.size
+        return max(1, screen.width - 2 * 36), max(1, screen.height - 4)
 
-        How many fit is counted on the terminal's size, as the sidebar's threshold is.
+    def shown_tasks(self, state: RunState, selected: str, zoomed: bool) -> list[str]:
+        """The tasks that get a pane: the selected one (if it ran), then the active ones,
+        as many as the grid holds at a readable size (:func:`grid_shape`).
+
+        Zoomed, only the selected task's pane (or, when it never ran, the first one).
+        The active tasks left out are :attr:`off_screen`.
         """
         order = [t.id for t in state.plan.tasks] if state.plan else []
-        if zoomed and selected:
-            return [selected]
         active = [t for t in order if state.tasks[t].status in ACTIVE_STATUSES]
         shown = [t for t in active if t != selected]
         if selected and state.tasks.get(selected) and state.tasks[selected].attempts:
             shown.insert(0, selected)
-        width, height = self.screen.size.width, self.screen.size.height
-        columns = 1 if width < 110 else 2 if width < 180 else 3
-        rows = max(1, (height - 4) // MIN_PANE_ROWS)
-        return shown[: columns * rows]
+        if zoomed:
+            kept = shown[:1]
+        else:
+            columns, rows = grid_shape(len(shown), *self.area())
+            kept = shown[: columns * rows]
+        self.off_screen = [t for t in active if t not in kept]
+        return kept
 
     def show(self, state: RunState, now: float, *, selected: str, zoomed: bool) -> None:
         """Mount and remove panes for what is shown, lay out the grid, redraw within budget."""
@@ -119,7 +161,7 @@ class AgentGrid(Container):
                 self.panes[task_id] = pane
                 self.mount(pane)
         wanted = [t for t in wanted if t in self.panes]
-        self._arrange(state, len(wanted))
+        self._arrange(state, len(wanted), zoomed)
         # Each pane redraws at most 10 times a second (3 under a flood, less while the
         # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
         # key press never waits behind eight panes' worth of output.
@@ -184,12 +226,10 @@ class AgentGrid(Container):
             return context.transcripts
         return context.store
 
-    def _arrange(self, state: RunState, count: int) -> None:
+    def _arrange(self, state: RunState, count: int, zoomed: bool) -> None:
         """The grid's shape for ``count`` panes, or the message shown when there are none."""
         if count:
-            width = self.screen.size.width
-            columns = 1 if width < 110 or count == 1 else min(count, 2 if width < 180 else 3)
-            grid = (columns, math.ceil(count / columns))
+            grid = grid_shape(count, *self.area())
             if grid != self._grid:  # a style change costs a layout: only on change
                 self._grid = grid
                 self.styles.grid_size_columns, self.styles.grid_size_rows = grid
@@ -199,6 +239,9 @@ class AgentGrid(Container):
             empty.display = not count
         if not count:
             update_if_changed(empty, _empty_message(state))
+        subtitle = _grid_subtitle(self.off_screen, zoomed and bool(count))
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle
 
     def _title(self, state: RunState, task_id: str, now: float) -> str:
         task = state.tasks[task_id]
@@ -234,6 +277,14 @@ def _meaning(state: RunState, task_id: str) -> tuple[object, ...]:
     task = state.tasks[task_id]
     attempt = task.attempt
     return (task.status, attempt.number if attempt else 0, attempt.pid if attempt else 0)
+
+
+def _grid_subtitle(off_screen: list[str], zoomed: bool) -> str:
+    """Under the grid: the running agents that have no pane, and how to get back."""
+    parts = ["zoomed · z: all panes"] if zoomed else []
+    if off_screen:
+        parts.append(f"also running: {', '.join(off_screen)} (↑↓ to show)")
+    return " · ".join(parts)
 
 
 def _subtitle(pane: AgentPane, state: RunState) -> str:
