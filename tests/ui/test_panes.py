@@ -8,8 +8,12 @@ stays on the lines the operator reads while output floods in.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from delegate_tui.ui.config import UserConfig
+from delegate_tui.ui.term import text_of
 from delegate_tui.ui.widgets.agent_grid import MIN_PANE_COLS, MIN_PANE_ROWS, AgentGrid, grid_shape
 from delegate_tui.ui.widgets.agent_pane import AgentPane
 from tests.ui.conftest import Running, StartApp
@@ -127,3 +131,84 @@ async def test_the_sidebar_gives_way_to_a_readable_pane_until_there_is_a_conflic
         assert ui.screen.query_one("#sidebar").display, "room for both"
         for pane in panes(ui):
             assert pane.outer_size.width >= MIN_PANE_COLS
+
+
+def top_line(pane: AgentPane) -> str:
+    """The text of the first line on screen."""
+    return text_of(pane.buffer.lines[int(pane.scroll_y)])
+
+
+async def flood(ui: Running, source: FakeSource, task: str, lines: int, start: int) -> int:
+    """``lines`` new lines in chunks of 100, with redraws in between; the next number."""
+    for first in range(start, start + lines, 100):
+        source.output(task, b"".join(b"flood %06d\r\n" % i for i in range(first, first + 100)))
+        await ui.pilot.pause(0.03)
+    await ui.settle()
+    return start + lines
+
+
+@pytest.mark.asyncio
+async def test_a_scrolled_back_pane_stays_put_under_a_flood_until_scrolled_to_the_end(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    """The ring keeps 200 lines; 1,000 arrive while the operator reads back."""
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.output("contract", b"".join(b"line %06d\r\n" % i for i in range(300)))
+    config = UserConfig(path=tmp_path / "c.yaml", scrollback=200)
+    async with start_app(source, size=(120, 32), config=config) as ui:
+        await ui.select("contract")
+        pane = ui.screen.query_one("#pane-contract", AgentPane)
+        await ui.press("pageup", "pageup")
+        reading = top_line(pane)
+        assert not pane.follow and reading.startswith("line ")
+        after = await flood(ui, source, "contract", 1000, 0)
+        assert top_line(pane) == reading, "the lines read stay on screen"
+        assert not pane.follow
+        assert "new output waits" in str(pane.border_subtitle)
+        for _ in range(20):  # page down to the end of what was read: following again
+            if pane.follow:
+                break
+            await ui.press("pagedown")
+        assert pane.follow
+        await ui.settle()
+        last = [line for line in pane.buffer.plain_lines() if line][-1]
+        assert last == f"flood {after - 1:06d}" and pane.is_vertical_scroll_end
+        assert "new output waits" not in str(pane.border_subtitle or "")
+
+
+@pytest.mark.asyncio
+async def test_a_search_hit_stays_on_screen_under_a_flood(
+    start_app: StartApp, tmp_path: Path
+) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.output(
+        "contract",
+        b"".join(b"line %06d\r\n" % i for i in range(150))
+        + b"needle one\r\n"
+        + b"".join(b"line %06d\r\n" % i for i in range(20))
+        + b"needle two\r\n"
+        + b"".join(b"line %06d\r\n" % i for i in range(20)),
+    )
+    config = UserConfig(path=tmp_path / "c.yaml", scrollback=200)
+    async with start_app(source, size=(120, 32), config=config) as ui:
+        await ui.select("contract")
+        await ui.press("slash")
+        await ui.press(*"needle", "enter")
+        pane = ui.screen.query_one("#pane-contract", AgentPane)
+        visible = pane.buffer.plain_lines()[
+            int(pane.scroll_y) : int(pane.scroll_y) + pane.size.height
+        ]
+        assert "needle two" in visible
+        reading = top_line(pane)
+        await flood(ui, source, "contract", 1000, 0)
+        assert top_line(pane) == reading, "the hit did not slide away"
+        assert len(pane.matches) == 2
+        await ui.press("N")  # the previous hit, from the one on screen
+        visible = pane.buffer.plain_lines()[
+            int(pane.scroll_y) : int(pane.scroll_y) + pane.size.height
+        ]
+        assert "needle one" in visible

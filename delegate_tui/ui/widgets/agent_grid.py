@@ -288,10 +288,11 @@ def _grid_subtitle(off_screen: list[str], zoomed: bool) -> str:
 
 
 def _subtitle(pane: AgentPane, state: RunState) -> str:
+    held = " · new output waits" if pane.held else ""
     if pane.search:
-        return f"/{pane.search}: {len(pane.matches)} match(es) · n N"
+        return f"/{pane.search}: {len(pane.matches)} match(es) · n N{held}"
     if not pane.follow:
-        return "scrolled · G to follow"
+        return f"scrolled{held} · G to follow"
     task = state.tasks.get(pane.task_id)
     attempt = task.attempt if task else None
     if task is not None and attempt is not None and task.status == "running" and attempt.activity:

@@ -5,6 +5,9 @@ parses nothing. A pane parses only while it is on screen (into a
 :class:`TermBuffer`), catching up from the store when it is shown again, so
 hidden panes cost nothing. Panes draw only their visible lines (Line API),
 follow the tail until the operator scrolls up, and highlight search matches.
+A pane read back (scrolled up, or on a search hit) holds still under a flood:
+it parses only what its ring takes without dropping a line, and the rest
+waits in the store until the operator scrolls to the end.
 """
 
 from __future__ import annotations
@@ -128,17 +131,31 @@ class AgentPane(ScrollView, can_focus=True):
         self.search: str = ""
         self.matches: list[int] = []
         self._match_index = -1
+        self._match_line = -1  # the current match's line, counted from the first ever
         self.partial = False  # the buffer holds only the tail of what the store has
         self.title_meaning: tuple[object, ...] = ()  # set by the grid with the title
 
     # ------------------------------------------------------------ data
 
     def sync(self) -> bool:
-        """Parse new output from the store; True when something changed."""
+        """Parse new output from the store; True when something changed.
+
+        While the operator reads back (scrolled up, or on a search hit), only the
+        output the ring holds without dropping a line is parsed; the rest waits in
+        the store (:attr:`held`) until they scroll to the end or press ``G``.
+        """
         chunks, next_seq, dropped = self.store.since(self.task_id, self.seq)
         if not chunks:
             return False
-        if self.follow and not self.search and sum(map(len, chunks)) > TAIL_BYTES:
+        if not self.follow:
+            fitting = self._fitting(chunks)
+            next_seq -= len(chunks) - len(fitting)
+            if not fitting:
+                return False
+            chunks = fitting
+            if dropped:  # what the store no longer has never reached this pane
+                chunks.insert(0, SKIPPED_MARK)
+        elif not self.search and sum(map(len, chunks)) > TAIL_BYTES:
             # A flood, followed: parse only what can still be on screen after it.
             chunks = _tail(chunks, TAIL_BYTES)
             self._restart()
@@ -172,6 +189,24 @@ class AgentPane(ScrollView, can_focus=True):
         self._restart()
         set_virtual_height(self, 0)
         self.refresh()
+
+    def _fitting(self, chunks: list[bytes]) -> list[bytes]:
+        """The first of ``chunks`` that the ring takes without dropping a line: the
+        lines read stay where they are, and the end of what is parsed stays put once
+        the ring is full (scrolling down reaches it, and following resumes there)."""
+        room = self.buffer.max_lines - len(self.buffer)
+        fitting: list[bytes] = []
+        for chunk in chunks:
+            room -= chunk.count(b"\n")
+            if room < 0:
+                break
+            fitting.append(chunk)
+        return fitting
+
+    @property
+    def held(self) -> bool:
+        """New output waits in the store while the operator reads back."""
+        return not self.follow and self.store.version(self.task_id) > self.seq
 
     def _restart(self) -> None:
         """An empty terminal, and nothing drawn from the old one."""
@@ -232,6 +267,7 @@ class AgentPane(ScrollView, can_focus=True):
         """Highlight ``text`` (case-insensitive) and jump to its last match."""
         self.complete()
         self.search = text
+        self._match_line = -1
         self._find()
         self._match_index = len(self.matches)
         self.refresh()
@@ -244,6 +280,10 @@ class AgentPane(ScrollView, can_focus=True):
             for i, line in enumerate(self.buffer.lines)
             if needle and needle in text_of(line).lower()
         ]
+        # The current match stays current when lines above it leave the ring.
+        current = self._match_line - self.buffer.dropped
+        if current in self.matches:
+            self._match_index = self.matches.index(current)
 
     def next_match(self, step: int = 1) -> int:
         """Move to the next (or previous) match; returns the number of matches."""
@@ -251,6 +291,7 @@ class AgentPane(ScrollView, can_focus=True):
             return 0
         self._match_index = (self._match_index + step) % len(self.matches)
         line = self.matches[self._match_index]
+        self._match_line = line + self.buffer.dropped
         self.follow = False
         self.scroll_to(y=max(0, line - self.size.height // 2), animate=False, immediate=True)
         self.refresh()
@@ -346,6 +387,10 @@ class AgentPane(ScrollView, can_focus=True):
                     run_start = i
             pos += len(piece)
         return out
+
+
+#: Where a pane that was reading back missed output the store had already dropped.
+SKIPPED_MARK = b"\r\n\x1b[2m\xe2\x94\x80\xe2\x94\x80 output skipped here (the run log has it) \xe2\x94\x80\xe2\x94\x80\x1b[0m\r\n"
 
 
 def _tail(chunks: list[bytes], limit: int) -> list[bytes]:
