@@ -21,6 +21,7 @@ from typing import Any
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.notifications import Notification, Notify
 from textual.screen import Screen
 
@@ -43,7 +44,7 @@ from delegate_tui.ui.context import EventSource, ScreenContext
 from delegate_tui.ui.screens.dialogs import QuitDialog
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.style import run_ended
-from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, load_themes
+from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, AppThemes, load_themes
 from delegate_tui.ui.widgets.agent_pane import OutputStore
 
 REFRESH_HZ = 20
@@ -331,8 +332,25 @@ class DelegateApp(App[int]):
         """0 when every task succeeded, else 1 (as headless)."""
         return 0 if state.status == "succeeded" else 1
 
+    @property
+    def theme_names(self) -> list[str]:
+        """delegate-tui's themes (shipped and the operator's), in the order ``t`` cycles."""
+        return list(self._theme_names)
+
+    def search_themes(self) -> None:
+        """The palette's theme picker lists delegate-tui's themes only."""
+        self.push_screen(CommandPalette(providers=[AppThemes], placeholder="Search for themes…"))
+
+    async def action_quit(self) -> None:
+        """Every way to quit asks first while the run goes on (the palette's Quit too)."""
+        await self.action_request_quit()
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own entries, less those that do nothing useful here: Keys and
+        # Maximize (? and z do it for the run screen).
+        for command in super().get_system_commands(screen):
+            if command.title in ("Theme", "Quit", "Screenshot"):
+                yield command
         if isinstance(screen, RunScreen):
             for title, help_text, callback in screen.palette_commands():
                 yield SystemCommand(title, help_text, callback)

@@ -129,6 +129,7 @@ LIVE_PALETTE: tuple[PaletteEntry, ...] = (
     ("Timeline", "Show or hide the run as a schedule", "timeline", ()),
     ("Copy worktree path", "Copy the selected task's worktree path", "copy_path", ()),
     ("Finish run", "End and merge into your branch when clean", "finish", ()),
+    ("Keys and glyphs", "Every key, and what each task glyph means", "help", ()),
 )
 
 #: A replay's: ``pause`` plays and pauses; commands are left out.

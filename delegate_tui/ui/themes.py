@@ -3,16 +3,18 @@
 Owns validating theme data: colours are checked with ``Color.parse``, a bad
 file is reported and skipped (never fatal), and every theme gets the status
 colour variables the widgets use, so all themes colour statuses the same way.
+Also the command palette's theme picker, which offers these themes only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import yaml
 from textual.color import Color, ColorParseError
-from textual.theme import Theme
+from textual.theme import Theme, ThemeProvider
 
 DEFAULT_THEME = "delegate-dark"
 STATUS_VARIABLES = {
@@ -101,3 +103,14 @@ def load_themes(folders: Iterable[Path]) -> tuple[list[Theme], list[str]]:
                 continue
             themes[theme.name] = theme
     return list(themes.values()), problems
+
+
+class AppThemes(ThemeProvider):
+    """The command palette's theme list: delegate-tui's themes (shipped and the
+    operator's), not Textual's built-in ones, which style none of the status
+    colours and left the task rows on another theme's background."""
+
+    @property
+    def commands(self) -> list[tuple[str, Callable[[], None]]]:
+        names: list[str] = getattr(self.app, "theme_names", [])
+        return [(name, partial(setattr, self.app, "theme", name)) for name in names]
