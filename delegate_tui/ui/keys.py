@@ -265,6 +265,15 @@ def help_text(sections: HelpSections, keymap: dict[str, str], rebindable: list[s
         text.append(f"{MEANINGS[status]}\n")
     text.append(f"  ‖ {'paused':<15}", Style(bold=True))
     text.append("(header) scheduling paused; running tasks go on\n\n")
+    text.append("Marks left of a task\n", BOLD)
+    for mark, what in (
+        ("↑ ↓", "a dependency / a dependent of the selected task"),
+        ("●", "in the batch waiting for approval"),
+        ("○", "left out of that batch (space ticks it again)"),
+    ):
+        text.append(f"  {mark:<17}", Style(bold=True))
+        text.append(f"{what}\n")
+    text.append("\n")
     if keymap:
         text.append(
             "Your rebindings: " + ", ".join(f"{k} → {v}" for k, v in keymap.items()) + "\n", DIM

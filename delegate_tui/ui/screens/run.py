@@ -139,9 +139,9 @@ class RunScreen(Screen[None]):
         if proposal is not None and proposal.batch != self._last_batch:
             self._last_batch = proposal.batch
             self.excluded = set()
-        graph.in_batch = (
-            set(proposal.tasks) if proposal is not None and proposal.needs_approval else set()
-        )
+        waiting = set(proposal.tasks) if proposal is not None and proposal.needs_approval else set()
+        graph.in_batch = waiting - self.excluded
+        graph.left_out = waiting & self.excluded
         graph.set_state(state, now)
         if not self.selected and graph.selected:
             self.selected = graph.selected
@@ -166,7 +166,9 @@ class RunScreen(Screen[None]):
             attention=attention.needs_attention(state, now),
             mode=self.MODE,
         )
-        self.grid.show(state, now, selected=self.selected, zoomed=self.zoomed)
+        self.grid.show(
+            state, now, selected=self.selected, zoomed=self.zoomed, left_out=graph.left_out
+        )
         self.query_one(TimelineView).show(  # returns at once while hidden
             state, now, selected=self.selected, end=self.timeline_end(now)
         )

@@ -142,8 +142,19 @@ class AgentGrid(Container):
         self.off_screen = [t for t in active if t not in kept]
         return kept
 
-    def show(self, state: RunState, now: float, *, selected: str, zoomed: bool) -> None:
-        """Mount and remove panes for what is shown, lay out the grid, redraw within budget."""
+    def show(
+        self,
+        state: RunState,
+        now: float,
+        *,
+        selected: str,
+        zoomed: bool,
+        left_out: set[str] | None = None,
+    ) -> None:
+        """Mount and remove panes for what is shown, lay out the grid, redraw within budget.
+
+        ``left_out``: the waiting batch's tasks the operator unticked (the message
+        shown while no agent runs names only the tasks approving would start)."""
         wanted = self.shown_tasks(state, selected, zoomed)
         for task_id in [t for t in self.panes if t not in wanted]:
             self.panes.pop(task_id).remove()
@@ -161,7 +172,7 @@ class AgentGrid(Container):
                 self.panes[task_id] = pane
                 self.mount(pane)
         wanted = [t for t in wanted if t in self.panes]
-        self._arrange(state, len(wanted), zoomed)
+        self._arrange(state, len(wanted), zoomed, left_out or set())
         # Each pane redraws at most 10 times a second (3 under a flood, less while the
         # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
         # key press never waits behind eight panes' worth of output.
@@ -226,7 +237,7 @@ class AgentGrid(Container):
             return context.transcripts
         return context.store
 
-    def _arrange(self, state: RunState, count: int, zoomed: bool) -> None:
+    def _arrange(self, state: RunState, count: int, zoomed: bool, left_out: set[str]) -> None:
         """The grid's shape for ``count`` panes, or the message shown when there are none."""
         if count:
             grid = grid_shape(count, *self.area())
@@ -238,7 +249,7 @@ class AgentGrid(Container):
         if empty.display != (not count):
             empty.display = not count
         if not count:
-            update_if_changed(empty, _empty_message(state))
+            update_if_changed(empty, _empty_message(state, left_out))
         subtitle = _grid_subtitle(self.off_screen, zoomed and bool(count))
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
@@ -300,12 +311,16 @@ def _subtitle(pane: AgentPane, state: RunState) -> str:
     return ""
 
 
-def _empty_message(state: RunState) -> Text:
+def _empty_message(state: RunState, left_out: set[str]) -> Text:
     text = Text(justify="center")
     text.append("No agent is running.\n\n", Style(bold=True))
     if state.proposal is not None and state.proposal.needs_approval:
+        kept = [t for t in state.proposal.tasks if t not in left_out]
         text.append(f"Batch {state.proposal.batch} waits for you: ", Style())
-        text.append(", ".join(state.proposal.tasks), Style(bold=True))
+        text.append(", ".join(kept) or "every task left out", Style(bold=True))
+        if len(kept) < len(state.proposal.tasks):
+            dropped = [t for t in state.proposal.tasks if t in left_out]
+            text.append(f" ({', '.join(dropped)} left out)", Style(dim=True))
         text.append("\npress a to approve it, space to leave the selected task out, h to hold.")
     elif state.finished:
         text.append(f"{run_ended(state)}\nSelect a task to read its output; q quits.")

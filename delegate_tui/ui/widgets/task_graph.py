@@ -53,6 +53,9 @@ class TaskGraph(ScrollView, can_focus=True):
         self.rows: list[_Row] = []
         self.selected: str = ""
         self.in_batch: set[str] = set()
+        """Tasks of the waiting batch the operator keeps in it (marked ●)."""
+        self.left_out: set[str] = set()
+        """Tasks of the waiting batch the operator unticked (marked ○)."""
         self._related_up: set[str] = set()
         self._related_down: set[str] = set()
         self._deps: dict[str, tuple[str, ...]] = {}
@@ -88,6 +91,7 @@ class TaskGraph(ScrollView, can_focus=True):
             ),
             self.selected,
             tuple(sorted(self.in_batch)),
+            tuple(sorted(self.left_out)),
             self.has_focus,
             self.app.theme,
         )
@@ -170,6 +174,8 @@ class TaskGraph(ScrollView, can_focus=True):
             gutter = Segment("↓", row_style + accent)
         elif task_id in self.in_batch:
             gutter = Segment("●", row_style + status_style(self.app, "proposed", bold=True))
+        elif task_id in self.left_out:
+            gutter = Segment("○", row_style + status_style(self.app, "skipped"))
         else:
             gutter = Segment(" ", row_style)
         if selected:
