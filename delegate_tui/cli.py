@@ -571,15 +571,9 @@ def runs(repo: str, as_json: bool, open_ui: bool) -> None:
     root = Path(repo).resolve()
     top = workspace.find_repo(root) or root
     if open_ui:
-        from delegate_tui.core.replay import ReplaySource
-        from delegate_tui.ui.app import DelegateApp
-        from delegate_tui.ui.screens.runs import RunsApp
+        from delegate_tui.ui.screens.runs import browse
 
-        picked = RunsApp(top).run()
-        if picked is not None:
-            source = ReplaySource.from_log(picked)
-            source.seek(0)
-            DelegateApp(source, read_only=True).run()
+        browse(top, _replay_until_back)
         return
     rows = report.list_runs(top)
     if as_json:
@@ -590,6 +584,23 @@ def runs(repo: str, as_json: bool, open_ui: bool) -> None:
         return
     for row in rows:
         click.echo(row.line())
+
+
+def _replay_until_back(log: Path, back: Callable[[], None]) -> None:
+    """Replay one run full screen; esc calls ``back`` and leaves (``runs --open``)."""
+    from delegate_tui.core.replay import ReplaySource
+    from delegate_tui.ui.app import DelegateApp
+
+    source = ReplaySource.from_log(log)
+    source.seek(0)
+    app = DelegateApp(source, read_only=True)
+
+    def leave() -> None:
+        back()
+        app.exit(0, return_code=0)
+
+    app.context.back = leave
+    app.run()
 
 
 if __name__ == "__main__":

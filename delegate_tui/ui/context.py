@@ -84,6 +84,8 @@ class ScreenContext:
     """CPU and memory by agent pid, sampled by the app every two seconds."""
     last_input: float = 0.0
     """Monotonic time of the operator's last key press (panes wait after one)."""
+    back: Callable[[], None] | None = None
+    """Leave for the list this run was opened from (``runs --open``); None: none."""
 
     @property
     def state(self) -> RunState:

@@ -79,6 +79,7 @@ REPLAY_BINDINGS: list[BindingType] = [
     Binding("ctrl+right", "replay_jump('notable', 1)", "Next notable", show=False),
     Binding("F", "replay_jump('failure', 1)", "Next failure", show=False),
     Binding("C", "replay_jump('conflict', 1)", "Next conflict", show=False),
+    Binding("escape", "back", "Runs"),  # shown only when opened from the runs list
 ]
 
 #: Actions that are operator commands, and the command whose refusal decides them
@@ -221,6 +222,7 @@ REPLAY_HELP: HelpSections = [
             ("ctrl+← →", "previous / next notable event"),
             ("F", "next failure"),
             ("C", "next conflict"),
+            ("esc", "back to the runs list (runs --open)"),
         ],
     ),
     (

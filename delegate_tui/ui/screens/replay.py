@@ -67,8 +67,16 @@ class ReplayScreen(RunScreen):
         return REFUSED if action in LIVE_ONLY_ACTIONS else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Commands are hidden from the footer (their keys still say why they do nothing)."""
+        """Commands are hidden from the footer (their keys still say why they do nothing),
+        and so is esc when there is no runs list to go back to."""
+        if action == "back":
+            return self.context.back is not None
         return action not in LIVE_ONLY_ACTIONS
+
+    def action_back(self) -> None:
+        """Back to the runs list this replay was opened from."""
+        if self.context.back is not None:
+            self.context.back()
 
     # ------------------------------------------------------------ playback
 

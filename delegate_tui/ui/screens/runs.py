@@ -1,11 +1,14 @@
 """The runs screen: a repository's runs, newest first; Enter opens one for replay.
 
 The list itself is ``report.list_runs``, the same one ``delegate-tui runs`` prints.
+:func:`browse` goes back and forth: the list, the replay of the run picked,
+and (esc in the replay) the list again, on the run that was open.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -29,11 +32,12 @@ class RunsApp(App[Path | None]):
     """
     BINDINGS = [Binding("q,escape", "quit", "Quit"), Binding("enter", "open", "Replay")]
 
-    def __init__(self, repo: Path, theme: str | None = None) -> None:
+    def __init__(self, repo: Path, theme: str | None = None, current: Path | None = None) -> None:
         super().__init__()
         self.repo = repo
         self.rows = list_runs(repo)
         self._theme = theme
+        self._current = current  # the log of the run last open: the list starts on it
 
     def compose(self) -> ComposeResult:
         yield Label(
@@ -66,6 +70,10 @@ class RunsApp(App[Path | None]):
         for theme in themes:
             self.register_theme(theme)
         self.theme = self._theme if self._theme in self.available_themes else DEFAULT_THEME
+        logs = [row.log for row in self.rows]
+        lists = self.query(OptionList)
+        if lists and self._current in logs:
+            lists.first().highlighted = logs.index(self._current)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.exit(Path(str(event.option.id)))
@@ -75,3 +83,28 @@ class RunsApp(App[Path | None]):
         if lists and lists.first().highlighted is not None:
             option = lists.first().get_option_at_index(lists.first().highlighted or 0)
             self.exit(Path(str(option.id)))
+
+
+def browse(
+    repo: Path,
+    replay: Callable[[Path, Callable[[], None]], object],
+    pick: Callable[[Path | None], Path | None] | None = None,
+) -> None:
+    """The runs list, the replay of the run picked, and back to the list on esc.
+
+    ``replay(log, back)`` shows a run's replay until it returns; calling ``back``
+    from it (the replay screen's esc) ends it and opens the list again, on that
+    run. The list or a replay quit any other way ends the loop. ``pick(current)``
+    shows the list and returns the log picked (default: :class:`RunsApp`).
+    """
+    choose = pick or (lambda current: RunsApp(repo, current=current).run())
+    current: Path | None = None
+    while True:
+        picked = choose(current)
+        if picked is None:
+            return
+        wanted: list[bool] = []
+        replay(picked, lambda: wanted.append(True))
+        if not wanted:
+            return
+        current = picked
