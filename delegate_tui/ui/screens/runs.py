@@ -27,7 +27,10 @@ class RunsApp(App[Path | None]):
 
     CSS = """
     Screen { background: $background; }
-    #title { padding: 0 1; background: $panel; color: $primary; text-style: bold; width: 100%; }
+    #title {
+        padding: 0 1; background: $panel; color: $primary; text-style: bold; width: 100%;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     OptionList { height: 1fr; border: round $foreground 25%; background: $surface; }
     """
     BINDINGS = [Binding("q,escape", "quit", "Quit"), Binding("enter", "open", "Replay")]
@@ -41,7 +44,7 @@ class RunsApp(App[Path | None]):
 
     def compose(self) -> ComposeResult:
         yield Label(
-            f" Runs of {self.repo}  ·  {len(self.rows)} run(s)  ·  enter replays, q quits",
+            f" Runs · enter replays, q quits · {len(self.rows)} run(s) of {self.repo}",
             id="title",
         )
         options = []
