@@ -2,8 +2,9 @@
 
 Owns the heuristics behind the UI's bell and toasts, as pure functions so the
 UI only shows what they say: a batch waiting for approval, a task that
-failed, a merge that conflicted, and an agent that seems to wait for input
-(no output for a while, and a last line that reads like a prompt).
+failed, a merge that conflicted, a task a crash or stop interrupted (after
+``resume``), and an agent that seems to wait for input (no output for a
+while, and a last line that reads like a prompt).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def needs_attention(state: RunState, now: float) -> list[str]:
     ]
     if failed and not state.finished:
         reasons.append("failed: " + ", ".join(failed))
+    # Cut off by a crash or a stop: after `resume` (without --yes) they wait for the
+    # operator's retry or skip like a failure does.
+    interrupted = [t.id for t in state.tasks.values() if t.status == "interrupted"]
+    if interrupted and not state.finished:
+        reasons.append("interrupted: " + ", ".join(interrupted))
     awaiting = [t.id for t in state.tasks.values() if t.status == "awaiting-merge"]
     if awaiting:
         reasons.append("ready to merge: " + ", ".join(awaiting))
