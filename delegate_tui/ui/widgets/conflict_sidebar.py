@@ -141,6 +141,7 @@ class ConflictSidebar(Static):
             text.append("! Notices\n", amber)
             for notice in notices:
                 text.append(f"  {notice.message}\n", red if notice.level == "error" else Style())
+            text.append("\n")  # apart from the key hint under it
         if state.findings:
             text.append("[ ] step through collisions · d diffs\n", dim)
         if not text:
