@@ -8,7 +8,6 @@ Which commands the run accepts right now is not decided here but by
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 
 from rich.style import Style
@@ -281,8 +280,9 @@ def help_text(sections: HelpSections, keymap: dict[str, str], rebindable: list[s
             "Your rebindings: " + ", ".join(f"{k} → {v}" for k, v in keymap.items()) + "\n", DIM
         )
     text.append("Keys can be rebound in ~/.config/delegate-tui/config.yaml under `keys:`\n", DIM)
-    ids = textwrap.fill(f"(by action id: {', '.join(rebindable)}).", width=90)
-    text.append(ids + "\n", DIM)
+    # One paragraph, wrapped by the dialog at its own width (a fixed fill at 90
+    # columns broke each line again at 80).
+    text.append(f"(by action id: {', '.join(rebindable)}).\n", DIM)
     return text
 
 

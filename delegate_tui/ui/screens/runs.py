@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -107,7 +108,7 @@ def browse(
         if picked is None:
             return
         wanted: list[bool] = []
-        replay(picked, lambda: wanted.append(True))
+        replay(picked, partial(wanted.append, True))
         if not wanted:
             return
         current = picked

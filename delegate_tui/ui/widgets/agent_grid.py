@@ -321,7 +321,9 @@ def _empty_message(state: RunState, left_out: set[str]) -> Text:
         if len(kept) < len(state.proposal.tasks):
             dropped = [t for t in state.proposal.tasks if t in left_out]
             text.append(f" ({', '.join(dropped)} left out)", Style(dim=True))
-        text.append("\npress a to approve it, space to leave the selected task out, h to hold.")
+        text.append(
+            "\npress a to approve it, space to tick or untick the selected task, h to hold."
+        )
     elif state.finished:
         text.append(f"{run_ended(state)}\nSelect a task to read its output; q quits.")
     elif state.paused:
