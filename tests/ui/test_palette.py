@@ -72,3 +72,20 @@ async def test_the_palettes_quit_asks_first_and_its_dead_entries_are_gone(
         await ui.press(*["backspace"] * 8)
         titles = await palette_hits(ui, "keys")
         assert "Keys and glyphs" in titles and "Keys" not in titles
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("read_only", [False, True], ids=["live", "replay"])
+async def test_every_footer_key_shows_whole_at_80_columns(
+    start_app: StartApp, read_only: bool
+) -> None:
+    """The roomy footer cut "q Quit" off at 80 columns."""
+    source = FakeSource()
+    source.mid_run()
+    async with start_app(source, size=(80, 24), read_only=read_only) as ui:
+        keys = list(ui.screen.query("FooterKey"))
+        assert any("Quit" in str(getattr(key, "description", "")) for key in keys)
+        for key in keys:
+            assert key.region.right <= 80 and key.region.width > 0, key
+            covering = [k for k in keys if k is not key and k.region.overlaps(key.region)]
+            assert not covering, (key, covering)  # "^p palette" sat on "? Help q Quit"

@@ -223,6 +223,13 @@ class RunScreen(Screen[None]):
             return
         self._lay_out()
         self.set_class(self.size.width < 100, "narrow")
+        # At 80 columns the roomy footer cut "q Quit" off: less space between keys,
+        # and no "^p palette" (ctrl+p still opens it; ? lists it).
+        footer = self.query_one(Footer)
+        footer.compact = self.size.width < 120
+        if footer.show_command_palette != (self.size.width >= 100):
+            footer.show_command_palette = self.size.width >= 100
+            footer.refresh(recompose=True)  # the footer reads it only when composed
         self.context.request_refresh()
 
     def _lay_out(self) -> None:
