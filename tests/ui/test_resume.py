@@ -54,3 +54,30 @@ async def test_the_flag_fits_80_columns(start_app: StartApp) -> None:
     async with start_app(resumed_after_a_crash(), size=(80, 24)) as ui:
         shown = ui.screen.query_one(RunHeader).render_line(0).text  # as drawn, cut to 80
         assert "⚑ interrupted: schema" in shown, shown
+
+
+@pytest.mark.asyncio
+async def test_e_while_agents_run_offers_to_end_them(start_app: StartApp) -> None:
+    """Issue 12, item 9: `e` refused while agents ran ("kill them or wait")."""
+    from delegate_tui.ui.screens.dialogs import ConfirmDialog
+
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract", pid=1001)
+    source.start_task("schema", pid=1002)
+    async with start_app(source, size=(80, 24)) as ui:
+        await ui.press("e")
+        dialog = ui.app.screen
+        assert isinstance(dialog, ConfirmDialog), ui.toasts()
+        assert "2 agent(s) still running (contract, schema)" in dialog.question
+        assert "resume" in dialog.question
+        await ui.press("n")
+        assert source.commands == [], "cancelled: nothing ended"
+        await ui.press("e")
+        await ui.press("y")
+        assert source.last() == ("stop", "ended by the operator")
+    source = FakeSource()
+    source.start_run()
+    async with start_app(source, size=(80, 24)) as ui:
+        await ui.press("e")  # nothing runs: the run ends as before, no question
+        assert source.last() == ("end",)

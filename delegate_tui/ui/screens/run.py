@@ -263,6 +263,8 @@ class RunScreen(Screen[None]):
             command = COMMAND_ACTIONS[action]
         else:
             return None
+        if command == "end" and state.active and not state.finished:
+            return None  # not refused here: e offers to end the agents too (action_end)
         return refusal(state, command, self.selected if command in TASK_COMMANDS else None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -425,8 +427,30 @@ class RunScreen(Screen[None]):
         )
 
     def action_end(self) -> None:
-        if not self._refused("end"):
+        """End the run; while agents run, offer to end them too (they are interrupted,
+        and `delegate-tui resume` continues the run)."""
+        if self._refused("end"):
+            return
+        running = [t.id for t in self.state.active]
+        if not running:
             self._command(self.context.source.end(), "ending the run")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._command(
+                    self.context.source.stop("ended by the operator"),
+                    f"ending {len(running)} agent(s) and the run",
+                )
+
+        self.app.push_screen(
+            ConfirmDialog(
+                f"{len(running)} agent(s) still running ({', '.join(running)}). End them and "
+                "the run? Their tasks are marked interrupted; `delegate-tui resume` continues.",
+                "End run",
+            ),
+            confirmed,
+        )
 
     # ------------------------------------------------------------ looking
 
