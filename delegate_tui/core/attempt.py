@@ -201,8 +201,7 @@ class Attempt:
                 task=task_id, attempt=number, workdir=str(path), branch=branch, base_commit=start
             )
         )
-        async with self._integration.git_lock:
-            await asyncio.to_thread(workspace.add_worktree, ctx.repo, path, branch, start)
+        await self._integration.add_worktree(path, branch, start)
         return path, start
 
     async def _setup(self, workdir: Path) -> tuple[bool, str]:

@@ -14,6 +14,7 @@ branch. Branch and worktree names come from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ class Integration:
         self.git_lock = asyncio.Lock()
         self._merge_lock = asyncio.Lock()
         self._releases: set[asyncio.Task[None]] = set()
+        self._released = False  # some worktree was parked or removed: prune git's notes
 
     def prepare(self, isolation: str, base: str, *, include_dirty: bool) -> tuple[str, str, str]:
         """Before the run starts: ``(base commit, integration branch, operator's branch)``.
@@ -122,14 +124,40 @@ class Integration:
             FinalMerge(ok=result.ok, branch=branch, commit=result.commit, detail=detail)
         )
 
+    async def add_worktree(self, path: Path, branch: str, start: str) -> None:
+        """An attempt's worktree at ``path`` on a new branch ``branch`` from ``start``.
+
+        A merged attempt's parked worktree when there is one, else a new one.
+        Only the move or the new worktree's note holds the git lock; writing the
+        files does not, so one attempt's checkout never holds up the others.
+        """
+        async with self.git_lock:
+            reused = await asyncio.to_thread(workspace.take_parked, self.repo, path)
+            if not reused:
+                await asyncio.to_thread(
+                    workspace.add_worktree, self.repo, path, branch, start, checkout=False
+                )
+        if await asyncio.to_thread(workspace.reset_worktree, path, branch, start):
+            return
+        async with self.git_lock:  # a worktree git could not check out: a new one, whole
+            await asyncio.to_thread(workspace.remove_worktree, self.repo, path)
+            await asyncio.to_thread(workspace.add_worktree, self.repo, path, branch, start)
+
     def release(self, workdir: Path) -> None:
-        """A merged attempt's worktree is no longer needed: remove it now, in the
-        background, so that the end of a long run does not remove hundreds at once."""
-        task = asyncio.get_running_loop().create_task(self._remove(workdir))
+        """A merged attempt's worktree is no longer needed: park it for the next
+        attempt (a checkout of only what differs instead of the whole tree), or
+        remove it when enough are parked, in the background, so that the end of
+        a long run does not remove hundreds at once."""
+        task = asyncio.get_running_loop().create_task(self._release(workdir))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
-    async def _remove(self, workdir: Path) -> None:
+    async def _release(self, workdir: Path) -> None:
+        self._released = True
+        async with self.git_lock:
+            if len(workspace.pool_worktrees(workdir.parent)) < self._emitter.state.max_parallel:
+                await asyncio.to_thread(workspace.park_worktree, self.repo, workdir)
+                return
         # The files only, without git (no lock held against new worktrees); git's
         # note of the worktree is pruned once, at the end.
         await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -138,6 +166,13 @@ class Integration:
         """Remove worktrees whose work is merged; keep the others for inspection."""
         if self._releases:
             await asyncio.gather(*self._releases, return_exceptions=True)
+        parked = workspace.pool_worktrees(workspace.worktrees_dir(self.repo, self.run_id))
+        if self._released or parked:
+            # Parked worktrees go at once, each in a thread: removing files is the disk's work.
+            await asyncio.gather(*(asyncio.to_thread(shutil.rmtree, path, True) for path in parked))
+            if parked:
+                with contextlib.suppress(OSError):
+                    parked[0].parent.rmdir()
             async with self.git_lock:
                 await asyncio.to_thread(workspace.prune_worktrees, self.repo)
         kept = 0

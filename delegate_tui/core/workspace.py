@@ -257,10 +257,63 @@ def create_branch(repo: Path, branch: str, commit: str) -> None:
     git(["branch", "--force", branch, commit], repo)
 
 
-def add_worktree(repo: Path, path: Path, branch: str, start: str) -> None:
-    """A new worktree at ``path`` on a new branch ``branch`` from ``start``."""
+#: In a run's worktrees folder: merged attempts' worktrees kept for the next attempts
+#: (``@`` is not allowed in a task id, so no attempt's folder has this name).
+POOL_DIR = "@pool"
+
+
+def add_worktree(repo: Path, path: Path, branch: str, start: str, *, checkout: bool = True) -> None:
+    """A new worktree at ``path`` on a new branch ``branch`` from ``start``
+    (without its files when not ``checkout``: :func:`reset_worktree` writes them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(["worktree", "add", "--quiet", "-B", branch, str(path), start], repo)
+    files = [] if checkout else ["--no-checkout"]
+    git(["worktree", "add", "--quiet", *files, "-B", branch, str(path), start], repo)
+
+
+def park_worktree(repo: Path, path: Path) -> None:
+    """Keep a merged attempt's worktree for a next attempt instead of deleting it.
+
+    Moved into the run's pool (its branch stays, as after a removal);
+    :func:`take_parked` gives it to the next attempt, and what is left is
+    removed at the end of the run. A worktree git cannot move is removed.
+    Callers hold the run's git lock.
+    """
+    pool = path.parent / POOL_DIR
+    pool.mkdir(exist_ok=True)
+    if git(["worktree", "move", str(path), str(pool / path.name)], repo, check=False).returncode:
+        remove_worktree(repo, path)
+
+
+def take_parked(repo: Path, path: Path) -> bool:
+    """Move a parked worktree of the same run to ``path``; False when there is none.
+
+    :func:`reset_worktree` then makes it exactly what a new one would hold, and
+    git rewrites only the files that differ instead of the whole tree (at 5,000
+    files a fresh checkout takes seconds on a busy disk). A parked worktree git
+    cannot move is removed. Callers hold the run's git lock.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for spare in pool_worktrees(path.parent):
+        if git(["worktree", "move", str(spare), str(path)], repo, check=False).returncode == 0:
+            return True
+        remove_worktree(repo, spare)
+    return False
+
+
+def reset_worktree(path: Path, branch: str, start: str) -> bool:
+    """Put worktree ``path`` on a new branch ``branch`` at ``start``, its files exactly
+    ``start``'s: changes and untracked files (ignored ones too) gone. False if git failed."""
+    checkout = ["checkout", "--quiet", "--force", "--no-recurse-submodules", "-B", branch, start]
+    return (
+        git(checkout, path, check=False).returncode == 0
+        and git(["clean", "-ffdxq"], path, check=False).returncode == 0
+    )
+
+
+def pool_worktrees(worktrees: Path) -> list[Path]:
+    """The parked worktrees in a run's worktrees folder."""
+    pool = worktrees / POOL_DIR
+    return sorted(pool.iterdir()) if pool.is_dir() else []
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
