@@ -115,3 +115,44 @@ def test_peers_benchmark_runs_every_tool() -> None:
     assert data["lines_per_agent"] == 1000 and data["headless_bytes_ok"] is True
     for tool in ("ui", "ui_pipes", "concurrently", "concurrently_raw", "mprocs", "turbo"):
         assert 0 < data[f"{tool}_s"] < LIMIT_S, tool  # type: ignore[operator]
+
+
+@pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="bench/attach.py drives a real terminal through tmux"
+)
+def test_attach_benchmark_shows_a_live_run_of_many_events() -> None:
+    """The script fails unless the run stays live while views attach and detach, and
+    every attach shows all eight tasks and their live agents' output."""
+    data = bench("attach.py", "--events", "3000", "--floor-events", "200", "--rounds", "1")
+    assert (data["events"], data["floor_events"], data["rounds"]) == (3000, 200, 1)
+    assert 0 < data["catch_up_median_ms"] <= data["attach_median_ms"] < 60_000  # type: ignore[operator]
+    assert data["attach_median_ms"] == data["attach_max_ms"]
+    assert 0 < data["service_rss_mb"] < 300  # type: ignore[operator]
+
+
+def test_service_flood_benchmark_logs_every_byte_and_tells_a_stalled_view_what_it_skipped() -> None:
+    """Headless and detached runs of the flood, one with a view that reads nothing (the
+    UI runs are left out: ui_flood's smoke test drives the UI under a flood)."""
+    data = bench("service_flood.py", "--lines", "2000", "--rounds", "1", "--no-ui")
+    assert data["lines_per_agent"] == 2000 and data["bytes_ok"] is True
+    assert 0 < data["headless_log_median_s"] <= data["headless_median_s"]  # type: ignore[operator]
+    assert len(data["detached_log_s"]) == len(data["stalled_log_s"]) == 1  # type: ignore[arg-type]
+    assert 0 < data["stalled_peak_rss_mb"] < 300  # type: ignore[operator]
+
+
+def test_many_tasks_benchmark_merges_every_task_and_leaves_nothing_behind() -> None:
+    data = bench(
+        "many_tasks.py", "--tasks", "24", "--files", "300", "--parallel", "4", "--git-floor", "2"
+    )
+    assert (data["tasks"], data["merged"], data["worktrees_left"]) == (24, 24, 0)
+    assert data["branches_left"] == 24 + 2  # every task's branch, main and the integration branch
+    phases = data["phase_median_ms"]
+    assert isinstance(phases, dict) and set(phases) == {
+        "worktree+spawn",
+        "agent",
+        "snapshot",
+        "merge",
+    }
+    assert data["wall_per_task_ms"] > 0 and data["git_floor_per_task_ms"] > 0  # type: ignore[operator]
+    for point in ("start", "after_100", "peak", "end"):
+        assert data[point]["fds"] > 0 and data[point]["rss_mb"] > 0  # type: ignore[index]
