@@ -10,7 +10,8 @@ shell agent writing its own file (`echo i > out/t<i>.txt`, `edits: [out/t<i>.txt
   and worktrees, branches and processes left behind;
 * the run process's open file descriptors, threads and RSS, sampled every
   0.25 s from /proc: at the start, after the first 100 tasks finished, at
-  their peak and at the end (target: the end within 10% of after-100);
+  their peak, at the end (when the log says the run finished; target: within
+  10% of after-100) and as the process exits;
 * wall time from launch to exit, the time after the log says the run finished
   (the issue saw 81-86 s of silence there), and the per-task overhead:
   ``(wall - N x a task's own work / max_parallel) / N``, a task's own work being
@@ -286,7 +287,10 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
     finished_at.sort()
     hundred_t = (finished_at[min(99, len(finished_at) - 1)] - launch_epoch) if finished_at else 0
     after100 = at(samples, hundred_t)
-    last = samples[-1]
+    # The end: when the last task is done (the log's RunFinished), before the process
+    # removes what is left and exits; "exit" is the last sample before it was gone.
+    last = at(samples, run_end - launch_epoch)
+    gone = samples[-1]
     peak = {
         "fds": max(s.fds for s in samples),
         "threads": max(s.threads for s in samples),
@@ -347,6 +351,12 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
             "threads": last.threads,
             "rss_mb": round(last.rss_mb, 1),
         },
+        "exit": {
+            "t_s": round(gone.t, 1),
+            "fds": gone.fds,
+            "threads": gone.threads,
+            "rss_mb": round(gone.rss_mb, 1),
+        },
         "series": [
             [round(s.t, 1), s.fds, s.threads, round(s.rss_mb, 1), s.children]
             for s in samples[:: max(1, len(samples) // 40)]
@@ -379,8 +389,13 @@ def report(r: dict[str, object]) -> None:
     )
     print(f"  phases, median: {r['phase_median_ms']}; p95: {r['phase_p95_ms']}")
     print(f"  phases after the first 2 x max_parallel tasks, median: {r['steady_phase_median_ms']}")
-    for name in ("start", "after_100", "peak", "end"):
+    for name in ("start", "after_100", "peak", "end", "exit"):
         print(f"  {name:<9} {r[name]}")
+    series = r["series"]
+    assert isinstance(series, list)
+    print("  over time (s, fds, threads, RSS MB, children):")
+    for row in series[:: max(1, len(series) // 12)]:
+        print(f"    {row}")
 
 
 if __name__ == "__main__":
