@@ -168,6 +168,12 @@ class Integration:
             await asyncio.gather(*self._releases, return_exceptions=True)
         parked = workspace.pool_worktrees(workspace.worktrees_dir(self.repo, self.run_id))
         if self._released or parked:
+            if parked:  # the disk's work, seconds on a big tree: say what the wait is
+                self._emitter.emit(
+                    Notice(
+                        level="info", message=f"removing {len(parked)} worktree(s) of merged work"
+                    )
+                )
             # Parked worktrees go at once, each in a thread: removing files is the disk's work.
             await asyncio.gather(*(asyncio.to_thread(shutil.rmtree, path, True) for path in parked))
             if parked:

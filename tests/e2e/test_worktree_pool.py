@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from delegate_tui.core import workspace
-from delegate_tui.core.events import TaskOutput, TaskStarted
+from delegate_tui.core.events import Notice, TaskOutput, TaskStarted
 from delegate_tui.core.plan import Plan
 from tests.conftest import git, run_engine
 
@@ -63,7 +63,10 @@ def test_the_next_attempt_reuses_a_merged_worktree_cleaned_to_the_integration_ti
         "./src/shared.py.orig",
     ]
     assert git(repo, "show", f"{state.integration_branch}:two.txt") == "two\n"
-    # Nothing is left: no parked worktree, no note of one in git, branches kept.
+    # Nothing is left: no parked worktree, no note of one in git, branches kept; the
+    # removal at the end said what it was doing.
+    notes = [e.message for e in recorder.of(Notice)]  # type: ignore[attr-defined]
+    assert "removing 1 worktree(s) of merged work" in notes
     worktrees = workspace.worktrees_dir(repo, engine.run_id)
     assert not (worktrees / workspace.POOL_DIR).exists()
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
