@@ -154,8 +154,14 @@ class Integration:
 
     async def _release(self, workdir: Path) -> None:
         self._released = True
+        state = self._emitter.state
+        # Parked only while tasks wait to start: at the end of a run the last
+        # worktrees are removed as they finish, not all at once after the last one.
+        waiting = sum(
+            1 for t in state.tasks.values() if t.status in ("pending", "proposed", "starting")
+        )
         async with self.git_lock:
-            if len(workspace.pool_worktrees(workdir.parent)) < self._emitter.state.max_parallel:
+            if len(workspace.pool_worktrees(workdir.parent)) < min(state.max_parallel, waiting):
                 await asyncio.to_thread(workspace.park_worktree, self.repo, workdir)
                 return
         # The files only, without git (no lock held against new worktrees); git's
@@ -176,9 +182,8 @@ class Integration:
                 )
             # Parked worktrees go at once, each in a thread: removing files is the disk's work.
             await asyncio.gather(*(asyncio.to_thread(shutil.rmtree, path, True) for path in parked))
-            if parked:
-                with contextlib.suppress(OSError):
-                    parked[0].parent.rmdir()
+            with contextlib.suppress(OSError):
+                (workspace.worktrees_dir(self.repo, self.run_id) / workspace.POOL_DIR).rmdir()
             async with self.git_lock:
                 await asyncio.to_thread(workspace.prune_worktrees, self.repo)
         kept = 0
