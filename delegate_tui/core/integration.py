@@ -6,8 +6,10 @@ one merge at a time (``TaskMerged``, or ``MergeConflict`` with the paths);
 the outcome goes back to the caller, which says how the task ended. At the
 end, when asked, the integration branch is merged into the operator's branch
 (``FinalMerge``), and worktrees whose work was merged are removed (the
-others are kept for inspection). Before the run, it makes the integration
-branch. Branch and worktree names come from
+others are kept for inspection). While tasks wait to start, a merged
+attempt's worktree is parked for the next attempt instead (``add_worktree``
+takes it: only the files that differ are rewritten, and no checkout holds the
+git lock). Before the run, it makes the integration branch. Branch and worktree names come from
 :mod:`workspace`.
 """
 
