@@ -11,7 +11,8 @@ starts the tasks again, and the agents (`echo attached-tN; sleep`) keep the run
 live. Then, --rounds times, `delegate-tui attach` opens the UI on it in a real
 terminal (tmux, 200x60), timed from launch until the screen shows the whole run:
 the task list with all eight tasks and the live agents' output. Target: under
-1 s. The floor: the same on a run whose log holds 1,000 events (the UI's own
+1 s. Apart, what the log's size costs: the same attach without a UI (connect,
+hello, the state from the log's newest keyframe and the events after it). The floor: the same on a run whose log holds 1,000 events (the UI's own
 start-up and first frame, measured in the same invocation). The run is stopped
 with `delegate-tui stop` at the end. Needs tmux.
 
