@@ -117,6 +117,12 @@ def _run_options(func: Any) -> Any:
             help="Force how agents are attached (default: pty).",
         ),
         click.option(
+            "--sandbox",
+            type=click.Choice(["off", "worktree", "scope"]),
+            help="Run every agent in this bubblewrap sandbox, over the plan and its tasks: "
+            "worktree (only its worktree is writable), scope (only its `edits` folders) or off.",
+        ),
+        click.option(
             "--finish",
             is_flag=True,
             help="At the end, merge the work into your branch (fast-forward or clean only).",
@@ -201,6 +207,59 @@ def demo(headless: bool, speed: float, keep: bool, theme: str | None) -> None:
     else:
         click.echo(f"look at the result: git -C {repo} log --graph --oneline --all")
     sys.exit(code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def doctor(as_json: bool) -> None:
+    """Report what this machine supports: git, the bubblewrap sandbox, agent CLIs.
+
+    Exit 0 when runs can start (git 2.38 or newer); 1 otherwise. A missing sandbox
+    or agent CLI is reported, not an error: only plans that need it are refused.
+    """
+    import shutil
+
+    from delegate_tui.core import sandbox, workspace
+    from delegate_tui.core.agents import PRESETS
+
+    git = workspace.git_version()
+    support = sandbox.probe(fresh=True)
+    clis = {
+        name: shutil.which(spec.command[0]) or ""
+        for name, spec in PRESETS.items()
+        if spec.command and not spec.command[0].startswith("{")
+    }
+    git_ok = git >= workspace.MIN_GIT
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "git": {"version": ".".join(map(str, git)), "ok": git_ok},
+                    "sandbox": {
+                        "ok": support.ok,
+                        "bwrap": support.bwrap,
+                        "version": support.version,
+                        "reason": support.reason,
+                    },
+                    "agents": clis,
+                },
+                indent=2,
+            )
+        )
+    else:
+        mark = {True: "✔", False: "✘"}
+        need = ".".join(map(str, workspace.MIN_GIT))
+        click.echo(f"{mark[git_ok]} git {'.'.join(map(str, git))} (needs {need} or newer)")
+        if support.ok:
+            click.echo(
+                f"✔ sandbox: {support.version or 'bwrap'} at {support.bwrap}; "
+                "sandbox: worktree, scope and network: off work"
+            )
+        else:
+            click.echo(f"✘ sandbox: {support.reason}; plans with sandbox: off still run")
+        for name, path in clis.items():
+            click.echo(f"{mark[bool(path)]} agent {name}: {path or 'not on PATH'}")
+    sys.exit(EXIT_OK if git_ok else 1)
 
 
 # ---------------------------------------------------------------- plans

@@ -38,6 +38,7 @@ from delegate_tui.core.events import (
     RunFinished,
     RunResumed,
     RunStarted,
+    SandboxDenied,
     SchedulingPaused,
     SchedulingResumed,
     SetupFinished,
@@ -47,6 +48,7 @@ from delegate_tui.core.events import (
     TaskFinished,
     TaskMerged,
     TaskOutput,
+    TaskSandboxed,
     TaskSkipped,
     TaskStarted,
 )
@@ -158,6 +160,19 @@ class Printer:
             self.style(f"▶ {ev.task}", fg="cyan", bold=True)
             + f" started ({ev.agent}, pid {ev.pid}{attempt}){where}"
         )
+
+    def on_TaskSandboxed(self, ev: TaskSandboxed) -> str:
+        network = "on" if ev.network else "off (loopback only)"
+        return self.style(
+            f"  {ev.task}: sandbox {ev.mode}, network {network}; writable: "
+            + ", ".join(ev.writable[:3])
+            + (f" and {len(ev.writable) - 3} more" if len(ev.writable) > 3 else ""),
+            dim=True,
+        )
+
+    def on_SandboxDenied(self, ev: SandboxDenied) -> str:
+        what = ev.path or ev.detail
+        return self.style(f"⛔ {ev.task}: the sandbox refused a write to {what}", fg="yellow")
 
     def on_SetupFinished(self, ev: SetupFinished) -> str | None:
         return None if ev.ok else self.style(f"✘ {ev.task} setup failed: {ev.detail}", fg="red")

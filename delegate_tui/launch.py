@@ -57,6 +57,8 @@ class RunRequest:
     agent_override: str | None = None
     include_dirty: bool = False
     transport: Literal["pty", "pipes"] | None = None
+    sandbox: Literal["off", "worktree", "scope"] | None = None
+    """Run every task in this sandbox mode, over the plan and its tasks."""
     finish: bool = False
     kill_grace: float = 5.0
     stream: bool = False
@@ -100,6 +102,7 @@ def _engine_for(
             include_dirty=request.include_dirty,
             kill_grace_s=request.kill_grace,
             transport=request.transport,
+            sandbox=request.sandbox,
             finish=request.finish,
             auto_merge=auto_merge,
             hold_at_end=operator,

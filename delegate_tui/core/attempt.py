@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import guard, prompts, streams, workspace
+from delegate_tui.core import guard, prompts, sandbox, streams, workspace
 from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv, configured_model
 from delegate_tui.core.conflict_monitor import ConflictMonitor
 from delegate_tui.core.emitter import Emitter
@@ -41,11 +41,13 @@ from delegate_tui.core.events import (
     Event,
     GuardDenied,
     Notice,
+    SandboxDenied,
     SetupFinished,
     TaskCommitted,
     TaskExited,
     TaskOutput,
     TaskPreparing,
+    TaskSandboxed,
     TaskStarted,
     TaskStatus,
 )
@@ -421,20 +423,27 @@ class Attempt:
                     self._emit(ev)
                     self._on_agent_event(ev, spec)
 
+        env, run_argv = self._env(workdir, prompt, transport), argv
         started = time.monotonic()
         try:
+            box = await asyncio.to_thread(self._sandbox, spec, workdir, env)
+            if box is not None:  # the agent runs under bwrap (core/sandbox.py)
+                run_argv = self._sandboxed(box, argv)
+                env, on_output = sandbox.sandbox_env(env), sandbox.scanning(on_output, self._denied)
             proc = self._supervisor.spawn(
                 task_id,
-                argv,
+                run_argv,
                 cwd=workdir,
-                env=self._env(workdir, prompt, transport),
+                env=env,
                 on_output=on_output,
                 transport=transport,
                 size=ctx.pty_size,
                 stdin=spec.stdin,
             )
-        except OSError as exc:
-            message = f"could not start {argv[0]!r}: {exc.strerror or exc}"
+        except (OSError, sandbox.SandboxError) as exc:
+            what = "its sandbox" if isinstance(exc, sandbox.SandboxError) else repr(run_argv[0])
+            strerror = exc.strerror if isinstance(exc, OSError) else None
+            message = f"could not start {what}: {strerror or exc}"
             data = (message + "\n").encode()
             self._emit(TaskOutput(task=task_id, attempt=number, data=data, stream="agent"))
             self._emit(
@@ -495,6 +504,45 @@ class Attempt:
         if rc != 0:
             return Outcome("failed", prompts.failure_summary(self._latest()))
         return None
+
+    def _sandbox(
+        self, spec: AgentSpec, workdir: Path, env: dict[str, str]
+    ) -> tuple[sandbox.Layout, str] | None:
+        """The attempt's sandbox and the bwrap to run it with; ``None`` when it has none."""
+        box = sandbox.prepare(
+            self.ctx.plan,
+            self.task,
+            preset=spec.preset or spec.name,
+            workdir=workdir,
+            repo=self.ctx.repo,
+            last_message=self._last_message_path,
+            env=env,
+            home=Path(env.get("HOME") or Path.home()),
+        )
+        return None if box is None else (box, sandbox.probe().bwrap or "bwrap")
+
+    def _sandboxed(self, box: tuple[sandbox.Layout, str], argv: list[str]) -> list[str]:
+        """``argv`` under bwrap, announced (``TaskSandboxed``)."""
+        layout, bwrap = box
+        wrapped = layout.argv(argv, bwrap)
+        self._emit(
+            TaskSandboxed(
+                task=self.task_id,
+                attempt=self.number,
+                mode=layout.mode,
+                network=layout.network,
+                writable=tuple(str(p) for p in layout.writable),
+                wrapper=tuple(wrapped[: len(wrapped) - len(argv) - 1]),
+            )
+        )
+        return wrapped
+
+    def _denied(self, denial: sandbox.Denial) -> None:
+        self._emit(
+            SandboxDenied(
+                task=self.task_id, attempt=self.number, path=denial.path, detail=denial.line
+            )
+        )
 
     def _timing_out(self) -> None:
         self._emit(

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui import __version__
-from delegate_tui.core import metrics, preflight, prompts, scheduler, workspace
+from delegate_tui.core import metrics, preflight, prompts, sandbox, scheduler, workspace
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal
@@ -87,6 +87,7 @@ class EngineOptions:
     include_dirty: bool = False
     kill_grace_s: float = 5.0
     transport: str | None = None  # force pty or pipes for every agent
+    sandbox: str | None = None  # run every task in this sandbox mode (`run --sandbox`)
     finish: bool = False  # merge into the operator's branch at the end, when clean
     run_id: str | None = None
     pty_size: tuple[int, int] = (120, 40)
@@ -106,7 +107,9 @@ class Engine:
 
     def __init__(self, plan: Plan, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
-        self.plan = preflight.with_agent(plan, self.options.agent_override)
+        self.plan = sandbox.with_mode(
+            preflight.with_agent(plan, self.options.agent_override), self.options.sandbox
+        )
         self.state = RunState()
         self.run_id = self.options.run_id or new_run_id()
         self.repo = self.plan.repo_path()

@@ -306,6 +306,28 @@ class TaskStarted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSandboxed(Event):
+    """An agent is about to start in a sandbox (``core/sandbox.py``): what it may write."""
+
+    task: str
+    attempt: int
+    mode: str  # worktree | scope
+    network: bool
+    writable: tuple[str, ...]
+    wrapper: tuple[str, ...] = ()  # the bwrap command line before the agent's own argv
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxDenied(Event):
+    """The sandbox refused one of the agent's writes (as its output reported it)."""
+
+    task: str
+    attempt: int
+    path: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TaskOutput(Event):
     """A chunk of an agent's (or its setup's) output, as raw bytes."""
 

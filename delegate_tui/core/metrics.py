@@ -200,6 +200,8 @@ def stats(state: RunState) -> dict[str, object]:
             "model": next((a.model for a in reversed(task.attempts) if a.model), ""),
             "denials": [d for a in task.attempts for d in a.denials],
             "guard_denials": [d for a in task.attempts for d in a.guard_denials],
+            "sandbox": task.attempt.sandbox if task.attempt else "",
+            "sandbox_denied": [p for a in task.attempts for p in a.sandbox_denied],
         }
         for attempt in task.attempts:
             if attempt.conflict_paths:

@@ -84,6 +84,15 @@ def parse_duration(value: object) -> float | None:
     raise ValueError(f"expected a duration like 90s, 20m or 1h30m, got {value!r}")
 
 
+def _yaml_switch(value: object) -> object:
+    """YAML reads a bare ``on``/``off`` as true/false; take them back as words."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return value
+
+
 class Criterion(BaseModel):
     """A success criterion: text shown to the operator, or a command run after the agent."""
 
@@ -167,6 +176,16 @@ class Task(BaseModel):
         description="Refuse the agent's file writes outside `edits` before they happen "
         "(claude; default: the plan's).",
     )
+    sandbox: Literal["off", "worktree", "scope"] | None = Field(
+        default=None,
+        description="Override the plan's `sandbox` for this task: off, worktree (only its "
+        "worktree is writable) or scope (only the folders its `edits` name).",
+    )
+    network: Literal["on", "off"] | None = Field(
+        default=None,
+        description="Override the plan's `network` for this task; off: a sandbox with "
+        "loopback only (needs a sandbox mode other than off).",
+    )
 
     @field_validator("id")
     @classmethod
@@ -184,6 +203,11 @@ class Task(BaseModel):
     @classmethod
     def _duration(cls, value: object) -> float | None:
         return parse_duration(value)
+
+    @field_validator("sandbox", "network", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        return _yaml_switch(value)
 
     @property
     def label(self) -> str:
@@ -233,6 +257,18 @@ class Plan(BaseModel):
         description="Refuse agents' file writes outside their task's `edits` before they "
         "happen, where the agent's CLI has hooks for it (claude).",
     )
+    sandbox: Literal["off", "worktree", "scope"] = Field(
+        default="off",
+        description="Run agents under bubblewrap: off, worktree (the filesystem read-only "
+        "but the task's worktree) or scope (only the folders its `edits` name).",
+    )
+    network: Literal["on", "off"] = Field(
+        default="on", description="off: sandboxed agents get loopback only."
+    )
+    sandbox_writable: tuple[str, ...] = Field(
+        default=(),
+        description="Folders every sandboxed agent may also write (e.g. ~/.cache/uv).",
+    )
     shared_files: tuple[str, ...] = Field(default=DEFAULT_SHARED_FILES)
     worktree_setup: WorktreeSetup = Field(default_factory=WorktreeSetup)
     agents: dict[str, AgentDef] = Field(default_factory=dict)
@@ -241,6 +277,11 @@ class Plan(BaseModel):
     field_lines: SkipJsonSchema[dict[str, int]] = Field(default_factory=dict, exclude=True)
     #: Tasks by id, for the tasks tuple it was made from (scheduling asks for every task).
     _index: tuple[tuple[Task, ...], dict[str, Task]] | None = PrivateAttr(default=None)
+
+    @field_validator("sandbox", "network", mode="before")
+    @classmethod
+    def _switch(cls, value: object) -> object:
+        return _yaml_switch(value)
 
     def where(self, task_id: str, field: str = "") -> str:
         """``plan.yaml:14: tasks[2].agent``: where a task (field) sits in its file."""

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import workspace
+from delegate_tui.core import sandbox, workspace
 from delegate_tui.core.agents import AgentError, AgentSpec, build_argv
 from delegate_tui.core.plan import Plan
 
@@ -90,7 +90,12 @@ def check(plan: Plan, *, isolation: str | None, include_dirty: bool) -> Prefligh
         dirty = workspace.dirty_paths(repo)
         if dirty and mode == "worktree":
             warnings.append(_dirty_warning(dirty, include_dirty))
-    return Preflight(repo, mode, check_agents(plan), tuple(warnings))
+    agents = check_agents(plan)
+    try:
+        sandbox.check_plan(plan, Path.home())
+    except sandbox.SandboxError as exc:
+        raise PreflightError(str(exc)) from None
+    return Preflight(repo, mode, agents, tuple(warnings))
 
 
 def _dirty_warning(dirty: list[str], include_dirty: bool) -> str:

@@ -99,6 +99,12 @@ def failure_summary(attempt: AttemptState) -> str:
     """One line on how an attempt failed."""
     if attempt.reason:
         return attempt.reason
+    if attempt.sandbox_denied and attempt.exit_code not in (None, 0):
+        shown = ", ".join(p or "?" for p in attempt.sandbox_denied[:3])
+        return (
+            f"exited with status {attempt.exit_code} after the sandbox ({attempt.sandbox}) "
+            f"refused writes to {shown} (read-only file system)"
+        )
     if attempt.exit_reason == "timeout":
         return "timed out"
     if attempt.exit_reason == "killed":

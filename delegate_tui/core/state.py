@@ -51,6 +51,7 @@ from delegate_tui.core.events import (
     RunFinished,
     RunResumed,
     RunStarted,
+    SandboxDenied,
     SchedulingPaused,
     SchedulingResumed,
     SetupFinished,
@@ -61,6 +62,7 @@ from delegate_tui.core.events import (
     TaskMerged,
     TaskOutput,
     TaskPreparing,
+    TaskSandboxed,
     TaskSkipped,
     TaskStarted,
     TaskStatus,
@@ -214,6 +216,10 @@ class AttemptState:
     result_text: str = ""
     denials: tuple[str, ...] = ()
     guard_denials: list[str] = field(default_factory=list)  # "path: reason", by the guard
+
+    sandbox: str = ""  # "scope, network off" when its agent ran in a sandbox
+    sandbox_writable: tuple[str, ...] = ()
+    sandbox_denied: tuple[str, ...] = ()  # paths the sandbox refused to let it write
 
     @property
     def tokens(self) -> TokenUsage:
@@ -553,6 +559,19 @@ def _started(state: RunState, ev: TaskStarted) -> None:
     attempt.branch = attempt.branch or ev.branch
     attempt.status = "running"
     state.tasks[ev.task].status = "running"
+
+
+@_on(TaskSandboxed)
+def _sandboxed(state: RunState, ev: TaskSandboxed) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.sandbox = f"{ev.mode}, network {'on' if ev.network else 'off'}"
+    attempt.sandbox_writable = ev.writable
+
+
+@_on(SandboxDenied)
+def _denied(state: RunState, ev: SandboxDenied) -> None:
+    attempt = _attempt(state, ev.task, ev.attempt)
+    attempt.sandbox_denied = (*attempt.sandbox_denied, ev.path)
 
 
 @_on(TaskOutput)

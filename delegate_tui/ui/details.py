@@ -107,6 +107,18 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
             row("  refused", denial)
         for denial in attempt.guard_denials:
             row("  guarded", f"{denial} (outside its scope: refused before it happened)")
+        if attempt.sandbox:
+            row("  sandbox", attempt.sandbox)
+            for path in attempt.sandbox_writable[:8]:
+                row("  writable", path)
+        if attempt.sandbox_denied:
+            shown = ", ".join(p or "?" for p in attempt.sandbox_denied[:5])
+            more = (
+                f" and {len(attempt.sandbox_denied) - 5} more"
+                if len(attempt.sandbox_denied) > 5
+                else ""
+            )
+            row("  sandboxed", f"refused writes to {shown}{more}")
         if attempt.status not in ("running", "starting", "succeeded", "checking", "merging"):
             row(
                 "  outcome",

@@ -1,0 +1,317 @@
+"""The pure part of sandboxes: scope folders, mount layout, bwrap argv, refused writes."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core import sandbox
+from delegate_tui.core.plan import PlanError, parse_plan
+from delegate_tui.core.sandbox import (
+    DenialScanner,
+    GitMeta,
+    Layout,
+    SandboxError,
+    Support,
+    agent_homes,
+    denial_in,
+    plan_layout,
+    scope_dirs,
+)
+
+REPO = Path("/work/repo")
+WT = REPO / ".delegate/worktrees/run1/api-1"
+META = GitMeta(
+    git_dir=REPO / ".git/worktrees/api-1",
+    common_dir=REPO / ".git",
+    branch="refs/heads/delegate/run1/tasks/api",
+)
+
+
+def dirs(*edits: str, existing: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return scope_dirs(edits, lambda rel: rel in existing)
+
+
+# ---------------------------------------------------------------- scope folders
+
+
+def test_a_glob_gives_its_deepest_folder_without_a_wildcard() -> None:
+    assert dirs("src/api/**") == ("src/api",)
+    assert dirs("src/api/*.py") == ("src/api",)
+    assert dirs("src/api/v[12]/x.py") == ("src/api",)
+    assert dirs("docs/?.md", "tests/unit/**/test_*.py") == ("docs", "tests/unit")
+
+
+def test_a_declared_file_gives_its_folder_and_a_folder_gives_itself() -> None:
+    assert dirs("src/auth/login.py") == ("src/auth",)
+    assert dirs("src/auth", existing=("src/auth",)) == ("src/auth",)
+    assert dirs("src/auth") == ("src",)  # not there yet: a file or a folder, so its parent
+    assert dirs("src/new/") == ("src/new",)  # a trailing slash says folder
+    assert dirs("./src/x.py") == ("src",)
+
+
+def test_a_root_file_or_a_root_wildcard_opens_the_whole_worktree() -> None:
+    assert dirs("README.md") == ("",)
+    assert dirs("**/*.py", "src/a.py") == ("",)
+    assert dirs("*.md") == ("",)
+
+
+def test_folders_inside_another_are_dropped_but_siblings_with_a_common_prefix_stay() -> None:
+    assert dirs("src/**", "src/api/x.py", "srcs/y.py") == ("src", "srcs")
+
+
+def test_no_edits_give_no_folder() -> None:
+    assert dirs() == ()
+
+
+@pytest.mark.parametrize("glob", ["../other/**", "src/../../x", "/etc/passwd"])
+def test_a_glob_that_leaves_the_worktree_is_refused(glob: str) -> None:
+    with pytest.raises(SandboxError, match="leaves the worktree"):
+        dirs(glob)
+
+
+# ---------------------------------------------------------------- git metadata
+
+
+def test_a_linked_worktree_writes_its_gitdir_objects_and_its_branch_folder() -> None:
+    assert sandbox.git_writable(META) == (
+        REPO / ".git/worktrees/api-1",
+        REPO / ".git/objects",
+        REPO / ".git/refs/heads/delegate/run1/tasks",
+        REPO / ".git/logs/refs/heads/delegate/run1/tasks",
+    )
+
+
+def test_the_main_checkout_writes_no_git_metadata_and_a_detached_head_no_ref() -> None:
+    assert sandbox.git_writable(GitMeta(REPO / ".git", REPO / ".git", "refs/heads/main")) == ()
+    detached = GitMeta(META.git_dir, META.common_dir, "")
+    assert sandbox.git_writable(detached) == (META.git_dir, REPO / ".git/objects")
+
+
+# ---------------------------------------------------------------- layouts
+
+
+def layout(mode: str, **kw: object) -> Layout:
+    args: dict[str, object] = {
+        "network": True,
+        "workdir": WT,
+        "repo": REPO,
+        "git": META,
+        "edits": ("src/api/**",),
+        "consult": False,
+    }
+    args.update(kw)
+    return plan_layout(mode, **args)  # type: ignore[arg-type]
+
+
+def test_worktree_mode_writes_the_worktree_and_its_git_metadata_only() -> None:
+    box = layout("worktree", extra=[Path("/home/op/.claude")])
+    assert box.writable == (WT, *sandbox.git_writable(META), Path("/home/op/.claude"))
+    # The worktree's own `.git` file stays read-only: pointed elsewhere, it would make
+    # the engine's commit after the agent land in another repository.
+    assert box.protected == (WT / ".git",)
+    assert box.visible == ()  # nothing under /tmp to put back
+
+
+def test_scope_mode_writes_only_the_edits_folders_in_the_worktree() -> None:
+    box = layout("scope", edits=("src/api/**", "docs/api.md"))
+    assert box.writable[:2] == (WT / "docs", WT / "src/api")
+    assert WT not in box.writable
+    assert META.git_dir in box.writable
+
+
+def test_a_consult_task_under_scope_writes_nothing_of_its_worktree_or_git() -> None:
+    box = layout("scope", consult=True, edits=(), extra=[Path("/home/op/.codex")])
+    assert box.writable == (Path("/home/op/.codex"),)
+
+
+def test_in_the_operators_checkout_git_and_delegate_stay_read_only() -> None:
+    main = GitMeta(REPO / ".git", REPO / ".git", "refs/heads/main")
+    box = layout("worktree", workdir=REPO, git=main)
+    assert box.writable == (REPO,)
+    assert set(box.protected) == {REPO / ".delegate", REPO / ".git"}
+    mounts = box.mounts()
+    assert mounts.index(("rw", REPO)) < mounts.index(("ro", REPO / ".git"))
+
+
+def test_mounts_go_outer_before_inner_so_the_inner_one_wins() -> None:
+    home = Path("/tmp/scratch/home")
+    box = layout("worktree", repo=Path("/tmp/r"), workdir=Path("/tmp/r/.delegate/w/t-1"),
+                 git=GitMeta(Path("/tmp/r/.git/worktrees/t-1"), Path("/tmp/r/.git"), ""),
+                 home=home, extra=[home / ".gemini"])  # fmt: skip
+    assert box.visible == (Path("/tmp/r"), home, Path("/tmp/r/.git"))
+    order = [path for _, path in box.mounts()]
+    assert order.index(Path("/tmp/r")) < order.index(Path("/tmp/r/.git"))
+    assert order.index(Path("/tmp/r/.git")) < order.index(Path("/tmp/r/.git/objects"))
+    assert order.index(home) < order.index(home / ".gemini")
+    assert order.index(Path("/tmp/r")) < order.index(Path("/tmp/r/.delegate/w/t-1"))
+
+
+def test_the_bwrap_argv_drops_capabilities_and_hides_tmp_before_any_bind() -> None:
+    argv = layout("worktree").argv(["claude", "-p", "hi"], "/usr/bin/bwrap")
+    assert argv[0] == "/usr/bin/bwrap"
+    assert argv[-4:] == ["--", "claude", "-p", "hi"]
+    assert "--cap-drop" in argv and argv[argv.index("--cap-drop") + 1] == "ALL"
+    assert {"--die-with-parent", "--unshare-pid"} <= set(argv)
+    assert "--unshare-net" not in argv
+    assert argv.index("--tmpfs") < argv.index("--bind")
+    assert argv[argv.index("--ro-bind") : argv.index("--ro-bind") + 3] == ["--ro-bind", "/", "/"]
+    assert argv[argv.index("--chdir") + 1] == str(WT)
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+    assert sorted(binds) == sorted(str(p) for p in layout("worktree").writable)
+
+
+def test_network_off_adds_a_network_namespace() -> None:
+    box = layout("scope", network=False)
+    assert "--unshare-net" in box.argv(["x"])
+    assert box.describe() == "scope, network off"
+
+
+def test_off_has_no_layout() -> None:
+    with pytest.raises(SandboxError):
+        layout("off")
+
+
+# ---------------------------------------------------------------- agent homes
+
+
+def test_each_agent_cli_gets_its_documented_config_home() -> None:
+    home = Path("/home/op")
+    assert agent_homes("claude", {}, home) == (home / ".claude", home / ".claude.json")
+    assert agent_homes("claude", {"CLAUDE_CONFIG_DIR": "/cfg/c"}, home)[0] == Path("/cfg/c")
+    assert agent_homes("codex", {}, home) == (home / ".codex",)
+    assert agent_homes("codex", {"CODEX_HOME": "/cfg/x"}, home) == (Path("/cfg/x"),)
+    assert agent_homes("gemini", {}, home) == (home / ".gemini",)
+    assert agent_homes("aider", {}, home) == (home / ".aider",)
+    assert agent_homes("shell", {}, home) == ()
+
+
+# ---------------------------------------------------------------- refused writes
+
+
+@pytest.mark.parametrize(
+    ("line", "path"),
+    [
+        ("touch: cannot touch '/work/repo/README.md': Read-only file system", "/work/repo/README.md"),
+        ("sh: 1: cannot create /root/x.txt: Read-only file system", "/root/x.txt"),
+        ("sh: 1: cannot create README.md: Read-only file system", "README.md"),
+        ("OSError: [Errno 30] Read-only file system: '/etc/zz'", "/etc/zz"),
+        ("Error: EROFS: read-only file system, open '/home/op/notes.md'", "/home/op/notes.md"),
+        ("fatal: Unable to create '/r/.git/index.lock': Read-only file system", "/r/.git/index.lock"),
+        ("\x1b[31mError\x1b[0m: Read-only file system (os error 30)", ""),
+        ("mkdir: cannot create directory ‘src/x’: Read-only file system", "src/x"),
+    ],
+)  # fmt: skip
+def test_refused_writes_are_recognised_with_their_path(line: str, path: str) -> None:
+    found = denial_in(line)
+    assert found is not None and found.path == path
+    assert "\x1b" not in found.line
+
+
+@pytest.mark.parametrize(
+    "line", ["wrote src/api/x.py", "Permission denied", "the file system is fine", ""]
+)
+def test_other_lines_are_not_refused_writes(line: str) -> None:
+    assert denial_in(line) is None
+
+
+def test_the_scanner_joins_chunks_reports_each_path_once_and_stops_at_its_limit() -> None:
+    scanner = DenialScanner(limit=2)
+    assert scanner.feed(b"touch: cannot touch '/a': Read-only") == []
+    (first,) = scanner.feed(b" file system\r\nok\n")
+    assert first.path == "/a"
+    assert scanner.feed(b"touch: cannot touch '/a': Read-only file system\n") == []
+    found = scanner.feed(
+        b"sh: cannot create /b: Read-only file system\nsh: cannot create /c: Read-only file system\n"
+    )
+    assert [d.path for d in found] == ["/b"]
+    assert scanner.feed(b"sh: cannot create /d: Read-only file system\n") == []
+
+
+# ---------------------------------------------------------------- plans
+
+
+def plan(body: str, top: str = "") -> str:
+    return f"name: p\n{top}tasks:\n" + textwrap.indent(textwrap.dedent(body), "  ")
+
+
+def test_yaml_on_and_off_are_read_as_the_words_they_are() -> None:
+    parsed = parse_plan(
+        plan(
+            """\
+            - {id: a, prompt: x, sandbox: scope, network: off}
+            - {id: b, prompt: x, sandbox: off}
+            - {id: c, prompt: x}
+            """,
+            "sandbox: worktree\nnetwork: on\n",
+        )
+    )
+    a, b, c = parsed.tasks
+    assert sandbox.effective(parsed, a) == ("scope", False)
+    assert sandbox.effective(parsed, b) == ("off", True)
+    assert sandbox.effective(parsed, c) == ("worktree", True)
+    assert sandbox.sandboxed_tasks(parsed) == ["a", "c"]
+
+
+def test_a_wrong_sandbox_mode_names_its_line_and_field() -> None:
+    with pytest.raises(PlanError) as err:
+        parse_plan(plan("- id: a\n  prompt: x\n  sandbox: on\n"))
+    assert "plan.yaml:5: tasks[0].sandbox: expected 'off', 'worktree' or 'scope', got 'on'" in str(
+        err.value
+    )
+
+
+def test_run_sandbox_puts_every_task_in_its_mode() -> None:
+    parsed = parse_plan(plan("- {id: a, prompt: x, sandbox: scope}\n- {id: b, prompt: x}\n"))
+    forced = sandbox.with_mode(parsed, "off")
+    assert [sandbox.effective(forced, t)[0] for t in forced.tasks] == ["off", "off"]
+    assert sandbox.with_mode(parsed, None) is parsed
+
+
+def ok() -> Support:
+    return Support(True, "/usr/bin/bwrap")
+
+
+def test_network_off_without_a_sandbox_is_refused_naming_the_field(tmp_path: Path) -> None:
+    parsed = parse_plan(plan("- id: a\n  prompt: x\n  network: off\n"), "p.yaml")
+    with pytest.raises(SandboxError, match=r"p.yaml:5: tasks\[0\].network: network: off runs"):
+        sandbox.check_plan(parsed, tmp_path, ok)
+
+
+def test_a_machine_without_bwrap_refuses_sandboxed_plans_only(tmp_path: Path) -> None:
+    def missing() -> Support:
+        return sandbox.probe(str(tmp_path / "no-such-bwrap"))
+
+    boxed = parse_plan(plan("- {id: a, prompt: x, sandbox: worktree}\n- {id: b, prompt: x}\n"))
+    with pytest.raises(SandboxError) as err:
+        sandbox.check_plan(boxed, tmp_path, missing)
+    assert "tasks a run in a sandbox" in str(err.value) and "--sandbox off" in str(err.value)
+    sandbox.check_plan(sandbox.with_mode(boxed, "off"), tmp_path, missing)  # off always works
+
+
+def test_a_bwrap_that_cannot_run_is_reported_with_its_reason(tmp_path: Path) -> None:
+    found = sandbox.probe("/bin/false", fresh=True)
+    assert not found.ok and "cannot create the namespaces" in found.reason
+    assert not sandbox.probe(str(tmp_path / "nope"), fresh=True).ok
+
+
+def test_sandbox_writable_folders_must_exist(tmp_path: Path) -> None:
+    (tmp_path / ".cache").mkdir()
+    good = parse_plan(
+        plan("- {id: a, prompt: x}\n", "sandbox: worktree\nsandbox_writable: [~/.cache]\n")
+    )
+    assert sandbox.writable_extras(good, tmp_path) == ((tmp_path / ".cache").resolve(),)
+    sandbox.check_plan(good, tmp_path, ok)
+    bad = parse_plan(
+        plan("- {id: a, prompt: x}\n", "sandbox: worktree\nsandbox_writable: [~/nope]\n")
+    )
+    with pytest.raises(SandboxError, match=r"sandbox_writable: .*nope is not an existing folder"):
+        sandbox.check_plan(bad, tmp_path, ok)
+
+
+def test_a_scope_glob_leaving_the_worktree_is_refused_before_the_run(tmp_path: Path) -> None:
+    bad = parse_plan(plan("- {id: a, prompt: x, sandbox: scope, edits: ['../x/**']}\n"))
+    with pytest.raises(SandboxError, match=r"tasks\[0\].edits: .*leaves the worktree"):
+        sandbox.check_plan(bad, tmp_path, ok)

@@ -1,0 +1,400 @@
+"""Sandboxed agents under real bubblewrap: real processes, real git, real kernel refusals.
+
+Each shell task below tries its writes with ``if ... then echo ESCAPED`` so that a
+write the kernel allowed shows up in the output, and a refused one as the shell's
+own ``Read-only file system``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core import sandbox, workspace
+from delegate_tui.core.engine import Engine
+from delegate_tui.core.events import SandboxDenied, TaskOutput, TaskSandboxed
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.reaper import group_alive
+from delegate_tui.core.replay import final_state
+from delegate_tui.core.runlog import read_events
+from tests.conftest import Recorder, git, run_engine
+
+SUPPORT = sandbox.probe()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not SUPPORT.ok, reason=f"no sandbox on this machine: {SUPPORT.reason}"),
+]
+PlanWriter = Callable[..., Plan]
+RUN = (sys.executable, "-m", "delegate_tui", "run")
+
+
+@pytest.fixture(autouse=True)
+def scratch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine\n")
+    monkeypatch.setenv("HOME", str(home))
+    yield home
+
+
+def plan_text(repo: Path, tasks: str, **top: object) -> str:
+    head = f"name: sandboxed\nrepo: {repo}\n" + "".join(f"{k}: {v}\n" for k, v in top.items())
+    return head + "tasks:\n" + textwrap.indent(textwrap.dedent(tasks), "  ")
+
+
+def output_of(recorder: Recorder, task: str) -> str:
+    data = b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task)  # type: ignore[attr-defined]
+    return data.decode(errors="replace")
+
+
+def denied(recorder: Recorder, task: str) -> list[str]:
+    return [e.path for e in recorder.of(SandboxDenied) if e.task == task]  # type: ignore[attr-defined]
+
+
+def attempt_write(path: str, label: str) -> str:
+    """Shell that tries to write ``path`` and says ESCAPED-label if the kernel let it."""
+    return f'if echo x > "{path}"; then echo ESCAPED-{label}; fi; '
+
+
+def integration_file(state_repo: Path, branch: str, path: str) -> str | None:
+    proc = subprocess.run(
+        ["git", "show", f"{branch}:{path}"], cwd=state_repo, capture_output=True, text=True
+    )
+    return proc.stdout if proc.returncode == 0 else None
+
+
+# ---------------------------------------------------------------- scope and worktree
+
+
+@pytest.mark.parametrize("mode", ["scope", "worktree"])
+def test_writes_inside_and_outside_the_scope(
+    mode: str, repo: Path, write_plan: PlanWriter, scratch_home: Path
+) -> None:
+    command = (
+        "mkdir -p src/api && echo 'ROUTE = 1' > src/api/routes.py && echo in-scope-ok; "
+        + attempt_write("README.md", "worktree-root")
+        + attempt_write(str(repo / "README.md"), "checkout")
+        + attempt_write(str(scratch_home / "notes.txt"), "home")
+        + attempt_write(str(repo / ".git" / "config"), "git-config")
+        + "true"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/api/**']\n  command: {json.dumps(command)}\n",
+            sandbox=mode,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "api")
+    task = state.tasks["api"]
+    assert task.status == "succeeded", out
+    assert "in-scope-ok" in out
+    merged = integration_file(repo, state.integration_branch, "src/api/routes.py")
+    assert merged == "ROUTE = 1\n", "the write inside the scope is merged"
+    # The operator's checkout, the rest of $HOME and the repository's config: refused in both.
+    for label in ("checkout", "home", "git-config"):
+        assert f"ESCAPED-{label}" not in out
+    assert (repo / "README.md").read_text() == "# test repo\n"
+    assert (scratch_home / "notes.txt").read_text() == "mine\n"
+    assert "Read-only file system" in out
+    refused = denied(recorder, "api")
+    assert str(repo / "README.md") in refused and str(scratch_home / "notes.txt") in refused
+    # Outside the scope but inside the worktree: refused under scope only.
+    readme = integration_file(repo, state.integration_branch, "README.md")
+    if mode == "scope":
+        assert "ESCAPED-worktree-root" not in out and "README.md" in refused
+        assert readme == "# test repo\n"
+    else:
+        assert "ESCAPED-worktree-root" in out and "README.md" not in refused
+        assert readme == "x\n"
+    (sandboxed,) = recorder.of(TaskSandboxed)
+    assert sandboxed.mode == mode  # type: ignore[attr-defined]
+    assert task.attempts[0].sandbox == f"{mode}, network on"
+    assert task.attempts[0].denials == tuple(refused)
+
+
+def test_another_tasks_worktree_is_read_only(repo: Path, write_plan: PlanWriter) -> None:
+    nosy = (
+        "sleep 0.5; echo nosy > nosy.txt; "
+        + attempt_write("$DELEGATE_WORKDIR/../slow-1/planted.txt", "sibling")
+        + "ls ../slow-1 >/dev/null && echo saw-sibling"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - id: slow
+              agent: shell
+              edits: [slow.txt]
+              command: "sleep 2; echo slow > slow.txt"
+            - id: nosy
+              agent: shell
+              edits: [nosy.txt]
+              command: {json.dumps(nosy)}
+            """,
+            sandbox="worktree",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "nosy")
+    assert state.tasks["nosy"].status == "succeeded", out
+    assert state.tasks["slow"].status == "succeeded"
+    assert "saw-sibling" in out, "the sibling worktree is there to read"
+    assert "ESCAPED-sibling" not in out and "Read-only file system" in out
+    assert integration_file(repo, state.integration_branch, "planted.txt") is None
+    assert any(p.endswith("slow-1/planted.txt") for p in denied(recorder, "nosy"))
+
+
+def test_a_refused_write_that_fails_the_agent_says_so_in_its_outcome(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    target = repo / "src" / "shared.py"
+    plan = write_plan(
+        plan_text(
+            repo,
+            "- id: stray\n  agent: shell\n  edits: [docs/**]\n"
+            f"  command: {json.dumps(f'echo hacked > {target}')}\n",
+            sandbox="scope",
+        )
+    )
+    state, _, engine = run_engine(plan)
+    task = state.tasks["stray"]
+    assert task.status == "failed"
+    reason = task.attempts[-1].reason
+    assert "sandbox (scope, network on) refused writes to" in reason and str(target) in reason
+    assert "hacked" not in target.read_text()
+    # The log holds the same: the sandbox and the refusal, for replay and stats.
+    logged = [type(e).__name__ for e in read_events(engine.log_path)]
+    assert logged.index("TaskSandboxed") < logged.index("TaskStarted")
+    assert "SandboxDenied" in logged
+
+
+def test_a_consult_task_under_scope_can_write_nothing(repo: Path, write_plan: PlanWriter) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            "- id: ask\n  agent: shell\n  kind: consult\n  command: "
+            + json.dumps(attempt_write("notes.md", "consult") + "echo answered")
+            + "\n",
+            sandbox="scope",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "ask")
+    assert state.tasks["ask"].status == "succeeded", out
+    assert "answered" in out and "ESCAPED-consult" not in out
+    assert denied(recorder, "ask") == ["notes.md"]
+
+
+# ---------------------------------------------------------------- git inside the sandbox
+
+
+def test_the_agent_commits_on_its_own_branch_and_nowhere_else(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    command = (
+        "mkdir -p src/api && echo 'A = 1' > src/api/a.py && git add -A "
+        "&& git commit -qm 'the agent commits itself' && echo committed; "
+        "if git branch rogue 2>&1; then echo ESCAPED-branch; fi; "
+        "if git config user.name Rogue; then echo ESCAPED-config; fi; "
+        "if git update-ref refs/heads/main HEAD; then echo ESCAPED-main; fi; "
+        "echo 'B = 2' > src/api/b.py"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/api/**']\n  command: {json.dumps(command)}\n",
+            sandbox="scope",
+        )
+    )
+    main_before = git(repo, "rev-parse", "main").strip()
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "api")
+    assert state.tasks["api"].status == "succeeded", out
+    assert "committed" in out
+    assert "ESCAPED" not in out
+    assert git(repo, "rev-parse", "main").strip() == main_before
+    assert "rogue" not in git(repo, "branch", "--list", "rogue")
+    assert "Rogue" not in git(repo, "config", "--get", "user.name")
+    # The agent's commit, then the engine's (outside the sandbox) with what it left.
+    attempt = state.tasks["api"].attempts[0]
+    subjects = git(repo, "log", "--format=%s", f"{attempt.base_commit}..{attempt.commit}")
+    assert subjects.splitlines()[-1] == "the agent commits itself"
+    assert len(subjects.splitlines()) == 2
+    tip = state.integration_branch
+    assert integration_file(repo, tip, "src/api/a.py") == "A = 1\n"
+    assert integration_file(repo, tip, "src/api/b.py") == "B = 2\n"
+
+
+# ---------------------------------------------------------------- network
+
+
+@pytest.mark.parametrize("network", ["on", "off"])
+def test_network_off_cannot_reach_a_loopback_port_outside(
+    network: str, repo: Path, write_plan: PlanWriter
+) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    probe = (
+        f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); "
+        "print('CONNECTED')"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: net\n  agent: shell\n  edits: [x]\n  network: {network}\n"
+            f"  command: {json.dumps([sys.executable, '-c', probe])}\n",
+            sandbox="worktree",
+        )
+    )
+    try:
+        state, recorder, _ = run_engine(plan)
+    finally:
+        server.close()
+    out = output_of(recorder, "net")
+    if network == "on":
+        assert state.tasks["net"].status == "succeeded" and "CONNECTED" in out, out
+    else:
+        assert state.tasks["net"].status == "failed" and "CONNECTED" not in out
+        assert "Connection refused" in out or "Network is unreachable" in out, out
+        assert state.tasks["net"].attempts[0].sandbox == "worktree, network off"
+
+
+# ---------------------------------------------------------------- kill and timeout
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def test_timeout_ends_a_sandboxed_agent_and_what_it_started_even_in_a_new_session(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    marker = f"{time.time_ns() % 10**6 + 1000}.25"  # a unique sleep length
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- {{id: slow, agent: shell, edits: [x], timeout: 1s,"
+            f" command: 'setsid sleep {marker} & trap \"\" TERM; sleep {marker}'}}\n",
+            sandbox="worktree",
+        )
+    )
+    state, _, _ = run_engine(plan, kill_grace_s=0.5)
+    assert state.tasks["slow"].status == "timed-out"
+    pgid = state.tasks["slow"].attempts[0].pgid
+    deadline = time.monotonic() + 3
+    while (processes_with(f"sleep {marker}") or group_alive(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(pgid)
+    # setsid left the group; the PID namespace ending with the agent took it along.
+    assert processes_with(f"sleep {marker}") == []
+
+
+def test_operator_kill_of_a_sandboxed_agent_leaves_nothing(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    marker = f"{time.time_ns() % 10**6 + 1000}.5"
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- {{id: busy, agent: shell, edits: [x],"
+            f" command: 'echo ready; sleep {marker} & sleep {marker}'}}\n",
+            sandbox="scope",
+        )
+    )
+
+    async def drive(engine: Engine, recorder: Recorder) -> None:
+        import asyncio
+
+        while "ready" not in output_of(recorder, "busy"):
+            await asyncio.sleep(0.02)
+        assert engine.kill("busy") == ""
+
+    state, _, _ = run_engine(plan, during=drive, kill_grace_s=0.5)
+    assert state.tasks["busy"].status == "killed"
+    assert not group_alive(state.tasks["busy"].attempts[0].pgid)
+    assert processes_with(f"sleep {marker}") == []
+
+
+# ---------------------------------------------------------------- the demo and the command line
+
+
+def test_the_demo_plan_runs_sandboxed_as_it_runs_without(tmp_path: Path) -> None:
+    from delegate_tui.demo.scaffold import make_demo_repo
+
+    outcomes = {}
+    for mode in ("off", "worktree"):
+        plan_path = make_demo_repo(tmp_path / mode)
+        env = {**os.environ, "DELEGATE_DEMO_SPEED": "0", "NO_COLOR": "1"}
+        result = subprocess.run(
+            [*RUN, str(plan_path), "--headless", "--yes", "--sandbox", mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        (log,) = (plan_path.parent.parent / ".delegate" / "runs").glob("*/events.jsonl")
+        events = list(read_events(log))
+        state, _ = final_state(log)
+        outcomes[mode] = (result.returncode, {t: s.status for t, s in state.tasks.items()})
+        boxed = [e for e in events if isinstance(e, TaskSandboxed)]
+        refused = [e for e in events if isinstance(e, SandboxDenied)]
+        if mode == "worktree":
+            assert len(boxed) >= 8 and not refused, result.stdout
+        else:
+            assert not boxed
+    # The same tasks succeed (the demo's one collision is left on purpose; see the README).
+    assert outcomes["worktree"] == outcomes["off"]
+
+
+def test_a_sandboxed_plan_is_refused_before_anything_starts_where_bwrap_is_missing(
+    repo: Path, tmp_path: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(repo, "- {id: a, agent: shell, command: 'true', edits: [x]}\n", sandbox="scope")
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "sh"):
+        found = workspace.shutil.which(tool)
+        assert found
+        (bin_dir / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bin_dir), "HOME": str(tmp_path / "home")}
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*RUN, plan.source, "--headless", "--yes", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    refused = run()
+    assert refused.returncode == 2
+    assert "bubblewrap (`bwrap`) is not installed" in refused.stderr
+    assert "apt-get install bubblewrap" in refused.stderr and "--sandbox off" in refused.stderr
+    assert not (repo / ".delegate").exists(), "nothing was created"
+    assert "delegate/" not in git(repo, "branch", "--list", "delegate/*")
+    assert run("--sandbox", "off").returncode == 0  # off always works
