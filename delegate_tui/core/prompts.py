@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from delegate_tui.core import scopes
+from delegate_tui.core import sandbox, scopes
 from delegate_tui.core.events import ACTIVE_STATUSES
 from delegate_tui.core.plan import OUTPUT_REF_RE, Plan
 from delegate_tui.core.state import AttemptState, RunState
@@ -243,6 +243,7 @@ def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
         lines += [line for _, line in owners[:SCOPE_ENTRIES]]
         if len(owners) > SCOPE_ENTRIES:
             lines.append(f"  and {len(owners) - SCOPE_ENTRIES} more task(s)")
+    lines += _sandbox_lines(plan, task_id)
     mine = set(scopes.shared_hits(task.edits, plan.shared_files))
     shared = [f for f in plan.shared_files if f not in mine]
     if shared and task.kind != "consult":
@@ -250,6 +251,26 @@ def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
         more = f" and {len(shared) - SCOPE_ENTRIES} more" if len(shared) > SCOPE_ENTRIES else ""
         lines.append(f"Shared config files only their declared owner may change: {shown}{more}")
     return "\n".join(lines) + "\n"
+
+
+def _sandbox_lines(plan: Plan, task_id: str) -> list[str]:
+    """What a sandboxed agent should know before it tries a write that will fail."""
+    task = plan.task(task_id)
+    mode, network = sandbox.effective(plan, task)
+    if mode == "off":
+        return []
+    folders = ("",) if mode == "worktree" else sandbox.scope_dirs(task.edits, lambda _: False)
+    if (mode == "scope" and task.kind == "consult") or not folders:
+        where = "no file of the repository"
+    elif "" in folders:
+        where = "in your working directory"
+    else:
+        where = "only under " + ", ".join(f"{d}/" for d in folders)
+    text = f"You run in a sandbox: you may write {where} (and /tmp); any other write fails "
+    text += "with 'Read-only file system'."
+    if not network:
+        text += " You have no network."
+    return [text]
 
 
 def with_scope_section(prompt: str, plan: Plan, state: RunState, task_id: str) -> str:

@@ -365,7 +365,8 @@ def make_room(layout: Layout, inside: Path) -> None:
             continue
         if not _under(path.resolve(), root):
             raise SandboxError(f"{path} leads outside {inside} (a symbolic link); refusing it")
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.mkdir(parents=True)
 
 
 # --------------------------------------------------------------------------- refused writes
@@ -512,6 +513,24 @@ def prepare(
     mode, network = effective(plan, task)
     if mode == "off":
         return None
+    try:
+        return _prepare(plan, task, mode, network, preset, workdir, repo, last_message, env, home)
+    except OSError as exc:
+        raise SandboxError(str(exc)) from exc
+
+
+def _prepare(
+    plan: Plan,
+    task: Task,
+    mode: str,
+    network: bool,
+    preset: str,
+    workdir: Path,
+    repo: Path,
+    last_message: Path,
+    env: Mapping[str, str],
+    home: Path,
+) -> Layout:
     wd = workdir.resolve()
     meta = git_meta(wd)
     if meta is not None and meta.linked:

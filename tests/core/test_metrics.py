@@ -357,6 +357,8 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "model": "",
         "denials": [],
         "guard_denials": [],
+        "sandbox": "",
+        "sandbox_denied": [],
     }
     assert report["tasks"]["c"]["attempts"] == 0  # type: ignore[index]
     assert report["conflicts"] == [

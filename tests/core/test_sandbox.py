@@ -315,3 +315,36 @@ def test_a_scope_glob_leaving_the_worktree_is_refused_before_the_run(tmp_path: P
     bad = parse_plan(plan("- {id: a, prompt: x, sandbox: scope, edits: ['../x/**']}\n"))
     with pytest.raises(SandboxError, match=r"tasks\[0\].edits: .*leaves the worktree"):
         sandbox.check_plan(bad, tmp_path, ok)
+
+
+# ---------------------------------------------------------------- events, state, stats
+
+
+def test_the_sandbox_and_its_refusals_reach_state_stats_and_the_log_codec() -> None:
+    from delegate_tui.core import metrics
+    from delegate_tui.core.events import SandboxDenied, TaskSandboxed, decode, encode
+    from delegate_tui.core.state import RunState, apply
+
+    events = [
+        TaskSandboxed(
+            task="api",
+            attempt=1,
+            mode="scope",
+            network=False,
+            writable=("/r/.delegate/worktrees/x/api-1/src",),
+            wrapper=("bwrap", "--unshare-net"),
+        ),
+        SandboxDenied(task="api", attempt=1, path="/r/README.md", detail="sh: ... Read-only"),
+        SandboxDenied(task="api", attempt=1, path="", detail="Read-only file system"),
+    ]
+    state = RunState()
+    for ev in events:
+        assert decode(encode(ev)) == ev
+        apply(state, ev)
+    attempt = state.tasks["api"].attempts[0]
+    assert attempt.sandbox == "scope, network off"
+    assert attempt.sandbox_writable == ("/r/.delegate/worktrees/x/api-1/src",)
+    assert attempt.denials == ("/r/README.md", "")
+    report = metrics.stats(state)["tasks"]["api"]  # type: ignore[index]
+    assert report["sandbox"] == "scope, network off"
+    assert report["sandbox_denied"] == ["/r/README.md", ""]

@@ -196,6 +196,39 @@ def test_a_consult_task_under_scope_can_write_nothing(repo: Path, write_plan: Pl
     assert denied(recorder, "ask") == ["notes.md"]
 
 
+@pytest.mark.parametrize("isolation", ["shared", "none"])
+def test_in_the_operators_own_folder_git_and_the_run_log_stay_read_only(
+    isolation: str, repo: Path, tmp_path: Path, write_plan: PlanWriter
+) -> None:
+    folder = repo
+    if isolation == "none":
+        folder = tmp_path / "plain"
+        folder.mkdir()
+    command = (
+        "echo new > made.txt && echo made; "
+        + attempt_write(".git/config", "git")
+        + 'for log in .delegate/runs/*/events.jsonl; do if echo forged >> "$log"; '
+        "then echo ESCAPED-log; fi; done; true"
+    )
+    plan = write_plan(
+        plan_text(
+            folder,
+            f"- id: here\n  agent: shell\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+            isolation=isolation,
+        )
+    )
+    state, recorder, engine = run_engine(plan)
+    out = output_of(recorder, "here")
+    assert state.tasks["here"].status == "succeeded", out
+    assert "made" in out and (folder / "made.txt").read_text() == "new\n"
+    assert "ESCAPED" not in out
+    assert "Read-only file system" in out
+    lines = engine.log_path.read_bytes().splitlines()
+    assert b"forged" not in lines, "no line of the run log was appended by the agent"
+    assert all(json.loads(line) for line in lines)
+
+
 # ---------------------------------------------------------------- git inside the sandbox
 
 
