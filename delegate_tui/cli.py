@@ -249,7 +249,8 @@ def doctor(as_json: bool) -> None:
     else:
         mark = {True: "✔", False: "✘"}
         need = ".".join(map(str, workspace.MIN_GIT))
-        click.echo(f"{mark[git_ok]} git {'.'.join(map(str, git))} (needs {need} or newer)")
+        found = f"git {'.'.join(map(str, git))}" if git > (0, 0) else "git: not found"
+        click.echo(f"{mark[git_ok]} {found} (needs {need} or newer)")
         if support.ok:
             click.echo(
                 f"✔ sandbox: {support.version or 'bwrap'} at {support.bwrap}; "

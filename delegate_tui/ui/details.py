@@ -8,7 +8,7 @@ import time
 from rich.style import Style
 from rich.text import Text
 
-from delegate_tui.core import batching
+from delegate_tui.core import batching, sandbox
 from delegate_tui.core.metrics import cost_text
 from delegate_tui.core.prompts import failure_summary, render_prompt
 from delegate_tui.core.state import RunState
@@ -48,6 +48,9 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
         ", ".join(spec.edits)
         or ("(nothing: consult)" if spec.kind == "consult" else "(undeclared)"),
     )
+    mode, network = sandbox.effective(state.plan, spec)
+    if mode != "off":
+        row("sandbox", f"{mode}, network {'on' if network else 'off'}")
     if spec.reads:
         row("reads", ", ".join(spec.reads))
     if spec.resources:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.runlog import read_events
 from tests.conftest import Recorder, git, run_engine
+from tests.e2e.anthropic_standin import StandIn
 
 SUPPORT = sandbox.probe()
 pytestmark = [
@@ -431,3 +433,62 @@ def test_a_sandboxed_plan_is_refused_before_anything_starts_where_bwrap_is_missi
     assert not (repo / ".delegate").exists(), "nothing was created"
     assert "delegate/" not in git(repo, "branch", "--list", "delegate/*")
     assert run("--sandbox", "off").returncode == 0  # off always works
+
+
+# ---------------------------------------------------------------- the real claude CLI
+
+CLAUDE = os.environ.get("DELEGATE_TEST_CLAUDE") or shutil.which("claude") or ""
+
+
+@pytest.mark.skipif(
+    not CLAUDE,
+    reason="the claude CLI is not installed (npm install @anthropic-ai/claude-code, "
+    "or set DELEGATE_TEST_CLAUDE to its path)",
+)
+@pytest.mark.parametrize("has_config_file", [True, False])
+def test_the_real_claude_cli_answers_in_its_scope_and_its_stray_write_fails(
+    has_config_file: bool, repo: Path, write_plan: PlanWriter, scratch_home: Path
+) -> None:
+    if has_config_file:
+        (scratch_home / ".claude.json").write_text("{}\n")
+    bash = (
+        "mkdir -p src/api && echo 'X = 1' > src/api/x.py && echo in-scope-ok; "
+        f"echo hacked > README.md; echo hacked > {repo / 'src' / 'shared.py'}"
+    )
+    with StandIn(bash) as api:
+        env = {
+            "ANTHROPIC_BASE_URL": api.url,
+            "ANTHROPIC_API_KEY": "sk-ant-standin",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "IS_SANDBOX": "1",  # claude refuses bypassPermissions as root elsewhere
+        }
+        plan = write_plan(
+            plan_text(
+                repo,
+                """\
+                - id: api
+                  agent: claude-unattended
+                  edits: ['src/api/**']
+                  prompt: Add src/api/x.py
+                """,
+                sandbox="scope",
+                agents="\n  claude-unattended:\n    extends: claude\n"
+                f"    command: {json.dumps([CLAUDE, '-p', '--permission-mode', 'bypassPermissions', '{prompt}'])}\n"
+                f"    env: {json.dumps(env)}",
+            )
+        )
+        state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "api")
+    task = state.tasks["api"]
+    assert task.status == "succeeded", out
+    assert api.requests, "claude asked the stand-in API"
+    assert "Done. The shell said:" in out and "in-scope-ok" in out
+    assert "Read-only file system" in out
+    assert integration_file(repo, state.integration_branch, "src/api/x.py") == "X = 1\n"
+    assert integration_file(repo, state.integration_branch, "README.md") == "# test repo\n"
+    assert "hacked" not in (repo / "src" / "shared.py").read_text()
+    refused = denied(recorder, "api")
+    assert "README.md" in refused and str(repo / "src" / "shared.py") in refused
+    # Its own state folder was writable: claude kept its session there.
+    assert any((scratch_home / ".claude").rglob("*")), "claude wrote its state"
