@@ -256,6 +256,10 @@ class Engine:
         engine.run_dir = log_path.parent
         engine._resume_report = report
         engine._agents = engine.plan.resolved_agents()
+        try:  # this machine may not be the one that started it
+            sandbox.check_plan(engine.plan, Path.home())
+        except sandbox.SandboxError as exc:
+            raise PreflightError(str(exc)) from None
         return engine
 
     async def run(self) -> RunState:

@@ -492,3 +492,86 @@ def test_the_real_claude_cli_answers_in_its_scope_and_its_stray_write_fails(
     assert "README.md" in refused and str(repo / "src" / "shared.py") in refused
     # Its own state folder was writable: claude kept its session there.
     assert any((scratch_home / ".claude").rglob("*")), "claude wrote its state"
+
+
+# ---------------------------------------------------------------- the terminal, input, extras
+
+
+def test_a_sandboxed_demo_agent_takes_input_in_its_terminal(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            "- {id: asker, agent: demo-ask, prompt: Change it, edits: [src/q.py]}\n",
+            agents="{demo-ask: {extends: demo, args: [--ask]}}",
+            sandbox="scope",
+        )
+    )
+
+    async def drive(engine: Engine, recorder: Recorder) -> None:
+        import asyncio
+
+        while b"[y/N]" not in output_of(recorder, "asker").encode():
+            await asyncio.sleep(0.02)
+        assert engine.send_input("asker", "y") == ""
+
+    state, recorder, _ = run_engine(plan, during=drive)
+    assert state.tasks["asker"].status == "succeeded"
+    assert "answer: y" in output_of(recorder, "asker")
+    (started,) = [e for e in recorder.events if type(e).__name__ == "TaskStarted"]
+    assert started.transport == "pty"  # type: ignore[attr-defined]
+    assert state.tasks["asker"].attempts[0].sandbox == "scope, network on"
+
+
+def test_sandbox_writable_folders_are_writable_and_the_rest_of_home_is_not(
+    repo: Path, write_plan: PlanWriter, scratch_home: Path
+) -> None:
+    (scratch_home / "cache").mkdir()
+    command = (
+        'echo cached > "$HOME/cache/entry" && echo cache-ok; '
+        + attempt_write("$HOME/other.txt", "home")
+        + "true"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: c\n  agent: shell\n  edits: [x]\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+            sandbox_writable="['~/cache']",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "c")
+    assert state.tasks["c"].status == "succeeded", out
+    assert "cache-ok" in out and (scratch_home / "cache" / "entry").read_text() == "cached\n"
+    assert "ESCAPED-home" not in out and not (scratch_home / "other.txt").exists()
+
+
+def test_doctor_says_what_the_machine_supports(tmp_path: Path) -> None:
+    def doctor(path: str) -> dict[str, object]:
+        env = {**os.environ, "PATH": path, "HOME": str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "-m", "delegate_tui", "doctor", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        data: dict[str, object] = json.loads(result.stdout)
+        return data
+
+    here = doctor(os.environ["PATH"])
+    assert here["sandbox"] == {
+        "ok": True,
+        "bwrap": SUPPORT.bwrap,
+        "version": SUPPORT.version,
+        "reason": "",
+    }
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(str(shutil.which("git")))
+    without = doctor(str(bin_dir))["sandbox"]
+    assert isinstance(without, dict) and without["ok"] is False
+    assert "apt-get install bubblewrap" in without["reason"]
