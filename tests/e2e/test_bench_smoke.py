@@ -156,3 +156,20 @@ def test_many_tasks_benchmark_merges_every_task_and_leaves_nothing_behind() -> N
     assert data["wall_per_task_ms"] > 0 and data["git_floor_per_task_ms"] > 0  # type: ignore[operator]
     for point in ("start", "after_100", "peak", "end"):
         assert data[point]["fds"] > 0 and data[point]["rss_mb"] > 0  # type: ignore[index]
+
+
+def test_sandbox_benchmark_times_both_starts_and_moves_every_byte_either_way() -> None:
+    from delegate_tui.core.sandbox import probe
+
+    if not probe().ok:
+        pytest.skip(f"no sandbox on this machine: {probe().reason}")
+    data = bench("sandbox.py", "--starts", "5", "--lines", "500")
+    assert data["starts"] == 5 and data["lines_per_agent"] == 500
+    assert data["flood_off_bytes_ok"] is True and data["flood_worktree_bytes_ok"] is True
+    bare, boxed = data["bare_start_ms"], data["sandboxed_start_ms"]
+    assert isinstance(bare, float) and isinstance(boxed, float) and bare > 0
+    assert data["extra_start_ms"] == pytest.approx(boxed - bare, abs=0.02)
+    assert data["flood_ratio"] == pytest.approx(
+        data["flood_worktree_s"] / data["flood_off_s"],  # type: ignore[operator]
+        rel=0.02,
+    )
