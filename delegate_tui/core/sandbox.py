@@ -425,6 +425,9 @@ class DenialScanner:
         if len(self._seen) >= self._limit:
             return []
         chunk = self._partial + data
+        if not any(mark in chunk for mark in _MARKS):  # the usual case: a few C scans
+            self._partial = chunk[chunk.rfind(b"\n") + 1 :][-4096:]
+            return []
         *lines, rest = chunk.split(b"\n")
         self._partial = rest[-4096:]
         found: list[Denial] = []
