@@ -33,6 +33,7 @@ with it. ``network: off`` adds a network namespace with only a loopback device.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -434,14 +435,39 @@ class DenialScanner:
         for raw in lines:
             if not any(mark in raw for mark in _MARKS):
                 continue
-            denial = denial_in(raw.decode("utf-8", "replace"))
-            if denial is None or denial.path in self._seen:
-                continue
-            self._seen.add(denial.path)
-            found.append(denial)
-            if len(self._seen) >= self._limit:
-                break
+            for text in _lines_of(raw.decode("utf-8", "replace")):
+                denial = denial_in(text)
+                if denial is None or denial.path in self._seen:
+                    continue
+                self._seen.add(denial.path)
+                found.append(denial)
+                if len(self._seen) >= self._limit:
+                    return found
         return found
+
+
+def _lines_of(line: str) -> list[str]:
+    """The lines of text in one line of output: itself, or for a line of a structured
+    stream (JSON: claude's stream-json, codex --json, gemini stream-json) the lines of
+    every string in it, where a tool's output travels with its newlines escaped."""
+    stripped = line.strip()
+    if not stripped.startswith("{"):
+        return [line]
+    try:
+        obj = json.loads(stripped)
+    except ValueError:
+        return [line]
+    out: list[str] = []
+    stack: list[object] = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out += item.splitlines()
+        elif isinstance(item, dict):
+            stack += reversed(list(item.values()))
+        elif isinstance(item, list):
+            stack += reversed(item)
+    return out
 
 
 # --------------------------------------------------------------------------- before a run

@@ -344,7 +344,19 @@ def test_the_sandbox_and_its_refusals_reach_state_stats_and_the_log_codec() -> N
     attempt = state.tasks["api"].attempts[0]
     assert attempt.sandbox == "scope, network off"
     assert attempt.sandbox_writable == ("/r/.delegate/worktrees/x/api-1/src",)
-    assert attempt.denials == ("/r/README.md", "")
+    assert attempt.sandbox_denied == ("/r/README.md", "")
     report = metrics.stats(state)["tasks"]["api"]  # type: ignore[index]
     assert report["sandbox"] == "scope, network off"
     assert report["sandbox_denied"] == ["/r/README.md", ""]
+
+
+def test_refused_writes_are_found_inside_a_structured_stream() -> None:
+    line = (
+        '{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_1",'
+        '"type":"tool_result","content":"in-scope-ok\\nsh: 1: cannot create README.md: '
+        'Read-only file system\\nsh: 1: cannot create /r/src/x.py: Read-only file system",'
+        '"is_error":false}]}}\n'
+    )
+    found = DenialScanner().feed(line.encode())
+    assert [d.path for d in found] == ["README.md", "/r/src/x.py"]
+    assert found[0].line == "sh: 1: cannot create README.md: Read-only file system"

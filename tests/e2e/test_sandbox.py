@@ -122,7 +122,7 @@ def test_writes_inside_and_outside_the_scope(
     (sandboxed,) = recorder.of(TaskSandboxed)
     assert sandboxed.mode == mode  # type: ignore[attr-defined]
     assert task.attempts[0].sandbox == f"{mode}, network on"
-    assert task.attempts[0].denials == tuple(refused)
+    assert task.attempts[0].sandbox_denied == tuple(refused)
 
 
 def test_another_tasks_worktree_is_read_only(repo: Path, write_plan: PlanWriter) -> None:
@@ -447,8 +447,14 @@ CLAUDE = os.environ.get("DELEGATE_TEST_CLAUDE") or shutil.which("claude") or ""
 )
 @pytest.mark.parametrize("has_config_file", [True, False])
 def test_the_real_claude_cli_answers_in_its_scope_and_its_stray_write_fails(
-    has_config_file: bool, repo: Path, write_plan: PlanWriter, scratch_home: Path
+    has_config_file: bool,
+    repo: Path,
+    write_plan: PlanWriter,
+    scratch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The preset as it is (stream-json, `tools: all` for Bash), found on PATH.
+    monkeypatch.setenv("PATH", f"{Path(CLAUDE).parent}{os.pathsep}{os.environ['PATH']}")
     if has_config_file:
         (scratch_home / ".claude.json").write_text("{}\n")
     bash = (
@@ -461,20 +467,18 @@ def test_the_real_claude_cli_answers_in_its_scope_and_its_stray_write_fails(
             "ANTHROPIC_API_KEY": "sk-ant-standin",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
-            "IS_SANDBOX": "1",  # claude refuses bypassPermissions as root elsewhere
         }
         plan = write_plan(
             plan_text(
                 repo,
                 """\
                 - id: api
-                  agent: claude-unattended
+                  agent: claude-tests
                   edits: ['src/api/**']
                   prompt: Add src/api/x.py
                 """,
                 sandbox="scope",
-                agents="\n  claude-unattended:\n    extends: claude\n"
-                f"    command: {json.dumps([CLAUDE, '-p', '--permission-mode', 'bypassPermissions', '{prompt}'])}\n"
+                agents="\n  claude-tests:\n    extends: claude\n    tools: all\n"
                 f"    env: {json.dumps(env)}",
             )
         )
