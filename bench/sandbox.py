@@ -7,9 +7,10 @@ Measured in one run, so machine noise cancels in the differences:
              the median extra milliseconds per start
 * prepare  - `sandbox.prepare` for that attempt (git rev-parse, folders, the layout)
 * flood    - benchmark 1's workload (8 agents printing N lines of 80 bytes, headless,
-             PTYs) with `--sandbox off` and with `--sandbox worktree`; every byte checked
+             PTYs) with `--sandbox off` and with `--sandbox worktree`, alternating, the
+             median of each; every byte checked
 
-Usage: python bench/sandbox.py [--starts N] [--lines N] [--json]
+Usage: python bench/sandbox.py [--starts N] [--lines N] [--rounds N] [--json]
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def main() -> None:
     )
     parser.add_argument("--starts", type=int, default=200)
     parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3, help="flood runs of each mode")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results: dict[str, object] = {
@@ -150,10 +152,17 @@ def main() -> None:
     }
     results.update(bench_start(args.starts))
     want = AGENTS * args.lines * 81  # a PTY turns each \n into \r\n
-    for mode in ("off", "worktree"):
-        elapsed, logged = bench_flood(args.lines, mode)
-        results[f"flood_{mode}_s"] = round(elapsed, 2)
-        results[f"flood_{mode}_bytes_ok"] = logged == want
+    times: dict[str, list[float]] = {"off": [], "worktree": []}
+    for _ in range(args.rounds):  # alternating, so a busy spell hits both alike
+        for mode in ("off", "worktree"):
+            elapsed, logged = bench_flood(args.lines, mode)
+            times[mode].append(elapsed)
+            results[f"flood_{mode}_bytes_ok"] = logged == want and results.get(
+                f"flood_{mode}_bytes_ok", True
+            )
+    for mode, spent in times.items():
+        results[f"flood_{mode}_s"] = round(statistics.median(spent), 2)
+        results[f"flood_{mode}_all_s"] = [round(t, 2) for t in spent]
     results["flood_ratio"] = round(
         float(results["flood_worktree_s"]) / float(results["flood_off_s"]),  # type: ignore[arg-type]
         3,
@@ -169,7 +178,8 @@ def main() -> None:
     print(f"  sandbox.prepare per attempt (median): {results['prepare_ms']} ms")
     print(
         f"  flood {AGENTS} x {args.lines:,} lines: off {results['flood_off_s']} s, "
-        f"worktree {results['flood_worktree_s']} s = {results['flood_ratio']}x"
+        f"worktree {results['flood_worktree_s']} s = {results['flood_ratio']}x (medians of "
+        f"{args.rounds}: off {results['flood_off_all_s']}, worktree {results['flood_worktree_all_s']})"
         + ("" if results["flood_worktree_bytes_ok"] else "; BYTES MISSING")
     )
 

@@ -375,7 +375,9 @@ def make_room(layout: Layout, inside: Path) -> None:
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 _DENIED = re.compile(r"read-only file system|\bEROFS\b|\[Errno 30\]|os error 30", re.IGNORECASE)
 _QUOTED = re.compile(r"""['"‘`]([^'"’`\n]+)['"’`]""")
-_MARKS = (b"ead-only", b"EAD-ONLY", b"EROFS", b"rrno 30", b"error 30")
+#: In every wording :func:`denial_in` knows ("Read-only file system", "EROFS: read-only
+#: file system"): output without it is passed over with one scan.
+_MARK = b"ead-only"
 _BEFORE = re.compile(r"(\S+):\s*(?:read-only file system|EROFS)", re.IGNORECASE)
 _BARE_PATH = re.compile(r"(?<![\w.-])(/[^\s'\"’`:,;)]+)")
 
@@ -425,15 +427,17 @@ class DenialScanner:
         """Denials completed by ``data`` (lines end at ``\\n``)."""
         if len(self._seen) >= self._limit:
             return []
-        chunk = self._partial + data
-        if not any(mark in chunk for mark in _MARKS):  # the usual case: a few C scans
-            self._partial = chunk[chunk.rfind(b"\n") + 1 :][-4096:]
+        seam = self._partial[-len(_MARK) :] + data[: len(_MARK)]
+        if _MARK not in data and _MARK not in seam:  # the usual case: one C scan
+            cut = data.rfind(b"\n")
+            self._partial = data[cut + 1 :][-4096:] if cut >= 0 else (self._partial + data)[-4096:]
             return []
+        chunk = self._partial + data
         *lines, rest = chunk.split(b"\n")
         self._partial = rest[-4096:]
         found: list[Denial] = []
         for raw in lines:
-            if not any(mark in raw for mark in _MARKS):
+            if _MARK not in raw:
                 continue
             for text in _lines_of(raw.decode("utf-8", "replace")):
                 denial = denial_in(text)

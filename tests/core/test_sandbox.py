@@ -360,3 +360,12 @@ def test_refused_writes_are_found_inside_a_structured_stream() -> None:
     found = DenialScanner().feed(line.encode())
     assert [d.path for d in found] == ["README.md", "/r/src/x.py"]
     assert found[0].line == "sh: 1: cannot create README.md: Read-only file system"
+
+
+def test_a_refusal_split_across_chunks_in_the_middle_of_its_words_is_still_found() -> None:
+    scanner = DenialScanner()
+    assert scanner.feed(b"lots of output\ntouch: cannot touch '/a': Read-on") == []
+    (found,) = scanner.feed(b"ly file system\n")
+    assert found.path == "/a"
+    long_line = b"y" * 10_000  # no newline for a while: only the line's tail is kept
+    assert scanner.feed(long_line) == [] and scanner.feed(b"\n") == []

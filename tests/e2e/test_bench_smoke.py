@@ -163,7 +163,7 @@ def test_sandbox_benchmark_times_both_starts_and_moves_every_byte_either_way() -
 
     if not probe().ok:
         pytest.skip(f"no sandbox on this machine: {probe().reason}")
-    data = bench("sandbox.py", "--starts", "5", "--lines", "500")
+    data = bench("sandbox.py", "--starts", "5", "--lines", "500", "--rounds", "1")
     assert data["starts"] == 5 and data["lines_per_agent"] == 500
     assert data["flood_off_bytes_ok"] is True and data["flood_worktree_bytes_ok"] is True
     bare, boxed = data["bare_start_ms"], data["sandboxed_start_ms"]

@@ -125,7 +125,8 @@ def test_writes_inside_and_outside_the_scope(
     assert task.attempts[0].sandbox_denied == tuple(refused)
 
 
-def test_another_tasks_worktree_is_read_only(repo: Path, write_plan: PlanWriter) -> None:
+@pytest.mark.parametrize("mode", ["worktree", "scope"])
+def test_another_tasks_worktree_is_read_only(mode: str, repo: Path, write_plan: PlanWriter) -> None:
     nosy = (
         "sleep 0.5; echo nosy > nosy.txt; "
         + attempt_write("$DELEGATE_WORKDIR/../slow-1/planted.txt", "sibling")
@@ -144,7 +145,7 @@ def test_another_tasks_worktree_is_read_only(repo: Path, write_plan: PlanWriter)
               edits: [nosy.txt]
               command: {json.dumps(nosy)}
             """,
-            sandbox="worktree",
+            sandbox=mode,
         )
     )
     state, recorder, _ = run_engine(plan)
