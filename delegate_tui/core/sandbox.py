@@ -21,8 +21,10 @@ written as ``<ref>.lock`` renamed over the ref, so its folder must be writable;
 the run's other task branches sit in the same folder). The repository's
 ``config``, ``hooks``, ``info``, ``packed-refs``, every other branch and the
 operator's checkout stay read-only, so an agent can neither plant a hook nor
-move the operator's branch. The engine's own commit after the agent runs
-outside the sandbox, as the operator.
+move the operator's branch; so does the worktree's own ``.git`` file (pointed
+elsewhere, the engine's commit would land elsewhere). The engine's own commit
+after the agent runs outside the sandbox, as the operator; the agent's
+last-message file is writable.
 
 The agent also runs in new PID and IPC namespaces with every capability dropped
 (bwrap started as root keeps them otherwise, and a root with ``CAP_SYS_ADMIN``
@@ -40,15 +42,13 @@ import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from delegate_tui.core import workspace
 
 if TYPE_CHECKING:
     from delegate_tui.core.plan import Plan, Task
 
-Mode = Literal["off", "worktree", "scope"]
-MODES: tuple[str, ...] = ("off", "worktree", "scope")
 #: How to get bwrap, for the refusal and ``doctor``.
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, "

@@ -369,3 +369,21 @@ def test_a_refusal_split_across_chunks_in_the_middle_of_its_words_is_still_found
     assert found.path == "/a"
     long_line = b"y" * 10_000  # no newline for a while: only the line's tail is kept
     assert scanner.feed(long_line) == [] and scanner.feed(b"\n") == []
+
+
+def test_a_scope_folder_that_is_a_link_out_of_the_worktree_is_refused(tmp_path: Path) -> None:
+    wt, outside = tmp_path / "wt", tmp_path / "elsewhere"
+    wt.mkdir()
+    outside.mkdir()
+    (wt / "src").symlink_to(outside)
+    box = plan_layout(
+        "scope", network=True, workdir=wt, repo=wt, git=None, edits=["src/api/**"], consult=False
+    )
+    with pytest.raises(SandboxError, match="leads outside"):
+        sandbox.make_room(box, wt)
+    assert not (outside / "api").exists()
+    fine = plan_layout(
+        "scope", network=True, workdir=wt, repo=wt, git=None, edits=["lib/new/**"], consult=False
+    )
+    sandbox.make_room(fine, wt)
+    assert (wt / "lib" / "new").is_dir(), "a scope folder not there yet is made for its mount"
