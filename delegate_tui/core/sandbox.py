@@ -420,6 +420,7 @@ class DenialScanner:
 
     def __init__(self, limit: int = MAX_DENIALS) -> None:
         self._partial = b""
+        self._marked = False
         self._seen: set[str] = set()
         self._limit = limit
 
@@ -428,13 +429,14 @@ class DenialScanner:
         if len(self._seen) >= self._limit:
             return []
         seam = self._partial[-len(_MARK) :] + data[: len(_MARK)]
-        if _MARK not in data and _MARK not in seam:  # the usual case: one C scan
+        if not self._marked and _MARK not in data and _MARK not in seam:  # one C scan
             cut = data.rfind(b"\n")
             self._partial = data[cut + 1 :][-4096:] if cut >= 0 else (self._partial + data)[-4096:]
             return []
         chunk = self._partial + data
         *lines, rest = chunk.split(b"\n")
         self._partial = rest[-4096:]
+        self._marked = _MARK in self._partial  # a refusal whose line has not ended yet
         found: list[Denial] = []
         for raw in lines:
             if _MARK not in raw:

@@ -387,3 +387,12 @@ def test_a_scope_folder_that_is_a_link_out_of_the_worktree_is_refused(tmp_path: 
     )
     sandbox.make_room(fine, wt)
     assert (wt / "lib" / "new").is_dir(), "a scope folder not there yet is made for its mount"
+
+
+def test_a_refusal_whose_line_ends_in_the_next_chunk_is_found() -> None:
+    scanner = DenialScanner()
+    # The whole message, then its line's end alone (a PTY read can stop between \r and \n).
+    assert scanner.feed(b"sh: 1: cannot create /w/x.txt: Read-only file system\r") == []
+    (found,) = scanner.feed(b"\nsaw-sibling\r\n")
+    assert found.path == "/w/x.txt"
+    assert scanner.feed(b"more\n") == []

@@ -155,7 +155,8 @@ def test_another_tasks_worktree_is_read_only(mode: str, repo: Path, write_plan: 
     assert "saw-sibling" in out, "the sibling worktree is there to read"
     assert "ESCAPED-sibling" not in out and "Read-only file system" in out
     assert integration_file(repo, state.integration_branch, "planted.txt") is None
-    assert any(p.endswith("slow-1/planted.txt") for p in denied(recorder, "nosy"))
+    refused = denied(recorder, "nosy")
+    assert any(p.endswith("slow-1/planted.txt") for p in refused), (refused, out)
 
 
 def test_a_refused_write_that_fails_the_agent_says_so_in_its_outcome(
