@@ -136,6 +136,11 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
             + (f"  {spent}" if spent else "")
             + extra
         )
+        refused = info.get("sandbox_denied") or []
+        if refused:
+            shown = ", ".join(p or "?" for p in refused[:5])
+            more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+            lines.append(f"    sandbox ({info['sandbox']}) refused writes to {shown}{more}")
     for conflict in data["conflicts"]:
         lines.append(
             f"  conflict: {conflict['kind']} {', '.join(conflict['tasks'])}: "

@@ -181,6 +181,11 @@ def test_a_refused_write_that_fails_the_agent_says_so_in_its_outcome(
     logged = [type(e).__name__ for e in read_events(engine.log_path)]
     assert logged.index("TaskSandboxed") < logged.index("TaskStarted")
     assert "SandboxDenied" in logged
+    from delegate_tui import report
+    from delegate_tui.core import metrics
+
+    lines = report.stats_lines(state, metrics.stats(state))
+    assert f"    sandbox (scope, network on) refused writes to {target}" in lines
 
 
 def test_a_consult_task_under_scope_can_write_nothing(repo: Path, write_plan: PlanWriter) -> None:
