@@ -83,7 +83,7 @@ def bench_start(starts: int) -> dict[str, float]:
                 preset="claude",
                 workdir=wt,
                 repo=repo,
-                last_message=repo / ".delegate" / "m.txt",
+                files=[repo / ".delegate" / "m.txt"],
                 env={},
                 home=home,
             )

@@ -428,6 +428,7 @@ class Attempt:
         try:
             box = await asyncio.to_thread(self._sandbox, spec, workdir, env)
             if box is not None:  # the agent runs under bwrap (core/sandbox.py)
+                argv = sandbox.inner_argv(spec.preset or spec.name, argv)
                 run_argv = self._sandboxed(box, argv)
                 env, on_output = sandbox.sandbox_env(env), sandbox.scanning(on_output, self._denied)
             proc = self._supervisor.spawn(
@@ -515,7 +516,7 @@ class Attempt:
             preset=spec.preset or spec.name,
             workdir=workdir,
             repo=self.ctx.repo,
-            last_message=self._last_message_path,
+            files=[self._last_message_path, *([self._denials] if self._denials else [])],
             env=env,
             home=Path(env.get("HOME") or Path.home()),
         )

@@ -251,6 +251,33 @@ def agent_homes(preset: str, env: Mapping[str, str], home: Path) -> tuple[Path, 
     return ()
 
 
+#: codex's own sandbox is bubblewrap too, which cannot nest inside this one (no
+#: capabilities to map users): inside a sandbox, codex runs its commands unsandboxed
+#: and this sandbox holds them.
+_CODEX_OWN = {
+    'sandbox_mode="workspace-write"': 'sandbox_mode="danger-full-access"',
+    'sandbox_mode="read-only"': 'sandbox_mode="danger-full-access"',
+}
+
+
+def inner_argv(preset: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` as the agent CLI ``preset`` must run inside a sandbox.
+
+    codex: its ``sandbox_mode`` (``-c sandbox_mode=...`` or ``--sandbox MODE``)
+    becomes ``danger-full-access``; its commands then get this sandbox's network,
+    which ``network: off`` takes away for the whole agent.
+    """
+    out = list(argv)
+    if preset != "codex":
+        return out
+    for i, arg in enumerate(out):
+        if arg in _CODEX_OWN:
+            out[i] = _CODEX_OWN[arg]
+        elif arg in ("workspace-write", "read-only") and i and out[i - 1] in ("--sandbox", "-s"):
+            out[i] = "danger-full-access"
+    return out
+
+
 # --------------------------------------------------------------------------- layout
 
 
@@ -533,7 +560,7 @@ def prepare(
     preset: str,
     workdir: Path,
     repo: Path,
-    last_message: Path,
+    files: Sequence[Path],
     env: Mapping[str, str],
     home: Path,
 ) -> Layout | None:
@@ -541,7 +568,8 @@ def prepare(
 
     Creates what must exist to be mounted: the scope's new folders inside the
     worktree, the folders of the task's branch refs, the agent's config folders
-    (as the CLI would on its first run) and the last-message file. A config
+    (as the CLI would on its first run) and ``files``, the files the agent writes
+    for delegate-tui to read back (its last message, the scope guard's refusals). A config
     *file* that does not exist yet (``~/.claude.json``) is left read-only.
     Raises :class:`SandboxError`.
     """
@@ -549,7 +577,7 @@ def prepare(
     if mode == "off":
         return None
     try:
-        return _prepare(plan, task, mode, network, preset, workdir, repo, last_message, env, home)
+        return _prepare(plan, task, mode, network, preset, workdir, repo, files, env, home)
     except OSError as exc:
         raise SandboxError(str(exc)) from exc
 
@@ -562,7 +590,7 @@ def _prepare(
     preset: str,
     workdir: Path,
     repo: Path,
-    last_message: Path,
+    files: Sequence[Path],
     env: Mapping[str, str],
     home: Path,
 ) -> Layout:
@@ -571,8 +599,9 @@ def _prepare(
     if meta is not None and meta.linked:
         for path in git_writable(meta):
             path.mkdir(parents=True, exist_ok=True)
-    last_message.parent.mkdir(parents=True, exist_ok=True)
-    last_message.touch(exist_ok=True)
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
     homes: list[Path] = []
     for path in agent_homes(preset, env, home):
         if path.suffix != ".json":
@@ -587,7 +616,7 @@ def _prepare(
         git=meta,
         edits=task.edits,
         consult=task.kind == "consult",
-        extra=[*homes, last_message.resolve(), *writable_extras(plan, home)],
+        extra=[*homes, *(p.resolve() for p in files), *writable_extras(plan, home)],
         home=home.resolve(),
         is_dir=lambda rel: (wd / rel).is_dir(),
     )

@@ -396,3 +396,19 @@ def test_a_refusal_whose_line_ends_in_the_next_chunk_is_found() -> None:
     (found,) = scanner.feed(b"\nsaw-sibling\r\n")
     assert found.path == "/w/x.txt"
     assert scanner.feed(b"more\n") == []
+
+
+def test_codex_runs_without_its_own_sandbox_inside_this_one() -> None:
+    argv = ["codex", "exec", "-c", 'sandbox_mode="workspace-write"', "--", "hi"]
+    assert sandbox.inner_argv("codex", argv) == [
+        "codex",
+        "exec",
+        "-c",
+        'sandbox_mode="danger-full-access"',
+        "--",
+        "hi",
+    ]
+    assert sandbox.inner_argv("codex", ["codex", "--sandbox", "workspace-write", "x"])[2] == (
+        "danger-full-access"
+    )
+    assert sandbox.inner_argv("claude", argv) == argv  # other CLIs as they are

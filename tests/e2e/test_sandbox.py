@@ -28,7 +28,6 @@ from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.runlog import read_events
 from tests.conftest import Recorder, git, run_engine
-from tests.e2e.anthropic_standin import StandIn
 
 SUPPORT = sandbox.probe()
 pytestmark = [
@@ -440,69 +439,6 @@ def test_a_sandboxed_plan_is_refused_before_anything_starts_where_bwrap_is_missi
     assert not (repo / ".delegate").exists(), "nothing was created"
     assert "delegate/" not in git(repo, "branch", "--list", "delegate/*")
     assert run("--sandbox", "off").returncode == 0  # off always works
-
-
-# ---------------------------------------------------------------- the real claude CLI
-
-CLAUDE = os.environ.get("DELEGATE_TEST_CLAUDE") or shutil.which("claude") or ""
-
-
-@pytest.mark.skipif(
-    not CLAUDE,
-    reason="the claude CLI is not installed (npm install @anthropic-ai/claude-code, "
-    "or set DELEGATE_TEST_CLAUDE to its path)",
-)
-@pytest.mark.parametrize("has_config_file", [True, False])
-def test_the_real_claude_cli_answers_in_its_scope_and_its_stray_write_fails(
-    has_config_file: bool,
-    repo: Path,
-    write_plan: PlanWriter,
-    scratch_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The preset as it is (stream-json, `tools: all` for Bash), found on PATH.
-    monkeypatch.setenv("PATH", f"{Path(CLAUDE).parent}{os.pathsep}{os.environ['PATH']}")
-    if has_config_file:
-        (scratch_home / ".claude.json").write_text("{}\n")
-    bash = (
-        "mkdir -p src/api && echo 'X = 1' > src/api/x.py && echo in-scope-ok; "
-        f"echo hacked > README.md; echo hacked > {repo / 'src' / 'shared.py'}"
-    )
-    with StandIn(bash) as api:
-        env = {
-            "ANTHROPIC_BASE_URL": api.url,
-            "ANTHROPIC_API_KEY": "sk-ant-standin",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-        }
-        plan = write_plan(
-            plan_text(
-                repo,
-                """\
-                - id: api
-                  agent: claude-tests
-                  edits: ['src/api/**']
-                  prompt: Add src/api/x.py
-                """,
-                sandbox="scope",
-                agents="\n  claude-tests:\n    extends: claude\n    tools: all\n"
-                f"    env: {json.dumps(env)}",
-            )
-        )
-        state, recorder, _ = run_engine(plan)
-    out = output_of(recorder, "api")
-    task = state.tasks["api"]
-    assert task.status == "succeeded", out
-    assert api.requests, "claude asked the stand-in API"
-    assert "Done. The shell said:" in out and "in-scope-ok" in out
-    assert "Read-only file system" in out
-    assert integration_file(repo, state.integration_branch, "src/api/x.py") == "X = 1\n"
-    assert integration_file(repo, state.integration_branch, "README.md") == "# test repo\n"
-    assert "hacked" not in (repo / "src" / "shared.py").read_text()
-    refused = denied(recorder, "api")
-    assert "README.md" in refused and str(repo / "src" / "shared.py") in refused
-    # Its own state folder was writable: claude kept its session there.
-    assert any((scratch_home / ".claude").rglob("*")), "claude wrote its state"
 
 
 # ---------------------------------------------------------------- the terminal, input, extras
