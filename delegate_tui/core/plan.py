@@ -204,7 +204,7 @@ class Task(BaseModel):
     def _duration(cls, value: object) -> float | None:
         return parse_duration(value)
 
-    @field_validator("sandbox", "network", mode="before")
+    @field_validator("sandbox", "network", "guard", mode="before")
     @classmethod
     def _switch(cls, value: object) -> object:
         return _yaml_switch(value)
@@ -278,7 +278,7 @@ class Plan(BaseModel):
     #: Tasks by id, for the tasks tuple it was made from (scheduling asks for every task).
     _index: tuple[tuple[Task, ...], dict[str, Task]] | None = PrivateAttr(default=None)
 
-    @field_validator("sandbox", "network", mode="before")
+    @field_validator("sandbox", "network", "guard", mode="before")
     @classmethod
     def _switch(cls, value: object) -> object:
         return _yaml_switch(value)

@@ -255,6 +255,11 @@ def test_yaml_on_and_off_are_read_as_the_words_they_are() -> None:
     assert sandbox.sandboxed_tasks(parsed) == ["a", "c"]
 
 
+def test_the_guard_switch_reads_yaml_on_and_off_too() -> None:
+    parsed = parse_plan(plan("- {id: a, prompt: x, guard: off}\n", "guard: on\n"))
+    assert (parsed.guard, parsed.tasks[0].guard) == ("on", "off")
+
+
 def test_a_wrong_sandbox_mode_names_its_line_and_field() -> None:
     with pytest.raises(PlanError) as err:
         parse_plan(plan("- id: a\n  prompt: x\n  sandbox: on\n"))
