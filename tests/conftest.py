@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -16,6 +18,8 @@ from delegate_tui.core.engine import Engine, EngineOptions
 from delegate_tui.core.events import Event
 from delegate_tui.core.plan import Plan, load_plan
 from delegate_tui.core.state import RunState
+
+E = TypeVar("E", bound=Event)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -69,7 +73,8 @@ class Recorder:
     def __call__(self, ev: Event) -> None:
         self.events.append(ev)
 
-    def of(self, cls: type[Event]) -> list[Event]:
+    def of(self, cls: type[E]) -> list[E]:
+        """The events of one class, in the order they were emitted."""
         return [e for e in self.events if isinstance(e, cls)]
 
 
@@ -77,11 +82,10 @@ def run_engine(
     plan: Plan,
     *,
     during: Callable[[Engine, Recorder], object] | None = None,
-    **options: object,
+    **options: Any,
 ) -> tuple[RunState, Recorder, Engine]:
     """Run a plan to its end with the real engine; ``during`` may drive commands."""
-    opts = {"auto_approve": True, "kill_grace_s": 1.0, **options}
-    engine = Engine(plan, EngineOptions(**opts))  # type: ignore[arg-type]
+    engine = Engine(plan, replace(EngineOptions(auto_approve=True, kill_grace_s=1.0), **options))
     recorder = Recorder()
     engine.subscribe(recorder)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import textwrap
+from typing import cast, get_args
 
 from delegate_tui.core import batching
+from delegate_tui.core.events import TaskStatus
 from delegate_tui.core.plan import Plan, parse_plan
 from delegate_tui.core.state import AttemptState, RunState, TaskState
 
@@ -14,9 +16,17 @@ def plan_of(tasks: str, **top: object) -> Plan:
     return parse_plan(head + "tasks:\n" + textwrap.indent(textwrap.dedent(tasks), "  "))
 
 
+def task_status(name: str) -> TaskStatus:
+    """``name`` as a task status; a name that is none (a typo in a test) fails the test."""
+    assert name in get_args(TaskStatus), f"no task status {name!r}"
+    return cast(TaskStatus, name)
+
+
 def state_of(plan: Plan, isolation: str = "worktree", **statuses: str) -> RunState:
     state = RunState(plan=plan, isolation=isolation, max_parallel=plan.max_parallel)
-    state.tasks = {t.id: TaskState(t.id, status=statuses.get(t.id, "pending")) for t in plan.tasks}
+    state.tasks = {
+        t.id: TaskState(t.id, status=task_status(statuses.get(t.id, "pending"))) for t in plan.tasks
+    }
     return state
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from delegate_tui.core.conflicts import INTEGRATION, analyze, pairs_to_predict
+from delegate_tui.core.conflicts import INTEGRATION, Finding, analyze, pairs_to_predict
 from delegate_tui.core.plan import parse_plan
 
 PLAN = parse_plan(
@@ -22,7 +22,7 @@ PLAN = parse_plan(
 )
 
 
-def kinds(findings: list) -> set[tuple[str, tuple[str, ...], tuple[str, ...]]]:  # type: ignore[type-arg]
+def kinds(findings: list[Finding]) -> set[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     return {(f.kind, f.tasks, f.paths) for f in findings}
 
 

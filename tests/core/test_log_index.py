@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def events(count: int) -> list[Event]:
     return out
 
 
-def write_log(path: Path, evs: list[Event], keyframe: object = None) -> None:
+def write_log(path: Path, evs: Sequence[Event], keyframe: object = None) -> None:
     writer = LogWriter(path)
     for ev in evs:
         writer.write(ev, (lambda: keyframe) if keyframe is not None else None)
@@ -70,7 +71,7 @@ def test_the_writer_indexes_every_event_where_it_starts(tmp_path: Path) -> None:
     assert list(index.offsets) == starts
     assert list(index.times) == [ev.ts for ev in evs]
     assert [index.types[k] for k in index.kinds] == [ev.type_name for ev in evs]
-    assert index.schema == evs[0].schema  # type: ignore[attr-defined]
+    assert isinstance(evs[0], RunStarted) and index.schema == evs[0].schema
 
 
 def test_keyframes_are_taken_every_so_many_events(

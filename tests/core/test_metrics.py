@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from delegate_tui.core.events import (
     TaskFinished,
     TaskSkipped,
     TaskStarted,
+    TaskStatus,
 )
 from delegate_tui.core.plan import parse_plan
 from delegate_tui.core.state import RunState, apply
@@ -68,7 +70,7 @@ def batch(number: int, at: float, *tasks: str) -> list[Event]:
 
 
 def attempt(
-    task: str, start: float, end: float, status: str = "succeeded", number: int = 1
+    task: str, start: float, end: float, status: TaskStatus = "succeeded", number: int = 1
 ) -> list[Event]:
     """One attempt that runs from ``start`` to ``end`` seconds into the run."""
     code = 0 if status == "succeeded" else 1
@@ -87,6 +89,11 @@ def attempt(
         TaskExited(task=task, attempt=number, exit_code=code, duration_s=end - start, ts=T0 + end),
         TaskFinished(task=task, attempt=number, status=status, ts=T0 + end),
     ]
+
+
+def stats_of(state: RunState) -> dict[str, Any]:
+    """``metrics.stats``, read as ``stats --json`` is: nested values of any JSON type."""
+    return metrics.stats(state)
 
 
 def fold(events: Iterable[Event]) -> RunState:
@@ -115,8 +122,8 @@ def test_two_parallel_4s_tasks_in_a_5s_run_save_3s() -> None:
     assert (m.wall_s, m.sequential_s, m.time_saved_s) == (5.0, 8.0, 3.0)
     assert (m.conflict_rate, m.rework_rate) == (0.0, 0.0)
     assert (m.tasks_total, m.tasks_succeeded, m.tasks_failed) == (3, 2, 0)
-    report = metrics.stats(state)["metrics"]
-    assert {k: report[k] for k in METRIC_KEYS} == {  # type: ignore[index]
+    report = stats_of(state)["metrics"]
+    assert {k: report[k] for k in METRIC_KEYS} == {
         "wall_s": 5.0,
         "sequential_s": 8.0,
         "time_saved_s": 3.0,
@@ -159,8 +166,8 @@ def test_operator_waits_and_downtime_are_not_counted_against_time_saved() -> Non
     # c's first attempt ran 1 s before the crash (not until the resume) and its second
     # 2 s: sequential 4 + 4 + 1 + 2 = 11; working wall 167 - 60 - 100 = 7.
     assert (m.sequential_s, m.time_saved_s) == (11.0, 4.0)
-    report = metrics.stats(state)["metrics"]
-    assert (report["operator_wait_s"], report["downtime_s"]) == (60.0, 100.0)  # type: ignore[index]
+    report = stats_of(state)["metrics"]
+    assert (report["operator_wait_s"], report["downtime_s"]) == (60.0, 100.0)
 
 
 def test_a_live_run_waiting_now_counts_the_wait_so_far() -> None:
@@ -210,7 +217,7 @@ def test_every_attempt_counts_and_a_retry_is_rework() -> None:
     assert (m.wall_s, m.sequential_s, m.time_saved_s) == (6.0, 10.0, 4.0)
     assert m.rework_rate == round(1 / 3, 4)
     assert state.tasks["a"].duration_s == 5.0
-    assert metrics.stats(state)["tasks"]["a"]["attempts"] == 2  # type: ignore[index]
+    assert stats_of(state)["tasks"]["a"]["attempts"] == 2
 
 
 def test_conflict_rate_counts_tasks_that_collided_among_those_that_ran() -> None:
@@ -337,10 +344,10 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
     apply(state, finding)
     apply(state, finding)  # seen again after a refresh: reported once
     apply(state, ConflictResolved(key=finding.key))
-    report = metrics.stats(state)
+    report = stats_of(state)
     assert report["run_id"] == "20261202-120000" and report["plan"] == "measured"
     assert report["status"] == "running" and report["started"] == T0
-    assert report["tasks"]["b"] == {  # type: ignore[index]
+    assert report["tasks"]["b"] == {
         "status": "merge-conflict",
         "attempts": 1,
         "duration_s": 2.0,
@@ -360,7 +367,7 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "sandbox": "",
         "sandbox_denied": [],
     }
-    assert report["tasks"]["c"]["attempts"] == 0  # type: ignore[index]
+    assert report["tasks"]["c"]["attempts"] == 0
     assert report["conflicts"] == [
         {
             "kind": "merge-conflict",
@@ -408,7 +415,7 @@ def test_summary_names_every_outcome_with_its_reason() -> None:
             ts=T0,
         ),
     )
-    outcomes = {
+    outcomes: dict[str, tuple[TaskStatus, str]] = {
         "ok": ("succeeded", ""),
         "merge": ("merge-conflict", "merge conflict in a.py"),
         "kill": ("killed", ""),
@@ -441,11 +448,11 @@ def test_stats_gives_a_waiting_tasks_reason_and_durations_to_the_millisecond() -
             batch=2, tasks=(), held=(HeldTask("b", "max_parallel (1) reached"),), ts=T0 + 1
         ),
     )
-    tasks = metrics.stats(state)["tasks"]
-    assert tasks["a"]["duration_s"] == 0.333  # type: ignore[index]
-    assert tasks["a"]["reason"] == ""  # type: ignore[index]
-    assert tasks["b"]["reason"] == "max_parallel (1) reached"  # type: ignore[index]
-    assert tasks["c"]["reason"] == ""  # type: ignore[index]
+    tasks = stats_of(state)["tasks"]
+    assert tasks["a"]["duration_s"] == 0.333
+    assert tasks["a"]["reason"] == ""
+    assert tasks["b"]["reason"] == "max_parallel (1) reached"
+    assert tasks["c"]["reason"] == ""
 
 
 def test_the_verdict_says_how_each_task_ended_in_one_line() -> None:
@@ -456,7 +463,7 @@ def test_the_verdict_says_how_each_task_ended_in_one_line() -> None:
     state = RunState(plan=plan, isolation="worktree")
     from delegate_tui.core.state import TaskState
 
-    endings = {
+    endings: dict[str, TaskStatus] = {
         "a": "succeeded",
         "b": "succeeded",
         "c": "merge-conflict",
@@ -516,7 +523,9 @@ def test_stats_reports_the_run_itself_and_every_distinct_finding() -> None:
     for ev in (first, first, second):
         apply(state, ev)
     report = metrics.stats(state)
-    assert [c["kind"] for c in report["conflicts"]] == ["overlap", "shared-file"]  # type: ignore[index]
+    conflicts = report["conflicts"]
+    assert isinstance(conflicts, list)
+    assert [c["kind"] for c in conflicts] == ["overlap", "shared-file"]
     assert {k: report[k] for k in ("repo", "isolation", "integration_branch", "summary")} == {
         "repo": "/repo",
         "isolation": "worktree",
@@ -575,7 +584,12 @@ def test_the_verdict_counts_several_of_a_kind_in_the_plural() -> None:
     from delegate_tui.core.state import TaskState
 
     state = RunState(isolation="worktree")
-    endings = {"a": "merge-conflict", "b": "merge-conflict", "c": "pending", "d": "proposed"}
+    endings: dict[str, TaskStatus] = {
+        "a": "merge-conflict",
+        "b": "merge-conflict",
+        "c": "pending",
+        "d": "proposed",
+    }
     state.tasks = {t: TaskState(t, status=s) for t, s in endings.items()}
     assert metrics.verdict(state) == (
         "0 of 4 merged; 2 merge conflicts left for you in a, b; 2 not run: c, d"

@@ -24,6 +24,7 @@ from delegate_tui.core.events import (
     TaskPreparing,
     TaskSkipped,
     TaskStarted,
+    TaskStatus,
 )
 from delegate_tui.core.metrics import compute
 from delegate_tui.core.plan import parse_plan
@@ -59,6 +60,11 @@ def started() -> RunState:
     )
 
 
+def status(state: RunState, task: str) -> TaskStatus:
+    """A task's status, read anew (mypy would keep an earlier assert's narrowing)."""
+    return state.tasks[task].status
+
+
 def test_run_started_loads_plan_and_tasks() -> None:
     state = started()
     assert state.plan is not None and state.plan.ids == ["a", "b", "c"]
@@ -71,7 +77,7 @@ def test_happy_path_transitions_and_metrics() -> None:
     apply(state, BatchProposed(batch=1, tasks=("a", "b"), held=(HeldTask("c", "waits"),)))
     assert state.tasks["a"].status == "proposed" and state.tasks["c"].held_reason == "waits"
     apply(state, BatchApproved(batch=1, tasks=("a",)))
-    assert state.tasks["a"].status == "starting" and state.tasks["b"].status == "pending"
+    assert status(state, "a") == "starting" and state.tasks["b"].status == "pending"
     assert state.proposal is None and state.tasks["a"].batch == 1
     apply(state, TaskPreparing(task="a", attempt=1, workdir="/w/a-1", branch="br"))
     apply(
@@ -88,18 +94,19 @@ def test_happy_path_transitions_and_metrics() -> None:
             ts=101.0,
         ),
     )
-    assert state.tasks["a"].status == "running" and state.tasks["a"].attempt.pid == 5  # type: ignore[union-attr]
+    attempt = state.tasks["a"].attempt
+    assert status(state, "a") == "running" and attempt is not None and attempt.pid == 5
     apply(state, TaskOutput(task="a", attempt=1, data=b"x" * (TAIL_BYTES + 10), ts=102.0))
     attempt = state.tasks["a"].attempts[0]
     assert len(attempt.tail) == TAIL_BYTES and attempt.output_bytes == TAIL_BYTES + 10
     apply(state, TaskExited(task="a", attempt=1, exit_code=0, ts=105.0))
-    assert state.tasks["a"].status == "checking"
+    assert status(state, "a") == "checking"
     apply(state, CriteriaChecked(task="a", attempt=1, results=(), passed=True))
     apply(state, TaskCommitted(task="a", attempt=1, commit="c1"))
     apply(state, TaskMerged(task="a", attempt=1, commit="m1"))
     assert state.integration_tip == "m1"
     apply(state, TaskFinished(task="a", attempt=1, status="succeeded", output="done", ts=106.0))
-    assert state.tasks["a"].status == "succeeded" and state.tasks["a"].output == "done"
+    assert status(state, "a") == "succeeded" and state.tasks["a"].output == "done"
     assert state.tasks["a"].duration_s == 4.0
     m = compute(state, now=110.0)
     assert m.wall_s == 10.0 and m.sequential_s == 4.0 and m.tasks_succeeded == 1

@@ -166,8 +166,8 @@ def check_stats_of_a_sample_run(stats: dict[str, Any], sample: Path, repo: Path)
     assert m["time_saved_s"] > 0, "payments and shipping ran at the same time"
     assert tasks["shipping"]["reason"] == "merge conflict in src/shop/config.py"
     assert tasks["payments"]["changed_files"] == ["src/shop/config.py", "src/shop/payments.py"]
-    found = {(c["kind"], tuple(c["tasks"])) for c in stats["conflicts"]}
-    assert found == {
+    collided = {(c["kind"], tuple(c["tasks"])) for c in stats["conflicts"]}
+    assert collided == {
         ("merge-conflict", ("shipping",)),
         ("overlap", ("payments", "shipping")),
         ("predicted-conflict", ("payments", "shipping")),

@@ -12,7 +12,6 @@ import pytest
 from delegate_tui.core.events import (
     ConflictDetected,
     ConflictResolved,
-    Event,
     FilesChanged,
     TaskMerged,
 )
@@ -146,7 +145,9 @@ def test_all_events_reach_the_log_in_order(repo: Path, write_plan: PlanWriter) -
     _, recorder, engine = run_engine(plan)
     from delegate_tui.core.runlog import read_events
 
-    logged: list[Event] = [e for e in read_events(engine.log_path) if isinstance(e, FilesChanged)]
+    logged: list[FilesChanged] = [
+        e for e in read_events(engine.log_path) if isinstance(e, FilesChanged)
+    ]
     live = [e for e in recorder.events if isinstance(e, FilesChanged)]
     assert logged == live and any(e.files for e in logged)
 

@@ -129,9 +129,11 @@ def test_the_collision_is_predicted_live_before_either_side_merges(
     )
     merged = next(i for i, e in enumerate(events) if isinstance(e, TaskMerged) and e.task in pair)
     assert predicted < merged, "the conflict was only found at merge time"
-    assert events[predicted].paths == ("src/shop/config.py",)  # type: ignore[attr-defined]
+    finding = events[predicted]
+    assert isinstance(finding, ConflictDetected) and finding.paths == ("src/shop/config.py",)
     state, _ = final_state(run_log(repo))
-    assert state.tasks["shipping"].attempt.conflict_paths == ("src/shop/config.py",)  # type: ignore[union-attr]
+    attempt = state.tasks["shipping"].attempt
+    assert attempt is not None and attempt.conflict_paths == ("src/shop/config.py",)
     plan = load_plan(ROOT / "sample_plans" / "demo.yaml")
     declared = {t.id: t.edits for t in plan.tasks}
     assert declared["payments"] != declared["shipping"], "their declared edits do not overlap"

@@ -36,7 +36,7 @@ def plan_text(repo: Path, tasks: str, **top: object) -> str:
 
 
 def output_of(recorder: Recorder, task: str) -> bytes:
-    return b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task)  # type: ignore[attr-defined]
+    return b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task)
 
 
 def wait_for(
@@ -73,8 +73,8 @@ def test_parallel_tasks_merge_and_dependent_sees_their_work(
     state, recorder, engine = run_engine(plan)
     assert state.status == "succeeded", state.summary
     first = recorder.of(BatchProposed)[0]
-    assert first.tasks == ("users", "orders")  # type: ignore[attr-defined]
-    starts = {e.task: e for e in recorder.of(TaskStarted)}  # type: ignore[attr-defined]
+    assert first.tasks == ("users", "orders")
+    starts = {e.task: e for e in recorder.of(TaskStarted)}
     assert starts["users"].cwd != starts["orders"].cwd  # one worktree each
     assert "/.delegate/worktrees/" in starts["users"].cwd
     # The dependent ran on the integration branch with both merged.
@@ -120,9 +120,9 @@ def test_failure_then_automatic_retry_with_context(repo: Path, write_plan: PlanW
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded"
     (retry,) = recorder.of(RetryScheduled)
-    assert retry.automatic and retry.attempt == 2  # type: ignore[attr-defined]
-    assert "Previous attempt (1) failed: exited with status 1" in retry.prompt  # type: ignore[attr-defined]
-    assert "simulated failure" in retry.prompt  # type: ignore[attr-defined]
+    assert retry.automatic and retry.attempt == 2
+    assert "Previous attempt (1) failed: exited with status 1" in retry.prompt
+    assert "simulated failure" in retry.prompt
     attempts = state.tasks["flaky"].attempts
     assert [a.status for a in attempts] == ["failed", "succeeded"]
     assert attempts[1].branch.endswith("/tasks/flaky-2")
@@ -145,8 +145,8 @@ def test_failure_blocks_dependents_and_run_is_partial(repo: Path, write_plan: Pl
     assert state.tasks["after"].status == "blocked" and state.tasks["after"].blocked_by == "broken"
     assert state.tasks["other"].status == "succeeded"
     (finished,) = recorder.of(RunFinished)
-    assert "failed: broken (exited with status 3)" in finished.summary  # type: ignore[attr-defined]
-    assert "blocked: after (needs broken)" in finished.summary  # type: ignore[attr-defined]
+    assert "failed: broken (exited with status 3)" in finished.summary
+    assert "blocked: after (needs broken)" in finished.summary
 
 
 def test_operator_kill_of_agent_that_ignores_sigterm(repo: Path, write_plan: PlanWriter) -> None:
@@ -170,7 +170,7 @@ def test_operator_kill_of_agent_that_ignores_sigterm(repo: Path, write_plan: Pla
     state, recorder, _ = run_engine(plan, during=drive, kill_grace_s=0.5)
     assert state.tasks["stubborn"].status == "killed"
     (exited,) = recorder.of(TaskExited)
-    assert exited.signal == 9 and exited.reason == "killed"  # type: ignore[attr-defined]
+    assert exited.signal == 9 and exited.reason == "killed"
     pgid = state.tasks["stubborn"].attempts[0].pgid
     from delegate_tui.core.reaper import group_alive
 
@@ -186,8 +186,8 @@ def test_timeout_ends_the_agent(repo: Path, write_plan: PlanWriter) -> None:
     state, recorder, _ = run_engine(plan)
     assert state.tasks["slow"].status == "timed-out"
     (exited,) = recorder.of(TaskExited)
-    assert exited.reason == "timeout" and exited.duration_s < 5  # type: ignore[attr-defined]
-    assert any("timed out after 1s" in n.message for n in recorder.of(Notice))  # type: ignore[attr-defined]
+    assert exited.reason == "timeout" and exited.duration_s < 5
+    assert any("timed out after 1s" in n.message for n in recorder.of(Notice))
 
 
 def test_merge_conflict_is_aborted_cleanly(repo: Path, write_plan: PlanWriter) -> None:
@@ -204,7 +204,7 @@ def test_merge_conflict_is_aborted_cleanly(repo: Path, write_plan: PlanWriter) -
     assert state.tasks["first"].status == "succeeded"
     assert state.tasks["second"].status == "merge-conflict"
     (conflict,) = recorder.of(MergeConflict)
-    assert conflict.paths == ("src/shared.py",)  # type: ignore[attr-defined]
+    assert conflict.paths == ("src/shared.py",)
     # The integration branch holds exactly the first task's clean work.
     assert "OWNER = 'first'" in git(repo, "show", f"{state.integration_branch}:src/shared.py")
     assert git(repo, "status", "--porcelain") == ""
@@ -275,7 +275,7 @@ def test_send_input_to_an_agent_waiting_for_it(repo: Path, write_plan: PlanWrite
     state, recorder, _ = run_engine(plan, during=drive)
     assert state.tasks["asker"].status == "succeeded"
     assert b"answer: y" in output_of(recorder, "asker")
-    assert [e.text for e in recorder.of(InputSent)] == ["y"]  # type: ignore[attr-defined]
+    assert [e.text for e in recorder.of(InputSent)] == ["y"]
 
 
 def test_operator_retry_with_context_reaches_the_prompt(repo: Path, write_plan: PlanWriter) -> None:
@@ -307,7 +307,7 @@ def test_operator_retry_with_context_reaches_the_prompt(repo: Path, write_plan: 
     assert prompt.startswith("Do the job")
     assert "--- Operator's note ---\nUse the staging database" in prompt
     (retry,) = recorder.of(RetryScheduled)
-    assert not retry.automatic and retry.keep_worktree  # type: ignore[attr-defined]
+    assert not retry.automatic and retry.keep_worktree
 
 
 def test_skip_hold_pause_and_resume(repo: Path, write_plan: PlanWriter) -> None:
@@ -330,7 +330,8 @@ def test_skip_hold_pause_and_resume(repo: Path, write_plan: PlanWriter) -> None:
         assert engine.skip("a") == ""
         assert engine.resume() == ""
         await wait_for(recorder, lambda: engine.state.proposal is not None)
-        assert engine.state.proposal.tasks == ("c",)  # type: ignore[union-attr]
+        proposal = engine.state.proposal
+        assert proposal is not None and proposal.tasks == ("c",)
         assert engine.approve(["c"]) == ""
         await wait_for(recorder, lambda: engine.state.tasks["c"].status == "succeeded")
         await wait_for(
@@ -397,7 +398,7 @@ def test_worktree_setup_copies_links_runs_and_fails_as_setup(
     )
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded"
-    setup = b"".join(e.data for e in recorder.of(TaskOutput) if e.stream == "setup")  # type: ignore[attr-defined]
+    setup = b"".join(e.data for e in recorder.of(TaskOutput) if e.stream == "setup")
     assert (
         b"copied .env" in setup
         and b"missing.txt does not exist" in setup
@@ -427,7 +428,7 @@ def test_dirty_tree_is_reported_and_excluded_unless_asked(
     (repo / "wip.txt").write_text("work in progress\n")
     plan = write_plan(plan_text(repo, "- {id: look, agent: shell, command: 'ls', edits: [x]}\n"))
     state, recorder, _ = run_engine(plan)
-    assert any("uncommitted changes (wip.txt)" in n.message for n in recorder.of(Notice))  # type: ignore[attr-defined]
+    assert any("uncommitted changes (wip.txt)" in n.message for n in recorder.of(Notice))
     assert b"wip.txt" not in output_of(recorder, "look") and state.status == "succeeded"
     state, recorder, _ = run_engine(plan, include_dirty=True)
     assert b"wip.txt" in output_of(recorder, "look") and state.status == "succeeded"
@@ -543,9 +544,9 @@ def test_the_prompt_as_logged_is_the_prompt_as_sent_and_names_the_other_owners(
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded"
     for task, other in (("one", "two"), ("two", "one")):
-        (started,) = [e for e in recorder.of(TaskStarted) if e.task == task]  # type: ignore[attr-defined]
+        (started,) = [e for e in recorder.of(TaskStarted) if e.task == task]
         sent = git(repo, "show", f"{state.integration_branch}:{task}.txt")
-        assert started.prompt == sent  # type: ignore[attr-defined]
+        assert started.prompt == sent
         assert f"You may change: {task}.txt" in sent
         assert f"  {other}.txt: {other} (running)" in sent
     assert sent.startswith("Second job")

@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from delegate_tui.core import replay as replay_module
+from delegate_tui.core.events import Event
 from delegate_tui.core.metrics import stats
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.replay import REFUSED, ReplaySource
 from delegate_tui.core.runlog import read_events
-from delegate_tui.core.state import RunState, build
+from delegate_tui.core.state import RunState, apply, build
 from tests.conftest import run_engine
 
 pytestmark = pytest.mark.e2e
@@ -112,21 +113,22 @@ def test_replay_ends_in_the_live_runs_state(recorded: tuple[RunState, Path]) -> 
         "c": ("succeeded", 2),
     }
     replayed = stats(source.state)["metrics"]
+    assert isinstance(replayed, dict)
     assert replayed == stats(live)["metrics"]
     raw = figures_from_the_raw_log(log)
     assert raw["attempts"] == 4
-    assert replayed["wall_s"] == pytest.approx(raw["wall_s"], abs=0.001)  # type: ignore[index]
-    assert replayed["sequential_s"] == pytest.approx(raw["sequential_s"], abs=0.001)  # type: ignore[index]
+    assert replayed["wall_s"] == pytest.approx(raw["wall_s"], abs=0.001)
+    assert replayed["sequential_s"] == pytest.approx(raw["sequential_s"], abs=0.001)
     # Time saved: the agents' time one after another against the wall time in which they
     # worked (moments with no agent running are the operator's, and not counted).
-    waits, down = replayed["operator_wait_s"], replayed["downtime_s"]  # type: ignore[index]
+    waits, down = replayed["operator_wait_s"], replayed["downtime_s"]
     assert down == 0.0 and 0.0 <= waits < raw["wall_s"] / 2
-    assert replayed["time_saved_s"] == pytest.approx(  # type: ignore[index]
+    assert replayed["time_saved_s"] == pytest.approx(
         raw["sequential_s"] - (raw["wall_s"] - waits), abs=0.003
     )
     assert raw["sequential_s"] > 3.0, "a and b slept 1.5 s each"
-    assert replayed["conflict_rate"] == 0.6667, "a and b collided, c did not"  # type: ignore[index]
-    assert replayed["rework_rate"] == 0.3333, "one retry over three tasks"  # type: ignore[index]
+    assert replayed["conflict_rate"] == 0.6667, "a and b collided, c did not"
+    assert replayed["rework_rate"] == 0.3333, "one retry over three tasks"
 
 
 @settings(max_examples=40, deadline=None)
@@ -152,8 +154,12 @@ def test_keyframes_make_seeking_cheap(
     source = ReplaySource(events)
     assert len(source._keyframes) == 1 + len(events) // 10
     applied: list[int] = []
-    real_apply = replay_module.apply
-    monkeypatch.setattr(replay_module, "apply", lambda s, e: applied.append(1) or real_apply(s, e))
+
+    def counting_apply(state: RunState, ev: Event) -> None:
+        applied.append(1)
+        apply(state, ev)
+
+    monkeypatch.setattr(replay_module, "apply", counting_apply)
     source.seek(len(events) - 3)
     assert len(applied) < 10, "a seek applies only the events after the nearest keyframe"
 
@@ -468,14 +474,14 @@ def test_a_dense_log_plays_in_time_and_lets_the_loop_run() -> None:
 
     from delegate_tui.core.events import RunStarted, TaskOutput
 
-    events: list[object] = [
+    events: list[Event] = [
         RunStarted(run_id="r", plan={}, plan_path="", repo="", isolation="none", ts=100.0)
     ]
     events += [
         TaskOutput(task="a", attempt=1, data=b"x\n", seq=n, ts=100.0 + n * 0.0002)
         for n in range(1, 4001)
     ]  # 4,000 events 0.2 ms apart: 0.8 s of run
-    source = ReplaySource(events)  # type: ignore[arg-type]
+    source = ReplaySource(events)
     seen_by_the_loop: list[int] = []
 
     async def main() -> float:

@@ -107,8 +107,12 @@ async def test_a_run_outlives_its_views_and_answers_every_view(repo: Path, tmp_p
     runs = [asyncio.create_task(one.run()), asyncio.create_task(two.run())]
     assert one.kill("slow") == ""
     assert one.kill("after") == "after is not running (pending)"  # refused at once, locally
-    for name in seen:
-        await wait_for(lambda n=name: any(isinstance(e, TaskFinished) for e in seen[n]))  # type: ignore[misc]
+    for events in seen.values():
+
+        def task_finished(events: list[Event] = events) -> bool:
+            return any(isinstance(e, TaskFinished) for e in events)
+
+        await wait_for(task_finished)
     assert two.state.tasks["slow"].status == "killed"
     assert not group_alive(agent)
     assert two.retry("slow", "go on") == ""  # the other view decides next

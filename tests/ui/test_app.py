@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import TextArea
 
-from delegate_tui.core.events import BatchApproved, SchedulingPaused, TaskOutput
+from delegate_tui.core.events import BatchApproved, Event, SchedulingPaused, TaskOutput
 from delegate_tui.ui.config import UserConfig
 from delegate_tui.ui.screens.dialogs import QuitDialog, RetryDialog, TextScreen
 from delegate_tui.ui.screens.run import RunScreen
@@ -400,7 +400,7 @@ async def test_replay_in_the_app_seeks_with_keys(start_app: StartApp) -> None:
     from delegate_tui.core.replay import ReplaySource
     from delegate_tui.ui.widgets.replay_bar import ReplayBar
 
-    events: list = []  # type: ignore[type-arg]
+    events: list[Event] = []
     live = FakeSource()
     live.subscribe(events.append)
     live.mid_run()
@@ -428,7 +428,7 @@ async def test_seeking_back_and_forth_faster_than_panes_are_removed(start_app: S
     from delegate_tui.core.replay import ReplaySource
     from delegate_tui.ui.widgets.agent_pane import AgentPane
 
-    events: list = []  # type: ignore[type-arg]
+    events: list[Event] = []
     live = FakeSource()
     live.subscribe(events.append)
     live.mid_run()
@@ -454,7 +454,7 @@ async def test_a_pane_a_seek_dropped_comes_back_in_a_paused_replay(start_app: St
     at the next tick even when nothing else asks for one (paused, nothing running)."""
     from delegate_tui.core.replay import ReplaySource
 
-    events: list = []  # type: ignore[type-arg]
+    events: list[Event] = []
     live = FakeSource()
     live.subscribe(events.append)
     live.mid_run()  # at its end nothing runs: a paused replay has no reason to redraw
@@ -480,7 +480,7 @@ async def test_runs_screen_lists_runs_and_opens_the_picked_one(tmp_path: Path) -
         folder = tmp_path / ".delegate" / "runs" / run_id
         folder.mkdir(parents=True)
         source = FakeSource()
-        events: list = []  # type: ignore[type-arg]
+        events: list[Event] = []
         source.subscribe(events.append)
         source.start_run()
         (folder / "events.jsonl").write_bytes(
