@@ -210,9 +210,10 @@ def test_runs_lists_newest_first(tmp_path: Path, repo: Path) -> None:
     plan.write_text(
         f"name: Listing\nrepo: {repo}\ntasks:\n  - {{id: a, agent: shell, command: 'true'}}\n"
     )
-    for _ in range(2):
+    for n in range(2):
+        if n:
+            time.sleep(1.1)  # run ids are per second
         assert cli("run", str(plan), "--headless", "--yes").returncode == 0
-        time.sleep(1.1)  # run ids are per second
     rows = json.loads(cli("runs", str(repo), "--json").stdout)
     assert len(rows) == 2 and rows[0]["run_id"] > rows[1]["run_id"]
     assert rows[0]["status"] == "succeeded" and rows[0]["plan"] == "Listing" and rows[0]["ok"] == 1

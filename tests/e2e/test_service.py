@@ -186,7 +186,11 @@ async def test_a_killed_service_leaves_no_agent_and_views_say_so(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
 
-async def test_another_users_view_is_refused(repo: Path, write_plan: Callable[..., Plan]) -> None:
+async def test_another_users_view_is_refused(
+    repo: Path, write_plan: Callable[..., Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No view ever attaches here, so the service would wait LINGER_S (10 s) for one.
+    monkeypatch.setattr(service_module, "LINGER_S", 0.2)
     plan = write_plan(
         f"name: p\nrepo: {repo}\nagent: shell\ntasks:\n"
         "  - {id: a, command: 'sleep 5', edits: [a]}\n"
