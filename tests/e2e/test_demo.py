@@ -31,7 +31,8 @@ from delegate_tui.core.runlog import read_events
 from delegate_tui.core.state import AttemptState
 from tests.conftest import git
 
-pytestmark = pytest.mark.e2e
+# One xdist worker runs the tests of the module-scoped `demo_run`, so it is built once.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("demo_run")]
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "grep -q ROUND_HALF_EVEN src/shop/pricing.py"
 

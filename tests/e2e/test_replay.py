@@ -22,7 +22,8 @@ from delegate_tui.core.runlog import read_events
 from delegate_tui.core.state import RunState, apply, build
 from tests.conftest import run_engine
 
-pytestmark = pytest.mark.e2e
+# One xdist worker runs the tests of the module-scoped `recorded`, so it is built once.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("recorded")]
 PlanWriter = Callable[..., Plan]
 
 
