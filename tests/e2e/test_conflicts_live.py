@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import (
     ConflictDetected,
     ConflictResolved,
@@ -37,6 +39,41 @@ def first_merge_seq(recorder: Recorder) -> int:
     return min(merged) if merged else 10**9
 
 
+def hold(flag: Path) -> str:
+    """Shell that waits for ``flag`` (30 s at most): the agent runs on until the test lets it go."""
+    return f"for i in $(seq 600); do if [ -e {flag} ]; then break; fi; sleep 0.05; done"
+
+
+def release_when(
+    ready: Callable[[Recorder], bool], *flags: Path
+) -> Callable[[Engine, Recorder], Coroutine[object, object, None]]:
+    """A ``during`` driver: create each flag in turn once ``ready`` holds (30 s at most).
+
+    The agents hold until then, so what the test looks for is found while they
+    run (live), however slow the machine, without a fixed sleep.
+    """
+
+    async def drive(engine: Engine, recorder: Recorder) -> None:
+        loop = asyncio.get_running_loop()
+        for flag in flags:
+            deadline = loop.time() + 30
+            while not ready(recorder) and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            flag.touch()
+
+    return drive
+
+
+def found_all(*wanted: tuple[str, tuple[str, ...], tuple[str, ...]]) -> Callable[[Recorder], bool]:
+    """``ready`` for `release_when`: every (kind, tasks, paths) has been detected."""
+
+    def ready(recorder: Recorder) -> bool:
+        found = {(e.kind, e.tasks, e.paths) for e in detected(recorder)}
+        return all(w in found for w in wanted)
+
+    return ready
+
+
 def last_files(recorder: Recorder, task: str) -> FilesChanged:
     changes = [
         e for e in recorder.events if isinstance(e, FilesChanged) and e.task == task and e.files
@@ -45,17 +82,31 @@ def last_files(recorder: Recorder, task: str) -> FilesChanged:
     return changes[-1]
 
 
-def test_same_lines_predicted_conflict_before_any_merge(repo: Path, write_plan: PlanWriter) -> None:
+def test_same_lines_predicted_conflict_before_any_merge(
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
+) -> None:
+    go_first, go_second = tmp_path / "first", tmp_path / "second"
     plan = write_plan(
         plan_text(
             repo,
-            """\
-            - {id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; sleep 2.5"}
-            - {id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; sleep 2.5"}
+            f"""\
+            - {{id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; {hold(go_first)}"}}
+            - {{id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; {hold(go_second)}"}}
             """,
         )
     )
-    state, recorder, _ = run_engine(plan)
+    seen = found_all(
+        ("predicted-conflict", ("first", "second"), ("src/shared.py",)),
+        ("out-of-scope", ("first",), ("src/shared.py",)),
+    )
+
+    def ready(recorder: Recorder) -> bool:
+        """Both found live; then first ends, and second only after first merged."""
+        if not go_first.exists():
+            return seen(recorder)
+        return any(isinstance(e, TaskMerged) and e.task == "first" for e in recorder.events)
+
+    state, recorder, _ = run_engine(plan, during=release_when(ready, go_first, go_second))
     found = {(e.kind, e.tasks, e.paths) for e in detected(recorder)}
     assert ("predicted-conflict", ("first", "second"), ("src/shared.py",)) in found
     predicted = next(e for e in detected(recorder) if e.kind == "predicted-conflict")
@@ -67,14 +118,15 @@ def test_same_lines_predicted_conflict_before_any_merge(repo: Path, write_plan: 
 
 
 def test_same_file_different_places_is_an_overlap_not_a_conflict(
-    repo: Path, write_plan: PlanWriter
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
+    go = tmp_path / "go"
     plan = write_plan(
         plan_text(
             repo,
-            """\
-            - {id: top, agent: shell, edits: [src/shared.py], command: "sed -i '1i # top' src/shared.py; sleep 2.5"}
-            - {id: bottom, agent: shell, edits: [src/shared.py], command: "echo '# bottom' >> src/shared.py; sleep 2.5"}
+            f"""\
+            - {{id: top, agent: shell, edits: [src/shared.py], command: "sed -i '1i # top' src/shared.py; {hold(go)}"}}
+            - {{id: bottom, agent: shell, edits: [src/shared.py], command: "echo '# bottom' >> src/shared.py; {hold(go)}"}}
             """,
         ).replace("max_parallel: 4", "max_parallel: 4\nshared_files: []")
     )
@@ -82,7 +134,8 @@ def test_same_file_different_places_is_an_overlap_not_a_conflict(
     plan = plan.model_copy(
         update={"tasks": tuple(t.model_copy(update={"edits": ()}) for t in plan.tasks)}
     )
-    state, recorder, _ = run_engine(plan)
+    seen = found_all(("overlap", ("bottom", "top"), ("src/shared.py",)))
+    state, recorder, _ = run_engine(plan, during=release_when(seen, go))
     found = {(e.kind, e.tasks, e.paths) for e in detected(recorder)}
     assert ("overlap", ("bottom", "top"), ("src/shared.py",)) in found
     assert not [e for e in detected(recorder) if e.kind == "predicted-conflict"]
@@ -91,17 +144,25 @@ def test_same_file_different_places_is_an_overlap_not_a_conflict(
 
 
 def test_consult_task_that_writes_and_a_revert_that_resolves(
-    repo: Path, write_plan: PlanWriter
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
+    found, reverted = tmp_path / "found", tmp_path / "reverted"
     plan = write_plan(
         plan_text(
             repo,
-            """\
-            - {id: advice, agent: shell, kind: consult, command: "echo notes > NOTES.md; sleep 2.5; rm NOTES.md; sleep 2.5"}
+            f"""\
+            - {{id: advice, agent: shell, kind: consult, command: "echo notes > NOTES.md; {hold(found)}; rm NOTES.md; {hold(reverted)}"}}
             """,
         )
     )
-    state, recorder, _ = run_engine(plan)
+
+    def ready(recorder: Recorder) -> bool:
+        kinds = [e.kind for e in detected(recorder)]
+        if not found.exists():
+            return "out-of-scope" in kinds
+        return any(isinstance(e, ConflictResolved) for e in recorder.events)
+
+    state, recorder, _ = run_engine(plan, during=release_when(ready, found, reverted))
     (finding,) = [e for e in detected(recorder) if e.kind == "out-of-scope"]
     assert finding.severity == "error" and finding.paths == ("NOTES.md",)
     resolved = [
@@ -152,18 +213,26 @@ def test_all_events_reach_the_log_in_order(repo: Path, write_plan: PlanWriter) -
     assert logged == live and any(e.files for e in logged)
 
 
-def test_shared_tree_changes_are_attributed_by_scope(repo: Path, write_plan: PlanWriter) -> None:
+def test_shared_tree_changes_are_attributed_by_scope(
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
+) -> None:
     (repo / "wip.txt").write_text("the operator's own uncommitted work\n")
+    go = tmp_path / "go"
     plan = write_plan(
         plan_text(
             repo,
-            """\
-            - {id: a, agent: shell, edits: ["a/**"], command: "mkdir -p a && echo 1 > a/x.txt && echo ? > stray.txt; sleep 2.5"}
-            - {id: b, agent: shell, edits: ["b/**"], command: "mkdir -p b && echo 2 > b/y.txt; sleep 2.5"}
+            f"""\
+            - {{id: a, agent: shell, edits: ["a/**"], command: "mkdir -p a && echo 1 > a/x.txt && echo ? > stray.txt; {hold(go)}"}}
+            - {{id: b, agent: shell, edits: ["b/**"], command: "mkdir -p b && echo 2 > b/y.txt; {hold(go)}"}}
             """,
         ).replace("max_parallel: 4", "max_parallel: 4\nisolation: shared")
     )
-    state, recorder, _ = run_engine(plan)
+
+    def ready(recorder: Recorder) -> bool:
+        changed = {e.task for e in recorder.events if isinstance(e, FilesChanged) and e.files}
+        return {"a", "b"} <= changed and any(e.kind == "unattributed" for e in detected(recorder))
+
+    state, recorder, _ = run_engine(plan, during=release_when(ready, go))
     assert state.status == "succeeded"
     assert [f.path for f in last_files(recorder, "a").files] == ["a/x.txt"]
     assert [f.path for f in last_files(recorder, "b").files] == ["b/y.txt"]
@@ -175,7 +244,7 @@ def test_shared_tree_changes_are_attributed_by_scope(repo: Path, write_plan: Pla
 
 
 def test_a_worktree_the_os_will_not_watch_is_polled_and_conflicts_are_still_found(
-    repo: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch
+    repo: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import watchfiles
 
@@ -190,16 +259,18 @@ def test_a_worktree_the_os_will_not_watch_is_polled_and_conflicts_are_still_foun
         return real_awatch(*paths, **kwargs)
 
     monkeypatch.setattr(watchfiles, "awatch", limited)
+    go = tmp_path / "go"
     plan = write_plan(
         plan_text(
             repo,
-            """\
-            - {id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; sleep 2.5"}
-            - {id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; sleep 2.5"}
+            f"""\
+            - {{id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; {hold(go)}"}}
+            - {{id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; {hold(go)}"}}
             """,
         )
     )
-    state, recorder, _ = run_engine(plan)
+    seen = found_all(("predicted-conflict", ("first", "second"), ("src/shared.py",)))
+    state, recorder, _ = run_engine(plan, during=release_when(seen, go))
     assert len(refused) == 2  # one refusal per worktree, then polling
     warnings = [n.message for n in state.notices if "polling it instead" in n.message]
     assert len(warnings) == 2
