@@ -109,8 +109,8 @@ async def test_edit_a_prompt_drop_a_task_see_batches_change_and_start_the_run(
     assert app.return_value == "run"
     plan = load_plan(drafted)
     assert "ui" not in plan.ids
-    assert plan.task("module").prompt is not None
-    assert plan.task("module").prompt.startswith("Add a token bucket")
+    prompt = plan.task("module").prompt
+    assert prompt is not None and prompt.startswith("Add a token bucket")
     assert "  # · why: The core of the change owns one new file" in drafted.read_text()
 
     # The run the review started: the real engine, the reviewed plan.
