@@ -92,5 +92,5 @@ def test_browse_goes_back_to_the_list_until_a_replay_is_quit(tmp_path: Path) -> 
     assert replays == [logs[2], logs[1], logs[0]]
     assert shown_lists == [None, logs[2], logs[1]], "the list opens on the run just left"
     shown_lists.clear()
-    browse(tmp_path, replay, lambda current: shown_lists.append(current))  # type: ignore[func-returns-value]
+    browse(tmp_path, replay, lambda current: shown_lists.append(current))
     assert shown_lists == [None], "no run picked: nothing replayed"
