@@ -102,7 +102,7 @@ def test_a_sandboxed_cli_answers_writes_its_scope_and_its_stray_writes_fail(
         standin,
         monkeypatch,
     )
-    out = b"".join(e.data for e in recorder.of(TaskOutput)).decode(errors="replace")  # type: ignore[attr-defined]
+    out = b"".join(e.data for e in recorder.of(TaskOutput)).decode(errors="replace")
     task = state.tasks["api"]
     assert task.status == "succeeded", out[-3000:]
     assert talk.main_requests(), f"{name} asked its stand-in"
@@ -116,13 +116,13 @@ def test_a_sandboxed_cli_answers_writes_its_scope_and_its_stray_writes_fail(
     assert show(repo, tip, "src/api/x.py") == "X = 1\n"
     assert show(repo, tip, "README.md") == "# test repo\n"
     assert "hacked" not in shared.read_text()
-    refused = [e.path for e in recorder.of(SandboxDenied)]  # type: ignore[attr-defined]
+    refused = [e.path for e in recorder.of(SandboxDenied)]
     assert "README.md" in refused and str(shared) in refused, (refused, out[-3000:])
     (boxed,) = recorder.of(TaskSandboxed)
-    assert boxed.mode == "scope"  # type: ignore[attr-defined]
+    assert boxed.mode == "scope"
     # Its CLI's own state stayed writable where the CLI keeps it.
     homes = sandbox.agent_homes(name, env, home)
-    assert any(str(h) in boxed.writable for h in homes), json.dumps(boxed.writable)  # type: ignore[attr-defined]
+    assert any(str(h) in boxed.writable for h in homes), json.dumps(boxed.writable)
 
 
 def test_in_a_sandbox_the_scope_guard_still_refuses_and_says_so(
@@ -147,7 +147,7 @@ def test_in_a_sandbox_the_scope_guard_still_refuses_and_says_so(
         monkeypatch,
     )
     assert state.tasks["api"].status == "succeeded"
-    guarded = [e.path for e in recorder.of(GuardDenied)]  # type: ignore[attr-defined]
+    guarded = [e.path for e in recorder.of(GuardDenied)]
     assert guarded == ["README.md"], guarded
     assert show(repo, state.integration_branch, "src/api/x.py") == "X = 1\n"
     assert show(repo, state.integration_branch, "README.md") == "# test repo\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from delegate_tui.core import sandbox, workspace
+from delegate_tui.core import sandbox
 from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import SandboxDenied, TaskOutput, TaskSandboxed
 from delegate_tui.core.plan import Plan
@@ -53,12 +53,12 @@ def plan_text(repo: Path, tasks: str, **top: object) -> str:
 
 
 def output_of(recorder: Recorder, task: str) -> str:
-    data = b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task)  # type: ignore[attr-defined]
+    data = b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task)
     return data.decode(errors="replace")
 
 
 def denied(recorder: Recorder, task: str) -> list[str]:
-    return [e.path for e in recorder.of(SandboxDenied) if e.task == task]  # type: ignore[attr-defined]
+    return [e.path for e in recorder.of(SandboxDenied) if e.task == task]
 
 
 def attempt_write(path: str, label: str) -> str:
@@ -119,7 +119,7 @@ def test_writes_inside_and_outside_the_scope(
         assert "ESCAPED-worktree-root" in out and "README.md" not in refused
         assert readme == "x\n"
     (sandboxed,) = recorder.of(TaskSandboxed)
-    assert sandboxed.mode == mode  # type: ignore[attr-defined]
+    assert sandboxed.mode == mode
     assert task.attempts[0].sandbox == f"{mode}, network on"
     assert task.attempts[0].sandbox_denied == tuple(refused)
 
@@ -417,7 +417,7 @@ def test_a_sandboxed_plan_is_refused_before_anything_starts_where_bwrap_is_missi
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("git", "sh"):
-        found = workspace.shutil.which(tool)
+        found = shutil.which(tool)
         assert found
         (bin_dir / tool).symlink_to(found)
     env = {**os.environ, "PATH": str(bin_dir), "HOME": str(tmp_path / "home")}

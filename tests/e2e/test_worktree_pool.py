@@ -45,12 +45,12 @@ def test_the_next_attempt_reuses_a_merged_worktree_cleaned_to_the_integration_ti
     state, recorder, engine = run_engine(plan)
     assert state.status == "succeeded", state.summary
     out = {
-        task: b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task).decode()  # type: ignore[attr-defined]
+        task: b"".join(e.data for e in recorder.of(TaskOutput) if e.task == task).decode()
         for task in ("first", "second")
     }
     inode = {task: text.split("inode=")[1].split()[0] for task, text in out.items()}
     assert inode["first"] == inode["second"], "the second attempt got a fresh checkout"
-    starts = {e.task: e.cwd for e in recorder.of(TaskStarted)}  # type: ignore[attr-defined]
+    starts = {e.task: e.cwd for e in recorder.of(TaskStarted)}
     assert starts["first"] != starts["second"]  # each attempt's folder has its own name
     # Exactly the integration tip's files: the first task's merged work, none of its
     # ignored leftovers (build/ is ignored, so it was never committed).
@@ -65,7 +65,7 @@ def test_the_next_attempt_reuses_a_merged_worktree_cleaned_to_the_integration_ti
     assert git(repo, "show", f"{state.integration_branch}:two.txt") == "two\n"
     # Nothing is left: no parked worktree (with no task left waiting, the last one was
     # removed as it finished, not parked), no note of one in git, branches kept.
-    notes = [e.message for e in recorder.of(Notice)]  # type: ignore[attr-defined]
+    notes = [e.message for e in recorder.of(Notice)]
     assert not any(n.startswith("removing") for n in notes)
     worktrees = workspace.worktrees_dir(repo, engine.run_id)
     assert not (worktrees / workspace.POOL_DIR).exists()
