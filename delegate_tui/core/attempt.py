@@ -429,7 +429,7 @@ class Attempt:
             box = await asyncio.to_thread(self._sandbox, spec, workdir, env)
             if box is not None:  # the agent runs under bwrap (core/sandbox.py)
                 argv = sandbox.inner_argv(spec.preset or spec.name, argv)
-                run_argv = self._sandboxed(box, argv)
+                run_argv = self._sandboxed(box, argv, env.get("PATH"))
                 env, on_output = sandbox.sandbox_env(env), sandbox.scanning(on_output, self._denied)
             proc = self._supervisor.spawn(
                 task_id,
@@ -522,9 +522,12 @@ class Attempt:
         )
         return None if box is None else (box, sandbox.probe().bwrap or "bwrap")
 
-    def _sandboxed(self, box: tuple[sandbox.Layout, str], argv: list[str]) -> list[str]:
+    def _sandboxed(
+        self, box: tuple[sandbox.Layout, str], argv: list[str], path_env: str | None = None
+    ) -> list[str]:
         """``argv`` under bwrap, announced (``TaskSandboxed``)."""
         layout, bwrap = box
+        layout = sandbox.with_program(layout, argv[0], path_env)
         wrapped = layout.argv(argv, bwrap)
         self._emit(
             TaskSandboxed(

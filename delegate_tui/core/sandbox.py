@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -379,6 +380,23 @@ def plan_layout(
         protected=protected_inside,
         visible=visible,
     )
+
+
+def with_program(layout: Layout, program: str, path_env: str | None) -> Layout:
+    """``layout`` with the agent's program kept visible (read-only) when it is installed
+    under ``/tmp``, which the sandbox replaces with an empty one: its folder under
+    ``/tmp`` (e.g. a CLI installed there by npm, or a virtual environment's Python),
+    for the program as found on ``PATH`` and for where its links lead."""
+    found = shutil.which(program, path=path_env) if "/" not in program else program
+    if not found:
+        return layout
+    extra = []
+    for path in (Path(os.path.abspath(found)), Path(os.path.realpath(found))):
+        if _under(path, PRIVATE_TMP) and path != PRIVATE_TMP:
+            extra.append(PRIVATE_TMP / path.relative_to(PRIVATE_TMP).parts[0])
+    if not extra:
+        return layout
+    return dataclasses.replace(layout, visible=tuple(dict.fromkeys((*layout.visible, *extra))))
 
 
 def make_room(layout: Layout, inside: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -417,3 +418,27 @@ def test_codex_runs_without_its_own_sandbox_inside_this_one() -> None:
         "danger-full-access"
     )
     assert sandbox.inner_argv("claude", argv) == argv  # other CLIs as they are
+
+
+def test_a_program_installed_under_tmp_stays_visible_in_the_sandbox(tmp_path: Path) -> None:
+    """The sandbox's /tmp is private: an agent CLI (or a venv's Python) installed under
+    /tmp would be "No such file or directory" inside it (seen: bwrap: execvp claude)."""
+    from delegate_tui.core.sandbox import Layout, with_program
+
+    base = Layout(mode="worktree", network=True, workdir=tmp_path, writable=(tmp_path,))
+    tool = Path("/tmp") / f"dt-test-{os.getpid()}" / "bin"
+    tool.mkdir(parents=True, exist_ok=True)
+    try:
+        (tool / "agent-cli").write_text("#!/bin/sh\n")
+        (tool / "agent-cli").chmod(0o755)
+        layout = with_program(base, "agent-cli", str(tool))
+        assert layout.visible == (Path("/tmp") / f"dt-test-{os.getpid()}",)
+        argv = layout.argv(["agent-cli"])
+        at = argv.index("--ro-bind", argv.index("--tmpfs"))
+        assert argv[at + 1] == str(Path("/tmp") / f"dt-test-{os.getpid()}")
+        assert with_program(base, "sh", "/usr/bin:/bin") == base  # not under /tmp: unchanged
+        assert with_program(base, "no-such-program", str(tool)) == base
+    finally:
+        import shutil
+
+        shutil.rmtree(tool.parent)
