@@ -7,7 +7,7 @@ against each CLI's own ``--help`` (claude 2.1.332, codex-cli 0.171.0, gemini 0.6
 aider 0.86); plans can override or extend them under ``agents:``.
 
 claude, codex and gemini run in their structured modes (``stream``: the parser in
-``core/streams.py`` that reads them), so the run knows each agent's tool calls,
+``core/streams/`` that reads them), so the run knows each agent's tool calls,
 tokens and cost; a prompt never reaches them where an option could be read (it
 follows ``--`` or is one ``--prompt=`` argument, so a prompt starting with ``-``
 is still a prompt). A retry continues the agent's conversation through
@@ -102,7 +102,7 @@ class AgentSpec:
     uses_task_command: bool = False
     #: The preset this agent extends, through any chain (its own name for a preset).
     preset: str = ""
-    #: The structured stream it prints, read by ``core/streams.py`` (``None``: plain text).
+    #: The structured stream it prints, read by ``core/streams/`` (``None``: plain text).
     stream: StreamFormat | None = None
     #: How its stdin is wired on the pipes transport: ``devnull`` for CLIs that would
     #: otherwise wait for the end of stdin (codex), ``pipe`` to take the operator's input.

@@ -339,7 +339,7 @@ class TaskOutput(Event):
 
 # ------------------------------------------------- what an agent does (structured streams)
 # Read from the CLIs' structured modes (claude stream-json, codex --json, gemini
-# stream-json) by core/streams.py; the raw stream stays in TaskOutput.
+# stream-json) by core/streams/; the raw stream stays in TaskOutput.
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,7 +194,7 @@ class AttemptState:
     last_output_ts: float = 0.0
     kill_requested: bool = False
     inputs: list[str] = field(default_factory=list)
-    # What the agent's structured stream said (claude, codex, gemini; see core/streams.py).
+    # What the agent's structured stream said (claude, codex, gemini; see core/streams/).
     session_id: str = ""
     model: str = ""
     usage: tuple[TokenUsage, ...] = ()

@@ -1,6 +1,6 @@
 """An agent's transcript: what its structured stream says, as lines a pane draws.
 
-Owns how the events read from an agent's structured stream (core/streams.py)
+Owns how the events read from an agent's structured stream (core/streams/)
 look in its pane: its own words as they are, each tool call as one line with
 its file or command, failed calls and API retries in colour, and how it ended.
 The result is terminal bytes (the same ANSI colours and CR LF line ends a PTY

@@ -1,4 +1,4 @@
-"""The stream parsers (core/streams.py) over the real CLIs' recorded streams (tests/streams/).
+"""The stream parsers (core/streams/) over the real CLIs' recorded streams (tests/streams/).
 
 Each file is what a real CLI printed against the stand-ins, noise lines included, with the
 usage the stand-in's script reported (tests/streams/README.md says which). The figures here

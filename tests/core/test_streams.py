@@ -1,4 +1,4 @@
-"""The structured-stream parsers (core/streams.py) over streams shaped as each CLI prints them.
+"""The structured-stream parsers (core/streams/) over streams shaped as each CLI prints them.
 
 Recorded streams of the real CLIs (tests/streams/, made against the loopback stand-ins)
 are read in tests/agents/; these cover each branch with small hand-made streams,
