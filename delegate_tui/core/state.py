@@ -9,8 +9,9 @@ it updates the state in place and returns it (copying a whole run per output
 chunk would cost more than the agents' output itself); take a
 ``copy.deepcopy`` where a snapshot must not move, as replay keyframes do.
 
-(About 600 lines: one small handler per event type, thirty of them, kept in one
-registry so that the fold is read in one place.)
+(About 900 lines: one small handler per event type, thirty-eight of them, and
+the per-attempt records they fill — agents' usage, tool calls, the timeline's
+phases — kept in one registry so that the fold is read in one place.)
 """
 
 from __future__ import annotations
