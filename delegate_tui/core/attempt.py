@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -532,6 +533,9 @@ class Attempt:
         """``argv`` under bwrap, announced (``TaskSandboxed``)."""
         layout, bwrap = box
         layout = sandbox.with_program(layout, argv[0], path_env)
+        if self._denials is not None:  # the scope guard's hook runs this Python and package
+            here = Path(guard.__file__).resolve().parent.parent
+            layout = sandbox.with_visible(layout, (Path(sys.executable), here))
         wrapped = layout.argv(argv, bwrap)
         self._emit(
             TaskSandboxed(

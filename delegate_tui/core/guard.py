@@ -136,7 +136,13 @@ def install(spec: GuardSpec, folder: Path, name: str) -> tuple[str, Path]:
     guard_file.write_text(
         json.dumps({**spec_to_json(spec), "denials": str(denials)}), encoding="utf-8"
     )
-    command = f"{shlex.quote(sys.executable)} -m delegate_tui.guard {shlex.quote(str(guard_file))}"
+    # If the hook cannot even start (no Python where it was), it refuses: a guard that
+    # fails open would let every write through with claude reporting only a hook error.
+    unreadable = _deny(f"{MARK}: the guard could not start; ask the operator")
+    command = (
+        f"{shlex.quote(sys.executable)} -m delegate_tui.guard {shlex.quote(str(guard_file))}"
+        f" || printf '%s\\n' {shlex.quote(unreadable)}"
+    )
     settings = {
         "hooks": {
             "PreToolUse": [

@@ -382,6 +382,20 @@ def plan_layout(
     )
 
 
+def with_visible(layout: Layout, paths: Iterable[Path]) -> Layout:
+    """``layout`` with ``paths`` kept visible (read-only) where they are under ``/tmp``: the
+    top folder under ``/tmp`` of each (the Python and the delegate-tui that run the scope
+    guard's hook, when installed there)."""
+    extra = [
+        PRIVATE_TMP / p.relative_to(PRIVATE_TMP).parts[0]
+        for p in paths
+        if _under(p, PRIVATE_TMP) and p != PRIVATE_TMP
+    ]
+    if not extra:
+        return layout
+    return dataclasses.replace(layout, visible=tuple(dict.fromkeys((*layout.visible, *extra))))
+
+
 def with_program(layout: Layout, program: str, path_env: str | None) -> Layout:
     """``layout`` with the agent's program kept visible (read-only) when it is installed
     under ``/tmp``, which the sandbox replaces with an empty one: its folder under
@@ -390,13 +404,7 @@ def with_program(layout: Layout, program: str, path_env: str | None) -> Layout:
     found = shutil.which(program, path=path_env) if "/" not in program else program
     if not found:
         return layout
-    extra = []
-    for path in (Path(os.path.abspath(found)), Path(os.path.realpath(found))):
-        if _under(path, PRIVATE_TMP) and path != PRIVATE_TMP:
-            extra.append(PRIVATE_TMP / path.relative_to(PRIVATE_TMP).parts[0])
-    if not extra:
-        return layout
-    return dataclasses.replace(layout, visible=tuple(dict.fromkeys((*layout.visible, *extra))))
+    return with_visible(layout, (Path(os.path.abspath(found)), Path(os.path.realpath(found))))
 
 
 def make_room(layout: Layout, inside: Path) -> None:

@@ -99,3 +99,24 @@ def test_claude_gets_the_guard_as_its_settings() -> None:
         PRESETS["codex"], prompt="p", task_id="t", workdir="", last_message="", guard_settings="{}"
     )
     assert "--settings" not in codex  # codex has no hook for it: detection and the sandbox
+
+
+def test_a_hook_that_cannot_start_refuses(tmp_path: Path) -> None:
+    """No Python where the hook expects one (a sandbox that hides it): the write is
+    refused, not let through with a hook error."""
+    settings, _ = install(SPEC, tmp_path / "guard", "client-1")
+    command = json.loads(settings)["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    broken = command.replace(sys.executable, "/nonexistent/python", 1)
+    out = subprocess.run(
+        ["bash", "-c", broken],
+        input=json.dumps({"tool_name": "Write", "tool_input": {"file_path": f"{ROOT}/web/a"}}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0
+    answer = json.loads(out.stdout)["hookSpecificOutput"]
+    assert (
+        answer["permissionDecision"] == "deny"
+        and "could not start" in answer["permissionDecisionReason"]
+    )

@@ -65,7 +65,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunState, Path]:
             tasks:
               - {{id: a, agent: shell, edits: [a.txt], command: "echo a > a.txt; sed -i 's/nobody/a/' shared.py; sleep 1.5"}}
               - {{id: b, agent: shell, edits: [b.txt], command: "echo b > b.txt; sed -i 's/nobody/b/' shared.py; sleep 1.5"}}
-              - {{id: c, agent: flaky, prompt: Fix it, edits: [c.py], retries: 1, depends_on: [a]}}
+              - {{id: c, agent: flaky, prompt: Fix it, edits: [c.py], retries: 1}}
             """
         )
     )
