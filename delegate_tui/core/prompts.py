@@ -152,18 +152,10 @@ def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -
         original.rstrip(),
         "",
         f"--- Previous attempt ({failed.number}) failed: {failure_summary(failed)} ---",
+        *_what_failed(failed),
     ]
-    failing = [c for c in failed.criteria if not c.passed]
-    for c in failing:
-        parts.append(f"Criterion failed: {c.command or c.text} (exit {c.exit_code})")
-        if c.output.strip():
-            parts.append(tail_text(c.output, 800))
     if failed.conflict_paths:
-        parts.append(
-            "Your changes did not merge cleanly with work that landed meanwhile, in: "
-            + ", ".join(failed.conflict_paths)
-            + ". Start from the current integration branch and redo the change on top of it."
-        )
+        parts[-1] += " Start from the current integration branch and redo the change on top of it."
     tail = tail_text(_readable_output(failed), RETRY_TAIL_LIMIT)
     if tail:
         parts += ["Last output of the failed attempt:", tail]
@@ -172,23 +164,32 @@ def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -
     return "\n".join(parts).strip() + "\n"
 
 
+def _what_failed(failed: AttemptState) -> list[str]:
+    """The failed criteria with their output, and the files a merge conflicted in."""
+    lines = []
+    for c in failed.criteria:
+        if not c.passed:
+            lines.append(f"Criterion failed: {c.command or c.text} (exit {c.exit_code})")
+            if c.output.strip():
+                lines.append(tail_text(c.output, 800))
+    if failed.conflict_paths:
+        lines.append(
+            "Your changes did not merge cleanly with work that landed meanwhile, in: "
+            + ", ".join(failed.conflict_paths)
+            + "."
+        )
+    return lines
+
+
 def continue_prompt(
     failed: AttemptState, operator_text: str = "", *, changed: str = "", kept: bool = False
 ) -> str:
     """The message that continues an agent's own conversation (a resumed session): it
     has the task and its earlier work in its history, so only what happened since."""
-    parts = [f"--- delegate-tui: your last attempt ended: {failure_summary(failed)} ---"]
-    for c in failed.criteria:
-        if not c.passed:
-            parts.append(f"Criterion failed: {c.command or c.text} (exit {c.exit_code})")
-            if c.output.strip():
-                parts.append(tail_text(c.output, 800))
-    if failed.conflict_paths:
-        parts.append(
-            "Your changes did not merge cleanly with work that landed meanwhile, in: "
-            + ", ".join(failed.conflict_paths)
-            + "."
-        )
+    parts = [
+        f"--- delegate-tui: your last attempt ended: {failure_summary(failed)} ---",
+        *_what_failed(failed),
+    ]
     if kept:
         parts.append("You continue in a new worktree that holds your earlier changes.")
     else:
