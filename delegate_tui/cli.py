@@ -393,8 +393,24 @@ def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadRe
 @main.command()
 @_run_argument
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
-    """Summarise a run: tasks, conflicts, time saved. RUN is an id, a folder, a log, or `latest`."""
+@click.option(
+    "--all",
+    "every_run",
+    is_flag=True,
+    help="Every run of the repository: a line each, the totals, and the trend over the last runs.",
+)
+def stats(run_arg: str | None, repo: str, as_json: bool, every_run: bool) -> None:
+    """Summarise a run: tasks, conflicts, time saved. RUN is an id, a folder, a log, or `latest`.
+
+    With --all: one line per run of the repository (time saved, conflict and
+    rework rates, the agents' cost), the totals, and a chart of those numbers
+    over the last finished runs, with whether the recent ones did better.
+    """
+    if every_run:
+        if run_arg:
+            fail("stats --all reads every run of the repository: give --repo, not RUN")
+        _stats_all(repo, as_json)
+        return
     state, reading, path = _read_state(run_arg, repo)
     for message in reading.messages():
         click.echo(f"delegate-tui: {path}: {message}", err=True)
@@ -403,6 +419,38 @@ def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for line in report.stats_lines(state, data):
+        click.echo(line)
+
+
+def _repo_root(repo: str) -> Path:
+    """The repository ``repo`` is in (its top folder), or ``repo`` itself."""
+    from delegate_tui.core import workspace
+
+    root = Path(repo).resolve()
+    return workspace.find_repo(root) or root
+
+
+def _stats_all(repo: str, as_json: bool) -> None:
+    from delegate_tui.core.history import aggregate
+
+    top = _repo_root(repo)
+    rows, skipped = report.list_runs(top)
+    for reason in skipped:
+        click.echo(f"delegate-tui: left out: {reason}", err=True)
+    if not rows:
+        fail(f"no runs in {runlog.runs_dir(top)}")
+    past = aggregate([row.summary for row in rows])
+    if as_json:
+        data = {
+            "repo": str(top),
+            "runs": [
+                {**row.summary.as_json(), "status": row.status, "log": str(row.log)} for row in rows
+            ],
+            "all": past.as_json(),
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    for line in report.history_lines(top, rows, past):
         click.echo(line)
 
 
@@ -626,16 +674,15 @@ def replay(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def runs(repo: str, as_json: bool, open_ui: bool) -> None:
     """List the runs of REPO (default: here), newest first; --open picks one to replay."""
-    from delegate_tui.core import workspace
-
-    root = Path(repo).resolve()
-    top = workspace.find_repo(root) or root
+    top = _repo_root(repo)
     if open_ui:
         from delegate_tui.ui.screens.runs import browse
 
         browse(top, _replay_until_back)
         return
-    rows = report.list_runs(top)
+    rows, skipped = report.list_runs(top)
+    for reason in skipped:
+        click.echo(f"delegate-tui: left out: {reason}", err=True)
     if as_json:
         click.echo(json.dumps([row.as_json() for row in rows], indent=2))
         return

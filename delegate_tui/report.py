@@ -1,9 +1,10 @@
 """What the commands print about plans and past runs, as plain lines.
 
 Owns the text of ``plan`` (from a :class:`~delegate_tui.core.forecast.Forecast`),
-``stats``, ``runs`` and ``replay --headless``, and :func:`list_runs`, the one
-list of a repository's runs that both ``runs`` and the runs picker
-(``ui/screens/runs.py``) show. Functions here return strings and never echo, so
+``stats``, ``stats --all``, ``runs`` and ``replay --headless``, and
+:func:`list_runs`, the one list of a repository's runs that ``runs``, ``stats
+--all`` and the runs screen (``ui/screens/runs.py``) show, with the columns and
+trend words they share. Functions here return strings and never echo, so
 the commands decide where text goes; bold goes through ``click.style``, which
 ``click.echo`` drops when the output is not a terminal.
 """
@@ -11,17 +12,18 @@ the commands decide where text goes; bold goes through ``click.style``, which
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from delegate_tui.core import batching, graph, runlog
+from delegate_tui.core import graph, history
 from delegate_tui.core.forecast import Forecast
-from delegate_tui.core.metrics import cost_text
+from delegate_tui.core.history import History, RunSummary, Trend
+from delegate_tui.core.metrics import cost_text, tokens_text
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.replay import final_state
 from delegate_tui.core.service import service_status
 from delegate_tui.core.state import RunState
 
@@ -154,20 +156,42 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
-    """One run of a repository, as ``runs`` and the runs picker list it."""
+    """One run of a repository, as ``runs``, ``stats --all`` and the runs picker list it."""
 
     log: Path
-    run_id: str
-    plan: str
-    started: float
-    duration_s: float
+    summary: RunSummary
     status: str
     """The run's end status, ``live`` (its service runs it now), or ``unfinished`` (cut off)."""
-    ok: int
-    failed: int
-    total: int
     views: int = 0
     """Views attached to a live run."""
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    @property
+    def plan(self) -> str:
+        return self.summary.plan or "?"
+
+    @property
+    def started(self) -> float:
+        return self.summary.started
+
+    @property
+    def duration_s(self) -> float:
+        return self.summary.wall_s
+
+    @property
+    def ok(self) -> int:
+        return self.summary.succeeded
+
+    @property
+    def failed(self) -> int:
+        return self.summary.failed
+
+    @property
+    def total(self) -> int:
+        return self.summary.tasks
 
     def as_json(self) -> dict[str, object]:
         """The row of ``runs --json``."""
@@ -199,31 +223,153 @@ class RunRow:
         )
 
 
-def list_runs(repo: Path) -> list[RunRow]:
-    """Every readable run of ``repo``, newest first (an unreadable log is left out)."""
+def list_runs(repo: Path) -> tuple[list[RunRow], list[str]]:
+    """Every readable run of ``repo``, newest first, and why any log was left out.
+
+    Each run's numbers come from :func:`delegate_tui.core.history.load_summaries`
+    (kept beside the log's index, folded again only when the log changed).
+    """
+    found, skipped = history.load_summaries(repo)
     rows = []
-    for path in runlog.list_run_logs(repo):
-        try:
-            state, _report = final_state(path)
-        except runlog.LogError:
-            continue
-        tasks = state.tasks.values()
-        live = None if state.finished else service_status(path.parent)
+    for path, summary in found:
+        live = None if summary.finished else service_status(path.parent)
         rows.append(
             RunRow(
                 log=path,
-                run_id=state.run_id,
-                plan=state.plan.name if state.plan else "?",
-                started=state.started_ts,
-                duration_s=state.elapsed_s,
-                status=state.status if state.finished else "live" if live else "unfinished",
-                ok=sum(t.status == "succeeded" for t in tasks),
-                failed=sum(t.status in batching.FAILED_STATUSES for t in tasks),
-                total=len(state.tasks),
+                summary=summary,
+                status=summary.status if summary.finished else "live" if live else "unfinished",
                 views=live["views"] if live else 0,
             )
         )
-    return rows
+    return rows, skipped
+
+
+# ---------------------------------------------------------------- across runs
+
+SPARKS = "▁▂▃▄▅▆▇█"
+#: How each trend is labelled and its values written.
+TREND_LABELS = {
+    "time_saved_s": "time saved",
+    "conflict_rate": "conflict rate",
+    "rework_rate": "rework rate",
+    "cost_usd": "cost",
+}
+
+
+def spark(values: Sequence[float]) -> str:
+    """``▁▃▅█``: one bar per value, from the lowest to the highest (all alike: mid bars)."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high - low < 1e-9:
+        return SPARKS[3] * len(values)
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[round((v - low) / (high - low) * top)] for v in values)
+
+
+def metric_text(metric: str, value: float | None, cost_source: str = "") -> str:
+    """A value of a trend as people read it: ``1m12s``, ``25%``, ``$0.42``; ``-`` unknown."""
+    if value is None:
+        return "-"
+    if metric == "time_saved_s":  # a loss under half a second reads as nothing saved
+        return duration(max(0.0, value)) if value > -0.5 else f"-{duration(-value)}"
+    if metric.endswith("_rate"):
+        return f"{value:.0%}"
+    return cost_text(value, cost_source)
+
+
+def run_cells(row: RunRow) -> list[str]:
+    """A run's columns in ``stats --all`` and the runs screen: when, status, the numbers."""
+    s = row.summary
+    return [
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started)) if s.started else "?",
+        row.status,
+        f"{s.succeeded}/{s.tasks}",
+        metric_text("time_saved_s", s.time_saved_s),
+        metric_text("conflict_rate", s.conflict_rate),
+        metric_text("rework_rate", s.rework_rate),
+        metric_text("cost_usd", s.cost_usd, s.cost_source),
+    ]
+
+
+RUN_HEADINGS = ["STARTED", "STATUS", "OK", "SAVED", "CONFLICT", "REWORK", "COST"]
+
+
+def trend_caption(past: History, *, short: bool = False) -> str:
+    """What the trend chart covers: ``last 12 finished runs, oldest first; ...``."""
+    shown = max((len(t.values) for t in past.trends), default=0)
+    if shown < 2:
+        return "the trend shows from the second finished run"
+    caption = f"last {shown} finished runs, oldest first"
+    if short:
+        return caption
+    recent = min(history.RECENT_RUNS, shown // 2)
+    newest = (
+        "the newest run against the one"
+        if recent == 1
+        else f"the newest {recent} against the {recent}"
+    )
+    return f"{caption}; {newest} before"
+
+
+def compare_text(trend: Trend, cost_source: str = "") -> str:
+    """``mean 43s -> 45s``: the runs before against the recent ones (``""`` when too few)."""
+    if trend.before is None or trend.recent is None:
+        return ""
+    before = metric_text(trend.metric, trend.before, cost_source)
+    recent = metric_text(trend.metric, trend.recent, cost_source)
+    return f"mean {before} → {recent}"
+
+
+def trend_lines(past: History) -> list[str]:
+    """The trend chart of ``stats --all``: a sparkline per number, its newest value, where
+    it is going."""
+    lines = [_bold("Trend") + f" ({trend_caption(past)})"]
+    for trend in past.trends:
+        label = TREND_LABELS[trend.metric]
+        if not trend.values:
+            lines.append(f"  {label:<14} (not reported by any finished run)")
+            continue
+        compare = compare_text(trend, past.cost_source)
+        lines.append(
+            f"  {label:<14} {spark(trend.values):<{history.TREND_RUNS}}  "
+            f"newest {metric_text(trend.metric, trend.last, past.cost_source):>7}  "
+            f"{trend.direction or '-':<6}" + (f"  ({compare})" if compare else "")
+        )
+    return lines
+
+
+def history_lines(repo: Path, rows: list[RunRow], past: History) -> list[str]:
+    """``delegate-tui stats --all``: a line per run, the totals, the trend chart."""
+    lines = [
+        _bold(f"Runs of {repo}") + f": {past.runs} run(s), {past.finished} finished, newest first",
+        f"  {'RUN':<20}  {RUN_HEADINGS[0]:<16}  {RUN_HEADINGS[1]:<10}  {RUN_HEADINGS[2]:>5}  "
+        f"{RUN_HEADINGS[3]:>7}  {RUN_HEADINGS[4]:>8}  {RUN_HEADINGS[5]:>6}  {RUN_HEADINGS[6]:>8}"
+        "  PLAN",
+    ]
+    for row in rows:
+        when, status, ok, saved, conflict, rework, cost = run_cells(row)
+        lines.append(
+            f"  {row.run_id:<20}  {when:<16}  {status:<10}  {ok:>5}  {saved:>7}  "
+            f"{conflict:>8}  {rework:>6}  {cost:>8}  {row.plan}"
+        )
+    lines.append("")
+    lines.append(_bold("In all") + f" ({past.finished} finished run(s) in the rates)")
+    lines.append(
+        f"  {saved_text(past.time_saved_s, past.operator_wait_s)} over "
+        f"{duration(past.wall_s)} of runs; conflict rate {past.conflict_rate:.0%}, "
+        f"rework rate {past.rework_rate:.0%}"
+    )
+    cost = cost_text(past.cost_usd, past.cost_source)
+    tokens = tokens_text(history.token_usage(past))
+    unknown = f" ({past.cost_unknown} run(s) reported no cost)" if past.cost_unknown else ""
+    lines.append(
+        f"  agents: {cost or 'cost unknown'}{unknown}"
+        + (f"; {tokens.replace(' tok', ' tokens')}" if tokens else "")
+    )
+    lines.append("")
+    lines.extend(trend_lines(past))
+    return lines
 
 
 # ---------------------------------------------------------------- replay

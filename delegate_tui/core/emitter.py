@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from delegate_tui.core import history
 from delegate_tui.core.events import Event, TaskOutput
 from delegate_tui.core.runlog import LogWriter
 from delegate_tui.core.state import RunState, apply, snapshot
@@ -68,6 +69,8 @@ class Emitter:
             self._flush_output()
         if self._log is not None:
             self._log.close()
+            if self.state.finished:  # what stats --all and the runs screen read
+                history.keep_summary(self._log.path, self.state)
             self._log = None
 
     def emit(self, ev: Event) -> Event:

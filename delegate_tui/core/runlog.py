@@ -441,7 +441,7 @@ class LogIndex:
         return obj.get("state")
 
 
-def _log_marks(log: Path, covered: int) -> dict[str, object]:
+def log_marks(log: Path, covered: int) -> dict[str, object]:
     """What names the covered bytes of a log: their length and hashes of both ends."""
     with log.open("rb") as fh:
         head = fh.read(min(_HASHED, covered))
@@ -463,7 +463,7 @@ def load_index(log: Path) -> LogIndex | None:
         if meta.get("version") != INDEX_VERSION:
             return None
         covered = int(meta["log"]["covered"])
-        if covered > log.stat().st_size or _log_marks(log, covered) != meta["log"]:
+        if covered > log.stat().st_size or log_marks(log, covered) != meta["log"]:
             return None
         count = int(meta["events"])
         index = LogIndex(
@@ -581,7 +581,7 @@ class IndexWriter:
             self._saved = len(index)
             meta = {
                 "version": INDEX_VERSION,
-                "log": _log_marks(self.log, index.covered),
+                "log": log_marks(self.log, index.covered),
                 "events": len(index),
                 "lines": index.lines,
                 "types": index.types,

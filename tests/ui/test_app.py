@@ -494,9 +494,16 @@ async def test_runs_screen_lists_runs_and_opens_the_picked_one(tmp_path: Path) -
             )
         )
     app = RunsApp(tmp_path)
-    assert [row.run_id for row in app.rows] == ["20260102-000000-bbbb", "20260101-000000-aaaa"]
     async with app.run_test(size=(120, 20)) as pilot:
-        await pilot.pause(0.2)
+        for _ in range(100):  # the screen reads the logs in the background
+            await pilot.pause(0.05)
+            if app.rows:
+                break
+        assert [row.run_id for row in app.rows] == [
+            "20260102-000000-bbbb",
+            "20260101-000000-aaaa",
+        ]
+        await pilot.pause(0.1)
         await pilot.press("down", "enter")
         await pilot.pause(0.2)
     assert (

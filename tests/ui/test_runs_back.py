@@ -66,6 +66,10 @@ async def test_the_runs_list_opens_on_the_run_that_was_open(tmp_path: Path) -> N
     logs = recorded_runs(tmp_path)
     app = RunsApp(tmp_path, current=logs[0])  # the oldest, last in the list
     async with app.run_test(size=(120, 20)) as pilot:
+        for _ in range(100):  # the screen reads the logs in the background
+            await pilot.pause(0.05)
+            if app.rows:
+                break
         await pilot.pause(0.2)
         await pilot.press("enter")
         await pilot.pause(0.2)
