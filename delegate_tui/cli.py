@@ -669,7 +669,10 @@ def replay(
 @main.command()
 @click.argument("repo", required=False, default=".", type=click.Path(file_okay=False))
 @click.option(
-    "--open", "open_ui", is_flag=True, help="Open the runs screen and replay the run you pick."
+    "--open",
+    "open_ui",
+    is_flag=True,
+    help="Open the runs screen (the trend chart above the list) and replay the run you pick.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def runs(repo: str, as_json: bool, open_ui: bool) -> None:
