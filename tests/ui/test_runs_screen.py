@@ -161,6 +161,9 @@ async def test_the_trend_chart_at_80x24_gives_each_run_a_bar_and_says_where_it_g
         assert label_texts(cost)[1:] == ["newest $0.50", "worse"]
         assert cost.query(Label)[2].has_class("worse")
         assert not app.screen.has_class("wide") and not cost.query_one(".trend-compare").display
+        # A number some runs did not report takes the same room: the columns line up.
+        assert len({r.query(Label)[1].region.x for r in app.query(TrendRow)}) == 1
+        assert cost.query_one(Sparkline).size.width == cells * len(cost.trend.values)
         # Nothing of the chart is cut off at 80 columns.
         for row in app.query(TrendRow):
             for widget in (*row.query(Label), row.query_one(Sparkline)):

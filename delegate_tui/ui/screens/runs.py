@@ -51,11 +51,14 @@ DIRECTION_CLASSES = {"better": "better", "worse": "worse", "steady": "steady"}
 class TrendRow(Horizontal):
     """One number's chart: its name, a sparkline of its values, the newest and its direction."""
 
-    def __init__(self, trend: history.Trend, cost_source: str) -> None:
+    def __init__(self, trend: history.Trend, cost_source: str, shown: int) -> None:
         higher = dict(history.TREND_METRICS)[trend.metric]
         super().__init__(classes="trend " + ("higher-better" if higher else "lower-better"))
         self.trend = trend
         self._cost_source = cost_source
+        self._shown = max(shown, len(trend.values))
+        """Runs in the chart: a number some runs did not report is drawn as wide as it
+        would be, so the columns after it line up with the other rows'."""
 
     def compose(self) -> ComposeResult:
         trend = self.trend
@@ -81,9 +84,10 @@ class TrendRow(Horizontal):
             w.outer_size.width for w in self.query(Label) if w.display and w.outer_size.width
         )
         room = max(1, self.size.width - beside - 2)  # the sparkline's right margin
-        cells = max(1, min(CELLS_PER_RUN, room // runs))
+        cells = max(1, min(CELLS_PER_RUN, room // self._shown))
         spark = self.query_one(Sparkline)
         spark.styles.width = min(room, runs * cells)
+        spark.styles.margin = (0, 2 + max(0, min(room, self._shown * cells) - runs * cells), 0, 0)
         # One value per cell: Textual's sparkline spreads fewer values than cells unevenly.
         spark.data = [v for v in self.trend.values for _ in range(cells)]
 
@@ -107,7 +111,7 @@ class RunsApp(App[Path | None]):
     .trend-value { width: 14; }
     .trend-direction { width: 6; text-style: bold; }
     .trend-note { color: $foreground 60%; }
-    .trend-compare { display: none; color: $foreground 60%; margin-left: 2; }
+    .trend-compare { display: none; width: 26; color: $foreground 60%; margin-left: 2; }
     .wide .trend-compare { display: block; }
     .better { color: $success; }
     .worse { color: $error; }
@@ -161,7 +165,8 @@ class RunsApp(App[Path | None]):
                 before=footer,
             )
             return
-        trends = Vertical(*(TrendRow(t, past.cost_source) for t in past.trends), id="trends")
+        shown = max(len(t.values) for t in past.trends)
+        trends = Vertical(*(TrendRow(t, past.cost_source, shown) for t in past.trends), id="trends")
         trends.border_title = f"Trend: {trend_caption(past, short=True)}"
         table: DataTable[Text | str] = DataTable(cursor_type="row", zebra_stripes=True)
         table.add_columns("RUN", *RUN_HEADINGS[1:], "PLAN", RUN_HEADINGS[0])
