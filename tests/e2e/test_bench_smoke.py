@@ -75,10 +75,10 @@ def test_many_runs_benchmark_reads_every_run_cold_warm_and_unindexed() -> None:
     data = bench("many_runs.py", "--runs", "6", "--events", "300")
     # 6 runs of about 300 events each: the workload asked for, every run read each time
     # (the benchmark itself checks the kept summaries against the folds).
-    assert data["runs"] == 6 and 6 * 250 <= data["events"] <= 6 * 400  # type: ignore[operator]
-    assert data["cold_s"] > 0 and data["unindexed_s"] > 0  # type: ignore[operator]
-    assert data["warm_ms"] >= 0 and data["command_warm_ms"] > 0  # type: ignore[operator]
-    assert 0 < data["conflict_rate"] < 1 and 0 < data["rework_rate"] < 1  # type: ignore[operator]
+    assert data["runs"] == 6 and 6 * 250 <= data["events"] <= 6 * 400
+    assert data["cold_s"] > 0 and data["unindexed_s"] > 0
+    assert data["warm_ms"] >= 0 and data["command_warm_ms"] > 0
+    assert 0 < data["conflict_rate"] < 1 and 0 < data["rework_rate"] < 1
 
 
 def test_plan_scale_benchmark_fills_every_slot_of_the_first_batch() -> None:

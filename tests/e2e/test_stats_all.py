@@ -19,7 +19,7 @@ from delegate_tui.core.runlog import index_dir
 from delegate_tui.demo.scaffold import make_demo_repo
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("stats_all")]
 STREAM = Path(__file__).resolve().parents[1] / "streams" / "claude-write.jsonl"
 
 

@@ -17,6 +17,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Label, Sparkline
 
 from delegate_tui.core.events import (
@@ -25,6 +26,7 @@ from delegate_tui.core.events import (
     Event,
     RetryScheduled,
     RunFinished,
+    RunStarted,
     TokenUsage,
     encode,
 )
@@ -100,7 +102,9 @@ def finish_event(state: RunState, at: float) -> Event:
 
 
 def write(repo: Path, events: list[Event]) -> Path:
-    run_id = events[0].run_id  # type: ignore[attr-defined]
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    run_id = started.run_id
     folder = runs_dir(repo) / run_id
     folder.mkdir(parents=True)
     log = folder / "events.jsonl"
@@ -174,12 +178,15 @@ async def test_the_trend_chart_at_80x24_gives_each_run_a_bar_and_says_where_it_g
         assert "agents' cost $1.50 (2 run(s) reported none)" in summary
         # The list: newest first, the cut-off run included, same numbers as the chart.
         table = app.query_one(DataTable)
-        keys = [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+        keys = [
+            table.coordinate_to_cell_key(Coordinate(i, 0)).row_key.value
+            for i in range(table.row_count)
+        ]
         assert keys == [str(log) for log in reversed(logs)]
         first = [str(c) for c in table.get_row_at(0)]
         assert first[0] == "20260101-060000-run6" and first[1] == "unfinished"
-        newest = [str(c) for c in table.get_row_at(1)]
-        assert newest[1:7] == ["succeeded", "3/3", "2s", "0%", "0%", "$0.50"]
+        latest = [str(c) for c in table.get_row_at(1)]
+        assert latest[1:7] == ["succeeded", "3/3", "2s", "0%", "0%", "$0.50"]
         assert app.screen.region.height == 24
 
 
