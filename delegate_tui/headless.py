@@ -288,7 +288,13 @@ class Printer:
             f"sequential {_duration(m.sequential_s)}, {saved})"
         )
         text += f"\n          {metrics.verdict(self.state)}"
-        if ev.summary and ev.status != "succeeded":
+        for task_id, kind, words in metrics.health(self.state):
+            ok = kind in ("merged", "completed")
+            mark = self.style("✔", fg="green") if ok else self.style("✘", fg="red")
+            if kind in ("not-run", "awaiting-merge", "skipped", "blocked", "interrupted"):
+                mark = self.style("·", dim=True)
+            text += f"\n          {mark} {task_id}: {words}"
+        if ev.summary and ev.status == "stopped":  # why it stopped (the tasks are above)
             text += f"\n          {ev.summary}"
         return text
 
