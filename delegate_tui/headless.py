@@ -190,6 +190,8 @@ class Printer:
         self.out.flush()
 
     def on_InputSent(self, ev: InputSent) -> str:
+        if ev.by != "operator":
+            return self.style(f"⌨ {ev.task}: told it {ev.text!r}", dim=True)
         return f"⌨ {ev.task}: sent {ev.text!r}"
 
     def on_KillRequested(self, ev: KillRequested) -> str:
