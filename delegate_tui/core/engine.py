@@ -33,7 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui import __version__
-from delegate_tui.core import metrics, notes, preflight, prompts, sandbox, scheduler, workspace
+from delegate_tui.core import (
+    metrics,
+    notes,
+    preflight,
+    prompts,
+    recheck,
+    sandbox,
+    scheduler,
+    workspace,
+)
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal
@@ -716,6 +725,12 @@ class Engine:
 
     async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
         try:
+            stale = await recheck.before_merge(
+                self.plan, self._emitter, self._supervisor, self.integration, task_id, self.run_id
+            )
+            if stale:  # what it read changed since, and its criteria fail on the new tip
+                self._end_attempt(task_id, attempt.number, Outcome("failed", stale))
+                return
             merged = await self.integration.merge(task_id, attempt)
             output = self.state.tasks[task_id].output if merged.status == "succeeded" else ""
             self._end_attempt(
