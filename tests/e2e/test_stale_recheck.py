@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from delegate_tui.core.engine import Engine
-from delegate_tui.core.events import CriteriaChecked, RetryScheduled
+from delegate_tui.core.events import ConflictDetected, CriteriaChecked, RetryScheduled, TaskMerged
 from delegate_tui.core.plan import Plan
+from delegate_tui.core.replay import ReplaySource
 from tests.conftest import Recorder, git, run_engine
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +70,7 @@ def test_a_stale_reader_fails_its_recheck_and_its_retry_merges_on_the_new_tip(
         "if ! printf '%s' \\\"$DELEGATE_PROMPT\\\" | grep -q 'merged a change'; then sleep 2.5; fi"
     )
     plan = write_plan(stale_plan(repo, merge="auto", schema_delay=0.3, client=client, retries=1))
-    state, recorder, _ = run_engine(plan)
+    state, recorder, engine = run_engine(plan)
     assert state.status == "succeeded", state.summary
     first, second = state.tasks["client"].attempts
     # Its criteria passed in its own worktree, then failed on the rebased result.
@@ -78,7 +79,7 @@ def test_a_stale_reader_fails_its_recheck_and_its_retry_merges_on_the_new_tip(
         "criteria failed on the new integration tip (schema merged a change to "
         "src/schema.py): cmp src/client.py src/schema.py"
     )
-    assert not first.merged_commit
+    assert not first.merged_commit and second.merged_commit
     (retry,) = [e for e in recorder.events if isinstance(e, RetryScheduled)]
     assert '+FIELDS = ("id", "email")' in retry.prompt  # the merged diff in its prompt
     shown = git(repo, "show", f"{state.integration_branch}:src/client.py")
@@ -86,6 +87,21 @@ def test_a_stale_reader_fails_its_recheck_and_its_retry_merges_on_the_new_tip(
     # The scratch worktree and branch of the re-check are gone.
     assert "-recheck" not in git(repo, "worktree", "list")
     assert "-recheck" not in git(repo, "branch", "--list", "delegate/*")
+    # Replay shows the finding at the moment it was found: not before schema merged, and
+    # from the finding on; "next conflict" jumps to it.
+    source = ReplaySource.from_log(engine.log_path)
+    kinds = [(i, e) for i, e in enumerate(source.events)]
+    merged = next(i for i, e in kinds if isinstance(e, TaskMerged) and e.task == "schema")
+    found = next(i for i, e in kinds if isinstance(e, ConflictDetected) and e.kind == "stale-input")
+    assert merged < found
+    source.seek(merged + 1)
+    assert not [f for f in source.state.findings.values() if f.kind == "stale-input"]
+    source.seek(found + 1)
+    (shown,) = [f for f in source.state.findings.values() if f.kind == "stale-input"]
+    assert (shown.tasks, shown.paths) == (("client", "schema"), ("src/schema.py",))
+    assert source.state.tasks["client"].status == "running", "found while it ran"
+    source.seek(0)
+    assert source.jump("conflict", 1) and source.index == found + 1
 
 
 def test_finished_unmerged_work_is_rechecked_when_the_operator_merges_it(
