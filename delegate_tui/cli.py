@@ -394,7 +394,7 @@ def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadRe
 @_run_argument
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats(run_arg: str | None, repo: str, as_json: bool) -> None:
-    """Summarise a run: tasks, conflicts, time saved. RUN is an id, a folder, a log, or `latest`."""
+    """Summarise a run: how each task ended, conflicts, time saved. RUN is an id, a folder, a log, or `latest`."""
     state, reading, path = _read_state(run_arg, repo)
     for message in reading.messages():
         click.echo(f"delegate-tui: {path}: {message}", err=True)

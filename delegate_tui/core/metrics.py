@@ -192,6 +192,8 @@ def ending(task: TaskState) -> str:
     detail = ""
     if kind == "criteria-failed" and attempt is not None:
         failed = [c for c in attempt.criteria if not c.passed]
+        if "on the new integration tip" in attempt.reason:  # a stale input's re-check
+            words += " on the new integration tip"
         if failed:
             detail = f"{failed[0].command or failed[0].text} (exit {failed[0].exit_code})"
     elif kind == "merge-conflict" and attempt is not None and attempt.conflict_paths:
@@ -204,7 +206,9 @@ def ending(task: TaskState) -> str:
         detail = attempt.reason
         for prefix in ("setup failed: ", "over budget: "):
             detail = detail.removeprefix(prefix)
-    text = f"{words}: {detail}" if detail and detail != words else words
+    if detail.startswith(words):  # "timed out after 1s" says it already
+        words, detail = detail, ""
+    text = f"{words}: {detail}" if detail else words
     if len(task.attempts) > 1:
         text += f" (after {len(task.attempts)} attempts)"
     blocked = sum(len(a.guard_denials) for a in task.attempts)

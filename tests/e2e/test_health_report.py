@@ -106,7 +106,7 @@ def test_the_health_report_says_how_each_task_ended(
     words = {t: info["ending_text"] for t, info in tasks.items()}
     assert words["ok"] == "completed and merged"
     assert words["checked"] == "criteria failed: test -f does-not-exist (exit 1)"
-    assert words["slow"] == "timed out: timed out after 1s"
+    assert words["slow"] == "timed out after 1s"
     assert words["victim"] == "killed by the operator"
     assert words["second"] == "merge conflict: in same.txt"
     assert words["spender"].startswith("over budget: spent $")

@@ -13,6 +13,7 @@ import pytest
 
 from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import ConflictDetected, CriteriaChecked, RetryScheduled, TaskMerged
+from delegate_tui.core.metrics import stats
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.replay import ReplaySource
 from tests.conftest import Recorder, git, run_engine
@@ -134,6 +135,9 @@ def test_finished_unmerged_work_is_rechecked_when_the_operator_merges_it(
     assert task.status == "failed"
     assert task.attempts[-1].reason.startswith("criteria failed on the new integration tip")
     assert checks(recorder, "client") == [(1, True), (1, False)]
+    assert stats(state)["tasks"]["client"]["ending_text"] == (  # type: ignore[index]
+        "criteria failed on the new integration tip: cmp src/client.py src/schema.py (exit 1)"
+    )
     assert "src/client.py" not in git(
         repo, "ls-tree", "-r", "--name-only", state.integration_branch
     )

@@ -63,6 +63,11 @@ async def test_a_stale_input_marks_the_pane_and_d_shows_the_merged_change(
         source.emit(STALE, 4.7)
         await ui.settle()
         assert "⚠ stale input" in pane_title(ui, "service")
+        await ui.press("enter")
+        details = await dialog(ui)
+        assert details is not None
+        assert "schema merged a change to db/users.sql after it read it" in plain(details.body)
+        await ui.press("escape")
         await ui.press("right_square_bracket")
         assert ui.screen.finding == STALE.key
         await ui.press("d")
@@ -114,3 +119,8 @@ async def test_the_end_screen_says_how_each_task_ended(
         assert "contract: completed and merged" in empty
         assert "schema: criteria failed: pytest -q (exit 1)" in empty
         assert "service: not run" in empty
+        await ui.select("schema")
+        await ui.press("enter")  # its details say it too
+        shown = await dialog(ui)
+        assert shown is not None
+        assert "ended       criteria failed: pytest -q (exit 1)" in plain(shown.body)
