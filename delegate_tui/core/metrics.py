@@ -197,7 +197,7 @@ def ending(task: TaskState) -> str:
         if failed:
             detail = f"{failed[0].command or failed[0].text} (exit {failed[0].exit_code})"
     elif kind == "merge-conflict" and attempt is not None and attempt.conflict_paths:
-        detail = "in " + ", ".join(attempt.conflict_paths)
+        words += " in " + ", ".join(attempt.conflict_paths)
     elif kind == "blocked":
         detail = f"needs {task.blocked_by}" if task.blocked_by else ""
     elif kind == "skipped":

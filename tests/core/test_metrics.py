@@ -367,7 +367,7 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "sandbox": "",
         "sandbox_denied": [],
         "ending": "merge-conflict",
-        "ending_text": "merge conflict: in a/x.py",
+        "ending_text": "merge conflict in a/x.py",
     }
     assert report["tasks"]["c"]["attempts"] == 0
     assert report["conflicts"] == [

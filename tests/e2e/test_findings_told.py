@@ -17,6 +17,7 @@ import pytest
 from delegate_tui.core.events import ConflictDetected, InputSent, RetryScheduled
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.prompts import FOUND_HEADER
+from delegate_tui.core.replay import ReplaySource
 from tests.conftest import git, run_engine
 from tests.e2e.test_agent_streams import AGENT
 
@@ -43,7 +44,7 @@ def test_an_agent_in_a_terminal_hears_of_a_finding_once(
             "  ",
         )
     )
-    state, recorder, _ = run_engine(plan)
+    state, recorder, engine = run_engine(plan)
     task = state.tasks["lister"]
     assert task.status == "succeeded", task.attempts[-1].reason
     found = [
@@ -60,6 +61,8 @@ def test_an_agent_in_a_terminal_hears_of_a_finding_once(
     heard = git(repo, "show", f"{state.integration_branch}:heard.txt")
     assert heard == note + "|\n", "typed once, read as one line"
     assert not [m for m in state.marks if m.kind == "input"], "not the operator's action"
+    replay = ReplaySource.from_log(engine.log_path)
+    assert not replay.jump("operator", 1), "replay's 'next operator action' skips it"
 
 
 def test_an_agent_with_a_structured_stream_reads_it_in_its_next_prompt(

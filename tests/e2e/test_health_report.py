@@ -108,7 +108,7 @@ def test_the_health_report_says_how_each_task_ended(
     assert words["checked"] == "criteria failed: test -f does-not-exist (exit 1)"
     assert words["slow"] == "timed out after 1s"
     assert words["victim"] == "killed by the operator"
-    assert words["second"] == "merge conflict: in same.txt"
+    assert words["second"] == "merge conflict in same.txt"
     assert words["spender"].startswith("over budget: spent $")
     verdict = str(data["verdict"])
     assert verdict.startswith("2 of 7 merged; 1 merge conflict left for you in second; ")
@@ -120,7 +120,7 @@ def test_the_health_report_says_how_each_task_ended(
     assert verdict in tail
     assert "✔ ok: completed and merged" in tail
     assert "✘ checked: criteria failed: test -f does-not-exist (exit 1)" in tail
-    assert "✘ second: merge conflict: in same.txt" in tail
+    assert "✘ second: merge conflict in same.txt" in tail
     # `stats` (text and --json) read the same account back from the log.
     home = tmp_path / "home"
     home.mkdir()
