@@ -98,8 +98,8 @@ def test_a_stale_reader_fails_its_recheck_and_its_retry_merges_on_the_new_tip(
     source.seek(merged + 1)
     assert not [f for f in source.state.findings.values() if f.kind == "stale-input"]
     source.seek(found + 1)
-    (shown,) = [f for f in source.state.findings.values() if f.kind == "stale-input"]
-    assert (shown.tasks, shown.paths) == (("client", "schema"), ("src/schema.py",))
+    (finding,) = [f for f in source.state.findings.values() if f.kind == "stale-input"]
+    assert (finding.tasks, finding.paths) == (("client", "schema"), ("src/schema.py",))
     assert source.state.tasks["client"].status == "running", "found while it ran"
     source.seek(0)
     assert source.jump("conflict", 1) and source.index == found + 1
