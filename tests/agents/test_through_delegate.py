@@ -296,3 +296,32 @@ def test_a_read_seen_only_in_claudes_stream_makes_a_stale_input_and_restarts_it(
     integration = state.integration_branch
     assert git(repo, "show", f"{integration}:src/client.py") == 'FIELDS = ("id", "email")\n'
     assert git(repo, "show", f"{integration}:src/schema.py") == "FIELDS = (1,)\n"
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_what_each_real_cli_reads_joins_its_read_set(
+    cli: str,
+    repo: Path,
+    write_plan: PlanWriter,
+    standin: StandInServer,
+    use_cli: Callable[..., None],
+) -> None:
+    """claude's Read, gemini's read_file and codex's `cat` of a file are seen in their
+    streams, and the file is in the attempt's read set (what stale inputs are found from)."""
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    talk = standin.converse([ReadFile("src/schema.py"), Reply("read it")])
+    use_cli(cli, talk)
+    task = """\
+    - id: reader
+      agent: {agent}
+      prompt: read src/schema.py
+      edits: [src/client.py]
+    """
+    state, _, _ = run_engine(write_plan(plan_text(repo, cli, task)))
+    attempt = state.tasks["reader"].attempts[-1]
+    assert state.tasks["reader"].status == "succeeded", attempt.reason
+    assert "src/schema.py" in attempt.read, attempt.transcript
+    # The file's content went back to the model with the tool's result.
+    assert "FIELDS" in talk.main_requests()[1].text
