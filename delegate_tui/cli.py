@@ -400,7 +400,8 @@ def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadRe
     help="Every run of the repository: a line each, the totals, and the trend over the last runs.",
 )
 def stats(run_arg: str | None, repo: str, as_json: bool, every_run: bool) -> None:
-    """Summarise a run: tasks, conflicts, time saved. RUN is an id, a folder, a log, or `latest`.
+    """Summarise a run: how each task ended, conflicts, time saved. RUN is an id, a folder, a
+    log, or `latest`.
 
     With --all: one line per run of the repository (time saved, conflict and
     rework rates, the agents' cost), the totals, and a chart of those numbers

@@ -190,6 +190,8 @@ class Printer:
         self.out.flush()
 
     def on_InputSent(self, ev: InputSent) -> str:
+        if ev.by != "operator":
+            return self.style(f"⌨ {ev.task}: told it {ev.text!r}", dim=True)
         return f"⌨ {ev.task}: sent {ev.text!r}"
 
     def on_KillRequested(self, ev: KillRequested) -> str:
@@ -288,7 +290,13 @@ class Printer:
             f"sequential {_duration(m.sequential_s)}, {saved})"
         )
         text += f"\n          {metrics.verdict(self.state)}"
-        if ev.summary and ev.status != "succeeded":
+        for task_id, kind, words in metrics.health(self.state):
+            ok = kind in ("merged", "completed")
+            mark = self.style("✔", fg="green") if ok else self.style("✘", fg="red")
+            if kind in ("not-run", "awaiting-merge", "skipped", "blocked", "interrupted"):
+                mark = self.style("·", dim=True)
+            text += f"\n          {mark} {task_id}: {words}"
+        if ev.summary and ev.status == "stopped":  # why it stopped (the tasks are above)
             text += f"\n          {ev.summary}"
         return text
 

@@ -130,7 +130,11 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
         )
     for task_id, info in data["tasks"].items():
         files = len(info["changed_files"])
-        extra = f"  {info['reason']}" if info["reason"] and info["status"] != "succeeded" else ""
+        # How it ended, in words (what --json calls ending_text); a task not run yet
+        # says why it waits.
+        extra = f"  {info['ending_text']}" if info["ending"] != "not-run" else ""
+        if info["ending"] == "not-run" and info["reason"]:
+            extra = f"  {info['reason']}"
         spent = cost_text(info["cost_usd"], info["cost_source"])
         lines.append(
             f"  {task_id:<24} {info['status']:<15} {info['attempts']} attempt(s) "

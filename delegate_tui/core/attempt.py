@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import guard, prompts, sandbox, streams, workspace
+from delegate_tui.core import guard, prompts, recheck, sandbox, streams, workspace
 from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv, configured_model
 from delegate_tui.core.conflict_monitor import ConflictMonitor
 from delegate_tui.core.emitter import Emitter
@@ -172,6 +172,16 @@ class Attempt:
         )
         if not self.ctx.auto_merge:
             return Outcome("awaiting-merge", "", final)
+        stale = await recheck.before_merge(
+            self.ctx.plan,
+            self._emitter,
+            self._supervisor,
+            self._integration,
+            task_id,
+            self.ctx.run_id,
+        )
+        if stale:  # what it read changed under it, and its criteria fail on the new tip
+            return Outcome("failed", stale)
         merged = await self._integration.merge(task_id, self._latest())
         return Outcome(merged.status, merged.reason, final if merged.status == "succeeded" else "")
 

@@ -33,7 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui import __version__
-from delegate_tui.core import metrics, preflight, prompts, sandbox, scheduler, workspace
+from delegate_tui.core import (
+    metrics,
+    notes,
+    preflight,
+    prompts,
+    recheck,
+    sandbox,
+    scheduler,
+    workspace,
+)
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal
@@ -155,6 +164,9 @@ class Engine:
         if type(ev) is TaskOutput:  # output changes no decision: a flood wakes nothing
             return
         self._wake.set()
+        if type(ev) is ConflictDetected:  # agents in a terminal session hear of it now
+            for task_id, number, line in notes.typed_to(self.plan, self.state, self._agents, ev):
+                asyncio.get_running_loop().call_soon(self._type_note, task_id, number, line)
         if type(ev) is ConflictDetected and ev.kind == "stale-input":
             reader = ev.tasks[0]
             task = self.state.tasks[reader]
@@ -165,6 +177,18 @@ class Engine:
                 # (after this event has reached every listener).
                 self._restarts.add(reader)
                 asyncio.get_running_loop().call_soon(self.kill, reader)
+
+    def _type_note(self, task_id: str, number: int, line: str) -> None:
+        """Type a finding's note into the agent still running that attempt, once."""
+        attempt = self.state.tasks[task_id].attempt
+        proc = self._supervisor.running(task_id)
+        if proc is None or attempt is None or attempt.number != number or line in attempt.inputs:
+            return
+        try:
+            proc.send_input(line)
+        except OSError:
+            return  # it reads no input, or has just ended: its next prompt says it
+        self._emit(InputSent(task=task_id, attempt=number, text=line, by="delegate-tui"))
 
     def _log_lost(self, message: str) -> None:
         """The log cannot be written: nothing more may happen that it cannot record."""
@@ -553,11 +577,12 @@ class Engine:
             and spec is not None
             and bool(spec.resume_command)
         )
+        found = notes.while_you_worked(self.state, task_id, last)
         if continues and last is not None:
             kept = keep_worktree and bool(last.workdir)
-            prompt = prompts.continue_prompt(last, context, changed=stale, kept=kept)
+            prompt = prompts.continue_prompt(last, context, changed=stale, kept=kept, found=found)
         else:
-            prompt = prompts.next_prompt(original, last, context, changed=stale)
+            prompt = prompts.next_prompt(original, last, context, changed=stale, found=found)
         number = (last.number + 1) if last else 1
         self._supervisor.forget(task_id)
         self._told_waiting = False  # the run moves again: a later wait is news
@@ -700,6 +725,12 @@ class Engine:
 
     async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
         try:
+            stale = await recheck.before_merge(
+                self.plan, self._emitter, self._supervisor, self.integration, task_id, self.run_id
+            )
+            if stale:  # what it read changed since, and its criteria fail on the new tip
+                self._end_attempt(task_id, attempt.number, Outcome("failed", stale))
+                return
             merged = await self.integration.merge(task_id, attempt)
             output = self.state.tasks[task_id].output if merged.status == "succeeded" else ""
             self._end_attempt(

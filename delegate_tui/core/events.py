@@ -437,11 +437,12 @@ class GuardDenied(Event):
 
 @dataclass(frozen=True, slots=True)
 class InputSent(Event):
-    """The operator typed a line to an agent."""
+    """A line typed to an agent: by the operator, or by delegate-tui (a live finding's note)."""
 
     task: str
     attempt: int
     text: str
+    by: str = "operator"  # operator | delegate-tui
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ reported beside it, so nothing is hidden.
 from __future__ import annotations
 
 from delegate_tui.core.events import Metrics, TokenUsage
-from delegate_tui.core.state import RunState
+from delegate_tui.core.state import RunState, TaskState
 
 
 def compute(state: RunState, now: float | None = None) -> Metrics:
@@ -102,7 +102,9 @@ def summarize(state: RunState) -> str:
 
 _ENDINGS = (
     ("merge-conflict", "merge conflict left for you in", "merge conflicts left for you in"),
-    ("failed", "failed:", "failed:"),
+    ("criteria-failed", "failed its criteria:", "failed their criteria:"),
+    ("setup-failed", "failed its setup:", "failed their setup:"),
+    ("agent-failed", "failed:", "failed:"),
     ("timed-out", "timed out:", "timed out:"),
     ("over-budget", "over budget:", "over budget:"),
     ("killed", "killed:", "killed:"),
@@ -119,11 +121,12 @@ def verdict(state: RunState) -> str:
     done = sum(t.status == "succeeded" for t in tasks)
     word = "merged" if state.isolation == "worktree" else "succeeded"
     parts = [f"{done} of {len(tasks)} {word}"]
-    for status, one, many in _ENDINGS:
-        ids = [t.id for t in tasks if t.status == status]
+    kinds = {t.id: ending_kind(t) for t in tasks}
+    for kind, one, many in _ENDINGS:
+        ids = [t.id for t in tasks if kinds[t.id] == kind]
         if ids:
             parts.append(f"{len(ids)} {one if len(ids) == 1 else many} {', '.join(ids)}")
-    waiting = [t.id for t in tasks if t.status in ("pending", "proposed")]
+    waiting = [t.id for t in tasks if kinds[t.id] == "not-run"]
     if waiting:
         parts.append(f"{len(waiting)} not run: {', '.join(waiting)}")
     outside = {
@@ -139,6 +142,84 @@ def verdict(state: RunState) -> str:
     if blocked:
         parts.append(f"{blocked} write(s) outside scope blocked by the guard")
     return "; ".join(parts)
+
+
+#: How a task ended, as the health report words it (``ending_kind`` -> words).
+ENDING_WORDS = {
+    "merged": "completed and merged",
+    "completed": "completed",
+    "awaiting-merge": "completed, waiting for your merge",
+    "criteria-failed": "criteria failed",
+    "setup-failed": "setup failed",
+    "agent-failed": "agent failed",
+    "merge-conflict": "merge conflict",
+    "killed": "killed by the operator",
+    "timed-out": "timed out",
+    "over-budget": "over budget",
+    "interrupted": "interrupted",
+    "skipped": "skipped",
+    "blocked": "blocked",
+    "not-run": "not run",
+    "running": "still running",
+}
+
+
+def ending_kind(task: TaskState) -> str:
+    """How ``task`` ended, one word of :data:`ENDING_WORDS` (a failure says whose it was)."""
+    attempt = task.attempt
+    status = task.status
+    if status == "succeeded":
+        return "merged" if attempt is not None and attempt.merged_commit else "completed"
+    if status == "failed":
+        if attempt is not None and attempt.setup_ok is False:
+            return "setup-failed"
+        if attempt is not None and attempt.criteria_passed is False:
+            return "criteria-failed"
+        return "agent-failed"
+    if status in ("pending", "proposed"):
+        return "not-run"
+    if status in ("starting", "running", "checking", "merging"):
+        return "running"
+    return status
+
+
+def ending(task: TaskState) -> str:
+    """One line on how ``task`` ended: ``criteria failed: pytest -q (exit 1); 1 write
+    outside its scope blocked by the guard``."""
+    kind = ending_kind(task)
+    words = ENDING_WORDS.get(kind, kind)
+    attempt = task.attempt
+    detail = ""
+    if kind == "criteria-failed" and attempt is not None:
+        failed = [c for c in attempt.criteria if not c.passed]
+        if "on the new integration tip" in attempt.reason:  # a stale input's re-check
+            words += " on the new integration tip"
+        if failed:
+            detail = f"{failed[0].command or failed[0].text} (exit {failed[0].exit_code})"
+    elif kind == "merge-conflict" and attempt is not None and attempt.conflict_paths:
+        words += " in " + ", ".join(attempt.conflict_paths)
+    elif kind == "blocked":
+        detail = f"needs {task.blocked_by}" if task.blocked_by else ""
+    elif kind == "skipped":
+        detail = task.skip_reason
+    elif kind in ("agent-failed", "setup-failed", "timed-out", "over-budget") and attempt:
+        detail = attempt.reason
+        for prefix in ("setup failed: ", "over budget: "):
+            detail = detail.removeprefix(prefix)
+    if detail.startswith(words):  # "timed out after 1s" says it already
+        words, detail = detail, ""
+    text = f"{words}: {detail}" if detail else words
+    if len(task.attempts) > 1:
+        text += f" (after {len(task.attempts)} attempts)"
+    blocked = sum(len(a.guard_denials) for a in task.attempts)
+    if blocked:
+        text += f"; {blocked} write(s) outside its scope blocked by the guard"
+    return text
+
+
+def health(state: RunState) -> list[tuple[str, str, str]]:
+    """The health report: ``(task, ending kind, ending)`` for every task, in plan order."""
+    return [(t.id, ending_kind(t), ending(t)) for t in state.tasks.values()]
 
 
 def _tokens(u: TokenUsage) -> dict[str, int]:
@@ -202,6 +283,8 @@ def stats(state: RunState) -> dict[str, object]:
             "guard_denials": [d for a in task.attempts for d in a.guard_denials],
             "sandbox": task.attempt.sandbox if task.attempt else "",
             "sandbox_denied": [p for a in task.attempts for p in a.sandbox_denied],
+            "ending": ending_kind(task),
+            "ending_text": ending(task),
         }
         for attempt in task.attempts:
             if attempt.conflict_paths:

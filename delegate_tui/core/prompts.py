@@ -122,14 +122,19 @@ def failure_summary(attempt: AttemptState) -> str:
 
 
 def next_prompt(
-    original: str, last: AttemptState | None, operator_text: str = "", changed: str = ""
+    original: str,
+    last: AttemptState | None,
+    operator_text: str = "",
+    changed: str = "",
+    found: str = "",
 ) -> str:
     """The prompt of a task's next attempt.
 
     After an attempt that ran, the retry prompt (:func:`retry_prompt`); when
     no attempt ran yet (or the last never started its agent), the task's own
     prompt with the operator's words, if any. ``changed`` says what merged
-    under the last attempt (stale inputs), under a header of its own.
+    under the last attempt (stale inputs), under a header of its own; ``found``
+    what the run's live findings asked of it (:func:`notes.while_you_worked`).
     """
     if last is not None and last.started_ts:
         prompt = retry_prompt(original, last, operator_text)
@@ -139,11 +144,14 @@ def next_prompt(
         prompt = original
     if changed.strip():
         prompt = "\n".join([prompt.rstrip(), "", _CHANGED_HEADER, changed.strip()]) + "\n"
+    if found.strip():
+        prompt = "\n".join([prompt.rstrip(), "", FOUND_HEADER, found.strip()]) + "\n"
     return prompt
 
 
 _NOTE_HEADER = "--- Operator's note ---"
 _CHANGED_HEADER = "--- Merged while you worked (from delegate-tui) ---"
+FOUND_HEADER = "--- Found while you worked (from delegate-tui, which watches every agent) ---"
 
 
 def retry_prompt(original: str, failed: AttemptState, operator_text: str = "") -> str:
@@ -182,7 +190,12 @@ def _what_failed(failed: AttemptState) -> list[str]:
 
 
 def continue_prompt(
-    failed: AttemptState, operator_text: str = "", *, changed: str = "", kept: bool = False
+    failed: AttemptState,
+    operator_text: str = "",
+    *,
+    changed: str = "",
+    kept: bool = False,
+    found: str = "",
 ) -> str:
     """The message that continues an agent's own conversation (a resumed session): it
     has the task and its earlier work in its history, so only what happened since."""
@@ -201,6 +214,8 @@ def continue_prompt(
         parts += ["", _NOTE_HEADER, operator_text.strip()]
     if changed.strip():
         parts += ["", _CHANGED_HEADER, changed.strip()]
+    if found.strip():
+        parts += ["", FOUND_HEADER, found.strip()]
     return "\n".join(parts).strip() + "\n"
 
 

@@ -30,7 +30,6 @@ from typing import Any, overload
 
 from delegate_tui.core.events import (
     SCHEMA_VERSION,
-    BatchApproved,
     DecodeError,
     Event,
     Notice,
@@ -73,7 +72,8 @@ MARKS: dict[str, tuple[tuple[str, ...], Callable[[Event], bool]]] = {
     "approval": (("BatchProposed", "BatchApproved", "BatchHeld"), _always),
     "operator": (
         ("KillRequested", "RetryScheduled", "TaskSkipped", "InputSent", "BatchApproved"),
-        lambda e: not isinstance(e, BatchApproved) or e.by == "operator",
+        # Approvals by the policy and findings' notes typed by delegate-tui are not the operator's.
+        lambda e: getattr(e, "by", "operator") == "operator",
     ),
 }
 MARKS["notable"] = (

@@ -680,7 +680,8 @@ def _guard_denied(state: RunState, ev: GuardDenied) -> None:
 
 @_on(InputSent)
 def _input(state: RunState, ev: InputSent) -> None:
-    state.marks.append(Mark(ev.ts, "input", (ev.task,), ev.text))
+    if ev.by == "operator":  # a finding's note typed by delegate-tui is no operator's action
+        state.marks.append(Mark(ev.ts, "input", (ev.task,), ev.text))
     attempt = _attempt(state, ev.task, ev.attempt)
     attempt.inputs.append(ev.text)
     attempt.last_output_ts = ev.ts

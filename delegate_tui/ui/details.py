@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.text import Text
 
 from delegate_tui.core import batching, sandbox
-from delegate_tui.core.metrics import cost_text
+from delegate_tui.core.metrics import cost_text, ending
 from delegate_tui.core.prompts import failure_summary, render_prompt
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import clock, task_elapsed
@@ -31,6 +31,13 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
 
     row("title", spec.label)
     row("status", task.status)
+    if task.is_final or task.status == "awaiting-merge":
+        row("ended", ending(task))  # the health report's words for it
+    stale = [
+        f for f in state.findings.values() if f.kind == "stale-input" and f.tasks[0] == task_id
+    ]
+    for f in stale:
+        row("stale input", f"{f.tasks[1]} merged a change to {', '.join(f.paths)} after it read it")
     row("agent", state.plan.agent_of(spec) + (f" ({spec.model})" if spec.model else ""))
     if spec.persona:
         row("persona", spec.persona)

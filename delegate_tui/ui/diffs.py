@@ -3,7 +3,8 @@
 Owns what is diffed (each side of the collision the operator stepped to, else
 the sides of the selected task's collisions, else the task's own changes; the
 other side of a predicted conflict with the integration branch is what was
-merged there since the task started)
+merged there since the task started; for a stale input, the merged change
+itself, as the integration branch took it)
 and asking git for it through :func:`delegate_tui.core.workspace.diff_text`,
 which runs no external diff or textconv from the repository's config.
 :func:`render` blocks on git: call it from a worker thread. A replay never
@@ -42,6 +43,9 @@ def sides(state: RunState, finding: str, task_id: str) -> tuple[str, list[Side]]
     current = state.findings.get(finding)
     if current is not None and current.tasks:
         chosen = _finding_sides(state, current.kind, current.tasks, current.paths)
+        if current.kind == "stale-input" and len(current.tasks) == 2:
+            reader, merger = current.tasks
+            return f"{merger} merged this under {reader}", chosen
         names = [side.name for side in chosen]
         return " ✕ ".join(names), chosen
     findings = [f for f in state.findings.values() if task_id in f.tasks]
@@ -60,6 +64,10 @@ def sides(state: RunState, finding: str, task_id: str) -> tuple[str, list[Side]]
 def _finding_sides(
     state: RunState, kind: str, tasks: tuple[str, ...], paths: tuple[str, ...]
 ) -> list[Side]:
+    if kind == "stale-input" and len(tasks) == 2:
+        # The reader changed nothing there: what matters is what the merge changed.
+        merged = _merge_side(state, tasks[1], paths)
+        return [merged] if merged is not None else []
     chosen = [side for t in tasks if (side := _task_side(state, t, paths)) is not None]
     if kind == "predicted-conflict" and len(tasks) == 1:
         other = _integration_side(state, tasks[0], paths)
@@ -75,6 +83,16 @@ def _task_side(state: RunState, task_id: str, paths: tuple[str, ...]) -> Side | 
     if attempt is None or not (attempt.commit or attempt.snapshot):
         return None
     return Side(task_id, paths, attempt.base_commit, attempt.commit or attempt.snapshot)
+
+
+def _merge_side(state: RunState, task_id: str, paths: tuple[str, ...]) -> Side | None:
+    """What ``task_id``'s latest merge changed on the integration branch."""
+    task = state.tasks.get(task_id)
+    merged = next((a for a in reversed(task.attempts) if a.merged_commit), None) if task else None
+    if merged is None:
+        return None
+    tip = merged.merged_commit
+    return Side(f"{task_id} merged into the integration branch", paths, f"{tip}^1", tip)
 
 
 def _integration_side(state: RunState, task_id: str, paths: tuple[str, ...]) -> Side | None:

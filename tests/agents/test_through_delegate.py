@@ -20,16 +20,18 @@ import pytest
 from delegate_tui.core.events import (
     AgentSession,
     AgentToolStarted,
+    ConflictDetected,
     GuardDenied,
     RetryScheduled,
     TaskExited,
+    TaskMerged,
 )
 from delegate_tui.core.metrics import stats
 from delegate_tui.core.plan import Plan
 from delegate_tui.ui.transcript import render
 from tests.conftest import git, run_engine
 from tests.standins.clis import AGENTS
-from tests.standins.script import Conversation, Reply, Usage, WriteFile
+from tests.standins.script import Conversation, ReadFile, Reply, RunCommand, Usage, WriteFile
 from tests.standins.server import StandInServer
 
 pytestmark = pytest.mark.e2e
@@ -238,3 +240,88 @@ def test_the_guard_refuses_a_claude_write_outside_its_scope(
     data = stats(state)
     assert data["tasks"]["hello"]["guard_denials"] == ["Write src/owned/api.py"]  # type: ignore[index]
     assert "1 write(s) outside scope blocked by the guard" in str(data["verdict"])
+
+
+def test_a_read_seen_only_in_claudes_stream_makes_a_stale_input_and_restarts_it(
+    repo: Path,
+    write_plan: PlanWriter,
+    standin: StandInServer,
+    use_cli: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    """Issue 19: the client declares no reads; claude's Read of src/schema.py in its stream
+    is what makes schema's merge a stale input. It is restarted on the new tip with the
+    merged diff in its prompt, and its work merges."""
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    read = tmp_path / "client-has-read"
+    talk = standin.converse(
+        [
+            ReadFile("src/schema.py"),
+            RunCommand(f"touch {read}; sleep 30"),  # working on it, until it is ended
+            WriteFile("src/client.py", 'FIELDS = ("id", "email")\n'),  # the restart
+            Reply("done"),
+        ]
+    )
+    use_cli("claude", talk)
+    tasks = f"""\
+    - id: schema
+      agent: shell
+      edits: [src/schema.py]
+      command: "while [ ! -f {read} ]; do sleep 0.1; done; echo 'FIELDS = (1,)' > src/schema.py"
+    - id: client
+      agent: claude-tests
+      prompt: write the client for src/schema.py
+      edits: [src/client.py]
+      on_stale_input: restart
+    """
+    agents = "agents:\n  claude-tests: {extends: claude, tools: all}\n"
+    plan = write_plan(plan_text(repo, "claude", tasks).replace("tasks:\n", agents + "tasks:\n"))
+    state, recorder, _ = run_engine(plan)
+    assert not plan.task("client").reads, "nothing declared: the stream is the only source"
+    stale = [
+        e for e in recorder.events if isinstance(e, ConflictDetected) and e.kind == "stale-input"
+    ]
+    assert [(e.tasks, e.paths) for e in stale] == [(("client", "schema"), ("src/schema.py",))]
+    merged = next(e for e in recorder.events if isinstance(e, TaskMerged) and e.task == "schema")
+    assert 0 <= stale[0].ts - merged.ts < 1.0, "found within a second of the merge"
+    first, second = state.tasks["client"].attempts
+    assert "src/schema.py" in first.read and first.status == "killed"
+    assert "schema merged a change to src/schema.py" in second.prompt
+    assert "+FIELDS = (1,)" in second.prompt  # the diff itself
+    # The restarted claude got that prompt.
+    assert "schema merged a change to src/schema.py" in talk.main_requests()[2].text
+    assert state.tasks["client"].status == "succeeded", second.reason
+    integration = state.integration_branch
+    assert git(repo, "show", f"{integration}:src/client.py") == 'FIELDS = ("id", "email")\n'
+    assert git(repo, "show", f"{integration}:src/schema.py") == "FIELDS = (1,)\n"
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_what_each_real_cli_reads_joins_its_read_set(
+    cli: str,
+    repo: Path,
+    write_plan: PlanWriter,
+    standin: StandInServer,
+    use_cli: Callable[..., None],
+) -> None:
+    """claude's Read, gemini's read_file and codex's `cat` of a file are seen in their
+    streams, and the file is in the attempt's read set (what stale inputs are found from)."""
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    talk = standin.converse([ReadFile("src/schema.py"), Reply("read it")])
+    use_cli(cli, talk)
+    task = """\
+    - id: reader
+      agent: {agent}
+      prompt: read src/schema.py
+      edits: [src/client.py]
+    """
+    state, _, _ = run_engine(write_plan(plan_text(repo, cli, task)))
+    attempt = state.tasks["reader"].attempts[-1]
+    assert state.tasks["reader"].status == "succeeded", attempt.reason
+    assert "src/schema.py" in attempt.read, attempt.transcript
+    # The file's content went back to the model with the tool's result.
+    assert "FIELDS" in talk.main_requests()[1].text

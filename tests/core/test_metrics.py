@@ -366,6 +366,8 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "guard_denials": [],
         "sandbox": "",
         "sandbox_denied": [],
+        "ending": "merge-conflict",
+        "ending_text": "merge conflict in a/x.py",
     }
     assert report["tasks"]["c"]["attempts"] == 0
     assert report["conflicts"] == [
@@ -611,3 +613,33 @@ def test_an_event_stamped_before_the_last_one_takes_no_wait_away() -> None:
     )
     m = metrics.compute(state, T0 + 10.0)
     assert (m.operator_wait_s, m.wall_s) == (8.0, 10.0)
+
+
+def test_each_tasks_ending_says_whose_failure_and_what_the_guard_blocked() -> None:
+    from delegate_tui.core.state import AttemptState, TaskState
+
+    setup = TaskState("s", status="failed", attempts=[AttemptState(1, setup_ok=False)])
+    setup.attempts[0].reason = "setup failed: `npm ci` exited with status 1"
+    agent = TaskState("a", status="failed", attempts=[AttemptState(1), AttemptState(2)])
+    agent.attempts[-1].reason = "exited with status 3"
+    guarded = TaskState("g", status="succeeded", attempts=[AttemptState(1, merged_commit="c")])
+    guarded.attempts[0].guard_denials += ["Write api/schema.py", "Edit api/x.py"]
+    blocked = TaskState("b", status="blocked", blocked_by="a")
+    assert metrics.ending(setup) == "setup failed: `npm ci` exited with status 1"
+    assert metrics.ending(agent) == "agent failed: exited with status 3 (after 2 attempts)"
+    assert metrics.ending(guarded) == (
+        "completed and merged; 2 write(s) outside its scope blocked by the guard"
+    )
+    assert metrics.ending(blocked) == "blocked: needs a"
+    state = RunState(isolation="worktree")
+    state.tasks = {t.id: t for t in (setup, agent, guarded, blocked)}
+    assert metrics.verdict(state) == (
+        "1 of 4 merged; 1 failed its setup: s; 1 failed: a; 1 blocked: b; "
+        "2 write(s) outside scope blocked by the guard"
+    )
+    assert [(t, k) for t, k, _ in metrics.health(state)] == [
+        ("s", "setup-failed"),
+        ("a", "agent-failed"),
+        ("g", "merged"),
+        ("b", "blocked"),
+    ]

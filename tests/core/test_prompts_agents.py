@@ -297,3 +297,44 @@ def test_the_scope_section_stays_short_for_a_large_plan() -> None:
     assert len(listed) == prompts.SCOPE_ENTRIES
     assert all("(running)" in line for line in listed), "running owners come first"
     assert "  and 191 more task(s)" in section
+
+
+def test_a_finding_is_told_to_the_agents_it_asks_something_of() -> None:
+    from delegate_tui.core import notes
+    from delegate_tui.core.events import ConflictDetected
+    from delegate_tui.core.state import AttemptState
+
+    def finding(kind: str, tasks: tuple[str, ...], ts: float = 5.0) -> ConflictDetected:
+        paths = ("src/shop/config.py", "a", "b", "c")
+        return ConflictDetected(
+            key=f"{kind}:{tasks}", kind=kind, severity="warning", tasks=tasks, paths=paths, ts=ts
+        )
+
+    overlap = finding("overlap", ("cart", "payments"))
+    assert notes.typed_note(overlap, "cart") == (
+        "[delegate-tui] payments is changing src/shop/config.py, a, b (+1 more) too; keep to "
+        "your own files and say in your final message what you need there."
+    )
+    stale = finding("stale-input", ("cart", "payments"))
+    assert "payments merged a change to src/shop/config.py" in notes.sentence(stale, "cart")
+    assert notes.sentence(stale, "payments") == "", "the merged task is done"
+    claimed = finding("undeclared-collision", ("cart", "payments"))
+    assert "belongs to task payments" in notes.sentence(claimed, "cart")
+    assert notes.sentence(claimed, "payments") == "", "the owner did nothing wrong"
+    assert notes.sentence(finding("shared-file", ("cart",)), "cart") == ""
+    assert notes.sentence(overlap, "docs") == "", "it does not name docs"
+    to_integration = finding("predicted-conflict", ("cart",))
+    assert "what has merged meanwhile" in notes.sentence(to_integration, "cart")
+    # A one-shot agent reads them in its next prompt: those since its attempt started,
+    # once each, stale inputs aside (they come with their diff).
+    state = RunState()
+    state.finding_history = [finding("overlap", ("cart", "payments"), ts=1.0), overlap, overlap]
+    state.finding_history.append(stale)
+    last = AttemptState(1, started_ts=2.0, status="failed", reason="exited with status 1")
+    found = notes.while_you_worked(state, "cart", last)
+    assert found == "- " + notes.sentence(overlap, "cart")
+    resumed = prompts.continue_prompt(last, found=found)
+    assert resumed.endswith(prompts.FOUND_HEADER + "\n" + found + "\n")
+    fresh = prompts.next_prompt("Do it.", last, found=found)
+    assert prompts.FOUND_HEADER + "\n" + found in fresh
+    assert prompts.FOUND_HEADER not in prompts.next_prompt("Do it.", last)

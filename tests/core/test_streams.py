@@ -500,6 +500,8 @@ def test_a_resumed_claude_session_counts_only_this_attempt() -> None:
     ("command", "paths"),
     [
         ("bash -lc 'cat api/schema.py'", ("api/schema.py",)),
+        # as the real codex shows them: the shell named by its path
+        ("/bin/bash -lc 'cat src/schema.py'", ("src/schema.py",)),
         ("bash -lc \"sed -n '1,80p' src/app.py\"", ("src/app.py",)),
         ("rg -n 'class Foo' src/ tests/test_x.py", ("src", "tests/test_x.py")),
         ("cat a.txt | grep -v x README.md && wc -l docs/x.md", ("a.txt", "README.md", "docs/x.md")),

@@ -94,7 +94,7 @@ def test_the_headless_demo_ends_partial_on_the_collision_nobody_retried(
         "tests": "succeeded",
     }
     assert state.status == "partial"
-    assert "merge-conflict: shipping (merge conflict in src/shop/config.py)" in result.stdout
+    assert "✘ shipping: merge conflict in src/shop/config.py" in result.stdout
 
 
 def test_the_failed_check_is_retried_with_its_failure_and_the_retry_passes(

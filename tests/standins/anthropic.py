@@ -4,7 +4,7 @@
 ``POST /v1/messages/count_tokens`` and ``HEAD /api/hello`` (the connectivity check claude
 makes at start-up unless ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` is set). A request that offers tools is Claude Code's main
 loop and takes the next scripted turn; a ``WriteFile`` turn becomes a ``tool_use`` block for
-the tool named ``Write`` (``file_path``, ``content``), a ``RunCommand`` one for ``Bash``. Requests without tools (title and
+the tool named ``Write`` (``file_path``, ``content``), a ``ReadFile`` one for ``Read``, a ``RunCommand`` one for ``Bash``. Requests without tools (title and
 topic side calls, the quota probe) get a short text and take no turn.
 """
 
@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage, resolve
+from tests.standins.script import (
+    Fail,
+    ReadFile,
+    Reply,
+    Request,
+    RunCommand,
+    Turn,
+    Usage,
+    resolve,
+)
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -84,6 +93,9 @@ def content_blocks(
     if isinstance(turn, RunCommand):
         name = "Bash"
         arguments = {"command": turn.command, "description": "Run a command"}
+    elif isinstance(turn, ReadFile):
+        name = "Read"
+        arguments = {"file_path": resolve(turn.path, cwd)}
     else:
         name = write_tool(tools)
         arguments = {"file_path": resolve(turn.path, cwd), "content": turn.content}

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage, resolve
+from tests.standins.script import (
+    Fail,
+    ReadFile,
+    Reply,
+    Request,
+    RunCommand,
+    Turn,
+    Usage,
+    resolve,
+)
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -97,6 +106,10 @@ def turn_parts(turn: Turn, functions: list[str], cwd: str | None = None) -> list
     if isinstance(turn, RunCommand):
         # called even when not declared (auto_edit leaves it out), as a model might
         parts.append({"functionCall": {"name": SHELL_TOOL, "args": {"command": turn.command}}})
+        return parts
+    if isinstance(turn, ReadFile):
+        args = {"file_path": resolve(turn.path, cwd)}
+        parts.append({"functionCall": {"name": "read_file", "args": args}})
         return parts
     parts.append(
         {

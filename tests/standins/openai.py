@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.standins.script import Fail, Reply, Request, RunCommand, Turn, Usage
+from tests.standins.script import Fail, ReadFile, Reply, Request, RunCommand, Turn, Usage
 from tests.standins.sse import send_sse
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ def output_items(turn: Turn, tools: list[dict[str, Any]]) -> list[dict[str, Any]
         return items
     if isinstance(turn, RunCommand):
         items.append(shell_call(turn.command, tools))
+        return items
+    if isinstance(turn, ReadFile):  # codex has no reading tool: its models cat the file
+        items.append(shell_call(f"cat {shlex.quote(turn.path)}", tools))
         return items
     patch = add_file_patch(turn.path, turn.content)
     tool = patch_tool(tools)

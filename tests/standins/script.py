@@ -1,7 +1,7 @@
 """The scripted conversation every stand-in plays: turns, usage, and the requests it saw.
 
-A test writes what the fake model says, turn by turn (``WriteFile``, ``RunCommand``,
-``Reply``, or a ``Fail`` of that one request), and gets a
+A test writes what the fake model says, turn by turn (``WriteFile``, ``ReadFile``,
+``RunCommand``, ``Reply``, or a ``Fail`` of that one request), and gets a
 ``Conversation`` with its own API key. Each request the CLI makes for its main loop (the one
 that offers tools) takes the next turn; side calls (titles, routing, quota probes) get a
 short default answer and take no turn. Every request is recorded, so a test can read the
@@ -69,6 +69,19 @@ class RunCommand:
 
 
 @dataclass(frozen=True)
+class ReadFile:
+    """The model calls the CLI's file-reading tool (claude ``Read``, gemini ``read_file``;
+    codex has none and runs ``cat PATH`` through its shell tool, as its models do).
+
+    ``path`` may be relative, as for :class:`WriteFile`.
+    """
+
+    path: str
+    text: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
 class Fail:
     """The API answers this main-loop request with an HTTP error (the CLI may retry it)."""
 
@@ -84,7 +97,7 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
 
 
-Turn = WriteFile | RunCommand | Reply | Fail
+Turn = WriteFile | ReadFile | RunCommand | Reply | Fail
 
 
 def resolve(path: str, workdir: str | None) -> str:

@@ -130,13 +130,14 @@ _SEARCHERS = frozenset({"grep", "rg", "ag", "ack"})
 
 def read_paths(command: str) -> tuple[str, ...]:
     """The files a shell command visibly reads: ``cat api/schema.py``, ``sed -n 1,80p f``,
-    ``rg -n Foo src/`` (what codex shows of its commands), unwrapping ``bash -lc '...'``.
+    ``rg -n Foo src/`` (what codex shows of its commands), unwrapping ``/bin/bash -lc '...'``.
     Commands it cannot read this way give nothing; it never guesses."""
     try:
         words = shlex.split(command)
     except ValueError:
         return ()
-    if len(words) >= 3 and words[0] in ("bash", "sh", "zsh") and words[1] in ("-lc", "-c"):
+    shell = words[0].rsplit("/", 1)[-1] if words else ""
+    if len(words) >= 3 and shell in ("bash", "sh", "zsh") and words[1] in ("-lc", "-c"):
         return read_paths(words[2])
     paths: list[str] = []
     for part in _split_pipeline(words):

@@ -24,12 +24,14 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from delegate_tui.core.events import ACTIVE_STATUSES
-from delegate_tui.core.metrics import cost_text, tokens_text
+from delegate_tui.core.metrics import cost_text, health, tokens_text
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.context import ScreenContext
 from delegate_tui.ui.style import ICONS, clock, run_ended, task_elapsed, update_if_changed
 from delegate_tui.ui.widgets.agent_pane import AgentPane, OutputStore
 
+#: Tasks the end screen lists by how they ended (``stats`` lists every one).
+HEALTH_LINES = 12
 #: Rows a pane needs to be worth showing (border, title, six lines of output).
 MIN_PANE_ROWS = 8
 #: Columns a pane needs to be readable: agents print lines of 60 to 100 cells, and a
@@ -260,6 +262,8 @@ class AgentGrid(Container):
         parts = [f"{ICONS.get(task.status, '?')} {task_id}"]
         if state.plan:
             parts.append(state.plan.agent_of(state.plan.task(task_id)))
+        if stale_input(state, task_id):
+            parts.append("⚠ stale input")
         if attempt is not None:
             # What matters most first: a narrow pane cuts its title from the end.
             if len(task.attempts) > 1:
@@ -287,7 +291,19 @@ def _meaning(state: RunState, task_id: str) -> tuple[object, ...]:
     """What a pane's title says apart from its clock and CPU figures."""
     task = state.tasks[task_id]
     attempt = task.attempt
-    return (task.status, attempt.number if attempt else 0, attempt.pid if attempt else 0)
+    return (
+        task.status,
+        attempt.number if attempt else 0,
+        attempt.pid if attempt else 0,
+        stale_input(state, task_id),
+    )
+
+
+def stale_input(state: RunState, task_id: str) -> bool:
+    """An open stale-input finding says a merge changed what ``task_id`` read."""
+    return any(
+        f.kind == "stale-input" and f.tasks[:1] == (task_id,) for f in state.findings.values()
+    )
 
 
 def _grid_subtitle(off_screen: list[str], zoomed: bool) -> str:
@@ -325,7 +341,19 @@ def _empty_message(state: RunState, left_out: set[str]) -> Text:
             "\npress a to approve it, space to tick or untick the selected task, h to hold."
         )
     elif state.finished:
-        text.append(f"{run_ended(state)}\nSelect a task to read its output; q quits.")
+        text.append(f"{run_ended(state)}\n\n")
+        report = health(state)
+        for task_id, kind, words in report[:HEALTH_LINES]:
+            ok = kind in ("merged", "completed")
+            mark, colour = (
+                ("✔", "green") if ok else ("·", "") if kind == "not-run" else ("✘", "red")
+            )
+            text.append(mark, Style(color=colour or None, bold=True))
+            text.append(f" {task_id}: ", Style(bold=True))
+            text.append(f"{words}\n")
+        if len(report) > HEALTH_LINES:
+            text.append(f"… and {len(report) - HEALTH_LINES} more (stats lists them all)\n")
+        text.append("\nSelect a task to read its output; q quits.")
     elif state.paused:
         text.append("Scheduling is paused: p resumes.")
     else:
