@@ -147,7 +147,7 @@ def test_a_predicted_conflict_between_two_remote_tasks_is_found_before_merging(
     assert state.tasks["second"].status == "merge-conflict"
 
 
-def test_kill_and_timeout_end_the_remote_process_group(
+def test_input_kill_and_timeout_reach_the_remote_process_group(
     ray_cluster: Any, repo: Path, write_plan: PlanWriter
 ) -> None:
     stubborn = "trap '' TERM; echo ready; (sleep 300 &); while true; do sleep 0.1; done"
@@ -157,15 +157,20 @@ def test_kill_and_timeout_end_the_remote_process_group(
             f"""\
             - {{id: killed, agent: shell, edits: [k], command: "{stubborn}"}}
             - {{id: slow, agent: shell, edits: [s], timeout: 2s, command: "{stubborn}"}}
+            - {{id: asks, agent: shell, edits: [a.txt], command: "echo name?; read n; echo got-$n > a.txt"}}
             """,
         )
     )
 
     async def drive(engine: Engine, recorder: Recorder) -> None:
+        await until(lambda: b"name?" in output_of(recorder, "asks"))
+        assert engine.send_input("asks", "remote") == ""
         await until(lambda: b"ready" in output_of(recorder, "killed"))
         assert engine.kill("killed") == ""
 
     state, _, _ = run_engine(plan, during=drive)
+    assert state.tasks["asks"].status == "succeeded"
+    assert git(repo, "show", f"{state.integration_tip}:a.txt") == "got-remote\n"
     assert state.tasks["killed"].status == "killed"
     assert state.tasks["slow"].status == "timed-out"
     for task in ("killed", "slow"):

@@ -275,9 +275,11 @@ class AgentGrid(Container):
         if task.status not in ACTIVE_STATUSES:
             parts.append(task.status)
         elif attempt is not None:
-            if attempt.pid:
+            if attempt.node:  # on a cluster node: where, not a pid of this machine's
+                parts.append(f"on {attempt.node}")
+            elif attempt.pid:
                 parts.append(f"pid {attempt.pid}")
-            stats = self.context.proc_stats.get(attempt.pid)
+            stats = None if attempt.node else self.context.proc_stats.get(attempt.pid)
             if stats is not None:
                 parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
         return " · ".join(parts)
@@ -287,7 +289,12 @@ def _meaning(state: RunState, task_id: str) -> tuple[object, ...]:
     """What a pane's title says apart from its clock and CPU figures."""
     task = state.tasks[task_id]
     attempt = task.attempt
-    return (task.status, attempt.number if attempt else 0, attempt.pid if attempt else 0)
+    return (
+        task.status,
+        attempt.number if attempt else 0,
+        attempt.pid if attempt else 0,
+        attempt.node if attempt else "",
+    )
 
 
 def _grid_subtitle(off_screen: list[str], zoomed: bool) -> str:
