@@ -13,6 +13,9 @@ a bundle once a second when it moved and is laid into the task's local
 worktree, so the local watcher, the conflict analysis, the commit and the
 merge work exactly as for a local attempt. Kill, timeout and input reach the
 remote process group; a node that goes away fails the attempt as "node lost".
+A host (one Ray worker process) serves one attempt at a time and then the
+next attempt that asks for the same resources, so worker processes start
+once per slot, not once per attempt; one idle for ``POOL_IDLE_S`` is ended.
 Ray is imported only here, and only when a run uses it.
 """
 
@@ -20,21 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
-from delegate_tui.core.ray_host import AttemptHost, write_run_files
+from delegate_tui.core.ray_host import NODE_PYTHON, AttemptHost, write_run_files
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
-#: How long connecting to the cluster may take.
-CONNECT_TIMEOUT_S = 60.0
+#: A host idle this long between attempts is ended, its CPU given back to the cluster.
+POOL_IDLE_S = 30.0
 
 
 def ray_resources(labels: Sequence[str], offered: Mapping[str, float]) -> dict[str, Any]:
@@ -76,8 +82,10 @@ class RemoteProcess:
         reply: Mapping[str, Any],
         on_output: Callable[[bytes], None],
         run_dir: Path,
+        timings: dict[str, list[float]],
     ) -> None:
         self.host = host
+        self._timings = timings
         self.pid: int = reply["pid"]
         self.pgid: int = reply["pgid"]
         self.transport: str = reply["transport"]
@@ -102,6 +110,9 @@ class RemoteProcess:
                 if reply["snap"] is not None:
                     await self.host.apply(reply["snap"])
                 if reply["exit"] is not None:
+                    self._timings.setdefault("exit -> engine (last output)", []).append(
+                        max(0.0, time.time() - reply["exited_at"])
+                    )
                     write_run_files(self._run_dir, reply["files"])
                     self._returncode = reply["exit"]
                     return
@@ -129,8 +140,10 @@ class RemoteProcess:
 class _Host:
     """One attempt's actor and where its scratch clone lives."""
 
-    def __init__(self, actor: Any, key: str, workdir: Path, start: str) -> None:
+    def __init__(self, actor: Any, key: str, workdir: Path, start: str, slot: str) -> None:
         self.actor = actor
+        self.slot = slot
+        self.reused = False
         self.key = key
         self.workdir = workdir
         self.start = start
@@ -174,11 +187,16 @@ class RayExecutor:
         self.grace_s = grace_s
         self.run_id = run_id
         self._hosts: dict[str, _Host] = {}
+        #: Hosts between attempts: (actor, resources they hold, since when).
+        self._idle: list[tuple[Any, str, float]] = []
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
         self._base: tuple[Any, str] | None = None  # object ref of the base bundle, its commit
         self._base_lock: asyncio.Lock | None = None
         self._connected = False  # True when this executor connected (and disconnects)
+        #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
+        self.timings: dict[str, list[float]] = {}
         self._run_dir = Path()
 
     @property
@@ -219,8 +237,10 @@ class RayExecutor:
             if self._base is None:
                 import ray
 
+                began = time.monotonic()
                 data = await asyncio.to_thread(_bundle, repo, self.run_id, "base", start, "")
                 self._base = (ray.put(data), start)
+                self._took("base bundle (once a run)", began)
             return self._base
 
     async def place(
@@ -230,32 +250,53 @@ class RayExecutor:
 
         ref, base_commit = await self._base_bundle(workdir, start)
         increment = b""
+        began = time.monotonic()
         if start != base_commit:
             key = f"{task_id}-{number}-start"
             increment = await asyncio.to_thread(
                 _bundle, workdir, self.run_id, key, start, base_commit
             )
+        self._took("start bundle", began)
+        began = time.monotonic()
         options = ray_resources(resources, ray.cluster_resources())  # type: ignore[no-untyped-call]
+        slot = json.dumps(options, sort_keys=True)
         key = f"{task_id}-{number}"
-        actor = (
-            _host_class()
-            .options(max_restarts=0, scheduling_strategy="SPREAD", **options)
-            .remote(self.run_id, key, self.grace_s)
+        while True:
+            actor = self._idle_host(slot)
+            reused = actor is not None
+            if actor is None:
+                actor = (
+                    _host_class()
+                    .options(max_restarts=0, scheduling_strategy="SPREAD", **options)
+                    .remote(self.run_id, self.grace_s)
+                )
+            host = _Host(actor, f"{self.run_id}/{key}", workdir, start, slot)
+            host.reused = reused
+            self._hosts[task_id] = host
+            try:
+                info = await actor.prepare.remote(key, [ref], base_commit, increment, start)
+                break
+            except Exception as exc:
+                if not _is_lost(exc):
+                    raise
+                if not host.reused:  # a new host's node went away: nothing ran yet
+                    raise AttemptLost(
+                        f"node lost: the node placed for {task_id} went away"
+                    ) from None
+                # An idle host whose node went away meanwhile: place it afresh.
+        clone = float(info["clone_s"])
+        self.timings.setdefault("placement (actor start, Ray calls)", []).append(
+            time.monotonic() - began - clone
         )
-        host = _Host(actor, f"{self.run_id}/{key}", workdir, start)
-        self._hosts[task_id] = host
-        try:
-            info = await actor.prepare.remote([ref], base_commit, increment, start)
-        except Exception as exc:
-            if _is_lost(exc):
-                raise AttemptLost(f"node lost: the node placed for {task_id} went away") from None
-            raise
+        self.timings.setdefault("scratch clone (on the node)", []).append(clone)
         host.node = node_label(info)
         host.remote_work, host.remote_run = info["work"], info["run"]
         return host.node
 
     def _remote(self, host: _Host, text: str, cwd: Path) -> str:
-        """A local path (the worktree, the run folder) as the node sees it."""
+        """A local path (the worktree, the run folder, this Python) as the node sees it."""
+        if text == sys.executable:
+            return NODE_PYTHON
         text = text.replace(str(cwd), host.remote_work)
         if str(self._run_dir) not in ("", "."):
             text = text.replace(str(self._run_dir), host.remote_run)
@@ -272,25 +313,29 @@ class RayExecutor:
         transport: str,
         size: tuple[int, int] = (120, 40),
         stdin: str = "pipe",
+        watch: bool = True,
     ) -> Process:
+        """Start ``argv`` on the attempt's node; with ``watch`` (an agent, not a setup or
+        criteria command) its worktree's change set comes back every second."""
         host = self._hosts[task_id]
         # What the attempt set, over the node's own environment (PATH, HOME are the node's).
         own = {k: v for k, v in env.items() if os.environ.get(k) != v}
         remote_env = {k: self._remote(host, v, cwd) for k, v in own.items()}
         remote_argv = [self._remote(host, a, cwd) for a in argv]
         files = _run_files_named(self._run_dir, [*argv, *own.values()])
-        watch = not (len(argv) == 3 and argv[:2] == ["sh", "-c"])
+        began = time.monotonic()
         try:
             reply = await host.actor.spawn.remote(
                 remote_argv, remote_env, transport, size, stdin, files, watch
             )
+            self._took("spawn call", began)
         except Exception as exc:
             if _is_lost(exc):
                 raise AttemptLost(f"node lost: {host.node} went away") from None
             raise
         if "error" in reply:
             raise OSError(f"{reply['error']} (on {host.node})")
-        proc = RemoteProcess(host, reply, on_output, self._run_dir)
+        proc = RemoteProcess(host, reply, on_output, self._run_dir, self.timings)
         self._procs[task_id] = proc
         return proc
 
@@ -334,7 +379,13 @@ class RayExecutor:
             out(data)
 
         proc = await self.spawn(
-            task_id, ["sh", "-c", command], cwd=cwd, env=env, on_output=sink, transport="pipes"
+            task_id,
+            ["sh", "-c", command],
+            cwd=cwd,
+            env=env,
+            on_output=sink,
+            transport="pipes",
+            watch=False,
         )
         rc = await self.wait(task_id, proc, timeout)
         return (124 if rc is None else rc), bytes(captured)
@@ -343,6 +394,7 @@ class RayExecutor:
         host = self._hosts.get(task_id)
         if host is None:
             return
+        began = time.monotonic()
         try:
             snap = await host.actor.snapshot.remote()
         except Exception as exc:
@@ -353,19 +405,50 @@ class RayExecutor:
             raise
         if snap is not None:
             await host.apply(snap)
+        self._took("collect (final change set)", began)
+
+    def _took(self, phase: str, began: float) -> None:
+        self.timings.setdefault(phase, []).append(time.monotonic() - began)
+
+    def _idle_host(self, slot: str) -> Any:
+        """A host that served an earlier attempt with the same resources, if one is idle."""
+        import ray
+
+        now = time.monotonic()
+        for idle in list(self._idle):
+            if now - idle[2] > POOL_IDLE_S:  # idle too long: give its CPU back to the cluster
+                self._idle.remove(idle)
+                with contextlib.suppress(Exception):
+                    ray.kill(idle[0])
+        for idle in self._idle:
+            if idle[1] == slot:
+                self._idle.remove(idle)
+                return idle[0]
+        return None
 
     async def release(self, task_id: str) -> None:
         host = self._hosts.pop(task_id, None)
         if host is None:
             return
-        import ray
-
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(host.actor.cleanup.remote(), self.grace_s + 5)
-        with contextlib.suppress(Exception):
-            ray.kill(host.actor)
+        began = time.monotonic()
         with contextlib.suppress(workspace.GitError, OSError):
             await asyncio.to_thread(_drop_refs, host.workdir, host.key)
+        # The scratch clone goes in the background; then the host serves the next attempt.
+        job = asyncio.get_running_loop().create_task(self._recycle(host))
+        self._cleanups.add(job)
+        job.add_done_callback(self._cleanups.discard)
+        self._took("release", began)
+
+    async def _recycle(self, host: _Host) -> None:
+        import ray
+
+        try:
+            await asyncio.wait_for(host.actor.cleanup.remote(), self.grace_s + 5)
+        except Exception:
+            with contextlib.suppress(Exception):
+                ray.kill(host.actor)
+            return
+        self._idle.append((host.actor, host.slot, time.monotonic()))
 
     async def _terminate(self, proc: RemoteProcess) -> None:
         with contextlib.suppress(Exception):
@@ -404,6 +487,14 @@ class RayExecutor:
         self._procs.clear()
         for task_id in list(self._hosts):
             await self.release(task_id)
+        if self._cleanups:
+            await asyncio.wait(set(self._cleanups), timeout=self.grace_s + 5)
+        import ray
+
+        for actor, _, _ in self._idle:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        self._idle.clear()
         if self._connected:
             import ray
 
@@ -454,13 +545,18 @@ def _drop_refs(workdir: Path, key: str) -> None:
 
 
 def _run_files_named(run_dir: Path, values: Sequence[str]) -> dict[str, bytes]:
-    """Files under ``run_dir`` that an argv or environment value names and that exist."""
+    """Files under ``run_dir`` that an argv or environment value names: the content of
+    those that exist, and (as ``folder/``) the folder of those still to be written."""
     if str(run_dir) in ("", "."):
         return {}
     found: dict[str, bytes] = {}
     prefix = str(run_dir) + os.sep
     for value in values:
         for word in value.split():
-            if word.startswith(prefix) and os.path.isfile(word):
+            if not word.startswith(prefix):
+                continue
+            if os.path.isfile(word):
                 found[os.path.relpath(word, run_dir)] = Path(word).read_bytes()
+            elif os.path.isdir(os.path.dirname(word)):
+                found[os.path.relpath(os.path.dirname(word), run_dir) + "/"] = b""
     return found

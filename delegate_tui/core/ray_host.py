@@ -11,7 +11,9 @@ change set: while the agent works its worktree is snapshot once a second
 (the same snapshot commit the local watcher makes) and, when it changed, sent
 as a bundle from the start commit. Ray runs :class:`AttemptHost` as an async
 actor; this module itself imports nothing of Ray, so it is read and tested
-like any other.
+like any other. A host outlives its attempt: the engine gives it the next
+attempt that asks for the same resources, so a worker process starts once
+per slot, not once per attempt.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,8 @@ POLL_MAX_BYTES = 4 * 1024 * 1024
 BASE_REF = "refs/delegate/base"
 START_REF = "refs/delegate/start"
 SNAP_REF = "refs/delegate/snap"
+#: An argv word the node reads as its own Python (the engine's is this machine's path).
+NODE_PYTHON = "{node-python}"
 #: Files of the run folder a process may write and the engine wants back (e.g. the
 #: agent's last message), at most this big each.
 RUN_FILE_MAX = 1024 * 1024
@@ -61,11 +67,15 @@ def read_run_files(root: Path) -> dict[str, bytes]:
 
 
 def write_run_files(root: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` (relative path -> bytes) under ``root``; paths that leave it are ignored."""
+    """Write ``files`` (relative path -> bytes) under ``root``; a path ending in ``/`` is a
+    folder to make. Paths that leave ``root`` are ignored."""
     base = root.resolve()
     for rel, data in files.items():
         target = (root / rel).resolve()
-        if base not in target.parents:
+        if base != target and base not in target.parents:
+            continue
+        if rel.endswith("/"):
+            target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -74,9 +84,9 @@ def write_run_files(root: Path, files: dict[str, bytes]) -> None:
 class AttemptHost:
     """One attempt on one node; each method is called by the engine through Ray."""
 
-    def __init__(self, run_id: str, attempt_key: str, grace_s: float) -> None:
+    def __init__(self, run_id: str, grace_s: float) -> None:
         self.root = scratch_root(run_id)
-        self.dir = self.root / attempt_key
+        self.dir = self.root / "unplaced"
         self.work = self.dir / "work"
         self.run_dir = self.dir / "run"
         self.grace_s = grace_s
@@ -88,6 +98,7 @@ class AttemptHost:
         self._snap: tuple[str, bytes] | None = None
         self._sent_tree = ""
         self._files: dict[str, bytes] = {}
+        self._exited_at = 0.0  # wall clock, for the engine's account of where time goes
         self._event: asyncio.Event | None = None
         self._watch: asyncio.Task[None] | None = None
         self._waiter: asyncio.Task[None] | None = None
@@ -106,17 +117,29 @@ class AttemptHost:
         }
 
     async def prepare(
-        self, base: list[Any], base_commit: str, increment: bytes, start: str
+        self, attempt_key: str, base: list[Any], base_commit: str, increment: bytes, start: str
     ) -> dict[str, str]:
-        """Make the scratch clone at ``start``: the run's base comes once per node
-        (``base`` holds its bundle's object ref), ``increment`` brings ``start``."""
+        """Make the scratch clone of an attempt at ``start``: the run's base comes once
+        per node (``base`` holds its bundle's object ref), ``increment`` brings ``start``.
+        One host serves one attempt at a time, and the next once :meth:`cleanup` ran."""
+        began = time.monotonic()
+        self.dir = self.root / attempt_key
+        self.work = self.dir / "work"
+        self.run_dir = self.dir / "run"
+        self._sent_tree = ""
         await asyncio.to_thread(self._ensure_base, base, base_commit)
         await asyncio.to_thread(self._clone, increment, start)
         self._start = start
-        self._supervisor = Supervisor(self.grace_s)
-        self._supervisor.start()
+        if self._supervisor is None:
+            self._supervisor = Supervisor(self.grace_s)
+            self._supervisor.start()
         self._event = asyncio.Event()
-        return {**self.where(), "work": str(self.work), "run": str(self.run_dir)}
+        return {
+            **self.where(),
+            "work": str(self.work),
+            "run": str(self.run_dir),
+            "clone_s": f"{time.monotonic() - began:.6f}",
+        }
 
     def _ensure_base(self, base: list[Any], base_commit: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -170,6 +193,7 @@ class AttemptHost:
         """
         assert self._supervisor is not None and self._event is not None
         write_run_files(self.run_dir, files)
+        argv = [sys.executable if word == NODE_PYTHON else word for word in argv]
         self._buf.clear()
         self._exit, self._snap, self._files = None, None, {}
         full = {**os.environ, **env}
@@ -217,6 +241,7 @@ class AttemptHost:
         self._files = await asyncio.to_thread(read_run_files, self.run_dir)
         self._proc = None
         self._exit = rc
+        self._exited_at = time.time()
         self._event.set()
 
     async def _watch_changes(self) -> None:
@@ -269,6 +294,7 @@ class AttemptHost:
             "snap": snap,
             "exit": self._exit if ended else None,
             "files": self._files if ended else {},
+            "exited_at": self._exited_at,
         }
 
     async def snapshot(self) -> tuple[str, bytes] | None:
@@ -304,8 +330,13 @@ class AttemptHost:
             self._proc.resize(cols, rows)
 
     async def cleanup(self) -> None:
-        """End anything left and remove the scratch clone."""
-        if self._supervisor is not None:
-            await self._supervisor.close()
-            self._supervisor = None
+        """End anything the attempt left running and remove its scratch clone; the host
+        (and its watchdog) stays for the next attempt."""
+        proc = self._proc
+        if proc is not None:
+            await proc.terminate(self.grace_s)
+        if self._waiter is not None:
+            with contextlib.suppress(Exception):
+                await self._waiter
+            self._waiter = None
         await asyncio.to_thread(shutil.rmtree, self.dir, True)

@@ -19,6 +19,7 @@ import pytest
 from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import (
     ConflictDetected,
+    FilesChanged,
     TaskExited,
     TaskMerged,
     TaskOutput,
@@ -121,14 +122,25 @@ def test_output_arrives_live_and_in_order(
 
 
 def test_a_predicted_conflict_between_two_remote_tasks_is_found_before_merging(
-    ray_cluster: Any, repo: Path, write_plan: PlanWriter
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
+    # Each edits, then waits (up to 30 s) until the other has edited too, then works on
+    # for 3 s: both work at once however long placing them takes on a busy machine.
+    meet = tmp_path / "meet"
+    meet.mkdir()
+
+    def edit(me: str, other: str, scope: str) -> str:
+        return (
+            f"sed -i 's/nobody/{me}/' src/shared.py; echo {me} > {scope}; touch {meet}/{me}; "
+            f"for i in $(seq 300); do test -e {meet}/{other} && break; sleep 0.1; done; sleep 3"
+        )
+
     plan = write_plan(
         plan_text(
             repo,
-            """\
-            - {id: first, agent: shell, edits: [src/a.py], command: "sed -i 's/nobody/first/' src/shared.py; echo a > src/a.py; sleep 3"}
-            - {id: second, agent: shell, edits: [src/b.py], command: "sed -i 's/nobody/second/' src/shared.py; echo b > src/b.py; sleep 3"}
+            f"""\
+            - {{id: first, agent: shell, edits: [src/a.py], command: "{edit("first", "second", "src/a.py")}"}}
+            - {{id: second, agent: shell, edits: [src/b.py], command: "{edit("second", "first", "src/b.py")}"}}
             """,
         )
     )
@@ -143,7 +155,14 @@ def test_a_predicted_conflict_between_two_remote_tasks_is_found_before_merging(
     ]
     assert predicted, [(e.kind, e.tasks, e.paths) for e in found]
     merged = [e.seq for e in recorder.events if isinstance(e, TaskMerged)]
-    assert predicted[0].seq < min(merged), "caught while both worked remotely"
+    exits = [e.seq for e in recorder.events if isinstance(e, TaskExited)]
+    assert predicted[0].seq < min(merged), "caught before merging"
+    assert predicted[0].seq < min(exits), "caught while both still worked remotely"
+    # Seen from the change sets the nodes sent while their agents worked.
+    live = [
+        e for e in recorder.events if isinstance(e, FilesChanged) and e.files and e.seq < min(exits)
+    ]
+    assert {e.task for e in live} == {"first", "second"}
     assert state.tasks["second"].status == "merge-conflict"
 
 
