@@ -39,6 +39,8 @@ from delegate_tui.core.ray_host import NODE_PYTHON, AttemptHost, write_run_files
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
+#: How long the cluster's resources, as read for placing, are taken as still true.
+OFFERED_S = 5.0
 #: A host idle this long between attempts is ended, its CPU given back to the cluster.
 POOL_IDLE_S = 30.0
 
@@ -190,6 +192,8 @@ class RayExecutor:
         #: Hosts between attempts: (actor, resources they hold, since when).
         self._idle: list[tuple[Any, str, float]] = []
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._starts: dict[str, bytes] = {}  # the latest start commit's bundle
+        self._offered: tuple[float, dict[str, float]] = (-OFFERED_S - 1, {})
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
         self._base: tuple[Any, str] | None = None  # object ref of the base bundle, its commit
@@ -251,14 +255,19 @@ class RayExecutor:
         ref, base_commit = await self._base_bundle(workdir, start)
         increment = b""
         began = time.monotonic()
-        if start != base_commit:
-            key = f"{task_id}-{number}-start"
-            increment = await asyncio.to_thread(
-                _bundle, workdir, self.run_id, key, start, base_commit
-            )
+        if start != base_commit:  # attempts after a merge share the new tip's bundle
+            increment = self._starts.get(start, b"")
+            if not increment:
+                key = f"{task_id}-{number}-start"
+                increment = await asyncio.to_thread(
+                    _bundle, workdir, self.run_id, key, start, base_commit
+                )
+                self._starts = {start: increment}
         self._took("start bundle", began)
         began = time.monotonic()
-        options = ray_resources(resources, ray.cluster_resources())  # type: ignore[no-untyped-call]
+        if time.monotonic() - self._offered[0] > OFFERED_S:  # what the cluster's nodes offer
+            self._offered = (time.monotonic(), ray.cluster_resources())  # type: ignore[no-untyped-call]
+        options = ray_resources(resources, self._offered[1])
         slot = json.dumps(options, sort_keys=True)
         key = f"{task_id}-{number}"
         while True:
@@ -279,6 +288,7 @@ class RayExecutor:
             except Exception as exc:
                 if not _is_lost(exc):
                     raise
+                self._offered = (-OFFERED_S - 1, {})
                 if not host.reused:  # a new host's node went away: nothing ran yet
                     raise AttemptLost(
                         f"node lost: the node placed for {task_id} went away"
@@ -359,6 +369,7 @@ class RayExecutor:
         if self._procs.get(task_id) is proc:
             del self._procs[task_id]
         if proc.lost:
+            self._offered = (-OFFERED_S - 1, {})  # a node went: read the cluster afresh
             raise AttemptLost(proc.lost)
         return None if timed_out else proc.returncode
 

@@ -98,6 +98,7 @@ class AttemptHost:
         self._snap: tuple[str, bytes] | None = None
         self._sent_tree = ""
         self._files: dict[str, bytes] = {}
+        self._snapshot_ok = False  # the last process's exit snapshot was taken
         self._exited_at = 0.0  # wall clock, for the engine's account of where time goes
         self._event: asyncio.Event | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -196,6 +197,7 @@ class AttemptHost:
         argv = [sys.executable if word == NODE_PYTHON else word for word in argv]
         self._buf.clear()
         self._exit, self._snap, self._files = None, None, {}
+        self._snapshot_ok = False
         full = {**os.environ, **env}
         if transport == "pty" and full.get("TERM", "dumb") == "dumb":
             full["TERM"] = "xterm-256color"
@@ -236,8 +238,10 @@ class AttemptHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
+        self._snapshot_ok = False
         with contextlib.suppress(workspace.GitError, OSError):
             await asyncio.to_thread(self._take_snapshot)
+            self._snapshot_ok = True
         self._files = await asyncio.to_thread(read_run_files, self.run_dir)
         self._proc = None
         self._exit = rc
@@ -298,7 +302,10 @@ class AttemptHost:
         }
 
     async def snapshot(self) -> tuple[str, bytes] | None:
-        """The worktree's change set now, if it moved since the last one sent."""
+        """The worktree's change set now, if it moved since the last one sent (every
+        process's exit sends one already: only a failed one is taken again here)."""
+        if self._snapshot_ok:
+            return None
         changed = await asyncio.to_thread(self._take_snapshot)
         snap, self._snap = self._snap, None
         return snap if changed else None
