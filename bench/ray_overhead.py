@@ -159,8 +159,8 @@ def main() -> None:
                 "attempt_mean_ray_s": round(statistics.mean(rt), 3),
                 "overhead_per_attempt_s": round(statistics.mean(rt) - statistics.mean(lt), 3),
                 "nodes_used": len(nodes),
-                "where (mean s per attempt)": {
-                    phase: round(statistics.mean(values), 4)
+                "where (mean s, count)": {
+                    phase: (round(statistics.mean(values), 4), len(values))
                     for phase, values in executor.timings.items()
                 },
             }
@@ -192,8 +192,8 @@ def main() -> None:
         f"on {o['nodes_used']} nodes; mean attempt {o['attempt_mean_local_s']} s -> "
         f"{o['attempt_mean_ray_s']} s: {o['overhead_per_attempt_s']} s per attempt"
     )
-    for phase, mean in o["where (mean s per attempt)"].items():
-        print(f"  {phase:40} {mean:.4f} s")
+    for phase, (mean, count) in o["where (mean s, count)"].items():
+        print(f"  {phase:40} {mean:.4f} s  (x{count})")
     print(
         f"ingest: 8 x {i['lines_per_agent']} lines, local {i['local_s']} s, Ray {i['ray_s']} s "
         f"({i['ratio']}x); bytes {i['bytes_local']} / {i['bytes_ray']} (expected {i['bytes_expected']})"

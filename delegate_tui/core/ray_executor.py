@@ -295,9 +295,8 @@ class RayExecutor:
                     ) from None
                 # An idle host whose node went away meanwhile: place it afresh.
         clone = float(info["clone_s"])
-        self.timings.setdefault("placement (actor start, Ray calls)", []).append(
-            time.monotonic() - began - clone
-        )
+        phase = "placement, worker reused" if host.reused else "placement, new worker"
+        self.timings.setdefault(phase, []).append(time.monotonic() - began - clone)
         self.timings.setdefault("scratch clone (on the node)", []).append(clone)
         host.node = node_label(info)
         host.remote_work, host.remote_run = info["work"], info["run"]
@@ -503,6 +502,8 @@ class RayExecutor:
         import ray
 
         for actor, _, _ in self._idle:
+            with contextlib.suppress(Exception):  # each node's scratch clones and base go
+                await asyncio.wait_for(actor.forget_run.remote(), 10)
             with contextlib.suppress(Exception):
                 ray.kill(actor)
         self._idle.clear()

@@ -163,18 +163,29 @@ class AttemptHost:
                 raise RuntimeError(f"the base bundle holds {got}, not {base_commit}")
             (repo / "delegate-ready").write_text(base_commit)
 
+    @property
+    def _spare(self) -> Path:
+        """The previous attempt's clone, kept by this host (its worker process) for the next."""
+        return self.root / f"spare-{os.getpid()}"
+
     def _clone(self, increment: bytes, start: str) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
-        workspace.git(["init", "--quiet", str(self.work)], self.dir)
-        alternates = self.work / ".git" / "objects" / "info" / "alternates"
-        alternates.write_text(str(self.root / "base.git" / "objects") + "\n")
+        reused = self._spare.is_dir()
+        if reused:
+            self._spare.rename(self.work)
+        else:
+            workspace.git(["init", "--quiet", str(self.work)], self.dir)
+            alternates = self.work / ".git" / "objects" / "info" / "alternates"
+            alternates.write_text(str(self.root / "base.git" / "objects") + "\n")
         if increment:
             bundle = self.dir / "start.bundle"
             bundle.write_bytes(increment)
             workspace.git(["fetch", "--quiet", str(bundle), f"+{START_REF}:{START_REF}"], self.work)
             bundle.unlink()
-        workspace.git(["checkout", "--quiet", "-B", "delegate-task", start], self.work)
+        workspace.git(["checkout", "--quiet", "--force", "-B", "delegate-task", start], self.work)
+        if reused:  # nothing of the previous attempt's may remain
+            workspace.git(["clean", "--quiet", "-ffdx"], self.work)
 
     # ------------------------------------------------------------ processes
 
@@ -346,4 +357,16 @@ class AttemptHost:
             with contextlib.suppress(Exception):
                 await self._waiter
             self._waiter = None
-        await asyncio.to_thread(shutil.rmtree, self.dir, True)
+        await asyncio.to_thread(self._keep_clone)
+
+    def _keep_clone(self) -> None:
+        """Keep the clone for this host's next attempt (checked out afresh then); drop the rest."""
+        shutil.rmtree(self._spare, ignore_errors=True)
+        if (self.work / ".git").is_dir():
+            with contextlib.suppress(OSError):
+                self.work.rename(self._spare)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    async def forget_run(self) -> None:
+        """The run is over: remove everything it left on this node (clones, the base)."""
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
