@@ -39,6 +39,8 @@ from delegate_tui.core.ray_host import NODE_PYTHON, AttemptHost, write_run_files
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
+#: How often taking in a change set is tried before the attempt fails.
+FETCH_TRIES = 4
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
 #: A host idle this long between attempts is ended, its CPU given back to the cluster.
@@ -110,7 +112,11 @@ class RemoteProcess:
                 if reply["out"]:
                     self._on_output(reply["out"])
                 if reply["snap"] is not None:
-                    await self.host.apply(reply["snap"])
+                    try:
+                        await self.host.apply(reply["snap"])
+                    except (workspace.GitError, OSError) as exc:
+                        self.lost = f"could not take in the change set from {self.host.node}: {exc}"
+                        return
                 if reply["exit"] is not None:
                     self._timings.setdefault("exit -> engine (last output)", []).append(
                         max(0.0, time.time() - reply["exited_at"])
@@ -167,16 +173,21 @@ def _lay(workdir: Path, key: str, commit: str, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             ref = f"refs/delegate/ray/{key}"
-            workspace.git(
-                [
-                    "fetch",
-                    "--quiet",
-                    "--no-write-fetch-head",
-                    fh.name,
-                    f"+refs/delegate/snap:{ref}",
-                ],
-                workdir,
-            )
+            fetch = [
+                *("-c", "gc.auto=0", "-c", "maintenance.auto=false"),
+                *("fetch", "--quiet", "--no-write-fetch-head", fh.name),
+                f"+refs/delegate/snap:{ref}",
+            ]
+            for tries_left in range(FETCH_TRIES - 1, -1, -1):
+                try:
+                    workspace.git(fetch, workdir)
+                    break
+                except workspace.GitError:
+                    # Its connectivity check reads every worktree's HEAD, and a merged
+                    # task's worktree may be going away at that moment: look again.
+                    if not tries_left:
+                        raise
+                    time.sleep(0.2)
     workspace.git(["read-tree", "-u", "--reset", commit], workdir)
 
 
