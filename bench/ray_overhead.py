@@ -69,11 +69,11 @@ def overhead_plan(repo: Path, agents: int) -> str:
     return f"name: overhead\nrepo: {repo}\nmax_parallel: 8\ntasks:\n{tasks}"
 
 
-def ingest_plan(repo: Path, lines: int) -> str:
+def ingest_plan(repo: Path, lines: int, flooders: int) -> str:
     code = f"for _ in range({lines}): print({LINE!r})"
     tasks = "".join(
         f"  - {{id: f{i}, agent: shell, edits: [f{i}], command: [{sys.executable}, -c, {json.dumps(code)}]}}\n"
-        for i in range(8)
+        for i in range(flooders)
     )
     return f"name: ingest\nrepo: {repo}\nmax_parallel: 8\ntasks:\n{tasks}"
 
@@ -116,6 +116,10 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=64)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--flooders", type=int, default=8, help="Agents flooding at once.")
+    parser.add_argument(
+        "--address", help="Use this running cluster instead of starting one (the smoke test)."
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -123,14 +127,23 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     began = time.perf_counter()
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 4, "node_ip_address": "127.0.0.1", "include_dashboard": False},
-    )
-    for _ in range(args.nodes - 1):
-        cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1")
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    cluster = None
+    if args.address:
+        ray.init(address=args.address, logging_level="ERROR", log_to_driver=False)
+        args.nodes = len([n for n in ray.nodes() if n["Alive"]])
+    else:
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": 4,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+            },
+        )
+        for _ in range(args.nodes - 1):
+            cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     cluster_s = time.perf_counter() - began
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -165,11 +178,16 @@ def main() -> None:
                 },
             }
             repo = make_repo(root / "i")
-            ingest_local_s, state_l, _ = run(ingest_plan(repo, args.lines), root / "i", "local")
+            ingest_local_s, state_l, _ = run(
+                ingest_plan(repo, args.lines, args.flooders), root / "i", "local"
+            )
             repo = make_repo(root / "i2")
-            ingest_ray_s, state_r, _ = run(ingest_plan(repo, args.lines), root / "i2", "ray")
-            expected = 8 * args.lines * 81  # 80 characters and a CRLF on a PTY
+            ingest_ray_s, state_r, _ = run(
+                ingest_plan(repo, args.lines, args.flooders), root / "i2", "ray"
+            )
+            expected = args.flooders * args.lines * 81  # 80 characters and a CRLF on a PTY
             result["ingest"] = {
+                "agents": args.flooders,
                 "lines_per_agent": args.lines,
                 "local_s": round(ingest_local_s, 2),
                 "ray_s": round(ingest_ray_s, 2),
@@ -180,7 +198,8 @@ def main() -> None:
             }
     finally:
         ray.shutdown()
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
     result["load_average_at_end"] = os.getloadavg()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -195,7 +214,7 @@ def main() -> None:
     for phase, (mean, count) in o["where (mean s, count)"].items():
         print(f"  {phase:40} {mean:.4f} s  (x{count})")
     print(
-        f"ingest: 8 x {i['lines_per_agent']} lines, local {i['local_s']} s, Ray {i['ray_s']} s "
+        f"ingest: {i['agents']} x {i['lines_per_agent']} lines, local {i['local_s']} s, Ray {i['ray_s']} s "
         f"({i['ratio']}x); bytes {i['bytes_local']} / {i['bytes_ray']} (expected {i['bytes_expected']})"
     )
     print(

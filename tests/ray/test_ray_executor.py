@@ -278,3 +278,23 @@ def test_resume_after_kill_9_leaves_no_remote_process_behind(
     assert state.status == "succeeded"
     assert [a.status for a in state.tasks["t"].attempts] == ["interrupted", "succeeded"]
     assert git(repo, "show", f"{state.integration_tip}:out.txt") == "ok\n"
+
+
+def test_the_ray_benchmark_runs_and_accounts_for_every_byte(ray_cluster: Any) -> None:
+    """bench/ray_overhead.py on a tiny workload, on this session's cluster."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "ray_overhead.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--agents", "3", "--lines", "500", "--flooders", "2"]
+        + ["--address", ray_cluster.address, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    overhead, ingest = result["overhead"], result["ingest"]
+    assert overhead["agents"] == 3 and overhead["nodes_used"] >= 2
+    phases = overhead["where (mean s, count)"]
+    assert phases["scratch clone (on the node)"][1] == 3, "one clone per attempt"
+    assert phases["base bundle (once a run)"][1] == 1
+    assert ingest["bytes_local"] == ingest["bytes_ray"] == ingest["bytes_expected"]
