@@ -274,6 +274,12 @@ class Engine:
                 f"executor: {self._executor.name} needs isolation: worktree "
                 f"(this run has isolation: {self.isolation})"
             )
+        boxed = sandbox.sandboxed_tasks(self.plan)
+        if self._executor.name != "local" and boxed:
+            raise PreflightError(
+                f"executor: {self._executor.name} runs no sandbox yet (tasks "
+                f"{', '.join(boxed)} ask for one): use sandbox: off, or the local executor"
+            )
         try:
             self._executor.check()
         except ExecutorError as exc:

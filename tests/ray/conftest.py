@@ -9,6 +9,7 @@ their own first. Skipped, with the reason, when Ray is missing or will not start
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -51,10 +52,10 @@ def ray_cluster() -> Iterator[Any]:
         )
         cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1", resources={NODE_B: 4})
         os.environ["RAY_ADDRESS"] = cluster.address
-        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
     except Exception as exc:  # Ray could not start here: say why
         if cluster is not None:
-            cluster.shutdown()
+            cluster.shutdown()  # type: ignore[no-untyped-call]
         _restore(saved)
         pytest.skip(f"a local Ray cluster would not start: {type(exc).__name__}: {exc}")
     print(f"\nray cluster up in {time.monotonic() - started:.1f}s at {cluster.address}")
@@ -62,7 +63,7 @@ def ray_cluster() -> Iterator[Any]:
         yield cluster
     finally:
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
         _restore(saved)
 
 

@@ -31,7 +31,8 @@ from delegate_tui.core.replay import final_state
 from tests.conftest import Recorder, git, run_cli, run_engine
 from tests.ray.conftest import NODE_B
 
-pytestmark = [pytest.mark.e2e, pytest.mark.ray]
+# One cluster per session: every test of it on one xdist worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.xdist_group("ray_cluster")]
 PlanWriter = Callable[..., Plan]
 
 
@@ -71,7 +72,8 @@ def gone(pgid: int, limit: float = 15.0) -> bool:
 def node_with(resource: str) -> str:
     import ray
 
-    return next(n["NodeID"] for n in ray.nodes() if n["Alive"] and resource in n["Resources"])
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return str(next(n["NodeID"] for n in nodes if n["Alive"] and resource in n["Resources"]))
 
 
 def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
@@ -88,7 +90,7 @@ def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
         )
     )
     state, recorder, _ = run_engine(plan)
-    assert state.status == "succeeded", {t.id: t.reason for t in state.tasks.values()}
+    assert state.status == "succeeded", {t.id: t.attempts[-1].reason for t in state.tasks.values()}
     tip = state.integration_tip
     for name in ("a", "b", "c"):
         assert git(repo, "show", f"{tip}:{name}.txt") == f"from-{name}\n"
@@ -221,7 +223,7 @@ def test_a_lost_node_fails_its_attempt_and_a_retry_succeeds_on_another(
         await until(lambda: b"ready" in output_of(recorder, "t"))
         ray_cluster.remove_node(doomed, allow_graceful=False)
 
-    state, recorder, _ = run_engine(plan, during=drive)
+    state, _, _ = run_engine(plan, during=drive)
     first, second = state.tasks["t"].attempts
     assert first.exit_reason == "node-lost"
     assert first.status == "failed" and "node lost" in first.reason
@@ -284,8 +286,10 @@ def test_the_ray_benchmark_runs_and_accounts_for_every_byte(ray_cluster: Any) ->
     """bench/ray_overhead.py on a tiny workload, on this session's cluster."""
     bench = Path(__file__).resolve().parents[2] / "bench" / "ray_overhead.py"
     done = subprocess.run(
-        [sys.executable, str(bench), "--agents", "3", "--lines", "500", "--flooders", "2"]
-        + ["--address", ray_cluster.address, "--json"],
+        [
+            *(sys.executable, str(bench), "--agents", "3", "--lines", "500"),
+            *("--flooders", "2", "--address", ray_cluster.address, "--json"),
+        ],
         capture_output=True,
         text=True,
         timeout=100,
