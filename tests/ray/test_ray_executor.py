@@ -275,6 +275,7 @@ def test_resume_after_kill_9_leaves_no_remote_process_behind(
     assert gone(pgid, 30), "the remote agent outlived delegate-tui"
     done = run_cli("resume", "--headless", "--yes", "--repo", str(repo), cwd=tmp_path, home=home)
     assert done.returncode == 0, done.stderr
+    assert "started (shell, pid " in done.stdout and " on node 127.0.0.1/" in done.stdout
     (log,) = (repo / ".delegate" / "runs").glob("*/events.jsonl")
     state, _ = final_state(log)
     assert state.status == "succeeded"
