@@ -23,6 +23,7 @@ import click
 
 from delegate_tui import __version__, report
 from delegate_tui.core import graph, runlog
+from delegate_tui.core.executor import parse_executor
 from delegate_tui.core.forecast import forecast
 from delegate_tui.core.metrics import stats as stats_of
 from delegate_tui.core.plan import Plan, PlanError, json_schema, load_plan
@@ -76,6 +77,16 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------- run
+
+
+def _check_executor(_ctx: Any, _param: Any, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_executor(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 def _run_options(func: Any) -> Any:
@@ -133,6 +144,13 @@ def _run_options(func: Any) -> Any:
             default=5.0,
             show_default=True,
             help="Seconds between SIGTERM and SIGKILL.",
+        ),
+        click.option(
+            "--executor",
+            metavar="local|ray[://HOST:PORT]",
+            callback=_check_executor,
+            help="Where agents run (overrides the plan's `executor`): this machine, or a Ray "
+            "cluster (`ray`: the one RAY_ADDRESS names). Needs `pip install 'delegate-tui[ray]'`.",
         ),
         click.option(
             "--stream",

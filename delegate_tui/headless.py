@@ -156,9 +156,10 @@ class Printer:
     def on_TaskStarted(self, ev: TaskStarted) -> str:
         attempt = f", attempt {ev.attempt}" if ev.attempt > 1 else ""
         where = f" on {ev.branch}" if ev.branch else ""
+        node = f" on node {ev.node}" if ev.node else ""
         return (
             self.style(f"▶ {ev.task}", fg="cyan", bold=True)
-            + f" started ({ev.agent}, pid {ev.pid}{attempt}){where}"
+            + f" started ({ev.agent}, pid {ev.pid}{node}{attempt}){where}"
         )
 
     def on_TaskSandboxed(self, ev: TaskSandboxed) -> str:

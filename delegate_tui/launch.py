@@ -66,6 +66,8 @@ class RunRequest:
     theme: str | None = None
     detach: bool = False
     """Start the run in the background and return (``run --detach``)."""
+    executor: str | None = None
+    """Where agents run, over the plan's ``executor`` (``local``, ``ray``, ``ray://HOST:PORT``)."""
 
 
 def _interactive_terminal() -> bool:
@@ -107,6 +109,7 @@ def _engine_for(
             auto_merge=auto_merge,
             hold_at_end=operator,
             run_id=run_id,
+            executor=request.executor,
         ),
     )
 

@@ -56,12 +56,12 @@ from delegate_tui.core.events import (
     TaskStarted,
     TaskStatus,
 )
+from delegate_tui.core.executor import AttemptLost, Executor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.metrics import usd, usd_of
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.prices import PriceTable
 from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, total_by_model
-from delegate_tui.core.supervisor import Supervisor
 
 #: Tasks whose declared files the guard holds for them: working, unmerged, or queued.
 GUARDED_OWNERS = ANALYZED_STATUSES | {"pending", "proposed"}
@@ -101,7 +101,7 @@ class Attempt:
         self,
         ctx: AttemptContext,
         emitter: Emitter,
-        supervisor: Supervisor,
+        executor: Executor,
         monitor: ConflictMonitor,
         integration: Integration,
         *,
@@ -112,7 +112,7 @@ class Attempt:
     ) -> None:
         self.ctx = ctx
         self._emitter = emitter
-        self._supervisor = supervisor
+        self._executor = executor
         self._monitor = monitor
         self._integration = integration
         self.task_id = task_id
@@ -125,6 +125,7 @@ class Attempt:
         self._writes: set[str] = set()  # ids of the agent's open file-writing tool calls
         self._denials: Path | None = None  # the scope guard's record of refused writes
         self._denials_seen = 0
+        self._node = ""  # where the executor placed it ("": this machine)
 
     def _emit(self, ev: Event) -> None:
         self._emitter.emit(ev)
@@ -134,7 +135,7 @@ class Attempt:
 
     @property
     def _ended(self) -> bool:
-        return self._supervisor.was_ended(self.task_id)
+        return self._executor.was_ended(self.task_id)
 
     def _latest(self) -> AttemptState:
         return self._emitter.state.tasks[self.task_id].attempts[-1]
@@ -143,20 +144,17 @@ class Attempt:
         """The attempt from workspace to merge."""
         task_id, number = self.task_id, self.number
         workdir, start = await self._prepare_workspace()
-        ok, detail = await self._setup(workdir)
-        if not ok:
-            self._emit(SetupFinished(task=task_id, attempt=number, ok=False, detail=detail))
-            return Outcome("failed", f"setup failed: {detail}")
-        if self.ctx.plan.worktree_setup != type(self.ctx.plan.worktree_setup)():
-            self._emit(SetupFinished(task=task_id, attempt=number, ok=True))
-        if self._ended:
-            self._emit(TaskExited(task=task_id, attempt=number, exit_code=None, reason="killed"))
-            return Outcome("killed", "killed before its agent started")
-        failed = await self._run_agent(workdir, start)
-        if failed is not None:
-            return failed
-        if not await self._check_criteria(workdir):
-            return Outcome("failed", prompts.failure_summary(self._latest()))
+        try:
+            self._node = await self._executor.place(
+                task_id, number, workdir, start, self.task.resources
+            )
+            outcome = await self._work(workdir, start)
+            if outcome is None:
+                await self._executor.collect(task_id, workdir)
+        finally:
+            await self._executor.release(task_id)
+        if outcome is not None:
+            return outcome
         final = prompts.final_output(self._latest(), self._last_message())
         if self.ctx.isolation != "worktree":
             return Outcome("succeeded", "", final)
@@ -184,6 +182,25 @@ class Attempt:
             return Outcome("failed", stale)
         merged = await self._integration.merge(task_id, self._latest())
         return Outcome(merged.status, merged.reason, final if merged.status == "succeeded" else "")
+
+    async def _work(self, workdir: Path, start: str) -> Outcome | None:
+        """Setup, agent and criteria where the executor placed them; ``None`` when all passed."""
+        task_id, number = self.task_id, self.number
+        ok, detail = await self._setup(workdir)
+        if not ok:
+            self._emit(SetupFinished(task=task_id, attempt=number, ok=False, detail=detail))
+            return Outcome("failed", f"setup failed: {detail}")
+        if self.ctx.plan.worktree_setup != type(self.ctx.plan.worktree_setup)():
+            self._emit(SetupFinished(task=task_id, attempt=number, ok=True))
+        if self._ended:
+            self._emit(TaskExited(task=task_id, attempt=number, exit_code=None, reason="killed"))
+            return Outcome("killed", "killed before its agent started")
+        failed = await self._run_agent(workdir, start)
+        if failed is not None:
+            return failed
+        if not await self._check_criteria(workdir):
+            return Outcome("failed", prompts.failure_summary(self._latest()))
+        return None
 
     # ------------------------------------------------------------ steps
 
@@ -345,7 +362,7 @@ class Attempt:
             self._emit(
                 Notice(level="warning", message=f"{self.task_id}: {reason}", task=self.task_id)
             )
-            self._supervisor.stop(self.task_id)
+            self._executor.stop(self.task_id)
 
     def _on_agent_event(self, ev: Event, spec: AgentSpec) -> None:
         """Act on what the agent's stream says while it works."""
@@ -446,7 +463,7 @@ class Attempt:
                 argv = sandbox.inner_argv(spec.preset or spec.name, argv)
                 run_argv = self._sandboxed(box, argv, env.get("PATH"))
                 env, on_output = sandbox.sandbox_env(env), sandbox.scanning(on_output, self._denied)
-            proc = self._supervisor.spawn(
+            proc = await self._executor.spawn(
                 task_id,
                 run_argv,
                 cwd=workdir,
@@ -478,10 +495,24 @@ class Attempt:
                 prompt=prompt,
                 transport=proc.transport,
                 branch=self._latest().branch,
+                node=self._node,
             )
         )
         self._monitor.watch(task_id, number, workdir, start)
-        rc = await self._supervisor.wait(task_id, proc, task.timeout, self._timing_out)
+        try:
+            rc = await self._executor.wait(task_id, proc, task.timeout, self._timing_out)
+        except AttemptLost as exc:
+            await self._monitor.settle(task_id)
+            self._emit(
+                TaskExited(
+                    task=task_id,
+                    attempt=number,
+                    exit_code=None,
+                    duration_s=round(time.monotonic() - started, 3),
+                    reason="node-lost",
+                )
+            )
+            return Outcome("failed", str(exc))
         if parser is not None:
             for ev in parser.close():
                 self._emit(ev)
@@ -579,7 +610,7 @@ class Attempt:
         self, command: str, cwd: Path, out: Callable[[bytes], None], timeout: float
     ) -> tuple[int, bytes]:
         env = {**os.environ, "DELEGATE_RUN_ID": self.ctx.run_id, "DELEGATE_TASK_ID": self.task_id}
-        return await self._supervisor.shell(
+        return await self._executor.shell(
             self.task_id, command, cwd=cwd, env=env, out=out, timeout=timeout
         )
 

@@ -6,8 +6,8 @@ pure :func:`scheduler.next_steps` what to do and carries the steps out
 (block, propose, approve by policy, tell the operator, finish); each
 command asks the pure :func:`commands.refusal` whether it may act. The work
 is done by small parts that return outcomes or report events: the
-:class:`Emitter` (numbering, state, log, listeners), the :class:`Supervisor`
-(process groups), an :class:`Attempt` per task attempt, the
+:class:`Emitter` (numbering, state, log, listeners), the :class:`Executor`
+(process groups, here or on a Ray cluster), an :class:`Attempt` per task attempt, the
 :class:`ConflictMonitor` (watcher, git, findings) and the
 :class:`Integration` (merges). Everything that happens is an event, applied
 to the state, appended to the run log and handed to listeners (the UI, the
@@ -71,6 +71,7 @@ from delegate_tui.core.events import (
     TaskOutput,
     TaskSkipped,
 )
+from delegate_tui.core.executor import AttemptLost, ExecutorError, make_executor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.preflight import PreflightError
@@ -79,7 +80,6 @@ from delegate_tui.core.reaper import end_groups
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.runlog import LOG_NAME, ReadReport, runs_dir
 from delegate_tui.core.state import AttemptState, RunState
-from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.supervisor import install_signal_handlers as _install
 
 __all__ = ["Engine", "EngineOptions", "PreflightError", "install_signal_handlers", "new_run_id"]
@@ -104,6 +104,7 @@ class EngineOptions:
     #: An operator is present (the UI): a run with failures waits for them to
     #: retry, skip or end it, instead of ending by itself.
     hold_at_end: bool = False
+    executor: str | None = None  # local, ray, ray://HOST:PORT (None: the plan decides)
 
 
 def new_run_id() -> str:
@@ -127,7 +128,9 @@ class Engine:
         self._emitter = Emitter(self.state)
         self._emitter.subscribe(self._on_event)
         self._emitter.on_log_failure = self._log_lost
-        self._supervisor = Supervisor(self.options.kill_grace_s)
+        self._executor = make_executor(
+            self.options.executor or self.plan.executor, self.options.kill_grace_s, self.run_id
+        )
         self._agents: dict[str, AgentSpec] = {}
         self._prices: PriceTable | None = None
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -254,6 +257,7 @@ class Engine:
         )
         self.repo, self.isolation, self._agents = found.repo, found.isolation, found.agents
         self._warnings = found.warnings
+        self._check_executor()
         try:
             self._prices = PriceTable.load()
         except PriceError as exc:
@@ -284,7 +288,26 @@ class Engine:
             sandbox.check_plan(engine.plan, Path.home())
         except sandbox.SandboxError as exc:
             raise PreflightError(str(exc)) from None
+        engine._check_executor()
         return engine
+
+    def _check_executor(self) -> None:
+        """Refuse a run whose executor cannot run (Ray missing or out of reach)."""
+        if self._executor.name != "local" and self.isolation not in ("", "worktree"):
+            raise PreflightError(
+                f"executor: {self._executor.name} needs isolation: worktree "
+                f"(this run has isolation: {self.isolation})"
+            )
+        boxed = sandbox.sandboxed_tasks(self.plan)
+        if self._executor.name != "local" and boxed:
+            raise PreflightError(
+                f"executor: {self._executor.name} runs no sandbox yet (tasks "
+                f"{', '.join(boxed)} ask for one): use sandbox: off, or the local executor"
+            )
+        try:
+            self._executor.check()
+        except ExecutorError as exc:
+            raise PreflightError(str(exc)) from None
 
     async def run(self) -> RunState:
         """Run the plan to its end (or until stopped); return the final state."""
@@ -307,12 +330,15 @@ class Engine:
             self.isolation, self.plan.base, include_dirty=self.options.include_dirty
         )
         self._emitter.open_log(self.log_path)
-        self._supervisor.start()
+        self._executor.start(self.run_dir)
         self.monitor.start()
         if self.isolation == "shared":
             await self.monitor.watch_shared(base_commit)
         self.plan = plan = self.plan.model_copy(
-            update={"max_parallel": self.options.max_parallel or self.plan.max_parallel}
+            update={
+                "max_parallel": self.options.max_parallel or self.plan.max_parallel,
+                "executor": self._executor.name,
+            }
         )
         self._emit(
             RunStarted(
@@ -327,7 +353,7 @@ class Engine:
                 auto_approve=self.options.auto_approve or plan.approve == "auto",
                 max_parallel=plan.max_parallel,
                 host_pid=os.getpid(),
-                reaper_pid=self._supervisor.reaper_pid,
+                reaper_pid=self._executor.reaper_pid,
                 version=__version__,
             )
         )
@@ -337,10 +363,14 @@ class Engine:
     async def _resume(self) -> None:
         """End what the previous process left running, mark it interrupted, go on."""
         self._emitter.open_log(self.log_path)
-        self._supervisor.start()
+        self._executor.start(self.run_dir)
         self.monitor.start()
         left = [t for t in self.state.tasks.values() if t.status in ACTIVE_STATUSES and t.attempts]
-        groups = [t.attempts[-1].pgid for t in left if t.attempts[-1].pgid]
+        # Groups on this machine; a remote node's ended with the previous process's
+        # connection to the cluster.
+        groups = [
+            t.attempts[-1].pgid for t in left if t.attempts[-1].pgid and not t.attempts[-1].node
+        ]
         reaped = (
             await asyncio.to_thread(end_groups, groups, self.options.kill_grace_s) if groups else []
         )
@@ -353,7 +383,7 @@ class Engine:
         self._emit(
             RunResumed(
                 host_pid=os.getpid(),
-                reaper_pid=self._supervisor.reaper_pid,
+                reaper_pid=self._executor.reaper_pid,
                 reaped_pids=tuple(reaped),
                 auto_approve=auto,
             )
@@ -469,7 +499,7 @@ class Engine:
             await monitor.close()
         for job in list(self._jobs.values()):
             job.cancel()
-        await self._supervisor.close()
+        await self._executor.close()
         if self._final_merge_requested and self.state.status in ("succeeded", "partial"):
             await self.integration.final_merge(self._base_branch)
         if self.isolation == "worktree":
@@ -529,7 +559,7 @@ class Engine:
             return refused
         attempt = self.state.tasks[task_id].attempts[-1]
         self._emit(KillRequested(task=task_id, attempt=attempt.number))
-        self._supervisor.end(task_id)
+        self._executor.end(task_id)
         return ""
 
     def skip(self, task_id: str, reason: str = "skipped by the operator") -> str:
@@ -584,7 +614,7 @@ class Engine:
         else:
             prompt = prompts.next_prompt(original, last, context, changed=stale, found=found)
         number = (last.number + 1) if last else 1
-        self._supervisor.forget(task_id)
+        self._executor.forget(task_id)
         self._told_waiting = False  # the run moves again: a later wait is news
         self._emit(
             RetryScheduled(
@@ -603,7 +633,7 @@ class Engine:
         """Type a line into a running agent's stdin."""
         if refused := self._refused("input", task_id):
             return refused
-        proc = self._supervisor.running(task_id)
+        proc = self._executor.running(task_id)
         if proc is None:
             return f"{task_id} has no running agent"
         try:
@@ -645,7 +675,7 @@ class Engine:
             return ""
         self._stopping = True
         self._stop_reason = reason
-        self._supervisor.end_all()
+        self._executor.end_all()
         self._wake.set()
         return ""
 
@@ -654,7 +684,7 @@ class Engine:
 
         Without ``hang_up`` (the run service) a lost terminal ends nothing.
         """
-        _install(self.stop, self._supervisor, hang_up=hang_up)
+        _install(self.stop, self._executor, hang_up=hang_up)
 
     # ------------------------------------------------------------ jobs
 
@@ -669,7 +699,7 @@ class Engine:
         attempt = Attempt(
             self._attempt_context(),
             self._emitter,
-            self._supervisor,
+            self._executor,
             self.monitor,
             self.integration,
             task_id=task_id,
@@ -715,6 +745,8 @@ class Engine:
                 )
             )
             raise
+        except AttemptLost as exc:  # its node went away before or after its agent ran
+            outcome = Outcome("failed", str(exc))
         except workspace.GitError as exc:  # e.g. a full disk: git's own words
             outcome = Outcome("failed", str(exc))
             self._emit(Notice(level="error", message=f"{task_id}: {exc}", task=task_id))

@@ -303,6 +303,9 @@ class TaskStarted(Event):
     prompt: str
     transport: str = "pty"
     branch: str = ""
+    #: Where it runs when not on this machine (the Ray executor's node); its pid and
+    #: pgid are that machine's.
+    node: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +465,7 @@ class TaskExited(Event):
     exit_code: int | None
     signal: int | None = None
     duration_s: float = 0.0
-    reason: str = "exit"  # exit | killed | timeout | spawn-error | setup-failed
+    reason: str = "exit"  # exit | killed | timeout | spawn-error | setup-failed | node-lost
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,6 +240,12 @@ class Plan(BaseModel):
         default=None, description="Default: worktree in a git repo, none elsewhere."
     )
     max_parallel: int = Field(default=3, ge=1, le=64)
+    executor: str = Field(
+        default="local",
+        description="Where agents run: local (this machine), ray (the Ray cluster RAY_ADDRESS "
+        "names, or this machine's `ray start --head`), or ray://HOST:PORT. Needs "
+        "`pip install 'delegate-tui[ray]'`.",
+    )
     approve: Literal["batch", "auto"] = "batch"
     merge: Literal["auto", "manual"] = "auto"
     agent: str = Field(default="claude", description="Agent for tasks that name none.")
@@ -282,6 +288,14 @@ class Plan(BaseModel):
     @classmethod
     def _switch(cls, value: object) -> object:
         return _yaml_switch(value)
+
+    @field_validator("executor")
+    @classmethod
+    def _check_executor(cls, value: str) -> str:
+        from delegate_tui.core.executor import parse_executor
+
+        parse_executor(value)  # ValueError names what is accepted
+        return value.strip() or "local"
 
     def where(self, task_id: str, field: str = "") -> str:
         """``plan.yaml:14: tasks[2].agent``: where a task (field) sits in its file."""

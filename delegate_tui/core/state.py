@@ -170,6 +170,7 @@ class AttemptState:
     argv: tuple[str, ...] = ()
     pid: int = 0
     pgid: int = 0
+    node: str = ""  # the cluster node it ran on ("": this machine)
     transport: str = ""
     started_ts: float = 0.0
     ended_ts: float = 0.0
@@ -552,6 +553,7 @@ def _started(state: RunState, ev: TaskStarted) -> None:
     attempt.argv = ev.argv
     attempt.pid = ev.pid
     attempt.pgid = ev.pgid
+    attempt.node = ev.node
     attempt.transport = ev.transport
     attempt.prompt = ev.prompt
     attempt.started_ts = ev.ts

@@ -17,6 +17,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.reaper import Reaper
@@ -162,8 +163,12 @@ class Supervisor:
         self._reaper.close()
 
 
+class _KillsAll(Protocol):
+    def kill_all(self) -> None: ...
+
+
 def install_signal_handlers(
-    stop: Callable[[str], object], supervisor: Supervisor, *, hang_up: bool = True
+    stop: Callable[[str], object], supervisor: _KillsAll, *, hang_up: bool = True
 ) -> None:
     """Ctrl-C, SIGTERM or SIGHUP ends the run cleanly; a second one ends agents at once.
 

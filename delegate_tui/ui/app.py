@@ -269,7 +269,12 @@ class DelegateApp(App[int]):
     @work(thread=True, exclusive=True, group="procstats", exit_on_error=False)
     def _sample_processes(self) -> None:
         """CPU and memory of running agents' process trees (off the UI thread)."""
-        pids = {a.pid for t in self.source.state.active if (a := t.attempt) is not None and a.pid}
+        # Agents on another machine (the Ray executor) are not this machine's processes.
+        pids = {
+            a.pid
+            for t in self.source.state.active
+            if (a := t.attempt) is not None and a.pid and not a.node
+        }
         stats: dict[int, TreeStats] = {}
         for pid in pids:
             result = sample(pid)

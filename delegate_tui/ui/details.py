@@ -92,8 +92,11 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
             row("  worktree", attempt.workdir)
         if attempt.branch:
             row("  branch", attempt.branch)
+        if attempt.node:
+            row("  node", attempt.node)
         if attempt.pid:
-            row("  pid", f"{attempt.pid} (group {attempt.pgid}, {attempt.transport})")
+            where = f", on {attempt.node}" if attempt.node else ""
+            row("  pid", f"{attempt.pid} (group {attempt.pgid}, {attempt.transport}{where})")
         if attempt.session_id:
             model = f", {attempt.model}" if attempt.model else ""
             resumed = ", continued" if attempt.resume_session else ""

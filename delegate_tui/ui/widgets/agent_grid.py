@@ -279,9 +279,11 @@ class AgentGrid(Container):
         if task.status not in ACTIVE_STATUSES:
             parts.append(task.status)
         elif attempt is not None:
-            if attempt.pid:
+            if attempt.node:  # on a cluster node: where, not a pid of this machine's
+                parts.append(f"on {attempt.node}")
+            elif attempt.pid:
                 parts.append(f"pid {attempt.pid}")
-            stats = self.context.proc_stats.get(attempt.pid)
+            stats = None if attempt.node else self.context.proc_stats.get(attempt.pid)
             if stats is not None:
                 parts.append(f"{stats.cpu_percent:.0f}% {stats.rss_bytes / 1e6:.0f} MB")
         return " · ".join(parts)
@@ -295,6 +297,7 @@ def _meaning(state: RunState, task_id: str) -> tuple[object, ...]:
         task.status,
         attempt.number if attempt else 0,
         attempt.pid if attempt else 0,
+        attempt.node if attempt else "",
         stale_input(state, task_id),
     )
 

@@ -1,0 +1,226 @@
+"""Benchmark 8: the Ray executor against the local one, on a local 4-node Ray cluster.
+
+Two workloads, each run on the local executor and on the cluster in the same run,
+so machine noise cancels in the ratios:
+
+* overhead - a plan of 64 demo agents (``DELEGATE_DEMO_SPEED=0``, each edits its own
+             file), ``max_parallel: 8``. Per-attempt overhead is the mean attempt time
+             (prepared -> finished) on Ray minus the same on the local executor; the
+             executor's own timings say where it goes (bundles, placement, the scratch
+             clone on the node, the spawn call, exit -> engine, the final change set,
+             release). Target: under 0.5 s per attempt.
+* ingest   - 8 shell tasks, each printing N lines of 80 characters as fast as it can
+             (on a PTY, the default), headless. Target: Ray within 2x of local.
+
+The cluster is a head and three more nodes on loopback (``ray.cluster_utils.Cluster``,
+4 CPUs each), started before and shut down after; its start-up is not counted.
+
+Usage: python bench/ray_overhead.py [--agents 64] [--lines 200000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one machine: loopback only
+os.environ["DELEGATE_DEMO_SPEED"] = "0"
+
+from delegate_tui.core.engine import Engine, EngineOptions
+from delegate_tui.core.plan import load_plan
+from delegate_tui.core.ray_executor import RayExecutor
+from delegate_tui.core.state import RunState
+
+LINE = "x" * 79
+
+
+def make_repo(root: Path) -> Path:
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    for args in (
+        ["init", "-q", "--initial-branch=main"],
+        ["config", "user.name", "Bench"],
+        ["config", "user.email", "bench@example.invalid"],
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / "README.md").write_text("# bench\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "initial"], cwd=repo, check=True)
+    return repo
+
+
+def overhead_plan(repo: Path, agents: int) -> str:
+    tasks = "".join(
+        f"  - {{id: t{i:02d}, agent: demo, prompt: 'Write part {i}', edits: [parts/p{i:02d}.txt]}}\n"
+        for i in range(agents)
+    )
+    return f"name: overhead\nrepo: {repo}\nmax_parallel: 8\ntasks:\n{tasks}"
+
+
+def ingest_plan(repo: Path, lines: int, flooders: int) -> str:
+    code = f"for _ in range({lines}): print({LINE!r})"
+    tasks = "".join(
+        f"  - {{id: f{i}, agent: shell, edits: [f{i}], command: [{sys.executable}, -c, {json.dumps(code)}]}}\n"
+        for i in range(flooders)
+    )
+    return f"name: ingest\nrepo: {repo}\nmax_parallel: 8\ntasks:\n{tasks}"
+
+
+def run(plan_text: str, root: Path, executor: str) -> tuple[float, RunState, Engine]:
+    path = root / f"plan-{executor}.yaml"
+    path.write_text(plan_text)
+    engine = Engine(
+        load_plan(path), EngineOptions(auto_approve=True, kill_grace_s=1.0, executor=executor)
+    )
+    engine.preflight()
+    began = time.perf_counter()
+    state = asyncio.run(engine.run())
+    took = time.perf_counter() - began
+    bad = {
+        t.id: (t.status, t.attempts[-1].reason if t.attempts else "")
+        for t in state.tasks.values()
+        if t.status != "succeeded"
+    }
+    if bad:
+        raise SystemExit(f"{executor}: tasks did not succeed: {bad}")
+    return took, state, engine
+
+
+def attempt_times(state: RunState) -> list[float]:
+    return [
+        a.finished_ts - a.prepared_ts
+        for t in state.tasks.values()
+        for a in t.attempts
+        if a.finished_ts and a.prepared_ts
+    ]
+
+
+def output_bytes(state: RunState) -> int:
+    return sum(t.attempts[-1].output_bytes for t in state.tasks.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=64)
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--flooders", type=int, default=8, help="Agents flooding at once.")
+    parser.add_argument(
+        "--address", help="Use this running cluster instead of starting one (the smoke test)."
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    began = time.perf_counter()
+    cluster = None
+    if args.address:
+        ray.init(address=args.address, logging_level="ERROR", log_to_driver=False)
+        args.nodes = len([n for n in ray.nodes() if n["Alive"]])
+    else:
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": 4,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+            },
+        )
+        for _ in range(args.nodes - 1):
+            cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1")
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    cluster_s = time.perf_counter() - began
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average_at_start": os.getloadavg(),
+        "cluster_start_s": round(cluster_s, 1),
+        "nodes": args.nodes,
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+            root = Path(tmp)
+            repo = make_repo(root / "o")
+            text = overhead_plan(repo, args.agents)
+            local_s, local, _ = run(text, root / "o", "local")
+            repo = make_repo(root / "o2")
+            ray_s, remote, engine = run(overhead_plan(repo, args.agents), root / "o2", "ray")
+            executor = engine._executor
+            assert isinstance(executor, RayExecutor)
+            lt, rt = attempt_times(local), attempt_times(remote)
+            nodes = {a.node for t in remote.tasks.values() for a in t.attempts}
+            result["overhead"] = {
+                "agents": args.agents,
+                "wall_local_s": round(local_s, 2),
+                "wall_ray_s": round(ray_s, 2),
+                "attempt_mean_local_s": round(statistics.mean(lt), 3),
+                "attempt_mean_ray_s": round(statistics.mean(rt), 3),
+                "overhead_per_attempt_s": round(statistics.mean(rt) - statistics.mean(lt), 3),
+                "nodes_used": len(nodes),
+                "where (mean s, count)": {
+                    phase: (round(statistics.mean(values), 4), len(values))
+                    for phase, values in executor.timings.items()
+                },
+            }
+            repo = make_repo(root / "i")
+            ingest_local_s, state_l, _ = run(
+                ingest_plan(repo, args.lines, args.flooders), root / "i", "local"
+            )
+            repo = make_repo(root / "i2")
+            ingest_ray_s, state_r, _ = run(
+                ingest_plan(repo, args.lines, args.flooders), root / "i2", "ray"
+            )
+            expected = args.flooders * args.lines * 81  # 80 characters and a CRLF on a PTY
+            result["ingest"] = {
+                "agents": args.flooders,
+                "lines_per_agent": args.lines,
+                "local_s": round(ingest_local_s, 2),
+                "ray_s": round(ingest_ray_s, 2),
+                "ratio": round(ingest_ray_s / ingest_local_s, 2),
+                "bytes_local": output_bytes(state_l),
+                "bytes_ray": output_bytes(state_r),
+                "bytes_expected": expected,
+            }
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+    result["load_average_at_end"] = os.getloadavg()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    o, i = result["overhead"], result["ingest"]
+    print(f"cluster of {args.nodes} nodes up in {result['cluster_start_s']} s (not counted)")
+    print(
+        f"overhead: {o['agents']} demo agents, local {o['wall_local_s']} s, Ray {o['wall_ray_s']} s "
+        f"on {o['nodes_used']} nodes; mean attempt {o['attempt_mean_local_s']} s -> "
+        f"{o['attempt_mean_ray_s']} s: {o['overhead_per_attempt_s']} s per attempt"
+    )
+    for phase, (mean, count) in o["where (mean s, count)"].items():
+        print(f"  {phase:40} {mean:.4f} s  (x{count})")
+    print(
+        f"ingest: {i['agents']} x {i['lines_per_agent']} lines, local {i['local_s']} s, Ray {i['ray_s']} s "
+        f"({i['ratio']}x); bytes {i['bytes_local']} / {i['bytes_ray']} (expected {i['bytes_expected']})"
+    )
+    print(
+        f"load average: start {result['load_average_at_start']}, end {result['load_average_at_end']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

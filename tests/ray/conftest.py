@@ -1,0 +1,75 @@
+"""One real Ray cluster for the session: a head and two more nodes, all on loopback.
+
+Ray picks its node address from the route to the internet unless told that the
+cluster is one machine (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray
+itself uses on laptops): set here for this process and every ``delegate-tui``
+the tests start, together with ``RAY_ADDRESS``. Tests that remove a node add
+their own first. Skipped, with the reason, when Ray is missing or will not start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+#: Ray's own resource names for the nodes, so tests can place work on one.
+NODE_B = "node-b"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """The cluster; this process is connected to it as a driver."""
+    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when Ray is imported
+    try:
+        import ray
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        _restore(saved)
+        pytest.skip("Ray is not installed: pip install -e '.[test]' (or '.[ray]')")
+    started = time.monotonic()
+    cluster = None
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": 4,
+                "node_ip_address": "127.0.0.1",
+                "include_dashboard": False,
+                # A node that stops answering is declared dead within about a second.
+                "_system_config": {
+                    "health_check_initial_delay_ms": 0,
+                    "health_check_period_ms": 300,
+                    "health_check_failure_threshold": 3,
+                },
+            },
+        )
+        cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1", resources={NODE_B: 4})
+        os.environ["RAY_ADDRESS"] = cluster.address
+        ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
+    except Exception as exc:  # Ray could not start here: say why
+        if cluster is not None:
+            cluster.shutdown()  # type: ignore[no-untyped-call]
+        _restore(saved)
+        pytest.skip(f"a local Ray cluster would not start: {type(exc).__name__}: {exc}")
+    print(f"\nray cluster up in {time.monotonic() - started:.1f}s at {cluster.address}")
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+        _restore(saved)
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

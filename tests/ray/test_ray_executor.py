@@ -1,0 +1,305 @@
+"""The Ray executor on a real local Ray cluster: placement, output, conflicts, kill,
+timeout, a lost node, and a resume after ``kill -9`` (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delegate_tui.core.engine import Engine
+from delegate_tui.core.events import (
+    ConflictDetected,
+    FilesChanged,
+    TaskExited,
+    TaskMerged,
+    TaskOutput,
+    TaskStarted,
+)
+from delegate_tui.core.plan import Plan
+from delegate_tui.core.reaper import group_alive
+from delegate_tui.core.replay import final_state
+from tests.conftest import Recorder, git, run_cli, run_engine
+from tests.ray.conftest import NODE_B
+
+# One cluster per session: every test of it on one xdist worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.xdist_group("ray_cluster")]
+PlanWriter = Callable[..., Plan]
+
+
+def plan_text(repo: Path, tasks: str, executor: str = "ray") -> str:
+    return (
+        f"name: remote\nrepo: {repo}\nexecutor: {executor}\nmax_parallel: 4\ntasks:\n"
+        + textwrap.indent(textwrap.dedent(tasks), "  ")
+    )
+
+
+def output_of(recorder: Recorder, task: str) -> bytes:
+    return b"".join(
+        e.data
+        for e in recorder.events
+        if isinstance(e, TaskOutput) and e.task == task and e.stream == "agent"
+    )
+
+
+async def until(check: Callable[[], bool], limit: float = 30.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+def gone(pgid: int, limit: float = 15.0) -> bool:
+    deadline = time.monotonic() + limit
+    while group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def node_with(resource: str) -> str:
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return str(next(n["NodeID"] for n in nodes if n["Alive"] and resource in n["Resources"]))
+
+
+def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: a, agent: shell, edits: [a.txt], command: "echo from-a > a.txt; sleep 1"}
+            - {id: b, agent: shell, edits: [b.txt], command: "echo from-b > b.txt; sleep 1"}
+            - {id: c, agent: shell, edits: [c.txt], resources: [node-b], command: "echo from-c > c.txt"}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", {t.id: t.attempts[-1].reason for t in state.tasks.values()}
+    tip = state.integration_tip
+    for name in ("a", "b", "c"):
+        assert git(repo, "show", f"{tip}:{name}.txt") == f"from-{name}\n"
+    nodes = {e.task: e.node for e in recorder.of(TaskStarted) if isinstance(e, TaskStarted)}
+    assert all(nodes.values()), nodes
+    assert len(set(nodes.values())) >= 2, f"all on one node: {nodes}"
+    # c asked for a resource only node B offers.
+    assert nodes["c"].endswith("/" + node_with(NODE_B)[:6])
+    assert state.tasks["c"].attempts[-1].node == nodes["c"]
+
+
+def test_output_arrives_live_and_in_order(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter
+) -> None:
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: talk, agent: shell, edits: [x], command: "for i in $(seq 1 60); do echo line-$i; sleep 0.02; done; sleep 1.5"}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    lines = output_of(recorder, "talk").decode().split()
+    assert lines == [f"line-{i}" for i in range(1, 61)]
+    chunks = [e for e in recorder.events if isinstance(e, TaskOutput) and e.task == "talk"]
+    assert len(chunks) > 1, "batched, but not held back to the end"
+    exited = next(e for e in recorder.events if isinstance(e, TaskExited))
+    assert chunks[-1].ts < exited.ts - 1.0, "the output came while the agent still ran"
+
+
+def test_a_predicted_conflict_between_two_remote_tasks_is_found_before_merging(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter, tmp_path: Path
+) -> None:
+    # Each edits, then waits (up to 30 s) until the other has edited too, then works on
+    # for 3 s: both work at once however long placing them takes on a busy machine.
+    meet = tmp_path / "meet"
+    meet.mkdir()
+
+    def edit(me: str, other: str, scope: str) -> str:
+        return (
+            f"sed -i 's/nobody/{me}/' src/shared.py; echo {me} > {scope}; touch {meet}/{me}; "
+            f"for i in $(seq 300); do test -e {meet}/{other} && break; sleep 0.1; done; sleep 3"
+        )
+
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: first, agent: shell, edits: [src/a.py], command: "{edit("first", "second", "src/a.py")}"}}
+            - {{id: second, agent: shell, edits: [src/b.py], command: "{edit("second", "first", "src/b.py")}"}}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    found = [e for e in recorder.events if isinstance(e, ConflictDetected)]
+    predicted = [
+        e
+        for e in found
+        if e.kind == "predicted-conflict"
+        and e.tasks == ("first", "second")
+        and e.paths == ("src/shared.py",)
+    ]
+    assert predicted, [(e.kind, e.tasks, e.paths) for e in found]
+    merged = [e.seq for e in recorder.events if isinstance(e, TaskMerged)]
+    exits = [e.seq for e in recorder.events if isinstance(e, TaskExited)]
+    assert predicted[0].seq < min(merged), "caught before merging"
+    assert predicted[0].seq < min(exits), "caught while both still worked remotely"
+    # Seen from the change sets the nodes sent while their agents worked.
+    live = [
+        e for e in recorder.events if isinstance(e, FilesChanged) and e.files and e.seq < min(exits)
+    ]
+    assert {e.task for e in live} == {"first", "second"}
+    # Whichever finished first merged; the other is held back for the operator.
+    assert sorted(state.tasks[t].status for t in ("first", "second")) == [
+        "merge-conflict",
+        "succeeded",
+    ]
+
+
+def test_input_kill_and_timeout_reach_the_remote_process_group(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter
+) -> None:
+    stubborn = "trap '' TERM; echo ready; (sleep 300 &); while true; do sleep 0.1; done"
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: killed, agent: shell, edits: [k], command: "{stubborn}"}}
+            - {{id: slow, agent: shell, edits: [s], timeout: 2s, command: "{stubborn}"}}
+            - {{id: asks, agent: shell, edits: [a.txt], command: "echo name?; read n; echo got-$n > a.txt"}}
+            """,
+        )
+    )
+
+    async def drive(engine: Engine, recorder: Recorder) -> None:
+        await until(lambda: b"name?" in output_of(recorder, "asks"))
+        assert engine.send_input("asks", "remote") == ""
+        await until(lambda: b"ready" in output_of(recorder, "killed"))
+        assert engine.kill("killed") == ""
+
+    state, _, _ = run_engine(plan, during=drive)
+    assert state.tasks["asks"].status == "succeeded"
+    assert git(repo, "show", f"{state.integration_tip}:a.txt") == "got-remote\n"
+    assert state.tasks["killed"].status == "killed"
+    assert state.tasks["slow"].status == "timed-out"
+    for task in ("killed", "slow"):
+        attempt = state.tasks[task].attempts[-1]
+        assert attempt.node and attempt.pgid > 1
+        # One machine: the node's process group is visible here too.
+        assert not group_alive(attempt.pgid), f"{task}'s remote group survived"
+
+
+def test_a_lost_node_fails_its_attempt_and_a_retry_succeeds_on_another(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter
+) -> None:
+    doomed = ray_cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1", resources={"doomed": 2})
+    ray_cluster.wait_for_nodes()
+    plan = write_plan(
+        plan_text(
+            repo,
+            """\
+            - {id: t, agent: shell, edits: [out.txt], resources: [doomed], retries: 1, command: 'if [ "$DELEGATE_ATTEMPT" = 1 ]; then echo ready; sleep 300; fi; echo ok > out.txt'}
+            """,
+        )
+    )
+
+    async def drive(engine: Engine, recorder: Recorder) -> None:
+        await until(lambda: b"ready" in output_of(recorder, "t"))
+        ray_cluster.remove_node(doomed, allow_graceful=False)
+
+    state, _, _ = run_engine(plan, during=drive)
+    first, second = state.tasks["t"].attempts
+    assert first.exit_reason == "node-lost"
+    assert first.status == "failed" and "node lost" in first.reason
+    assert second.status == "succeeded"
+    assert second.node and second.node != first.node
+    assert git(repo, "show", f"{state.integration_tip}:out.txt") == "ok\n"
+    assert gone(first.pgid), "the lost node's agent survived"
+
+
+def test_resume_after_kill_9_leaves_no_remote_process_behind(
+    ray_cluster: Any, repo: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        plan_text(
+            repo,
+            """\
+            - {id: t, agent: shell, edits: [out.txt], command: 'if [ "$DELEGATE_ATTEMPT" = 1 ]; then echo ready; sleep 300; fi; echo ok > out.txt'}
+            """,
+        )
+    )
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "delegate_tui", "run", str(plan), "--headless", "--yes"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        pgid = 0
+        deadline = time.monotonic() + 60
+        while not pgid:
+            assert time.monotonic() < deadline, "the remote agent never started"
+            for log in (repo / ".delegate" / "runs").glob("*/events.jsonl"):
+                for line in log.read_text().splitlines():
+                    ev = json.loads(line)
+                    if ev.get("type") == "TaskStarted" and ev.get("node"):
+                        pgid = ev["pgid"]
+            time.sleep(0.1)
+        assert group_alive(pgid)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert gone(pgid, 30), "the remote agent outlived delegate-tui"
+    done = run_cli("resume", "--headless", "--yes", "--repo", str(repo), cwd=tmp_path, home=home)
+    assert done.returncode == 0, done.stderr
+    assert "started (shell, pid " in done.stdout and " on node 127.0.0.1/" in done.stdout
+    (log,) = (repo / ".delegate" / "runs").glob("*/events.jsonl")
+    state, _ = final_state(log)
+    assert state.status == "succeeded"
+    assert [a.status for a in state.tasks["t"].attempts] == ["interrupted", "succeeded"]
+    assert git(repo, "show", f"{state.integration_tip}:out.txt") == "ok\n"
+
+
+def test_the_ray_benchmark_runs_and_accounts_for_every_byte(ray_cluster: Any) -> None:
+    """bench/ray_overhead.py on a tiny workload, on this session's cluster."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "ray_overhead.py"
+    done = subprocess.run(
+        [
+            *(sys.executable, str(bench), "--agents", "3", "--lines", "500"),
+            *("--flooders", "2", "--address", ray_cluster.address, "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    overhead, ingest = result["overhead"], result["ingest"]
+    assert overhead["agents"] == 3 and overhead["nodes_used"] >= 2
+    phases = overhead["where (mean s, count)"]
+    assert phases["scratch clone (on the node)"][1] == 3, "one clone per attempt"
+    assert phases["base bundle (once a run)"][1] == 1
+    assert ingest["bytes_local"] == ingest["bytes_ray"] == ingest["bytes_expected"]
