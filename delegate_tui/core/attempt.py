@@ -173,7 +173,7 @@ class Attempt:
         stale = await recheck.before_merge(
             self.ctx.plan,
             self._emitter,
-            self._supervisor,
+            self._executor,
             self._integration,
             task_id,
             self.ctx.run_id,

@@ -184,7 +184,7 @@ class Engine:
     def _type_note(self, task_id: str, number: int, line: str) -> None:
         """Type a finding's note into the agent still running that attempt, once."""
         attempt = self.state.tasks[task_id].attempt
-        proc = self._supervisor.running(task_id)
+        proc = self._executor.running(task_id)
         if proc is None or attempt is None or attempt.number != number or line in attempt.inputs:
             return
         try:
@@ -758,7 +758,7 @@ class Engine:
     async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
         try:
             stale = await recheck.before_merge(
-                self.plan, self._emitter, self._supervisor, self.integration, task_id, self.run_id
+                self.plan, self._emitter, self._executor, self.integration, task_id, self.run_id
             )
             if stale:  # what it read changed since, and its criteria fail on the new tip
                 self._end_attempt(task_id, attempt.number, Outcome("failed", stale))

@@ -20,9 +20,9 @@ from delegate_tui.core import conflicts, prompts, workspace
 from delegate_tui.core.conflict_monitor import read_sets, reader_of
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import CriteriaChecked, CriterionResult
+from delegate_tui.core.executor import Executor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.supervisor import Supervisor
 
 #: How long one re-checked criterion may run when its task sets no timeout.
 RECHECK_TIMEOUT_S = 600.0
@@ -40,7 +40,7 @@ def stale_inputs(plan: Plan, emitter: Emitter, task_id: str) -> list[conflicts.F
 async def before_merge(
     plan: Plan,
     emitter: Emitter,
-    supervisor: Supervisor,
+    supervisor: Executor,
     integration: Integration,
     task_id: str,
     run_id: str,
