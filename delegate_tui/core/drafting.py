@@ -17,6 +17,9 @@ the file to one task. So independent tasks whose declared scopes meet (edits,
 shared config files, reads of another's edits), a code task with no declared
 edits, and more than four tasks at once are problems in a draft. For a plan
 written by hand they are only shown (``plan --review``).
+
+(About 580 lines: the prompt with its delegation rules, the draft rules and the
+feedback rounds are one conversation with the drafting agent, kept in one place.)
 """
 
 from __future__ import annotations

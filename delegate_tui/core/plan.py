@@ -7,7 +7,7 @@ JSON Schema that ``delegate-tui schema`` prints. A plan that loads here is safe
 to schedule: ids are valid path and branch components, dependencies exist and
 form no cycle, agents resolve, and ``{{ outputs.x }}`` names a real dependency.
 
-(About 600 lines, most of them the plan's field declarations with the help text
+(About 690 lines, most of them the plan's field declarations with the help text
 that the JSON Schema and the error messages are made from.)
 """
 

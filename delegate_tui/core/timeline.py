@@ -17,6 +17,9 @@ the shared report's SVG (``delegate_tui/share.py``) alike:
 Everything comes from state the fold keeps (each task's phases, the run's
 marks, the attempts' times), so a live run, a replay at its cursor, an
 attached view caught up from a keyframe and ``report`` draw the same picture.
+
+(About 470 lines: bars, waits with their reasons, marks and the concurrency row are
+one projection, read together.)
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ and starts the run (``enter``); every edit is re-validated at once by
 :func:`core.plan_edits.assess`, and a plan with problems does not start.
 Nothing runs before the operator says so: the app only writes the plan file
 and returns ``"run"``; the command line starts the run.
+
+(About 490 lines: the screen's panes and its editing keys; the edits themselves are
+pure functions in ``core/plan_edits.py``.)
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ now is :func:`delegate_tui.core.commands.refusal`'s answer, the same function
 the engine asks: a refused command's key is shown disabled in the footer and
 says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
 a subclass with playback keys instead of commands.
+
+(About 580 lines: one action per operator key and the layout they share; panes,
+the task list, the sidebar and the timeline are widgets of their own.)
 """
 
 from __future__ import annotations
