@@ -29,6 +29,7 @@ from delegate_tui.core.events import TokenUsage
 from delegate_tui.core.metrics import cost_text, stats, tokens_text
 from delegate_tui.core.state import AttemptState, RunState, TaskState
 from delegate_tui.core.timeline import (
+    MARK_GLYPHS,
     OUTCOME_MEANINGS,
     WAIT_MEANINGS,
     Bar,
@@ -63,20 +64,6 @@ WAIT_COLOURS: dict[str, str] = {
     "merge": "#f2c744",
     "paused": "#f2c744",
     "blocked": "#eaeef2",
-}
-MARK_TEXT: dict[str, str] = {
-    "approved": "✓",
-    "proposed": "?",
-    "held": "✗",
-    "paused": "‖",
-    "resumed": "▷",
-    "run-resumed": "↺",
-    "final-merge": "⇒",
-    "kill": "✖",
-    "retry": "↻",
-    "skip": "⤼",
-    "input": "»",
-    "finding": "!",
 }
 
 _E = html.escape
@@ -123,7 +110,7 @@ def timeline_svg(timeline: Timeline, *, width: int = 1040) -> str:
             f'<text class="mark run-mark" data-kind="{_E(mark.kind)}" x="{x(mark.ts)}" '
             f'y="{top - 8}" text-anchor="middle" fill="{colour}">'
             f"<title>{_E(span_text(mark.ts - timeline.start))} {_E(mark.detail)}</title>"
-            f"{MARK_TEXT.get(mark.kind, '•')}</text>"
+            f"{MARK_GLYPHS.get(mark.kind, '•')}</text>"
         )
     for index, row in enumerate(rows):
         y = top + index * row_h
@@ -168,7 +155,7 @@ def timeline_svg(timeline: Timeline, *, width: int = 1040) -> str:
                 f'<text class="mark" data-kind="{_E(mark.kind)}" x="{x(mark.ts)}" y="{y + 3}" '
                 f'text-anchor="middle" font-size="11" font-weight="bold" fill="{colour}">'
                 f"<title>{_E(span_text(mark.ts - timeline.start))} {_E(mark.detail)}</title>"
-                f"{MARK_TEXT.get(mark.kind, '•')}</text>"
+                f"{MARK_GLYPHS.get(mark.kind, '•')}</text>"
             )
         out.append("</g>")
     # Agents at each moment, as a step chart.
@@ -346,7 +333,7 @@ def _legend() -> str:
         for k, v in WAIT_MEANINGS.items()
     ]
     marks = "  ".join(
-        f"{MARK_TEXT[k]} {k}" for k in ("approved", "kill", "retry", "skip", "input", "finding")
+        f"{MARK_GLYPHS[k]} {k}" for k in ("approved", "kill", "retry", "skip", "input", "finding")
     )
     items.append(f"<span>marks: {_E(marks)}</span>")
     return f'<p class="legend">{"".join(items)}</p>'

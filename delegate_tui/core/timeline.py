@@ -471,3 +471,20 @@ def describe(span: Bar | Wait, start: float) -> str:
         return text
     text = f"waited {length} ({when}) {WAIT_MEANINGS.get(span.why, span.why)}"
     return text + (f": {span.detail}" if span.detail else "")
+
+
+#: How each kind of mark is drawn, on screen and in the report: one glyph.
+MARK_GLYPHS: dict[str, str] = {
+    "approved": "✓",
+    "proposed": "?",
+    "held": "✗",
+    "paused": "‖",
+    "resumed": "▷",
+    "run-resumed": "↺",
+    "final-merge": "⇒",
+    "kill": "✖",
+    "retry": "↻",
+    "skip": "⤼",
+    "input": "»",
+    "finding": "!",
+}

@@ -33,6 +33,7 @@ from textual.widget import Widget
 
 from delegate_tui.core.state import RunState
 from delegate_tui.core.timeline import (
+    MARK_GLYPHS,
     Bar,
     Row,
     Timeline,
@@ -70,21 +71,6 @@ WAITS: dict[str, tuple[str, str]] = {
     "merge": ("░", "proposed"),
     "paused": ("‖", "proposed"),
     "blocked": ("─", "blocked"),
-}
-#: Marks on task rows and on the batch row.
-MARK_GLYPHS: dict[str, str] = {
-    "approved": "✓",
-    "proposed": "?",
-    "held": "✗",
-    "paused": "‖",
-    "resumed": "▷",
-    "run-resumed": "↺",
-    "final-merge": "⇒",
-    "kill": "✖",
-    "retry": "↻",
-    "skip": "⤼",
-    "input": "»",
-    "finding": "!",
 }
 AGENT = "█"
 AROUND = "▄"  # setup before the agent, checks and merge after it
