@@ -17,6 +17,10 @@ A host (one Ray worker process) serves one attempt at a time and then the
 next attempt that asks for the same resources, so worker processes start
 once per slot, not once per attempt; one idle for ``POOL_IDLE_S`` is ended.
 Ray is imported only here, and only when a run uses it.
+
+(About 590 lines: the executor's side of every operation the seam has, placement,
+bundles, streaming, change sets, kill, timeout and node loss, for one cluster;
+the node's side is ``core/ray_host.py``.)
 """
 
 from __future__ import annotations

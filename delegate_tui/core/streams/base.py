@@ -5,6 +5,7 @@ events of the run's vocabulary made from what a parser found (see the package's 
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -87,7 +88,7 @@ def _one_line(text: str, limit: int = DETAIL_LIMIT) -> str:
     return _short(" ".join(text.split()), limit)
 
 
-class StreamParser:
+class StreamParser(ABC):
     """Reads one attempt's structured stream; :meth:`feed` returns the events it found."""
 
     format: ClassVar[str] = ""
@@ -177,9 +178,9 @@ class StreamParser:
         """The events for a line of the stream that is not JSON (shown as it is)."""
         return [self._raw(text)]
 
+    @abstractmethod
     def event(self, obj: dict[str, Any]) -> list[Event]:
-        """The events for one JSON object of the stream."""
-        raise NotImplementedError
+        """The events for one JSON object of the stream (each CLI's parser says how)."""
 
     # ------------------------------------------------------------ helpers
 
