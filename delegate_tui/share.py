@@ -14,7 +14,7 @@ chart (which GitHub draws).
 Everything from the log is escaped: prompts and reasons are the agents' and
 the plan's text, not markup.
 
-(About 540 lines: one report in two formats, HTML with its SVG timeline and
+(About 530 lines: one report in two formats, HTML with its SVG timeline and
 Markdown with its Gantt chart, made from the same sections.)
 """
 

@@ -13,7 +13,7 @@ Selecting a task (↑ ↓, a click) posts :class:`TimelineView.TaskSelected`; th
 screen selects the same task everywhere (attributes down, messages up).
 Hidden, :meth:`TimelineView.show` returns at once: no projection, no drawing.
 
-(About 520 lines: drawing rows, axis, cursor, zoom and the selection of one
+(About 510 lines: drawing rows, axis, cursor, zoom and the selection of one
 widget; what it draws is the pure projection in ``core/timeline.py``.)
 """
 
