@@ -4,7 +4,10 @@ Owns :class:`RunClient`, an event source like the engine itself (the UI
 cannot tell them apart): it connects to a run service's socket, says hello,
 reads the run's state from the log (the newest keyframe and the events after
 it), then applies each live event the service sends, dropping those it
-already has. Commands are checked here first with the same pure
+already has. A view that fell behind reloads from the log on a thread, so the
+loop it shares with drawing and keys is never held for the second or two that
+takes under a flood; what the socket brings meanwhile is kept and applied
+after the reload (:meth:`RunClient._catch_up`). Commands are checked here first with the same pure
 :func:`commands.refusal` the engine uses, so the operator gets the answer at
 once; what passes is sent to the service, and a refusal that comes back
 later (the run moved meanwhile) is shown as a notice. Closing a client
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,13 +31,20 @@ import orjson
 from delegate_tui.core.commands import Command, refusal
 from delegate_tui.core.events import DecodeError, Event, Notice, decode
 from delegate_tui.core.replay import final_state
-from delegate_tui.core.runlog import LOG_NAME
-from delegate_tui.core.service import MAX_LINE, message, reachable, socket_path
+from delegate_tui.core.runlog import LOG_NAME, LogError
+from delegate_tui.core.service import message, reachable, socket_path
 from delegate_tui.core.state import RunState, apply
+from delegate_tui.core.view_socket import ViewSocket
 
 Listener = Callable[[Event], None]
 #: How long a service this client's command started may take to listen.
 SERVICE_START_S = 30.0
+#: What a reload may keep from the socket while it reads the log; past this it drops
+#: what it kept and reads the log again when done (a service that floods faster
+#: than the log is read).
+HELD_BYTES = 64 << 20
+#: How long applying what the socket brought may hold the loop before letting it run.
+TAKE_S = 0.01
 #: The run service's own output (a traceback, if it ever has one), in the run folder.
 SERVICE_LOG = "service.log"
 SERVICE_GONE = (
@@ -60,10 +71,14 @@ class RunClient:
         self.service_gone = False
         self._listeners: list[Listener] = []
         self._reset_listeners: list[Callable[[], None]] = []
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader: asyncio.StreamReader | None = None
+        self._socket: ViewSocket | None = None
+        self._lines: list[bytes] = []  # read and not yet applied
         self._ids = itertools.count(1)
         self._pending: dict[int, str] = {}
+        self._reloading: asyncio.Task[None] | None = None
+        self._held: list[bytes] = []  # lines read while a reload runs
+        self._held_bytes = 0
+        self._reload_again = False
 
     # ------------------------------------------------------------ source
 
@@ -79,31 +94,33 @@ class RunClient:
         """Attach: connect and say hello (ServiceGone if no service answers)."""
         deadline = time.monotonic() + SERVICE_START_S
         while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 with reachable(socket_path(self.run_dir)) as address:
-                    self._reader, self._writer = await asyncio.open_unix_connection(
-                        address, limit=MAX_LINE * 16
-                    )
+                    sock.connect(address)  # a local socket: at once, or refused
                 break
             except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+                sock.close()
                 starting = self._starting
                 if starting is None or time.monotonic() > deadline:
                     raise ServiceGone(f"no run service is running for {self.run_dir}") from exc
                 if starting.poll() is not None:
                     raise ServiceGone(f"the run service did not start: {self._why()}") from exc
                 await asyncio.sleep(0.01)
-        self._writer.write(message({"hello": 1}))
-        first = await self._reader.readline()
-        if not first:
+        self._socket = ViewSocket(sock)
+        self._socket.send(message({"hello": 1}))
+        lines = await self._socket.lines()
+        if not lines:
             raise ServiceGone(f"the run service for {self.run_dir} closed the connection")
-        answer = orjson.loads(first)
+        answer = orjson.loads(lines[0])
         if "refused" in answer:
             raise ServiceGone(str(answer["refused"]))
-        self._reload()
+        self._lines = lines[1:]
+        await self._reload_off_loop()
 
     async def run(self) -> RunState:
         """Follow the run until it ends, the client detaches, or the service goes away."""
-        if self._reader is None:
+        if self._socket is None:
             try:
                 await self.connect()
             except ServiceGone as exc:
@@ -114,21 +131,38 @@ class RunClient:
                 self.service_gone = True
                 self._local("error", str(exc) if self._starting else SERVICE_GONE)
                 return self.state
-        assert self._reader is not None
+        assert self._socket is not None
         try:
             while True:
-                line = await self._reader.readline()
-                if not line:
+                await self._take(self._lines)
+                lines = await self._socket.lines()
+                if lines is None:
                     break
-                self._line(line)
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+                self._lines = lines
+        except (OSError, ValueError):
             pass
+        while self._reloading is not None:  # what the socket brought before it closed
+            await self._reloading
         if not self.detached and not self.state.finished:
             self._reload()  # the service closed before this view read the end: the log has it
             if not self.state.finished:
                 self.service_gone = True
                 self._local("error", SERVICE_GONE)
         return self.state
+
+    async def _take(self, lines: list[bytes]) -> None:
+        """Apply a batch of lines, letting the loop draw and take keys every
+        :data:`TAKE_S` (a batch may hold seconds of a flood)."""
+        started = time.perf_counter()
+        for line in lines:
+            if self._reloading is not None:
+                self._hold(line)
+            else:
+                self._line(line)
+            if time.perf_counter() - started > TAKE_S:
+                await asyncio.sleep(0)
+                started = time.perf_counter()
+        lines.clear()
 
     def _why(self) -> str:
         """The end of the service's own output (its error), or where to find it."""
@@ -159,12 +193,50 @@ class RunClient:
                 self._local("warning", f"{command}: {refused}" if command else refused)
         elif "behind" in answer:
             skipped = answer["behind"].get("skipped", 0)
-            self._reload()
-            self._local("info", f"this view fell behind; skipped ahead {skipped} event(s)")
+            if self.state.last_seq >= answer["behind"].get("seq", 0):
+                return  # a reload since has read past what was skipped
+            self._reloading = asyncio.ensure_future(self._catch_up(skipped))
+
+    def _hold(self, line: bytes) -> None:
+        """Keep a line that came while the log is read; too many: read the log again."""
+        if self._held_bytes + len(line) > HELD_BYTES:
+            self._held.clear()
+            self._held_bytes = 0
+            self._reload_again = True
+            return
+        self._held.append(line)
+        self._held_bytes += len(line)
+
+    async def _catch_up(self, skipped: int) -> None:
+        """Read the state from the log off the loop, then apply what came meanwhile."""
+        try:
+            while True:
+                self._reload_again = False
+                await self._reload_off_loop()
+                if not self._reload_again:
+                    break
+        except (OSError, LogError) as exc:
+            self._local("error", f"this view could not read the run log: {exc}")
+        finally:
+            self._reloading = None
+            held, self._held, self._held_bytes = self._held, [], 0
+        self._local("info", f"this view fell behind; skipped ahead {skipped} event(s)")
+        for line in held:  # events the log already had are dropped by their seq
+            if self._reloading is not None:  # another "behind" among them
+                self._hold(line)
+            else:
+                self._line(line)
+
+    async def _reload_off_loop(self) -> None:
+        """:meth:`_reload`, with the log read on a thread."""
+        self._apply_reload(await asyncio.to_thread(final_state, self.log_path))
 
     def _reload(self) -> None:
         """The state as the log has it now (the newest keyframe, then the events after it)."""
-        self.state, _report = final_state(self.log_path)
+        self._apply_reload(final_state(self.log_path))
+
+    def _apply_reload(self, loaded: tuple[RunState, object]) -> None:
+        self.state = loaded[0]
         for listener in self._reset_listeners:
             listener()
 
@@ -178,9 +250,9 @@ class RunClient:
     def detach(self) -> None:
         """Leave the run going; stop following it."""
         self.detached = True
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.close()
 
     # ------------------------------------------------------------ commands
 
@@ -190,11 +262,14 @@ class RunClient:
             refused = refusal(self.state, check, args.get("task_id"))  # type: ignore[arg-type]
             if refused:
                 return refused
-        if self._writer is None or self._writer.is_closing():
+        if self._socket is None or self._socket.closed:
             return "not attached to the run"
         number = next(self._ids)
         self._pending[number] = f"{command} {args.get('task_id', '')}".strip()
-        self._writer.write(message({"cmd": command, "args": args, "id": number}))
+        try:
+            self._socket.send(message({"cmd": command, "args": args, "id": number}))
+        except OSError:
+            return "not attached to the run"
         return ""
 
     def approve(self, tasks: list[str] | None = None) -> str:

@@ -180,14 +180,18 @@ class DelegateApp(App[int]):
         self._dirty = True
 
     def _on_reset(self) -> None:
-        """A replay seeked: the state was replaced, so panes start again from it."""
+        """The state was replaced (a replay seeked, or an attached view fell behind and
+        read the log again): output starts again from it. A replay's panes are rebuilt
+        (the run is at another moment); a live run's panes stay and read the new store
+        (mounting eight panes again costs a layout of the screen, under a flood)."""
         self.context.store = OutputStore()
         self.context.transcripts = OutputStore()
         self._seed_output()
-        self._new_events.clear()
-        for screen in self.screen_stack:
-            if isinstance(screen, RunScreen):
-                screen.reset_panes()
+        if self.read_only:
+            self._new_events.clear()  # a replay's toasts are those of the moment it shows
+            for screen in self.screen_stack:
+                if isinstance(screen, RunScreen):
+                    screen.reset_panes()
         self._dirty = True
 
     def request_refresh(self) -> None:
