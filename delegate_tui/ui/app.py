@@ -13,6 +13,7 @@ about the run: keys become the source's commands, and the source answers.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -48,6 +49,9 @@ from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, AppThemes, l
 from delegate_tui.ui.widgets.agent_pane import OutputStore
 
 REFRESH_HZ = 20
+#: How often the run's events (not its output) may redraw the screen; a key redraws
+#: at the next tick.
+STATE_HZ = 10
 GC_THRESHOLDS = (7000, 10, 100)
 _ALARMING = {"failed", "merge-conflict", "timed-out", "over-budget"}
 
@@ -81,7 +85,11 @@ class DelegateApp(App[int]):
         self._save_theme = False  # not the theme on_mount sets (--theme is for one run)
         self._theme_names: list[str] = []
         self._new_events: deque[Event] = deque(maxlen=2000)
-        self._dirty = True
+        self._dirty = True  # redraw everything at the next tick (a key, a resize, a reset)
+        self._state_dirty = False  # the run's state changed: redraw everything soon
+        self._output_dirty = False  # output came: the panes redraw (at their own pace)
+        self._next_state = 0.0
+        self._shown_second = 0
         self._waiting_notified: set[tuple[str, int]] = set()
         self._batch_toasts: list[tuple[int, Notification]] = []
         self._quitting = False
@@ -171,13 +179,14 @@ class DelegateApp(App[int]):
     def _on_event(self, ev: Event) -> None:
         if type(ev) is TaskOutput:
             self.context.store.append(ev.task, ev.attempt, ev.data)
-        else:
-            if isinstance(ev, transcript.TRANSCRIPT_EVENTS):
-                data = transcript.render(ev)
-                if data:
-                    self.context.transcripts.append(ev.task, ev.attempt, data)
-            self._new_events.append(ev)
-        self._dirty = True
+            self._output_dirty = True
+            return
+        if isinstance(ev, transcript.TRANSCRIPT_EVENTS):
+            data = transcript.render(ev)
+            if data:
+                self.context.transcripts.append(ev.task, ev.attempt, data)
+        self._new_events.append(ev)
+        self._state_dirty = True
 
     def _on_reset(self) -> None:
         """The state was replaced (a replay seeked, or an attached view fell behind and
@@ -199,9 +208,16 @@ class DelegateApp(App[int]):
         self._dirty = True
 
     def _tick(self) -> None:
+        """Redraw what changed: everything when a key asked, when the run's state
+        changed (at most :data:`STATE_HZ` a second) or a second turned; else only the
+        panes, when output came (they keep their own pace: AgentGrid).
+
+        A replay's "now" is the moment it shows, not the wall clock. A live run's is
+        the whole second: every clock on screen (the header's, the task list's, each
+        pane's title) then steps at the same tick, one frame a second, where clocks
+        that turned at their own instants redrew the screen five times a second."""
         state = self.source.state
-        # A replay's "now" is the moment it shows, not the wall clock.
-        now = (state.last_ts or self.clock()) if self.read_only else self.clock()
+        now = (state.last_ts or self.clock()) if self.read_only else math.floor(self.clock())
         while self._new_events:
             self._attend(self._new_events.popleft())
         self._withdraw_batch_toasts(state)
@@ -212,15 +228,28 @@ class DelegateApp(App[int]):
             if seems_to_wait_for_input(attempt, now):
                 self._waiting_notified.add((task.id, attempt.number))
                 self._alert(f"{task.id} seems to wait for input (i to type to it)", "warning")
-        live = bool(state.active)
-        if not (self._dirty or live) and int(now * REFRESH_HZ) % REFRESH_HZ:
-            return  # nothing new: redraw once a second for the clocks
-        self._dirty = False
+        tick = time.monotonic()
+        second = int(now)
+        everything = (
+            self._dirty
+            or (self._state_dirty and tick >= self._next_state)
+            or second != self._shown_second
+        )
+        if not everything and not (self._output_dirty or state.active):
+            return
+        if everything:
+            self._dirty = self._state_dirty = False
+            self._next_state = tick + 1 / STATE_HZ
+            self._shown_second = second
+        self._output_dirty = False
         # The run screen is at the bottom of the stack (dialogs over it), and the
         # stack is empty while the app closes: a tick may still come then.
         for screen in self.screen_stack:
             if isinstance(screen, RunScreen):
-                screen.refresh_view(now=now)
+                if everything:
+                    screen.refresh_view(now=now)
+                else:
+                    screen.refresh_output(now=now)
 
     def _attend(self, ev: Event) -> None:
         """Bell and toast for what needs the operator."""

@@ -8,7 +8,7 @@ the engine asks: a refused command's key is shown disabled in the footer and
 says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
 a subclass with playback keys instead of commands.
 
-(About 580 lines: one action per operator key and the layout they share; panes,
+(About 600 lines: one action per operator key and the layout they share; panes,
 the task list, the sidebar and the timeline are widgets of their own.)
 """
 
@@ -22,6 +22,7 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
+from textual.dom import NoScreen
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -80,6 +81,7 @@ class RunScreen(Screen[None]):
         self._overlaps: list[tuple[str, str, str]] | None = None
         self._last_batch = 0
         self._findings = 0
+        self._left_out: set[str] = set()  # the waiting batch's tasks the operator unticked
         self._ready = False
         self._key_actions = keys.key_actions(type(self), context.config.keys)
         self._commands_live: tuple[bool, ...] = ()
@@ -129,8 +131,17 @@ class RunScreen(Screen[None]):
         """Redraw everything from state (called by the app's timer)."""
         if not self._ready:
             return
-        with contextlib.suppress(NoMatches):  # the app is closing; widgets are gone
+        with contextlib.suppress(NoMatches, NoScreen):  # the app is closing; widgets are gone
             self._refresh_view(now)
+
+    def refresh_output(self, *, now: float) -> None:
+        """Redraw the agent panes alone: output came, nothing else changed."""
+        if not self._ready or self.state.plan is None:
+            return
+        with contextlib.suppress(NoMatches, NoScreen):  # the app is closing
+            self.grid.show(
+                self.state, now, selected=self.selected, zoomed=self.zoomed, left_out=self._left_out
+            )
 
     def _refresh_view(self, now: float) -> None:
         state = self.state
@@ -144,7 +155,7 @@ class RunScreen(Screen[None]):
             self.excluded = set()
         waiting = set(proposal.tasks) if proposal is not None and proposal.needs_approval else set()
         graph.in_batch = waiting - self.excluded
-        graph.left_out = waiting & self.excluded
+        graph.left_out = self._left_out = waiting & self.excluded
         graph.set_state(state, now)
         if not self.selected and graph.selected:
             self.selected = graph.selected

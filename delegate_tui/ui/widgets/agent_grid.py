@@ -5,9 +5,10 @@ not, all dropped when a replay seeks), their titles, the grid's shape (a pane
 is never squeezed under :data:`MIN_PANE_COLS` columns or :data:`MIN_PANE_ROWS`
 rows: panes stack in one column, and the running agents that do not fit are
 named under the grid), and the redraw budget
-that keeps keys responsive while agents flood output: each pane redraws on
-its own timer, one tick parses for a bounded time, and nothing redraws just
-after a key press. The screen hands down the state, the selection and the
+that keeps keys responsive while agents flood output: a pane redraws at once
+after a quiet spell, at most ten times a second while output trickles and four
+under a flood, flooded panes on the same ticks (one frame, not eight), one tick
+parses for a bounded time, and nothing redraws just after a key press. The screen hands down the state, the selection and the
 zoom (attributes down); panes pull their output from the context's store.
 """
 
@@ -39,22 +40,48 @@ MIN_PANE_ROWS = 8
 MIN_PANE_COLS = 60
 #: The gap between two columns of panes (``grid-gutter`` in app.tcss).
 GUTTER_COLS = 1
-#: Fastest pane redraw; slower when the loop lags (see show).
+#: A pane redraws at most this often while output trickles in; at once (the next
+#: tick) when it has been quiet that long.
 PANE_INTERVAL_S = 0.1
-#: Under a flood (this many new bytes across the shown panes since their last
-#: redraw) panes redraw about three times a second: no one reads 4,000 lines a
-#: second, and the loop's time is better spent reading the agents.
-FLOOD_BYTES = 64 * 1024
-FLOOD_INTERVAL_S = 0.33
-#: Parsing time one refresh tick may spend on panes before yielding, and how many
-#: panes one tick may redraw: a frame with eight busy panes costs about 100 ms on
-#: two cores, and a key pressed meanwhile waits for it.
-SYNC_BUDGET_S = 0.012
-SYNCS_PER_TICK = 2
+#: Under a flood (this many new bytes in a pane since its last redraw) the selected
+#: pane redraws four times a second and the others twice: no one reads 4,000 lines
+#: a second, and the loop's time is better spent on keys. Flooded panes redraw on
+#: the same ticks (their redraws fall on the same quarter seconds), so a flood of
+#: eight panes costs two frames a second with all of them and two with one, not a
+#: frame on every tick with two panes in it.
+FLOOD_BYTES = 16 * 1024
+FLOOD_INTERVAL_S = 0.25
+FLOOD_OTHERS_S = 0.5
+#: Slower steps when the loop lags (the machine is busy); each divides a second, so
+#: panes on different steps still redraw together.
+LAG_INTERVALS_S = (0.25, 0.5, 1.0)
+#: The refresh tick (the app's timer: 20 a second).
+TICK_S = 0.05
+#: Parsing time one refresh tick may spend on panes before the rest wait a tick.
+SYNC_BUDGET_S = 0.025
 #: After a key press, panes that have drawn before wait this long to redraw: the
 #: frame that shows the key's effect then carries no agent output and is drawn at
 #: once (input first, as a terminal would). Output is not lost, only shown later.
 INPUT_QUIET_S = 0.2
+
+
+def next_redraw(tick: float, interval: float) -> float:
+    """When a pane that redrew at ``tick`` may redraw next: the boundary of
+    ``interval`` seconds (on the monotonic clock) half an interval or more away, so
+    panes redraw on shared ticks and none more than twice as often as ``interval``."""
+    return (math.floor((tick + interval / 2) / interval) + 1) * interval
+
+
+def redraw_interval(flooding: bool, lag: float, *, selected: bool = True) -> float:
+    """How long a pane waits between redraws: longer under a flood (longer still for
+    a pane not selected) and while the loop lags behind its ticks (``lag``: seconds
+    late), never over a second."""
+    interval = PANE_INTERVAL_S
+    if flooding:
+        interval = FLOOD_INTERVAL_S if selected else FLOOD_OTHERS_S
+    if lag * 4 <= interval:
+        return interval
+    return next((step for step in LAG_INTERVALS_S if step >= lag * 4), LAG_INTERVALS_S[-1])
 
 
 def grid_shape(count: int, width: int, height: int) -> tuple[int, int]:
@@ -82,7 +109,6 @@ class AgentGrid(Container):
         self.panes: dict[str, AgentPane] = {}
         """Task id -> its pane, for the tasks shown."""
         self._empty = Static(id="panes-empty")
-        self._sync_cursor = 0
         self._last_tick = 0.0
         self._grid: tuple[int, int] = (0, 0)
         self.off_screen: list[str] = []
@@ -175,45 +201,39 @@ class AgentGrid(Container):
                 self.mount(pane)
         wanted = [t for t in wanted if t in self.panes]
         self._arrange(state, len(wanted), zoomed, left_out or set())
-        # Each pane redraws at most 10 times a second (3 under a flood, less while the
-        # loop lags), and one tick parses for at most SYNC_BUDGET_S, round-robin: a
-        # key press never waits behind eight panes' worth of output.
+        self._redraw(state, wanted, now, selected)
+
+    def _redraw(self, state: RunState, wanted: list[str], now: float, selected: str) -> None:
+        """Parse new output into the panes that are due, and retitle them.
+
+        A pane redraws at most :data:`PANE_INTERVAL_S` apart (:data:`FLOOD_INTERVAL_S`
+        under a flood, longer while the loop lags), on boundaries it shares with the
+        others, and not at all for :data:`INPUT_QUIET_S` after a key. One tick parses
+        for at most :data:`SYNC_BUDGET_S`; the panes left wait for the next tick."""
         tick = time.monotonic()
         typing = tick - self.context.last_input < INPUT_QUIET_S
-        lag = tick - self._last_tick - 0.05 if self._last_tick else 0.0
+        lag = tick - self._last_tick - TICK_S if self._last_tick else 0.0
         self._last_tick = tick
         started = time.perf_counter()
-        order = (
-            wanted[self._sync_cursor % len(wanted) :] + wanted[: self._sync_cursor % len(wanted)]
-            if wanted
-            else []
-        )
         synced: set[str] = set()
-        for task_id in order:
+        for task_id in wanted:
             pane = self.panes[task_id]
             pane.use_store(self.store_for(task_id))
-            store = pane.store
             fresh = pane.buffer.bytes_fed == 0
             if not fresh and (
-                typing
-                or tick < pane.next_sync
-                or len(synced) >= SYNCS_PER_TICK
-                or time.perf_counter() - started > SYNC_BUDGET_S
+                typing or tick < pane.next_sync or time.perf_counter() - started > SYNC_BUDGET_S
             ):
                 continue
-            flooding = store.size_since(task_id, pane.seq) > FLOOD_BYTES
+            flooding = pane.store.size_since(task_id, pane.seq) > FLOOD_BYTES
             if pane.sync():
                 synced.add(task_id)
-            interval = FLOOD_INTERVAL_S if flooding else PANE_INTERVAL_S
-            pane.next_sync = tick + min(1.0, max(interval, lag * 4))
-            self._sync_cursor += 1
+                interval = redraw_interval(flooding, lag, selected=task_id == selected)
+                pane.next_sync = next_redraw(tick, interval)
         # A new title repaints the whole pane. What changes its meaning (status,
         # attempt, pid) shows at once, as does a new subtitle (scrolled, searching);
-        # a clock or CPU figure alone waits for the pane's next redraw, or for its
-        # turn: one pane a tick, so eight clocks never repaint eight panes in the
-        # same frame.
-        clock_turns = 0 if typing else 1
-        for task_id in order:
+        # its clock and CPU figures (which step once a second, all together: the app
+        # hands down whole seconds) wait while the operator types.
+        for task_id in wanted:
             pane = self.panes[task_id]
             if not typing:  # a new border repaints the whole pane: after the key's frame
                 pane.set_class(task_id == selected and len(wanted) > 1, "selected")
@@ -225,9 +245,7 @@ class AgentGrid(Container):
             meaning = _meaning(state, task_id)
             if meaning != pane.title_meaning or task_id in synced:
                 pane.title_meaning = meaning
-            elif clock_turns:
-                clock_turns -= 1
-            else:
+            elif typing:
                 continue
             pane.border_title = title
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.geometry import Region
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -134,6 +135,7 @@ class AgentPane(ScrollView, can_focus=True):
         self._match_line = -1  # the current match's line, counted from the first ever
         self.partial = False  # the buffer holds only the tail of what the store has
         self.title_meaning: tuple[object, ...] = ()  # set by the grid with the title
+        self._base: Style | None = None
 
     # ------------------------------------------------------------ data
 
@@ -187,7 +189,10 @@ class AgentPane(ScrollView, can_focus=True):
         self.seq = 0
         self.partial = False
         self._restart()
-        set_virtual_height(self, 0)
+        if not store.has(self.task_id):
+            set_virtual_height(self, 0)
+        # Else the next sync (at once: the pane is fresh) sets the height; going through
+        # 0 hid and showed the scrollbar, and each costs a layout of the screen.
         self.refresh()
 
     def _fitting(self, chunks: list[bytes]) -> list[bytes]:
@@ -318,12 +323,24 @@ class AgentPane(ScrollView, can_focus=True):
             self._styles[sid] = style
         return style
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Textual's one call per repaint: the base style is worked out once for it
+        (``rich_style`` walks every ancestor's styles; per line it was a tenth of
+        the UI's time under a flood)."""
+        self._base = self.rich_style
+        return super().render_lines(crop)
+
+    @property
+    def base_style(self) -> Style:
+        """The pane's own style, as of its last repaint."""
+        return self._base if self._base is not None else self.rich_style
+
     def render_line(self, y: int) -> Strip:
         scroll_y = self.scroll_offset.y
         index = scroll_y + y
         width = self.size.width
         if index >= len(self.buffer.lines):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self.base_style)
         line = self.buffer.lines[index]
         key = index + self.buffer.dropped
         cached = self._strips.get(key)
@@ -343,7 +360,7 @@ class AgentPane(ScrollView, can_focus=True):
 
     def _draw(self, line: AnyLine, index: int, width: int) -> Strip:
         """One line as a single Strip, cut or padded to the width."""
-        base = self.rich_style
+        base = self.base_style
         table = self.buffer.style_table
         segments: list[Segment] = []
         used = 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -61,6 +62,7 @@ class TaskGraph(ScrollView, can_focus=True):
         self._deps: dict[str, tuple[str, ...]] = {}
         self.now = 0.0
         self._signature: object = None
+        self._base: Style | None = None
 
     # ------------------------------------------------------------ data
 
@@ -138,10 +140,16 @@ class TaskGraph(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------ drawing
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Textual's one call per repaint: the base style is worked out once for it
+        (``rich_style`` walks every ancestor's styles)."""
+        self._base = self.rich_style
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_y) + y
         width = self.size.width
-        base = self.rich_style
+        base = self._base if self._base is not None else self.rich_style
         if index >= len(self.rows) or self.state is None:
             return Strip.blank(width, base)
         row = self.rows[index]
