@@ -82,6 +82,14 @@ class RunClient:
 
     # ------------------------------------------------------------ source
 
+    @property
+    def waiting(self) -> str:
+        """What a view shows before it has the run's first state ("" once it has it,
+        or once there is none to wait for)."""
+        if self.state.plan is not None or self.service_gone or self.detached:
+            return ""
+        return "starting the run…" if self._starting is not None else "connecting to the run…"
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every event applied after the catch-up."""
         self._listeners.append(listener)

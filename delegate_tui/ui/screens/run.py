@@ -146,6 +146,8 @@ class RunScreen(Screen[None]):
     def _refresh_view(self, now: float) -> None:
         state = self.state
         self._refresh_keys()
+        if state.plan is None and self._ready:
+            self._show_waiting()
         if state.plan is None or not self._ready:
             return
         graph = self.query_one(TaskGraph)
@@ -187,6 +189,15 @@ class RunScreen(Screen[None]):
             state, now, selected=self.selected, end=self.timeline_end(now)
         )
         self._lift_toasts()
+
+    def _show_waiting(self) -> None:
+        """No state yet (the run service starts, or the view connects): say so, where
+        empty panels were shown for up to a second; or, when nothing is coming (the
+        service did not start), that there is no run to show."""
+        waiting = getattr(self.context.source, "waiting", "")
+        text = waiting or "no run to show: see the message"
+        self.query_one(RunHeader).show_waiting(text)
+        self.grid.show_waiting(text)
 
     def _lift_toasts(self) -> None:
         """Keep toasts above the bars under the main area (batch, replay, footer): Textual

@@ -249,6 +249,15 @@ class AgentGrid(Container):
                 continue
             pane.border_title = title
 
+    def show_waiting(self, text: str) -> None:
+        """No run to show yet: say why in the middle of the grid (starting, connecting)."""
+        self.set_class(True, "empty")
+        if not self._empty.display:
+            self._empty.display = True
+        message = Text(justify="center")
+        message.append(text[:1].upper() + text[1:], Style(bold=True))
+        update_if_changed(self._empty, message)
+
     def store_for(self, task_id: str) -> OutputStore:
         """Where a task's pane reads: its transcript when its agent has a structured
         stream (unless the operator asked for raw output), else its raw output."""

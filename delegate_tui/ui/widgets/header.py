@@ -89,6 +89,13 @@ class RunHeader(Static):
             text.append(f"  {state.run_id}", Style(dim=True))
         update_if_changed(self, text)
 
+    def show_waiting(self, text: str) -> None:
+        """Before the run's first state: what the view waits for."""
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" delegate-tui ", Style(bold=True, reverse=True))
+        line.append(f"  {text}", Style(italic=True))
+        update_if_changed(self, line)
+
 
 def _final(status: str) -> str:
     return {"succeeded": "succeeded", "partial": "proposed", "stopped": "blocked"}.get(

@@ -1,0 +1,132 @@
+"""Pilot tests: under a flood of output the screen draws less, and still shows the newest.
+
+Four agents print as fast as the test can feed them. What is counted is what
+Textual itself asks of each pane: how often the compositor has it draw itself
+(``render_lines``, once per frame the pane is in) and how often its first row is
+drawn anew (``render_line(0)``: Textual asks again only for rows a refresh made
+dirty). A flooded pane redraws at most four times a second when selected and
+twice otherwise, in frames it shares with the others; when the flood stops, its
+last line is on screen within a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from textual.geometry import Region
+from textual.strip import Strip
+
+from delegate_tui.ui.widgets.agent_pane import AgentPane
+from tests.ui.conftest import Running, StartApp
+from tests.ui.fake_source import FakeSource
+
+RUNNING = ("schema", "service", "login-ui", "hotfix")
+FLOOD_S = 3.0
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Counter[str], Counter[str]]]:
+    """Per task: frames its pane was drawn in, and times its first row was drawn anew."""
+    frames: Counter[str] = Counter()
+    rows: Counter[str] = Counter()
+    render_lines, render_line = AgentPane.render_lines, AgentPane.render_line
+
+    def counted_lines(self: AgentPane, crop: Region) -> list[Strip]:
+        frames[self.task_id] += 1
+        return render_lines(self, crop)
+
+    def counted_line(self: AgentPane, y: int) -> Strip:
+        if y == 0:
+            rows[self.task_id] += 1
+        return render_line(self, y)
+
+    monkeypatch.setattr(AgentPane, "render_lines", counted_lines)
+    monkeypatch.setattr(AgentPane, "render_line", counted_line)
+    yield frames, rows
+
+
+def running_four() -> FakeSource:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract", at=0.5, pid=1000)
+    source.succeed_task("contract", at=1.0)
+    for n, task in enumerate(RUNNING):
+        source.start_task(task, at=1.5, pid=2000 + n)
+    return source
+
+
+async def flood(ui: Running, source: FakeSource, seconds: float) -> int:
+    """Every agent prints 100 lines every 20 ms for ``seconds``; the lines printed each."""
+    printed = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for task in RUNNING:
+            source.output(
+                task,
+                b"".join(
+                    b"%s %07d %s\r\n" % (task.encode(), printed + i, b"x" * 60) for i in range(100)
+                ),
+            )
+        printed += 100
+        await ui.pilot.pause(0.02)
+    return printed
+
+
+def shown(pane: AgentPane) -> list[str]:
+    """The pane's rows as the screen shows them."""
+    return [pane.render_line(y).text.rstrip() for y in range(pane.size.height)]
+
+
+@pytest.mark.asyncio
+async def test_a_flooded_pane_redraws_a_few_times_a_second_in_shared_frames(
+    start_app: StartApp, drawn: tuple[Counter[str], Counter[str]]
+) -> None:
+    frames, rows = drawn
+    source = running_four()
+    async with start_app(source, size=(200, 60)) as ui:
+        await ui.select("schema")
+        assert {p.task_id for p in ui.screen.query(AgentPane)} == set(RUNNING)
+        frames.clear()
+        rows.clear()
+        await flood(ui, source, FLOOD_S)
+    # Four redraws a second for the selected pane, two for the others (each may come
+    # up to half an interval early once, when its flood begins), whatever the flood.
+    assert 0 < rows["schema"] <= 4 * FLOOD_S + 2, rows
+    for task in RUNNING[1:]:
+        assert 0 < rows[task] <= 2 * FLOOD_S + 2, rows
+    # Each pane is in few frames: the panes redraw together, not on every tick in turn.
+    for task in RUNNING:
+        assert frames[task] <= 5 * FLOOD_S + 2, frames
+
+
+@pytest.mark.asyncio
+async def test_the_newest_output_is_on_screen_soon_after_a_flood_stops(
+    start_app: StartApp,
+) -> None:
+    source = running_four()
+    async with start_app(source, size=(200, 60)) as ui:
+        await ui.select("schema")
+        printed = await flood(ui, source, 1.5)
+        for task in RUNNING:
+            source.output(task, b"%s the end\r\n" % task.encode())
+        stopped = time.monotonic()
+        panes = {p.task_id: p for p in ui.screen.query(AgentPane)}
+        waiting = set(RUNNING)
+        while waiting and time.monotonic() - stopped < 3:
+            await ui.pilot.pause(0.02)
+            waiting = {t for t in waiting if f"{t} the end" not in shown(panes[t])}
+        took = time.monotonic() - stopped
+        assert not waiting, f"not on screen 3 s after the flood: {waiting}"
+        assert took < 1.0, f"the last line took {took:.2f} s to show"
+        for task in RUNNING:  # the line before it too: nothing was left behind
+            assert any(f"{task} {printed - 1:07d}" in row for row in shown(panes[task]))
+        # Once the panes are quiet, a new line shows at the next tick or so.
+        await ui.pilot.pause(1.0)
+        source.output("hotfix", b"hotfix one more\r\n")
+        quiet = time.monotonic()
+        while "hotfix one more" not in shown(panes["hotfix"]) and time.monotonic() - quiet < 2:
+            await ui.pilot.pause(0.01)
+        assert time.monotonic() - quiet < 0.5, "a quiet pane redraws at once"
