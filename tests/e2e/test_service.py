@@ -20,7 +20,7 @@ import pytest
 from delegate_tui.core import service as service_module
 from delegate_tui.core.client import RunClient, ServiceGone
 from delegate_tui.core.engine import Engine, EngineOptions
-from delegate_tui.core.events import Event, RunFinished, TaskFinished
+from delegate_tui.core.events import Event, Notice, RunFinished, TaskFinished, TaskOutput
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
@@ -251,3 +251,37 @@ async def test_a_view_that_reads_nothing_never_holds_up_the_run(
         any(b'"type":"RunFinished"' in line for line in stalled[-3:])
         or last.get("behind", {}).get("seq", 0) >= end - 2
     ), stalled[-3:]
+
+
+async def test_a_view_busy_drawing_is_not_dropped_behind(repo: Path, tmp_path: Path) -> None:
+    """A view whose loop is held (a UI drawing under a flood, on a busy machine) still
+    drains its socket: the service never drops it behind (which cost a reload from the
+    log each time), and it sees every byte of output as it came."""
+    home = tmp_path / "home"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"name: flood\nrepo: {repo}\nagent: shell\ntasks:\n"
+        "  - {id: flood, command: 'sleep 1; seq 4000000', edits: [f]}\n"
+    )
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    view = RunClient(run_dir)
+    seen: list[Event] = []
+    view.subscribe(seen.append)
+    await view.connect()
+    following = asyncio.create_task(view.run())
+    await asyncio.sleep(0.1)
+    # The loop held, without a pause, while more than the service queues for a view
+    # (32 MiB of log lines) is written.
+    log = run_dir / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while log.stat().st_size < 40_000_000 and time.monotonic() < deadline:
+        sum(range(10_000))
+    assert log.stat().st_size >= 40_000_000, "the flood did not come"
+    await asyncio.wait_for(following, 90)
+    assert view.state.status == "succeeded"
+    notices = [e.message for e in seen if isinstance(e, Notice)]
+    assert not [n for n in notices if "fell behind" in n], notices
+    output = view.state.tasks["flood"].attempts[-1].output_bytes
+    assert output > 30_000_000
+    assert sum(len(e.data) for e in seen if isinstance(e, TaskOutput)) == output
