@@ -2,8 +2,10 @@
 
 Owns the terminal. The event source (the engine for a live run, a fake in
 tests, a log for replay) is injected: the app subscribes to its events,
-runs it in a worker, and redraws from its state on a timer (20 times a
-second), never once per event. Agent output goes into a bounded byte store
+runs it in a worker, and redraws from its state on a timer (20 ticks a
+second), never once per event: everything on a key, on the run's events (at
+most ten times a second) and once a second for the clocks; only the agent
+panes (at their own pace) when output alone came. Agent output goes into a bounded byte store
 that panes parse only while shown. The screen (live, or the replay screen)
 is built with a :class:`~delegate_tui.ui.context.ScreenContext` that the app
 keeps current; it takes nothing else from the app. The app decides nothing
