@@ -36,7 +36,8 @@ class ExecutorError(Exception):
 
 
 class AttemptLost(Exception):
-    """The machine an attempt ran on went away (a lost node): the attempt failed."""
+    """The machine an attempt ran on went away (a lost node), or no machine could take
+    it (no node has its resources): the attempt failed."""
 
 
 class Process(Protocol):

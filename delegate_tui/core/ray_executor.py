@@ -1,33 +1,34 @@
 """The Ray executor: each attempt's processes run on a node of a Ray cluster.
 
-Owns the engine's side of ``executor: ray``. Each attempt gets an
-:class:`~delegate_tui.core.ray_host.AttemptHost` actor, placed by Ray where
-the task's ``resources:`` are (labels the cluster offers as resources; the
-rest stay scheduling locks only) and spread over the nodes. The run's base
-commit travels as one git bundle put in the object store once per run; an
-attempt that starts elsewhere (the integration tip moved, a retry keeps its
-work) adds a small bundle from the base. On the node the attempt's setup,
-agent and criteria run under the same preset as locally; their output comes
-back in order, batched by a long poll; the worktree's change set comes back as
-a bundle once a second when it moved and is laid into the task's local
-worktree, so the local watcher, the conflict analysis, the commit and the
+Owns the engine's side of ``executor: ray``. When the run starts, a
+:class:`~delegate_tui.core.ray_host.NodeHost` actor starts on every node (it
+takes no CPU and stays on its node); it serves every attempt placed there, so
+an attempt starts no Ray worker. Each attempt holds one CPU and the task's
+``resources:`` (labels the cluster offers as resources; the rest stay
+scheduling locks only) in a placement group of one bundle, which Ray places,
+spread over the nodes, in milliseconds; a bundle that no node can hold fails
+the attempt after ``DELEGATE_RAY_PLACE_TIMEOUT`` seconds (default 60) with
+what the nodes offer. The run's base commit travels as one git pack put in the
+object store once per run and fetched once per node; an attempt that starts
+elsewhere (the integration tip moved, a retry keeps its work) adds a small pack
+from the base, put there once and fetched once per node. On the node the
+attempt's setup, agent and criteria run under the same preset as locally; their
+output comes back in order, batched by a long poll; the worktree's change set
+comes back as a bundle once a second when it moved and is laid into the task's
+local worktree, so the local watcher, the conflict analysis, the commit and the
 merge work exactly as for a local attempt. Kill, timeout and input reach the
 remote process group; a node that goes away fails the attempt as "node lost".
-A host (one Ray worker process) serves one attempt at a time and then the
-next attempt that asks for the same resources, so worker processes start
-once per slot, not once per attempt; one idle for ``POOL_IDLE_S`` is ended.
 Ray is imported only here, and only when a run uses it.
 
-(About 590 lines: the executor's side of every operation the seam has, placement,
-bundles, streaming, change sets, kill, timeout and node loss, for one cluster;
-the node's side is ``core/ray_host.py``.)
+(About 600 lines: the executor's side of every operation the seam has, placement,
+packs, streaming, change sets, kill, timeout and node loss, for one cluster; the
+node's side is ``core/ray_host.py``.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -39,7 +40,7 @@ from typing import Any
 
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
-from delegate_tui.core.ray_host import NODE_PYTHON, AttemptHost, write_run_files
+from delegate_tui.core.ray_host import NODE_PYTHON, NodeHost, make_pack, write_run_files
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
@@ -47,27 +48,53 @@ POLL_WAIT_S = 0.5
 FETCH_TRIES = 4
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
-#: A host idle this long between attempts is ended, its CPU given back to the cluster.
-POOL_IDLE_S = 30.0
+#: How long an attempt whose resources no node has waits (a node may join) before it
+#: fails; ``DELEGATE_RAY_PLACE_TIMEOUT`` (seconds) says otherwise.
+PLACE_TIMEOUT_S = 60.0
+#: How often a placement still waiting looks at what the nodes have.
+PLACE_CHECK_S = 0.5
+#: Start commits whose packs are kept in the object store (the latest ones).
+START_PACKS = 8
 
 
-def ray_resources(labels: Sequence[str], offered: Mapping[str, float]) -> dict[str, Any]:
-    """Ray placement options for a task's ``resources:`` labels.
+def place_timeout() -> float:
+    """Seconds an attempt no node can take waits before it fails."""
+    text = os.environ.get("DELEGATE_RAY_PLACE_TIMEOUT", "").strip()
+    try:
+        return max(0.0, float(text)) if text else PLACE_TIMEOUT_S
+    except ValueError:
+        return PLACE_TIMEOUT_S
 
+
+def ray_bundle(labels: Sequence[str], offered: Mapping[str, float]) -> dict[str, float]:
+    """The placement bundle for a task's ``resources:`` labels.
+
+    Every attempt takes one CPU, so a node runs as many agents as it has CPUs;
     ``gpu`` takes one GPU; a label the cluster offers as a custom resource takes one
-    unit of it; other labels are only the plan's scheduling locks. Every attempt
-    takes one CPU, so a node runs as many agents as it has CPUs.
+    unit of it; other labels are only the plan's scheduling locks.
     """
-    options: dict[str, Any] = {"num_cpus": 1}
-    custom: dict[str, float] = {}
+    bundle = {"CPU": 1.0}
     for label in labels:
         if label.lower() == "gpu" and offered.get("GPU", 0) > 0:
-            options["num_gpus"] = 1
+            bundle["GPU"] = 1.0
         elif label in offered:
-            custom[label] = 1
-    if custom:
-        options["resources"] = custom
-    return options
+            bundle[label] = 1.0
+    return bundle
+
+
+def fits(bundle: Mapping[str, float], resources: Mapping[str, float]) -> bool:
+    """True when a node with ``resources`` (in all) could hold ``bundle``."""
+    return all(resources.get(name, 0.0) >= amount for name, amount in bundle.items())
+
+
+def describe(resources: Mapping[str, float]) -> str:
+    """``1 CPU, 1 gpu-node`` (Ray's bookkeeping resources left out)."""
+    shown = [
+        f"{amount:g} {name}"
+        for name, amount in sorted(resources.items(), key=lambda kv: (kv[0] != "CPU", kv[0]))
+        if not name.startswith("node:") and name not in ("memory", "object_store_memory")
+    ]
+    return ", ".join(shown) or "nothing"
 
 
 def node_label(info: Mapping[str, str]) -> str:
@@ -75,10 +102,23 @@ def node_label(info: Mapping[str, str]) -> str:
     return f"{info.get('ip', '?')}/{info.get('node_id', '')[:6]}"
 
 
+def _alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [n for n in nodes if n.get("Alive")]
+
+
 def _is_lost(exc: BaseException) -> bool:
     import ray.exceptions
 
-    return isinstance(exc, ray.exceptions.RayActorError | ray.exceptions.ObjectLostError)
+    names = ("RayActorError", "ObjectLostError", "ActorUnschedulableError", "NodeDiedError")
+    kinds = tuple(k for k in (getattr(ray.exceptions, n, None) for n in names) if k)
+    return isinstance(exc, kinds)
+
+
+async def _awaited(ref: Any) -> Any:
+    return await ref
 
 
 class RemoteProcess:
@@ -86,13 +126,13 @@ class RemoteProcess:
 
     def __init__(
         self,
-        host: _Host,
+        place: _Place,
         reply: Mapping[str, Any],
         on_output: Callable[[bytes], None],
         run_dir: Path,
         timings: dict[str, list[float]],
     ) -> None:
-        self.host = host
+        self.place = place
         self._timings = timings
         self.pid: int = reply["pid"]
         self.pgid: int = reply["pgid"]
@@ -110,16 +150,17 @@ class RemoteProcess:
         return self._returncode
 
     async def _follow(self) -> None:
+        place = self.place
         try:
             while True:
-                reply = await self.host.actor.poll.remote(POLL_WAIT_S)
+                reply = await place.actor.poll.remote(place.key, POLL_WAIT_S)
                 if reply["out"]:
                     self._on_output(reply["out"])
                 if reply["snap"] is not None:
                     try:
-                        await self.host.apply(reply["snap"])
+                        await place.apply(reply["snap"])
                     except (workspace.GitError, OSError) as exc:
-                        self.lost = f"could not take in the change set from {self.host.node}: {exc}"
+                        self.lost = f"could not take in the change set from {place.node}: {exc}"
                         return
                 if reply["exit"] is not None:
                     self._timings.setdefault("exit -> engine (last output)", []).append(
@@ -130,9 +171,9 @@ class RemoteProcess:
                     return
         except Exception as exc:
             self.lost = (
-                f"node lost: {self.host.node} went away while the agent ran"
+                f"node lost: {place.node} went away while the agent ran"
                 if _is_lost(exc)
-                else f"the Ray host on {self.host.node} failed: {exc}"
+                else f"the Ray host on {place.node} failed: {exc}"
             )
         finally:
             self.exited.set()
@@ -142,41 +183,39 @@ class RemoteProcess:
             raise OSError("this agent reads no input: its stdin is /dev/null")
         if self.exited.is_set():
             raise ProcessLookupError("the process has ended")
-        self.host.actor.send_input.remote(text)
+        self.place.actor.send_input.remote(self.place.key, text)
 
     def resize(self, cols: int, rows: int) -> None:
         if not self.exited.is_set():
-            self.host.actor.resize.remote(cols, rows)
+            self.place.actor.resize.remote(self.place.key, cols, rows)
 
 
-class _Host:
-    """One attempt's actor and where its scratch clone lives."""
+class _Place:
+    """Where one attempt runs: its placement group, its node's host, its scratch clone."""
 
-    def __init__(self, actor: Any, key: str, workdir: Path, start: str, slot: str) -> None:
-        self.actor = actor
-        self.slot = slot
-        self.reused = False
+    def __init__(self, run_id: str, key: str, workdir: Path, start: str, group: Any) -> None:
         self.key = key
+        self.ref = f"refs/delegate/ray/{run_id}/{key}"  # the change sets' ref in the worktree
         self.workdir = workdir
         self.start = start
+        self.group = group
+        self.actor: Any = None  # the node's host, once placed
+        self.node_id = ""
         self.node = ""
         self.remote_work = ""
         self.remote_run = ""
-        self.applied = start
 
     async def apply(self, snap: tuple[str, bytes]) -> None:
         """Lay a change set from the node into the local worktree."""
         commit, data = snap
-        await asyncio.to_thread(_lay, self.workdir, self.key, commit, data)
-        self.applied = commit
+        await asyncio.to_thread(_lay, self.workdir, self.ref, commit, data)
 
 
-def _lay(workdir: Path, key: str, commit: str, data: bytes) -> None:
+def _lay(workdir: Path, ref: str, commit: str, data: bytes) -> None:
     if data:
         with tempfile.NamedTemporaryFile(prefix="delegate-snap-", suffix=".bundle") as fh:
             fh.write(data)
             fh.flush()
-            ref = f"refs/delegate/ray/{key}"
             fetch = [
                 *("-c", "gc.auto=0", "-c", "maintenance.auto=false"),
                 *("fetch", "--quiet", "--no-write-fetch-head", fh.name),
@@ -196,23 +235,24 @@ def _lay(workdir: Path, key: str, commit: str, data: bytes) -> None:
 
 
 class RayExecutor:
-    """Attempts as actors on a Ray cluster."""
+    """Attempts in placement groups, run by each node's host."""
 
     def __init__(self, address: str, grace_s: float, run_id: str) -> None:
         self.address = address
         self.name = address or "ray"
         self.grace_s = grace_s
         self.run_id = run_id
-        self._hosts: dict[str, _Host] = {}
-        #: Hosts between attempts: (actor, resources they hold, since when).
-        self._idle: list[tuple[Any, str, float]] = []
+        self.place_timeout = place_timeout()
+        self._places: dict[str, _Place] = {}
+        #: Each node's host: node id -> (the actor, its ``where()`` reply to come).
+        self._nodes: dict[str, tuple[Any, Any]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._starts: dict[str, bytes] = {}  # the latest start commit's bundle
+        self._starts: dict[str, Any] = {}  # start commit -> its pack's object ref
         self._offered: tuple[float, dict[str, float]] = (-OFFERED_S - 1, {})
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
-        self._base: tuple[Any, str] | None = None  # object ref of the base bundle, its commit
-        self._base_lock: asyncio.Lock | None = None
+        self._base: tuple[Any, str] | None = None  # object ref of the base pack, its commit
+        self._pack_lock: asyncio.Lock | None = None
         self._connected = False  # True when this executor connected (and disconnects)
         #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
         self.timings: dict[str, list[float]] = {}
@@ -227,8 +267,12 @@ class RayExecutor:
             import ray
         except ImportError:
             raise ExecutorError(f"executor: ray needs Ray installed: {RAY_INSTALL}") from None
-        if ray.is_initialized():  # this process is a driver already (a test, a notebook)
-            return
+        if not ray.is_initialized():  # else this process is a driver already (a test)
+            self._connect()
+
+    def _connect(self) -> None:
+        import ray
+
         address = self.address or os.environ.get("RAY_ADDRESS") or "auto"
         try:
             ray.init(
@@ -246,84 +290,148 @@ class RayExecutor:
         self._connected = True
 
     def start(self, run_dir: Path) -> None:
+        """Connect, and start every node's host now: their start (a Ray worker each)
+        overlaps what comes before the first attempt (its approval, its worktree)."""
         self._run_dir = run_dir  # files a remote process writes for the engine go here
         self.check()
+        for node in _alive_nodes():
+            self._node_host(str(node["NodeID"]))
 
-    async def _base_bundle(self, repo: Path, start: str) -> tuple[Any, str]:
-        if self._base_lock is None:
-            self._base_lock = asyncio.Lock()
-        async with self._base_lock:
+    def _node_host(self, node_id: str) -> tuple[Any, Any]:
+        """The host of node ``node_id``, started if it has none yet."""
+        entry = self._nodes.get(node_id)
+        if entry is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            actor = (
+                _host_class()
+                .options(
+                    num_cpus=0,
+                    max_restarts=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                )
+                .remote(self.run_id, self.grace_s)
+            )
+            entry = (actor, actor.where.remote())
+            self._nodes[node_id] = entry
+        return entry
+
+    def _lost_node(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
+        self._offered = (-OFFERED_S - 1, {})  # read the cluster afresh
+
+    async def _packs(self, repo: Path, start: str) -> tuple[Any, str, list[Any]]:
+        """The base pack's ref and commit, and (when ``start`` is elsewhere) its pack's."""
+        import ray
+
+        if self._pack_lock is None:
+            self._pack_lock = asyncio.Lock()
+        async with self._pack_lock:
             if self._base is None:
-                import ray
-
                 began = time.monotonic()
-                data = await asyncio.to_thread(_bundle, repo, self.run_id, "base", start, "")
+                data = await asyncio.to_thread(make_pack, repo, start)
                 self._base = (ray.put(data), start)
-                self._took("base bundle (once a run)", began)
-            return self._base
+                self._took("base pack (once a run)", began)
+            ref, base_commit = self._base
+            if start == base_commit:
+                return ref, base_commit, []
+            increment = self._starts.get(start)
+            if increment is None:  # attempts after a merge share the new tip's pack
+                began = time.monotonic()
+                data = await asyncio.to_thread(make_pack, repo, start, base_commit)
+                increment = self._starts[start] = ray.put(data)
+                while len(self._starts) > START_PACKS:
+                    del self._starts[next(iter(self._starts))]
+                self._took("start pack (once per start commit)", began)
+            return ref, base_commit, [increment]
 
     async def place(
         self, task_id: str, number: int, workdir: Path, start: str, resources: Sequence[str]
     ) -> str:
         import ray
+        from ray.util.placement_group import placement_group
 
-        ref, base_commit = await self._base_bundle(workdir, start)
-        increment = b""
-        began = time.monotonic()
-        if start != base_commit:  # attempts after a merge share the new tip's bundle
-            increment = self._starts.get(start, b"")
-            if not increment:
-                key = f"{task_id}-{number}-start"
-                increment = await asyncio.to_thread(
-                    _bundle, workdir, self.run_id, key, start, base_commit
-                )
-                self._starts = {start: increment}
-        self._took("start bundle", began)
-        began = time.monotonic()
+        base, base_commit, increment = await self._packs(workdir, start)
         if time.monotonic() - self._offered[0] > OFFERED_S:  # what the cluster's nodes offer
             self._offered = (time.monotonic(), ray.cluster_resources())  # type: ignore[no-untyped-call]
-        options = ray_resources(resources, self._offered[1])
-        slot = json.dumps(options, sort_keys=True)
-        key = f"{task_id}-{number}"
-        while True:
-            actor = self._idle_host(slot)
-            reused = actor is not None
-            if actor is None:
-                actor = (
-                    _host_class()
-                    .options(max_restarts=0, scheduling_strategy="SPREAD", **options)
-                    .remote(self.run_id, self.grace_s)
-                )
-            host = _Host(actor, f"{self.run_id}/{key}", workdir, start, slot)
-            host.reused = reused
-            self._hosts[task_id] = host
-            try:
-                info = await actor.prepare.remote(key, [ref], base_commit, increment, start)
-                break
-            except Exception as exc:
-                if not _is_lost(exc):
-                    raise
-                self._offered = (-OFFERED_S - 1, {})
-                if not host.reused:  # a new host's node went away: nothing ran yet
-                    raise AttemptLost(
-                        f"node lost: the node placed for {task_id} went away"
-                    ) from None
-                # An idle host whose node went away meanwhile: place it afresh.
+        bundle = ray_bundle(resources, self._offered[1])
+        began = time.monotonic()
+        place = _Place(
+            self.run_id, f"{task_id}-{number}", workdir, start, placement_group([bundle])
+        )
+        self._places[task_id] = place  # release() removes the group, whatever happens next
+        place.node_id = await self._placed(task_id, place.group, bundle)
+        place.actor, ready = self._node_host(place.node_id)
+        self._took("placement (a placement group)", began)
+        began = time.monotonic()
+        try:
+            place.node = node_label(await ready)
+            self._took("the node's host ready (started with the run)", began)
+            env = await self._gpu_env(place.group) if "GPU" in bundle else {}
+            began = time.monotonic()
+            info = await place.actor.prepare.remote(
+                place.key, [base], base_commit, increment, start, env
+            )
+        except Exception as exc:
+            if not _is_lost(exc):
+                raise
+            self._lost_node(place.node_id)
+            raise AttemptLost(f"node lost: the node placed for {task_id} went away") from None
         clone = float(info["clone_s"])
-        phase = "placement, worker reused" if host.reused else "placement, new worker"
-        self.timings.setdefault(phase, []).append(time.monotonic() - began - clone)
+        self.timings.setdefault("prepare call, less the clone", []).append(
+            time.monotonic() - began - clone
+        )
         self.timings.setdefault("scratch clone (on the node)", []).append(clone)
-        host.node = node_label(info)
-        host.remote_work, host.remote_run = info["work"], info["run"]
-        return host.node
+        place.remote_work, place.remote_run = info["work"], info["run"]
+        return place.node
 
-    def _remote(self, host: _Host, text: str, cwd: Path) -> str:
+    async def _placed(self, task_id: str, group: Any, bundle: Mapping[str, float]) -> str:
+        """The id of the node Ray placed ``group`` on. Raises :class:`AttemptLost` when no
+        node has the bundle's resources for ``place_timeout`` seconds, or the task is ended."""
+        from ray.util.placement_group import placement_group_table
+
+        waiter = asyncio.ensure_future(_awaited(group.ready()))
+        fitted = time.monotonic()  # when a node last could hold it
+        try:
+            while not (await asyncio.wait({waiter}, timeout=PLACE_CHECK_S))[0]:
+                if task_id in self._ended:
+                    raise AttemptLost(f"ended while waiting for a node with {describe(bundle)}")
+                nodes = await asyncio.to_thread(_alive_nodes)
+                if any(fits(bundle, node.get("Resources", {})) for node in nodes):
+                    fitted = time.monotonic()  # the nodes are busy: wait for one
+                elif time.monotonic() - fitted >= self.place_timeout:
+                    offers = "; ".join(
+                        f"{node_label({'ip': n.get('NodeManagerAddress', '?'), 'node_id': n['NodeID']})}"
+                        f" has {describe(n.get('Resources', {}))}"
+                        for n in nodes
+                    )
+                    raise AttemptLost(
+                        f"no node of the cluster has {describe(bundle)} "
+                        f"(waited {self.place_timeout:g} s; {offers or 'no node is alive'}); "
+                        "add one, or set DELEGATE_RAY_PLACE_TIMEOUT to wait longer"
+                    )
+            waiter.result()
+        finally:
+            waiter.cancel()
+        table = await asyncio.to_thread(placement_group_table, group)
+        return str(table["bundles_to_node_id"][0])
+
+    async def _gpu_env(self, group: Any) -> dict[str, str]:
+        """``CUDA_VISIBLE_DEVICES`` for the GPU the attempt's bundle holds (a task run in
+        the bundle asks Ray which one it is)."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
+        ids = await _gpu_task().options(scheduling_strategy=strategy).remote()
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)}
+
+    def _remote(self, place: _Place, text: str, cwd: Path) -> str:
         """A local path (the worktree, the run folder, this Python) as the node sees it."""
         if text == sys.executable:
             return NODE_PYTHON
-        text = text.replace(str(cwd), host.remote_work)
+        text = text.replace(str(cwd), place.remote_work)
         if str(self._run_dir) not in ("", "."):
-            text = text.replace(str(self._run_dir), host.remote_run)
+            text = text.replace(str(self._run_dir), place.remote_run)
         return text
 
     async def spawn(
@@ -341,25 +449,26 @@ class RayExecutor:
     ) -> Process:
         """Start ``argv`` on the attempt's node; with ``watch`` (an agent, not a setup or
         criteria command) its worktree's change set comes back every second."""
-        host = self._hosts[task_id]
+        place = self._places[task_id]
         # What the attempt set, over the node's own environment (PATH, HOME are the node's).
         own = {k: v for k, v in env.items() if os.environ.get(k) != v}
-        remote_env = {k: self._remote(host, v, cwd) for k, v in own.items()}
-        remote_argv = [self._remote(host, a, cwd) for a in argv]
+        remote_env = {k: self._remote(place, v, cwd) for k, v in own.items()}
+        remote_argv = [self._remote(place, a, cwd) for a in argv]
         files = _run_files_named(self._run_dir, [*argv, *own.values()])
         began = time.monotonic()
         try:
-            reply = await host.actor.spawn.remote(
-                remote_argv, remote_env, transport, size, stdin, files, watch
+            reply = await place.actor.spawn.remote(
+                place.key, remote_argv, remote_env, transport, size, stdin, files, watch
             )
             self._took("spawn call", began)
         except Exception as exc:
             if _is_lost(exc):
-                raise AttemptLost(f"node lost: {host.node} went away") from None
+                self._lost_node(place.node_id)
+                raise AttemptLost(f"node lost: {place.node} went away") from None
             raise
         if "error" in reply:
-            raise OSError(f"{reply['error']} (on {host.node})")
-        proc = RemoteProcess(host, reply, on_output, self._run_dir, self.timings)
+            raise OSError(f"{reply['error']} (on {place.node})")
+        proc = RemoteProcess(place, reply, on_output, self._run_dir, self.timings)
         self._procs[task_id] = proc
         return proc
 
@@ -383,7 +492,7 @@ class RayExecutor:
         if self._procs.get(task_id) is proc:
             del self._procs[task_id]
         if proc.lost:
-            self._offered = (-OFFERED_S - 1, {})  # a node went: read the cluster afresh
+            self._lost_node(proc.place.node_id)
             raise AttemptLost(proc.lost)
         return None if timed_out else proc.returncode
 
@@ -416,68 +525,55 @@ class RayExecutor:
         return (124 if rc is None else rc), bytes(captured)
 
     async def collect(self, task_id: str, workdir: Path) -> None:
-        host = self._hosts.get(task_id)
-        if host is None:
+        place = self._places.get(task_id)
+        if place is None:
             return
         began = time.monotonic()
         try:
-            snap = await host.actor.snapshot.remote()
+            snap = await place.actor.snapshot.remote(place.key)
         except Exception as exc:
             if _is_lost(exc):
+                self._lost_node(place.node_id)
                 raise AttemptLost(
-                    f"node lost: {host.node} went away before its work came back"
+                    f"node lost: {place.node} went away before its work came back"
                 ) from None
             raise
         if snap is not None:
-            await host.apply(snap)
+            await place.apply(snap)
         self._took("collect (final change set)", began)
 
     def _took(self, phase: str, began: float) -> None:
         self.timings.setdefault(phase, []).append(time.monotonic() - began)
 
-    def _idle_host(self, slot: str) -> Any:
-        """A host that served an earlier attempt with the same resources, if one is idle."""
-        import ray
-
-        now = time.monotonic()
-        for idle in list(self._idle):
-            if now - idle[2] > POOL_IDLE_S:  # idle too long: give its CPU back to the cluster
-                self._idle.remove(idle)
-                with contextlib.suppress(Exception):
-                    ray.kill(idle[0])
-        for idle in self._idle:
-            if idle[1] == slot:
-                self._idle.remove(idle)
-                return idle[0]
-        return None
-
     async def release(self, task_id: str) -> None:
-        host = self._hosts.pop(task_id, None)
-        if host is None:
+        place = self._places.pop(task_id, None)
+        if place is None:
             return
         began = time.monotonic()
         with contextlib.suppress(workspace.GitError, OSError):
-            await asyncio.to_thread(_drop_refs, host.workdir, host.key)
-        # The scratch clone goes in the background; then the host serves the next attempt.
-        job = asyncio.get_running_loop().create_task(self._recycle(host))
+            await asyncio.to_thread(_drop_ref, place.workdir, place.ref)
+        # The node ends what is left and recycles the clone; then the CPU is given back.
+        job = asyncio.get_running_loop().create_task(self._free(place))
         self._cleanups.add(job)
         job.add_done_callback(self._cleanups.discard)
         self._took("release", began)
 
-    async def _recycle(self, host: _Host) -> None:
-        import ray
+    async def _free(self, place: _Place) -> None:
+        from ray.util.placement_group import remove_placement_group
 
         try:
-            await asyncio.wait_for(host.actor.cleanup.remote(), self.grace_s + 5)
-        except Exception:
+            if place.actor is not None:
+                await asyncio.wait_for(place.actor.cleanup.remote(place.key), self.grace_s + 5)
+        except Exception as exc:
+            if _is_lost(exc):
+                self._lost_node(place.node_id)
+        finally:
             with contextlib.suppress(Exception):
-                ray.kill(host.actor)
-            return
-        self._idle.append((host.actor, host.slot, time.monotonic()))
+                remove_placement_group(place.group)
 
     async def _terminate(self, proc: RemoteProcess) -> None:
         with contextlib.suppress(Exception):
-            await proc.host.actor.terminate.remote()
+            await proc.place.actor.terminate.remote(proc.place.key)
 
     def running(self, task_id: str) -> Process | None:
         return self._procs.get(task_id)
@@ -498,7 +594,7 @@ class RayExecutor:
     def kill_all(self) -> None:
         for proc in list(self._procs.values()):
             with contextlib.suppress(Exception):
-                proc.host.actor.kill.remote()
+                proc.place.actor.kill.remote(proc.place.key)
 
     def was_ended(self, task_id: str) -> bool:
         return task_id in self._ended
@@ -510,27 +606,29 @@ class RayExecutor:
         for proc in list(self._procs.values()):
             await self._terminate(proc)
         self._procs.clear()
-        for task_id in list(self._hosts):
+        for task_id in list(self._places):
             await self.release(task_id)
         if self._cleanups:
             await asyncio.wait(set(self._cleanups), timeout=self.grace_s + 5)
         import ray
 
-        for actor, _, _ in self._idle:
-            with contextlib.suppress(Exception):  # each node's scratch clones and base go
-                await asyncio.wait_for(actor.forget_run.remote(), 10)
+        hosts = [actor for actor, _ in self._nodes.values()]
+        self._nodes.clear()
+        # Each node's scratch clones and base go, then its host.
+        forgotten = [asyncio.ensure_future(_awaited(a.forget_run.remote())) for a in hosts]
+        if forgotten:
+            await asyncio.wait(forgotten, timeout=10)
+        for actor in hosts:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
-        self._idle.clear()
         if self._connected:
-            import ray
-
             with contextlib.suppress(Exception):
                 ray.shutdown()
             self._connected = False
 
 
 _HOST_CLASS: Any = None
+_GPU_TASK: Any = None
 
 
 def _host_class() -> Any:
@@ -539,36 +637,28 @@ def _host_class() -> Any:
     if _HOST_CLASS is None:
         import ray
 
-        _HOST_CLASS = ray.remote(AttemptHost)
+        _HOST_CLASS = ray.remote(NodeHost)
     return _HOST_CLASS
 
 
-def _bundle(repo: Path, run_id: str, key: str, commit: str, exclude: str) -> bytes:
-    """A bundle of ``commit`` (without what ``exclude`` already has), as bytes."""
-    ref = f"refs/delegate/ray/{run_id}/{key}"
-    workspace.git(["update-ref", ref, commit], repo)
-    try:
-        with tempfile.TemporaryDirectory(prefix="delegate-bundle-") as tmp:
-            path = Path(tmp) / "b.bundle"
-            args = ["bundle", "create", "--quiet", str(path), ref]
-            if exclude:
-                args.append(f"^{exclude}")
-            workspace.git(args, repo)
-            data = path.read_bytes()
-    finally:
-        workspace.git(["update-ref", "-d", ref], repo, check=False)
-    # The node fetches it under the name it expects.
-    return _renamed(data, ref, "refs/delegate/start" if exclude else "refs/delegate/base")
+def _gpu_ids() -> list[str]:
+    import ray
+
+    return [str(i) for i in ray.get_gpu_ids()]
 
 
-def _renamed(bundle: bytes, old: str, new: str) -> bytes:
-    """The bundle with its one ref renamed (the header is text, the pack follows it)."""
-    head, sep, pack = bundle.partition(b"\n\n")
-    return head.replace(old.encode(), new.encode()) + sep + pack
+def _gpu_task() -> Any:
+    """A task that says which GPU it was given (run in an attempt's bundle)."""
+    global _GPU_TASK
+    if _GPU_TASK is None:
+        import ray
+
+        _GPU_TASK = ray.remote(num_cpus=0, num_gpus=1)(_gpu_ids)
+    return _GPU_TASK
 
 
-def _drop_refs(workdir: Path, key: str) -> None:
-    workspace.git(["update-ref", "-d", f"refs/delegate/ray/{key}"], workdir, check=False)
+def _drop_ref(workdir: Path, ref: str) -> None:
+    workspace.git(["update-ref", "-d", ref], workdir, check=False)
 
 
 def _run_files_named(run_dir: Path, values: Sequence[str]) -> dict[str, bytes]:

@@ -1,33 +1,38 @@
-"""One attempt's place on a Ray node: its scratch clone and its processes, run there.
+"""A run's attempts on one Ray node: their scratch clones and processes, run there.
 
-Owns what happens on the node for the Ray executor (:mod:`ray_executor`):
-a scratch clone of the run's base (a git bundle fetched once per node and run
-from Ray's object store, the attempt's own start commit added as a small
-bundle), the attempt's processes started there exactly as on the local
-machine (:class:`~delegate_tui.core.supervisor.Supervisor`: a process group
-of their own, a PTY or pipes, a watchdog that ends them if this worker dies),
-their output buffered for the engine to take in order, and the worktree's
-change set: while the agent works its worktree is snapshot once a second
-(the same snapshot commit the local watcher makes) and, when it changed, sent
-as a bundle from the start commit. Ray runs :class:`AttemptHost` as an async
-actor; this module itself imports nothing of Ray, so it is read and tested
-like any other. A host outlives its attempt: the engine gives it the next
-attempt that asks for the same resources, so a worker process starts once
-per slot, not once per attempt.
+Owns what happens on a node for the Ray executor (:mod:`ray_executor`). One
+:class:`NodeHost` per node and run (a Ray async actor that takes no CPU,
+pinned to its node, started for every node when the run starts) serves every
+attempt placed there, at once, each by its key; the attempts' CPUs and
+resources are held by Ray placement groups, so no Ray worker starts for an
+attempt. The host keeps the run's base in a bare repository (a git pack
+fetched once per node and run from Ray's object store), and each commit an
+attempt starts from (a small pack, once per node); an attempt's scratch clone
+borrows their objects, and a finished attempt's clone is cleaned in the
+background and checked out afresh by a later one. Each attempt's processes
+start there exactly as on the local machine
+(:class:`~delegate_tui.core.supervisor.Supervisor`: a process group of their
+own, a PTY or pipes, a watchdog that ends them if this worker dies); their
+output is buffered for the engine to take in order, and while the agent works
+its worktree is snapshot once a second (the same snapshot commit the local
+watcher makes) and, when it changed, sent as a bundle from the start commit.
+This module imports nothing of Ray at its top, so it is read and tested like
+any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +44,7 @@ from delegate_tui.core.supervisor import Supervisor
 SNAPSHOT_S = 1.0
 #: The most output one poll hands back; the rest waits for the next poll.
 POLL_MAX_BYTES = 4 * 1024 * 1024
-#: The ref names used inside the scratch repository and in bundles.
-BASE_REF = "refs/delegate/base"
-START_REF = "refs/delegate/start"
+#: The ref name of a change set inside the scratch clone and its bundle.
 SNAP_REF = "refs/delegate/snap"
 #: An argv word the node reads as its own Python (the engine's is this machine's path).
 NODE_PYTHON = "{node-python}"
@@ -53,6 +56,29 @@ RUN_FILE_MAX = 1024 * 1024
 def scratch_root(run_id: str) -> Path:
     """Where a run's scratch clones live on a node."""
     return Path(tempfile.gettempdir()) / "delegate-ray" / run_id
+
+
+def git_bytes(args: Sequence[str], cwd: Path, data: bytes | None = None) -> bytes:
+    """Run git with binary input and output (packs); raise ``GitError`` on failure."""
+    proc = subprocess.run(
+        ["git", "-c", "core.fsmonitor=false", "-c", f"core.hooksPath={os.devnull}", *args],
+        cwd=str(cwd),
+        input=data if data is not None else b"",
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise workspace.GitError(
+            f"git {' '.join(args[:2])}: " + (detail[-1] if detail else f"exit {proc.returncode}")
+        )
+    return proc.stdout
+
+
+def make_pack(repo: Path, commit: str, exclude: str = "") -> bytes:
+    """A git pack of ``commit`` and its history, without what ``exclude`` has."""
+    revs = f"{commit}\n" + (f"^{exclude}\n" if exclude else "")
+    return git_bytes(["pack-objects", "--revs", "--stdout", "-q"], repo, revs.encode())
 
 
 def read_run_files(root: Path) -> dict[str, bytes]:
@@ -81,28 +107,64 @@ def write_run_files(root: Path, files: dict[str, bytes]) -> None:
         target.write_bytes(data)
 
 
-class AttemptHost:
-    """One attempt on one node; each method is called by the engine through Ray."""
+class _Attempt:
+    """One attempt on this node: its folder, scratch clone, process and what it has to say."""
+
+    def __init__(self, folder: Path, start: str, env: dict[str, str]) -> None:
+        self.dir = folder
+        self.work = folder / "work"
+        self.run_dir = folder / "run"
+        self.start = start
+        self.env = env  # set for every process of it (a GPU's CUDA_VISIBLE_DEVICES)
+        self.proc: AgentProcess | None = None
+        self.buf = bytearray()
+        self.exit: int | None = None
+        self.snap: tuple[str, bytes] | None = None
+        self.sent_tree = ""
+        self.files: dict[str, bytes] = {}
+        self.snapshot_ok = False  # the last process's exit snapshot was taken
+        self.exited_at = 0.0  # wall clock, for the engine's account of where time goes
+        self.event = asyncio.Event()
+        self.watch: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Task[None] | None = None
+
+    def output(self, data: bytes) -> None:
+        self.buf.extend(data)
+        self.event.set()
+
+    def take_snapshot(self) -> bool:
+        """Snapshot the worktree; keep it for the engine when its tree moved. True if so."""
+        commit = workspace.snapshot_worktree(
+            self.work, workspace.head(self.work), "delegate-tui: watcher snapshot"
+        )
+        tree = workspace.git(["rev-parse", f"{commit}^{{tree}}"], self.work).stdout.strip()
+        if tree == self.sent_tree:
+            return False
+        data = b""
+        if commit != self.start:
+            workspace.git(["update-ref", SNAP_REF, commit], self.work)
+            data = git_bytes(
+                ["bundle", "create", "--quiet", "-", SNAP_REF, f"^{self.start}"], self.work
+            )
+        self.sent_tree = tree
+        self.snap = (commit, data)
+        return True
+
+
+class NodeHost:
+    """Every attempt of one run on one node; each method is called by the engine through Ray."""
 
     def __init__(self, run_id: str, grace_s: float) -> None:
-        self.root = scratch_root(run_id)
-        self.dir = self.root / "unplaced"
-        self.work = self.dir / "work"
-        self.run_dir = self.dir / "run"
+        # A folder of its own: nodes simulated on one machine share its temporary folder.
+        self.root = scratch_root(run_id) / f"host-{os.getpid()}"
+        self.base = self.root / "base.git"
         self.grace_s = grace_s
         self._supervisor: Supervisor | None = None
-        self._proc: AgentProcess | None = None
-        self._start = ""
-        self._buf = bytearray()
-        self._exit: int | None = None
-        self._snap: tuple[str, bytes] | None = None
-        self._sent_tree = ""
-        self._files: dict[str, bytes] = {}
-        self._snapshot_ok = False  # the last process's exit snapshot was taken
-        self._exited_at = 0.0  # wall clock, for the engine's account of where time goes
-        self._event: asyncio.Event | None = None
-        self._watch: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Task[None] | None = None
+        self._attempts: dict[str, _Attempt] = {}
+        self._spares: list[Path] = []  # finished attempts' clones, cleaned, for the next ones
+        self._commits: set[str] = set()  # commits the base repository holds
+        self._lock: asyncio.Lock | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ place
 
@@ -118,79 +180,72 @@ class AttemptHost:
         }
 
     async def prepare(
-        self, attempt_key: str, base: list[Any], base_commit: str, increment: bytes, start: str
+        self,
+        key: str,
+        base: list[Any],
+        base_commit: str,
+        increment: list[Any],
+        start: str,
+        env: dict[str, str],
     ) -> dict[str, str]:
-        """Make the scratch clone of an attempt at ``start``: the run's base comes once
-        per node (``base`` holds its bundle's object ref), ``increment`` brings ``start``.
-        One host serves one attempt at a time, and the next once :meth:`cleanup` ran."""
+        """Make attempt ``key``'s scratch clone at ``start``. The run's base comes once per
+        node (``base`` holds its pack's object ref); ``increment`` (its pack's ref, when
+        ``start`` is not the base) brings ``start``, also once per node."""
         began = time.monotonic()
-        self.dir = self.root / attempt_key
-        self.work = self.dir / "work"
-        self.run_dir = self.dir / "run"
-        self._sent_tree = ""
-        await asyncio.to_thread(self._ensure_base, base, base_commit)
-        await asyncio.to_thread(self._clone, increment, start)
-        self._start = start
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one fetch of each commit per node
+            if base_commit not in self._commits:
+                data = await base[0]
+                await asyncio.to_thread(self._take_base, data, base_commit)
+            if start not in self._commits and increment:
+                data = await increment[0]
+                await asyncio.to_thread(self._take_pack, data, start)
+        attempt = _Attempt(self.root / key.replace("/", "_"), start, env)
+        spare = self._spares.pop() if self._spares else None
+        await asyncio.to_thread(self._clone, attempt, spare)
+        self._attempts[key] = attempt
         if self._supervisor is None:
             self._supervisor = Supervisor(self.grace_s)
             self._supervisor.start()
-        self._event = asyncio.Event()
         return {
             **self.where(),
-            "work": str(self.work),
-            "run": str(self.run_dir),
+            "work": str(attempt.work),
+            "run": str(attempt.run_dir),
             "clone_s": f"{time.monotonic() - began:.6f}",
         }
 
-    def _ensure_base(self, base: list[Any], base_commit: str) -> None:
+    def _take_base(self, data: bytes, commit: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        repo = self.root / "base.git"
-        with (self.root / "base.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one clone of the base per node and run
-            if (repo / "delegate-ready").exists():
-                return
-            import ray
+        shutil.rmtree(self.base, ignore_errors=True)
+        workspace.git(["init", "--quiet", "--bare", str(self.base)], self.root)
+        self._take_pack(data, commit)
 
-            data = ray.get(base[0])
-            shutil.rmtree(repo, ignore_errors=True)
-            workspace.git(["init", "--quiet", "--bare", str(repo)], self.root)
-            bundle = self.root / "base.bundle"
-            bundle.write_bytes(data)
-            workspace.git(["fetch", "--quiet", str(bundle), f"+{BASE_REF}:{BASE_REF}"], repo)
-            bundle.unlink()
-            got = workspace.git(["rev-parse", BASE_REF], repo).stdout.strip()
-            if got != base_commit:
-                raise RuntimeError(f"the base bundle holds {got}, not {base_commit}")
-            (repo / "delegate-ready").write_text(base_commit)
+    def _take_pack(self, data: bytes, commit: str) -> None:
+        git_bytes(["index-pack", "--stdin"], self.base, data)
+        # A ref keeps the commit's objects reachable (nothing prunes here, but be plain).
+        ref = self.base / "refs" / "delegate" / commit
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(commit + "\n")
+        self._commits.add(commit)
 
-    @property
-    def _spare(self) -> Path:
-        """The previous attempt's clone, kept by this host (its worker process) for the next."""
-        return self.root / f"spare-{os.getpid()}"
-
-    def _clone(self, increment: bytes, start: str) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.run_dir.mkdir(parents=True)
-        reused = self._spare.is_dir()
-        if reused:
-            self._spare.rename(self.work)
+    def _clone(self, attempt: _Attempt, spare: Path | None) -> None:
+        shutil.rmtree(attempt.dir, ignore_errors=True)
+        attempt.run_dir.mkdir(parents=True)
+        if spare is not None:  # cleaned when its attempt ended
+            spare.rename(attempt.work)
         else:
-            workspace.git(["init", "--quiet", str(self.work)], self.dir)
-            alternates = self.work / ".git" / "objects" / "info" / "alternates"
-            alternates.write_text(str(self.root / "base.git" / "objects") + "\n")
-        if increment:
-            bundle = self.dir / "start.bundle"
-            bundle.write_bytes(increment)
-            workspace.git(["fetch", "--quiet", str(bundle), f"+{START_REF}:{START_REF}"], self.work)
-            bundle.unlink()
-        workspace.git(["checkout", "--quiet", "--force", "-B", "delegate-task", start], self.work)
-        if reused:  # nothing of the previous attempt's may remain
-            workspace.git(["clean", "--quiet", "-ffdx"], self.work)
+            workspace.git(["init", "--quiet", str(attempt.work)], attempt.dir)
+            alternates = attempt.work / ".git" / "objects" / "info" / "alternates"
+            alternates.write_text(str(self.base / "objects") + "\n")
+        git = ["checkout", "--quiet", "--force", "-B", "delegate-task", attempt.start]
+        workspace.git(git, attempt.work)
 
     # ------------------------------------------------------------ processes
 
     async def spawn(
         self,
+        key: str,
         argv: list[str],
         env: dict[str, str],
         transport: str,
@@ -199,36 +254,38 @@ class AttemptHost:
         files: dict[str, bytes],
         watch: bool,
     ) -> dict[str, Any]:
-        """Start a process in the scratch clone; ``env`` is laid over the node's own.
+        """Start a process in attempt ``key``'s clone; ``env`` is laid over the node's own.
 
         ``files`` are the run-folder files it reads (e.g. the guard's settings).
         """
-        assert self._supervisor is not None and self._event is not None
-        write_run_files(self.run_dir, files)
+        assert self._supervisor is not None
+        attempt = self._attempts[key]
+        write_run_files(attempt.run_dir, files)
         argv = [sys.executable if word == NODE_PYTHON else word for word in argv]
-        self._buf.clear()
-        self._exit, self._snap, self._files = None, None, {}
-        self._snapshot_ok = False
-        full = {**os.environ, **env}
+        attempt.buf.clear()
+        attempt.exit, attempt.snap, attempt.files = None, None, {}
+        attempt.snapshot_ok = False
+        full = {**os.environ, **attempt.env, **env}
         if transport == "pty" and full.get("TERM", "dumb") == "dumb":
             full["TERM"] = "xterm-256color"
         try:
             proc = self._supervisor.spawn(
-                "agent",
+                key,
                 argv,
-                cwd=self.work,
+                cwd=attempt.work,
                 env=full,
-                on_output=self._output,
+                on_output=attempt.output,
                 transport=transport,
                 size=size,
                 stdin=stdin,
             )
         except OSError as exc:
             return {"error": exc.strerror or str(exc)}
-        self._proc = proc
-        self._waiter = asyncio.get_running_loop().create_task(self._wait(proc))
+        attempt.proc = proc
+        loop = asyncio.get_running_loop()
+        attempt.waiter = loop.create_task(self._wait(key, attempt, proc))
         if watch:
-            self._watch = asyncio.get_running_loop().create_task(self._watch_changes())
+            attempt.watch = loop.create_task(self._watch_changes(attempt))
         return {
             "pid": proc.pid,
             "pgid": proc.pgid,
@@ -236,137 +293,135 @@ class AttemptHost:
             "takes_input": proc.takes_input,
         }
 
-    def _output(self, data: bytes) -> None:
-        self._buf.extend(data)
-        assert self._event is not None
-        self._event.set()
-
-    async def _wait(self, proc: AgentProcess) -> None:
-        assert self._supervisor is not None and self._event is not None
-        rc = await self._supervisor.wait("agent", proc, None)
-        if self._watch is not None:
-            self._watch.cancel()
+    async def _wait(self, key: str, attempt: _Attempt, proc: AgentProcess) -> None:
+        assert self._supervisor is not None
+        rc = await self._supervisor.wait(key, proc, None)
+        if attempt.watch is not None:
+            attempt.watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-        self._snapshot_ok = False
+                await attempt.watch
+            attempt.watch = None
+        attempt.snapshot_ok = False
         with contextlib.suppress(workspace.GitError, OSError):
-            await asyncio.to_thread(self._take_snapshot)
-            self._snapshot_ok = True
-        self._files = await asyncio.to_thread(read_run_files, self.run_dir)
-        self._proc = None
-        self._exit = rc
-        self._exited_at = time.time()
-        self._event.set()
+            await asyncio.to_thread(attempt.take_snapshot)
+            attempt.snapshot_ok = True
+        attempt.files = await asyncio.to_thread(read_run_files, attempt.run_dir)
+        attempt.proc = None
+        attempt.exit = rc
+        attempt.exited_at = time.time()
+        attempt.event.set()
 
-    async def _watch_changes(self) -> None:
-        assert self._event is not None
+    async def _watch_changes(self, attempt: _Attempt) -> None:
         while True:
             await asyncio.sleep(SNAPSHOT_S)
             with contextlib.suppress(workspace.GitError, OSError):
-                if await asyncio.to_thread(self._take_snapshot):
-                    self._event.set()
+                if await asyncio.to_thread(attempt.take_snapshot):
+                    attempt.event.set()
 
-    def _take_snapshot(self) -> bool:
-        """Snapshot the worktree; keep it for the engine when its tree moved. True if so."""
-        commit = workspace.snapshot_worktree(
-            self.work, workspace.head(self.work), "delegate-tui: watcher snapshot"
-        )
-        tree = workspace.git(["rev-parse", f"{commit}^{{tree}}"], self.work).stdout.strip()
-        if tree == self._sent_tree:
-            return False
-        data = b""
-        if commit != self._start:
-            workspace.git(["update-ref", SNAP_REF, commit], self.work)
-            bundle = self.dir / "snap.bundle"
-            workspace.git(
-                ["bundle", "create", "--quiet", str(bundle), SNAP_REF, f"^{self._start}"],
-                self.work,
-            )
-            data = bundle.read_bytes()
-            bundle.unlink()
-        self._sent_tree = tree
-        self._snap = (commit, data)
-        return True
-
-    async def poll(self, max_wait: float) -> dict[str, Any]:
-        """What happened since the last poll: output, the latest change set (a commit and
-        its bundle), and the exit status once the process ended and its output is all out.
-        Waits up to ``max_wait`` seconds for something to say."""
-        assert self._event is not None
-        if not self._buf and self._snap is None and self._exit is None:
+    async def poll(self, key: str, max_wait: float) -> dict[str, Any]:
+        """What happened to attempt ``key`` since the last poll: output, the latest change
+        set (a commit and its bundle), and the exit status once the process ended and its
+        output is all out. Waits up to ``max_wait`` seconds for something to say."""
+        attempt = self._attempts[key]
+        if not attempt.buf and attempt.snap is None and attempt.exit is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), max_wait)
-        self._event.clear()
-        out = bytes(self._buf[:POLL_MAX_BYTES])
-        del self._buf[:POLL_MAX_BYTES]
-        snap, self._snap = self._snap, None
-        ended = self._exit is not None and not self._buf
-        if self._buf:
-            self._event.set()
+                await asyncio.wait_for(attempt.event.wait(), max_wait)
+        attempt.event.clear()
+        out = bytes(attempt.buf[:POLL_MAX_BYTES])
+        del attempt.buf[:POLL_MAX_BYTES]
+        snap, attempt.snap = attempt.snap, None
+        ended = attempt.exit is not None and not attempt.buf
+        if attempt.buf:
+            attempt.event.set()
         return {
             "out": out,
             "snap": snap,
-            "exit": self._exit if ended else None,
-            "files": self._files if ended else {},
-            "exited_at": self._exited_at,
+            "exit": attempt.exit if ended else None,
+            "files": attempt.files if ended else {},
+            "exited_at": attempt.exited_at,
         }
 
-    async def snapshot(self) -> tuple[str, bytes] | None:
-        """The worktree's change set now, if it moved since the last one sent (every
+    async def snapshot(self, key: str) -> tuple[str, bytes] | None:
+        """Attempt ``key``'s change set now, if it moved since the last one sent (every
         process's exit sends one already: only a failed one is taken again here)."""
-        if self._snapshot_ok:
+        attempt = self._attempts[key]
+        if attempt.snapshot_ok:
             return None
-        changed = await asyncio.to_thread(self._take_snapshot)
-        snap, self._snap = self._snap, None
+        changed = await asyncio.to_thread(attempt.take_snapshot)
+        snap, attempt.snap = attempt.snap, None
         return snap if changed else None
 
-    async def terminate(self) -> None:
-        """SIGTERM the process group, SIGKILL what is left after the grace period."""
-        proc = self._proc
-        if proc is not None:
-            await proc.terminate(self.grace_s)
+    async def terminate(self, key: str) -> None:
+        """SIGTERM the attempt's process group, SIGKILL what is left after the grace period."""
+        attempt = self._attempts.get(key)
+        if attempt is not None and attempt.proc is not None:
+            await attempt.proc.terminate(self.grace_s)
 
-    def kill(self) -> None:
-        """SIGKILL the process group at once."""
-        if self._proc is not None:
-            self._proc.signal_group(signal.SIGKILL)
+    def kill(self, key: str) -> None:
+        """SIGKILL the attempt's process group at once."""
+        attempt = self._attempts.get(key)
+        if attempt is not None and attempt.proc is not None:
+            attempt.proc.signal_group(signal.SIGKILL)
 
-    def send_input(self, text: str) -> str:
-        """Type a line into the process; what went wrong, or ``""``."""
-        if self._proc is None:
+    def send_input(self, key: str, text: str) -> str:
+        """Type a line into the attempt's process; what went wrong, or ``""``."""
+        attempt = self._attempts.get(key)
+        if attempt is None or attempt.proc is None:
             return "the process has ended"
         try:
-            self._proc.send_input(text)
+            attempt.proc.send_input(text)
         except OSError as exc:
             return str(exc)
         return ""
 
-    def resize(self, cols: int, rows: int) -> None:
-        """Tell a PTY process its terminal changed size."""
-        if self._proc is not None:
-            self._proc.resize(cols, rows)
+    def resize(self, key: str, cols: int, rows: int) -> None:
+        """Tell the attempt's PTY process its terminal changed size."""
+        attempt = self._attempts.get(key)
+        if attempt is not None and attempt.proc is not None:
+            attempt.proc.resize(cols, rows)
 
-    async def cleanup(self) -> None:
-        """End anything the attempt left running and remove its scratch clone; the host
-        (and its watchdog) stays for the next attempt."""
-        proc = self._proc
-        if proc is not None:
-            await proc.terminate(self.grace_s)
-        if self._waiter is not None:
+    async def cleanup(self, key: str) -> None:
+        """End anything attempt ``key`` left running; its clone is cleaned in the
+        background for a later attempt and the rest of its folder removed."""
+        attempt = self._attempts.pop(key, None)
+        if attempt is None:
+            return
+        if attempt.proc is not None:
+            await attempt.proc.terminate(self.grace_s)
+        if attempt.waiter is not None:
             with contextlib.suppress(Exception):
-                await self._waiter
-            self._waiter = None
-        await asyncio.to_thread(self._keep_clone)
+                await attempt.waiter
+        job = asyncio.get_running_loop().create_task(self._recycle(attempt))
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
 
-    def _keep_clone(self) -> None:
-        """Keep the clone for this host's next attempt (checked out afresh then); drop the rest."""
-        shutil.rmtree(self._spare, ignore_errors=True)
-        if (self.work / ".git").is_dir():
-            with contextlib.suppress(OSError):
-                self.work.rename(self._spare)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    async def _recycle(self, attempt: _Attempt) -> None:
+        spare = self.root / f"spare-{attempt.dir.name}"
+        with contextlib.suppress(workspace.GitError, OSError):
+            await asyncio.to_thread(_clean, attempt.work, spare)
+            self._spares.append(spare)
+        await asyncio.to_thread(shutil.rmtree, attempt.dir, True)
 
     async def forget_run(self) -> None:
         """The run is over: remove everything it left on this node (clones, the base)."""
+        for job in list(self._jobs):
+            with contextlib.suppress(Exception):
+                await job
         await asyncio.to_thread(shutil.rmtree, self.root, True)
+        with contextlib.suppress(OSError):  # the run's folder, once no host has one in it
+            self.root.parent.rmdir()
+
+
+def _clean(work: Path, spare: Path) -> None:
+    """Leave nothing of an attempt in its clone but the objects it shares: no untracked
+    file, no ref, no reflog (the next attempt checks out its own start); move it to
+    ``spare``."""
+    if not (work / ".git").is_dir():
+        raise OSError(f"{work} is no clone")
+    workspace.git(["clean", "--quiet", "-ffdx"], work)
+    refs = workspace.git(["for-each-ref", "--format=delete %(refname)"], work).stdout
+    if refs:
+        workspace.git(["update-ref", "--stdin"], work, input_text=refs)
+    shutil.rmtree(work / ".git" / "logs", ignore_errors=True)
+    shutil.rmtree(spare, ignore_errors=True)
+    work.rename(spare)

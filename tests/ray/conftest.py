@@ -1,10 +1,12 @@
-"""One real Ray cluster for the session: a head and two more nodes, all on loopback.
+"""One real Ray cluster for the session: a head and a second node, both on loopback.
 
 Ray picks its node address from the route to the internet unless told that the
 cluster is one machine (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray
 itself uses on laptops): set here for this process and every ``delegate-tui``
 the tests start, together with ``RAY_ADDRESS``. Tests that remove a node add
-their own first. Skipped, with the reason, when Ray is missing or will not start.
+their own first. The head offers a label only it has (``HEAD_ONLY``), the second
+node another (``NODE_B``) and a GPU. Skipped, with the reason, when Ray is missing
+or will not start.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 #: Ray's own resource names for the nodes, so tests can place work on one.
 NODE_B = "node-b"
+HEAD_ONLY = "head-only"
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +45,7 @@ def ray_cluster() -> Iterator[Any]:
                 "num_cpus": 4,
                 "node_ip_address": "127.0.0.1",
                 "include_dashboard": False,
+                "resources": {HEAD_ONLY: 4},
                 # A node that stops answering is declared dead within about a second.
                 "_system_config": {
                     "health_check_initial_delay_ms": 0,
@@ -50,7 +54,10 @@ def ray_cluster() -> Iterator[Any]:
                 },
             },
         )
-        cluster.add_node(num_cpus=4, node_ip_address="127.0.0.1", resources={NODE_B: 4})
+        # Ray takes a node's GPU count as told: node B has one (no device behind it).
+        cluster.add_node(
+            num_cpus=4, num_gpus=1, node_ip_address="127.0.0.1", resources={NODE_B: 4}
+        )
         os.environ["RAY_ADDRESS"] = cluster.address
         ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
     except Exception as exc:  # Ray could not start here: say why

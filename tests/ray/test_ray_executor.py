@@ -29,7 +29,7 @@ from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from tests.conftest import Recorder, git, run_cli, run_engine
-from tests.ray.conftest import NODE_B
+from tests.ray.conftest import HEAD_ONLY, NODE_B
 
 # One cluster per session: every test of it on one xdist worker.
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.xdist_group("ray_cluster")]
@@ -85,15 +85,17 @@ def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
             """\
             - {id: a, agent: shell, edits: [a.txt], command: "echo from-a > a.txt; sleep 1"}
             - {id: b, agent: shell, edits: [b.txt], command: "echo from-b > b.txt; sleep 1"}
-            - {id: c, agent: shell, edits: [c.txt], resources: [node-b], command: "echo from-c > c.txt"}
+            - {id: c, agent: shell, edits: [c.txt], resources: [node-b, gpu], command: "echo from-c-gpu-$CUDA_VISIBLE_DEVICES > c.txt"}
             """,
         )
     )
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded", {t.id: t.attempts[-1].reason for t in state.tasks.values()}
     tip = state.integration_tip
-    for name in ("a", "b", "c"):
+    for name in ("a", "b"):
         assert git(repo, "show", f"{tip}:{name}.txt") == f"from-{name}\n"
+    # c holds node B's GPU, and its agent is told which one.
+    assert git(repo, "show", f"{tip}:c.txt") == "from-c-gpu-0\n"
     nodes = {e.task: e.node for e in recorder.of(TaskStarted) if isinstance(e, TaskStarted)}
     assert all(nodes.values()), nodes
     assert len(set(nodes.values())) >= 2, f"all on one node: {nodes}"
@@ -170,6 +172,33 @@ def test_a_predicted_conflict_between_two_remote_tasks_is_found_before_merging(
         "merge-conflict",
         "succeeded",
     ]
+
+
+def test_a_task_whose_resources_no_node_has_fails_after_a_bounded_wait(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each label is offered, by a different node: no node can hold both.
+    monkeypatch.setenv("DELEGATE_RAY_PLACE_TIMEOUT", "1")
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: both, agent: shell, edits: [x], resources: [{NODE_B}, {HEAD_ONLY}], command: "echo never > x"}}
+            - {{id: fine, agent: shell, edits: [y], resources: [{NODE_B}], command: "echo ok > y"}}
+            """,
+        )
+    )
+    began = time.monotonic()
+    state, recorder, _ = run_engine(plan)
+    assert time.monotonic() - began < 30
+    both = state.tasks["both"]
+    assert both.status == "failed"
+    reason = both.attempts[-1].reason
+    assert f"no node of the cluster has 1 CPU, 1 {HEAD_ONLY}, 1 {NODE_B}" in reason, reason
+    assert "waited 1 s" in reason and "DELEGATE_RAY_PLACE_TIMEOUT" in reason
+    assert f"has 4 CPU, 1 GPU, 4 {NODE_B}" in reason, "what the nodes offer"
+    assert not [e for e in recorder.events if isinstance(e, TaskStarted) and e.task == "both"]
+    assert state.tasks["fine"].status == "succeeded"
 
 
 def test_input_kill_and_timeout_reach_the_remote_process_group(
@@ -301,5 +330,5 @@ def test_the_ray_benchmark_runs_and_accounts_for_every_byte(ray_cluster: Any) ->
     assert overhead["agents"] == 3 and overhead["nodes_used"] >= 2
     phases = overhead["where (mean s, count)"]
     assert phases["scratch clone (on the node)"][1] == 3, "one clone per attempt"
-    assert phases["base bundle (once a run)"][1] == 1
+    assert phases["base pack (once a run)"][1] == 1
     assert ingest["bytes_local"] == ingest["bytes_ray"] == ingest["bytes_expected"]
