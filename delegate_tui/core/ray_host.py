@@ -13,9 +13,11 @@ background and checked out afresh by a later one. Each attempt's processes
 start there exactly as on the local machine
 (:class:`~delegate_tui.core.supervisor.Supervisor`: a process group of their
 own, a PTY or pipes, a watchdog that ends them if this worker dies); their
-output is buffered for the engine to take in order, and while the agent works
-its worktree is snapshot once a second (the same snapshot commit the local
-watcher makes) and, when it changed, sent as a bundle from the start commit.
+output is buffered for the engine to take in order (a flood in large replies),
+and while the agent works its clone is watched for file events as a local
+worktree is (:mod:`watcher`): on a burst of them, and every few seconds anyway,
+it is snapshot (the same snapshot commit the local watcher makes) and, when
+its tree moved, sent as a bundle from the start commit.
 This module imports nothing of Ray at its top, so it is read and tested like
 any other.
 """
@@ -39,11 +41,18 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.supervisor import Supervisor
+from delegate_tui.core.watcher import WorktreeWatcher
 
-#: How often the agent's worktree is looked at for its change set.
-SNAPSHOT_S = 1.0
-#: The most output one poll hands back; the rest waits for the next poll.
-POLL_MAX_BYTES = 4 * 1024 * 1024
+#: The most output one poll hands back; the rest waits for the next poll. Under Ray's
+#: ``max_direct_call_object_size`` (100 KiB), a reply goes straight to the engine; a
+#: bigger one is put in the node's object store and pulled by the engine's, which
+#: cost the raylets 1 s of CPU per 64 MB in 256 KiB objects (bench/README.md).
+POLL_MAX_BYTES = 96 * 1024
+#: A poll that handed back this much found the agent flooding: the next one, once it
+#: has output, gathers for ``POLL_GATHER_S`` more, so a flood travels in large replies
+#: (as the local path reads a flooding pipe in gulps) and interactive output is not held.
+POLL_FLOOD_BYTES = 32 * 1024
+POLL_GATHER_S = 0.02
 #: The ref name of a change set inside the scratch clone and its bundle.
 SNAP_REF = "refs/delegate/snap"
 #: An argv word the node reads as its own Python (the engine's is this machine's path).
@@ -56,6 +65,22 @@ RUN_FILE_MAX = 1024 * 1024
 def scratch_root(run_id: str) -> Path:
     """Where a run's scratch clones live on a node."""
     return Path(tempfile.gettempdir()) / "delegate-ray" / run_id
+
+
+def node_environment() -> dict[str, str]:
+    """The node's own environment for agents, as ``ray start`` had it: the raylet's.
+
+    A Ray worker's adds Ray's settings for Python workers (``OMP_NUM_THREADS=1``,
+    ``PYTHONBREAKPOINT``, ``RAY_*``), which an agent's builds and tests must not get.
+    Ray's own variables are left out of either.
+    """
+    env = dict(os.environ)
+    raylet = os.environ.get("RAY_RAYLET_PID", "")
+    with contextlib.suppress(OSError, ValueError):
+        raw = Path(f"/proc/{int(raylet)}/environ").read_bytes()
+        items = raw.decode("utf-8", "surrogateescape").split("\0")
+        env = dict(item.split("=", 1) for item in items if "=" in item)
+    return {k: v for k, v in env.items() if not k.startswith("RAY_") and k != "SPT_NOENV"}
 
 
 def git_bytes(args: Sequence[str], cwd: Path, data: bytes | None = None) -> bytes:
@@ -124,13 +149,22 @@ class _Attempt:
         self.files: dict[str, bytes] = {}
         self.snapshot_ok = False  # the last process's exit snapshot was taken
         self.exited_at = 0.0  # wall clock, for the engine's account of where time goes
+        self.flooding = False  # the last poll handed back a lot
         self.event = asyncio.Event()
-        self.watch: asyncio.Task[None] | None = None
+        self.snapping = asyncio.Lock()  # one snapshot of the worktree at a time
         self.waiter: asyncio.Task[None] | None = None
 
     def output(self, data: bytes) -> None:
         self.buf.extend(data)
         self.event.set()
+
+    async def snapshot(self) -> bool:
+        """:meth:`take_snapshot`, off the loop, one at a time; wakes a poll if it moved."""
+        async with self.snapping:
+            moved = await asyncio.to_thread(self.take_snapshot)
+        if moved:
+            self.event.set()
+        return moved
 
     def take_snapshot(self) -> bool:
         """Snapshot the worktree; keep it for the engine when its tree moved. True if so."""
@@ -160,11 +194,15 @@ class NodeHost:
         self.base = self.root / "base.git"
         self.grace_s = grace_s
         self._supervisor: Supervisor | None = None
+        self._env = node_environment()
         self._attempts: dict[str, _Attempt] = {}
         self._spares: list[Path] = []  # finished attempts' clones, cleaned, for the next ones
         self._commits: set[str] = set()  # commits the base repository holds
         self._lock: asyncio.Lock | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        #: File events in agents' clones, as on the local machine (:mod:`watcher`): a
+        #: change set is taken on a burst of them, and every few seconds anyway.
+        self._watcher: WorktreeWatcher | None = None
 
     # ------------------------------------------------------------ place
 
@@ -265,7 +303,7 @@ class NodeHost:
         attempt.buf.clear()
         attempt.exit, attempt.snap, attempt.files = None, None, {}
         attempt.snapshot_ok = False
-        full = {**os.environ, **attempt.env, **env}
+        full = {**self._env, **attempt.env, **env}
         if transport == "pty" and full.get("TERM", "dumb") == "dumb":
             full["TERM"] = "xterm-256color"
         try:
@@ -282,10 +320,12 @@ class NodeHost:
         except OSError as exc:
             return {"error": exc.strerror or str(exc)}
         attempt.proc = proc
-        loop = asyncio.get_running_loop()
-        attempt.waiter = loop.create_task(self._wait(key, attempt, proc))
+        attempt.waiter = asyncio.get_running_loop().create_task(self._wait(key, attempt, proc))
         if watch:
-            attempt.watch = loop.create_task(self._watch_changes(attempt))
+            if self._watcher is None:
+                self._watcher = WorktreeWatcher(self._changed)
+                self._watcher.start()
+            self._watcher.watch(key, attempt.work)
         return {
             "pid": proc.pid,
             "pgid": proc.pgid,
@@ -296,14 +336,11 @@ class NodeHost:
     async def _wait(self, key: str, attempt: _Attempt, proc: AgentProcess) -> None:
         assert self._supervisor is not None
         rc = await self._supervisor.wait(key, proc, None)
-        if attempt.watch is not None:
-            attempt.watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await attempt.watch
-            attempt.watch = None
+        if self._watcher is not None:
+            self._watcher.unwatch(key)
         attempt.snapshot_ok = False
         with contextlib.suppress(workspace.GitError, OSError):
-            await asyncio.to_thread(attempt.take_snapshot)
+            await attempt.snapshot()
             attempt.snapshot_ok = True
         attempt.files = await asyncio.to_thread(read_run_files, attempt.run_dir)
         attempt.proc = None
@@ -311,12 +348,12 @@ class NodeHost:
         attempt.exited_at = time.time()
         attempt.event.set()
 
-    async def _watch_changes(self, attempt: _Attempt) -> None:
-        while True:
-            await asyncio.sleep(SNAPSHOT_S)
+    async def _changed(self, key: str) -> None:
+        """Files moved in attempt ``key``'s clone (or it is time to look anyway)."""
+        attempt = self._attempts.get(key)
+        if attempt is not None and attempt.proc is not None:
             with contextlib.suppress(workspace.GitError, OSError):
-                if await asyncio.to_thread(attempt.take_snapshot):
-                    attempt.event.set()
+                await attempt.snapshot()
 
     async def poll(self, key: str, max_wait: float) -> dict[str, Any]:
         """What happened to attempt ``key`` since the last poll: output, the latest change
@@ -326,9 +363,12 @@ class NodeHost:
         if not attempt.buf and attempt.snap is None and attempt.exit is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(attempt.event.wait(), max_wait)
+        if attempt.flooding and 0 < len(attempt.buf) < POLL_MAX_BYTES and attempt.exit is None:
+            await asyncio.sleep(POLL_GATHER_S)
         attempt.event.clear()
         out = bytes(attempt.buf[:POLL_MAX_BYTES])
         del attempt.buf[:POLL_MAX_BYTES]
+        attempt.flooding = len(out) >= POLL_FLOOD_BYTES
         snap, attempt.snap = attempt.snap, None
         ended = attempt.exit is not None and not attempt.buf
         if attempt.buf:
@@ -347,7 +387,7 @@ class NodeHost:
         attempt = self._attempts[key]
         if attempt.snapshot_ok:
             return None
-        changed = await asyncio.to_thread(attempt.take_snapshot)
+        changed = await attempt.snapshot()
         snap, attempt.snap = attempt.snap, None
         return snap if changed else None
 
@@ -404,6 +444,8 @@ class NodeHost:
 
     async def forget_run(self) -> None:
         """The run is over: remove everything it left on this node (clones, the base)."""
+        if self._watcher is not None:
+            await self._watcher.close()
         for job in list(self._jobs):
             with contextlib.suppress(Exception):
                 await job

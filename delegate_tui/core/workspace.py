@@ -22,8 +22,10 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from delegate_tui.core.events import ChangedFile
+if TYPE_CHECKING:  # imported where used: a Ray node's host needs git, not the events
+    from delegate_tui.core.events import ChangedFile
 
 MIN_GIT = (2, 38)  # merge-tree --write-tree
 DELEGATE_DIR = ".delegate"
@@ -346,6 +348,8 @@ def commit_all(workdir: Path, message: str) -> str:
 
 def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
     """Files that differ between two commits, with status and line counts."""
+    from delegate_tui.core.events import ChangedFile
+
     if base == tip:
         return []
     status_out = git(["diff", "--name-status", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(

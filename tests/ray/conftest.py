@@ -55,9 +55,7 @@ def ray_cluster() -> Iterator[Any]:
             },
         )
         # Ray takes a node's GPU count as told: node B has one (no device behind it).
-        cluster.add_node(
-            num_cpus=4, num_gpus=1, node_ip_address="127.0.0.1", resources={NODE_B: 4}
-        )
+        cluster.add_node(num_cpus=4, num_gpus=1, node_ip_address="127.0.0.1", resources={NODE_B: 4})
         os.environ["RAY_ADDRESS"] = cluster.address
         ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
     except Exception as exc:  # Ray could not start here: say why

@@ -84,7 +84,7 @@ def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
             repo,
             """\
             - {id: a, agent: shell, edits: [a.txt], command: "echo from-a > a.txt; sleep 1"}
-            - {id: b, agent: shell, edits: [b.txt], command: "echo from-b > b.txt; sleep 1"}
+            - {id: b, agent: shell, edits: [b.txt], command: "echo from-b-${OMP_NUM_THREADS:-}${PYTHONBREAKPOINT:-} > b.txt; sleep 1"}
             - {id: c, agent: shell, edits: [c.txt], resources: [node-b, gpu], command: "echo from-c-gpu-$CUDA_VISIBLE_DEVICES > c.txt"}
             """,
         )
@@ -92,8 +92,9 @@ def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded", {t.id: t.attempts[-1].reason for t in state.tasks.values()}
     tip = state.integration_tip
-    for name in ("a", "b"):
-        assert git(repo, "show", f"{tip}:{name}.txt") == f"from-{name}\n"
+    assert git(repo, "show", f"{tip}:a.txt") == "from-a\n"
+    # The node's environment, not its Ray worker's (OMP_NUM_THREADS=1, PYTHONBREAKPOINT).
+    assert git(repo, "show", f"{tip}:b.txt") == "from-b-\n"
     # c holds node B's GPU, and its agent is told which one.
     assert git(repo, "show", f"{tip}:c.txt") == "from-c-gpu-0\n"
     nodes = {e.task: e.node for e in recorder.of(TaskStarted) if isinstance(e, TaskStarted)}
