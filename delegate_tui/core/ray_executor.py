@@ -167,6 +167,7 @@ class RemoteProcess:
                         max(0.0, time.time() - reply["exited_at"])
                     )
                     write_run_files(self._run_dir, reply["files"])
+                    place.settled = bool(reply.get("settled"))
                     self._returncode = reply["exit"]
                     return
         except Exception as exc:
@@ -204,10 +205,13 @@ class _Place:
         self.node = ""
         self.remote_work = ""
         self.remote_run = ""
+        self.settled = False  # the last process's exit brought the worktree's last change set
+        self.ref_made = False
 
     async def apply(self, snap: tuple[str, bytes]) -> None:
         """Lay a change set from the node into the local worktree."""
         commit, data = snap
+        self.ref_made = self.ref_made or bool(data)
         await asyncio.to_thread(_lay, self.workdir, self.ref, commit, data)
 
 
@@ -456,6 +460,7 @@ class RayExecutor:
         remote_argv = [self._remote(place, a, cwd) for a in argv]
         files = _run_files_named(self._run_dir, [*argv, *own.values()])
         began = time.monotonic()
+        place.settled = False
         try:
             reply = await place.actor.spawn.remote(
                 place.key, remote_argv, remote_env, transport, size, stdin, files, watch
@@ -526,7 +531,7 @@ class RayExecutor:
 
     async def collect(self, task_id: str, workdir: Path) -> None:
         place = self._places.get(task_id)
-        if place is None:
+        if place is None or place.settled:  # nothing moved since the last exit's change set
             return
         began = time.monotonic()
         try:
@@ -550,8 +555,9 @@ class RayExecutor:
         if place is None:
             return
         began = time.monotonic()
-        with contextlib.suppress(workspace.GitError, OSError):
-            await asyncio.to_thread(_drop_ref, place.workdir, place.ref)
+        if place.ref_made:
+            with contextlib.suppress(workspace.GitError, OSError):
+                await asyncio.to_thread(_drop_ref, place.workdir, place.ref)
         # The node ends what is left and recycles the clone; then the CPU is given back.
         job = asyncio.get_running_loop().create_task(self._free(place))
         self._cleanups.add(job)

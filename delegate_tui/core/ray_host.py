@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +197,8 @@ class NodeHost:
         self._env = node_environment()
         self._attempts: dict[str, _Attempt] = {}
         self._spares: list[Path] = []  # finished attempts' clones, cleaned, for the next ones
-        self._commits: set[str] = set()  # commits the base repository holds
-        self._lock: asyncio.Lock | None = None
+        self._fetches: dict[str, asyncio.Task[None]] = {}  # commit -> taking its pack
+        self._where: dict[str, str] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         #: File events in agents' clones, as on the local machine (:mod:`watcher`): a
         #: change set is taken on a burst of them, and every few seconds anyway.
@@ -230,15 +230,9 @@ class NodeHost:
         node (``base`` holds its pack's object ref); ``increment`` (its pack's ref, when
         ``start`` is not the base) brings ``start``, also once per node."""
         began = time.monotonic()
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # one fetch of each commit per node
-            if base_commit not in self._commits:
-                data = await base[0]
-                await asyncio.to_thread(self._take_base, data, base_commit)
-            if start not in self._commits and increment:
-                data = await increment[0]
-                await asyncio.to_thread(self._take_pack, data, start)
+        await self._fetch(base_commit, base[0], self._take_base)
+        if increment:  # after the base: it holds the rest of the history
+            await self._fetch(start, increment[0], self._take_pack)
         attempt = _Attempt(self.root / key.replace("/", "_"), start, env)
         spare = self._spares.pop() if self._spares else None
         await asyncio.to_thread(self._clone, attempt, spare)
@@ -246,12 +240,29 @@ class NodeHost:
         if self._supervisor is None:
             self._supervisor = Supervisor(self.grace_s)
             self._supervisor.start()
+        if not self._where:
+            self._where = self.where()
         return {
-            **self.where(),
+            **self._where,
             "work": str(attempt.work),
             "run": str(attempt.run_dir),
             "clone_s": f"{time.monotonic() - began:.6f}",
         }
+
+    def _fetch(
+        self, commit: str, ref: Any, take: Callable[[bytes, str], None]
+    ) -> asyncio.Task[None]:
+        """Taking ``commit``'s pack (object ref ``ref``) with ``take``: once per node,
+        attempts that start at it meanwhile wait for the same one."""
+        job = self._fetches.get(commit)
+        if job is None or (job.done() and (job.cancelled() or job.exception() is not None)):
+
+            async def fetch() -> None:
+                data = await ref
+                await asyncio.to_thread(take, data, commit)
+
+            job = self._fetches[commit] = asyncio.get_running_loop().create_task(fetch())
+        return job
 
     def _take_base(self, data: bytes, commit: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -265,7 +276,6 @@ class NodeHost:
         ref = self.base / "refs" / "delegate" / commit
         ref.parent.mkdir(parents=True, exist_ok=True)
         ref.write_text(commit + "\n")
-        self._commits.add(commit)
 
     def _clone(self, attempt: _Attempt, spare: Path | None) -> None:
         shutil.rmtree(attempt.dir, ignore_errors=True)
@@ -378,6 +388,7 @@ class NodeHost:
             "snap": snap,
             "exit": attempt.exit if ended else None,
             "files": attempt.files if ended else {},
+            "settled": ended and attempt.snapshot_ok,  # its exit's change set is in this reply
             "exited_at": attempt.exited_at,
         }
 
