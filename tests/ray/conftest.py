@@ -5,14 +5,17 @@ cluster is one machine (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the switch Ray
 itself uses on laptops): set here for this process and every ``delegate-tui``
 the tests start, together with ``RAY_ADDRESS``. Tests that remove a node add
 their own first. The head offers a label only it has (``HEAD_ONLY``), the second
-node another (``NODE_B``) and a GPU. Skipped, with the reason, when Ray is missing
+node another (``NODE_B``) and a GPU; with Ray's client extra installed, the head
+runs Ray Client's server (``cluster.client_address``, ``""`` without). Skipped, with the reason, when Ray is missing
 or will not start.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +40,9 @@ def ray_cluster() -> Iterator[Any]:
         pytest.skip("Ray is not installed: pip install -e '.[test]' (or '.[ray]')")
     started = time.monotonic()
     cluster = None
+    # Ray Client's server on the head (as `ray start --head --ray-client-server-port`
+    # starts it) when Ray's client extra (grpcio) is installed.
+    client_port = _free_port() if importlib.util.find_spec("grpc") else 0
     try:
         cluster = Cluster(
             initialize_head=True,
@@ -46,6 +52,7 @@ def ray_cluster() -> Iterator[Any]:
                 "node_ip_address": "127.0.0.1",
                 "include_dashboard": False,
                 "resources": {HEAD_ONLY: 4},
+                **({"ray_client_server_port": client_port} if client_port else {}),
                 # A node that stops answering is declared dead within about a second.
                 "_system_config": {
                     "health_check_initial_delay_ms": 0,
@@ -57,6 +64,7 @@ def ray_cluster() -> Iterator[Any]:
         # Ray takes a node's GPU count as told: node B has one (no device behind it).
         cluster.add_node(num_cpus=4, num_gpus=1, node_ip_address="127.0.0.1", resources={NODE_B: 4})
         os.environ["RAY_ADDRESS"] = cluster.address
+        cluster.client_address = f"ray://127.0.0.1:{client_port}" if client_port else ""  # type: ignore[attr-defined]
         ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
     except Exception as exc:  # Ray could not start here: say why
         if cluster is not None:
@@ -70,6 +78,12 @@ def ray_cluster() -> Iterator[Any]:
         ray.shutdown()
         cluster.shutdown()  # type: ignore[no-untyped-call]
         _restore(saved)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _restore(saved: dict[str, str | None]) -> None:

@@ -313,6 +313,42 @@ def test_resume_after_kill_9_leaves_no_remote_process_behind(
     assert git(repo, "show", f"{state.integration_tip}:out.txt") == "ok\n"
 
 
+def test_a_plan_runs_through_ray_client(
+    ray_cluster: Any, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--executor ray://HOST:PORT``: connected through Ray Client's server on the head."""
+    address = ray_cluster.client_address
+    if not address:
+        pytest.skip("Ray Client needs Ray's client extra: pip install 'ray[client]'")
+    monkeypatch.delenv("RAY_ADDRESS")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: a, agent: shell, edits: [a.txt], command: "echo said-a; echo a > a.txt"}}
+            - {{id: b, agent: shell, edits: [b.txt], resources: [{NODE_B}], command: "echo b > b.txt"}}
+            """,
+            executor="local",  # the command line says where
+        )
+    )
+    home = tmp_path / "home"
+    done = run_cli(
+        *("run", str(plan), "--headless", "--yes", "--stream", "--executor", address),
+        cwd=tmp_path,
+        home=home,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(" on node 127.0.0.1/") == 2, done.stdout
+    assert "said-a" in done.stdout, "the remote output came back through the client"
+    (log,) = (repo / ".delegate" / "runs").glob("*/events.jsonl")
+    state, _ = final_state(log)
+    assert state.status == "succeeded"
+    assert state.tasks["b"].attempts[-1].node.endswith("/" + node_with(NODE_B)[:6])
+    for name in ("a", "b"):
+        assert git(repo, "show", f"{state.integration_tip}:{name}.txt") == f"{name}\n"
+
+
 def test_the_ray_benchmark_runs_and_accounts_for_every_byte(ray_cluster: Any) -> None:
     """bench/ray_overhead.py on a tiny workload, on this session's cluster."""
     bench = Path(__file__).resolve().parents[2] / "bench" / "ray_overhead.py"
