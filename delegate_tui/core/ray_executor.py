@@ -261,6 +261,7 @@ class RayExecutor:
         #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
         self.timings: dict[str, list[float]] = {}
         self._run_dir = Path()
+        self._exclude_file: Path | None = None
 
     @property
     def reaper_pid(self) -> int:
@@ -459,11 +460,17 @@ class RayExecutor:
         remote_env = {k: self._remote(place, v, cwd) for k, v in own.items()}
         remote_argv = [self._remote(place, a, cwd) for a in argv]
         files = _run_files_named(self._run_dir, [*argv, *own.values()])
+        if not self._exclude_file:  # the repository's, shared by its worktrees
+            common = await asyncio.to_thread(
+                workspace.git, ["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd
+            )
+            self._exclude_file = Path(common.stdout.strip()) / "info" / "exclude"
+        exclude = await asyncio.to_thread(_read_text, self._exclude_file)
         began = time.monotonic()
         place.settled = False
         try:
             reply = await place.actor.spawn.remote(
-                place.key, remote_argv, remote_env, transport, size, stdin, files, watch
+                place.key, remote_argv, remote_env, transport, size, stdin, files, watch, exclude
             )
             self._took("spawn call", began)
         except Exception as exc:
@@ -661,6 +668,13 @@ def _gpu_task() -> Any:
 
         _GPU_TASK = ray.remote(num_cpus=0, num_gpus=1)(_gpu_ids)
     return _GPU_TASK
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except OSError:
+        return ""
 
 
 def _drop_ref(workdir: Path, ref: str) -> None:

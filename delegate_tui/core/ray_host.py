@@ -301,14 +301,21 @@ class NodeHost:
         stdin: str,
         files: dict[str, bytes],
         watch: bool,
+        exclude: str,
     ) -> dict[str, Any]:
         """Start a process in attempt ``key``'s clone; ``env`` is laid over the node's own.
 
-        ``files`` are the run-folder files it reads (e.g. the guard's settings).
+        ``files`` are the run-folder files it reads (e.g. the guard's settings);
+        ``exclude`` is the repository's ``info/exclude`` (an agent's own files, such as
+        aider's ``.aider*``, are no one's work there, so none here either).
         """
         assert self._supervisor is not None
         attempt = self._attempts[key]
         write_run_files(attempt.run_dir, files)
+        excludes = attempt.work / ".git" / "info" / "exclude"
+        if exclude and (not excludes.exists() or excludes.read_text("utf-8") != exclude):
+            excludes.parent.mkdir(parents=True, exist_ok=True)
+            excludes.write_text(exclude, "utf-8")
         argv = [sys.executable if word == NODE_PYTHON else word for word in argv]
         attempt.buf.clear()
         attempt.exit, attempt.snap, attempt.files = None, None, {}

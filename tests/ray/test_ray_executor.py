@@ -86,8 +86,12 @@ def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
             - {id: a, agent: shell, edits: [a.txt], command: "echo from-a > a.txt; sleep 1"}
             - {id: b, agent: shell, edits: [b.txt], command: "echo from-b-${OMP_NUM_THREADS:-}${PYTHONBREAKPOINT:-} > b.txt; sleep 1"}
             - {id: c, agent: shell, edits: [c.txt], resources: [node-b, gpu], command: "echo from-c-gpu-$CUDA_VISIBLE_DEVICES > c.txt"}
+            - {id: d, agent: own, edits: [d.txt], prompt: write d}
             """,
         )
+        # An agent that writes files of its own (aider's history): no one's work.
+        + "agents:\n  own:\n    extends: aider\n"
+        + "    command: [sh, -c, 'echo chat > .aider.chat.history.md; echo d > d.txt']\n"
     )
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded", {t.id: t.attempts[-1].reason for t in state.tasks.values()}
@@ -95,6 +99,8 @@ def test_a_plan_runs_to_success_with_tasks_on_different_nodes(
     assert git(repo, "show", f"{tip}:a.txt") == "from-a\n"
     # The node's environment, not its Ray worker's (OMP_NUM_THREADS=1, PYTHONBREAKPOINT).
     assert git(repo, "show", f"{tip}:b.txt") == "from-b-\n"
+    assert git(repo, "show", f"{tip}:d.txt") == "d\n"
+    assert ".aider" not in git(repo, "ls-tree", "-r", "--name-only", tip)
     # c holds node B's GPU, and its agent is told which one.
     assert git(repo, "show", f"{tip}:c.txt") == "from-c-gpu-0\n"
     nodes = {e.task: e.node for e in recorder.of(TaskStarted) if isinstance(e, TaskStarted)}
