@@ -150,7 +150,8 @@ def _run_options(func: Any) -> Any:
             metavar="local|ray[://HOST:PORT]",
             callback=_check_executor,
             help="Where agents run (overrides the plan's `executor`): this machine, or a Ray "
-            "cluster (`ray`: the one RAY_ADDRESS names). Needs `pip install 'delegate-tui[ray]'`.",
+            "cluster (`ray`: the one RAY_ADDRESS names; `ray://HOST:PORT`: through Ray Client). "
+            "Needs `pip install 'delegate-tui[ray]'`.",
         ),
         click.option(
             "--stream",

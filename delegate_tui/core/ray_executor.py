@@ -4,25 +4,24 @@ Owns the engine's side of ``executor: ray``. When the run starts, a
 :class:`~delegate_tui.core.ray_host.NodeHost` actor starts on every node (it
 takes no CPU and stays on its node); it serves every attempt placed there, so
 an attempt starts no Ray worker. Each attempt holds one CPU and the task's
-``resources:`` (labels the cluster offers as resources; the rest stay
-scheduling locks only) in a placement group of one bundle, which Ray places,
-spread over the nodes, in milliseconds; a bundle that no node can hold fails
-the attempt after ``DELEGATE_RAY_PLACE_TIMEOUT`` seconds (default 60) with
-what the nodes offer. The run's base commit travels as one git pack put in the
-object store once per run and fetched once per node; an attempt that starts
-elsewhere (the integration tip moved, a retry keeps its work) adds a small pack
-from the base, put there once and fetched once per node. On the node the
-attempt's setup, agent and criteria run under the same preset as locally; their
-output comes back in order, batched by a long poll; the worktree's change set
-comes back as a bundle once a second when it moved and is laid into the task's
-local worktree, so the local watcher, the conflict analysis, the commit and the
-merge work exactly as for a local attempt. Kill, timeout and input reach the
-remote process group; a node that goes away fails the attempt as "node lost".
-Ray is imported only here, and only when a run uses it.
+``resources:`` in a placement group of one bundle, which Ray places, spread
+over the nodes, in milliseconds (:mod:`ray_placement`: the bundle, the bounded
+wait when no node can hold it, a GPU's device). The run's base commit travels
+as one git pack put in the object store once per run and fetched once per
+node; an attempt that starts elsewhere (the integration tip moved, a retry
+keeps its work) adds a small pack from the base, put there once and fetched
+once per node. On the node the attempt's setup, agent and criteria run under
+the same preset as locally; their output comes back in order, batched by a
+long poll; the worktree's change set comes back as a bundle when it moved and
+is laid into the task's local worktree, so the local watcher, the conflict
+analysis, the commit and the merge work exactly as for a local attempt. Kill,
+timeout and input reach the remote process group; a node that goes away fails
+the attempt as "node lost". Ray is imported only here, and only when a run
+uses it.
 
-(About 600 lines: the executor's side of every operation the seam has, placement,
-packs, streaming, change sets, kill, timeout and node loss, for one cluster; the
-node's side is ``core/ray_host.py``.)
+(About 590 lines: the executor's side of every operation the seam has, packs,
+streaming, change sets, kill, timeout and node loss, for one cluster; the
+node's side is ``core/ray_host.py``, placing ``core/ray_placement.py``.)
 """
 
 from __future__ import annotations
@@ -41,6 +40,15 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
 from delegate_tui.core.ray_host import NODE_PYTHON, NodeHost, make_pack, write_run_files
+from delegate_tui.core.ray_placement import (
+    alive_nodes,
+    awaited,
+    gpu_env,
+    node_label,
+    place_timeout,
+    placed,
+    ray_bundle,
+)
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
@@ -48,65 +56,8 @@ POLL_WAIT_S = 0.5
 FETCH_TRIES = 4
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
-#: How long an attempt whose resources no node has waits (a node may join) before it
-#: fails; ``DELEGATE_RAY_PLACE_TIMEOUT`` (seconds) says otherwise.
-PLACE_TIMEOUT_S = 60.0
-#: How often a placement still waiting looks at what the nodes have.
-PLACE_CHECK_S = 0.5
 #: Start commits whose packs are kept in the object store (the latest ones).
 START_PACKS = 8
-
-
-def place_timeout() -> float:
-    """Seconds an attempt no node can take waits before it fails."""
-    text = os.environ.get("DELEGATE_RAY_PLACE_TIMEOUT", "").strip()
-    try:
-        return max(0.0, float(text)) if text else PLACE_TIMEOUT_S
-    except ValueError:
-        return PLACE_TIMEOUT_S
-
-
-def ray_bundle(labels: Sequence[str], offered: Mapping[str, float]) -> dict[str, float]:
-    """The placement bundle for a task's ``resources:`` labels.
-
-    Every attempt takes one CPU, so a node runs as many agents as it has CPUs;
-    ``gpu`` takes one GPU; a label the cluster offers as a custom resource takes one
-    unit of it; other labels are only the plan's scheduling locks.
-    """
-    bundle = {"CPU": 1.0}
-    for label in labels:
-        if label.lower() == "gpu" and offered.get("GPU", 0) > 0:
-            bundle["GPU"] = 1.0
-        elif label in offered:
-            bundle[label] = 1.0
-    return bundle
-
-
-def fits(bundle: Mapping[str, float], resources: Mapping[str, float]) -> bool:
-    """True when a node with ``resources`` (in all) could hold ``bundle``."""
-    return all(resources.get(name, 0.0) >= amount for name, amount in bundle.items())
-
-
-def describe(resources: Mapping[str, float]) -> str:
-    """``1 CPU, 1 gpu-node`` (Ray's bookkeeping resources left out)."""
-    shown = [
-        f"{amount:g} {name}"
-        for name, amount in sorted(resources.items(), key=lambda kv: (kv[0] != "CPU", kv[0]))
-        if not name.startswith("node:") and name not in ("memory", "object_store_memory")
-    ]
-    return ", ".join(shown) or "nothing"
-
-
-def node_label(info: Mapping[str, str]) -> str:
-    """How a node is shown: its address and the start of its Ray id."""
-    return f"{info.get('ip', '?')}/{info.get('node_id', '')[:6]}"
-
-
-def _alive_nodes() -> list[dict[str, Any]]:
-    import ray
-
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    return [n for n in nodes if n.get("Alive")]
 
 
 def _is_lost(exc: BaseException) -> bool:
@@ -115,10 +66,6 @@ def _is_lost(exc: BaseException) -> bool:
     names = ("RayActorError", "ObjectLostError", "ActorUnschedulableError", "NodeDiedError")
     kinds = tuple(k for k in (getattr(ray.exceptions, n, None) for n in names) if k)
     return isinstance(exc, kinds)
-
-
-async def _awaited(ref: Any) -> Any:
-    return await ref
 
 
 class RemoteProcess:
@@ -299,7 +246,7 @@ class RayExecutor:
         overlaps what comes before the first attempt (its approval, its worktree)."""
         self._run_dir = run_dir  # files a remote process writes for the engine go here
         self.check()
-        for node in _alive_nodes():
+        for node in alive_nodes():
             self._node_host(str(node["NodeID"]))
 
     def _node_host(self, node_id: str) -> tuple[Any, Any]:
@@ -365,14 +312,16 @@ class RayExecutor:
             self.run_id, f"{task_id}-{number}", workdir, start, placement_group([bundle])
         )
         self._places[task_id] = place  # release() removes the group, whatever happens next
-        place.node_id = await self._placed(task_id, place.group, bundle)
+        place.node_id = await placed(
+            place.group, bundle, self.place_timeout, lambda: task_id in self._ended
+        )
         place.actor, ready = self._node_host(place.node_id)
         self._took("placement (a placement group)", began)
         began = time.monotonic()
         try:
             place.node = node_label(await ready)
             self._took("the node's host ready (started with the run)", began)
-            env = await self._gpu_env(place.group) if "GPU" in bundle else {}
+            env = await gpu_env(place.group) if "GPU" in bundle else {}
             began = time.monotonic()
             info = await place.actor.prepare.remote(
                 place.key, [base], base_commit, increment, start, env
@@ -389,46 +338,6 @@ class RayExecutor:
         self.timings.setdefault("scratch clone (on the node)", []).append(clone)
         place.remote_work, place.remote_run = info["work"], info["run"]
         return place.node
-
-    async def _placed(self, task_id: str, group: Any, bundle: Mapping[str, float]) -> str:
-        """The id of the node Ray placed ``group`` on. Raises :class:`AttemptLost` when no
-        node has the bundle's resources for ``place_timeout`` seconds, or the task is ended."""
-        from ray.util.placement_group import placement_group_table
-
-        waiter = asyncio.ensure_future(_awaited(group.ready()))
-        fitted = time.monotonic()  # when a node last could hold it
-        try:
-            while not (await asyncio.wait({waiter}, timeout=PLACE_CHECK_S))[0]:
-                if task_id in self._ended:
-                    raise AttemptLost(f"ended while waiting for a node with {describe(bundle)}")
-                nodes = await asyncio.to_thread(_alive_nodes)
-                if any(fits(bundle, node.get("Resources", {})) for node in nodes):
-                    fitted = time.monotonic()  # the nodes are busy: wait for one
-                elif time.monotonic() - fitted >= self.place_timeout:
-                    offers = "; ".join(
-                        f"{node_label({'ip': n.get('NodeManagerAddress', '?'), 'node_id': n['NodeID']})}"
-                        f" has {describe(n.get('Resources', {}))}"
-                        for n in nodes
-                    )
-                    raise AttemptLost(
-                        f"no node of the cluster has {describe(bundle)} "
-                        f"(waited {self.place_timeout:g} s; {offers or 'no node is alive'}); "
-                        "add one, or set DELEGATE_RAY_PLACE_TIMEOUT to wait longer"
-                    )
-            waiter.result()
-        finally:
-            waiter.cancel()
-        table = await asyncio.to_thread(placement_group_table, group)
-        return str(table["bundles_to_node_id"][0])
-
-    async def _gpu_env(self, group: Any) -> dict[str, str]:
-        """``CUDA_VISIBLE_DEVICES`` for the GPU the attempt's bundle holds (a task run in
-        the bundle asks Ray which one it is)."""
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
-        ids = await _gpu_task().options(scheduling_strategy=strategy).remote()
-        return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)}
 
     def _remote(self, place: _Place, text: str, cwd: Path) -> str:
         """A local path (the worktree, the run folder, this Python) as the node sees it."""
@@ -628,7 +537,7 @@ class RayExecutor:
         hosts = [actor for actor, _ in self._nodes.values()]
         self._nodes.clear()
         # Each node's scratch clones and base go, then its host.
-        forgotten = [asyncio.ensure_future(_awaited(a.forget_run.remote())) for a in hosts]
+        forgotten = [asyncio.ensure_future(awaited(a.forget_run.remote())) for a in hosts]
         if forgotten:
             await asyncio.wait(forgotten, timeout=10)
         for actor in hosts:
@@ -641,7 +550,6 @@ class RayExecutor:
 
 
 _HOST_CLASS: Any = None
-_GPU_TASK: Any = None
 
 
 def _host_class() -> Any:
@@ -652,22 +560,6 @@ def _host_class() -> Any:
 
         _HOST_CLASS = ray.remote(NodeHost)
     return _HOST_CLASS
-
-
-def _gpu_ids() -> list[str]:
-    import ray
-
-    return [str(i) for i in ray.get_gpu_ids()]
-
-
-def _gpu_task() -> Any:
-    """A task that says which GPU it was given (run in an attempt's bundle)."""
-    global _GPU_TASK
-    if _GPU_TASK is None:
-        import ray
-
-        _GPU_TASK = ray.remote(num_cpus=0, num_gpus=1)(_gpu_ids)
-    return _GPU_TASK
 
 
 def _read_text(path: Path) -> str:
