@@ -12,16 +12,17 @@ node; an attempt that starts elsewhere (the integration tip moved, a retry
 keeps its work) adds a small pack from the base, put there once and fetched
 once per node. On the node the attempt's setup, agent and criteria run under
 the same preset as locally; their output comes back in order, batched by a
-long poll; the worktree's change set comes back as a bundle when it moved and
-is laid into the task's local worktree, so the local watcher, the conflict
+long poll; the worktree's change set comes back when it moved (its changed
+files, :mod:`ray_changes`) and is laid into the task's local worktree, so the local watcher, the conflict
 analysis, the commit and the merge work exactly as for a local attempt. Kill,
 timeout and input reach the remote process group; a node that goes away fails
 the attempt as "node lost". Ray is imported only here, and only when a run
 uses it.
 
-(About 590 lines: the executor's side of every operation the seam has, packs,
-streaming, change sets, kill, timeout and node loss, for one cluster; the
-node's side is ``core/ray_host.py``, placing ``core/ray_placement.py``.)
+(About 570 lines: the executor's side of every operation the seam has, packs,
+streaming, kill, timeout and node loss, for one cluster; the node's side is
+``core/ray_host.py``, placing ``core/ray_placement.py``, change sets
+``core/ray_changes.py``.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Any
 
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
+from delegate_tui.core.ray_changes import lay
 from delegate_tui.core.ray_host import NODE_PYTHON, NodeHost, make_pack, write_run_files
 from delegate_tui.core.ray_placement import (
     alive_nodes,
@@ -52,8 +53,6 @@ from delegate_tui.core.ray_placement import (
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
-#: How often taking in a change set is tried before the attempt fails.
-FETCH_TRIES = 4
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
 #: Start commits whose packs are kept in the object store (the latest ones).
@@ -155,34 +154,10 @@ class _Place:
         self.settled = False  # the last process's exit brought the worktree's last change set
         self.ref_made = False
 
-    async def apply(self, snap: tuple[str, bytes]) -> None:
+    async def apply(self, change: dict[str, Any]) -> None:
         """Lay a change set from the node into the local worktree."""
-        commit, data = snap
-        self.ref_made = self.ref_made or bool(data)
-        await asyncio.to_thread(_lay, self.workdir, self.ref, commit, data)
-
-
-def _lay(workdir: Path, ref: str, commit: str, data: bytes) -> None:
-    if data:
-        with tempfile.NamedTemporaryFile(prefix="delegate-snap-", suffix=".bundle") as fh:
-            fh.write(data)
-            fh.flush()
-            fetch = [
-                *("-c", "gc.auto=0", "-c", "maintenance.auto=false"),
-                *("fetch", "--quiet", "--no-write-fetch-head", fh.name),
-                f"+refs/delegate/snap:{ref}",
-            ]
-            for tries_left in range(FETCH_TRIES - 1, -1, -1):
-                try:
-                    workspace.git(fetch, workdir)
-                    break
-                except workspace.GitError:
-                    # Its connectivity check reads every worktree's HEAD, and a merged
-                    # task's worktree may be going away at that moment: look again.
-                    if not tries_left:
-                        raise
-                    time.sleep(0.2)
-    workspace.git(["read-tree", "-u", "--reset", commit], workdir)
+        made = await asyncio.to_thread(lay, self.workdir, self.ref, change)
+        self.ref_made = self.ref_made or made
 
 
 class RayExecutor:

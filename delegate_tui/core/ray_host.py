@@ -13,12 +13,12 @@ background and checked out afresh by a later one. Each attempt's processes
 start there exactly as on the local machine
 (:class:`~delegate_tui.core.supervisor.Supervisor`: a process group of their
 own, a PTY or pipes, a watchdog that ends them if this worker dies); their
-output is buffered for the engine to take in order (a flood in large replies),
+output is buffered for the engine to take in order (a flood gathered a little
+longer per reply),
 and while the agent works its clone is watched for file events as a local
 worktree is (:mod:`watcher`): on a burst of them, and every few seconds anyway,
-it is snapshot (the same snapshot commit the local watcher makes) and, when
-its tree moved, sent as a bundle from the start commit.
-This module imports nothing of Ray at its top, so it is read and tested like
+its change set is taken (:mod:`ray_changes`: the files that moved) for the
+engine. This module imports nothing of Ray at its top, so it is read and tested like
 any other.
 """
 
@@ -30,16 +30,16 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from delegate_tui.core import workspace
 from delegate_tui.core.process import AgentProcess
+from delegate_tui.core.ray_changes import ChangeTaker, git_bytes
 from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.watcher import WorktreeWatcher
 
@@ -53,8 +53,6 @@ POLL_MAX_BYTES = 96 * 1024
 #: (as the local path reads a flooding pipe in gulps) and interactive output is not held.
 POLL_FLOOD_BYTES = 32 * 1024
 POLL_GATHER_S = 0.02
-#: The ref name of a change set inside the scratch clone and its bundle.
-SNAP_REF = "refs/delegate/snap"
 #: An argv word the node reads as its own Python (the engine's is this machine's path).
 NODE_PYTHON = "{node-python}"
 #: Files of the run folder a process may write and the engine wants back (e.g. the
@@ -81,23 +79,6 @@ def node_environment() -> dict[str, str]:
         items = raw.decode("utf-8", "surrogateescape").split("\0")
         env = dict(item.split("=", 1) for item in items if "=" in item)
     return {k: v for k, v in env.items() if not k.startswith("RAY_") and k != "SPT_NOENV"}
-
-
-def git_bytes(args: Sequence[str], cwd: Path, data: bytes | None = None) -> bytes:
-    """Run git with binary input and output (packs); raise ``GitError`` on failure."""
-    proc = subprocess.run(
-        ["git", "-c", "core.fsmonitor=false", "-c", f"core.hooksPath={os.devnull}", *args],
-        cwd=str(cwd),
-        input=data if data is not None else b"",
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise workspace.GitError(
-            f"git {' '.join(args[:2])}: " + (detail[-1] if detail else f"exit {proc.returncode}")
-        )
-    return proc.stdout
 
 
 def make_pack(repo: Path, commit: str, exclude: str = "") -> bytes:
@@ -144,8 +125,8 @@ class _Attempt:
         self.proc: AgentProcess | None = None
         self.buf = bytearray()
         self.exit: int | None = None
-        self.snap: tuple[str, bytes] | None = None
-        self.sent_tree = ""
+        self.snap: dict[str, Any] | None = None  # the change set the engine has yet to take
+        self.changes = ChangeTaker(self.work, start)
         self.files: dict[str, bytes] = {}
         self.snapshot_ok = False  # the last process's exit snapshot was taken
         self.exited_at = 0.0  # wall clock, for the engine's account of where time goes
@@ -167,21 +148,14 @@ class _Attempt:
         return moved
 
     def take_snapshot(self) -> bool:
-        """Snapshot the worktree; keep it for the engine when its tree moved. True if so."""
-        commit = workspace.snapshot_worktree(
-            self.work, workspace.head(self.work), "delegate-tui: watcher snapshot"
-        )
-        tree = workspace.git(["rev-parse", f"{commit}^{{tree}}"], self.work).stdout.strip()
-        if tree == self.sent_tree:
+        """Take the worktree's change set for the engine, if it moved. True if so."""
+        change = self.changes.take()
+        if change is None:
             return False
-        data = b""
-        if commit != self.start:
-            workspace.git(["update-ref", SNAP_REF, commit], self.work)
-            data = git_bytes(
-                ["bundle", "create", "--quiet", "-", SNAP_REF, f"^{self.start}"], self.work
-            )
-        self.sent_tree = tree
-        self.snap = (commit, data)
+        if self.snap is not None and "files" in self.snap and "files" in change:
+            self.snap["files"].update(change["files"])  # the engine has not taken the last
+        else:
+            self.snap = change  # a bundle holds everything since the start
         return True
 
 
@@ -399,7 +373,7 @@ class NodeHost:
             "exited_at": attempt.exited_at,
         }
 
-    async def snapshot(self, key: str) -> tuple[str, bytes] | None:
+    async def snapshot(self, key: str) -> dict[str, Any] | None:
         """Attempt ``key``'s change set now, if it moved since the last one sent (every
         process's exit sends one already: only a failed one is taken again here)."""
         attempt = self._attempts[key]
