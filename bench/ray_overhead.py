@@ -6,9 +6,9 @@ so machine noise cancels in the ratios:
 * overhead - a plan of 64 demo agents (``DELEGATE_DEMO_SPEED=0``, each edits its own
              file), ``max_parallel: 8``. Per-attempt overhead is the mean attempt time
              (prepared -> finished) on Ray minus the same on the local executor; the
-             executor's own timings say where it goes (bundles, placement, the scratch
-             clone on the node, the spawn call, exit -> engine, the final change set,
-             release). Target: under 0.5 s per attempt.
+             executor's own timings say where it goes (packs, placement, waiting for a
+             node's host, the scratch clone on the node, the spawn call, the exit's
+             change set, exit -> engine, release). Target: under 0.5 s per attempt.
 * ingest   - 8 shell tasks, each printing N lines of 80 characters as fast as it can
              (on a PTY, the default), headless. Target: Ray within 2x of local.
 

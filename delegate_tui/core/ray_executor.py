@@ -109,6 +109,9 @@ class RemoteProcess:
                         self.lost = f"could not take in the change set from {place.node}: {exc}"
                         return
                 if reply["exit"] is not None:
+                    self._timings.setdefault("the exit's change set (on the node)", []).append(
+                        reply["snapshot_s"]
+                    )
                     self._timings.setdefault("exit -> engine (last output)", []).append(
                         max(0.0, time.time() - reply["exited_at"])
                     )
@@ -173,7 +176,7 @@ class RayExecutor:
         #: Each node's host: node id -> (the actor, its ``where()`` reply to come).
         self._nodes: dict[str, tuple[Any, Any]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._starts: dict[str, Any] = {}  # start commit -> its pack's object ref
+        self._starts: dict[str, asyncio.Future[Any]] = {}  # start commit -> its pack's ref
         self._offered: tuple[float, dict[str, float]] = (-OFFERED_S - 1, {})
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
@@ -249,28 +252,40 @@ class RayExecutor:
 
     async def _packs(self, repo: Path, start: str) -> tuple[Any, str, list[Any]]:
         """The base pack's ref and commit, and (when ``start`` is elsewhere) its pack's."""
-        import ray
-
         if self._pack_lock is None:
             self._pack_lock = asyncio.Lock()
-        async with self._pack_lock:
+        async with self._pack_lock:  # the first attempt makes it; the others wait for it
             if self._base is None:
                 began = time.monotonic()
-                data = await asyncio.to_thread(make_pack, repo, start)
-                self._base = (ray.put(data), start)
+                self._base = (await self._put(repo, start, ""), start)
                 self._took("base pack (once a run)", began)
-            ref, base_commit = self._base
-            if start == base_commit:
-                return ref, base_commit, []
-            increment = self._starts.get(start)
-            if increment is None:  # attempts after a merge share the new tip's pack
-                began = time.monotonic()
-                data = await asyncio.to_thread(make_pack, repo, start, base_commit)
-                increment = self._starts[start] = ray.put(data)
-                while len(self._starts) > START_PACKS:
-                    del self._starts[next(iter(self._starts))]
-                self._took("start pack (once per start commit)", began)
-            return ref, base_commit, [increment]
+        ref, base_commit = self._base
+        if start == base_commit:
+            return ref, base_commit, []
+        # Attempts after a merge share the new tip's pack; other tips' are made meanwhile.
+        job = self._starts.get(start)
+        if job is None:
+            job = self._starts[start] = asyncio.ensure_future(
+                self._put(repo, start, base_commit, "start pack (once per start commit)")
+            )
+            while len(self._starts) > START_PACKS:
+                del self._starts[next(iter(self._starts))]
+        try:
+            increment = await asyncio.shield(job)
+        except Exception:
+            self._starts.pop(start, None)  # the next attempt tries again
+            raise
+        return ref, base_commit, [increment]
+
+    async def _put(self, repo: Path, commit: str, exclude: str, phase: str = "") -> Any:
+        """A pack of ``commit`` (without ``exclude``'s history) put in the object store."""
+        import ray
+
+        began = time.monotonic()
+        ref = ray.put(await asyncio.to_thread(make_pack, repo, commit, exclude))
+        if phase:
+            self._took(phase, began)
+        return ref
 
     async def place(
         self, task_id: str, number: int, workdir: Path, start: str, resources: Sequence[str]

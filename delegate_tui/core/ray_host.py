@@ -130,6 +130,7 @@ class _Attempt:
         self.files: dict[str, bytes] = {}
         self.snapshot_ok = False  # the last process's exit snapshot was taken
         self.exited_at = 0.0  # wall clock, for the engine's account of where time goes
+        self.snapshot_s = 0.0  # how long the exit's change set took (the same account)
         self.flooding = False  # the last poll handed back a lot
         self.event = asyncio.Event()
         self.snapping = asyncio.Lock()  # one snapshot of the worktree at a time
@@ -330,9 +331,11 @@ class NodeHost:
         if self._watcher is not None:
             self._watcher.unwatch(key)
         attempt.snapshot_ok = False
+        began = time.monotonic()
         with contextlib.suppress(workspace.GitError, OSError):
             await attempt.snapshot()
             attempt.snapshot_ok = True
+        attempt.snapshot_s = time.monotonic() - began
         attempt.files = await asyncio.to_thread(read_run_files, attempt.run_dir)
         attempt.proc = None
         attempt.exit = rc
@@ -371,6 +374,7 @@ class NodeHost:
             "files": attempt.files if ended else {},
             "settled": ended and attempt.snapshot_ok,  # its exit's change set is in this reply
             "exited_at": attempt.exited_at,
+            "snapshot_s": attempt.snapshot_s,
         }
 
     async def snapshot(self, key: str) -> dict[str, Any] | None:
