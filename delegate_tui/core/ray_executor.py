@@ -53,6 +53,8 @@ from delegate_tui.core.ray_placement import (
 
 #: How long one poll of a remote process waits for something to say.
 POLL_WAIT_S = 0.5
+#: How often connecting through Ray Client is tried when its server fails to start one.
+CONNECT_TRIES = 3
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
 #: Start commits whose packs are kept in the object store (the latest ones).
@@ -204,20 +206,29 @@ class RayExecutor:
         import ray
 
         address = self.address or os.environ.get("RAY_ADDRESS") or "auto"
-        try:
-            ray.init(
-                address=address,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-                configure_logging=True,
-                namespace="delegate-tui",
-            )
-        except Exception as exc:
-            raise ExecutorError(
-                f"executor: {self.name}: cannot reach the Ray cluster at {address!r} ({exc}); "
-                "start one with `ray start --head`, or set RAY_ADDRESS"
-            ) from None
-        self._connected = True
+        for tries_left in range(CONNECT_TRIES - 1, -1, -1):
+            try:
+                ray.init(
+                    address=address,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                    configure_logging=True,
+                    namespace="delegate-tui",
+                )
+            except Exception as exc:
+                # Ray Client's server starts a server process for each client, which
+                # can fail to start (a port another cluster took meanwhile): ask again.
+                if tries_left and "Initialization failure from server" in str(exc):
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    time.sleep(1.0)
+                    continue
+                raise ExecutorError(
+                    f"executor: {self.name}: cannot reach the Ray cluster at {address!r} "
+                    f"({exc}); start one with `ray start --head`, or set RAY_ADDRESS"
+                ) from None
+            self._connected = True
+            return
 
     def start(self, run_dir: Path) -> None:
         """Connect, and start every node's host now: their start (a Ray worker each)
