@@ -19,7 +19,7 @@ timeout and input reach the remote process group; a node that goes away fails
 the attempt as "node lost". Ray is imported only here, and only when a run
 uses it.
 
-(About 570 lines: the executor's side of every operation the seam has, packs,
+(About 590 lines: the executor's side of every operation the seam has, packs,
 streaming, kill, timeout and node loss, for one cluster; the node's side is
 ``core/ray_host.py``, placing ``core/ray_placement.py``, change sets
 ``core/ray_changes.py``.)
