@@ -51,6 +51,9 @@ MAX_LINE = 1 << 20
 #: A run that ended before any view attached (a quick run started from the UI)
 #: waits this long for its first view, so that view sees the end, not an error.
 LINGER_S = 10.0
+#: At the end of the run, a view whose queue has not shrunk for this long is left
+#: behind (it reads the end from the log); one that is still reading is waited for.
+CLOSE_STALL_S = 5.0
 
 #: Commands a client may send: name -> (engine method, allowed argument names).
 COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
@@ -175,10 +178,18 @@ class RunService:
                 self.path.unlink()
         for client in list(self._clients):
             self._put(client, b"")  # the end: the writer closes after what is queued
-        for _ in range(500):  # give writers a moment to deliver the end of the run
-            if not self._clients:
-                break
+        # Give writers time to deliver the end of the run: as long as they move bytes
+        # (a view draining a flood's queue on a busy machine may need more than a few
+        # seconds), but not for a view that stopped reading.
+        loop = asyncio.get_running_loop()
+        progress_at, left = loop.time(), self._queued()
+        while self._clients and loop.time() - progress_at < CLOSE_STALL_S:
             await asyncio.sleep(0.01)
+            if self._queued() < left:
+                progress_at, left = loop.time(), self._queued()
+
+    def _queued(self) -> int:
+        return sum(client.queued_bytes for client in self._clients)
 
     def _on_event(self, ev: Event) -> None:
         if not self._clients:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import textwrap
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from delegate_tui.core.events import Event, Notice, RunFinished, TaskFinished, T
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
-from delegate_tui.core.service import RunService, socket_path
+from delegate_tui.core.service import RunService, reachable, socket_path
 from tests.conftest import git, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -285,3 +286,40 @@ async def test_a_view_busy_drawing_is_not_dropped_behind(repo: Path, tmp_path: P
     output = view.state.tasks["flood"].attempts[-1].output_bytes
     assert output > 30_000_000
     assert sum(len(e.data) for e in seen if isinstance(e, TaskOutput)) == output
+
+
+def test_a_slow_view_still_reading_gets_the_end_of_the_run(repo: Path, tmp_path: Path) -> None:
+    """When the run ends, the service waits for a view that is still reading its queue
+    (a slow link, a busy machine) as long as it makes progress, so the view sees the run
+    end from the service itself (it used to give every view 5 s, then closed)."""
+    home = tmp_path / "home"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"name: flood\nrepo: {repo}\nagent: shell\ntasks:\n"
+        "  - {id: flood, command: 'sleep 1; seq 1600000', edits: [f]}\n"
+    )
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with reachable(socket_path(run_dir)) as address:
+        sock.connect(address)
+    sock.sendall(b'{"hello": 1}\n')
+    # Read nothing until the run has ended: the flood (about 12 MB) waits in this view's
+    # queue, under the service's bound, so the view is never moved to the log's end.
+    log = run_dir / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while b'"RunFinished"' not in log.read_bytes()[-4096:] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert b'"RunFinished"' in log.read_bytes()[-4096:], "the run did not end"
+    # Then read at about 1.7 MB/s: draining the queue takes longer than 5 s.
+    received = bytearray()
+    started = time.monotonic()
+    while chunk := sock.recv(1 << 18):
+        received += chunk
+        time.sleep(0.15)
+    took = time.monotonic() - started
+    sock.close()
+    lines = bytes(received).splitlines()
+    assert b'"type":"RunFinished"' in lines[-1], (took, lines[-1][:200])
+    assert not [line for line in lines if line.startswith(b'{"behind"')]
+    assert took > 5.5, "the queue drained too fast to tell"
