@@ -453,12 +453,15 @@ def _merge_messages(raw: str) -> str:
 
 
 def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResult:
-    """Merge ``commit`` into ``branch`` (not checked out anywhere) atomically."""
+    """Merge ``commit`` (a full commit id) into ``branch`` (not checked out anywhere) atomically."""
     ref = f"refs/heads/{branch}"
     tip = rev_parse(repo, ref)
-    if is_ancestor(repo, commit, tip):
+    # One merge-base answers both questions: when one commit is the other's
+    # ancestor, it is their (only) best common ancestor.
+    base = git(["merge-base", tip, commit], repo, check=False).stdout.strip()
+    if base == commit:
         return MergeResult(True, tip, fast_forward=True, detail="already merged")
-    if is_ancestor(repo, tip, commit):
+    if base == tip:
         git(["update-ref", ref, commit, tip], repo)
         return MergeResult(True, commit, fast_forward=True)
     predicted = predict_merge(repo, tip, commit)
