@@ -4,9 +4,18 @@ Owns following each active worktree's files. ``watchfiles`` reports bursts of
 file events (debounced to a fraction of a second); each burst only marks the
 worktree dirty, and one git query per worktree per burst (a snapshot through
 a temporary index, then a diff from the task's start commit) says what the
-task has changed. A timer reconciles every worktree as well, since event
-queues can overflow silently. When the OS refuses a watch (inotify's
-``max_user_watches``), that worktree is polled instead, with one warning.
+task has changed. Event queues can overflow silently, and a file written in a
+new folder before its watch is in place has no event at all, so a worktree is
+also re-read when it was not read for :data:`RECONCILE_S`, events or not.
+
+The guarantee: a change whose file events are all lost is seen within
+``RECONCILE_S + TICK_S`` of being made (and always at the agent's end, when
+the conflict monitor takes its last look). A worktree with events is read
+once per burst and never again by the timer meanwhile; a quiet one costs
+one git query every ``RECONCILE_S``, not one every tick (at 16 worktrees of
+thousands of files, re-reading them all every 2 s was most of a busy run's
+git time). When the OS refuses a watch (inotify's ``max_user_watches``),
+that worktree is polled instead, with one warning.
 Nothing here decides what a collision is: that is :mod:`conflicts`; the
 conflict monitor wires the two together.
 """
@@ -23,22 +32,34 @@ from pathlib import Path
 #: the sidebar has to show a change in.
 DEBOUNCE_MS = 120
 STEP_MS = 20
-#: Every worktree is re-read this often even without events.
-RECONCILE_S = 2.0
+#: A worktree not read for this long is read again, events or not (lost events).
+RECONCILE_S = 20.0
+#: How often the timer looks for such worktrees.
+TICK_S = 2.0
 
 #: How often a worktree the OS would not watch is polled, in milliseconds.
 POLL_MS = 300
 
-Refresh = Callable[[str], Awaitable[None]]
+Refresh = Callable[[str], Awaitable[object]]
 
 
 class WorktreeWatcher:
     """Watches several worktrees; calls ``refresh(key)`` at most once per burst each."""
 
-    def __init__(self, refresh: Refresh, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        refresh: Refresh,
+        warn: Callable[[str], None] | None = None,
+        *,
+        reconcile_s: float = RECONCILE_S,
+        tick_s: float = TICK_S,
+    ) -> None:
         self._refresh = refresh
         self._warn = warn
+        self._reconcile_s = reconcile_s
+        self._tick_s = tick_s
         self._watches: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self._read_at: dict[str, float] = {}  # key -> loop time of its last read (or watch)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -56,7 +77,9 @@ class WorktreeWatcher:
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._follow(key, path, stop, ignore_dirs))
         self._watches[key] = (stop, task)
-        self.poke(key)
+        # Its worktree starts as the task's start commit: nothing to read yet. What
+        # is written before the watch is in place is the timer's (RECONCILE_S).
+        self._read_at[key] = asyncio.get_running_loop().time()
 
     def unwatch(self, key: str) -> None:
         """Stop following a key."""
@@ -65,6 +88,7 @@ class WorktreeWatcher:
             entry[0].set()
             entry[1].cancel()
         self._dirty.discard(key)
+        self._read_at.pop(key, None)
 
     def poke(self, key: str) -> None:
         """Ask for a refresh of ``key`` soon (coalesced with any pending one)."""
@@ -115,14 +139,18 @@ class WorktreeWatcher:
             while self._dirty:
                 key = self._dirty.pop()
                 if key in self._watches:
+                    self._read_at[key] = asyncio.get_running_loop().time()
                     with contextlib.suppress(Exception):  # a vanished worktree is not fatal
                         await self._refresh(key)
 
     async def _reconcile(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(RECONCILE_S)
-            for key in list(self._watches):
-                self.poke(key)
+            await asyncio.sleep(self._tick_s)
+            due = loop.time() - self._reconcile_s
+            for key, read in list(self._read_at.items()):
+                if read <= due and key in self._watches:
+                    self.poke(key)
 
     async def close(self) -> None:
         """Stop everything."""

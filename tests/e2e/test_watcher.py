@@ -1,0 +1,75 @@
+"""The watcher's promise about lost file events, and what a quiet worktree costs.
+
+Real inotify (watchfiles), real folders. A lost event is made by watching one folder
+while the refresh reads another: the change there has no event at all, as when the
+kernel's queue overflowed. Issue 15: every worktree was re-read every 2 s, events or
+not (16 snapshots of 5,000 files every 2 s while agents ran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from delegate_tui.core import watcher
+from delegate_tui.core.watcher import WorktreeWatcher
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_change_whose_events_are_lost_is_seen_within_the_stated_bound(tmp_path: Path) -> None:
+    watched, truth = tmp_path / "watched", tmp_path / "truth"
+    watched.mkdir()
+    truth.mkdir()
+    reconcile_s, tick_s = 1.0, 0.1
+    seen: list[tuple[float, tuple[str, ...]]] = []
+
+    async def refresh(key: str) -> None:
+        seen.append(
+            (asyncio.get_running_loop().time(), tuple(sorted(p.name for p in truth.iterdir())))
+        )
+
+    async def main() -> float:
+        w = WorktreeWatcher(refresh, reconcile_s=reconcile_s, tick_s=tick_s)
+        w.start()
+        w.watch("task", watched)
+        await asyncio.sleep(0.3)
+        (truth / "lost.txt").write_text("no event reaches the watcher\n")
+        made = asyncio.get_running_loop().time()
+        for _ in range(40):
+            if any("lost.txt" in files for _, files in seen):
+                break
+            await asyncio.sleep(0.05)
+        await w.close()
+        found = next(t for t, files in seen if "lost.txt" in files)
+        return found - made
+
+    delay = asyncio.run(main())
+    assert delay <= reconcile_s + tick_s + 0.3, delay  # slack for a loaded machine
+
+
+def test_a_quiet_worktree_is_not_read_again_before_the_reconcile_interval(tmp_path: Path) -> None:
+    quiet, busy = tmp_path / "quiet", tmp_path / "busy"
+    quiet.mkdir()
+    busy.mkdir()
+    reads: dict[str, int] = {"quiet": 0, "busy": 0}
+
+    async def refresh(key: str) -> None:
+        reads[key] += 1
+
+    async def main() -> None:
+        w = WorktreeWatcher(refresh)  # the defaults: RECONCILE_S, TICK_S
+        w.start()
+        w.watch("quiet", quiet)
+        w.watch("busy", busy)
+        await asyncio.sleep(0.5)  # the watches are in place
+        (busy / "a.txt").write_text("an event\n")
+        await asyncio.sleep(2 * watcher.TICK_S + 0.5)
+        await w.close()
+
+    asyncio.run(main())
+    assert watcher.RECONCILE_S > 2 * watcher.TICK_S + 1
+    assert reads["quiet"] == 0  # nothing happened there: no git query
+    assert reads["busy"] >= 1  # its event was read
