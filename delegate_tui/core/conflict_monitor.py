@@ -22,6 +22,7 @@ from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
     ANALYZED_STATUSES,
+    ChangedFile,
     ConflictDetected,
     ConflictResolved,
     FilesChanged,
@@ -81,11 +82,19 @@ class ConflictMonitor:
         if task_id in self._watched:
             self._watcher.poke(task_id)
 
-    async def settle(self, task_id: str) -> None:
-        """The agent is done: one last look, then its change set stands still."""
-        if task_id in self._watched:
-            self._watcher.unwatch(task_id)
-            await self._refresh(task_id)
+    async def settle(self, task_id: str) -> tuple[str, tuple[ChangedFile, ...]] | None:
+        """The agent is done: one last look, then its change set stands still.
+
+        Returns that look: the snapshot (its index kept for
+        :func:`workspace.commit_snapshot`, so the commit need not read the files
+        again) and the files changed since the attempt's start.
+        """
+        if task_id not in self._watched:
+            return None
+        self._watcher.unwatch(task_id)
+        try:
+            return await self._refresh(task_id, final=True)
+        finally:
             self._watched.pop(task_id, None)
 
     def schedule(self) -> None:
@@ -97,25 +106,31 @@ class ConflictMonitor:
         """Stop watching."""
         await self._watcher.close()
 
-    async def _refresh(self, task_id: str) -> None:
+    async def _refresh(
+        self, task_id: str, final: bool = False
+    ) -> tuple[str, tuple[ChangedFile, ...]] | None:
         """Ask git what a watched task has changed; report it if it moved."""
         if task_id == SHARED_KEY:
             await self._refresh_shared()
-            return
+            return None
         info = self._watched.get(task_id)
         if info is None:
-            return
+            return None
         number, workdir, start = info
-        snapshot, files = await asyncio.to_thread(workspace.current_changes, workdir, start)
+        snapshot, found = await asyncio.to_thread(
+            workspace.current_changes, workdir, start, keep_index=final
+        )
+        files = tuple(found)
         task = self._emitter.state.tasks.get(task_id)
         if task is None or not task.attempts or task.attempts[-1].number != number:
-            return
+            return None
         attempt = task.attempts[-1]
-        if tuple(files) != attempt.live_changes or snapshot != attempt.snapshot:
+        if files != attempt.live_changes or snapshot != attempt.snapshot:
             self._emitter.emit(
-                FilesChanged(task=task_id, attempt=number, files=tuple(files), snapshot=snapshot)
+                FilesChanged(task=task_id, attempt=number, files=files, snapshot=snapshot)
             )
             await self.analyze()
+        return snapshot, files
 
     async def _refresh_shared(self) -> None:
         """isolation: shared: what changed in the tree, attributed to running tasks by scope."""
