@@ -4,18 +4,22 @@ Owns following each active worktree's files. ``watchfiles`` reports bursts of
 file events (debounced to a fraction of a second); each burst only marks the
 worktree dirty, and one git query per worktree per burst (a snapshot through
 a temporary index, then a diff from the task's start commit) says what the
-task has changed. Event queues can overflow silently, and a file written in a
-new folder before its watch is in place has no event at all, so a worktree is
-also re-read when it was not read for :data:`RECONCILE_S`, events or not.
+task has changed. Event queues can overflow silently, and what an agent writes
+before its watch is in place has no event at all, so a worktree is also read
+:data:`FIRST_LOOK_S` after its watch starts, and whenever it was not read for
+:data:`RECONCILE_S`, events or not.
 
-The guarantee: a change whose file events are all lost is seen within
-``RECONCILE_S + TICK_S`` of being made (and always at the agent's end, when
-the conflict monitor takes its last look). A worktree with events is read
-once per burst and never again by the timer meanwhile; a quiet one costs
-one git query every ``RECONCILE_S``, not one every tick (at 16 worktrees of
-thousands of files, re-reading them all every 2 s was most of a busy run's
-git time). When the OS refuses a watch (inotify's ``max_user_watches``),
-that worktree is polled instead, with one warning.
+The guarantee: a change made before the watch was in place is seen within
+``FIRST_LOOK_S + TICK_S`` of the watch's start (when the watch took longer
+than that to set up, as one whose events are lost); a change whose file
+events are all lost, within ``RECONCILE_S + TICK_S`` of being made; every
+change at the agent's end, when the conflict monitor takes its last look. A
+worktree with events is read once per burst and not again by the timer
+meanwhile; a quiet one costs one git query every ``RECONCILE_S``; an agent
+that ends within ``FIRST_LOOK_S`` costs none before its last look. (At 16
+worktrees of thousands of files, reading them all every 2 s was most of a
+busy run's git time.) When the OS refuses a watch (inotify's
+``max_user_watches``), that worktree is polled instead, with one warning.
 Nothing here decides what a collision is: that is :mod:`conflicts`; the
 conflict monitor wires the two together.
 """
@@ -34,8 +38,10 @@ DEBOUNCE_MS = 120
 STEP_MS = 20
 #: A worktree not read for this long is read again, events or not (lost events).
 RECONCILE_S = 20.0
-#: How often the timer looks for such worktrees.
-TICK_S = 2.0
+#: A new watch's worktree is first read this long after the watch starts.
+FIRST_LOOK_S = 0.5
+#: How often the timer looks for worktrees due a read.
+TICK_S = 0.25
 
 #: How often a worktree the OS would not watch is polled, in milliseconds.
 POLL_MS = 300
@@ -52,11 +58,13 @@ class WorktreeWatcher:
         warn: Callable[[str], None] | None = None,
         *,
         reconcile_s: float = RECONCILE_S,
+        first_look_s: float = FIRST_LOOK_S,
         tick_s: float = TICK_S,
     ) -> None:
         self._refresh = refresh
         self._warn = warn
         self._reconcile_s = reconcile_s
+        self._first_look_s = first_look_s
         self._tick_s = tick_s
         self._watches: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._read_at: dict[str, float] = {}  # key -> loop time of its last read (or watch)
@@ -77,9 +85,10 @@ class WorktreeWatcher:
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._follow(key, path, stop, ignore_dirs))
         self._watches[key] = (stop, task)
-        # Its worktree starts as the task's start commit: nothing to read yet. What
-        # is written before the watch is in place is the timer's (RECONCILE_S).
-        self._read_at[key] = asyncio.get_running_loop().time()
+        # Its worktree starts as the task's start commit: nothing to read now. What is
+        # written before the watch is in place is read FIRST_LOOK_S from now.
+        now = asyncio.get_running_loop().time()
+        self._read_at[key] = now - self._reconcile_s + self._first_look_s
 
     def unwatch(self, key: str) -> None:
         """Stop following a key."""

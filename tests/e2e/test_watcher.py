@@ -32,10 +32,10 @@ def test_a_change_whose_events_are_lost_is_seen_within_the_stated_bound(tmp_path
         )
 
     async def main() -> float:
-        w = WorktreeWatcher(refresh, reconcile_s=reconcile_s, tick_s=tick_s)
+        w = WorktreeWatcher(refresh, reconcile_s=reconcile_s, first_look_s=0.2, tick_s=tick_s)
         w.start()
         w.watch("task", watched)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)  # past the first look
         (truth / "lost.txt").write_text("no event reaches the watcher\n")
         made = asyncio.get_running_loop().time()
         for _ in range(40):
@@ -66,10 +66,34 @@ def test_a_quiet_worktree_is_not_read_again_before_the_reconcile_interval(tmp_pa
         w.watch("busy", busy)
         await asyncio.sleep(0.5)  # the watches are in place
         (busy / "a.txt").write_text("an event\n")
-        await asyncio.sleep(2 * watcher.TICK_S + 0.5)
+        await asyncio.sleep(3.0)
         await w.close()
 
     asyncio.run(main())
-    assert watcher.RECONCILE_S > 2 * watcher.TICK_S + 1
-    assert reads["quiet"] == 0  # nothing happened there: no git query
-    assert reads["busy"] >= 1  # its event was read
+    assert watcher.RECONCILE_S > 3.5 + watcher.TICK_S
+    assert reads["quiet"] == 1  # its first look only: nothing happened there since
+    assert reads["busy"] >= 2  # its first look, and its event
+
+
+def test_what_an_agent_wrote_before_its_watch_is_read_soon_after_the_watch(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "early.txt").write_text("written before the watch\n")
+    reads: list[float] = []
+
+    async def refresh(key: str) -> None:
+        reads.append(asyncio.get_running_loop().time())
+
+    async def main() -> float:
+        w = WorktreeWatcher(refresh)
+        w.start()
+        started = asyncio.get_running_loop().time()
+        w.watch("task", tree)
+        await asyncio.sleep(watcher.FIRST_LOOK_S + watcher.TICK_S + 0.5)
+        await w.close()
+        return started
+
+    started = asyncio.run(main())
+    assert reads and reads[0] - started <= watcher.FIRST_LOOK_S + watcher.TICK_S + 0.3
