@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -285,3 +286,28 @@ async def test_a_view_busy_drawing_is_not_dropped_behind(repo: Path, tmp_path: P
     output = view.state.tasks["flood"].attempts[-1].output_bytes
     assert output > 30_000_000
     assert sum(len(e.data) for e in seen if isinstance(e, TaskOutput)) == output
+
+
+async def test_a_service_whose_run_folder_is_deleted_stops_its_agents_and_exits(
+    repo: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    plan = long_plan(tmp_path, repo)
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    view = RunClient(run_dir)
+    await view.connect()
+    following = asyncio.create_task(view.run())
+    await wait_for(lambda: view.state.tasks["slow"].status == "running")
+    pid, pgid = view.state.host_pids[-1], view.state.tasks["slow"].attempts[-1].pgid
+    view.detach()
+    await asyncio.wait_for(following, 10)
+    # The service writes its stderr to service.log in the run folder: kept open to read
+    # what it says once the folder is gone.
+    with (run_dir / "service.log").open("rb") as said:
+        subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+        await wait_for(lambda: not alive(pid), 20)
+        lines = said.read().decode().strip().splitlines()
+    assert not group_alive(pgid), "its agent was left running"
+    assert lines and "run folder" in lines[-1] and "deleted" in lines[-1], lines
+    assert "Traceback" not in "\n".join(lines)
