@@ -178,13 +178,19 @@ class ConflictMonitor:
             predictions: dict[tuple[str, str], tuple[str, ...]] = {}
             if self.isolation != "worktree":
                 commits = {}  # one tree: nothing to merge, nothing to predict
+            asked: set[tuple[str, str]] = set()
             for a, b in conflicts.pairs_to_predict(changes):
                 if commits.get(a) and commits.get(b):
+                    asked.add((commits[a], commits[b]))
                     predictions[(a, b)] = await self._predict(commits[a], commits[b])
             tip = state.integration_tip
             for task_id, commit in commits.items():
                 if commit and tip and changes[task_id] and starts[task_id] != tip:
+                    asked.add((tip, commit))
                     predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
+            # Only predictions about the tasks' and the integration's current commits
+            # can be asked again: the rest would be kept for nothing, run after run.
+            self._predictions = {k: v for k, v in self._predictions.items() if k in asked}
             loose = self._unattributed if self.isolation == "shared" else []
             findings = conflicts.analyze(self.plan, changes, predictions, loose)
             if self.isolation == "worktree":
@@ -219,7 +225,17 @@ class ConflictMonitor:
 
 def read_sets(plan: Plan, state: RunState) -> tuple[list[conflicts.Reader], list[conflicts.Merge]]:
     """What each running or unmerged task read, and every merge so far, for stale inputs."""
-    readers, merges = [], []
+    readers = [
+        reader
+        for task in state.tasks.values()
+        if task.status in ANALYZED_STATUSES and (reader := reader_of(plan, task)) is not None
+    ]
+    return readers, merges_so_far(state) if readers else []  # nobody read: no merge matters
+
+
+def merges_so_far(state: RunState) -> list[conflicts.Merge]:
+    """Every merge of the run so far, with the paths it changed."""
+    merges = []
     for task in state.tasks.values():
         for attempt in task.attempts:
             if attempt.merged_commit:
@@ -227,10 +243,7 @@ def read_sets(plan: Plan, state: RunState) -> tuple[list[conflicts.Reader], list
                     f.old_path for f in attempt.changed if f.old_path
                 }
                 merges.append(conflicts.Merge(task.id, attempt.merged_ts, tuple(sorted(paths))))
-        reader = reader_of(plan, task)
-        if reader is not None and task.status in ANALYZED_STATUSES:
-            readers.append(reader)
-    return readers, merges
+    return merges
 
 
 def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
@@ -255,7 +268,7 @@ def stale_context(plan: Plan, state: RunState, repo: Path, task_id: str) -> str:
         return ""
     base = state.tasks[task_id].attempts[-1].base_commit
     parts = []
-    for finding in conflicts.stale_inputs([reader], read_sets(plan, state)[1]):
+    for finding in conflicts.stale_inputs([reader], merges_so_far(state)):
         merged = finding.tasks[1]
         diff = workspace.diff_text(repo, base, state.integration_tip, finding.paths)
         parts.append(
