@@ -15,11 +15,14 @@ than that to set up, as one whose events are lost); a change whose file
 events are all lost, within ``RECONCILE_S + TICK_S`` of being made; every
 change at the agent's end, when the conflict monitor takes its last look. A
 worktree with events is read once per burst and not again by the timer
-meanwhile; a quiet one costs one git query every ``RECONCILE_S``; an agent
-that ends within ``FIRST_LOOK_S`` costs none before its last look. (At 16
-worktrees of thousands of files, reading them all every 2 s was most of a
-busy run's git time.) When the OS refuses a watch (inotify's
-``max_user_watches``), that worktree is polled instead, with one warning.
+meanwhile; a quiet one costs one git query every ``RECONCILE_S``. The file
+watch itself starts at the first look (the timer's task comes first, so it is
+in place before that read): an agent that ends within ``FIRST_LOOK_S`` costs
+no watch and no read before its last look. (At 16 worktrees of 5,000 files,
+reading them all every 2 s was most of a busy run's git time, and setting up
+a recursive watch takes 25-80 ms of the loop, the GIL held.) When the OS
+refuses a watch (inotify's ``max_user_watches``), that worktree is polled
+instead, with one warning.
 Nothing here decides what a collision is: that is :mod:`conflicts`; the
 conflict monitor wires the two together.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: How long a burst may keep growing before it is reported, and how long the
@@ -49,6 +53,16 @@ POLL_MS = 300
 Refresh = Callable[[str], Awaitable[object]]
 
 
+@dataclass(eq=False)
+class _Watch:
+    """One key's worktree; its file watch (``task``) starts at the first look."""
+
+    path: Path
+    ignore_dirs: tuple[str, ...]
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
 class WorktreeWatcher:
     """Watches several worktrees; calls ``refresh(key)`` at most once per burst each."""
 
@@ -66,7 +80,7 @@ class WorktreeWatcher:
         self._reconcile_s = reconcile_s
         self._first_look_s = first_look_s
         self._tick_s = tick_s
-        self._watches: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self._watches: dict[str, _Watch] = {}
         self._read_at: dict[str, float] = {}  # key -> loop time of its last read (or watch)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -82,11 +96,10 @@ class WorktreeWatcher:
     def watch(self, key: str, path: Path, ignore_dirs: tuple[str, ...] = ()) -> None:
         """Follow ``path`` under ``key`` (a task id); replaces an earlier watch of the key."""
         self.unwatch(key)
-        stop = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._follow(key, path, stop, ignore_dirs))
-        self._watches[key] = (stop, task)
-        # Its worktree starts as the task's start commit: nothing to read now. What is
-        # written before the watch is in place is read FIRST_LOOK_S from now.
+        self._watches[key] = _Watch(path, ignore_dirs)
+        # Its worktree starts as the task's start commit: nothing to read now. The
+        # first look, FIRST_LOOK_S from now, starts the file watch and reads what was
+        # written until then.
         now = asyncio.get_running_loop().time()
         self._read_at[key] = now - self._reconcile_s + self._first_look_s
 
@@ -94,8 +107,9 @@ class WorktreeWatcher:
         """Stop following a key."""
         entry = self._watches.pop(key, None)
         if entry is not None:
-            entry[0].set()
-            entry[1].cancel()
+            entry.stop.set()
+            if entry.task is not None:
+                entry.task.cancel()
         self._dirty.discard(key)
         self._read_at.pop(key, None)
 
@@ -158,7 +172,11 @@ class WorktreeWatcher:
             await asyncio.sleep(self._tick_s)
             due = loop.time() - self._reconcile_s
             for key, read in list(self._read_at.items()):
-                if read <= due and key in self._watches:
+                entry = self._watches.get(key)
+                if read <= due and entry is not None:
+                    if entry.task is None:  # the first look: the file watch starts now
+                        follow = self._follow(key, entry.path, entry.stop, entry.ignore_dirs)
+                        entry.task = loop.create_task(follow)
                     self.poke(key)
 
     async def close(self) -> None:

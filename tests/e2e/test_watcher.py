@@ -64,9 +64,9 @@ def test_a_quiet_worktree_is_not_read_again_before_the_reconcile_interval(tmp_pa
         w.start()
         w.watch("quiet", quiet)
         w.watch("busy", busy)
-        await asyncio.sleep(0.5)  # the watches are in place
+        await asyncio.sleep(1.5)  # the first looks are done, the watches in place
         (busy / "a.txt").write_text("an event\n")
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(2.0)
         await w.close()
 
     asyncio.run(main())
@@ -97,3 +97,29 @@ def test_what_an_agent_wrote_before_its_watch_is_read_soon_after_the_watch(
 
     started = asyncio.run(main())
     assert reads and reads[0] - started <= watcher.FIRST_LOOK_S + watcher.TICK_S + 0.3
+
+
+def test_a_worktree_unwatched_before_its_first_look_costs_no_read(tmp_path: Path) -> None:
+    """A task that ends within FIRST_LOOK_S (its agent took a moment): no git query and
+    no file watch before the conflict monitor's last look, which is the caller's."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    reads: list[str] = []
+
+    async def refresh(key: str) -> None:
+        reads.append(key)
+
+    async def main() -> bool:
+        w = WorktreeWatcher(refresh)
+        w.start()
+        w.watch("short", tree)
+        (tree / "out.txt").write_text("done\n")
+        await asyncio.sleep(watcher.FIRST_LOOK_S / 4)
+        followed = w._watches["short"].task is not None
+        w.unwatch("short")
+        await asyncio.sleep(watcher.FIRST_LOOK_S + 2 * watcher.TICK_S)
+        await w.close()
+        return followed
+
+    assert asyncio.run(main()) is False  # no recursive watch was set up
+    assert reads == []
