@@ -202,7 +202,7 @@ def _paths_intersect(a: tuple[str | _Segment, ...], b: tuple[str | _Segment, ...
 
 
 @lru_cache(maxsize=8192)
-def _plain(pattern: str) -> tuple[str, ...] | None:
+def plain_parts(pattern: str) -> tuple[str, ...] | None:
     """A pattern without wildcards as its path's parts (it covers them and all below);
     ``None`` for a glob, or a pattern naming no path."""
     if _has_magic(pattern):
@@ -223,7 +223,7 @@ def globs_overlap(a: str, b: str) -> bool:
     keeping the pair: a thousand tasks make a million pairs, and caching them
     all was most of a long run's memory growth (issue 15).
     """
-    plain_a, plain_b = _plain(a), _plain(b)
+    plain_a, plain_b = plain_parts(a), plain_parts(b)
     if plain_a is not None and plain_b is not None:
         return _prefix(plain_a, plain_b) or _prefix(plain_b, plain_a)
     return _globs_overlap(a, b)
@@ -236,7 +236,7 @@ def _globs_overlap(a: str, b: str) -> bool:
 
 def glob_matches(pattern: str, path: str) -> bool:
     """True when ``path`` (relative to the repo root) matches ``pattern``."""
-    plain = _plain(pattern)
+    plain = plain_parts(pattern)
     if plain is not None:
         return _prefix(
             plain, tuple(p for p in path.replace("\\", "/").split("/") if p and p != ".")
