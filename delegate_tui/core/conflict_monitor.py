@@ -165,6 +165,14 @@ class ConflictMonitor:
             changes: dict[str, list[str]] = {}
             commits: dict[str, str] = {}
             starts: dict[str, str] = {}
+            # Committed and waiting for the merge lock: every merge before it moves the
+            # tip, and predicting each such task against each new tip was a merge-tree
+            # per waiting task per merge (issue 15: six a task at 16 in parallel).
+            queued = {
+                t.id
+                for t in state.tasks.values()
+                if t.status == "merging" and t.attempt is not None and t.attempt.commit
+            }
             for task in state.tasks.values():
                 attempt = task.attempt
                 if attempt is None or task.status not in ANALYZED_STATUSES:
@@ -185,6 +193,8 @@ class ConflictMonitor:
                     predictions[(a, b)] = await self._predict(commits[a], commits[b])
             tip = state.integration_tip
             for task_id, commit in commits.items():
+                if task_id in queued:
+                    continue  # its own merge, already queued, is the answer (one merge-tree)
                 if commit and tip and changes[task_id] and starts[task_id] != tip:
                     asked.add((tip, commit))
                     predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
