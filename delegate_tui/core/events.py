@@ -8,7 +8,8 @@ Agent output is bytes: valid UTF-8 travels as text, anything else as base64,
 so every byte survives exactly. ``SCHEMA_VERSION`` is written in the first
 event of every log; a reader refuses a newer one.
 
-(About 790 lines, two thirds of them the declarations of its thirty-eight events.)
+(About 840 lines, two thirds of them the declarations of its thirty-eight events; the
+rest their encoding, and rebuilding a proposal's held list from its changes.)
 """
 
 from __future__ import annotations
