@@ -9,7 +9,7 @@ all, not even a temporary checkout. Everything goes through the git CLI with
 ``-z`` output (paths with spaces, newlines or unicode survive); callers in
 async code run these blocking functions in a thread.
 
-(About 610 lines: one short function per git operation the run needs.)
+(About 530 lines: one short function per git operation the run needs.)
 """
 
 from __future__ import annotations
@@ -193,38 +193,10 @@ def current_branch(repo: Path) -> str | None:
 
 
 def identity_env(repo: Path) -> dict[str, str]:
-    """Author variables to use when the repository has no user configured.
-
-    Asked once per repository (its worktrees share the answer): every snapshot,
-    commit and merge needs it, a git process each time otherwise.
-    """
-    key = _common_dir(repo)
-    known = _IDENTITY.get(key) if key else None
-    if known is None:
-        configured = git(["config", "user.email"], repo, check=False).returncode == 0
-        known = {} if configured else dict(_FALLBACK_IDENTITY)
-        if key:
-            _IDENTITY[key] = known
-    return dict(known)
-
-
-_IDENTITY: dict[str, dict[str, str]] = {}
-
-
-def _common_dir(workdir: Path) -> str:
-    """The repository's own git folder, read from ``.git`` without git ("" if unsure)."""
-    dotgit = workdir / ".git"
-    try:
-        if dotgit.is_dir():
-            return str(dotgit.resolve())
-        text = dotgit.read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
-    if not text.startswith("gitdir: "):
-        return ""
-    gitdir = Path(text.removeprefix("gitdir: "))
-    gitdir = gitdir if gitdir.is_absolute() else workdir / gitdir
-    return str(gitdir.parent.parent.resolve()) if gitdir.parent.name == "worktrees" else ""
+    """Author variables to use when the repository has no user configured."""
+    if git(["config", "user.email"], repo, check=False).returncode == 0:
+        return {}
+    return dict(_FALLBACK_IDENTITY)
 
 
 def dirty_paths(repo: Path) -> list[str]:

@@ -6,8 +6,6 @@ One ``git merge-base`` decides the first two (issue 15: it was two
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,35 +48,3 @@ def test_merge_into_tells_already_merged_fast_forward_and_a_real_merge(repo: Pat
     refused = workspace.merge_into(repo, "integration", clash, "merge clash")
     assert not refused.ok and refused.conflicts == ("a.txt",)
     assert git(repo, "rev-parse", "integration").strip() == merged.commit
-
-
-def test_a_repository_without_a_user_gets_the_fallback_identity_in_every_worktree(
-    tmp_path: Path,
-) -> None:
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    git(bare, "init", "-q", "-b", "main")
-    git(
-        bare,
-        "-c",
-        "user.name=x",
-        "-c",
-        "user.email=x@x",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "0",
-    )
-    tree = tmp_path / "tree"
-    git(bare, "worktree", "add", "-q", "-b", "side", str(tree), "main")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    if subprocess.run(["git", "config", "user.email"], cwd=bare, env=env).returncode == 0:
-        pytest.skip("a user.email is configured outside the repository")
-    assert workspace.identity_env(bare)["GIT_AUTHOR_EMAIL"] == "delegate-tui@localhost"
-    assert workspace.identity_env(tree) == workspace.identity_env(bare)
-    configured = tmp_path / "configured"
-    configured.mkdir()
-    git(configured, "init", "-q")
-    git(configured, "config", "user.email", "me@example.invalid")
-    assert workspace.identity_env(configured) == {}
