@@ -136,7 +136,11 @@ class Printer:
             text += self.style("  (waiting for approval)", fg="yellow")
         for note in ev.notes:
             text += f"\n          note: {note.task}: {note.reason}"
-        for held in ev.held:
+        # A batch waiting for the operator: every held task. Otherwise what changed
+        # (a proposal may list only that; a thousand held tasks each time would flood).
+        proposal = self.state.proposal
+        waiting = ev.needs_approval and proposal is not None and proposal.batch == ev.batch
+        for held in proposal.held if waiting and proposal is not None else ev.held:
             text += f"\n          held: {held.task}: {held.reason}"
         return text
 

@@ -16,7 +16,7 @@ vendor keeps refusing its credentials ("authentication failed") rather than
 letting it burn its timeout. A retry continues the agent's conversation where
 its CLI can (``resume_command``).
 
-(About 650 lines: the steps of one attempt in the order they run, each a method;
+(About 670 lines: the steps of one attempt in the order they run, each a method;
 what the stream, the scope guard and the sandbox ask of an attempt sits beside
 the step that uses it, and their decisions live in their own modules.)
 """
@@ -41,6 +41,7 @@ from delegate_tui.core.events import (
     AgentToolFinished,
     AgentToolStarted,
     AgentUsage,
+    ChangedFile,
     CriteriaChecked,
     CriterionResult,
     Event,
@@ -56,7 +57,7 @@ from delegate_tui.core.events import (
     TaskStarted,
     TaskStatus,
 )
-from delegate_tui.core.executor import AttemptLost, Executor
+from delegate_tui.core.executor import AttemptLost, Executor, LocalExecutor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.metrics import usd, usd_of
 from delegate_tui.core.plan import Plan
@@ -126,6 +127,8 @@ class Attempt:
         self._denials: Path | None = None  # the scope guard's record of refused writes
         self._denials_seen = 0
         self._node = ""  # where the executor placed it ("": this machine)
+        #: The conflict monitor's look at the worktree as the agent ended: snapshot, files.
+        self._final_look: tuple[str, tuple[ChangedFile, ...]] | None = None
 
     def _emit(self, ev: Event) -> None:
         self._emitter.emit(ev)
@@ -158,13 +161,7 @@ class Attempt:
         final = prompts.final_output(self._latest(), self._last_message())
         if self.ctx.isolation != "worktree":
             return Outcome("succeeded", "", final)
-        commit = await asyncio.to_thread(
-            workspace.commit_all,
-            workdir,
-            f"{self.task.label}\n\n"
-            f"delegate-tui run {self.ctx.run_id}, task {task_id}, attempt {number}",
-        )
-        changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+        commit, changed = await self._commit(workdir, start)
         self._emit(
             TaskCommitted(task=task_id, attempt=number, commit=commit, changed=tuple(changed))
         )
@@ -182,6 +179,30 @@ class Attempt:
             return Outcome("failed", stale)
         merged = await self._integration.merge(task_id, self._latest())
         return Outcome(merged.status, merged.reason, final if merged.status == "succeeded" else "")
+
+    async def _commit(self, workdir: Path, start: str) -> tuple[str, tuple[ChangedFile, ...]]:
+        """Commit the attempt's work on its branch: the commit and the files it changed.
+
+        The conflict monitor's last look at the worktree, when the agent ended,
+        is that work when nothing ran in the worktree since (no criteria
+        commands; the work is on this machine): it is committed as it is, and
+        git does not read the worktree's files a second time.
+        """
+        message = (
+            f"{self.task.label}\n\n"
+            f"delegate-tui run {self.ctx.run_id}, task {self.task_id}, attempt {self.number}"
+        )
+        look = self._final_look
+        untouched = isinstance(self._executor, LocalExecutor) and not any(
+            c.run for c in self.task.criteria
+        )
+        if look is not None and untouched:
+            commit = await asyncio.to_thread(workspace.commit_snapshot, workdir, look[0], message)
+            if commit is not None:
+                return commit, look[1]
+        commit = await asyncio.to_thread(workspace.commit_all, workdir, message)
+        changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+        return commit, tuple(changed)
 
     async def _work(self, workdir: Path, start: str) -> Outcome | None:
         """Setup, agent and criteria where the executor placed them; ``None`` when all passed."""
@@ -517,7 +538,7 @@ class Attempt:
             for ev in parser.close():
                 self._emit(ev)
         self._report_denials()
-        await self._monitor.settle(task_id)
+        self._final_look = await self._monitor.settle(task_id)
         killed = self._ended
         stopped = self._stopped
         reason = (

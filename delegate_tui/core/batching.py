@@ -122,6 +122,64 @@ def conflict_reason(plan: Plan, task: Task, other: Task, *, isolation: str) -> s
     return ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Paths:
+    """A task's declared files when they are plain paths (no glob, no resource, no
+    shared file): its paths and every folder above them, to rule out overlaps with
+    set lookups instead of comparing it with each task in turn."""
+
+    paths: frozenset[tuple[str, ...]]
+    prefixes: frozenset[tuple[str, ...]]
+
+
+_PATHS: tuple[Plan, dict[str, _Paths | None]] | None = None
+
+
+def _plain_paths(plan: Plan, task: Task) -> _Paths | None:
+    """``task``'s :class:`_Paths`, ``None`` when it must be compared rule by rule."""
+    global _PATHS
+    if _PATHS is None or _PATHS[0] is not plan:
+        _PATHS = (plan, {})
+    known = _PATHS[1]
+    if task.id not in known:
+        parts = [scopes.plain_parts(p) for p in (*task.edits, *task.reads)]
+        simple = (
+            bool(task.edits)
+            and not task.resources
+            and all(p is not None for p in parts)
+            and not scopes.shared_hits(task.edits, plan.shared_files)
+        )
+        paths = frozenset(p for p in parts if p is not None)
+        prefixes = frozenset(p[:k] for p in paths for k in range(1, len(p) + 1))
+        known[task.id] = _Paths(paths, prefixes) if simple else None
+    return known[task.id]
+
+
+class _Index:
+    """The plain paths of a group of tasks (running, or chosen so far)."""
+
+    def __init__(self) -> None:
+        self.paths: set[tuple[str, ...]] = set()
+        self.prefixes: set[tuple[str, ...]] = set()
+        self.exact = True  # some task of the group has globs, resources or shared files
+
+    def add(self, found: _Paths | None) -> None:
+        if found is None:
+            self.exact = False
+        else:
+            self.paths |= found.paths
+            self.prefixes |= found.prefixes
+
+    def clear_of(self, found: _Paths | None) -> bool:
+        """True when no task of the group can conflict with a task of ``found`` paths."""
+        return (
+            found is not None
+            and self.exact
+            and found.paths.isdisjoint(self.prefixes)
+            and self.paths.isdisjoint(found.prefixes)
+        )
+
+
 def next_batch(
     plan: Plan, state: RunState, *, auto_approve: bool, explain: bool = True
 ) -> Proposal | None:
@@ -144,6 +202,12 @@ def next_batch(
     occupying = [plan.task(t.id) for t in state.tasks.values() if t.status in _OCCUPYING]
     isolation = state.isolation or "worktree"
 
+    # Tasks whose files are plain paths are checked against a whole group at once:
+    # only a possible overlap is looked at task by task (a thousand ready tasks against
+    # sixteen running ones, on every pass). The reasons are the same.
+    busy, picked = _Index(), _Index()
+    for other in occupying:
+        busy.add(_plain_paths(plan, other))
     chosen: list[Task] = []
     held: list[HeldTask] = []
     notes: list[HeldTask] = []
@@ -155,14 +219,15 @@ def next_batch(
         if alone:
             held.append(HeldTask(task_id, f"{chosen[0].id} needs its own approval"))
             continue
+        mine = _plain_paths(plan, task)
         reason = ""
-        for other in occupying:
+        for other in () if busy.clear_of(mine) else occupying:
             reason = conflict_reason(plan, task, other, isolation=isolation)
             if reason:
                 reason += f" ({state.tasks[other.id].status})"
                 break
         if not reason:
-            for other in chosen:
+            for other in () if picked.clear_of(mine) else chosen:
                 reason = conflict_reason(plan, task, other, isolation=isolation)
                 if reason:
                     break
@@ -174,6 +239,7 @@ def next_batch(
             held.append(HeldTask(task_id, reason))
             continue
         chosen.append(task)
+        picked.add(_plain_paths(plan, task))
         if _scope_undeclared(task) and isolation == "worktree":
             notes.append(HeldTask(task_id, "scope undeclared: no edits declared"))
         if task.approve:

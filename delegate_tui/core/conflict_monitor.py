@@ -22,6 +22,7 @@ from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
     ANALYZED_STATUSES,
+    ChangedFile,
     ConflictDetected,
     ConflictResolved,
     FilesChanged,
@@ -81,11 +82,19 @@ class ConflictMonitor:
         if task_id in self._watched:
             self._watcher.poke(task_id)
 
-    async def settle(self, task_id: str) -> None:
-        """The agent is done: one last look, then its change set stands still."""
-        if task_id in self._watched:
-            self._watcher.unwatch(task_id)
-            await self._refresh(task_id)
+    async def settle(self, task_id: str) -> tuple[str, tuple[ChangedFile, ...]] | None:
+        """The agent is done: one last look, then its change set stands still.
+
+        Returns that look: the snapshot (its index kept for
+        :func:`workspace.commit_snapshot`, so the commit need not read the files
+        again) and the files changed since the attempt's start.
+        """
+        if task_id not in self._watched:
+            return None
+        self._watcher.unwatch(task_id)
+        try:
+            return await self._refresh(task_id, final=True)
+        finally:
             self._watched.pop(task_id, None)
 
     def schedule(self) -> None:
@@ -97,25 +106,31 @@ class ConflictMonitor:
         """Stop watching."""
         await self._watcher.close()
 
-    async def _refresh(self, task_id: str) -> None:
+    async def _refresh(
+        self, task_id: str, final: bool = False
+    ) -> tuple[str, tuple[ChangedFile, ...]] | None:
         """Ask git what a watched task has changed; report it if it moved."""
         if task_id == SHARED_KEY:
             await self._refresh_shared()
-            return
+            return None
         info = self._watched.get(task_id)
         if info is None:
-            return
+            return None
         number, workdir, start = info
-        snapshot, files = await asyncio.to_thread(workspace.current_changes, workdir, start)
+        snapshot, found = await asyncio.to_thread(
+            workspace.current_changes, workdir, start, keep_index=final
+        )
+        files = tuple(found)
         task = self._emitter.state.tasks.get(task_id)
         if task is None or not task.attempts or task.attempts[-1].number != number:
-            return
+            return None
         attempt = task.attempts[-1]
-        if tuple(files) != attempt.live_changes or snapshot != attempt.snapshot:
+        if files != attempt.live_changes or snapshot != attempt.snapshot:
             self._emitter.emit(
-                FilesChanged(task=task_id, attempt=number, files=tuple(files), snapshot=snapshot)
+                FilesChanged(task=task_id, attempt=number, files=files, snapshot=snapshot)
             )
             await self.analyze()
+        return snapshot, files
 
     async def _refresh_shared(self) -> None:
         """isolation: shared: what changed in the tree, attributed to running tasks by scope."""
@@ -150,6 +165,14 @@ class ConflictMonitor:
             changes: dict[str, list[str]] = {}
             commits: dict[str, str] = {}
             starts: dict[str, str] = {}
+            # Committed and waiting for the merge lock: every merge before it moves the
+            # tip, and predicting each such task against each new tip was a merge-tree
+            # per waiting task per merge (issue 15: six a task at 16 in parallel).
+            queued = {
+                t.id
+                for t in state.tasks.values()
+                if t.status == "merging" and t.attempt is not None and t.attempt.commit
+            }
             for task in state.tasks.values():
                 attempt = task.attempt
                 if attempt is None or task.status not in ANALYZED_STATUSES:
@@ -163,13 +186,21 @@ class ConflictMonitor:
             predictions: dict[tuple[str, str], tuple[str, ...]] = {}
             if self.isolation != "worktree":
                 commits = {}  # one tree: nothing to merge, nothing to predict
+            asked: set[tuple[str, str]] = set()
             for a, b in conflicts.pairs_to_predict(changes):
                 if commits.get(a) and commits.get(b):
+                    asked.add((commits[a], commits[b]))
                     predictions[(a, b)] = await self._predict(commits[a], commits[b])
             tip = state.integration_tip
             for task_id, commit in commits.items():
+                if task_id in queued:
+                    continue  # its own merge, already queued, is the answer (one merge-tree)
                 if commit and tip and changes[task_id] and starts[task_id] != tip:
+                    asked.add((tip, commit))
                     predictions[(conflicts.INTEGRATION, task_id)] = await self._predict(tip, commit)
+            # Only predictions about the tasks' and the integration's current commits
+            # can be asked again: the rest would be kept for nothing, run after run.
+            self._predictions = {k: v for k, v in self._predictions.items() if k in asked}
             loose = self._unattributed if self.isolation == "shared" else []
             findings = conflicts.analyze(self.plan, changes, predictions, loose)
             if self.isolation == "worktree":
@@ -204,7 +235,17 @@ class ConflictMonitor:
 
 def read_sets(plan: Plan, state: RunState) -> tuple[list[conflicts.Reader], list[conflicts.Merge]]:
     """What each running or unmerged task read, and every merge so far, for stale inputs."""
-    readers, merges = [], []
+    readers = [
+        reader
+        for task in state.tasks.values()
+        if task.status in ANALYZED_STATUSES and (reader := reader_of(plan, task)) is not None
+    ]
+    return readers, merges_so_far(state) if readers else []  # nobody read: no merge matters
+
+
+def merges_so_far(state: RunState) -> list[conflicts.Merge]:
+    """Every merge of the run so far, with the paths it changed."""
+    merges = []
     for task in state.tasks.values():
         for attempt in task.attempts:
             if attempt.merged_commit:
@@ -212,10 +253,7 @@ def read_sets(plan: Plan, state: RunState) -> tuple[list[conflicts.Reader], list
                     f.old_path for f in attempt.changed if f.old_path
                 }
                 merges.append(conflicts.Merge(task.id, attempt.merged_ts, tuple(sorted(paths))))
-        reader = reader_of(plan, task)
-        if reader is not None and task.status in ANALYZED_STATUSES:
-            readers.append(reader)
-    return readers, merges
+    return merges
 
 
 def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
@@ -240,7 +278,7 @@ def stale_context(plan: Plan, state: RunState, repo: Path, task_id: str) -> str:
         return ""
     base = state.tasks[task_id].attempts[-1].base_commit
     parts = []
-    for finding in conflicts.stale_inputs([reader], read_sets(plan, state)[1]):
+    for finding in conflicts.stale_inputs([reader], merges_so_far(state)):
         merged = finding.tasks[1]
         diff = workspace.diff_text(repo, base, state.integration_tip, finding.paths)
         parts.append(

@@ -70,6 +70,7 @@ from delegate_tui.core.events import (
     TaskFinished,
     TaskOutput,
     TaskSkipped,
+    held_changes,
 )
 from delegate_tui.core.executor import AttemptLost, ExecutorError, make_executor
 from delegate_tui.core.integration import Integration
@@ -464,13 +465,19 @@ class Engine:
                 self._emit(SchedulingPaused())
         else:
             proposal = step.proposal
+            # Only what changed in the held list when that is shorter (a thousand
+            # ready tasks would otherwise be listed again in every proposal).
+            delta = held_changes(self.state.held_tasks, proposal.held)
             ev = self._emit(
                 BatchProposed(
                     batch=step.batch,
                     tasks=proposal.tasks,
-                    held=proposal.held,
+                    held=proposal.held if delta is None else delta[0],
                     notes=proposal.notes,
                     needs_approval=proposal.needs_approval,
+                    changes_only=delta is not None,
+                    released=() if delta is None else delta[2],
+                    after=() if delta is None else delta[1],
                 )
             )
             assert isinstance(ev, BatchProposed)

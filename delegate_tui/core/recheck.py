@@ -2,7 +2,7 @@
 
 Owns the re-check of finished work whose inputs changed under it. When an
 attempt is about to merge and a merge that landed after it started changed a
-file it read (a stale input, :func:`conflict_monitor.read_sets`), its
+file it read (a stale input, :func:`conflict_monitor.merges_so_far`), its
 ``run:`` criteria run again in a scratch worktree holding its commit merged
 onto the current integration tip: the result as it would land. The run's
 ``CriteriaChecked`` for the attempt says how that went; a failure keeps the
@@ -17,7 +17,7 @@ import asyncio
 import os
 
 from delegate_tui.core import conflicts, prompts, workspace
-from delegate_tui.core.conflict_monitor import read_sets, reader_of
+from delegate_tui.core.conflict_monitor import merges_so_far, reader_of
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import CriteriaChecked, CriterionResult
 from delegate_tui.core.executor import Executor
@@ -34,7 +34,7 @@ def stale_inputs(plan: Plan, emitter: Emitter, task_id: str) -> list[conflicts.F
     reader = reader_of(plan, state.tasks[task_id])
     if reader is None:
         return []
-    return conflicts.stale_inputs([reader], read_sets(plan, state)[1])
+    return conflicts.stale_inputs([reader], merges_so_far(state))
 
 
 async def before_merge(

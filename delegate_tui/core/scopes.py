@@ -201,15 +201,51 @@ def _paths_intersect(a: tuple[str | _Segment, ...], b: tuple[str | _Segment, ...
     return False
 
 
-@lru_cache(maxsize=1 << 18)
+@lru_cache(maxsize=8192)
+def plain_parts(pattern: str) -> tuple[str, ...] | None:
+    """A pattern without wildcards as its path's parts (it covers them and all below);
+    ``None`` for a glob, or a pattern naming no path."""
+    if _has_magic(pattern):
+        return None
+    parts = tuple(p for p in pattern.strip().replace("\\", "/").split("/") if p and p != ".")
+    return parts or None
+
+
+def _prefix(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    return a == b[: len(a)]
+
+
 def globs_overlap(a: str, b: str) -> bool:
-    """True when some path (existing or not) matches both globs."""
-    return _paths_intersect(compile_glob(a), compile_glob(b))
+    """True when some path (existing or not) matches both globs.
+
+    Two plain paths (the common case: a task's own files) overlap when one is
+    the other or a folder above it, answered without automata and without
+    keeping the pair: a thousand tasks make a million pairs, and caching them
+    all was most of a long run's memory growth (issue 15).
+    """
+    plain_a, plain_b = plain_parts(a), plain_parts(b)
+    if plain_a is not None and plain_b is not None:
+        return _prefix(plain_a, plain_b) or _prefix(plain_b, plain_a)
+    return _globs_overlap(a, b)
 
 
 @lru_cache(maxsize=65536)
+def _globs_overlap(a: str, b: str) -> bool:
+    return _paths_intersect(compile_glob(a), compile_glob(b))
+
+
 def glob_matches(pattern: str, path: str) -> bool:
     """True when ``path`` (relative to the repo root) matches ``pattern``."""
+    plain = plain_parts(pattern)
+    if plain is not None:
+        return _prefix(
+            plain, tuple(p for p in path.replace("\\", "/").split("/") if p and p != ".")
+        )
+    return _glob_matches(pattern, path)
+
+
+@lru_cache(maxsize=65536)
+def _glob_matches(pattern: str, path: str) -> bool:
     return _paths_intersect(compile_glob(pattern), _literal_segments(path))
 
 

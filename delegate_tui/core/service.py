@@ -21,6 +21,12 @@ A slow client never slows the run: each client has a bounded queue; when it
 is full, the queue is dropped and the client is told ``{"behind": {"seq",
 "skipped"}}``, and it reloads the state from the log (the newest keyframe and
 the events after it) before following again.
+
+A run nobody can reach is not left running: when the run's folder is deleted
+(or replaced, or its socket removed), no view can attach and no ``stop`` can
+find it, so within :data:`FOLDER_CHECK_S` the service stops the run as
+``stop`` would (agents ended within their grace period, worktrees removed),
+says so in one line on its stderr, and exits.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import contextlib
 import os
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +61,8 @@ LINGER_S = 10.0
 #: At the end of the run, a view whose queue has not shrunk for this long is left
 #: behind (it reads the end from the log); one that is still reading is waited for.
 CLOSE_STALL_S = 5.0
+#: How often the service checks that its run folder and socket are still there.
+FOLDER_CHECK_S = 1.0
 
 #: Commands a client may send: name -> (engine method, allowed argument names).
 COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
@@ -147,6 +156,8 @@ class RunService:
                 await self._listen()
                 if on_listening is not None:
                     on_listening(self.path)
+                watch = asyncio.get_running_loop().create_task(self._watch_folder())
+                runner.add_done_callback(lambda _: watch.cancel())
             await runner
             if self._server is not None and not self._attached.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -170,6 +181,26 @@ class RunService:
                 self._serve, path=address, limit=MAX_LINE
             )
         os.chmod(self.path, 0o600)
+
+    async def _watch_folder(self) -> None:
+        """Stop the run once nobody can reach it: its folder or socket is gone."""
+        run_dir = self.engine.run_dir
+        ours = os.stat(run_dir).st_ino, os.stat(self.path).st_ino
+        while True:
+            await asyncio.sleep(FOLDER_CHECK_S)
+            try:
+                there = os.stat(run_dir).st_ino, os.stat(self.path).st_ino
+            except OSError:
+                there = (-1, -1)
+            if there != ours:
+                break
+        said = (
+            f"delegate-tui: the run folder {run_dir} was deleted (or its control socket "
+            "removed) while the run went on: no view could attach to it or stop it, so its "
+            "agents were stopped and the run service exits"
+        )
+        print(said, file=sys.stderr, flush=True)
+        self.engine.stop(said.removeprefix("delegate-tui: "))
 
     async def _close(self) -> None:
         if self._server is not None:

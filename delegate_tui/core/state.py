@@ -17,7 +17,7 @@ phases — kept in one registry so that the fold is read in one place.)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from delegate_tui.core.events import (
@@ -43,6 +43,7 @@ from delegate_tui.core.events import (
     FilesChanged,
     FinalMerge,
     GuardDenied,
+    HeldTask,
     InputSent,
     KillRequested,
     MergeConflict,
@@ -69,6 +70,7 @@ from delegate_tui.core.events import (
     TaskStatus,
     TokenUsage,
     from_json,
+    held_after,
     to_json,
 )
 from delegate_tui.core.plan import Plan
@@ -315,6 +317,8 @@ class RunState:
     paused: bool = False
     tasks: dict[str, TaskState] = field(default_factory=dict)
     proposal: BatchProposed | None = None
+    #: Every task the latest proposal held, and why (a proposal may list only changes to it).
+    held_tasks: tuple[HeldTask, ...] = ()
     batches: int = 0
     notices: list[Notice] = field(default_factory=list)
     metrics: Metrics | None = None
@@ -477,6 +481,10 @@ def _resumed(state: RunState, ev: SchedulingResumed) -> None:
 
 @_on(BatchProposed)
 def _proposed(state: RunState, ev: BatchProposed) -> None:
+    held_tasks = held_after(state.held_tasks, ev)
+    state.held_tasks = held_tasks
+    if ev.changes_only:  # the proposal as it stands, all its held tasks listed
+        ev = replace(ev, held=held_tasks, changes_only=False, released=(), after=())
     state.proposal = ev
     state.batches = max(state.batches, ev.batch)
     if ev.needs_approval:

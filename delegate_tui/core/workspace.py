@@ -220,38 +220,91 @@ def dirty_paths(repo: Path) -> list[str]:
     return paths
 
 
-def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
+def snapshot_worktree(workdir: Path, parent: str, message: str, *, keep_index: bool = False) -> str:
     """Commit the current state of ``workdir`` (untracked included) without touching its index.
 
     Works on a copy of the worktree's own index, so only changed files are
     hashed and the operator's (or agent's) staged changes stay as they were.
-    Returns ``parent`` itself when nothing differs from it.
+    Returns ``parent`` (as a commit id) itself when nothing differs from it.
+    With ``keep_index``, the copy (the snapshot's files, their stat data fresh)
+    is kept in the worktree's git folder for :func:`commit_snapshot`.
     """
-    real_index = Path(git(["rev-parse", "--git-path", "index"], workdir).stdout.strip())
-    if not real_index.is_absolute():
-        real_index = workdir / real_index
+    real, parent_id, parent_tree = git(
+        ["rev-parse", "--git-path", "index", parent, f"{parent}^{{tree}}"], workdir
+    ).stdout.splitlines()
+    real_index = Path(real) if Path(real).is_absolute() else workdir / real
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
         index = Path(tmp) / "index"
         env = {"GIT_INDEX_FILE": str(index), **identity_env(workdir)}
         if real_index.exists():
             shutil.copyfile(real_index, index)
         else:
-            git(["read-tree", parent], workdir, env=env)
+            git(["read-tree", parent_id], workdir, env=env)
         git(["add", "-A"], workdir, env=env)  # .delegate/ is in info/exclude
         tree = git(["write-tree"], workdir, env=env).stdout.strip()
-        parent_tree = git(["rev-parse", f"{parent}^{{tree}}"], workdir).stdout.strip()
-        if tree == parent_tree:
-            return parent
-        return git(
-            ["commit-tree", tree, "-p", parent, "-m", message], workdir, env=env
-        ).stdout.strip()
+        snapshot = (
+            parent_id
+            if tree == parent_tree
+            else git(
+                ["commit-tree", tree, "-p", parent_id, "-m", message], workdir, env=env
+            ).stdout.strip()
+        )
+        if keep_index:
+            for old in real_index.parent.glob(f"{real_index.name}{_KEPT}*"):
+                old.unlink(missing_ok=True)
+            shutil.copyfile(index, _kept_index(real_index, snapshot))
+        return snapshot
 
 
-def current_changes(workdir: Path, start: str) -> tuple[str, list[ChangedFile]]:
+#: The suffix of an index kept by a snapshot (``index.delegate-<commit>``).
+_KEPT = ".delegate-"
+
+
+def _kept_index(real_index: Path, snapshot: str) -> Path:
+    return real_index.with_name(f"{real_index.name}{_KEPT}{snapshot}")
+
+
+def current_changes(
+    workdir: Path, start: str, *, keep_index: bool = False
+) -> tuple[str, list[ChangedFile]]:
     """A snapshot commit of ``workdir`` now, and every change since ``start``:
     committed on its branch, staged, unstaged and untracked."""
-    snapshot = snapshot_worktree(workdir, head(workdir), "delegate-tui: watcher snapshot")
+    message = "delegate-tui: watcher snapshot"
+    snapshot = snapshot_worktree(workdir, "HEAD", message, keep_index=keep_index)
     return snapshot, changed_files(workdir, start, snapshot)
+
+
+def commit_snapshot(workdir: Path, snapshot: str, message: str) -> str | None:
+    """Commit what ``snapshot`` (a :func:`snapshot_worktree` of ``workdir`` with
+    ``keep_index``) holds on the worktree's branch, as :func:`commit_all` would
+    have committed the files then, without reading them again; return HEAD.
+
+    The snapshot's kept index becomes the worktree's index (``git status`` there
+    shows a clean tree, as after a commit). ``None`` when the snapshot is not
+    HEAD or a child of it: the caller commits the files themselves.
+    """
+    asked = ["--git-path", "index", "HEAD", "HEAD^{tree}", f"{snapshot}^{{tree}}", f"{snapshot}^@"]
+    out = git(["rev-parse", *asked], workdir, check=False)
+    if out.returncode:
+        return None
+    real, head_id, head_tree, tree, *parents = out.stdout.splitlines()
+    real_index = Path(real) if Path(real).is_absolute() else workdir / real
+    if snapshot != head_id and parents != [head_id]:
+        return None
+    commit = head_id
+    if tree != head_tree:
+        env = identity_env(workdir)
+        commit = git(
+            ["commit-tree", tree, "-p", head_id, "-m", message], workdir, env=env
+        ).stdout.strip()
+        subject = message.splitlines()[0] if message else ""
+        git(["update-ref", "-m", f"commit: {subject}", "HEAD", commit, head_id], workdir)
+    kept = _kept_index(real_index, snapshot)
+    if kept.exists():
+        os.replace(kept, real_index)
+    elif commit != head_id:  # the index as a commit leaves it (stat data kept where it holds)
+        git(["reset", "--quiet", "--mixed"], workdir, check=False)
+    return commit
 
 
 def create_branch(repo: Path, branch: str, commit: str) -> None:
@@ -457,12 +510,15 @@ def _merge_messages(raw: str) -> str:
 
 
 def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResult:
-    """Merge ``commit`` into ``branch`` (not checked out anywhere) atomically."""
+    """Merge ``commit`` (a full commit id) into ``branch`` (not checked out anywhere) atomically."""
     ref = f"refs/heads/{branch}"
     tip = rev_parse(repo, ref)
-    if is_ancestor(repo, commit, tip):
+    # One merge-base answers both questions: when one commit is the other's
+    # ancestor, it is their (only) best common ancestor.
+    base = git(["merge-base", tip, commit], repo, check=False).stdout.strip()
+    if base == commit:
         return MergeResult(True, tip, fast_forward=True, detail="already merged")
-    if is_ancestor(repo, tip, commit):
+    if base == tip:
         git(["update-ref", ref, commit, tip], repo)
         return MergeResult(True, commit, fast_forward=True)
     predicted = predict_merge(repo, tip, commit)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import textwrap
 from typing import cast, get_args
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from delegate_tui.core import batching
 from delegate_tui.core.events import TaskStatus
 from delegate_tui.core.plan import Plan, parse_plan
@@ -525,3 +528,55 @@ def test_the_plan_view_skips_only_the_pairs_on_one_chain_and_knows_shared_mode()
     assert ("after", "loose", "loose has no declared edits and runs alone in shared mode") in (
         batching.declared_overlaps(plan, "shared")
     )
+
+
+_PLAIN = ["src", "src/a.py", "src/b.py", "src/", "docs/x.md", "lib", "a.py", "lib/conf.toml"]
+_GLOBS = st.sampled_from(_PLAIN * 4 + ["src/*.py", "**/a.py"])  # mostly plain paths
+_RESOURCES = st.sampled_from([[], [], [], ["db"], ["gpu"]])
+_SHARED = st.sampled_from([[], [], [], ["src/a.py"], ["lib/conf.toml"]])
+
+
+@given(
+    st.lists(_GLOBS, max_size=3),
+    st.lists(_GLOBS, max_size=2),
+    st.lists(_GLOBS, max_size=3),
+    st.lists(_GLOBS, max_size=2),
+    _RESOURCES,
+    _RESOURCES,
+    _SHARED,
+    st.booleans(),
+    st.sampled_from(["worktree", "shared", "none"]),
+)
+@settings(max_examples=400, deadline=None)
+def test_tasks_the_path_index_clears_have_no_conflict_reason(
+    edits_a: list[str],
+    reads_a: list[str],
+    edits_b: list[str],
+    reads_b: list[str],
+    res_a: list[str],
+    res_b: list[str],
+    shared: list[str],
+    stale_ok: bool,
+    isolation: str,
+) -> None:
+    """The batcher skips comparing a task with a group its paths cannot meet (issue 15:
+    a thousand ready tasks against sixteen running ones, every pass): never one with
+    which conflict_reason would have found something."""
+    import json
+
+    def spec(name: str, edits: list[str], reads: list[str], res: list[str]) -> str:
+        return (
+            f"- {{id: {name}, prompt: x, edits: {json.dumps(edits)}, reads: {json.dumps(reads)}, "
+            f"resources: {json.dumps(res)}, reads_stale_ok: {str(stale_ok).lower()}}}\n"
+        )
+
+    plan = plan_of(
+        spec("a", edits_a, reads_a, res_a) + spec("b", edits_b, reads_b, res_b),
+        shared_files=json.dumps(shared),
+    )
+    for task, other in ((plan.task("a"), plan.task("b")), (plan.task("b"), plan.task("a"))):
+        group = batching._Index()
+        group.add(batching._plain_paths(plan, other))
+        if group.clear_of(batching._plain_paths(plan, task)):
+            assert batching.conflict_reason(plan, task, other, isolation=isolation) == ""
+            assert batching.conflict_reason(plan, other, task, isolation=isolation) == ""

@@ -210,3 +210,34 @@ def test_a_class_can_only_overlap_on_a_character_a_file_name_can_hold() -> None:
     assert not globs_overlap("a[.-0]", "a[!.0]")
     assert globs_overlap("a[.-0]", "a[!.]")
     assert globs_overlap("[!a-c]", "[!e-g]"), "a character in neither range exists"
+
+
+_PART = st.sampled_from(["src", "a", "b", "x.py", ".", "auth", "a.b"])
+_PLAIN = st.lists(_PART, min_size=1, max_size=4).map("/".join) | st.lists(
+    _PART, min_size=1, max_size=3
+).map(lambda parts: "./" + "/".join(parts) + "/")
+
+
+@given(_PLAIN, _PLAIN)
+@settings(max_examples=300, deadline=None)
+def test_plain_paths_answer_as_the_automata_do(a: str, b: str) -> None:
+    from delegate_tui.core import scopes
+
+    assert globs_overlap(a, b) == scopes._globs_overlap(a, b)
+    path = b.strip("./") or "x"
+    assert glob_matches(a, path) == scopes._glob_matches(a, path)
+
+
+def test_pairs_of_plain_paths_are_not_kept() -> None:
+    """A thousand tasks' own files make a million pairs: none is cached (issue 15: the
+    cache of every pair asked was what grew a long run's memory)."""
+    from delegate_tui.core import scopes
+
+    before = scopes._globs_overlap.cache_info().currsize, scopes._glob_matches.cache_info().currsize
+    for i in range(300):
+        for j in range(16):
+            assert globs_overlap(f"out/t{i}.txt", f"out/u{j}.txt") is False
+            assert glob_matches(f"out/t{i}.txt", f"out/u{j}.txt") is False
+    assert globs_overlap("out", "out/t1.txt") and glob_matches("out", "out/t1.txt")
+    after = scopes._globs_overlap.cache_info().currsize, scopes._glob_matches.cache_info().currsize
+    assert after == before

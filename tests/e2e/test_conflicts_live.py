@@ -335,3 +335,28 @@ def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
     assert not [f for f in state.findings.values() if f.kind == "stale-input"], (
         "resolved once the reader merged"
     )
+
+
+def test_merge_predictions_are_kept_only_for_current_commits(
+    repo: Path, write_plan: Callable[..., Plan]
+) -> None:
+    """Every merge moves the integration tip and each running task is predicted against
+    the new one; the predictions about tips gone by are dropped (issue 15: the cache
+    grew with every merge of a long run)."""
+    tasks = "\n".join(
+        f"  - {{id: t{i}, agent: shell, command: 'sleep 0.{i % 3 + 2} && echo {i} > t{i}.txt', "
+        f"edits: [t{i}.txt]}}"
+        for i in range(14)
+    )
+    plan = write_plan(f"name: cache\nrepo: {repo}\nmax_parallel: 4\ntasks:\n{tasks}\n")
+    sizes: list[int] = []
+
+    async def during(engine: Engine, _recorder: Recorder) -> None:
+        while not engine.state.finished:
+            if engine._monitor is not None:
+                sizes.append(len(engine._monitor._predictions))
+            await asyncio.sleep(0.02)
+
+    state, _, _ = run_engine(plan, during=during)
+    assert state.status == "succeeded", state.summary
+    assert sizes and max(sizes) <= 4 + 6  # each task against the tip, and the pairs of four

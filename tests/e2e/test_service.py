@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -323,3 +324,28 @@ def test_a_slow_view_still_reading_gets_the_end_of_the_run(repo: Path, tmp_path:
     assert b'"type":"RunFinished"' in lines[-1], (took, lines[-1][:200])
     assert not [line for line in lines if line.startswith(b'{"behind"')]
     assert took > 5.5, "the queue drained too fast to tell"
+
+
+async def test_a_service_whose_run_folder_is_deleted_stops_its_agents_and_exits(
+    repo: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    plan = long_plan(tmp_path, repo)
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    view = RunClient(run_dir)
+    await view.connect()
+    following = asyncio.create_task(view.run())
+    await wait_for(lambda: view.state.tasks["slow"].status == "running")
+    pid, pgid = view.state.host_pids[-1], view.state.tasks["slow"].attempts[-1].pgid
+    view.detach()
+    await asyncio.wait_for(following, 10)
+    # The service writes its stderr to service.log in the run folder: kept open to read
+    # what it says once the folder is gone.
+    with (run_dir / "service.log").open("rb") as said:
+        subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+        await wait_for(lambda: not alive(pid), 20)
+        lines = said.read().decode().strip().splitlines()
+    assert not group_alive(pgid), "its agent was left running"
+    assert lines and "run folder" in lines[-1] and "deleted" in lines[-1], lines
+    assert "Traceback" not in "\n".join(lines)
