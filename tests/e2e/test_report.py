@@ -11,6 +11,7 @@ timeline's bars in their colours.
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import struct
 import subprocess
@@ -297,7 +298,17 @@ def test_the_report_opens_in_a_real_browser(demo: tuple[Path, Path, Path], tmp_p
         rgb = bytes.fromhex(colour[1:])
         return sum(p == rgb for p in pixels)
 
-    # The merged bars (eight of them), the failed first attempt and the conflict.
-    assert count(OUTCOME_COLOURS["merged"]) > 2000
-    assert count(OUTCOME_COLOURS["failed"]) > 800  # a legend swatch is 144
-    assert count(OUTCOME_COLOURS["conflict"]) > 800
+    def drawn(colour: str) -> float:
+        """The pixels the page asks for in ``colour``: its agents' bars (16 px high, full
+        colour; their widths follow the run's timing) and the legend's 12x12 swatch."""
+        bars = re.findall(rf'<rect [^>]*width="([0-9.]+)" height="16" [^>]*fill="{colour}"', html)
+        return 144 + sum(float(w) * 16 for w in bars)
+
+    # The merged bars (eight of them), the failed first attempt and the conflict: each
+    # drawn by the browser as the page says (rounded corners and edges cost a few pixels).
+    html = page.read_text()
+    for outcome, at_least in (("merged", 8), ("failed", 1), ("conflict", 1)):
+        colour = OUTCOME_COLOURS[outcome]
+        wanted = drawn(colour)
+        assert wanted >= 144 + at_least * 2 * 16, (outcome, wanted)
+        assert count(colour) >= 0.8 * wanted, (outcome, count(colour), wanted)
