@@ -281,16 +281,18 @@ def test_cli_retries_a_server_error_and_carries_on(
 @pytest.mark.parametrize(
     ("limit", "subtype", "written"),
     [
-        (["--max-budget-usd", "0.10"], "error_max_budget_usd", False),
+        # Whether that answer's tool runs is claude's race (it starts tools while the
+        # answer streams): it did not on a quiet machine, and did once under load.
+        (["--max-budget-usd", "0.10"], "error_max_budget_usd", None),
         (["--max-turns", "1"], "error_max_turns", True),
     ],
     ids=["budget", "max-turns"],
 )
 def test_claude_stops_at_its_own_limits(
-    limit: list[str], subtype: str, written: bool, agents: AgentRunner, tmp_path: Path
+    limit: list[str], subtype: str, written: bool | None, agents: AgentRunner, tmp_path: Path
 ) -> None:
-    """``--max-budget-usd`` is checked after each call (it overshoots, and the tool call of
-    that answer never runs); ``--max-turns`` lets the tool run, then stops."""
+    """``--max-budget-usd`` is checked after each call (it overshoots, and no second call
+    is made); ``--max-turns`` lets the tool run, then stops."""
     repo = scratch_repo(tmp_path / "repo")
     target = repo / "notes" / "hello.txt"
     expensive = Usage(input_tokens=1_000_000, output_tokens=100)
@@ -309,7 +311,8 @@ def test_claude_stops_at_its_own_limits(
     last = final_event(done)
     assert (last["subtype"], last["is_error"]) == (subtype, True), last
     assert last["total_cost_usd"] > 0.10
-    assert target.exists() is written
+    if written is not None:
+        assert target.exists() is written
     assert talk.turns_taken == 1
 
 
