@@ -9,7 +9,7 @@ all, not even a temporary checkout. Everything goes through the git CLI with
 ``-z`` output (paths with spaces, newlines or unicode survive); callers in
 async code run these blocking functions in a thread.
 
-(About 530 lines: one short function per git operation the run needs.)
+(About 590 lines: one short function per git operation the run needs.)
 """
 
 from __future__ import annotations
