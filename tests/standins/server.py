@@ -119,6 +119,10 @@ class StandInServer:
             return await handler(request)
         except web.HTTPException:
             raise
+        except ConnectionResetError:
+            # The CLI went away while it was answered (delegate-tui ended it, say over
+            # its budget, with a side request in flight): not the stand-in's failure.
+            raise
         except Exception as exc:
             with self._lock:
                 self.errors.append(f"{request.method} {request.path}: {exc!r}")
