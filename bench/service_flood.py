@@ -170,8 +170,10 @@ def run_detached(lines: int, *, stalled: bool) -> dict[str, float]:
         (log,) = list_run_logs(folder)
         # Until the log says the run finished (a service with no view then waits a while
         # for one, and one with a stalled view a while for it to read the end).
-        while Path(f"/proc/{pid}").exists() and b'{"type":"RunFinished"' not in _tail(log):
+        while True:  # sampled at least once: a short flood may be over before the first look
             peak = max(peak, rss_mb(pid))
+            if not Path(f"/proc/{pid}").exists() or b'{"type":"RunFinished"' in _tail(log):
+                break
             time.sleep(0.1)
         wall, total = log_of(folder)
         skipped = 0

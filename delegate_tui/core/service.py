@@ -286,6 +286,11 @@ class RunService:
                     break
                 client.writer.write(line)
                 await client.writer.drain()
+            # The end: the connection closes once the transport has sent what it holds
+            # (the run's last events). Only then is the view let go: the service exits
+            # when no view is left, and bytes still in a transport would be lost.
+            client.writer.close()
+            await client.writer.wait_closed()
         self._clients.discard(client)
         with contextlib.suppress(Exception):
             client.writer.close()
