@@ -27,9 +27,25 @@ from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.service import RunService, reachable, socket_path
+from delegate_tui.core.state import RunState
 from tests.conftest import git, run_cli
 
 pytestmark = pytest.mark.e2e
+
+
+def start_detached(plan: Path, repo: Path, home: Path) -> Path:
+    """``run --detach --yes`` of ``plan`` in ``repo``; the run's folder."""
+    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    return next((repo / ".delegate" / "runs").iterdir())
+
+
+async def follow_until_slow_runs(run_dir: Path) -> tuple[RunClient, asyncio.Task[RunState]]:
+    """A view attached to the run in ``run_dir``, following it, once its task ``slow`` runs."""
+    view = RunClient(run_dir)
+    await view.connect()
+    following = asyncio.create_task(view.run())
+    await wait_for(lambda: view.state.tasks["slow"].status == "running")
+    return view, following
 
 
 def long_plan(tmp_path: Path, repo: Path) -> Path:
@@ -134,8 +150,7 @@ async def test_a_run_outlives_its_views_and_answers_every_view(repo: Path, tmp_p
 async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     plan = long_plan(tmp_path, repo)
-    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
-    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    run_dir = start_detached(plan, repo, home)
     await wait_for((tmp_path / "slow.pid").exists)
     view = RunClient(run_dir)
     await view.connect()
@@ -172,12 +187,8 @@ async def test_a_killed_service_leaves_no_agent_and_views_say_so(
 ) -> None:
     home = tmp_path / "home"
     plan = long_plan(tmp_path, repo)
-    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
-    run_dir = next((repo / ".delegate" / "runs").iterdir())
-    view = RunClient(run_dir)
-    await view.connect()
-    following = asyncio.create_task(view.run())
-    await wait_for(lambda: view.state.tasks["slow"].status == "running")
+    run_dir = start_detached(plan, repo, home)
+    view, following = await follow_until_slow_runs(run_dir)
     pgid = view.state.tasks["slow"].attempts[-1].pgid
     os.kill(view.state.host_pids[-1], signal.SIGKILL)
     await asyncio.wait_for(following, 10)
@@ -265,8 +276,7 @@ async def test_a_view_busy_drawing_is_not_dropped_behind(repo: Path, tmp_path: P
         f"name: flood\nrepo: {repo}\nagent: shell\ntasks:\n"
         "  - {id: flood, command: 'sleep 1; seq 4000000', edits: [f]}\n"
     )
-    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
-    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    run_dir = start_detached(plan, repo, home)
     view = RunClient(run_dir)
     seen: list[Event] = []
     view.subscribe(seen.append)
@@ -303,8 +313,7 @@ def test_a_slow_view_still_reading_gets_the_end_of_the_run(repo: Path, tmp_path:
         f"name: flood\nrepo: {repo}\nagent: shell\ntasks:\n"
         "  - {id: flood, command: 'sleep 1; seq 1600000', edits: [f]}\n"
     )
-    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
-    run_dir = next((repo / ".delegate" / "runs").iterdir())
+    run_dir = start_detached(plan, repo, home)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with reachable(socket_path(run_dir)) as address:
         sock.connect(address)
@@ -335,12 +344,8 @@ async def test_a_service_whose_run_folder_is_deleted_stops_its_agents_and_exits(
 ) -> None:
     home = tmp_path / "home"
     plan = long_plan(tmp_path, repo)
-    assert run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home).returncode == 0
-    run_dir = next((repo / ".delegate" / "runs").iterdir())
-    view = RunClient(run_dir)
-    await view.connect()
-    following = asyncio.create_task(view.run())
-    await wait_for(lambda: view.state.tasks["slow"].status == "running")
+    run_dir = start_detached(plan, repo, home)
+    view, following = await follow_until_slow_runs(run_dir)
     pid, pgid = view.state.host_pids[-1], view.state.tasks["slow"].attempts[-1].pgid
     view.detach()
     await asyncio.wait_for(following, 10)
