@@ -41,9 +41,12 @@ async def test_a_view_says_the_run_is_starting_until_its_service_answers(
             assert ui.screen.query_one(AgentGrid).has_class("empty")
             service.kill()  # it never listened: the view says so and waits no more
             service.wait()
+            # The header changes as the connect gives up; the message comes with the
+            # screen's next refresh, so wait for both (2 s at most).
             for _ in range(40):
                 await ui.pilot.pause(0.05)
-                if "starting" not in header(ui):
+                told = any("the run service did not start" in t for t in ui.toasts())
+                if "starting" not in header(ui) and told:
                     break
             assert "no run to show" in header(ui)
             assert any("the run service did not start" in toast for toast in ui.toasts())
