@@ -48,8 +48,22 @@ FLOOD_PAUSE_S = 0.004
 OutputCallback = Callable[[bytes], None]
 
 
-def _set_controlling_tty() -> None:  # runs in the child, after setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _child_setup(tty: bool, announce_fd: int) -> Callable[[], None] | None:
+    """What the child does between fork and exec (after ``setsid()``, so its pid is its
+    group): take the PTY as its controlling terminal, and announce its group to the
+    watchdog on ``announce_fd`` itself, before the agent's command can run. (The parent
+    registers the group too, once ``Popen`` returns; a ``kill -9`` of delegate-tui in
+    between left the group unknown to the watchdog, and the agent ran on.)"""
+    if not tty and announce_fd < 0:
+        return None
+
+    def setup() -> None:  # raw system calls only: no lock another thread may hold
+        if tty:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if announce_fd >= 0:
+            os.write(announce_fd, b"+%d\n" % os.getpid())  # under PIPE_BUF: one write
+
+    return setup
 
 
 class AgentProcess:
@@ -99,12 +113,14 @@ class AgentProcess:
         transport: str = "pty",
         size: tuple[int, int] = (120, 40),
         stdin: str = "pipe",
+        announce_fd: int = -1,
     ) -> AgentProcess:
         """Start ``argv`` in ``cwd``. Raises ``OSError`` when it cannot start.
 
         On pipes, ``stdin="devnull"`` gives the agent an empty stdin: CLIs that read
         their stdin to its end before they start (codex) then start at once, and the
-        agent takes no typed input.
+        agent takes no typed input. ``announce_fd`` (the watchdog's pipe) is told
+        ``+pgid`` by the child itself before its command runs.
         """
         if transport == "pty":
             master, slave = os.openpty()
@@ -119,7 +135,7 @@ class AgentProcess:
                     stdout=slave,
                     stderr=slave,
                     start_new_session=True,
-                    preexec_fn=_set_controlling_tty,
+                    preexec_fn=_child_setup(True, announce_fd),
                     close_fds=True,
                 )
             except BaseException:
@@ -136,6 +152,7 @@ class AgentProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_child_setup(False, announce_fd),
             close_fds=True,
         )
         assert popen.stdout is not None

@@ -110,6 +110,15 @@ class Reaper:
             close_fds=True,
         )
 
+    @property
+    def announce_fd(self) -> int:
+        """The pipe an agent's child process writes ``+pgid`` to before its command runs
+        (-1 when the watchdog is not running: a write would end the child with SIGPIPE)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.poll() is not None:
+            return -1
+        return proc.stdin.fileno()
+
     def _send(self, line: str) -> None:
         if self._proc is None or self._proc.stdin is None:
             return

@@ -65,9 +65,10 @@ class Supervisor:
             transport=transport,
             size=size,
             stdin=stdin,
+            announce_fd=self._reaper.announce_fd,
         )
         self._procs[task_id] = proc
-        self._reaper.register(proc.pgid)
+        self._reaper.register(proc.pgid)  # again, in case the child could not
         return proc
 
     async def wait(

@@ -279,3 +279,62 @@ def test_when_a_task_exit_is_reported_its_whole_group_is_gone(
     assert state.tasks["leaves"].status == "succeeded"
     assert set(grandchildren) == {"killed", "leaves"}
     assert alive_at_exit == {"killed": (False, False), "leaves": (False, False)}
+
+
+#: A delegate-tui killed right after starting an agent whose group the parent never
+#: registered with the watchdog (as when ``kill -9`` lands between ``Popen`` returning and
+#: the register): it waits for the agent to be up, then kills itself.
+DIES_BEFORE_REGISTERING = """
+import asyncio, os, signal, sys, time
+from pathlib import Path
+from delegate_tui.core.reaper import Reaper
+from delegate_tui.core.supervisor import Supervisor
+
+Reaper.register = lambda self, pgid: None
+
+async def main():
+    supervisor = Supervisor(grace_s=1.0)
+    supervisor.start()
+    marker = Path(sys.argv[1])
+    supervisor.spawn(
+        "a",
+        ["sh", "-c", "trap '' HUP TERM; echo $$ > " + sys.argv[1] + ".new; mv "
+         + sys.argv[1] + ".new " + sys.argv[1] + "; exec sleep 300"],
+        cwd=Path.cwd(), env=dict(os.environ), on_output=lambda data: None,
+        transport=sys.argv[2],
+    )
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("transport", ["pipes", "pty"])
+def test_an_agent_started_just_before_delegate_tui_is_killed_is_still_ended(
+    tmp_path: Path, transport: str
+) -> None:
+    """The child tells the watchdog its group itself, before its command runs: a
+    ``kill -9`` right after the start no longer leaves the agent running unwatched."""
+    import subprocess
+    import time
+
+    from delegate_tui.core.reaper import group_alive
+
+    marker = tmp_path / "pid"
+    rc = subprocess.run(
+        [sys.executable, "-c", DIES_BEFORE_REGISTERING, str(marker), transport],
+        cwd=tmp_path,
+        timeout=30,
+    ).returncode
+    assert rc == -signal.SIGKILL
+    pgid = int(marker.read_text())  # the agent ran: sh is its group's leader
+    deadline = time.monotonic() + 15
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = group_alive(pgid)
+    if alive:
+        os.killpg(pgid, signal.SIGKILL)
+    assert not alive, "the agent outlived delegate-tui"
