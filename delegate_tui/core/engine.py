@@ -81,6 +81,7 @@ from delegate_tui.core.reaper import end_groups
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.runlog import LOG_NAME, ReadReport, runs_dir
 from delegate_tui.core.state import AttemptState, RunState
+from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.supervisor import install_signal_handlers as _install
 
 __all__ = ["Engine", "EngineOptions", "PreflightError", "install_signal_handlers", "new_run_id"]
@@ -160,6 +161,14 @@ class Engine:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every event, after it is applied and logged."""
         self._emitter.subscribe(listener)
+
+    def lower_agents(self, nice: int) -> None:
+        """Start this run's processes ``nice`` lower in CPU priority than this one (the
+        run service does, so its views stay quick under a flood: core/process.py).
+        Agents on other machines (the Ray executor) are left as they are."""
+        supervisor = getattr(self._executor, "supervisor", None)
+        if isinstance(supervisor, Supervisor):
+            supervisor.nice = nice
 
     def _emit(self, ev: Event) -> Event:
         return self._emitter.emit(ev)

@@ -45,16 +45,36 @@ PIPE_SIZE = 1024 * 1024
 FLOOD_BYTES = 32 * 1024
 FLOOD_PAUSE_S = 0.004
 
+#: How much nicer than the run service its agents run (``DELEGATE_AGENT_NICE``; 0: as nice).
+AGENT_NICE = 5
+NICE_ENV = "DELEGATE_AGENT_NICE"
+#: Retries of an autogroup's niceness the kernel refused for now (its 100 ms limit).
+AUTOGROUP_RETRY_S = 0.11
+AUTOGROUP_TRIES = 50
+
 OutputCallback = Callable[[bytes], None]
 
 
-def _child_setup(tty: bool, announce_fd: int) -> Callable[[], None] | None:
+def agent_nice() -> int:
+    """How much nicer than the run service its agents start: ``DELEGATE_AGENT_NICE``
+    (0 to 19; 0 turns it off), else :data:`AGENT_NICE`."""
+    value = os.environ.get(NICE_ENV, "").strip()
+    if not value:
+        return AGENT_NICE
+    try:
+        return max(0, min(19, int(value)))
+    except ValueError:
+        return AGENT_NICE
+
+
+def _child_setup(tty: bool, announce_fd: int, nice: int = 0) -> Callable[[], None] | None:
     """What the child does between fork and exec (after ``setsid()``, so its pid is its
-    group): take the PTY as its controlling terminal, and announce its group to the
-    watchdog on ``announce_fd`` itself, before the agent's command can run. (The parent
-    registers the group too, once ``Popen`` returns; a ``kill -9`` of delegate-tui in
-    between left the group unknown to the watchdog, and the agent ran on.)"""
-    if not tty and announce_fd < 0:
+    group): take the PTY as its controlling terminal, announce its group to the
+    watchdog on ``announce_fd`` itself, before the agent's command can run, and lower
+    its priority by ``nice``. (The parent registers the group too, once ``Popen``
+    returns; a ``kill -9`` of delegate-tui in between left the group unknown to the
+    watchdog, and the agent ran on.)"""
+    if not tty and announce_fd < 0 and not nice:
         return None
 
     def setup() -> None:  # raw system calls only: no lock another thread may hold
@@ -62,8 +82,35 @@ def _child_setup(tty: bool, announce_fd: int) -> Callable[[], None] | None:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if announce_fd >= 0:
             os.write(announce_fd, b"+%d\n" % os.getpid())  # under PIPE_BUF: one write
+        if nice:
+            with contextlib.suppress(OSError):  # at the lowest priority already
+                os.nice(nice)
 
     return setup
+
+
+def _autogroup_nice(pid: int, nice: int) -> bool | None:
+    """Set the niceness of ``pid``'s autogroup: True when set, None when the kernel
+    asks to try again later, False when there is nothing to set (no autogroups, the
+    process is gone, not allowed)."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(nice))
+        return True
+    except BlockingIOError:  # EAGAIN: another group's niceness changed under 100 ms ago
+        return None
+    except OSError:
+        return False
+
+
+def autogroups_enabled() -> bool:
+    """Whether Linux schedules sessions as groups (then a niceness counts inside its
+    session only)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as flag:
+            return flag.read().strip() == "1"
+    except OSError:
+        return False
 
 
 class AgentProcess:
@@ -90,6 +137,7 @@ class AgentProcess:
         self._exited = asyncio.Event()
         self._pidfd = -1
         self._resume: asyncio.TimerHandle | None = None
+        self._nice_retry: asyncio.TimerHandle | None = None
         #: False for an agent whose stdin is /dev/null.
         self.takes_input = True
         os.set_blocking(out_fd, False)
@@ -114,13 +162,15 @@ class AgentProcess:
         size: tuple[int, int] = (120, 40),
         stdin: str = "pipe",
         announce_fd: int = -1,
+        nice: int = 0,
     ) -> AgentProcess:
         """Start ``argv`` in ``cwd``. Raises ``OSError`` when it cannot start.
 
         On pipes, ``stdin="devnull"`` gives the agent an empty stdin: CLIs that read
         their stdin to its end before they start (codex) then start at once, and the
         agent takes no typed input. ``announce_fd`` (the watchdog's pipe) is told
-        ``+pgid`` by the child itself before its command runs.
+        ``+pgid`` by the child itself before its command runs. ``nice``: how much lower
+        than this process's CPU priority it runs (its autogroup's too).
         """
         if transport == "pty":
             master, slave = os.openpty()
@@ -135,7 +185,7 @@ class AgentProcess:
                     stdout=slave,
                     stderr=slave,
                     start_new_session=True,
-                    preexec_fn=_child_setup(True, announce_fd),
+                    preexec_fn=_child_setup(True, announce_fd, nice),
                     close_fds=True,
                 )
             except BaseException:
@@ -143,7 +193,9 @@ class AgentProcess:
                 raise
             finally:
                 os.close(slave)
-            return cls(popen, master, master, "pty", on_output)
+            proc = cls(popen, master, master, "pty", on_output)
+            proc.lower_group_priority(nice)
+            return proc
         popen = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -152,7 +204,7 @@ class AgentProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_child_setup(False, announce_fd),
+            preexec_fn=_child_setup(False, announce_fd, nice),
             close_fds=True,
         )
         assert popen.stdout is not None
@@ -162,7 +214,19 @@ class AgentProcess:
         in_fd = popen.stdin.fileno() if popen.stdin is not None else None
         proc = cls(popen, popen.stdout.fileno(), in_fd, "pipes", on_output)
         proc.takes_input = in_fd is not None
+        proc.lower_group_priority(nice)
         return proc
+
+    def lower_group_priority(self, nice: int, tries: int = AUTOGROUP_TRIES) -> None:
+        """Give the agent's autogroup (its session) ``nice``, retrying while the
+        kernel's rate limit refuses, for as long as the agent runs."""
+        self._nice_retry = None
+        if not nice or self._exited.is_set() or not autogroups_enabled():
+            return
+        if _autogroup_nice(self.pid, nice) is None and tries > 1:
+            self._nice_retry = self._loop.call_later(
+                AUTOGROUP_RETRY_S, self.lower_group_priority, nice, tries - 1
+            )
 
     # ------------------------------------------------------------ output
 
@@ -204,6 +268,9 @@ class AgentProcess:
                 self._resume = None
             self._loop.remove_reader(self._out_fd)
             self._eof.set()
+        if self._nice_retry is not None:
+            self._nice_retry.cancel()
+            self._nice_retry = None
 
     # ------------------------------------------------------------ exit
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from delegate_tui.core.events import Event, encode
+from delegate_tui.core.process import agent_nice
 
 if TYPE_CHECKING:
     from delegate_tui.core.engine import Engine
@@ -131,6 +132,8 @@ class RunService:
         self._server: asyncio.AbstractServer | None = None
         self.path = Path()
         engine.subscribe(self._on_event)
+        # The service and its views before the agents: keys stay quick under a flood.
+        engine.lower_agents(agent_nice())
 
     @property
     def clients(self) -> int:

@@ -29,8 +29,10 @@ TIMEOUT_EXIT = 124
 class Supervisor:
     """The processes of one run, by task id."""
 
-    def __init__(self, grace_s: float) -> None:
+    def __init__(self, grace_s: float, *, nice: int = 0) -> None:
         self.grace_s = grace_s
+        self.nice = nice
+        """How much lower than this process's CPU priority children run (process.py)."""
         self._reaper = Reaper()
         self._procs: dict[str, AgentProcess] = {}
         self._ended: set[str] = set()  # tasks asked to end (kill, stop)
@@ -66,6 +68,7 @@ class Supervisor:
             size=size,
             stdin=stdin,
             announce_fd=self._reaper.announce_fd,
+            nice=self.nice,
         )
         self._procs[task_id] = proc
         self._reaper.register(proc.pgid)  # again, in case the child could not
