@@ -6,8 +6,9 @@ is never squeezed under :data:`MIN_PANE_COLS` columns or :data:`MIN_PANE_ROWS`
 rows: panes stack in one column, and the running agents that do not fit are
 named under the grid), and the redraw budget
 that keeps keys responsive while agents flood output: a pane redraws at once
-after a quiet spell, at most ten times a second while output trickles and four
-under a flood, flooded panes on the same ticks (one frame, not eight), one tick
+after a quiet spell, at most ten times a second while output trickles, under a
+flood four times a second for the selected pane and once for the others, flooded
+panes on the same ticks (one frame, not eight), one tick
 parses for a bounded time, and nothing redraws just after a key press. The screen hands down the state, the selection and the
 zoom (attributes down); panes pull their output from the context's store.
 """
@@ -44,14 +45,16 @@ GUTTER_COLS = 1
 #: tick) when it has been quiet that long.
 PANE_INTERVAL_S = 0.1
 #: Under a flood (this many new bytes in a pane since its last redraw) the selected
-#: pane redraws four times a second and the others twice: no one reads 4,000 lines
-#: a second, and the loop's time is better spent on keys. Flooded panes redraw on
-#: the same ticks (their redraws fall on the same quarter seconds), so a flood of
-#: eight panes costs two frames a second with all of them and two with one, not a
-#: frame on every tick with two panes in it.
+#: pane redraws four times a second and the others once: no one reads 4,000 lines
+#: a second, and the loop's time is better spent on keys (a frame with eight panes
+#: costs 11-14 ms of CPU, one with the selected pane alone 2-3 ms). Flooded panes
+#: redraw on the same ticks (their redraws fall on the same quarter seconds, the
+#: others' on the whole second), so a flood of eight panes costs one frame a second
+#: with all of them and three with the selected one, not a frame on every tick
+#: with two panes in it.
 FLOOD_BYTES = 16 * 1024
 FLOOD_INTERVAL_S = 0.25
-FLOOD_OTHERS_S = 0.5
+FLOOD_OTHERS_S = 1.0
 #: Slower steps when the loop lags (the machine is busy); each divides a second, so
 #: panes on different steps still redraw together.
 LAG_INTERVALS_S = (0.25, 0.5, 1.0)
@@ -232,7 +235,9 @@ class AgentGrid(Container):
         # A new title repaints the whole pane. What changes its meaning (status,
         # attempt, pid) shows at once, as does a new subtitle (scrolled, searching);
         # its clock and CPU figures (which step once a second, all together: the app
-        # hands down whole seconds) wait while the operator types.
+        # hands down whole seconds) wait while the operator types, and a flooded pane's
+        # wait for its next redraw (the wall clock's seconds are not the redraws'
+        # ticks: a pane redrawn once a second would be repainted twice).
         for task_id in wanted:
             pane = self.panes[task_id]
             if not typing:  # a new border repaints the whole pane: after the key's frame
@@ -245,7 +250,7 @@ class AgentGrid(Container):
             meaning = _meaning(state, task_id)
             if meaning != pane.title_meaning or task_id in synced:
                 pane.title_meaning = meaning
-            elif typing:
+            elif typing or tick < pane.next_sync:
                 continue
             pane.border_title = title
 
