@@ -60,6 +60,7 @@ class TaskGraph(ScrollView, can_focus=True):
         self._related_up: set[str] = set()
         self._related_down: set[str] = set()
         self._deps: dict[str, tuple[str, ...]] = {}
+        self._row_of: dict[str, int] = {}  # task id -> its row
         self.now = 0.0
         self._signature: object = None
         self._base: Style | None = None
@@ -77,10 +78,12 @@ class TaskGraph(ScrollView, can_focus=True):
             for index, layer in enumerate(graph.layers(self._deps)):
                 self.rows.append(_Row("layer", f"layer {index}"))
                 self.rows += [_Row("task", task_id) for task_id in layer]
+            self._row_of = {r.key: i for i, r in enumerate(self.rows) if r.kind == "task"}
             set_virtual_height(self, len(self.rows))
             if not self.selected and state.plan.tasks:
                 self.select(state.plan.tasks[0].id)
-        # Repaint only when something a row shows has changed.
+        # Repaint only when something a row shows has changed (a new selection
+        # repaints its own rows: select).
         signature = (
             tuple(
                 (
@@ -91,7 +94,6 @@ class TaskGraph(ScrollView, can_focus=True):
                 )
                 for t in state.tasks.values()
             ),
-            self.selected,
             tuple(sorted(self.in_batch)),
             tuple(sorted(self.left_out)),
             self.has_focus,
@@ -102,26 +104,37 @@ class TaskGraph(ScrollView, can_focus=True):
             self.refresh()
 
     def select(self, task_id: str, *, post: bool = True) -> None:
-        """Move the cursor to a task."""
+        """Move the cursor to a task.
+
+        Only the rows that change are drawn again (the cursor's old and new rows, and
+        the ↑ ↓ marks of both): the key's frame then costs a few rows, not the list."""
         if task_id not in self._deps:
             return
+        before = {self.selected, *self._related_up, *self._related_down}
         self.selected = task_id
         self._related_up = graph.ancestors(self._deps, task_id)
         self._related_down = graph.descendants(self._deps, task_id)
-        row = next(i for i, r in enumerate(self.rows) if r.kind == "task" and r.key == task_id)
-        self.scroll_to_region_row(row)
-        self.refresh()
+        row = self._row_of[task_id]
+        if self.scroll_to_region_row(row):
+            self.refresh()
+        else:
+            for changed in before | {task_id} | self._related_up | self._related_down:
+                if changed in self._row_of:
+                    self.refresh_line(self._row_of[changed])
         if post:
             self.post_message(self.TaskSelected(task_id))
 
-    def scroll_to_region_row(self, row: int) -> None:
-        """Keep a row (and its layer heading) in view."""
+    def scroll_to_region_row(self, row: int) -> bool:
+        """Keep a row (and its layer heading) in view; True when that scrolls."""
         top = self.scroll_y
         height = max(1, self.size.height)
         if row - 1 < top:
             self.scroll_to(y=max(0, row - 1), animate=False)
-        elif row >= top + height:
+            return True
+        if row >= top + height:
             self.scroll_to(y=row - height + 1, animate=False)
+            return True
+        return False
 
     def action_cursor(self, step: int) -> None:
         tasks = [r.key for r in self.rows if r.kind == "task"]
