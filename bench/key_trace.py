@@ -217,7 +217,11 @@ def run_traced(lines: int, trace: Path, env: dict[str, str]) -> list[tuple[float
         command = f"{prefix} {sys.executable} {Path(__file__).resolve()} _ui {trace} run plan.yaml"
         term.start(f"{command}; sleep 30", cwd=str(folder))
         term.wait_for(lambda screen: "Agents" in screen, 60)
+        # Keys move a selection: the first is drawn once the run's state has come (the
+        # service started, the view attached). Probing before that timed the start-up.
         deadline = time.monotonic() + 300
+        while selected_row(term) < 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         while time.monotonic() < deadline:
             head = (term.screen().splitlines() or [""])[0]
             if "run succeeded" in head or "run failed" in head or "run partial" in head:

@@ -97,6 +97,10 @@ def run_ui(lines: int, *, probe: str, transport: str = "pty") -> UiRun:
         latencies: list[float] = []
         deadline = time.monotonic() + 300
         term.wait_for(lambda screen: "Agents" in screen, 60)
+        # Keys move a selection: the first is drawn once the run's state has come (the
+        # service started, the view attached). Probing before that timed the start-up.
+        while probe and selected_row(term) < 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         last_screen = ""
         while True:
             if time.monotonic() > deadline:
