@@ -45,6 +45,12 @@ SERVICE_START_S = 30.0
 HELD_BYTES = 64 << 20
 #: How long applying what the socket brought may hold the loop before letting it run.
 TAKE_S = 0.01
+#: While the view has a key on its way to the screen (:meth:`RunClient.yield_to`),
+#: applying events waits, at most this long at a time; after a wait, the next may
+#: begin once as long again has passed (a key held down must not stop the view
+#: following the run: it still applies events at least half the time).
+INPUT_HOLD_S = 0.25
+HOLD_STEP_S = 0.005
 #: The run service's own output (a traceback, if it ever has one), in the run folder.
 SERVICE_LOG = "service.log"
 SERVICE_GONE = (
@@ -79,6 +85,8 @@ class RunClient:
         self._held: list[bytes] = []  # lines read while a reload runs
         self._held_bytes = 0
         self._reload_again = False
+        self._input_pending: Callable[[], bool] = lambda: False
+        self._next_wait = 0.0  # monotonic time from which applying may wait for input again
 
     # ------------------------------------------------------------ source
 
@@ -97,6 +105,13 @@ class RunClient:
     def subscribe_reset(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` when the state was reloaded from the log (attach, falling behind)."""
         self._reset_listeners.append(listener)
+
+    def yield_to(self, input_pending: Callable[[], bool]) -> None:
+        """Let the view's input go first: while ``input_pending()`` (a key pressed and
+        its frame not drawn yet), applying the run's events waits, so the loop the view
+        shares with drawing does the key's work and nothing else (under a flood a batch
+        of events took the loop for 10 ms at a time, and a key waited for several)."""
+        self._input_pending = input_pending
 
     async def connect(self) -> None:
         """Attach: connect and say hello (ServiceGone if no service answers)."""
@@ -160,7 +175,8 @@ class RunClient:
 
     async def _take(self, lines: list[bytes]) -> None:
         """Apply a batch of lines, letting the loop draw and take keys every
-        :data:`TAKE_S` (a batch may hold seconds of a flood)."""
+        :data:`TAKE_S` (a batch may hold seconds of a flood), and waiting while a
+        key is on its way to the screen (:meth:`yield_to`)."""
         started = time.perf_counter()
         for line in lines:
             if self._reloading is not None:
@@ -170,7 +186,19 @@ class RunClient:
             if time.perf_counter() - started > TAKE_S:
                 await asyncio.sleep(0)
                 started = time.perf_counter()
+            elif self._input_pending() and time.monotonic() >= self._next_wait:
+                await self._wait_for_input()
+                started = time.perf_counter()
         lines.clear()
+
+    async def _wait_for_input(self) -> None:
+        """Let the loop run while the view's input goes to the screen (at most
+        :data:`INPUT_HOLD_S`; the next wait no sooner than as long again)."""
+        began = time.monotonic()
+        while self._input_pending() and time.monotonic() - began < INPUT_HOLD_S:
+            await asyncio.sleep(HOLD_STEP_S)
+        ended = time.monotonic()
+        self._next_wait = ended + (ended - began)
 
     def _why(self) -> str:
         """The end of the service's own output (its error), or where to find it."""

@@ -25,6 +25,8 @@ from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.driver import Driver
+from textual.message import Message
 from textual.notifications import Notification, Notify
 from textual.screen import Screen
 
@@ -51,6 +53,9 @@ from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, AppThemes, l
 from delegate_tui.ui.widgets.agent_pane import OutputStore
 
 REFRESH_HZ = 20
+#: A key holds back an attached view's events until its frame is drawn (RunClient.yield_to),
+#: at most this long after it arrived.
+INPUT_HOLD_S = 0.25
 #: How often the run's events (not its output) may redraw the screen; a key redraws
 #: at the next tick.
 STATE_HZ = 10
@@ -97,7 +102,12 @@ class DelegateApp(App[int]):
         self._quitting = False
         self._run_done = False
         self._bell = bell
+        self._key_at = 0.0  # monotonic time the newest key arrived (the input thread's)
+        self._key_drawn = 0.0  # the newest key whose frame has been drawn (its _key_at)
         source.subscribe(self._on_event)
+        yield_to = getattr(source, "yield_to", None)
+        if yield_to is not None:
+            yield_to(self.input_pending)
         subscribe_reset = getattr(source, "subscribe_reset", None)
         if subscribe_reset is not None:
             subscribe_reset(self._on_reset)
@@ -106,6 +116,11 @@ class DelegateApp(App[int]):
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return {**super().get_theme_variable_defaults(), **STATUS_VARIABLES}
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver for this terminal, noting when a key arrives: on the driver's
+        input thread, before the key waits its turn on the loop."""
+        return _noting_keys(super().get_driver_class(), self)
 
     def get_default_screen(self) -> Screen[None]:
         """The run screen is the app's own (no empty default screen laid out first)."""
@@ -173,10 +188,31 @@ class DelegateApp(App[int]):
 
     # ------------------------------------------------------------ events
 
+    def key_arrived(self) -> None:
+        """A key was read (on the driver's input thread, or here): panes wait to
+        redraw (AgentGrid), and an attached view's events wait for its frame."""
+        now = time.monotonic()
+        self._key_at = now
+        self.context.last_input = now
+
+    def input_pending(self) -> bool:
+        """A key has arrived and its frame is not drawn yet (for at most
+        :data:`INPUT_HOLD_S`)."""
+        at = self._key_at
+        return at > self._key_drawn and time.monotonic() - at < INPUT_HOLD_S
+
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key):
-            self.context.last_input = time.monotonic()  # panes wait to redraw (AgentGrid)
-        await super().on_event(event)
+        if not isinstance(event, events.Key):
+            await super().on_event(event)
+            return
+        if self._key_at <= self._key_drawn:  # no driver noted it (Pilot, another driver)
+            self.key_arrived()
+        arrived = self._key_at
+        await super().on_event(event)  # its handler runs next, then the screen's next frame
+        self.call_after_refresh(self._key_drawn_at, arrived)
+
+    def _key_drawn_at(self, arrived: float) -> None:
+        self._key_drawn = max(self._key_drawn, arrived)
 
     def _on_event(self, ev: Event) -> None:
         if type(ev) is TaskOutput:
@@ -395,3 +431,16 @@ class DelegateApp(App[int]):
             for title, help_text, callback in screen.palette_commands():
                 yield SystemCommand(title, help_text, callback)
             yield SystemCommand("Next theme", "Cycle delegate-tui's themes", self.action_next_theme)
+
+
+def _noting_keys(base: type[Driver], app: DelegateApp) -> type[Driver]:
+    """``base`` whose input thread tells ``app`` of each key as it reads it."""
+
+    class NotingDriver(base):  # type: ignore[valid-type,misc]
+        def process_message(self, message: Message) -> None:
+            if isinstance(message, events.Key):
+                app.key_arrived()
+            super().process_message(message)
+
+    NotingDriver.__name__ = NotingDriver.__qualname__ = base.__name__
+    return NotingDriver

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from textual.geometry import Region
@@ -134,3 +134,35 @@ async def test_the_newest_output_is_on_screen_soon_after_a_flood_stops(
         while "hotfix one more" not in shown(panes["hotfix"]) and time.monotonic() - quiet < 2:
             await ui.pilot.pause(0.01)
         assert time.monotonic() - quiet < 0.5, "a quiet pane redraws at once"
+
+
+class AttachedSource(FakeSource):
+    """A source that, as an attached view's client does, lets the view's input go first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_pending: Callable[[], bool] | None = None
+
+    def yield_to(self, input_pending: Callable[[], bool]) -> None:
+        self.input_pending = input_pending
+
+
+@pytest.mark.asyncio
+async def test_a_key_holds_an_attached_views_events_until_its_frame_is_drawn(
+    start_app: StartApp,
+) -> None:
+    source = AttachedSource()
+    source.start_run()
+    for n, task in enumerate(RUNNING):
+        source.start_task(task, at=1.5, pid=2000 + n)
+    async with start_app(source, size=(200, 60)) as ui:
+        assert source.input_pending is not None, "the app lets its source know of keys"
+        frames: list[bool] = []  # whether the key still waited, at each frame after it
+        ui.app.key_arrived()  # as the driver's input thread says, before the loop has it
+        assert source.input_pending(), "a key on its way holds the events back"
+        await ui.pilot.press("down")
+        ui.app.call_after_refresh(lambda: frames.append(source.input_pending()))
+        ui.app.screen.refresh()
+        await ui.settle()
+        assert frames == [False], "once the key's frame is drawn, the events go on"
+        assert not source.input_pending()
