@@ -7,7 +7,9 @@ it), then applies each live event the service sends, dropping those it
 already has. A view that fell behind reloads from the log on a thread, so the
 loop it shares with drawing and keys is never held for the second or two that
 takes under a flood; what the socket brings meanwhile is kept and applied
-after the reload (:meth:`RunClient._catch_up`). Commands are checked here first with the same pure
+after the reload (:meth:`RunClient._catch_up`). While the view has a key on its
+way to the screen, applying events waits (:meth:`RunClient.yield_to`): the loop
+is the key's until its frame is drawn. Commands are checked here first with the same pure
 :func:`commands.refusal` the engine uses, so the operator gets the answer at
 once; what passes is sent to the service, and a refusal that comes back
 later (the run moved meanwhile) is shown as a notice. Closing a client

@@ -8,6 +8,20 @@ never as lines: a 1 MB line or a binary dump is just more chunks. Exit is
 known from the process itself (a pidfd where the kernel has one), not from
 end-of-output, because a grandchild may hold the output open forever; once
 the leader exits the rest of its group is ended too.
+
+A run service can start its agents at a lower CPU priority than its own
+(``DELEGATE_AGENT_NICE=N``, 1 to 19; off by default): under a flood, eight agents
+take the CPU from the service that reads them and the UI that shows them, and
+keys wait for it (p95 2-3x lower niced by 5, bench/README.md). It is off by
+default because niced agents yield to everything else on the machine too: with
+other work running, the flood took 20-35% longer. An agent gets its niceness
+before it starts (inherited by what it runs), and so does its *autogroup*: Linux
+gives each session its own scheduling group
+(``/proc/sys/kernel/sched_autogroup_enabled``), every agent is a session of its
+own, and a niceness counts only inside its group, so the group's is the one that
+weighs against delegate-tui. An unprivileged process may change one group's
+niceness every 100 ms (the kernel's limit, for the whole machine), so eight
+agents started at once get theirs over the next second.
 """
 
 from __future__ import annotations
@@ -45,8 +59,9 @@ PIPE_SIZE = 1024 * 1024
 FLOOD_BYTES = 32 * 1024
 FLOOD_PAUSE_S = 0.004
 
-#: How much nicer than the run service its agents run (``DELEGATE_AGENT_NICE``; 0: as nice).
-AGENT_NICE = 5
+#: How much nicer than the run service its agents run, unless ``DELEGATE_AGENT_NICE``
+#: says otherwise (0: at the service's own priority).
+AGENT_NICE = 0
 NICE_ENV = "DELEGATE_AGENT_NICE"
 #: Retries of an autogroup's niceness the kernel refused for now (its 100 ms limit).
 AUTOGROUP_RETRY_S = 0.11
@@ -57,7 +72,7 @@ OutputCallback = Callable[[bytes], None]
 
 def agent_nice() -> int:
     """How much nicer than the run service its agents start: ``DELEGATE_AGENT_NICE``
-    (0 to 19; 0 turns it off), else :data:`AGENT_NICE`."""
+    (0 to 19; 0: as the service), else :data:`AGENT_NICE`."""
     value = os.environ.get(NICE_ENV, "").strip()
     if not value:
         return AGENT_NICE

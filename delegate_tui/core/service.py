@@ -17,6 +17,10 @@ way: ``{"cmd": "kill", "args": {"task_id": "a"}, "id": 7}``, answered by
 ``{"ack": 7, "refusal": ""}`` (empty when carried out); every command the
 engine carries out is in the log as usual.
 
+With ``DELEGATE_AGENT_NICE=N`` the service starts its agents N nicer than
+itself, their autogroups too (core/process.py), so that under a flood the
+service reads them and its views draw before they print more; off by default.
+
 A slow client never slows the run: each client has a bounded queue; when it
 is full, the queue is dropped and the client is told ``{"behind": {"seq",
 "skipped"}}``, and it reloads the state from the log (the newest keyframe and
@@ -132,7 +136,7 @@ class RunService:
         self._server: asyncio.AbstractServer | None = None
         self.path = Path()
         engine.subscribe(self._on_event)
-        # The service and its views before the agents: keys stay quick under a flood.
+        # DELEGATE_AGENT_NICE: the service and its views before the agents.
         engine.lower_agents(agent_nice())
 
     @property

@@ -6,7 +6,10 @@ runs it in a worker, and redraws from its state on a timer (20 ticks a
 second), never once per event: everything on a key, on the run's events (at
 most ten times a second) and once a second for the clocks; only the agent
 panes (at their own pace) when output alone came. Agent output goes into a bounded byte store
-that panes parse only while shown. The screen (live, or the replay screen)
+that panes parse only while shown. Keys go first: the driver's input thread
+notes each key as it reads it, panes then wait to redraw, and an attached view's
+events wait until the key's frame is drawn (``yield_to`` on the source). The
+screen (live, or the replay screen)
 is built with a :class:`~delegate_tui.ui.context.ScreenContext` that the app
 keeps current; it takes nothing else from the app. The app decides nothing
 about the run: keys become the source's commands, and the source answers.

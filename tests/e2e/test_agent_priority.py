@@ -1,9 +1,9 @@
-"""Agents of a run service run at a lower CPU priority than the service (and its views).
+"""With DELEGATE_AGENT_NICE=N a run service starts its agents N nicer than itself.
 
 Read back from /proc for real agent processes: their niceness and, where Linux
 schedules sessions as groups, their session's (autogroup's) niceness, which is
-the one that weighs against the service and the UI. ``DELEGATE_AGENT_NICE=0``
-turns it off, and a headless run (one process, no UI) leaves agents as they are.
+the one that weighs against the service and the UI. Off by default, and a
+headless run (one process, no UI) leaves agents as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from delegate_tui.core import service as service_module
 from delegate_tui.core.engine import Engine, EngineOptions
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.process import AGENT_NICE, autogroups_enabled
+from delegate_tui.core.process import autogroups_enabled
 from delegate_tui.core.service import RunService
 
 pytestmark = pytest.mark.e2e
@@ -78,28 +78,29 @@ async def served_agent(
         await asyncio.wait_for(serving, 20)
 
 
-async def test_a_run_services_agents_run_nicer_than_the_service(
+async def test_delegate_agent_nice_starts_a_services_agents_nicer_than_it(
+    repo: Path, write_plan: Callable[..., Plan], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DELEGATE_AGENT_NICE", "5")
+    nice, group = await served_agent(write_plan, repo, tmp_path, monkeypatch)
+    assert nice == min(19, OWN_NICE + 5)
+    if group >= 0:  # each agent is a session: its group's niceness is what counts
+        assert group == 5
+
+
+async def test_by_default_a_services_agents_run_at_its_priority(
     repo: Path, write_plan: Callable[..., Plan], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DELEGATE_AGENT_NICE", raising=False)
-    nice, group = await served_agent(write_plan, repo, tmp_path, monkeypatch)
-    assert nice == min(19, OWN_NICE + AGENT_NICE)
-    if group >= 0:  # each agent is a session: its group's niceness is what counts
-        assert group == AGENT_NICE
-
-
-async def test_delegate_agent_nice_0_leaves_agents_as_the_service(
-    repo: Path, write_plan: Callable[..., Plan], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DELEGATE_AGENT_NICE", "0")
     nice, group = await served_agent(write_plan, repo, tmp_path, monkeypatch)
     assert nice == OWN_NICE
     assert group in (-1, 0)
 
 
 async def test_a_headless_run_leaves_agents_as_they_are(
-    repo: Path, write_plan: Callable[..., Plan], tmp_path: Path
+    repo: Path, write_plan: Callable[..., Plan], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DELEGATE_AGENT_NICE", "5")
     engine = Engine(plan_with_agent(write_plan, repo, tmp_path), EngineOptions(kill_grace_s=1.0))
     running = asyncio.create_task(engine.run())
     try:
