@@ -219,6 +219,14 @@ class AgentGrid(Container):
         self._last_tick = tick
         started = time.perf_counter()
         synced: set[str] = set()
+        highlight = selected if len(wanted) > 1 else ""
+        moved = any(
+            pane.has_class("selected") != (t == highlight) for t, pane in self.panes.items()
+        )
+        chosen = self.panes.get(selected)
+        if moved and chosen is not None:
+            # The newly selected pane takes the selected pane's pace at once.
+            chosen.next_sync = min(chosen.next_sync, next_redraw(tick, FLOOD_INTERVAL_S))
         for task_id in wanted:
             pane = self.panes[task_id]
             pane.use_store(self.store_for(task_id))
@@ -232,6 +240,16 @@ class AgentGrid(Container):
                 synced.add(task_id)
                 interval = redraw_interval(flooding, lag, selected=task_id == selected)
                 pane.next_sync = next_redraw(tick, interval)
+        if (
+            moved
+            and not typing
+            and (chosen is None or selected in synced or tick >= chosen.next_sync)
+        ):
+            # The highlight moves (a new border repaints the whole pane) after the key's
+            # frame, and under a flood with the selected pane's next redraw, not in a
+            # frame of its own.
+            for task_id, pane in self.panes.items():
+                pane.set_class(task_id == highlight, "selected")
         # A new title repaints the whole pane. What changes its meaning (status,
         # attempt, pid) shows at once, as does a new subtitle (scrolled, searching);
         # its clock and CPU figures (which step once a second, all together: the app
@@ -240,8 +258,6 @@ class AgentGrid(Container):
         # ticks: a pane redrawn once a second would be repainted twice).
         for task_id in wanted:
             pane = self.panes[task_id]
-            if not typing:  # a new border repaints the whole pane: after the key's frame
-                pane.set_class(task_id == selected and len(wanted) > 1, "selected")
             title, subtitle = self._title(state, task_id, now), _subtitle(pane, state)
             if pane.border_subtitle != subtitle:
                 pane.border_subtitle = subtitle
