@@ -204,7 +204,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, int(len(ordered) * share) - 1)] if ordered else float("nan")
 
 
-def run_traced(lines: int, trace: Path, env: dict[str, str]) -> list[tuple[float, float]]:
+def run_traced(
+    lines: int, trace: Path, env: dict[str, str], *, keys_on: bool = True
+) -> list[tuple[float, float]]:
     """One flood with the traced UI; the keys' (sent, seen) monotonic times."""
     from tmux_term import Terminal
     from ui_flood import flood_plan, selected_row
@@ -226,6 +228,9 @@ def run_traced(lines: int, trace: Path, env: dict[str, str]) -> list[tuple[float
             head = (term.screen().splitlines() or [""])[0]
             if "run succeeded" in head or "run failed" in head or "run partial" in head:
                 break
+            if not keys_on:
+                time.sleep(0.05)
+                continue
             row = selected_row(term)
             sent = time.monotonic()
             term.send("Down" if row < 6 else "Up")
@@ -353,6 +358,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the UI")
     parser.add_argument("--keep", help="a folder to keep the raw traces in")
+    parser.add_argument("--no-keys", action="store_true", help="trace the flood, press nothing")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         raise SystemExit("bench/key_trace.py needs tmux")
@@ -363,7 +369,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         for number in range(args.rounds):
             trace = out / f"trace{number}.json"
-            keys = run_traced(args.lines, trace, env)
+            keys = run_traced(args.lines, trace, env, keys_on=not args.no_keys)
             (out / f"keys{number}.json").write_text(json.dumps(keys))
             results.append(analyse(keys, json.loads(trace.read_text())))
     print(json.dumps(results, indent=1))
