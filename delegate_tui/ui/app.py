@@ -210,6 +210,7 @@ class DelegateApp(App[int]):
             return
         if self._key_at <= self._key_drawn:  # no driver noted it (Pilot, another driver)
             self.key_arrived()
+        self.context.last_input = time.monotonic()  # panes wait from here (AgentGrid)
         arrived = self._key_at
         await super().on_event(event)  # its handler runs next, then the screen's next frame
         self.call_after_refresh(self._key_drawn_at, arrived)
