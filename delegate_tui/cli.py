@@ -14,32 +14,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from delegate_tui import __version__, report
-from delegate_tui.core import graph, runlog
-from delegate_tui.core.executor import parse_executor
-from delegate_tui.core.forecast import forecast
-from delegate_tui.core.metrics import stats as stats_of
-from delegate_tui.core.plan import Plan, PlanError, json_schema, load_plan
-from delegate_tui.core.replay import final_state
-from delegate_tui.core.state import RunState
-from delegate_tui.launch import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
-    Refused,
-    RunRequest,
-    attach_run,
-    resume_run,
-    serve_run,
-    start_run,
-    stop_run,
-)
+from delegate_tui import __version__
+from delegate_tui.launch import EXIT_BAD_INPUT, EXIT_OK, Refused, RunRequest
+
+if TYPE_CHECKING:
+    from delegate_tui.core.plan import Plan
+    from delegate_tui.core.runlog import ReadReport
+    from delegate_tui.core.state import RunState
+
+# Each command imports what it uses when it runs: `--help`, `validate` or `stats`
+# load neither the engine nor Textual (tests/e2e/test_cli_imports.py holds it).
 
 
 def fail(message: str) -> NoReturn:
@@ -49,6 +39,8 @@ def fail(message: str) -> NoReturn:
 
 
 def _load(path: str) -> Plan:
+    from delegate_tui.core.plan import PlanError, load_plan
+
     try:
         return load_plan(path)
     except PlanError as exc:
@@ -82,6 +74,8 @@ def main() -> None:
 def _check_executor(_ctx: Any, _param: Any, value: str | None) -> str | None:
     if value is None:
         return None
+    from delegate_tui.core.executor import parse_executor
+
     try:
         parse_executor(value)
     except ValueError as exc:
@@ -179,6 +173,8 @@ def _run_options(func: Any) -> Any:
 @_run_options
 def run(plan_file: str, **opts: Any) -> None:
     """Run PLAN: propose batches, run agents in worktrees, merge their work."""
+    from delegate_tui.launch import start_run
+
     plan = _load(plan_file)
     _exit_with(lambda: start_run(plan, RunRequest(**opts)))
 
@@ -205,7 +201,12 @@ def demo(headless: bool, speed: float, keep: bool, theme: str | None) -> None:
     In a terminal it opens the full-screen UI, where you approve each batch
     (a); with --headless, or when output is not a terminal, it approves by itself.
     """
+    import tempfile
+
+    from delegate_tui.core import runlog
+    from delegate_tui.core.replay import final_state
     from delegate_tui.demo.scaffold import make_demo_repo
+    from delegate_tui.launch import start_run
 
     root = Path(tempfile.mkdtemp(prefix="delegate-demo-"))
     plan_path = make_demo_repo(root)
@@ -291,6 +292,9 @@ def doctor(as_json: bool) -> None:
 )
 def validate(plans: tuple[str, ...]) -> None:
     """Check plan files; print every problem with its file, line and field."""
+    from delegate_tui.core import graph
+    from delegate_tui.core.plan import PlanError, load_plan
+
     bad = 0
     for path in plans:
         try:
@@ -329,6 +333,9 @@ def plan_cmd(
         from delegate_tui.draft import review_file
 
         _exit_with(lambda: review_file(Path(plan_file), theme=theme))
+    from delegate_tui import report
+    from delegate_tui.core.forecast import forecast
+
     outlook = forecast(
         plan,
         isolation=isolation or plan.isolation or "worktree",
@@ -380,6 +387,8 @@ def draft(goal: str, **opts: Any) -> None:
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of plan files (for editor validation)."""
+    from delegate_tui.core.plan import json_schema
+
     click.echo(json.dumps(json_schema(), indent=2))
 
 
@@ -398,7 +407,10 @@ def _run_argument(func: Any) -> Any:
     return click.argument("run_arg", metavar="[RUN]", required=False)(func)
 
 
-def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, runlog.ReadReport, Path]:
+def _read_state(run_arg: str | None, repo: str) -> tuple[RunState, ReadReport, Path]:
+    from delegate_tui.core import runlog
+    from delegate_tui.core.replay import final_state
+
     try:
         path = runlog.resolve_run(run_arg, Path(repo).resolve())
         state, reading = final_state(path)
@@ -431,6 +443,9 @@ def stats(run_arg: str | None, repo: str, as_json: bool, every_run: bool) -> Non
             fail("stats --all reads every run of the repository: give --repo, not RUN")
         _stats_all(repo, as_json)
         return
+    from delegate_tui import report
+    from delegate_tui.core.metrics import stats as stats_of
+
     state, reading, path = _read_state(run_arg, repo)
     for message in reading.messages():
         click.echo(f"delegate-tui: {path}: {message}", err=True)
@@ -451,6 +466,8 @@ def _repo_root(repo: str) -> Path:
 
 
 def _stats_all(repo: str, as_json: bool) -> None:
+    from delegate_tui import report
+    from delegate_tui.core import runlog
     from delegate_tui.core.history import aggregate
 
     top = _repo_root(repo)
@@ -546,6 +563,9 @@ def resume(
     log), their tasks marked interrupted, merged work kept; the log goes on in the
     same file. With --yes (or approve: auto) interrupted tasks are retried.
     """
+    from delegate_tui.core import runlog
+    from delegate_tui.launch import resume_run
+
     try:
         path = runlog.resolve_run(run_arg, Path(repo).resolve())
     except runlog.LogError as exc:
@@ -556,6 +576,8 @@ def resume(
 
 def _live_run(run_arg: str | None, repo: str) -> Path:
     """The folder of the run RUN names (default: this repository's newest)."""
+    from delegate_tui.core import runlog
+
     try:
         return runlog.resolve_run(run_arg, Path(repo).resolve()).parent
     except runlog.LogError as exc:
@@ -571,6 +593,8 @@ def attach(run_arg: str | None, repo: str, theme: str | None) -> None:
     Any number of terminals may attach to one run; each sees everything and may
     command it. Quitting offers to detach: the run goes on without a terminal.
     """
+    from delegate_tui.launch import attach_run
+
     run_dir = _live_run(run_arg, repo)
     _exit_with(lambda: attach_run(run_dir, theme=theme))
 
@@ -613,6 +637,8 @@ def stop(run_arg: str | None, repo: str) -> None:
 
     `delegate-tui resume` continues it later.
     """
+    from delegate_tui.launch import stop_run
+
     run_dir = _live_run(run_arg, repo)
     _exit_with(lambda: stop_run(run_dir))
 
@@ -624,6 +650,8 @@ def stop(run_arg: str | None, repo: str) -> None:
 @click.option("--request", "settings", required=True)
 def service(plan_path: str | None, log_path: str | None, run_id: str, settings: str) -> None:
     """The run service's own process (started by run, demo and resume; not for people)."""
+    from delegate_tui.launch import serve_run
+
     how, path = ("plan", plan_path) if plan_path else ("resume", log_path)
     if path is None:
         fail("_service needs --plan or --resume")
@@ -657,7 +685,8 @@ def replay(
     or an asciinema recording (asciicast v2 .cast file), shown as a one-task run.
     Replay only reads the log: it never runs a process or touches git.
     """
-    from delegate_tui.core import asciicast
+    from delegate_tui import report
+    from delegate_tui.core import asciicast, runlog
     from delegate_tui.core.replay import ReplaySource
 
     try:
@@ -703,6 +732,9 @@ def runs(repo: str, as_json: bool, open_ui: bool) -> None:
 
         browse(top, _replay_until_back)
         return
+    from delegate_tui import report
+    from delegate_tui.core import runlog
+
     rows, skipped = report.list_runs(top)
     for reason in skipped:
         click.echo(f"delegate-tui: left out: {reason}", err=True)

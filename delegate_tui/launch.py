@@ -6,29 +6,32 @@ failed preflight, approvals with no terminal to ask in), the choice between
 the full-screen UI and headless mode, and the run's exit code. It prints
 only the run's own remarks; a refusal is raised as :class:`Refused` for the
 command line to report, so that nothing here exits the process.
+
+A run with the UI is run by a service process of its own; the UI's process
+checks it with :mod:`~delegate_tui.core.preflight` alone and never imports the
+engine, which only a headless run and the service load. Every import beyond
+this module's first lines is made by the function that needs it, so that
+``delegate-tui --help`` and the commands that read logs start quickly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import click
 
-from delegate_tui.core import runlog
-from delegate_tui.core.agents import PRESETS
-from delegate_tui.core.client import SERVICE_LOG, SERVICE_START_S, RunClient, ServiceGone
-from delegate_tui.core.engine import Engine, EngineOptions, PreflightError, new_run_id
-from delegate_tui.core.plan import Plan
-from delegate_tui.core.service import RunService, service_status, socket_path
+if TYPE_CHECKING:
+    import subprocess
+
+    from delegate_tui.core.engine import Engine
+    from delegate_tui.core.plan import Plan
 
 #: Exit codes of every command: success, a run that ended partial, failed or
 #: stopped, and bad input (plan, log, flag) refused before anything started.
@@ -74,17 +77,27 @@ def _interactive_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _engine_for(
-    plan: Plan, request: RunRequest, *, operator: bool, run_id: str | None = None
-) -> Engine:
-    """The engine a request asks for (``operator``: someone attached decides at the end)."""
+def _requested(plan: Plan, request: RunRequest) -> Plan:
+    """``plan`` in the request's repository; an unknown ``--agent-override`` refused."""
     if request.repo:
         plan = plan.model_copy(update={"repo": str(Path(request.repo).resolve())})
     override = request.agent_override
     if override and override not in plan.resolved_agents():
+        from delegate_tui.core.agents import PRESETS
+
         raise Refused(
             f"--agent-override: unknown agent '{override}' (presets: {', '.join(sorted(PRESETS))})"
         )
+    return plan
+
+
+def _engine_for(
+    plan: Plan, request: RunRequest, *, operator: bool, run_id: str | None = None
+) -> Engine:
+    """The engine a request asks for (``operator``: someone attached decides at the end)."""
+    from delegate_tui.core.engine import Engine, EngineOptions
+
+    plan = _requested(plan, request)
     auto = request.yes or plan.approve == "auto"
     auto_merge = None
     if plan.merge == "manual" and not operator and (auto or not _interactive_terminal()):
@@ -100,7 +113,7 @@ def _engine_for(
             auto_approve=request.yes,
             max_parallel=request.max_parallel,
             isolation=request.isolation,
-            agent_override=override,
+            agent_override=request.agent_override,
             include_dirty=request.include_dirty,
             kill_grace_s=request.kill_grace,
             transport=request.transport,
@@ -114,25 +127,56 @@ def _engine_for(
     )
 
 
+def _checked_for_service(plan: Plan, request: RunRequest, run_id: str) -> Path:
+    """Refuse (:class:`Refused`) a run the service's engine would refuse, as it would,
+    without an engine; the repository it runs in."""
+    from delegate_tui.core import preflight
+
+    plan = preflight.prepare(
+        _requested(plan, request),
+        agent_override=request.agent_override,
+        sandbox_mode=request.sandbox,
+    )
+    try:
+        found = preflight.check_new_run(
+            plan,
+            isolation=request.isolation,
+            include_dirty=request.include_dirty,
+            executor=request.executor,
+            kill_grace_s=request.kill_grace,
+            run_id=run_id,
+        )
+    except preflight.PreflightError as exc:
+        raise Refused(str(exc)) from exc
+    return found.repo
+
+
 def start_run(plan: Plan, request: RunRequest) -> int:
     """Check, start and follow a run of ``plan``; the exit code (Refused on bad input).
 
     With the UI (or ``--detach``) the run goes to a run service of its own and the
     UI attaches to it; headless, it runs in this process, as CI wants it.
     """
+    from delegate_tui.core.preflight import PreflightError
+
     auto = request.yes or plan.approve == "auto"
     interactive_terminal = _interactive_terminal()
     use_ui = not request.headless and not request.detach and interactive_terminal
     if not request.headless and not request.detach and not use_ui:
         click.echo("delegate-tui: standard output is not a terminal; running headless", err=True)
-    served = use_ui or request.detach
-    engine = _engine_for(plan, request, operator=served)
+    if use_ui or request.detach:
+        from delegate_tui.core.runlog import new_run_id, runs_dir
+
+        run_id = new_run_id()
+        repo = _checked_for_service(plan, request, run_id)
+        return _serve(
+            ["--plan", str(Path(plan.source).resolve())], runs_dir(repo) / run_id, request
+        )
+    engine = _engine_for(plan, request, operator=False)
     try:
         engine.preflight()
     except PreflightError as exc:
         raise Refused(str(exc)) from exc
-    if served:
-        return _serve(["--plan", str(Path(plan.source).resolve())], engine.repo, request)
     needs_operator = [t.id for t in engine.plan.tasks if t.approve]
     if not interactive_terminal and (not auto or needs_operator):
         what = (
@@ -143,6 +187,8 @@ def start_run(plan: Plan, request: RunRequest) -> int:
         raise Refused(
             f"{plan.source}: {what}, and there is no terminal to ask in; pass --yes or set approve: auto"
         )
+    import asyncio
+
     from delegate_tui.headless import run_headless
 
     state = asyncio.run(
@@ -156,6 +202,10 @@ def start_run(plan: Plan, request: RunRequest) -> int:
 
 def resume_run(path: Path, request: RunRequest) -> int:
     """Take over the cut-off run whose log is ``path`` and follow it; the exit code."""
+    from delegate_tui.core import preflight
+    from delegate_tui.core.runlog import LogError
+    from delegate_tui.core.service import service_status
+
     if service_status(path.parent) is not None:
         raise Refused(
             f"run {path.parent.name} is live (its service runs it): "
@@ -164,12 +214,13 @@ def resume_run(path: Path, request: RunRequest) -> int:
     interactive_terminal = _interactive_terminal()
     use_ui = not request.headless and interactive_terminal
     if use_ui or request.detach:
-        try:
-            Engine.from_log(path)  # refused here, before a service starts
-        except (runlog.LogError, PreflightError) as exc:
+        try:  # refused here, before a service starts
+            preflight.resumable(path, kill_grace_s=request.kill_grace)
+        except (LogError, preflight.PreflightError) as exc:
             raise Refused(str(exc)) from exc
-        repo = path.resolve().parents[3]  # <repo>/.delegate/runs/<id>/events.jsonl
-        return _serve(["--resume", str(path.resolve())], repo, request, run_dir=path.parent)
+        return _serve(["--resume", str(path.resolve())], path.parent, request)
+    from delegate_tui.core.engine import Engine, EngineOptions
+
     try:
         engine = Engine.from_log(
             path,
@@ -177,13 +228,15 @@ def resume_run(path: Path, request: RunRequest) -> int:
                 auto_approve=request.yes, kill_grace_s=request.kill_grace, hold_at_end=use_ui
             ),
         )
-    except (runlog.LogError, PreflightError) as exc:
+    except (LogError, preflight.PreflightError) as exc:
         raise Refused(str(exc)) from exc
     auto = request.yes or engine.state.auto_approve
     if not interactive_terminal and not auto:
         raise Refused(
             f"{path}: batches wait for approval, and there is no terminal to ask in; pass --yes"
         )
+    import asyncio
+
     from delegate_tui.headless import run_headless
 
     asyncio.run(run_headless(engine, interactive=not auto))
@@ -195,10 +248,14 @@ def resume_run(path: Path, request: RunRequest) -> int:
 # ---------------------------------------------------------------- the run service
 
 
-def _serve(how: list[str], repo: Path, request: RunRequest, *, run_dir: Path | None = None) -> int:
-    """Start a run service in its own session, then attach the UI (or, detached, return)."""
-    run_id = run_dir.name if run_dir is not None else new_run_id()
-    run_dir = run_dir or runlog.runs_dir(repo) / run_id
+def _serve(how: list[str], run_dir: Path, request: RunRequest) -> int:
+    """Start a run service for the run in ``run_dir`` in its own session, then attach the
+    UI (or, detached, return once it listens)."""
+    import subprocess
+
+    from delegate_tui.core.client import SERVICE_LOG
+
+    run_id = run_dir.name
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
     settings = {k: v for k, v in dataclasses.asdict(request).items() if k != "theme"}
@@ -223,7 +280,11 @@ def _serve(how: list[str], repo: Path, request: RunRequest, *, run_dir: Path | N
         )
     if not request.detach:  # the UI draws while the service starts
         return attach_run(run_dir, theme=request.theme, starting=child)
-    sock, log = socket_path(run_dir), run_dir / runlog.LOG_NAME
+    from delegate_tui.core.client import SERVICE_START_S
+    from delegate_tui.core.runlog import LOG_NAME
+    from delegate_tui.core.service import socket_path
+
+    sock, log = socket_path(run_dir), run_dir / LOG_NAME
     deadline = time.monotonic() + SERVICE_START_S
     while not sock.exists():
         ended = child.poll() is not None
@@ -249,6 +310,8 @@ def attach_run(
 
     ``starting``: the service just started for it (the UI opens without waiting).
     """
+    from delegate_tui.core.client import RunClient
+    from delegate_tui.core.service import service_status
     from delegate_tui.ui.app import DelegateApp
 
     if starting is None and service_status(run_dir) is None:
@@ -270,6 +333,9 @@ def attach_run(
 
 def stop_run(run_dir: Path, reason: str = "stopped by the operator") -> int:
     """End a live run cleanly (agents ended, log says stopped, resumable); the exit code."""
+    import asyncio
+
+    from delegate_tui.core.client import RunClient, ServiceGone
 
     async def stop() -> RunClient:
         client = RunClient(run_dir)
@@ -294,6 +360,11 @@ def serve_run(
     how: Literal["plan", "resume"], path: Path, run_id: str, settings: dict[str, object]
 ) -> int:
     """The run service's process: run the engine and serve it until the run ends."""
+    import asyncio
+
+    from delegate_tui.core.engine import Engine, EngineOptions
+    from delegate_tui.core.service import RunService
+
     request = RunRequest(**settings)  # type: ignore[arg-type]
     if how == "plan":
         from delegate_tui.core.plan import load_plan

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import secrets
 import time
 import traceback
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ from delegate_tui.core import (
     preflight,
     prompts,
     recheck,
-    sandbox,
     scheduler,
     workspace,
 )
@@ -72,14 +70,13 @@ from delegate_tui.core.events import (
     TaskSkipped,
     held_changes,
 )
-from delegate_tui.core.executor import AttemptLost, ExecutorError, make_executor
+from delegate_tui.core.executor import AttemptLost, make_executor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.preflight import PreflightError
 from delegate_tui.core.prices import PriceError, PriceTable
 from delegate_tui.core.reaper import end_groups
-from delegate_tui.core.replay import final_state
-from delegate_tui.core.runlog import LOG_NAME, ReadReport, runs_dir
+from delegate_tui.core.runlog import LOG_NAME, ReadReport, new_run_id, runs_dir
 from delegate_tui.core.state import AttemptState, RunState
 from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.supervisor import install_signal_handlers as _install
@@ -109,18 +106,13 @@ class EngineOptions:
     executor: str | None = None  # local, ray, ray://HOST:PORT (None: the plan decides)
 
 
-def new_run_id() -> str:
-    """Sortable, unique, valid as a path and a branch component."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
 class Engine:
     """Runs one plan on one repository."""
 
     def __init__(self, plan: Plan, options: EngineOptions | None = None) -> None:
         self.options = options or EngineOptions()
-        self.plan = sandbox.with_mode(
-            preflight.with_agent(plan, self.options.agent_override), self.options.sandbox
+        self.plan = preflight.prepare(
+            plan, agent_override=self.options.agent_override, sandbox_mode=self.options.sandbox
         )
         self.state = RunState()
         self.run_id = self.options.run_id or new_run_id()
@@ -267,23 +259,15 @@ class Engine:
         )
         self.repo, self.isolation, self._agents = found.repo, found.isolation, found.agents
         self._warnings = found.warnings
-        self._check_executor()
-        try:
-            self._prices = PriceTable.load()
-        except PriceError as exc:
-            raise PreflightError(str(exc)) from None
+        preflight.check_executor(self.plan, self.isolation, self._executor)
+        self._prices = preflight.load_prices()
         return list(found.warnings)
 
     @classmethod
     def from_log(cls, log_path: Path, options: EngineOptions | None = None) -> Engine:
         """An engine that continues the run recorded in ``log_path`` (same log, same branches)."""
-        state, report = final_state(log_path)
-        if state.plan is None or not state.run_id:
-            raise PreflightError(f"{log_path}: not a delegate-tui run log (no readable RunStarted)")
-        if state.finished and state.status != "stopped":  # a stopped run goes on
-            raise PreflightError(
-                f"{log_path}: run {state.run_id} already ended ({state.status}); nothing to resume"
-            )
+        state, report = preflight.read_resumable(log_path)
+        assert state.plan is not None  # read_resumable refuses a log without one
         engine = cls(
             state.plan, dataclasses.replace(options or EngineOptions(), run_id=state.run_id)
         )
@@ -294,30 +278,9 @@ class Engine:
         engine.run_dir = log_path.parent
         engine._resume_report = report
         engine._agents = engine.plan.resolved_agents()
-        try:  # this machine may not be the one that started it
-            sandbox.check_plan(engine.plan, Path.home())
-        except sandbox.SandboxError as exc:
-            raise PreflightError(str(exc)) from None
-        engine._check_executor()
+        preflight.check_sandboxes(engine.plan)  # this machine may not be the one that started it
+        preflight.check_executor(engine.plan, engine.isolation, engine._executor)
         return engine
-
-    def _check_executor(self) -> None:
-        """Refuse a run whose executor cannot run (Ray missing or out of reach)."""
-        if self._executor.name != "local" and self.isolation not in ("", "worktree"):
-            raise PreflightError(
-                f"executor: {self._executor.name} needs isolation: worktree "
-                f"(this run has isolation: {self.isolation})"
-            )
-        boxed = sandbox.sandboxed_tasks(self.plan)
-        if self._executor.name != "local" and boxed:
-            raise PreflightError(
-                f"executor: {self._executor.name} runs no sandbox yet (tasks "
-                f"{', '.join(boxed)} ask for one): use sandbox: off, or the local executor"
-            )
-        try:
-            self._executor.check()
-        except ExecutorError as exc:
-            raise PreflightError(str(exc)) from None
 
     async def run(self) -> RunState:
         """Run the plan to its end (or until stopped); return the final state."""

@@ -22,10 +22,11 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from delegate_tui.core.process import AgentProcess
-from delegate_tui.core.supervisor import Supervisor
+if TYPE_CHECKING:  # loaded by the local executor when it is made: a plan's
+    # validation (parse_executor) and a check before a run need neither.
+    from delegate_tui.core.supervisor import Supervisor
 
 #: What ``executor: ray`` needs installed, said when it is missing.
 RAY_INSTALL = "pip install 'delegate-tui[ray]'"
@@ -145,7 +146,9 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, grace_s: float) -> None:
-        self.supervisor = Supervisor(grace_s)
+        from delegate_tui.core.supervisor import Supervisor
+
+        self.supervisor: Supervisor = Supervisor(grace_s)
 
     @property
     def reaper_pid(self) -> int:
@@ -192,6 +195,8 @@ class LocalExecutor:
         timeout: float | None,
         on_timeout: Callable[[], object] | None = None,
     ) -> int | None:
+        from delegate_tui.core.process import AgentProcess
+
         assert isinstance(proc, AgentProcess)
         return await self.supervisor.wait(task_id, proc, timeout, on_timeout)
 

@@ -1,4 +1,4 @@
-"""Checks before a run starts: the repository, git, and every agent on PATH.
+"""Checks before a run starts: the repository, git, every agent on PATH, the executor.
 
 Owns the promise that a run refused is refused before anything is created:
 no branch, no worktree, no log. :func:`check` looks at the plan's folder
@@ -6,7 +6,14 @@ no branch, no worktree, no log. :func:`check` looks at the plan's folder
 ``merge-tree --write-tree``), resolves the agents, and checks that each
 task's agent is installed; it returns what the run needs (the repository's
 top, the isolation mode, the resolved agents) and warnings such as a dirty
-tree. :func:`with_agent` applies ``--agent`` to a plan.
+tree. :func:`check_executor` refuses an executor that cannot run the plan,
+:func:`load_prices` a price file that cannot be read. :func:`prepare` applies
+``--agent`` and ``--sandbox`` to a plan.
+
+:func:`check_new_run` and :func:`resumable` are every check of a new run and of a
+resumed one, as the engine makes them, for a process that starts no engine: the
+UI's, which starts the run service only once its run would be accepted. This
+module imports neither the engine nor the executors' process machinery.
 """
 
 from __future__ import annotations
@@ -15,10 +22,18 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from delegate_tui.core import sandbox, workspace
 from delegate_tui.core.agents import AgentError, AgentSpec, build_argv
+from delegate_tui.core.executor import Executor, ExecutorError, make_executor, parse_executor
 from delegate_tui.core.plan import Plan
+from delegate_tui.core.prices import PriceError, PriceTable
+from delegate_tui.core.replay import final_state
+
+if TYPE_CHECKING:
+    from delegate_tui.core.runlog import ReadReport
+    from delegate_tui.core.state import RunState
 
 
 class PreflightError(Exception):
@@ -33,6 +48,11 @@ class Preflight:
     isolation: str
     agents: dict[str, AgentSpec]
     warnings: tuple[str, ...]
+
+
+def prepare(plan: Plan, *, agent_override: str | None, sandbox_mode: str | None) -> Plan:
+    """The plan a run runs: ``--agent-override`` and ``--sandbox`` applied to ``plan``."""
+    return sandbox.with_mode(with_agent(plan, agent_override), sandbox_mode)
 
 
 def with_agent(plan: Plan, override: str | None) -> Plan:
@@ -91,10 +111,7 @@ def check(plan: Plan, *, isolation: str | None, include_dirty: bool) -> Prefligh
         if dirty and mode == "worktree":
             warnings.append(_dirty_warning(dirty, include_dirty))
     agents = check_agents(plan)
-    try:
-        sandbox.check_plan(plan, Path.home())
-    except sandbox.SandboxError as exc:
-        raise PreflightError(str(exc)) from None
+    check_sandboxes(plan)
     return Preflight(repo, mode, agents, tuple(warnings))
 
 
@@ -131,3 +148,94 @@ def check_agents(plan: Plan) -> dict[str, AgentSpec]:
                 "installed (not found on PATH)"
             )
     return agents
+
+
+def check_executor(plan: Plan, isolation: str, executor: Executor) -> None:
+    """Refuse a run whose executor cannot run it (Ray missing or out of reach, a
+    cluster asked for isolation other than worktree or for a sandbox)."""
+    if executor.name != "local" and isolation not in ("", "worktree"):
+        raise PreflightError(
+            f"executor: {executor.name} needs isolation: worktree "
+            f"(this run has isolation: {isolation})"
+        )
+    boxed = sandbox.sandboxed_tasks(plan)
+    if executor.name != "local" and boxed:
+        raise PreflightError(
+            f"executor: {executor.name} runs no sandbox yet (tasks "
+            f"{', '.join(boxed)} ask for one): use sandbox: off, or the local executor"
+        )
+    try:
+        executor.check()
+    except ExecutorError as exc:
+        raise PreflightError(str(exc)) from None
+
+
+def _check_executor_named(
+    plan: Plan, isolation: str, value: str, kill_grace_s: float, run_id: str
+) -> None:
+    """:func:`check_executor` for the executor ``value`` names. The local executor
+    passes every check, so none is made for it (nor its supervisor imported)."""
+    if parse_executor(value)[0] != "local":
+        check_executor(plan, isolation, make_executor(value, kill_grace_s, run_id))
+
+
+def load_prices() -> PriceTable:
+    """The price table the run estimates costs with; refused if a price file is unreadable."""
+    try:
+        return PriceTable.load()
+    except PriceError as exc:
+        raise PreflightError(str(exc)) from None
+
+
+def check_new_run(
+    plan: Plan,
+    *,
+    isolation: str | None,
+    include_dirty: bool,
+    executor: str | None,
+    kill_grace_s: float,
+    run_id: str,
+) -> Preflight:
+    """Every check :meth:`Engine.preflight <delegate_tui.core.engine.Engine.preflight>`
+    makes of a new run of ``plan`` (already :func:`prepare`d), in its order; what it found.
+
+    ``executor`` is the command line's, over the plan's.
+    """
+    found = check(plan, isolation=isolation, include_dirty=include_dirty)
+    _check_executor_named(plan, found.isolation, executor or plan.executor, kill_grace_s, run_id)
+    load_prices()
+    return found
+
+
+def read_resumable(log_path: Path) -> tuple[RunState, ReadReport]:
+    """The state of the run ``log_path`` records, if it can be resumed: it has begun,
+    and has not ended (a stopped run goes on). Raises :class:`PreflightError`, or
+    :class:`~delegate_tui.core.runlog.LogError` for a log that cannot be read."""
+    state, report = final_state(log_path)
+    if state.plan is None or not state.run_id:
+        raise PreflightError(f"{log_path}: not a delegate-tui run log (no readable RunStarted)")
+    if state.finished and state.status != "stopped":
+        raise PreflightError(
+            f"{log_path}: run {state.run_id} already ended ({state.status}); nothing to resume"
+        )
+    return state, report
+
+
+def check_sandboxes(plan: Plan) -> None:
+    """Refuse a plan whose sandboxes cannot be made here (a resumed run's machine may
+    not be the one that started it)."""
+    try:
+        sandbox.check_plan(plan, Path.home())
+    except sandbox.SandboxError as exc:
+        raise PreflightError(str(exc)) from None
+
+
+def resumable(log_path: Path, *, kill_grace_s: float) -> RunState:
+    """Every check :meth:`Engine.from_log <delegate_tui.core.engine.Engine.from_log>`
+    makes of the run ``log_path`` records, in its order; the run's state."""
+    state, _report = read_resumable(log_path)
+    plan = state.plan
+    assert plan is not None  # read_resumable refused a log without one
+    check_sandboxes(plan)
+    _check_executor_named(plan, state.isolation, plan.executor, kill_grace_s, state.run_id)
+    return state

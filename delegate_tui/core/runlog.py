@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import threading
 import time
 from array import array
@@ -76,6 +77,12 @@ FSYNC_INTERVAL_S = 0.2
 def runs_dir(repo: Path) -> Path:
     """Where a repository's runs live."""
     return repo / ".delegate" / "runs"
+
+
+def new_run_id() -> str:
+    """A run's id, its folder's name under :func:`runs_dir`: sortable, unique, valid as a
+    path and a branch component."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
 class LogError(Exception):
