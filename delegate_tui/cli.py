@@ -6,7 +6,7 @@ every task succeeded (or a command worked), 1 the run ended partial, failed
 or stopped, 2 bad input (plan, log, flag); bad input is refused before
 anything is created. Starting a run lives in ``launch.py``, the text the
 commands print in ``report.py``, the plan's time estimate in ``core/forecast.py``.
-(About 740 lines, most of them click options and their help texts.)
+(About 770 lines, most of them click options and their help texts.)
 """
 
 from __future__ import annotations

@@ -49,7 +49,6 @@ from delegate_tui.resources import data_dir
 from delegate_tui.ui import transcript
 from delegate_tui.ui.config import UserConfig, config_dir
 from delegate_tui.ui.context import EventSource, ScreenContext
-from delegate_tui.ui.screens.dialogs import QuitDialog
 from delegate_tui.ui.screens.run import RunScreen
 from delegate_tui.ui.style import run_ended
 from delegate_tui.ui.themes import DEFAULT_THEME, STATUS_VARIABLES, AppThemes, load_themes
@@ -404,6 +403,8 @@ class DelegateApp(App[int]):
                 self.source.stop("quit by the operator")
                 if running:
                     self.notify(f"ending {len(running)} agent(s)…")
+
+        from delegate_tui.ui.screens.dialogs import QuitDialog  # only when quitting
 
         self.push_screen(QuitDialog(question, can_detach=detach is not None), chosen)
 

@@ -108,6 +108,36 @@ def test_commands_that_run_no_agent_load_neither_textual_nor_the_engine(
         assert ours == {"delegate_tui.cli", "delegate_tui.launch"}
 
 
+#: Opened later, if ever: imported when first opened, not before the first frame.
+OPENED_LATER = {
+    "delegate_tui.ui.screens.dialogs",
+    "delegate_tui.ui.screens.replay",
+    "delegate_tui.ui.screens.review",
+    "delegate_tui.ui.screens.runs",
+    "delegate_tui.ui.widgets.timeline",
+    "delegate_tui.ui.details",
+    "delegate_tui.ui.diffs",
+    "delegate_tui.report",
+    "delegate_tui.share",
+}
+
+
+def test_the_ui_of_a_live_run_loads_only_what_its_first_frame_draws() -> None:
+    """What the UI's process imports to attach to its run service (launch.attach_run)."""
+    code = (
+        "import sys\n"
+        "from delegate_tui import cli, launch\n"
+        "from delegate_tui.core import client, plan, preflight, service\n"
+        "from delegate_tui.ui import app\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(run.stdout.split())
+    assert "delegate_tui.ui.screens.run" in loaded
+    assert not loaded & OPENED_LATER
+    assert not loaded & set(ENGINE_PARTS)
+
+
 def plan_file(tmp_path: Path, repo: Path, extra: str = "", agent: str = "demo") -> Path:
     plan = tmp_path / "plan.yaml"
     plan.write_text(

@@ -155,9 +155,9 @@ async def test_g_toggles_the_timeline_in_place_of_the_panes(start_app: StartApp)
     source = FakeSource()
     eventful(source)
     async with start_app(source, size=(120, 32)) as ui:
-        widget = view(ui)
-        assert not widget.display and ui.screen.query_one("#main").display
+        assert not ui.screen.query(TimelineView) and ui.screen.query_one("#main").display
         await ui.press("g")
+        widget = view(ui)
         assert widget.display and not ui.screen.query_one("#main").display
         assert widget.has_focus
         drawn = lines(ui)
@@ -270,12 +270,12 @@ async def test_hidden_it_costs_nothing(start_app: StartApp) -> None:
     source = FakeSource()
     eventful(source, finish=False)
     async with start_app(source, size=(120, 32)) as ui:
-        widget = view(ui)
         for at in range(161, 170):
             source.output("login-ui", b"working\n", at=at)
             await ui.settle()
-        assert widget.projections == 0 and widget.timeline is None
+        assert not ui.screen.query(TimelineView)  # not even made until it is asked for
         await ui.press("g")
+        widget = view(ui)
         assert widget.projections >= 1
         await ui.press("g")
         count = widget.projections

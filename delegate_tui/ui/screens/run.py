@@ -8,7 +8,7 @@ the engine asks: a refused command's key is shown disabled in the footer and
 says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
 a subclass with playback keys instead of commands.
 
-(About 600 lines: one action per operator key and the layout they share; panes,
+(About 640 lines: one action per operator key and the layout they share; panes,
 the task list, the sidebar and the timeline are widgets of their own.)
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from textual import events, work
 from textual.app import ComposeResult
@@ -30,17 +31,9 @@ from delegate_tui.core import attention, batching, metrics
 from delegate_tui.core.commands import TASK_COMMANDS, Command, refusal
 from delegate_tui.core.prompts import failure_summary, tail_text
 from delegate_tui.core.state import RunState
-from delegate_tui.ui import diffs, keys
+from delegate_tui.ui import keys
 from delegate_tui.ui.context import ScreenContext
-from delegate_tui.ui.details import task_details
 from delegate_tui.ui.keys import COMMAND_ACTIONS, HelpSections, PaletteEntry
-from delegate_tui.ui.screens.dialogs import (
-    ConfirmDialog,
-    LineDialog,
-    RetryDialog,
-    RetryRequest,
-    TextScreen,
-)
 from delegate_tui.ui.style import SlashWrap
 from delegate_tui.ui.widgets.agent_grid import MIN_PANE_COLS, AgentGrid
 from delegate_tui.ui.widgets.agent_pane import AgentPane
@@ -48,7 +41,13 @@ from delegate_tui.ui.widgets.batch_bar import BatchBar
 from delegate_tui.ui.widgets.conflict_sidebar import ConflictSidebar
 from delegate_tui.ui.widgets.header import RunHeader
 from delegate_tui.ui.widgets.task_graph import TaskGraph
-from delegate_tui.ui.widgets.timeline import TimelineView
+
+if TYPE_CHECKING:
+    from delegate_tui.ui.diffs import Side
+    from delegate_tui.ui.widgets.timeline import TimelineView
+
+# What is opened later (the timeline, dialogs, details, diffs) is imported when first
+# opened: the first frame waits for every import made before it.
 
 #: From this width the sidebar shows by default: the task list (34), the sidebar (38)
 #: and the grid's border leave a pane :data:`MIN_PANE_COLS` wide.
@@ -87,6 +86,8 @@ class RunScreen(Screen[None]):
         self._commands_live: tuple[bool, ...] = ()
         self.grid = AgentGrid(context, id="panes")
         """The agent panes."""
+        self.timeline: TimelineView | None = None
+        """The timeline (``g``), made when first asked for."""
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -96,7 +97,6 @@ class RunScreen(Screen[None]):
             yield self.grid
             with VerticalScroll(id="sidebar"):
                 yield ConflictSidebar(id="conflicts")
-        yield TimelineView(id="timeline")
         yield BatchBar(id="batch")
         yield from self.compose_bars()
         yield Footer()
@@ -110,7 +110,6 @@ class RunScreen(Screen[None]):
         self.query_one(TaskGraph).focus()
         self.query_one("#sidebar").border_title = "Conflicts"
         self.query_one("#left").border_title = "Tasks"
-        self.query_one(TimelineView).border_title = "Timeline"
 
     def on_unmount(self) -> None:
         self._ready = False
@@ -185,9 +184,8 @@ class RunScreen(Screen[None]):
         self.grid.show(
             state, now, selected=self.selected, zoomed=self.zoomed, left_out=graph.left_out
         )
-        self.query_one(TimelineView).show(  # returns at once while hidden
-            state, now, selected=self.selected, end=self.timeline_end(now)
-        )
+        if self.timeline is not None:  # returns at once while hidden
+            self.timeline.show(state, now, selected=self.selected, end=self.timeline_end(now))
         self._lift_toasts()
 
     def _show_waiting(self) -> None:
@@ -235,10 +233,19 @@ class RunScreen(Screen[None]):
         """Where the timeline's axis ends: now (a replay: the end of the recording)."""
         return now
 
-    def action_timeline(self) -> None:
+    async def action_timeline(self) -> None:
         """Show the timeline in place of the panes (g), or the panes again."""
-        timeline = self.query_one(TimelineView)
-        timeline.display = not timeline.display
+        timeline = self.timeline
+        if timeline is None:
+            from delegate_tui.ui.widgets.timeline import TimelineView
+
+            timeline = TimelineView(id="timeline")
+            timeline.border_title = "Timeline"
+            await self.mount(timeline, before=self.query_one(BatchBar))
+            self.timeline = timeline
+            timeline.display = True
+        else:
+            timeline.display = not timeline.display
         self.query_one("#main").display = not timeline.display
         (timeline if timeline.display else self.query_one(TaskGraph)).focus()
         self.context.request_refresh()
@@ -361,6 +368,8 @@ class RunScreen(Screen[None]):
             self._command(self.context.source.hold(), "batch held; scheduling paused (p resumes)")
 
     def action_kill(self) -> None:
+        from delegate_tui.ui.screens.dialogs import ConfirmDialog
+
         if self._refused("kill"):
             return
         task_id = self.selected
@@ -376,6 +385,8 @@ class RunScreen(Screen[None]):
         )
 
     def action_retry(self) -> None:
+        from delegate_tui.ui.screens.dialogs import RetryDialog, RetryRequest
+
         if self._refused("retry"):
             return
         task_id = self.selected
@@ -415,6 +426,8 @@ class RunScreen(Screen[None]):
             self._command(self.context.source.pause(), "scheduling paused: running tasks go on")
 
     def action_input(self) -> None:
+        from delegate_tui.ui.screens.dialogs import LineDialog
+
         if self._refused("input"):
             return
         task_id = self.selected
@@ -434,6 +447,8 @@ class RunScreen(Screen[None]):
             self._command(self.context.source.merge(self.selected), f"merging {self.selected}")
 
     def action_finish(self) -> None:
+        from delegate_tui.ui.screens.dialogs import ConfirmDialog
+
         if self._refused("finish"):
             return
 
@@ -454,6 +469,8 @@ class RunScreen(Screen[None]):
     def action_end(self) -> None:
         """End the run; while agents run, offer to end them too (they are interrupted,
         and `delegate-tui resume` continues the run)."""
+        from delegate_tui.ui.screens.dialogs import ConfirmDialog
+
         if self._refused("end"):
             return
         running = [t.id for t in self.state.active]
@@ -480,6 +497,9 @@ class RunScreen(Screen[None]):
     # ------------------------------------------------------------ looking
 
     def action_details(self) -> None:
+        from delegate_tui.ui.details import task_details
+        from delegate_tui.ui.screens.dialogs import TextScreen
+
         if self.selected and self.state.plan:
             self.app.push_screen(
                 TextScreen(
@@ -489,6 +509,8 @@ class RunScreen(Screen[None]):
             )
 
     def action_search(self) -> None:
+        from delegate_tui.ui.screens.dialogs import LineDialog
+
         pane = self._pane()
         if pane is None:
             self._command("select a task with output to search it")
@@ -583,6 +605,8 @@ class RunScreen(Screen[None]):
 
     def action_diff(self) -> None:
         """Each side's diff: for the collision stepped to, else the selected task's collisions."""
+        from delegate_tui.ui import diffs
+
         if self._refused("diff"):
             return
         chosen = diffs.sides(self.state, self.finding, self.selected)
@@ -592,12 +616,17 @@ class RunScreen(Screen[None]):
         self._load_diffs(*chosen)
 
     @work(thread=True, exclusive=True, group="diff", exit_on_error=False)
-    def _load_diffs(self, title: str, sides: list[diffs.Side]) -> None:
+    def _load_diffs(self, title: str, sides: list[Side]) -> None:
         """Ask git for the diffs off the UI thread, then show them in one dialog."""
+        from delegate_tui.ui import diffs
+        from delegate_tui.ui.screens.dialogs import TextScreen
+
         body = diffs.render(self.state, sides)
         self.app.call_from_thread(self.app.push_screen, TextScreen(f"Diff: {title}", body))
 
     def action_help(self) -> None:
+        from delegate_tui.ui.screens.dialogs import TextScreen
+
         rebindable = [
             b.id
             for b in keys.bindings_of(type(self))
