@@ -25,7 +25,7 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "sample_plans" / "docs-and-tests.yaml"
+SAMPLE = ROOT / "sample_plans" / "contract-first.yaml"
 ENGINE = "delegate_tui.core.engine"
 #: What only running agents needs: the engine and its parts.
 ENGINE_PARTS = (ENGINE, "delegate_tui.core.attempt", "delegate_tui.core.supervisor")
@@ -81,25 +81,23 @@ def test_importing_the_cli_loads_only_click_and_the_launcher() -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "said"),
     [
-        ("--help",),
-        ("run", "--help"),
-        ("schema",),
-        ("validate", str(SAMPLE)),
-        ("plan", str(SAMPLE)),
-        ("runs", "."),
-        ("stats", "--all", "--repo", "."),
-        ("doctor",),
+        pytest.param(("--help",), "Usage: delegate-tui", id="help"),
+        pytest.param(("run", "--help"), "--max-parallel", id="run-help"),
+        pytest.param(("schema",), '"$schema"', id="schema"),
+        pytest.param(("validate", str(SAMPLE)), "task(s) in", id="validate"),
+        pytest.param(("plan", str(SAMPLE)), "Layers", id="plan"),
+        pytest.param(("runs", "."), "no runs in", id="runs"),
+        pytest.param(("stats", "--all", "--repo", "."), "no runs in", id="stats-all"),
+        pytest.param(("doctor",), "git", id="doctor"),
     ],
-    ids=lambda args: "-".join(a for a in args if "/" not in a and a != "."),
 )
 def test_commands_that_run_no_agent_load_neither_textual_nor_the_engine(
-    tmp_path: Path, args: tuple[str, ...]
+    tmp_path: Path, args: tuple[str, ...], said: str
 ) -> None:
     done, loaded = probe(tmp_path, *args)
-    assert done.returncode in (0, 1, 2), done.stderr
-    assert done.stdout or done.stderr  # it did its work (or said why not)
+    assert said in done.stdout + done.stderr  # it did its work (or said why not)
     assert not tops(loaded) & {"textual", "rich"}
     assert not loaded & set(ENGINE_PARTS)
     if args[-1] == "--help":
