@@ -8,8 +8,9 @@ Agent output is bytes: valid UTF-8 travels as text, anything else as base64,
 so every byte survives exactly. ``SCHEMA_VERSION`` is written in the first
 event of every log; a reader refuses a newer one.
 
-(About 840 lines, two thirds of them the declarations of its thirty-eight events; the
-rest their encoding, and rebuilding a proposal's held list from its changes.)
+(About 890 lines, two thirds of them the declarations of its thirty-eight events; the
+rest their encoding, the equality, hash and repr every record shares, and rebuilding a
+proposal's held list from its changes.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -82,8 +84,55 @@ FAILED_STATUSES: frozenset[str] = FINAL_STATUSES - {"succeeded"}
 ANALYZED_STATUSES: frozenset[str] = ACTIVE_STATUSES | {"awaiting-merge", "merge-conflict"}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class _Record:
+    """Equality, hash and repr by fields, as ``dataclass`` writes them (same results),
+    shared by every record of this module instead of compiled for each of its 44
+    classes at import: that compiling was a third of this module's import time, and
+    every process that reads or writes a run imports it."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        values = _values_of(self.__class__)
+        return bool(values(self) == values(other))
+
+    def __hash__(self) -> int:
+        return hash(_values_of(self.__class__)(self))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _names(type(self)))
+        return f"{type(self).__qualname__}({shown})"
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+_VALUES: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    """The fields of record class ``cls``, in order."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _values_of(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving a record's field values as a tuple (``operator.attrgetter``)."""
+    values = _VALUES.get(cls)
+    if values is None:
+        names = _names(cls)
+        if len(names) == 1:
+            one = operator.attrgetter(names[0])
+            values = _VALUES[cls] = lambda record: (one(record),)
+        else:
+            values = _VALUES[cls] = operator.attrgetter(*names)
+    return values
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Event(_Record):
     """Base of every event: ``seq`` is assigned by the log writer, ``ts`` at emission."""
 
     seq: int = field(default=0, kw_only=True)
@@ -104,16 +153,16 @@ _REGISTRY: dict[str, type[Event]] = {}
 # ---------------------------------------------------------------- nested records
 
 
-@dataclass(frozen=True, slots=True)
-class HeldTask:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class HeldTask(_Record):
     """A ready task left out of a batch, and why."""
 
     task: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class CriterionResult:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class CriterionResult(_Record):
     """The outcome of one ``run:`` criterion."""
 
     text: str
@@ -123,8 +172,8 @@ class CriterionResult:
     output: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ChangedFile:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class ChangedFile(_Record):
     """A path a task changed, relative to the repo root."""
 
     path: str
@@ -135,8 +184,8 @@ class ChangedFile:
     binary: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Metrics:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Metrics(_Record):
     """The numbers that say whether parallel work paid off."""
 
     wall_s: float = 0.0
@@ -155,8 +204,8 @@ class Metrics:
     downtime_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class TokenUsage:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class TokenUsage(_Record):
     """Tokens one model used for an attempt so far, as the agent's stream reported them.
 
     ``input`` is uncached input (cache writes included), ``cached`` is input read from
@@ -176,7 +225,7 @@ class TokenUsage:
 # ---------------------------------------------------------------- run lifecycle
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class RunStarted(Event):
     """A run began. Carries everything needed to understand the log alone."""
 
@@ -196,7 +245,7 @@ class RunStarted(Event):
     version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Notice(Event):
     """Something the operator should read that is not tied to one task."""
 
@@ -205,7 +254,7 @@ class Notice(Event):
     task: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class RunResumed(Event):
     """A later process took the run over from its log."""
 
@@ -217,7 +266,7 @@ class RunResumed(Event):
     auto_approve: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class RunFinished(Event):
     """The run ended."""
 
@@ -226,12 +275,12 @@ class RunFinished(Event):
     summary: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SchedulingPaused(Event):
     """No new batch will be proposed until resumed; running tasks go on."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SchedulingResumed(Event):
     """Scheduling goes on."""
 
@@ -239,7 +288,7 @@ class SchedulingResumed(Event):
 # ---------------------------------------------------------------- batches
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class BatchProposed(Event):
     """The engine proposes the next tasks to start together."""
 
@@ -297,7 +346,7 @@ def held_changes(
     return delta if held_after(previous, probe) == held else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class BatchApproved(Event):
     """The operator (or the policy) approved a batch or part of it."""
 
@@ -306,7 +355,7 @@ class BatchApproved(Event):
     by: str = "operator"  # operator | policy
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class BatchHeld(Event):
     """The operator declined the proposal for now."""
 
@@ -316,7 +365,7 @@ class BatchHeld(Event):
 # ---------------------------------------------------------------- tasks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskPreparing(Event):
     """A task attempt's workspace is being made."""
 
@@ -327,7 +376,7 @@ class TaskPreparing(Event):
     base_commit: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SetupFinished(Event):
     """``worktree_setup`` ended for an attempt."""
 
@@ -337,7 +386,7 @@ class SetupFinished(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskStarted(Event):
     """An agent process started."""
 
@@ -356,7 +405,7 @@ class TaskStarted(Event):
     node: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskSandboxed(Event):
     """An agent is about to start in a sandbox (``core/sandbox.py``): what it may write."""
 
@@ -368,7 +417,7 @@ class TaskSandboxed(Event):
     wrapper: tuple[str, ...] = ()  # the bwrap command line before the agent's own argv
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class SandboxDenied(Event):
     """The sandbox refused one of the agent's writes (as its output reported it)."""
 
@@ -378,7 +427,7 @@ class SandboxDenied(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskOutput(Event):
     """A chunk of an agent's (or its setup's) output, as raw bytes."""
 
@@ -393,7 +442,7 @@ class TaskOutput(Event):
 # stream-json) by core/streams/; the raw stream stays in TaskOutput.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentSession(Event):
     """The agent opened (or resumed) a conversation."""
 
@@ -404,7 +453,7 @@ class AgentSession(Event):
     resumed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentMessage(Event):
     """Text the agent wrote: its own words (``assistant``), or a line of its stream that is
     not one of its events (``raw``: warnings, stack traces, unknown event types)."""
@@ -415,7 +464,7 @@ class AgentMessage(Event):
     kind: str = "assistant"  # assistant | raw
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentToolStarted(Event):
     """The agent called one of its tools."""
 
@@ -428,7 +477,7 @@ class AgentToolStarted(Event):
     writes: bool = False  # a tool that changes files
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentToolFinished(Event):
     """One of the agent's tool calls ended."""
 
@@ -439,7 +488,7 @@ class AgentToolFinished(Event):
     detail: str = ""  # the error, or an exit code
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentUsage(Event):
     """What the attempt has used so far: totals per model (each event replaces the last)."""
 
@@ -451,7 +500,7 @@ class AgentUsage(Event):
     turns: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentApiRetry(Event):
     """The agent's CLI is retrying a call to its vendor's API."""
 
@@ -462,7 +511,7 @@ class AgentApiRetry(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class AgentResult(Event):
     """The agent said how its work ended."""
 
@@ -475,7 +524,7 @@ class AgentResult(Event):
     denials: tuple[str, ...] = ()  # tools the CLI refused, e.g. "Bash: npm test"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class GuardDenied(Event):
     """The scope guard refused one of the agent's writes before it happened."""
 
@@ -486,7 +535,7 @@ class GuardDenied(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class InputSent(Event):
     """A line typed to an agent: by the operator, or by delegate-tui (a live finding's note)."""
 
@@ -496,7 +545,7 @@ class InputSent(Event):
     by: str = "operator"  # operator | delegate-tui
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class KillRequested(Event):
     """The operator asked to end a task."""
 
@@ -504,7 +553,7 @@ class KillRequested(Event):
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskExited(Event):
     """An agent process ended."""
 
@@ -516,7 +565,7 @@ class TaskExited(Event):
     reason: str = "exit"  # exit | killed | timeout | spawn-error | setup-failed | node-lost
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class CriteriaChecked(Event):
     """The ``run:`` criteria of an attempt were executed."""
 
@@ -526,7 +575,7 @@ class CriteriaChecked(Event):
     passed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskCommitted(Event):
     """An attempt's changes were committed on its branch."""
 
@@ -536,7 +585,7 @@ class TaskCommitted(Event):
     changed: tuple[ChangedFile, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskMerged(Event):
     """An attempt's branch was merged into the integration branch."""
 
@@ -546,7 +595,7 @@ class TaskMerged(Event):
     fast_forward: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class MergeConflict(Event):
     """An attempt's branch would not merge cleanly; nothing was changed."""
 
@@ -556,7 +605,7 @@ class MergeConflict(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskFinished(Event):
     """An attempt reached its end state."""
 
@@ -567,7 +616,7 @@ class TaskFinished(Event):
     output: str = ""  # the final output passed to dependents ({{ outputs.id }})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class RetryScheduled(Event):
     """A new attempt will start, with the failure and the operator's words as context."""
 
@@ -582,7 +631,7 @@ class RetryScheduled(Event):
     resume_session: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskSkipped(Event):
     """The operator skipped a task; its dependents are blocked."""
 
@@ -590,7 +639,7 @@ class TaskSkipped(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class TaskBlocked(Event):
     """A task cannot run because a dependency failed or was skipped."""
 
@@ -599,7 +648,7 @@ class TaskBlocked(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class FilesChanged(Event):
     """What a task has changed so far since its start commit (committed or not)."""
 
@@ -609,7 +658,7 @@ class FilesChanged(Event):
     snapshot: str = ""  # a commit of the worktree's state, for merge predictions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class ConflictDetected(Event):
     """A collision between tasks (or a task and its declared scope) now holds."""
 
@@ -621,7 +670,7 @@ class ConflictDetected(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class ConflictResolved(Event):
     """A collision no longer holds (reverted, merged, reset)."""
 
@@ -629,7 +678,7 @@ class ConflictResolved(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class FinalMerge(Event):
     """The integration branch was merged into the operator's branch (or refused)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,6 +95,24 @@ def test_every_event_type_round_trips() -> None:
     for ev in SAMPLES:
         assert decode(encode(ev)) == ev
     assert len(event_types()) >= 25
+
+
+def test_records_compare_hash_and_print_by_their_fields_and_stay_frozen() -> None:
+    """Equality, hash and repr are written once for every record (not compiled per class
+    at import); they answer as the dataclass-made ones did."""
+    a = TaskOutput(task="t", attempt=1, data=b"x", seq=3, ts=1.5)
+    assert a == TaskOutput(task="t", attempt=1, data=b"x", seq=3, ts=1.5)
+    assert a != TaskOutput(task="t", attempt=1, data=b"y", seq=3, ts=1.5)
+    assert a != TaskOutput(task="t", attempt=1, data=b"x", seq=4, ts=1.5)  # base fields count
+    assert len({a, TaskOutput(task="t", attempt=1, data=b"x", seq=3, ts=1.5)}) == 1
+    assert repr(a) == "TaskOutput(seq=3, ts=1.5, task='t', attempt=1, data=b'x', stream='agent')"
+    assert repr(HeldTask("a", "busy")) == "HeldTask(task='a', reason='busy')"
+    assert HeldTask("a", "busy") != ("a", "busy")  # another type: never equal
+    assert HeldTask("a", "busy") != CriterionResult("a", "busy", True, 0)
+    assert (ChangedFile("x.py"),) == (ChangedFile("x.py"),)
+    assert hash(ChangedFile("x.py", added=2)) == hash(ChangedFile("x.py", added=2))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.task = "u"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
