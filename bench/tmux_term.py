@@ -42,6 +42,11 @@ class Terminal:
         """What the pane shows now (with colour escapes when asked)."""
         return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "main") or ""
 
+    def pane_pid(self) -> int:
+        """The pid of the process the pane runs (the shell running the command); 0 if gone."""
+        out = self._tmux("display-message", "-p", "-t", "main", "#{pane_pid}") or ""
+        return int(out.strip() or 0)
+
     def send(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "main", *keys)
 
