@@ -115,6 +115,7 @@ OPENED_LATER = {
     "delegate_tui.ui.widgets.timeline",
     "delegate_tui.ui.details",
     "delegate_tui.ui.diffs",
+    "delegate_tui.core.scheduler",
     "delegate_tui.report",
     "delegate_tui.share",
 }

@@ -20,7 +20,6 @@ from textual.widgets import Static
 
 from delegate_tui.core import batching
 from delegate_tui.core.events import Notice
-from delegate_tui.core.scheduler import WAITING_MESSAGE
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import status_colour, update_if_changed
 
@@ -155,6 +154,8 @@ def _still_true(state: RunState, notice: Notice) -> bool:
     """False for a notice the state has since made untrue: "the run is waiting for
     you" once a retry or skip set it going again (the engine says it once, and a
     replay plays it back; neither takes it back)."""
+    from delegate_tui.core.scheduler import WAITING_MESSAGE  # not loaded before the first frame
+
     if notice.message == WAITING_MESSAGE:
         return (
             state.plan is not None
