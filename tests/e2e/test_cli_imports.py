@@ -12,6 +12,8 @@ as a headless run is, with the same message, before anything is created.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.tmux_term import Terminal
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -209,3 +212,26 @@ def test_a_run_the_ui_would_start_is_refused_as_a_headless_one_before_anything_i
     assert not (target / ".delegate").exists()
     if case != "ray-shared":  # a cluster's executor is made to be checked, and loads its parts
         assert not loaded & set(ENGINE_PARTS)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_a_resume_the_ui_would_start_is_refused_as_a_headless_one(
+    tmp_path: Path, repo: Path
+) -> None:
+    """In a terminal, `resume` checks the run without the engine before a service starts."""
+    home = tmp_path / "home"
+    plan = plan_file(tmp_path, repo)
+    assert run_cli("run", str(plan), "--headless", "--yes", cwd=repo, home=home).returncode == 0
+    headless = run_cli("resume", "--headless", cwd=repo, home=home)
+    assert headless.returncode == 2 and "already ended (succeeded)" in headless.stderr
+    modules = tmp_path / "modules.txt"
+    env = f"HOME={home} XDG_CONFIG_HOME={home / '.config'} NO_COLOR=1"
+    probe_cmd = shlex.join([sys.executable, "-c", PROBE, str(modules), "resume"])
+    with Terminal(400, 10) as term:
+        term.start(f"cd {repo} && env {env} {probe_cmd} 2>&1; echo EXIT=$?; sleep 30")
+        term.wait_for(lambda screen: "EXIT=" in screen, 30)
+        shown = term.screen()
+    assert headless.stderr.strip() in shown and "EXIT=2" in shown
+    assert len(list((repo / ".delegate" / "runs").iterdir())) == 1  # no service, no new run
+    loaded = set(modules.read_text().split())
+    assert not loaded & set(ENGINE_PARTS) and not tops(loaded) & {"textual", "rich"}
