@@ -111,25 +111,25 @@ def output_bytes(state: RunState) -> int:
     return sum(t.attempts[-1].output_bytes for t in state.tasks.values())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=64)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--flooders", type=int, default=8, help="Agents flooding at once.")
-    parser.add_argument(
-        "--address", help="Use this running cluster instead of starting one (the smoke test)."
-    )
+    parser.add_argument("--address", help="Use this running cluster instead of starting one.")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import ray
     from ray.cluster_utils import Cluster
 
     began = time.perf_counter()
     cluster = None
-    if args.address:
-        ray.init(address=args.address, logging_level="ERROR", log_to_driver=False)
+    connected = ray.is_initialized()  # called by a test already connected to its cluster
+    if connected or args.address:
+        if not connected:
+            ray.init(address=args.address, logging_level="ERROR", log_to_driver=False)
         args.nodes = len([n for n in ray.nodes() if n["Alive"]])
     else:
         cluster = Cluster(
@@ -197,7 +197,8 @@ def main() -> None:
                 "bytes_expected": expected,
             }
     finally:
-        ray.shutdown()
+        if not connected:
+            ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
     result["load_average_at_end"] = os.getloadavg()
