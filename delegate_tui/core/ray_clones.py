@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
+import tempfile
 import time
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +40,69 @@ CLONE_CONFIG = (
 )
 #: The branch an attempt's clone has checked out.
 CLONE_BRANCH = "delegate-task"
+#: A start commit's pack at most this big is taken in as loose objects, without git.
+LOOSE_MAX = 64 * 1024
 #: How long the end of a run waits for clones still being made or cleaned.
 CLOSE_WAIT_S = 10.0
+
+
+def make_pack(repo: Path, commit: str, exclude: Sequence[str] = ()) -> bytes:
+    """A git pack of ``commit`` and its history, without what the ``exclude`` commits
+    have. A pack of what a start commit adds to what a node has (``exclude``) has no
+    deltas: a node takes a small one in as loose objects (:func:`write_loose`), with no
+    git command."""
+    revs = "".join([f"{commit}\n", *(f"^{c}\n" for c in exclude)])
+    flat = ["--window=0", "--no-reuse-delta"] if exclude else []
+    return git_bytes(["pack-objects", "--revs", "--stdout", "-q", *flat], repo, revs.encode())
+
+
+#: Git's object types by their number in a pack (6 and 7 are deltas).
+PACK_TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+
+
+def write_loose(pack: bytes, objects: Path) -> bool:
+    """Write every object of a git pack without deltas as a loose object under
+    ``objects`` (one that is there already is kept). False, with nothing written, when the
+    pack holds a delta (:func:`make_pack` makes none; git's ``index-pack`` takes such)."""
+    if len(pack) < 32 or pack[:4] != b"PACK" or int.from_bytes(pack[4:8], "big") != 2:
+        raise ValueError("not a git pack")
+    if hashlib.sha1(pack[:-20]).digest() != pack[-20:]:
+        raise ValueError("the pack's checksum does not match")
+    found: list[tuple[bytes, bytes]] = []
+    pos, view = 12, memoryview(pack)[:-20]
+    for _ in range(int.from_bytes(pack[8:12], "big")):
+        byte = pack[pos]
+        kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, pos + 1
+        while byte & 0x80:
+            byte, pos = pack[pos], pos + 1
+            size, shift = size | (byte & 0x7F) << shift, shift + 7
+        if kind not in PACK_TYPES:
+            return False
+        inflate = zlib.decompressobj()
+        data = inflate.decompress(view[pos:])
+        if not inflate.eof or len(data) != size:
+            raise ValueError("a pack entry does not inflate to its size")
+        pos = len(view) - len(inflate.unused_data)
+        found.append((PACK_TYPES[kind], data))
+    for label, data in found:
+        raw = label + b" %d\0" % len(data) + data
+        name = hashlib.sha1(raw).hexdigest()
+        path = objects / name[:2] / name[2:]
+        if path.exists():
+            continue
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".loose-", dir=path.parent)  # whole, or not there
+        with os.fdopen(fd, "wb") as out:
+            out.write(zlib.compress(raw, 1))
+        os.replace(tmp, path)
+    return True
+
+
+def _loose(pack: bytes, objects: Path) -> bool:
+    try:
+        return write_loose(pack, objects)
+    except ValueError:  # git's index-pack says what is wrong with it
+        return False
 
 
 def fresh_git_dir(work: Path, objects: Path) -> None:
@@ -93,6 +158,7 @@ class RunClones:
         self._spares: list[Path] = []  # clean clones, ready for attempts (the latest last)
         self._making: set[asyncio.Task[None]] = set()  # clones being made or cleaned
         self._fetches: dict[str, asyncio.Task[None]] = {}  # commit -> taking in its pack
+        self._last: asyncio.Task[None] | None = None  # the pack asked for last
         self._names = itertools.count()
 
     @property
@@ -100,16 +166,22 @@ class RunClones:
         return self.base / "objects"
 
     def fetch(self, commit: str, source: Any, *, base: bool = False) -> asyncio.Task[None]:
-        """Take in ``commit``'s pack (its bytes, or a Ray object ref to them) once; the
-        base's first. Attempts that start at it meanwhile wait for the same one."""
+        """Take in ``commit``'s pack (its bytes, or a Ray object ref to them) once, after
+        the packs asked for before it (a pack holds only what the node lacks then).
+        Attempts that start at it meanwhile wait for the same one."""
         job = self._fetches.get(commit)
         if job is None or (job.done() and (job.cancelled() or job.exception() is not None)):
+            before = self._last
 
             async def fetch() -> None:
                 data = source if isinstance(source, bytes) else await source
+                if before is not None:
+                    await asyncio.wait({before})
                 await asyncio.to_thread(self._take, data, commit, base)
 
             job = self._fetches[commit] = asyncio.get_running_loop().create_task(fetch())
+            job.add_done_callback(_settled)
+            self._last = job
         return job
 
     def _take(self, data: bytes, commit: str, base: bool) -> None:
@@ -117,7 +189,8 @@ class RunClones:
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.base, ignore_errors=True)
             workspace.git(["init", "--quiet", "--bare", str(self.base)], self.root)
-        git_bytes(["index-pack", "--stdin"], self.base, data)
+        if base or len(data) > LOOSE_MAX or not _loose(data, self.objects):
+            git_bytes(["index-pack", "--stdin"], self.base, data)
         # A ref keeps the commit's objects reachable (nothing prunes here, but be plain).
         ref = self.base / "refs" / "delegate" / commit
         ref.parent.mkdir(parents=True, exist_ok=True)
@@ -159,11 +232,11 @@ class RunClones:
         waited = time.monotonic() - began
 
         def make() -> None:
-            if spare is not None:
+            if spare is not None:  # its git folder was made new when it was cleaned
                 spare.rename(work)
             else:
                 work.mkdir(parents=True)
-            fresh_git_dir(work, self.objects)  # again: whatever wrote there since its clean
+                fresh_git_dir(work, self.objects)
             check_out(work, start)
 
         await asyncio.to_thread(make)

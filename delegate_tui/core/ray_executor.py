@@ -1,28 +1,30 @@
 """The Ray executor: each attempt's processes run on a node of a Ray cluster.
 
-Owns the engine's side of ``executor: ray``. When the run starts, a
-:class:`~delegate_tui.core.ray_host.NodeHost` actor starts on every node (it
-takes no CPU and stays on its node); it serves every attempt placed there, so
-an attempt starts no Ray worker. Each attempt holds one CPU and the task's
-``resources:`` in a placement group of one bundle, which Ray places, spread
-over the nodes, in milliseconds (:mod:`ray_placement`: the bundle, the bounded
-wait when no node can hold it, a GPU's device). The run's base commit travels
-as one git pack put in the object store once per run and fetched once per
-node; an attempt that starts elsewhere (the integration tip moved, a retry
-keeps its work) adds a small pack from the base, put there once and fetched
-once per node. On the node the attempt's setup, agent and criteria run under
-the same preset as locally; their output comes back in order, batched by a
-long poll; the worktree's change set comes back when it moved (its changed
-files, :mod:`ray_changes`) and is laid into the task's local worktree, so the local watcher, the conflict
-analysis, the commit and the merge work exactly as for a local attempt. Kill,
-timeout and input reach the remote process group; a node that goes away fails
-the attempt as "node lost". Ray is imported only here, and only when a run
-uses it.
+Owns the engine's side of ``executor: ray``. Every node has a host
+(:class:`~delegate_tui.core.ray_host.NodeHost`, a Ray actor that takes no CPU
+and stays on its node; :mod:`ray_placement` keeps one per node for as long as
+this process stays connected, so only its first run waits for them to start),
+which serves every attempt placed there, so an attempt starts no Ray worker.
+When a run starts, each host makes a few clones at the base for its first
+attempts. Each attempt holds one CPU and the task's ``resources:`` in a
+placement group of one bundle, which Ray places, spread over the nodes, in
+milliseconds (:mod:`ray_placement`: the bundle, the bounded wait when no node
+can hold it, a GPU's device), while the attempt's worktree is made here. The
+repository travels as git packs (:mod:`ray_packs`: the base once, then what
+each node lacks of each start commit). On the node the attempt's setup, agent
+and criteria run under the same preset as locally; their output comes back in
+order, batched by a long poll; the worktree's change set comes back when it
+moved (its changed files, :mod:`ray_changes`) and is laid into the task's
+local worktree, so the local watcher, the conflict analysis, the commit and
+the merge work exactly as for a local attempt. Kill, timeout and input reach
+the remote process group; a node that goes away fails the attempt as "node
+lost", a host that cannot start there with its own error. Ray is imported only
+here, and only when a run uses it.
 
-(About 590 lines: the executor's side of every operation the seam has, packs,
+(About 575 lines: the executor's side of every operation the seam has,
 streaming, kill, timeout and node loss, for one cluster; the node's side is
-``core/ray_host.py``, placing ``core/ray_placement.py``, change sets
-``core/ray_changes.py``.)
+``core/ray_host.py``, placing and the hosts ``core/ray_placement.py``, packs
+``core/ray_packs.py``, change sets ``core/ray_changes.py``.)
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
 from delegate_tui.core.ray_changes import lay
-from delegate_tui.core.ray_host import NODE_PYTHON, make_pack, write_run_files
+from delegate_tui.core.ray_host import NODE_PYTHON, write_run_files
+from delegate_tui.core.ray_packs import RunPacks
 from delegate_tui.core.ray_placement import (
     HOSTS,
     alive_nodes,
@@ -59,11 +62,6 @@ POLL_WAIT_S = 0.5
 CONNECT_TRIES = 3
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
-#: Start commits whose packs are kept in the object store (the latest ones).
-START_PACKS = 8
-#: A start commit's pack at most this big travels in the call that needs it, not
-#: through the object store (under Ray's inline size for call arguments, 100 KiB).
-INLINE_PACK = 64 * 1024
 #: Clones a node's host makes at the run's base when the run starts, at most (as
 #: many as the node has CPUs and its share of ``max_parallel``, if fewer).
 WARM_CLONES = 4
@@ -175,17 +173,15 @@ class RayExecutor:
         self.place_timeout = place_timeout()
         self._places: dict[str, _Place] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._starts: dict[str, asyncio.Future[Any]] = {}  # start commit -> its pack
         self._offered: tuple[float, dict[str, float]] = (-OFFERED_S - 1, {})
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
-        self._base: tuple[asyncio.Future[Any], str] | None = None  # the base pack's ref, commit
         self._used: set[str] = set()  # nodes whose hosts this run used (told when it ends)
         self._connected = False  # True when this executor connected (and disconnects)
         #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
         self.timings: dict[str, list[float]] = {}
         self._run_dir = Path()
-        self._repo = Path()
+        self._packs = RunPacks(Path(), self.timings)
         self._exclude_file: Path | None = None
 
     @property
@@ -232,7 +228,8 @@ class RayExecutor:
         """Connect, and have every node's host ready before the first attempt: its start
         (a Ray worker each, for this process's first run) and a few warm clones at
         ``tip`` overlap what comes before (the first batch's approval, its worktrees)."""
-        self._run_dir, self._repo = run_dir, repo  # the run's folder; packs come from repo
+        self._run_dir = run_dir  # files a remote process writes for the engine go here
+        self._packs = RunPacks(repo, self.timings)
         self.check()
         nodes = alive_nodes()
         hosts = {str(n["NodeID"]): HOSTS.host(str(n["NodeID"]))[0] for n in nodes}
@@ -252,57 +249,11 @@ class RayExecutor:
 
     async def _warm(self, hosts: dict[str, Any], warm: dict[str, int], tip: str) -> None:
         with contextlib.suppress(Exception):  # an attempt makes its own clone then
-            base, commit = self._base_pack(tip)
-            ref = await base
+            ref, commit = await self._packs.base(tip)
             for node_id, actor in hosts.items():
                 if warm.get(node_id):
                     self._used.add(node_id)
                     actor.begin.remote(self.run_id, self.grace_s, [ref], commit, warm[node_id])
-
-    def _base_pack(self, start: str) -> tuple[asyncio.Future[Any], str]:
-        """The run's base pack (its object ref to come) and commit: the first start's."""
-        if self._base is None:
-            self._base = (
-                asyncio.ensure_future(self._put(start, "", "base pack (once a run)")),
-                start,
-            )
-        return self._base
-
-    async def _packs(self, start: str) -> tuple[Any, str, list[Any]]:
-        """The base pack's ref and commit, and (when ``start`` is elsewhere) its pack's."""
-        job, base_commit = self._base_pack(start)
-        try:
-            base = await asyncio.shield(job)
-        except Exception:
-            self._base = None  # the next attempt tries again
-            raise
-        if start == base_commit:
-            return base, base_commit, []
-        # Attempts after a merge share the new tip's pack; other tips' are made meanwhile.
-        made = self._starts.get(start)
-        if made is None:
-            made = self._starts[start] = asyncio.ensure_future(
-                self._put(start, base_commit, "start pack (once per start commit)")
-            )
-            while len(self._starts) > START_PACKS:
-                del self._starts[next(iter(self._starts))]
-        try:
-            increment = await asyncio.shield(made)
-        except Exception:
-            self._starts.pop(start, None)  # the next attempt tries again
-            raise
-        return base, base_commit, [increment]
-
-    async def _put(self, commit: str, exclude: str, phase: str) -> Any:
-        """A pack of ``commit`` (without ``exclude``'s history): in the object store, or
-        its bytes when small enough to travel in the call that needs it."""
-        import ray
-
-        began = time.monotonic()
-        data = await asyncio.to_thread(make_pack, self._repo, commit, exclude)
-        packed = data if exclude and len(data) <= INLINE_PACK else ray.put(data)
-        self._took(phase, began)
-        return packed
 
     async def place(
         self, task_id: str, number: int, workdir: Path, start: str, resources: Sequence[str]
@@ -310,8 +261,8 @@ class RayExecutor:
         import ray
         from ray.util.placement_group import placement_group
 
-        # The packs are made (or found) while Ray places the attempt.
-        packs = asyncio.ensure_future(self._packs(start))
+        # The base pack is made (or found) while Ray places the attempt.
+        packs = asyncio.ensure_future(self._packs.base(start))
         try:
             if time.monotonic() - self._offered[0] > OFFERED_S:  # what the nodes offer
                 self._offered = (time.monotonic(), ray.cluster_resources())  # type: ignore[no-untyped-call]
@@ -334,19 +285,22 @@ class RayExecutor:
                 raise await self._failed(exc, place, "before the attempt started") from None
             self._took("the node's host ready (started with the run)", began)
             env = await gpu_env(place.group) if "GPU" in bundle else {}
-            base, base_commit, increment = await packs
+            base, base_commit = await packs
         finally:
             if not packs.done():
                 packs.cancel()
             elif not packs.cancelled():
                 packs.exception()  # taken, whatever else failed
+        increment = await self._packs.for_node(place.node_id, start, base_commit)
         began = time.monotonic()
         try:
             info = await place.actor.prepare.remote(
                 self.run_id, self.grace_s, place.key, [base], base_commit, increment, start, env
             )
         except Exception as exc:
+            self._packs.forget(place.node_id)  # whatever the host took in, start again
             raise await self._failed(exc, place, "before the attempt started") from None
+        self._packs.taken(place.node_id, increment)
         clone = float(info["clone_s"])
         self.timings.setdefault("prepare call, less the clone", []).append(
             time.monotonic() - began - clone
@@ -378,8 +332,9 @@ class RayExecutor:
 
     def _gone(self, node_id: str) -> None:
         """Node ``node_id``'s host (or the node) went away: a later attempt there starts
-        another host, and what the cluster offers is read afresh."""
+        another host (which has no pack yet), and what the cluster offers is read afresh."""
         HOSTS.drop(node_id)
+        self._packs.forget(node_id)
         self._offered = (-OFFERED_S - 1, {})
 
     def _remote(self, place: _Place, text: str, cwd: Path) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 
 from delegate_tui.core import workspace
 from delegate_tui.core.process import AgentProcess
-from delegate_tui.core.ray_changes import ChangeTaker, git_bytes
+from delegate_tui.core.ray_changes import ChangeTaker
 from delegate_tui.core.ray_clones import RunClones
 from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.watcher import WorktreeWatcher
@@ -76,12 +76,6 @@ def node_environment() -> dict[str, str]:
         items = raw.decode("utf-8", "surrogateescape").split("\0")
         env = dict(item.split("=", 1) for item in items if "=" in item)
     return {k: v for k, v in env.items() if not k.startswith("RAY_") and k != "SPT_NOENV"}
-
-
-def make_pack(repo: Path, commit: str, exclude: str = "") -> bytes:
-    """A git pack of ``commit`` and its history, without what ``exclude`` has."""
-    revs = f"{commit}\n" + (f"^{exclude}\n" if exclude else "")
-    return git_bytes(["pack-objects", "--revs", "--stdout", "-q"], repo, revs.encode())
 
 
 def read_run_files(root: Path) -> dict[str, bytes]:
@@ -212,18 +206,19 @@ class NodeHost:
         key: str,
         base: list[Any],
         base_commit: str,
-        increment: list[Any],
+        increment: list[tuple[str, Any]],
         start: str,
         env: dict[str, str],
     ) -> dict[str, str]:
         """Make attempt ``key``'s scratch clone at ``start``. The run's base comes once per
-        node (``base`` holds its pack's object ref); ``increment`` (its pack, or an object
-        ref to it, when ``start`` is not the base) brings ``start``, also once per node."""
+        node (``base`` holds its pack's object ref); ``increment`` (commits and their
+        packs, or object refs to them, when ``start`` is not the base) brings ``start``:
+        each pack holds what the ones before it lack, and is taken in once per node."""
         began = time.monotonic()
         run = self._run(run_id, grace_s)
         await run.fetch(base_commit, base[0], base=True)
-        if increment:  # after the base: it holds the rest of the history
-            await run.fetch(start, increment[0])
+        for commit, pack in increment:  # in order, after the base: each adds to those
+            await run.fetch(commit, pack)
         fetched = time.monotonic()
         folder = run.root / key.rsplit("/", 1)[-1]
         attempt = _Attempt(run, folder, start, env)

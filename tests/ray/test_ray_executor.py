@@ -383,7 +383,7 @@ def test_the_ray_benchmark_runs_and_accounts_for_every_byte(
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     capsys.readouterr()
-    bench.main(["--agents", "3", "--lines", "500", "--flooders", "2", "--json"])
+    bench.main(["--agents", "3", "--lines", "500", "--flooders", "2", "--once", "--json"])
     result = json.loads(capsys.readouterr().out)
     overhead, ingest = result["overhead"], result["ingest"]
     assert overhead["agents"] == 3 and overhead["nodes_used"] >= 2
