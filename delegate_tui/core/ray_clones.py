@@ -40,8 +40,8 @@ CLONE_CONFIG = (
 )
 #: The branch an attempt's clone has checked out.
 CLONE_BRANCH = "delegate-task"
-#: A start commit's pack at most this big is taken in as loose objects, without git.
-LOOSE_MAX = 64 * 1024
+#: A start commit's pack at most this big is indexed here, without git.
+INDEX_MAX = 1024 * 1024
 #: How long the end of a run waits for clones still being made or cleaned.
 CLOSE_WAIT_S = 10.0
 
@@ -49,8 +49,8 @@ CLOSE_WAIT_S = 10.0
 def make_pack(repo: Path, commit: str, exclude: Sequence[str] = ()) -> bytes:
     """A git pack of ``commit`` and its history, without what the ``exclude`` commits
     have. A pack of what a start commit adds to what a node has (``exclude``) has no
-    deltas: a node takes a small one in as loose objects (:func:`write_loose`), with no
-    git command."""
+    deltas: a node indexes a small one itself (:func:`write_pack`), with no git
+    command."""
     revs = "".join([f"{commit}\n", *(f"^{c}\n" for c in exclude)])
     flat = ["--window=0", "--no-reuse-delta"] if exclude else []
     return git_bytes(["pack-objects", "--revs", "--stdout", "-q", *flat], repo, revs.encode())
@@ -60,18 +60,21 @@ def make_pack(repo: Path, commit: str, exclude: Sequence[str] = ()) -> bytes:
 PACK_TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
 
-def write_loose(pack: bytes, objects: Path) -> bool:
-    """Write every object of a git pack without deltas as a loose object under
-    ``objects`` (one that is there already is kept). False, with nothing written, when the
-    pack holds a delta (:func:`make_pack` makes none; git's ``index-pack`` takes such)."""
+def write_pack(pack: bytes, objects: Path) -> bool:
+    """Put a git pack without deltas under ``objects/pack`` with the index git reads it
+    by, made here (what ``git index-pack`` does, with no process and a handful of file
+    operations, however many objects). False, with nothing written, when the pack holds
+    a delta (:func:`make_pack` makes none for start commits; ``index-pack`` takes such).
+    """
     if len(pack) < 32 or pack[:4] != b"PACK" or int.from_bytes(pack[4:8], "big") != 2:
         raise ValueError("not a git pack")
-    if hashlib.sha1(pack[:-20]).digest() != pack[-20:]:
+    trailer = pack[-20:]
+    if hashlib.sha1(pack[:-20]).digest() != trailer:
         raise ValueError("the pack's checksum does not match")
-    found: list[tuple[bytes, bytes]] = []
+    entries: list[tuple[bytes, int, int]] = []  # object id, CRC-32 of its entry, offset
     pos, view = 12, memoryview(pack)[:-20]
     for _ in range(int.from_bytes(pack[8:12], "big")):
-        byte = pack[pos]
+        start, byte = pos, pack[pos]
         kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, pos + 1
         while byte & 0x80:
             byte, pos = pack[pos], pos + 1
@@ -83,24 +86,41 @@ def write_loose(pack: bytes, objects: Path) -> bool:
         if not inflate.eof or len(data) != size:
             raise ValueError("a pack entry does not inflate to its size")
         pos = len(view) - len(inflate.unused_data)
-        found.append((PACK_TYPES[kind], data))
-    for label, data in found:
-        raw = label + b" %d\0" % len(data) + data
-        name = hashlib.sha1(raw).hexdigest()
-        path = objects / name[:2] / name[2:]
-        if path.exists():
-            continue
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".loose-", dir=path.parent)  # whole, or not there
+        name = hashlib.sha1(PACK_TYPES[kind] + b" %d\0" % size + data).digest()
+        entries.append((name, zlib.crc32(view[start:pos]), start))
+    if pos != len(view) or len(pack) >= 1 << 31:
+        raise ValueError("the pack has bytes after its objects, or is too big for this")
+    entries.sort()
+    fanout = [0] * 256
+    for name, _, _ in entries:
+        fanout[name[0]] += 1
+    index = bytearray(b"\xfftOc" + (2).to_bytes(4, "big"))
+    total = 0
+    for count in fanout:
+        total += count
+        index += total.to_bytes(4, "big")
+    for name, _, _ in entries:
+        index += name
+    for _, crc, _ in entries:
+        index += crc.to_bytes(4, "big")
+    for _, _, offset in entries:
+        index += offset.to_bytes(4, "big")
+    index += trailer
+    index += hashlib.sha1(index).digest()
+    folder = objects / "pack"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"pack-{trailer.hex()}"
+    for suffix, content in ((".pack", pack), (".idx", bytes(index))):  # the index last
+        fd, tmp = tempfile.mkstemp(prefix=".pack-", dir=folder)  # whole, or not there
         with os.fdopen(fd, "wb") as out:
-            out.write(zlib.compress(raw, 1))
-        os.replace(tmp, path)
+            out.write(content)
+        os.replace(tmp, stem.with_suffix(suffix))
     return True
 
 
-def _loose(pack: bytes, objects: Path) -> bool:
+def _indexed(pack: bytes, objects: Path) -> bool:
     try:
-        return write_loose(pack, objects)
+        return write_pack(pack, objects)
     except ValueError:  # git's index-pack says what is wrong with it
         return False
 
@@ -189,7 +209,7 @@ class RunClones:
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.base, ignore_errors=True)
             workspace.git(["init", "--quiet", "--bare", str(self.base)], self.root)
-        if base or len(data) > LOOSE_MAX or not _loose(data, self.objects):
+        if base or len(data) > INDEX_MAX or not _indexed(data, self.objects):
             git_bytes(["index-pack", "--stdin"], self.base, data)
         # A ref keeps the commit's objects reachable (nothing prunes here, but be plain).
         ref = self.base / "refs" / "delegate" / commit

@@ -250,10 +250,15 @@ class RayExecutor:
     async def _warm(self, hosts: dict[str, Any], warm: dict[str, int], tip: str) -> None:
         with contextlib.suppress(Exception):  # an attempt makes its own clone then
             ref, commit = await self._packs.base(tip)
+            begun = []
             for node_id, actor in hosts.items():
                 if warm.get(node_id):
                     self._used.add(node_id)
-                    actor.begin.remote(self.run_id, self.grace_s, [ref], commit, warm[node_id])
+                    call = actor.begin.remote(
+                        self.run_id, self.grace_s, [ref], commit, warm[node_id]
+                    )
+                    begun.append(_quietly(call))  # a host that failed says so to its attempts
+            await asyncio.gather(*begun)
 
     async def place(
         self, task_id: str, number: int, workdir: Path, start: str, resources: Sequence[str]

@@ -191,7 +191,7 @@ class NodeHost:
             )
         return run
 
-    def begin(
+    async def begin(
         self, run_id: str, grace_s: float, base: list[Any], base_commit: str, warm: int
     ) -> None:
         """Run ``run_id`` starts: take in its base (``base`` holds its pack's object ref)
@@ -222,7 +222,7 @@ class NodeHost:
         fetched = time.monotonic()
         folder = run.root / key.rsplit("/", 1)[-1]
         attempt = _Attempt(run, folder, start, env)
-        await asyncio.to_thread(_new_folder, attempt)
+        _new_folder(attempt)  # a folder not there yet: no thread needed
         waited, warm = await run.take(attempt.work, start)
         self._attempts[key] = attempt
         if self._supervisor is None:

@@ -7,7 +7,7 @@ once per run and fetched once per node. A commit an attempt starts from that is 
 the base (the integration tip after a merge, a retry's kept work) is packed for the
 node Ray placed the attempt on, from what that node's host was sent before: a small
 pack without deltas, sent with the attempt (in the call when it is small, else
-through the object store), which the host takes in as loose objects. Packs sent to a
+through the object store), which the host indexes itself. Packs sent to a
 node that its host has not yet said it took in go again with each attempt there, in
 order, so a host takes each in after the ones it builds on, whichever attempt comes
 first. Ray is imported only inside the functions that need it.

@@ -1,5 +1,5 @@
 """A node's clones (core/ray_clones.py) with real git and no Ray: a start commit's pack
-taken in without git, and a clone's git folder made new for its next attempt."""
+indexed without git, and a clone's git folder made new for its next attempt."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from delegate_tui.core.ray_clones import (
     check_out,
     fresh_git_dir,
     make_pack,
-    write_loose,
+    write_pack,
 )
 
 
@@ -47,14 +47,18 @@ def source(tmp_path: Path) -> tuple[Path, str, str]:
     return repo, base, git(repo, "rev-parse", "HEAD").strip()
 
 
-def test_a_start_commits_pack_is_taken_in_without_git_and_checks_out_exactly(
+def test_a_start_commits_pack_is_indexed_without_git_and_checks_out_exactly(
     tmp_path: Path,
 ) -> None:
     repo, base, later = source(tmp_path)
     bare = tmp_path / "base.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(bare, "index-pack", "--stdin", data=make_pack(repo, base))
-    assert write_loose(make_pack(repo, later, [base]), bare / "objects")
+    packs = bare / "objects" / "pack"
+    before = set(packs.glob("*.idx"))
+    assert write_pack(make_pack(repo, later, [base]), bare / "objects")
+    (made,) = set(packs.glob("*.idx")) - before
+    git(bare, "verify-pack", str(made))  # git's own check of the index made here
     git(bare, "fsck", "--strict", later)
     work = tmp_path / "work"
     work.mkdir()
@@ -65,8 +69,9 @@ def test_a_start_commits_pack_is_taken_in_without_git_and_checks_out_exactly(
     assert os.access(work / "src" / "tool.sh", os.X_OK)
     assert os.readlink(work / "src" / "link") == "tool.sh"
     assert not (work / "gone.txt").exists()
-    # The same objects again (a later start's pack holds them too): nothing breaks.
-    assert write_loose(make_pack(repo, later, [base]), bare / "objects")
+    # The same pack again (a host asked twice): nothing breaks.
+    assert write_pack(make_pack(repo, later, [base]), bare / "objects")
+    git(bare, "fsck", "--strict", later)
 
 
 def test_a_pack_with_deltas_is_left_to_git(tmp_path: Path) -> None:
@@ -74,7 +79,7 @@ def test_a_pack_with_deltas_is_left_to_git(tmp_path: Path) -> None:
     git(repo, "gc", "-q", "--aggressive")  # keep.txt's two versions become a delta
     objects = tmp_path / "objects"
     objects.mkdir()
-    assert not write_loose(make_pack(repo, later), objects)
+    assert not write_pack(make_pack(repo, later), objects)
     assert list(objects.iterdir()) == [], "nothing written"
 
 
