@@ -60,6 +60,16 @@ def make_pack(repo: Path, commit: str, exclude: Sequence[str] = ()) -> bytes:
 PACK_TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
 
+def join_packs(packs: Sequence[bytes]) -> bytes:
+    """One git pack holding the objects of ``packs`` (each a whole pack, version 2)."""
+    count = sum(int.from_bytes(pack[8:12], "big") for pack in packs)
+    body = b"".join(
+        [b"PACK", (2).to_bytes(4, "big"), count.to_bytes(4, "big")]
+        + [pack[12:-20] for pack in packs]
+    )
+    return body + hashlib.sha1(body).digest()
+
+
 def write_pack(pack: bytes, objects: Path) -> bool:
     """Put a git pack without deltas under ``objects/pack`` with the index git reads it
     by, made here (what ``git index-pack`` does, with no process and a handful of file
@@ -205,7 +215,7 @@ class RunClones:
         return job
 
     def _take(self, data: bytes, commit: str, base: bool) -> None:
-        if base:
+        if base and not (self.base / "HEAD").is_file():  # a later base adds to the first
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self.base, ignore_errors=True)
             workspace.git(["init", "--quiet", "--bare", str(self.base)], self.root)

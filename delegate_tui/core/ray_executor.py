@@ -266,7 +266,8 @@ class RayExecutor:
         import ray
         from ray.util.placement_group import placement_group
 
-        # The base pack is made (or found) while Ray places the attempt.
+        # The packs are made (or found) while Ray places the attempt.
+        self._packs.start(start)
         packs = asyncio.ensure_future(self._packs.base(start))
         try:
             if time.monotonic() - self._offered[0] > OFFERED_S:  # what the nodes offer
@@ -296,7 +297,7 @@ class RayExecutor:
                 packs.cancel()
             elif not packs.cancelled():
                 packs.exception()  # taken, whatever else failed
-        increment = await self._packs.for_node(place.node_id, start, base_commit)
+        increment = await self._packs.for_node(place.node_id, start)
         began = time.monotonic()
         try:
             info = await place.actor.prepare.remote(
@@ -305,7 +306,7 @@ class RayExecutor:
         except Exception as exc:
             self._packs.forget(place.node_id)  # whatever the host took in, start again
             raise await self._failed(exc, place, "before the attempt started") from None
-        self._packs.taken(place.node_id, increment)
+        self._packs.taken(place.node_id, start)
         clone = float(info["clone_s"])
         self.timings.setdefault("prepare call, less the clone", []).append(
             time.monotonic() - began - clone

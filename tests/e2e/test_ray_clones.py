@@ -11,6 +11,7 @@ from delegate_tui.core.ray_clones import (
     CLONE_CONFIG,
     check_out,
     fresh_git_dir,
+    join_packs,
     make_pack,
     write_pack,
 )
@@ -72,6 +73,28 @@ def test_a_start_commits_pack_is_indexed_without_git_and_checks_out_exactly(
     # The same pack again (a host asked twice): nothing breaks.
     assert write_pack(make_pack(repo, later, [base]), bare / "objects")
     git(bare, "fsck", "--strict", later)
+
+
+def test_packs_of_consecutive_start_commits_joined_into_one_bring_the_last(
+    tmp_path: Path,
+) -> None:
+    repo, base, later = source(tmp_path)
+    (repo / "third.txt").write_text("third\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "third")
+    third = git(repo, "rev-parse", "HEAD").strip()
+    bare = tmp_path / "base.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(bare, "index-pack", "--stdin", data=make_pack(repo, base))
+    # Each start commit's pack holds what it adds to those before it.
+    joined = join_packs([make_pack(repo, later, [base]), make_pack(repo, third, [base, later])])
+    assert write_pack(joined, bare / "objects")
+    git(bare, "fsck", "--strict", third)
+    work = tmp_path / "work"
+    work.mkdir()
+    fresh_git_dir(work, bare / "objects")
+    check_out(work, third)
+    assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
 
 
 def test_a_pack_with_deltas_is_left_to_git(tmp_path: Path) -> None:
