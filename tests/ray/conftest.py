@@ -25,6 +25,14 @@ import pytest
 #: Ray's own resource names for the nodes, so tests can place work on one.
 NODE_B = "node-b"
 HEAD_ONLY = "head-only"
+#: Set for this process and the cluster it starts. Loopback only (read when Ray is
+#: imported). Ray Client's server on the head sometimes fails to start a client's own
+#: server (gRPC's fork check, "SpecificServer startup failed") and the client waits for
+#: it this long before delegate-tui asks again: 10 s, not Ray's 30.
+CLUSTER_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "10",
+}
 #: What every node of the tests' cluster leaves out: the log monitor (no driver reads the
 #: workers' logs: ``log_to_driver=False``), one Python process less to start and run.
 LEAN: dict[str, Any] = {"include_log_monitor": False}
@@ -33,8 +41,8 @@ LEAN: dict[str, Any] = {"include_log_monitor": False}
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """The cluster; this process is connected to it as a driver."""
-    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when Ray is imported
+    saved = {k: os.environ.get(k) for k in (*CLUSTER_ENV, "RAY_ADDRESS")}
+    os.environ.update(CLUSTER_ENV)
     try:
         import ray
         from ray.cluster_utils import Cluster
