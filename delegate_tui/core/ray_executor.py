@@ -21,7 +21,7 @@ the remote process group; a node that goes away fails the attempt as "node
 lost", a host that cannot start there with its own error. Ray is imported only
 here, and only when a run uses it.
 
-(About 575 lines: the executor's side of every operation the seam has,
+(About 580 lines: the executor's side of every operation the seam has,
 streaming, kill, timeout and node loss, for one cluster; the node's side is
 ``core/ray_host.py``, placing and the hosts ``core/ray_placement.py``, packs
 ``core/ray_packs.py``, change sets ``core/ray_changes.py``.)
