@@ -16,7 +16,7 @@ vendor keeps refusing its credentials ("authentication failed") rather than
 letting it burn its timeout. A retry continues the agent's conversation where
 its CLI can (``resume_command``).
 
-(About 670 lines: the steps of one attempt in the order they run, each a method;
+(About 685 lines: the steps of one attempt in the order they run, each a method;
 what the stream, the scope guard and the sandbox ask of an attempt sits beside
 the step that uses it, and their decisions live in their own modules.)
 """
@@ -146,11 +146,22 @@ class Attempt:
     async def run(self) -> Outcome:
         """The attempt from workspace to merge."""
         task_id, number = self.task_id, self.number
-        workdir, start = await self._prepare_workspace()
+        workdir, start = await self._choose_workspace()
         try:
-            self._node = await self._executor.place(
-                task_id, number, workdir, start, self.task.resources
+            # The executor places the attempt (a remote node's clone) while its worktree is
+            # made here: both are done before anything runs.
+            placing = asyncio.ensure_future(
+                self._executor.place(task_id, number, workdir, start, self.task.resources)
             )
+            try:
+                await self._add_worktree(workdir, start)
+            except BaseException:
+                placing.cancel()
+                await asyncio.wait({placing})
+                if not placing.cancelled():
+                    placing.exception()  # the worktree's failure is the one said
+                raise
+            self._node = await placing
             outcome = await self._work(workdir, start)
             if outcome is None:
                 await self._executor.collect(task_id, workdir)
@@ -233,7 +244,9 @@ class Attempt:
         path = self._last_message_path
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
-    async def _prepare_workspace(self) -> tuple[Path, str]:
+    async def _choose_workspace(self) -> tuple[Path, str]:
+        """Where the attempt works and the commit it starts from (its worktree is made by
+        :meth:`_add_worktree`)."""
         task_id, number, ctx = self.task_id, self.number, self.ctx
         if ctx.isolation != "worktree":
             self._emit(TaskPreparing(task=task_id, attempt=number, workdir=str(ctx.repo)))
@@ -256,8 +269,12 @@ class Attempt:
                 task=task_id, attempt=number, workdir=str(path), branch=branch, base_commit=start
             )
         )
-        await self._integration.add_worktree(path, branch, start)
         return path, start
+
+    async def _add_worktree(self, workdir: Path, start: str) -> None:
+        if self.ctx.isolation == "worktree":
+            branch = workspace.task_branch(self.ctx.run_id, self.task_id, self.number)
+            await self._integration.add_worktree(workdir, branch, start)
 
     async def _setup(self, workdir: Path) -> tuple[bool, str]:
         setup, ctx = self.ctx.plan.worktree_setup, self.ctx

@@ -303,15 +303,13 @@ class Engine:
             self.isolation, self.plan.base, include_dirty=self.options.include_dirty
         )
         self._emitter.open_log(self.log_path)
-        self._executor.start(self.run_dir)
+        max_parallel = self.options.max_parallel or self.plan.max_parallel
+        self._executor.start(self.run_dir, self.repo, base_commit, max_parallel)
         self.monitor.start()
         if self.isolation == "shared":
             await self.monitor.watch_shared(base_commit)
         self.plan = plan = self.plan.model_copy(
-            update={
-                "max_parallel": self.options.max_parallel or self.plan.max_parallel,
-                "executor": self._executor.name,
-            }
+            update={"max_parallel": max_parallel, "executor": self._executor.name}
         )
         self._emit(
             RunStarted(
@@ -336,7 +334,9 @@ class Engine:
     async def _resume(self) -> None:
         """End what the previous process left running, mark it interrupted, go on."""
         self._emitter.open_log(self.log_path)
-        self._executor.start(self.run_dir)
+        self._executor.start(
+            self.run_dir, self.repo, self.state.integration_tip, self.plan.max_parallel
+        )
         self.monitor.start()
         left = [t for t in self.state.tasks.values() if t.status in ACTIVE_STATUSES and t.attempts]
         # Groups on this machine; a remote node's ended with the previous process's

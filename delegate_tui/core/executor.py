@@ -69,8 +69,10 @@ class Executor(Protocol):
     def check(self) -> None:
         """Raise :class:`ExecutorError` when this executor cannot run (before anything starts)."""
 
-    def start(self, run_dir: Path) -> None:
-        """Begin the run whose folder is ``run_dir`` (the watchdog; a cluster connection)."""
+    def start(self, run_dir: Path, repo: Path, tip: str, slots: int) -> None:
+        """Begin the run whose folder is ``run_dir`` (the watchdog; a cluster connection),
+        whose attempts start from commits of ``repo`` (the first ones from ``tip``), at most
+        ``slots`` at once: what can be made ready before the first attempt starts now."""
 
     async def place(
         self, task_id: str, number: int, workdir: Path, start: str, resources: Sequence[str]
@@ -157,7 +159,7 @@ class LocalExecutor:
     def check(self) -> None:
         return None
 
-    def start(self, run_dir: Path) -> None:
+    def start(self, run_dir: Path, repo: Path, tip: str, slots: int) -> None:
         self.supervisor.start()
 
     async def place(

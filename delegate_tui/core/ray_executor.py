@@ -1,28 +1,30 @@
 """The Ray executor: each attempt's processes run on a node of a Ray cluster.
 
-Owns the engine's side of ``executor: ray``. When the run starts, a
-:class:`~delegate_tui.core.ray_host.NodeHost` actor starts on every node (it
-takes no CPU and stays on its node); it serves every attempt placed there, so
-an attempt starts no Ray worker. Each attempt holds one CPU and the task's
-``resources:`` in a placement group of one bundle, which Ray places, spread
-over the nodes, in milliseconds (:mod:`ray_placement`: the bundle, the bounded
-wait when no node can hold it, a GPU's device). The run's base commit travels
-as one git pack put in the object store once per run and fetched once per
-node; an attempt that starts elsewhere (the integration tip moved, a retry
-keeps its work) adds a small pack from the base, put there once and fetched
-once per node. On the node the attempt's setup, agent and criteria run under
-the same preset as locally; their output comes back in order, batched by a
-long poll; the worktree's change set comes back when it moved (its changed
-files, :mod:`ray_changes`) and is laid into the task's local worktree, so the local watcher, the conflict
-analysis, the commit and the merge work exactly as for a local attempt. Kill,
-timeout and input reach the remote process group; a node that goes away fails
-the attempt as "node lost". Ray is imported only here, and only when a run
-uses it.
+Owns the engine's side of ``executor: ray``. Every node has a host
+(:class:`~delegate_tui.core.ray_host.NodeHost`, a Ray actor that takes no CPU
+and stays on its node; :mod:`ray_placement` keeps one per node for as long as
+this process stays connected, so only its first run waits for them to start),
+which serves every attempt placed there, so an attempt starts no Ray worker.
+When a run starts, each host makes a few clones at the base for its first
+attempts. Each attempt holds one CPU and the task's ``resources:`` in a
+placement group of one bundle, which Ray places, spread over the nodes, in
+milliseconds (:mod:`ray_placement`: the bundle, the bounded wait when no node
+can hold it, a GPU's device), while the attempt's worktree is made here. The
+repository travels as git packs (:mod:`ray_packs`: the base once, then what
+each node lacks of each start commit). On the node the attempt's setup, agent
+and criteria run under the same preset as locally; their output comes back in
+order, batched by a long poll; the worktree's change set comes back when it
+moved (its changed files, :mod:`ray_changes`) and is laid into the task's
+local worktree, so the local watcher, the conflict analysis, the commit and
+the merge work exactly as for a local attempt. Kill, timeout and input reach
+the remote process group; a node that goes away fails the attempt as "node
+lost", a host that cannot start there with its own error. Ray is imported only
+here, and only when a run uses it.
 
-(About 590 lines: the executor's side of every operation the seam has, packs,
+(About 580 lines: the executor's side of every operation the seam has,
 streaming, kill, timeout and node loss, for one cluster; the node's side is
-``core/ray_host.py``, placing ``core/ray_placement.py``, change sets
-``core/ray_changes.py``.)
+``core/ray_host.py``, placing and the hosts ``core/ray_placement.py``, packs
+``core/ray_packs.py``, change sets ``core/ray_changes.py``.)
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
 from delegate_tui.core.ray_changes import lay
-from delegate_tui.core.ray_host import NODE_PYTHON, NodeHost, make_pack, write_run_files
+from delegate_tui.core.ray_host import NODE_PYTHON, write_run_files
+from delegate_tui.core.ray_packs import RunPacks
 from delegate_tui.core.ray_placement import (
+    HOSTS,
     alive_nodes,
-    awaited,
     gpu_env,
+    host_failure,
+    is_lost,
     node_label,
     place_timeout,
     placed,
@@ -57,16 +62,9 @@ POLL_WAIT_S = 0.5
 CONNECT_TRIES = 3
 #: How long the cluster's resources, as read for placing, are taken as still true.
 OFFERED_S = 5.0
-#: Start commits whose packs are kept in the object store (the latest ones).
-START_PACKS = 8
-
-
-def _is_lost(exc: BaseException) -> bool:
-    import ray.exceptions
-
-    names = ("RayActorError", "ObjectLostError", "ActorUnschedulableError", "NodeDiedError")
-    kinds = tuple(k for k in (getattr(ray.exceptions, n, None) for n in names) if k)
-    return isinstance(exc, kinds)
+#: Clones a node's host makes at the run's base when the run starts, at most (as
+#: many as the node has CPUs and its share of ``max_parallel``, if fewer).
+WARM_CLONES = 4
 
 
 class RemoteProcess:
@@ -87,6 +85,7 @@ class RemoteProcess:
         self.transport: str = reply["transport"]
         self.takes_input: bool = reply["takes_input"]
         self.lost = ""
+        self.host_gone = False  # the host (or its node) went away: a later attempt starts one
         self._returncode: int | None = None
         self._on_output = on_output
         self._run_dir = run_dir
@@ -122,11 +121,9 @@ class RemoteProcess:
                     self._returncode = reply["exit"]
                     return
         except Exception as exc:
-            self.lost = (
-                f"node lost: {place.node} went away while the agent ran"
-                if _is_lost(exc)
-                else f"the Ray host on {place.node} failed: {exc}"
-            )
+            why = await host_failure(exc, place.node_id, place.node, "while the agent ran")
+            self.host_gone = bool(why)
+            self.lost = why or f"the Ray host on {place.node} failed: {exc}"
         finally:
             self.exited.set()
 
@@ -146,7 +143,7 @@ class _Place:
     """Where one attempt runs: its placement group, its node's host, its scratch clone."""
 
     def __init__(self, run_id: str, key: str, workdir: Path, start: str, group: Any) -> None:
-        self.key = key
+        self.key = f"{run_id}/{key}"  # the attempt's name on its host
         self.ref = f"refs/delegate/ray/{run_id}/{key}"  # the change sets' ref in the worktree
         self.workdir = workdir
         self.start = start
@@ -175,19 +172,16 @@ class RayExecutor:
         self.run_id = run_id
         self.place_timeout = place_timeout()
         self._places: dict[str, _Place] = {}
-        #: Each node's host: node id -> (the actor, its ``where()`` reply to come).
-        self._nodes: dict[str, tuple[Any, Any]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._starts: dict[str, asyncio.Future[Any]] = {}  # start commit -> its pack's ref
         self._offered: tuple[float, dict[str, float]] = (-OFFERED_S - 1, {})
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
-        self._base: tuple[Any, str] | None = None  # object ref of the base pack, its commit
-        self._pack_lock: asyncio.Lock | None = None
+        self._used: set[str] = set()  # nodes whose hosts this run used (told when it ends)
         self._connected = False  # True when this executor connected (and disconnects)
         #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
         self.timings: dict[str, list[float]] = {}
         self._run_dir = Path()
+        self._packs = RunPacks(Path(), self.timings)
         self._exclude_file: Path | None = None
 
     @property
@@ -230,73 +224,41 @@ class RayExecutor:
             self._connected = True
             return
 
-    def start(self, run_dir: Path) -> None:
-        """Connect, and start every node's host now: their start (a Ray worker each)
-        overlaps what comes before the first attempt (its approval, its worktree)."""
+    def start(self, run_dir: Path, repo: Path, tip: str, slots: int) -> None:
+        """Connect, and have every node's host ready before the first attempt: its start
+        (a Ray worker each, for this process's first run) and a few warm clones at
+        ``tip`` overlap what comes before (the first batch's approval, its worktrees)."""
         self._run_dir = run_dir  # files a remote process writes for the engine go here
+        self._packs = RunPacks(repo, self.timings)
         self.check()
-        for node in alive_nodes():
-            self._node_host(str(node["NodeID"]))
+        nodes = alive_nodes()
+        hosts = {str(n["NodeID"]): HOSTS.host(str(n["NodeID"]))[0] for n in nodes}
+        for node_id in list(HOSTS.current()):
+            if node_id not in hosts:  # a node gone since an earlier run
+                HOSTS.drop(node_id)
+        if not tip or not nodes:
+            return
+        share = -(-max(1, slots) // len(nodes))  # the run's slots, spread over the nodes
+        warm = {
+            str(n["NodeID"]): min(share, WARM_CLONES, int(n.get("Resources", {}).get("CPU", 0)))
+            for n in nodes
+        }
+        job = asyncio.get_running_loop().create_task(self._warm(hosts, warm, tip))
+        self._cleanups.add(job)
+        job.add_done_callback(self._cleanups.discard)
 
-    def _node_host(self, node_id: str) -> tuple[Any, Any]:
-        """The host of node ``node_id``, started if it has none yet."""
-        entry = self._nodes.get(node_id)
-        if entry is None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            actor = (
-                _host_class()
-                .options(
-                    num_cpus=0,
-                    max_restarts=0,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                )
-                .remote(self.run_id, self.grace_s)
-            )
-            entry = (actor, actor.where.remote())
-            self._nodes[node_id] = entry
-        return entry
-
-    def _lost_node(self, node_id: str) -> None:
-        self._nodes.pop(node_id, None)
-        self._offered = (-OFFERED_S - 1, {})  # read the cluster afresh
-
-    async def _packs(self, repo: Path, start: str) -> tuple[Any, str, list[Any]]:
-        """The base pack's ref and commit, and (when ``start`` is elsewhere) its pack's."""
-        if self._pack_lock is None:
-            self._pack_lock = asyncio.Lock()
-        async with self._pack_lock:  # the first attempt makes it; the others wait for it
-            if self._base is None:
-                began = time.monotonic()
-                self._base = (await self._put(repo, start, ""), start)
-                self._took("base pack (once a run)", began)
-        ref, base_commit = self._base
-        if start == base_commit:
-            return ref, base_commit, []
-        # Attempts after a merge share the new tip's pack; other tips' are made meanwhile.
-        job = self._starts.get(start)
-        if job is None:
-            job = self._starts[start] = asyncio.ensure_future(
-                self._put(repo, start, base_commit, "start pack (once per start commit)")
-            )
-            while len(self._starts) > START_PACKS:
-                del self._starts[next(iter(self._starts))]
-        try:
-            increment = await asyncio.shield(job)
-        except Exception:
-            self._starts.pop(start, None)  # the next attempt tries again
-            raise
-        return ref, base_commit, [increment]
-
-    async def _put(self, repo: Path, commit: str, exclude: str, phase: str = "") -> Any:
-        """A pack of ``commit`` (without ``exclude``'s history) put in the object store."""
-        import ray
-
-        began = time.monotonic()
-        ref = ray.put(await asyncio.to_thread(make_pack, repo, commit, exclude))
-        if phase:
-            self._took(phase, began)
-        return ref
+    async def _warm(self, hosts: dict[str, Any], warm: dict[str, int], tip: str) -> None:
+        with contextlib.suppress(Exception):  # an attempt makes its own clone then
+            ref, commit = await self._packs.base(tip)
+            begun = []
+            for node_id, actor in hosts.items():
+                if warm.get(node_id):
+                    self._used.add(node_id)
+                    call = actor.begin.remote(
+                        self.run_id, self.grace_s, [ref], commit, warm[node_id]
+                    )
+                    begun.append(_quietly(call))  # a host that failed says so to its attempts
+            await asyncio.gather(*begun)
 
     async def place(
         self, task_id: str, number: int, workdir: Path, start: str, resources: Sequence[str]
@@ -304,41 +266,82 @@ class RayExecutor:
         import ray
         from ray.util.placement_group import placement_group
 
-        base, base_commit, increment = await self._packs(workdir, start)
-        if time.monotonic() - self._offered[0] > OFFERED_S:  # what the cluster's nodes offer
-            self._offered = (time.monotonic(), ray.cluster_resources())  # type: ignore[no-untyped-call]
-        bundle = ray_bundle(resources, self._offered[1])
-        began = time.monotonic()
-        place = _Place(
-            self.run_id, f"{task_id}-{number}", workdir, start, placement_group([bundle])
-        )
-        self._places[task_id] = place  # release() removes the group, whatever happens next
-        place.node_id = await placed(
-            place.group, bundle, self.place_timeout, lambda: task_id in self._ended
-        )
-        place.actor, ready = self._node_host(place.node_id)
-        self._took("placement (a placement group)", began)
-        began = time.monotonic()
+        # The packs are made (or found) while Ray places the attempt.
+        self._packs.start(start)
+        packs = asyncio.ensure_future(self._packs.base(start))
         try:
-            place.node = node_label(await ready)
+            if time.monotonic() - self._offered[0] > OFFERED_S:  # what the nodes offer
+                self._offered = (time.monotonic(), ray.cluster_resources())  # type: ignore[no-untyped-call]
+            bundle = ray_bundle(resources, self._offered[1])
+            began = time.monotonic()
+            place = _Place(
+                self.run_id, f"{task_id}-{number}", workdir, start, placement_group([bundle])
+            )
+            self._places[task_id] = place  # release() removes the group, whatever happens next
+            place.node_id = await placed(
+                place.group, bundle, self.place_timeout, lambda: task_id in self._ended
+            )
+            place.actor, ready = HOSTS.host(place.node_id)
+            self._used.add(place.node_id)
+            self._took("placement (a placement group)", began)
+            began = time.monotonic()
+            try:
+                place.node = node_label(await ready)
+            except Exception as exc:
+                raise await self._failed(exc, place, "before the attempt started") from None
             self._took("the node's host ready (started with the run)", began)
             env = await gpu_env(place.group) if "GPU" in bundle else {}
-            began = time.monotonic()
+            base, base_commit = await packs
+        finally:
+            if not packs.done():
+                packs.cancel()
+            elif not packs.cancelled():
+                packs.exception()  # taken, whatever else failed
+        increment = await self._packs.for_node(place.node_id, start)
+        began = time.monotonic()
+        try:
             info = await place.actor.prepare.remote(
-                place.key, [base], base_commit, increment, start, env
+                self.run_id, self.grace_s, place.key, [base], base_commit, increment, start, env
             )
         except Exception as exc:
-            if not _is_lost(exc):
-                raise
-            self._lost_node(place.node_id)
-            raise AttemptLost(f"node lost: the node placed for {task_id} went away") from None
+            self._packs.forget(place.node_id)  # whatever the host took in, start again
+            raise await self._failed(exc, place, "before the attempt started") from None
+        self._packs.taken(place.node_id, start)
         clone = float(info["clone_s"])
         self.timings.setdefault("prepare call, less the clone", []).append(
             time.monotonic() - began - clone
         )
         self.timings.setdefault("scratch clone (on the node)", []).append(clone)
+        for phase, field in (
+            ("  of which: the packs taken in", "packs_s"),
+            ("  of which: waiting for a warm clone", "wait_s"),
+            (
+                "  of which: the checkout" + (" (warm clone)" if info["warm"] else " (new clone)"),
+                "checkout_s",
+            ),
+        ):
+            self.timings.setdefault(phase, []).append(float(info[field]))
         place.remote_work, place.remote_run = info["work"], info["run"]
         return place.node
+
+    async def _failed(self, exc: BaseException, place: _Place, when: str) -> BaseException:
+        """The error to raise for ``exc`` from ``place``'s host: :class:`AttemptLost` with
+        what happened when the host or its node failed, else ``exc`` itself."""
+        why = await host_failure(exc, place.node_id, place.node, when)
+        if not why:
+            return exc
+        if getattr(exc, "actor_init_failed", False):  # it will not start there: keep saying so
+            self._offered = (-OFFERED_S - 1, {})
+        else:
+            self._gone(place.node_id)
+        return AttemptLost(why)
+
+    def _gone(self, node_id: str) -> None:
+        """Node ``node_id``'s host (or the node) went away: a later attempt there starts
+        another host (which has no pack yet), and what the cluster offers is read afresh."""
+        HOSTS.drop(node_id)
+        self._packs.forget(node_id)
+        self._offered = (-OFFERED_S - 1, {})
 
     def _remote(self, place: _Place, text: str, cwd: Path) -> str:
         """A local path (the worktree, the run folder, this Python) as the node sees it."""
@@ -384,10 +387,7 @@ class RayExecutor:
             )
             self._took("spawn call", began)
         except Exception as exc:
-            if _is_lost(exc):
-                self._lost_node(place.node_id)
-                raise AttemptLost(f"node lost: {place.node} went away") from None
-            raise
+            raise await self._failed(exc, place, "as its process started") from None
         if "error" in reply:
             raise OSError(f"{reply['error']} (on {place.node})")
         proc = RemoteProcess(place, reply, on_output, self._run_dir, self.timings)
@@ -414,7 +414,8 @@ class RayExecutor:
         if self._procs.get(task_id) is proc:
             del self._procs[task_id]
         if proc.lost:
-            self._lost_node(proc.place.node_id)
+            if proc.host_gone:
+                self._gone(proc.place.node_id)
             raise AttemptLost(proc.lost)
         return None if timed_out else proc.returncode
 
@@ -454,12 +455,7 @@ class RayExecutor:
         try:
             snap = await place.actor.snapshot.remote(place.key)
         except Exception as exc:
-            if _is_lost(exc):
-                self._lost_node(place.node_id)
-                raise AttemptLost(
-                    f"node lost: {place.node} went away before its work came back"
-                ) from None
-            raise
+            raise await self._failed(exc, place, "before its work came back") from None
         if snap is not None:
             await place.apply(snap)
         self._took("collect (final change set)", began)
@@ -488,8 +484,8 @@ class RayExecutor:
             if place.actor is not None:
                 await asyncio.wait_for(place.actor.cleanup.remote(place.key), self.grace_s + 5)
         except Exception as exc:
-            if _is_lost(exc):
-                self._lost_node(place.node_id)
+            if is_lost(exc) and not getattr(exc, "actor_init_failed", False):
+                self._gone(place.node_id)
         finally:
             with contextlib.suppress(Exception):
                 remove_placement_group(place.group)
@@ -535,32 +531,25 @@ class RayExecutor:
             await asyncio.wait(set(self._cleanups), timeout=self.grace_s + 5)
         import ray
 
-        hosts = [actor for actor, _ in self._nodes.values()]
-        self._nodes.clear()
-        # Each node's scratch clones and base go, then its host.
-        forgotten = [asyncio.ensure_future(awaited(a.forget_run.remote())) for a in hosts]
+        # Each node's clones and base of this run go; the hosts stay for the next run.
+        hosts = HOSTS.current() if self._used and ray.is_initialized() else {}
+        forgotten = [
+            asyncio.ensure_future(_quietly(hosts[n][0].forget_run.remote(self.run_id)))
+            for n in self._used
+            if n in hosts
+        ]
         if forgotten:
             await asyncio.wait(forgotten, timeout=10)
-        for actor in hosts:
-            with contextlib.suppress(Exception):
-                ray.kill(actor)
-        if self._connected:
+        if self._connected:  # the hosts end with the connection
             with contextlib.suppress(Exception):
                 ray.shutdown()
             self._connected = False
 
 
-_HOST_CLASS: Any = None
-
-
-def _host_class() -> Any:
-    """The actor class, made once per process (Ray exports it on first use)."""
-    global _HOST_CLASS
-    if _HOST_CLASS is None:
-        import ray
-
-        _HOST_CLASS = ray.remote(NodeHost)
-    return _HOST_CLASS
+async def _quietly(ref: Any) -> None:
+    """Wait for a call whose failure changes nothing (its host is gone)."""
+    with contextlib.suppress(Exception):
+        await ref
 
 
 def _read_text(path: Path) -> str:

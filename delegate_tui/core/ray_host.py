@@ -1,25 +1,22 @@
-"""A run's attempts on one Ray node: their scratch clones and processes, run there.
+"""The attempts of one process's runs on one Ray node: their clones and processes, run there.
 
 Owns what happens on a node for the Ray executor (:mod:`ray_executor`). One
-:class:`NodeHost` per node and run (a Ray async actor that takes no CPU,
-pinned to its node, started for every node when the run starts) serves every
-attempt placed there, at once, each by its key; the attempts' CPUs and
-resources are held by Ray placement groups, so no Ray worker starts for an
-attempt. The host keeps the run's base in a bare repository (a git pack
-fetched once per node and run from Ray's object store), and each commit an
-attempt starts from (a small pack, once per node); an attempt's scratch clone
-borrows their objects, and a finished attempt's clone is cleaned in the
-background and checked out afresh by a later one. Each attempt's processes
-start there exactly as on the local machine
+:class:`NodeHost` per node (a Ray async actor that takes no CPU, pinned to
+its node, started for every node when a process's first run starts, and kept
+for its later runs while it stays connected) serves every attempt placed
+there, at once, each by its key; the attempts' CPUs and resources are held by
+Ray placement groups, so no Ray worker starts for an attempt. Each run's
+base, start commits and warm clones are :mod:`ray_clones`' (a clone taken
+again gets a new git folder: no hook or config of an earlier agent). Each
+attempt's processes start there exactly as on the local machine
 (:class:`~delegate_tui.core.supervisor.Supervisor`: a process group of their
 own, a PTY or pipes, a watchdog that ends them if this worker dies); their
 output is buffered for the engine to take in order (a flood gathered a little
-longer per reply),
-and while the agent works its clone is watched for file events as a local
-worktree is (:mod:`watcher`): on a burst of them, and every few seconds anyway,
-its change set is taken (:mod:`ray_changes`: the files that moved) for the
-engine. This module imports nothing of Ray at its top, so it is read and tested like
-any other.
+longer per reply), and while the agent works its clone is watched for file
+events as a local worktree is (:mod:`watcher`): on a burst of them, and every
+few seconds anyway, its change set is taken (:mod:`ray_changes`: the files
+that moved) for the engine. This module imports nothing of Ray at its top, so
+it is read and tested like any other.
 """
 
 from __future__ import annotations
@@ -33,13 +30,13 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from delegate_tui.core import workspace
 from delegate_tui.core.process import AgentProcess
-from delegate_tui.core.ray_changes import ChangeTaker, git_bytes
+from delegate_tui.core.ray_changes import ChangeTaker
+from delegate_tui.core.ray_clones import RunClones
 from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.watcher import WorktreeWatcher
 
@@ -81,12 +78,6 @@ def node_environment() -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("RAY_") and k != "SPT_NOENV"}
 
 
-def make_pack(repo: Path, commit: str, exclude: str = "") -> bytes:
-    """A git pack of ``commit`` and its history, without what ``exclude`` has."""
-    revs = f"{commit}\n" + (f"^{exclude}\n" if exclude else "")
-    return git_bytes(["pack-objects", "--revs", "--stdout", "-q"], repo, revs.encode())
-
-
 def read_run_files(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (relative path -> bytes), each at most ``RUN_FILE_MAX``."""
     found: dict[str, bytes] = {}
@@ -116,7 +107,8 @@ def write_run_files(root: Path, files: dict[str, bytes]) -> None:
 class _Attempt:
     """One attempt on this node: its folder, scratch clone, process and what it has to say."""
 
-    def __init__(self, folder: Path, start: str, env: dict[str, str]) -> None:
+    def __init__(self, run: RunClones, folder: Path, start: str, env: dict[str, str]) -> None:
+        self.run = run
         self.dir = folder
         self.work = folder / "work"
         self.run_dir = folder / "run"
@@ -161,20 +153,16 @@ class _Attempt:
 
 
 class NodeHost:
-    """Every attempt of one run on one node; each method is called by the engine through Ray."""
+    """The attempts of this process's runs on one node; each method is called by the
+    engine through Ray. It serves every run of the process that started it (each with
+    its own clones, :class:`RunClones`), and ends with that process's Ray connection."""
 
-    def __init__(self, run_id: str, grace_s: float) -> None:
-        # A folder of its own: nodes simulated on one machine share its temporary folder.
-        self.root = scratch_root(run_id) / f"host-{os.getpid()}"
-        self.base = self.root / "base.git"
-        self.grace_s = grace_s
+    def __init__(self) -> None:
         self._supervisor: Supervisor | None = None
         self._env = node_environment()
-        self._attempts: dict[str, _Attempt] = {}
-        self._spares: list[Path] = []  # finished attempts' clones, cleaned, for the next ones
-        self._fetches: dict[str, asyncio.Task[None]] = {}  # commit -> taking its pack
+        self._runs: dict[str, RunClones] = {}
+        self._attempts: dict[str, _Attempt] = {}  # by key: "<run id>/<task>-<attempt>"
         self._where: dict[str, str] = {}
-        self._jobs: set[asyncio.Task[None]] = set()
         #: File events in agents' clones, as on the local machine (:mod:`watcher`): a
         #: change set is taken on a burst of them, and every few seconds anyway.
         self._watcher: WorktreeWatcher | None = None
@@ -183,86 +171,75 @@ class NodeHost:
 
     def where(self) -> dict[str, str]:
         """This node: its Ray id and address, and the host's name."""
-        import ray  # on the node, inside its Ray worker
+        if not self._where:
+            import ray  # on the node, inside its Ray worker
 
-        context = ray.get_runtime_context()
-        return {
-            "node_id": context.get_node_id(),
-            "ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
-            "host": socket.gethostname(),
-        }
+            context = ray.get_runtime_context()
+            self._where = {
+                "node_id": context.get_node_id(),
+                "ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+                "host": socket.gethostname(),
+            }
+        return self._where
+
+    def _run(self, run_id: str, grace_s: float) -> RunClones:
+        run = self._runs.get(run_id)
+        if run is None:
+            # A folder of its own: nodes simulated on one machine share its temporary folder.
+            run = self._runs[run_id] = RunClones(
+                scratch_root(run_id) / f"host-{os.getpid()}", grace_s
+            )
+        return run
+
+    async def begin(
+        self, run_id: str, grace_s: float, base: list[Any], base_commit: str, warm: int
+    ) -> None:
+        """Run ``run_id`` starts: take in its base (``base`` holds its pack's object ref)
+        and make ``warm`` clones at ``base_commit`` in the background for its first
+        attempts."""
+        self._run(run_id, grace_s).warm(warm, base_commit, base[0])
 
     async def prepare(
         self,
+        run_id: str,
+        grace_s: float,
         key: str,
         base: list[Any],
         base_commit: str,
-        increment: list[Any],
+        increment: list[tuple[str, Any]],
         start: str,
         env: dict[str, str],
     ) -> dict[str, str]:
         """Make attempt ``key``'s scratch clone at ``start``. The run's base comes once per
-        node (``base`` holds its pack's object ref); ``increment`` (its pack's ref, when
-        ``start`` is not the base) brings ``start``, also once per node."""
+        node (``base`` holds its pack's object ref); ``increment`` (commits and their
+        packs, or object refs to them, when ``start`` is not the base) brings ``start``:
+        each pack holds what the ones before it lack, and is taken in once per node."""
         began = time.monotonic()
-        await self._fetch(base_commit, base[0], self._take_base)
-        if increment:  # after the base: it holds the rest of the history
-            await self._fetch(start, increment[0], self._take_pack)
-        attempt = _Attempt(self.root / key.replace("/", "_"), start, env)
-        spare = self._spares.pop() if self._spares else None
-        await asyncio.to_thread(self._clone, attempt, spare)
+        run = self._run(run_id, grace_s)
+        await run.fetch(base_commit, base[0], base=True)
+        for commit, pack in increment:  # in order, after the base: each adds to those
+            await run.fetch(commit, pack)
+        fetched = time.monotonic()
+        folder = run.root / key.rsplit("/", 1)[-1]
+        attempt = _Attempt(run, folder, start, env)
+        _new_folder(attempt)  # a folder not there yet: no thread needed
+        waited, warm = await run.take(attempt.work, start)
         self._attempts[key] = attempt
         if self._supervisor is None:
-            self._supervisor = Supervisor(self.grace_s)
+            self._supervisor = Supervisor(grace_s)
             self._supervisor.start()
-        if not self._where:
-            self._where = self.where()
         return {
-            **self._where,
+            **self.where(),
             "work": str(attempt.work),
             "run": str(attempt.run_dir),
+            # Where the clone's time went (bench/ray_overhead.py): the packs, the wait
+            # for a warm clone, the checkout.
             "clone_s": f"{time.monotonic() - began:.6f}",
+            "packs_s": f"{fetched - began:.6f}",
+            "wait_s": f"{waited:.6f}",
+            "checkout_s": f"{time.monotonic() - fetched - waited:.6f}",
+            "warm": "1" if warm else "",
         }
-
-    def _fetch(
-        self, commit: str, ref: Any, take: Callable[[bytes, str], None]
-    ) -> asyncio.Task[None]:
-        """Taking ``commit``'s pack (object ref ``ref``) with ``take``: once per node,
-        attempts that start at it meanwhile wait for the same one."""
-        job = self._fetches.get(commit)
-        if job is None or (job.done() and (job.cancelled() or job.exception() is not None)):
-
-            async def fetch() -> None:
-                data = await ref
-                await asyncio.to_thread(take, data, commit)
-
-            job = self._fetches[commit] = asyncio.get_running_loop().create_task(fetch())
-        return job
-
-    def _take_base(self, data: bytes, commit: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.base, ignore_errors=True)
-        workspace.git(["init", "--quiet", "--bare", str(self.base)], self.root)
-        self._take_pack(data, commit)
-
-    def _take_pack(self, data: bytes, commit: str) -> None:
-        git_bytes(["index-pack", "--stdin"], self.base, data)
-        # A ref keeps the commit's objects reachable (nothing prunes here, but be plain).
-        ref = self.base / "refs" / "delegate" / commit
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_text(commit + "\n")
-
-    def _clone(self, attempt: _Attempt, spare: Path | None) -> None:
-        shutil.rmtree(attempt.dir, ignore_errors=True)
-        attempt.run_dir.mkdir(parents=True)
-        if spare is not None:  # cleaned when its attempt ended
-            spare.rename(attempt.work)
-        else:
-            workspace.git(["init", "--quiet", str(attempt.work)], attempt.dir)
-            alternates = attempt.work / ".git" / "objects" / "info" / "alternates"
-            alternates.write_text(str(self.base / "objects") + "\n")
-        git = ["checkout", "--quiet", "--force", "-B", "delegate-task", attempt.start]
-        workspace.git(git, attempt.work)
 
     # ------------------------------------------------------------ processes
 
@@ -391,7 +368,7 @@ class NodeHost:
         """SIGTERM the attempt's process group, SIGKILL what is left after the grace period."""
         attempt = self._attempts.get(key)
         if attempt is not None and attempt.proc is not None:
-            await attempt.proc.terminate(self.grace_s)
+            await attempt.proc.terminate(attempt.run.grace_s)
 
     def kill(self, key: str) -> None:
         """SIGKILL the attempt's process group at once."""
@@ -423,43 +400,22 @@ class NodeHost:
         if attempt is None:
             return
         if attempt.proc is not None:
-            await attempt.proc.terminate(self.grace_s)
+            await attempt.proc.terminate(attempt.run.grace_s)
         if attempt.waiter is not None:
             with contextlib.suppress(Exception):
                 await attempt.waiter
-        job = asyncio.get_running_loop().create_task(self._recycle(attempt))
-        self._jobs.add(job)
-        job.add_done_callback(self._jobs.discard)
+        attempt.run.give_back(attempt.work, attempt.dir)
 
-    async def _recycle(self, attempt: _Attempt) -> None:
-        spare = self.root / f"spare-{attempt.dir.name}"
-        with contextlib.suppress(workspace.GitError, OSError):
-            await asyncio.to_thread(_clean, attempt.work, spare)
-            self._spares.append(spare)
-        await asyncio.to_thread(shutil.rmtree, attempt.dir, True)
-
-    async def forget_run(self) -> None:
-        """The run is over: remove everything it left on this node (clones, the base)."""
-        if self._watcher is not None:
-            await self._watcher.close()
-        for job in list(self._jobs):
-            with contextlib.suppress(Exception):
-                await job
-        await asyncio.to_thread(shutil.rmtree, self.root, True)
-        with contextlib.suppress(OSError):  # the run's folder, once no host has one in it
-            self.root.parent.rmdir()
+    async def forget_run(self, run_id: str) -> None:
+        """Run ``run_id`` is over: end what is left of it and remove everything it left on
+        this node (clones, the base)."""
+        for key in [k for k in self._attempts if k.startswith(f"{run_id}/")]:
+            await self.cleanup(key)
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            await run.close()
 
 
-def _clean(work: Path, spare: Path) -> None:
-    """Leave nothing of an attempt in its clone but the objects it shares: no untracked
-    file, no ref, no reflog (the next attempt checks out its own start); move it to
-    ``spare``."""
-    if not (work / ".git").is_dir():
-        raise OSError(f"{work} is no clone")
-    workspace.git(["clean", "--quiet", "-ffdx"], work)
-    refs = workspace.git(["for-each-ref", "--format=delete %(refname)"], work).stdout
-    if refs:
-        workspace.git(["update-ref", "--stdin"], work, input_text=refs)
-    shutil.rmtree(work / ".git" / "logs", ignore_errors=True)
-    shutil.rmtree(spare, ignore_errors=True)
-    work.rename(spare)
+def _new_folder(attempt: _Attempt) -> None:
+    shutil.rmtree(attempt.dir, ignore_errors=True)
+    attempt.run_dir.mkdir(parents=True)

@@ -1,22 +1,28 @@
-"""Where a remote attempt runs: its Ray placement bundle, the wait for it, its GPU.
+"""Where a remote attempt runs: its Ray placement bundle, the wait for it, its GPU, its host.
 
 Owns the Ray executor's placing (:mod:`ray_executor`): the bundle a task's
 ``resources:`` labels ask for (one CPU, a GPU, the custom resources the
 cluster offers), the wait for Ray to place that bundle's placement group,
 bounded when no node could ever hold it (the attempt fails with what each
-node offers), and the ``CUDA_VISIBLE_DEVICES`` of a bundle's GPU. Ray is
-imported only inside the functions that need it.
+node offers), the ``CUDA_VISIBLE_DEVICES`` of a bundle's GPU, each node's
+host (:class:`Hosts`: one :class:`~delegate_tui.core.ray_host.NodeHost` per
+node for as long as this process stays connected, shared by its runs), and
+what a failed call to a host means (:func:`host_failure`: a host that could
+not start, one that died, a node lost). Ray is imported only inside the
+functions that need it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from delegate_tui.core.executor import AttemptLost
+from delegate_tui.core.executor import RAY_INSTALL, AttemptLost
+from delegate_tui.core.ray_host import NodeHost
 
 #: How long an attempt whose resources no node has waits (a node may join) before it
 #: fails; ``DELEGATE_RAY_PLACE_TIMEOUT`` (seconds) says otherwise.
@@ -147,3 +153,127 @@ def _gpu_task() -> Any:
 
         _GPU_TASK = ray.remote(num_cpus=0, num_gpus=1)(_gpu_ids)
     return _GPU_TASK
+
+
+# ------------------------------------------------------------ the nodes' hosts
+
+
+class Hosts:
+    """Each node's host, kept while this process stays connected to the cluster.
+
+    A host serves every run of the process (a test session, a benchmark, a run
+    service), so only the first run waits for the hosts' Ray workers to start.
+    They end with the connection (Ray ends a driver's actors when it goes).
+    """
+
+    def __init__(self) -> None:
+        self.job = ""
+        #: Node id -> (the actor, its ``where()`` reply to come).
+        self.nodes: dict[str, tuple[Any, Any]] = {}
+
+    def current(self) -> dict[str, tuple[Any, Any]]:
+        """The hosts of this connection (none after a new ``ray.init``)."""
+        import ray
+
+        job = ray.get_runtime_context().get_job_id()
+        if job != self.job:
+            self.job, self.nodes = job, {}
+        return self.nodes
+
+    def host(self, node_id: str) -> tuple[Any, Any]:
+        """The host of node ``node_id``, started if it has none yet."""
+        nodes = self.current()
+        entry = nodes.get(node_id)
+        if entry is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            actor = (
+                host_class()
+                .options(
+                    num_cpus=0,
+                    max_restarts=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                )
+                .remote()
+            )
+            entry = nodes[node_id] = (actor, actor.where.remote())
+        return entry
+
+    def drop(self, node_id: str) -> None:
+        """Node ``node_id``'s host is gone: a later attempt there starts another."""
+        self.nodes.pop(node_id, None)
+
+
+HOSTS = Hosts()
+
+
+def is_lost(exc: BaseException) -> bool:
+    import ray.exceptions
+
+    names = ("RayActorError", "ObjectLostError", "ActorUnschedulableError", "NodeDiedError")
+    kinds = tuple(k for k in (getattr(ray.exceptions, n, None) for n in names) if k)
+    return isinstance(exc, kinds)
+
+
+async def host_failure(exc: BaseException, node_id: str, node: str, when: str) -> str:
+    """What an error from a node's host says happened, for the attempt's reason; ``""``
+    when it is no failure of the host or its node (an error of the call itself).
+
+    A host that could not start there (delegate-tui missing or broken on the node) says
+    its own error; a host that died on a node still alive says so; only a node that is
+    gone is "node lost".
+    """
+    if not is_lost(exc):
+        return ""
+    try:
+        nodes = await asyncio.to_thread(_all_nodes)
+    except Exception:  # the cluster itself is out of reach
+        nodes = []
+    info = next((n for n in nodes if str(n.get("NodeID")) == node_id), {})
+    node = node or node_label({"ip": info.get("NodeManagerAddress", "?"), "node_id": node_id})
+    if getattr(exc, "actor_init_failed", False):
+        error = _last_line(str(exc))
+        hint = (
+            f"; install it there ({RAY_INSTALL}, the version here)"
+            if "delegate_tui" in error
+            else ""
+        )
+        return f"the Ray host could not start on {node}: {error}{hint}"
+    if info.get("Alive"):
+        return f"the Ray host on {node} died {when}: {_first_line(str(exc))}"
+    return f"node lost: {node} went away {when}"
+
+
+def _all_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return nodes
+
+
+def _plain(text: str) -> list[str]:
+    """``text``'s lines without terminal colours or blanks."""
+    lines = (re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines())
+    return [line for line in lines if line and not set(line) <= set("^~ ")]
+
+
+def _first_line(text: str) -> str:
+    return next(iter(_plain(text)), "no reason given")
+
+
+def _last_line(text: str) -> str:
+    lines = _plain(text)
+    return lines[-1] if lines else "no reason given"
+
+
+_HOST_CLASS: Any = None
+
+
+def host_class() -> Any:
+    """The actor class, made once per process (Ray exports it on first use)."""
+    global _HOST_CLASS
+    if _HOST_CLASS is None:
+        import ray
+
+        _HOST_CLASS = ray.remote(NodeHost)
+    return _HOST_CLASS

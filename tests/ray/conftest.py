@@ -25,13 +25,24 @@ import pytest
 #: Ray's own resource names for the nodes, so tests can place work on one.
 NODE_B = "node-b"
 HEAD_ONLY = "head-only"
+#: Set for this process and the cluster it starts. Loopback only (read when Ray is
+#: imported). Ray Client's server on the head sometimes fails to start a client's own
+#: server (gRPC's fork check, "SpecificServer startup failed") and the client waits for
+#: it this long before delegate-tui asks again: 10 s, not Ray's 30.
+CLUSTER_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "10",
+}
+#: What every node of the tests' cluster leaves out: the log monitor (no driver reads the
+#: workers' logs: ``log_to_driver=False``), one Python process less to start and run.
+LEAN: dict[str, Any] = {"include_log_monitor": False}
 
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """The cluster; this process is connected to it as a driver."""
-    saved = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when Ray is imported
+    saved = {k: os.environ.get(k) for k in (*CLUSTER_ENV, "RAY_ADDRESS")}
+    os.environ.update(CLUSTER_ENV)
     try:
         import ray
         from ray.cluster_utils import Cluster
@@ -51,6 +62,8 @@ def ray_cluster() -> Iterator[Any]:
                 "num_cpus": 4,
                 "node_ip_address": "127.0.0.1",
                 "include_dashboard": False,
+                **LEAN,
+                "no_monitor": True,  # the autoscaler's: a fixed cluster needs none
                 "resources": {HEAD_ONLY: 4},
                 **({"ray_client_server_port": client_port} if client_port else {}),
                 # A node that stops answering is declared dead within about a second.
@@ -62,7 +75,9 @@ def ray_cluster() -> Iterator[Any]:
             },
         )
         # Ray takes a node's GPU count as told: node B has one (no device behind it).
-        cluster.add_node(num_cpus=4, num_gpus=1, node_ip_address="127.0.0.1", resources={NODE_B: 4})
+        cluster.add_node(
+            num_cpus=4, num_gpus=1, node_ip_address="127.0.0.1", resources={NODE_B: 4}, **LEAN
+        )
         os.environ["RAY_ADDRESS"] = cluster.address
         cluster.client_address = f"ray://127.0.0.1:{client_port}" if client_port else ""  # type: ignore[attr-defined]
         ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)

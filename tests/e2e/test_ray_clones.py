@@ -1,0 +1,137 @@
+"""A node's clones (core/ray_clones.py) with real git and no Ray: a start commit's pack
+indexed without git, and a clone's git folder made new for its next attempt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from delegate_tui.core.ray_clones import (
+    CLONE_CONFIG,
+    check_out,
+    fresh_git_dir,
+    join_packs,
+    make_pack,
+    write_pack,
+)
+
+
+def git(cwd: Path, *args: str, data: bytes | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, input=data, check=True, capture_output=True
+    ).stdout.decode()
+
+
+def source(tmp_path: Path) -> tuple[Path, str, str]:
+    """A repository with a base commit and a later one that adds, edits, removes and
+    links files (one executable, one binary): the repository, the base, the later."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "T")
+    git(repo, "config", "user.email", "t@example.invalid")
+    (repo / "keep.txt").write_text("keep\n" * 100)
+    (repo / "gone.txt").write_text("gone\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "keep.txt").write_text("keep\n" * 99 + "changed\n")
+    (repo / "gone.txt").unlink()
+    (repo / "src").mkdir()
+    (repo / "src" / "tool.sh").write_text("echo tool\n")
+    (repo / "src" / "tool.sh").chmod(0o755)
+    (repo / "src" / "blob.bin").write_bytes(bytes(range(256)) * 40)
+    os.symlink("tool.sh", repo / "src" / "link")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "later")
+    return repo, base, git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_a_start_commits_pack_is_indexed_without_git_and_checks_out_exactly(
+    tmp_path: Path,
+) -> None:
+    repo, base, later = source(tmp_path)
+    bare = tmp_path / "base.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(bare, "index-pack", "--stdin", data=make_pack(repo, base))
+    packs = bare / "objects" / "pack"
+    before = set(packs.glob("*.idx"))
+    assert write_pack(make_pack(repo, later, [base]), bare / "objects")
+    (made,) = set(packs.glob("*.idx")) - before
+    git(bare, "verify-pack", str(made))  # git's own check of the index made here
+    git(bare, "fsck", "--strict", later)
+    work = tmp_path / "work"
+    work.mkdir()
+    fresh_git_dir(work, bare / "objects")
+    check_out(work, later)
+    assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
+    assert git(work, "status", "--porcelain") == ""
+    assert os.access(work / "src" / "tool.sh", os.X_OK)
+    assert os.readlink(work / "src" / "link") == "tool.sh"
+    assert not (work / "gone.txt").exists()
+    # The same pack again (a host asked twice): nothing breaks.
+    assert write_pack(make_pack(repo, later, [base]), bare / "objects")
+    git(bare, "fsck", "--strict", later)
+
+
+def test_packs_of_consecutive_start_commits_joined_into_one_bring_the_last(
+    tmp_path: Path,
+) -> None:
+    repo, base, later = source(tmp_path)
+    (repo / "third.txt").write_text("third\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "third")
+    third = git(repo, "rev-parse", "HEAD").strip()
+    bare = tmp_path / "base.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(bare, "index-pack", "--stdin", data=make_pack(repo, base))
+    # Each start commit's pack holds what it adds to those before it.
+    joined = join_packs([make_pack(repo, later, [base]), make_pack(repo, third, [base, later])])
+    assert write_pack(joined, bare / "objects")
+    git(bare, "fsck", "--strict", third)
+    work = tmp_path / "work"
+    work.mkdir()
+    fresh_git_dir(work, bare / "objects")
+    check_out(work, third)
+    assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
+
+
+def test_a_pack_with_deltas_is_left_to_git(tmp_path: Path) -> None:
+    repo, _, later = source(tmp_path)
+    git(repo, "gc", "-q", "--aggressive")  # keep.txt's two versions become a delta
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    assert not write_pack(make_pack(repo, later), objects)
+    assert list(objects.iterdir()) == [], "nothing written"
+
+
+def test_a_clone_taken_again_gets_a_new_git_folder_with_its_index(tmp_path: Path) -> None:
+    repo, base, later = source(tmp_path)
+    bare = tmp_path / "base.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(bare, "index-pack", "--stdin", data=make_pack(repo, later))
+    work = tmp_path / "work"
+    work.mkdir()
+    fresh_git_dir(work, bare / "objects")
+    check_out(work, base)
+    # What an agent leaves: a hook, config, refs, an object of its own.
+    (work / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\ntouch ../ran\n")
+    (work / ".git" / "hooks" / "post-checkout").chmod(0o755)
+    git(work, "config", "core.hooksPath", ".git/hooks")
+    git(work, "config", "filter.x.smudge", "touch ../ran; cat")
+    (work / ".git" / "info" / "attributes").write_text("* filter=x\n")
+    git(work, "tag", "mine")
+    git(work, "hash-object", "-w", "--stdin", data=b"planted\n")
+    index = (work / ".git" / "index").read_bytes()
+    fresh_git_dir(work, bare / "objects")
+    git_dir = work / ".git"
+    assert (git_dir / "config").read_text() == CLONE_CONFIG
+    assert list((git_dir / "hooks").iterdir()) == []
+    assert list((git_dir / "info").iterdir()) == []
+    assert git(work, "for-each-ref") == ""
+    assert sorted(p.name for p in (git_dir / "objects").iterdir()) == ["info", "pack"]
+    assert (git_dir / "index").read_bytes() == index, "the index is kept"
+    check_out(work, later)  # git's checkout runs hooks and filters here
+    assert not (tmp_path / "ran").exists()
+    assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")

@@ -1,0 +1,136 @@
+"""A node's host on a real local Ray cluster: one that cannot start says why, and a
+clone taken again by a later attempt keeps nothing of the earlier agent's git folder."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delegate_tui.core.events import TaskStarted
+from delegate_tui.core.plan import Plan
+from tests.conftest import git, run_engine
+from tests.ray.conftest import LEAN, NODE_B
+
+pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.xdist_group("ray_cluster")]
+PlanWriter = Callable[..., Plan]
+
+NOT_INSTALLED = """\
+import sys
+
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "delegate_tui":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def plan_text(repo: Path, tasks: str, max_parallel: int = 4) -> str:
+    return (
+        f"name: hosts\nrepo: {repo}\nexecutor: ray\nmax_parallel: {max_parallel}\ntasks:\n"
+        + textwrap.indent(textwrap.dedent(tasks), "  ")
+    )
+
+
+def test_a_node_whose_host_cannot_start_fails_the_attempt_with_the_hosts_error(
+    ray_cluster: Any,
+    repo: Path,
+    write_plan: PlanWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A node where delegate-tui is not installed: its Pythons find no module of that name
+    # (a site hook on their path; Ray puts the driver's own folder first on it).
+    hook = tmp_path / "no-delegate-tui"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NOT_INSTALLED)
+    with monkeypatch.context() as env:  # the new node's processes inherit it; nothing else
+        env.setenv("PYTHONPATH", str(hook))
+        broken = ray_cluster.add_node(
+            num_cpus=1, node_ip_address="127.0.0.1", resources={"broken": 1}, **LEAN
+        )
+    try:
+        ray_cluster.wait_for_nodes()
+        plan = write_plan(
+            plan_text(
+                repo,
+                """\
+                - {id: t, agent: shell, edits: [t.txt], resources: [broken], command: "echo never > t.txt"}
+                - {id: fine, agent: shell, edits: [f.txt], command: "echo ok > f.txt"}
+                """,
+            )
+        )
+        state, recorder, _ = run_engine(plan)
+    finally:
+        ray_cluster.remove_node(broken)
+    task = state.tasks["t"]
+    reason = task.attempts[-1].reason
+    assert task.status == "failed", reason
+    assert "the Ray host could not start on 127.0.0.1/" in reason, reason
+    assert "No module named 'delegate_tui'" in reason and "pip install" in reason, reason
+    assert "node lost" not in reason
+    assert not [e for e in recorder.of(TaskStarted) if isinstance(e, TaskStarted) and e.task == "t"]
+    assert state.tasks["fine"].status == "succeeded"
+
+
+def test_a_clone_taken_again_keeps_no_hook_or_config_of_the_earlier_agent(
+    ray_cluster: Any, repo: Path, write_plan: PlanWriter, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    # The first agent plants a hook, an alias and a hooks path in its clone's .git.
+    (tmp_path / "plant.sh").write_text(
+        textwrap.dedent(
+            f"""\
+            stat -c %i . > {seen}/clone-plant
+            printf '#!/bin/sh\\ntouch {seen}/hooked\\n' > .git/hooks/pre-commit
+            chmod +x .git/hooks/pre-commit
+            git config alias.planted '!touch {seen}/aliased'
+            git config core.hooksPath .git/hooks
+            echo plant > a.txt
+            """
+        )
+    )
+    # The next agent on that node commits, as agents do: a planted hook would run.
+    (tmp_path / "later.sh").write_text(
+        textwrap.dedent(
+            f"""\
+            stat -c %i . > {seen}/clone-later
+            ls -A .git/hooks > {seen}/hooks-later
+            git config --local --list > {seen}/config-later
+            echo later > b.txt
+            git add b.txt
+            git -c user.name=Agent -c user.email=agent@example.invalid commit -qm later
+            git planted 2>/dev/null || true
+            """
+        )
+    )
+    # One at a time, on one node: the second attempt takes the first one's clone.
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: plant, agent: shell, edits: [a.txt], resources: [{NODE_B}], command: "sh {tmp_path}/plant.sh"}}
+            - {{id: later, agent: shell, edits: [b.txt], resources: [{NODE_B}], depends_on: [plant], command: "sh {tmp_path}/later.sh"}}
+            """,
+            max_parallel=1,
+        )
+    )
+    state, _, _ = run_engine(plan)
+    assert state.status == "succeeded", {t.id: t.attempts[-1].reason for t in state.tasks.values()}
+    assert (seen / "clone-later").read_text() == (seen / "clone-plant").read_text(), (
+        "the later attempt got a clone of its own: nothing was taken again"
+    )
+    assert not (seen / "hooked").exists(), "the earlier agent's hook ran"
+    assert not (seen / "aliased").exists(), "the earlier agent's alias ran"
+    assert (seen / "hooks-later").read_text() == ""
+    config = (seen / "config-later").read_text()
+    assert "planted" not in config and "hookspath" not in config.lower(), config
+    assert git(repo, "show", f"{state.integration_tip}:b.txt") == "later\n"
