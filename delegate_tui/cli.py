@@ -172,7 +172,11 @@ def _run_options(func: Any) -> Any:
 @click.argument("plan_file", metavar="PLAN", type=click.Path(dir_okay=False))
 @_run_options
 def run(plan_file: str, **opts: Any) -> None:
-    """Run PLAN: propose batches, run agents in worktrees, merge their work."""
+    """Run PLAN: propose batches, run agents in worktrees, merge their work.
+
+    DELEGATE_AGENT_NICE=N: the run service starts its agents N nicer than itself, so
+    the screen answers keys first on a busy machine (off by default).
+    """
     from delegate_tui.launch import start_run
 
     plan = _load(plan_file)

@@ -249,9 +249,15 @@ def test_no_agent_outlives_a_sigkilled_delegate_tui(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
+    runs = repo / ".delegate" / "runs"
+
+    def logged_start() -> bool:  # the agent may write its pids before the log has its start
+        logs = list(runs.glob("*/events.jsonl")) if runs.exists() else []
+        return bool(logs) and b'"TaskStarted"' in logs[0].read_bytes()
+
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (
-        not marker.exists() or len(marker.read_text().split()) < 2
+        not marker.exists() or len(marker.read_text().split()) < 2 or not logged_start()
     ):
         time.sleep(0.05)
     pids = [int(p) for p in marker.read_text().split()]
