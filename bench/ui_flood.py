@@ -15,7 +15,7 @@ workload (8 agents x N lines of 80 bytes, PTY transport):
   same flood runs headless in another process, --rounds times.
 Needs tmux.
 
-Usage: python bench/ui_flood.py [--lines 200000] [--rounds 3] [--json]
+Usage: python bench/ui_flood.py [--lines 200000] [--rounds 3] [--lead 0] [--json]
 """
 
 from __future__ import annotations
@@ -55,8 +55,12 @@ def selected_row(term: Terminal) -> int:
     return -1
 
 
-def flood_plan(folder: Path, lines: int) -> None:
-    argv = json.dumps(producer(lines))
+def flood_plan(folder: Path, lines: int, lead_s: float = 0.0) -> None:
+    """The plan: eight flooding agents, each waiting ``lead_s`` before its flood."""
+    argv_list = producer(lines)
+    if lead_s > 0:
+        argv_list[-1] = f"import time\ntime.sleep({lead_s})\n{argv_list[-1]}"
+    argv = json.dumps(argv_list)
     tasks = "".join(f"  - {{id: flood{i}, agent: shell, command: {argv}}}\n" for i in range(AGENTS))
     (folder / "plan.yaml").write_text(
         f"name: flood\nrepo: .\nisolation: none\napprove: auto\nmax_parallel: {AGENTS}\ntasks:\n{tasks}"
@@ -73,11 +77,12 @@ class UiRun:
     latencies: list[float]
 
 
-def run_ui(lines: int, *, probe: str, transport: str = "pty") -> UiRun:
-    """One UI run of the workload (``probe``: "", "select" or "sidebar")."""
+def run_ui(lines: int, *, probe: str, transport: str = "pty", lead_s: float = 0.0) -> UiRun:
+    """One UI run of the workload (``probe``: "", "select" or "sidebar"; the agents of a
+    probed run wait ``lead_s`` before their flood)."""
     with tempfile.TemporaryDirectory(prefix="delegate-uiflood-") as tmp, Terminal() as term:
         folder = Path(tmp)
-        flood_plan(folder, lines)
+        flood_plan(folder, lines, lead_s if probe else 0.0)
         rss_file = folder / "rss"
         command = [
             sys.executable,
@@ -188,6 +193,13 @@ def main() -> None:
     )
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3, help="runs pooled for key latency")
+    parser.add_argument(
+        "--lead",
+        type=float,
+        default=0.0,
+        help="seconds the agents of the key-probed runs wait before flooding (a short "
+        "flood, as the smoke test's, can end before the selection is drawn: no key probed)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
@@ -197,8 +209,10 @@ def main() -> None:
     wall, rss_mb = plain.wall_s, plain.rss_mb
     latencies: list[float] = []
     for _ in range(args.rounds):  # moving the selection; one run gives about 20 samples
-        latencies += run_ui(args.lines, probe="select").latencies
-    heavy = run_ui(args.lines, probe="sidebar").latencies  # toggling the sidebar: a full relayout
+        latencies += run_ui(args.lines, probe="select", lead_s=args.lead).latencies
+    heavy = run_ui(
+        args.lines, probe="sidebar", lead_s=args.lead
+    ).latencies  # toggling the sidebar: a full relayout
     floor = sorted(floor_latency(args.lines, args.rounds))
     latencies.sort()
     heavy.sort()

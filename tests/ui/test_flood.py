@@ -28,7 +28,7 @@ from tests.ui.conftest import Running, StartApp
 from tests.ui.fake_source import FakeSource
 
 RUNNING = ("schema", "service", "login-ui", "hotfix")
-FLOOD_S = 3.0
+FLOOD_S = 5.0
 
 
 @pytest.fixture
@@ -97,10 +97,11 @@ async def test_a_flooded_pane_redraws_a_few_times_a_second_in_shared_frames(
         rows.clear()
         await flood(ui, source, FLOOD_S)
     # Four redraws a second for the selected pane, one for the others (each may come
-    # up to half an interval early once, when its flood begins), whatever the flood.
+    # up to half an interval early once, when its flood begins, and a busy machine may
+    # split a redraw in two), whatever the flood. (Two a second, the old cadence, is 10.)
     assert 0 < rows["schema"] <= 4 * FLOOD_S + 2, (rows, frames)
     for task in RUNNING[1:]:
-        assert 0 < rows[task] <= 1 * FLOOD_S + 2, (rows, frames)
+        assert 0 < rows[task] <= 1 * FLOOD_S + 3, (rows, frames)
     # Each pane is in few frames: the panes redraw together, not on every tick in turn
     # (four frames a second, and a few more when a busy machine splits one in two).
     for task in RUNNING:
