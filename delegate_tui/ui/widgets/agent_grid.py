@@ -240,10 +240,17 @@ class AgentGrid(Container):
                 synced.add(task_id)
                 interval = redraw_interval(flooding, lag, selected=task_id == selected)
                 pane.next_sync = next_redraw(tick, interval)
+        # Due but left for the next tick (the tick's parsing budget was spent) is not
+        # enough: its redraw comes a tick later, and the highlight waits for it.
+        idle = chosen is not None and chosen.store.size_since(selected, chosen.seq) == 0
         if (
             moved
             and not typing
-            and (chosen is None or selected in synced or tick >= chosen.next_sync)
+            and (
+                chosen is None
+                or selected in synced
+                or (tick >= chosen.next_sync and (idle or chosen.buffer.bytes_fed == 0))
+            )
         ):
             # The highlight moves (a new border repaints the whole pane) after the key's
             # frame, and under a flood with the selected pane's next redraw, not in a
