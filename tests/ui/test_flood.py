@@ -207,5 +207,6 @@ async def test_a_pane_selected_under_a_flood_is_highlighted_with_its_next_redraw
         await flooding
     assert highlighted_at, "the selected pane is highlighted"
     assert highlighted_at < 1.0, f"highlighted after {highlighted_at:.2f} s"
-    # Each time it was drawn anew it had new output: the highlight took no frame of its own.
-    assert rows["login-ui"] == synced["login-ui"], (rows, synced)
+    # Each time it was drawn anew it had new output: the highlight took no frame of its own
+    # (fewer frames than syncs when a busy machine draws two syncs in one frame).
+    assert 0 < rows["login-ui"] <= synced["login-ui"], (rows, synced)
