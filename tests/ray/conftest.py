@@ -26,11 +26,14 @@ import pytest
 NODE_B = "node-b"
 HEAD_ONLY = "head-only"
 #: Set for this process and the cluster it starts. Loopback only (read when Ray is
-#: imported). Ray Client's server on the head sometimes fails to start a client's own
-#: server (gRPC's fork check, "SpecificServer startup failed") and the client waits for
-#: it this long before delegate-tui asks again: 10 s, not Ray's 30.
+#: imported). Ray Client's server on the head forks a server for each client while its
+#: gRPC threads are busy; with gRPC's fork handlers on, that child died at once in some
+#: sessions ("SpecificServer startup failed", 1-4 times in a row on a busy machine) and
+#: the client waited 20-40 s each time. Every process here execs right after a fork, so
+#: the handlers are off; and a client waits 10 s, not Ray's 30, if it happens anyway.
 CLUSTER_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "GRPC_ENABLE_FORK_SUPPORT": "false",
     "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "10",
 }
 #: What every node of the tests' cluster leaves out: the log monitor (no driver reads the
