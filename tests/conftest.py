@@ -32,6 +32,14 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * (os.cpu_count() or 1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Ray tests first: they are one xdist group (one cluster, on one worker), the
+    longest chain of the suite (40-150 s with its cluster's start), and xdist hands out
+    groups in collection order, so it starts at once and the other workers share the rest
+    (collected last, it could start when the others were nearly done)."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+
+
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` and return its stdout."""
     return subprocess.run(
