@@ -286,14 +286,36 @@ class RunClones:
         self._job(recycle())
 
     async def close(self) -> None:
-        """The run is over: remove everything it left here."""
+        """The run is over: remove everything it left here, and what hosts of it that
+        are gone left (a delegate-tui ended by ``kill -9`` before a resume)."""
         if self._making:  # a clone being made or cleaned: let it end first
             await asyncio.wait(set(self._making), timeout=CLOSE_WAIT_S)
         for job in [*self._making, *self._fetches.values()]:
             job.cancel()
-        await asyncio.to_thread(shutil.rmtree, self.root, True)
-        with contextlib.suppress(OSError):  # the run's folder, once no host has one in it
-            self.root.parent.rmdir()
+        await asyncio.to_thread(_remove_run, self.root)
+
+
+def _remove_run(root: Path) -> None:
+    """Remove a host's folder ``root`` (``host-<pid>``), its run's folders of hosts whose
+    process is gone, and the run's folder once empty. (Nodes simulated on one machine
+    share its temporary folder: a live host's folder is its own to remove.)"""
+    shutil.rmtree(root, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        for other in root.parent.glob("host-*"):
+            pid = other.name.removeprefix("host-")
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(other, ignore_errors=True)
+        root.parent.rmdir()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _settled(job: asyncio.Task[None]) -> None:

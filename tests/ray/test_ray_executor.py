@@ -27,6 +27,7 @@ from delegate_tui.core.events import (
     TaskStarted,
 )
 from delegate_tui.core.plan import Plan
+from delegate_tui.core.ray_host import scratch_root
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from tests.conftest import Recorder, git, run_cli, run_engine
@@ -331,6 +332,8 @@ def test_resume_after_kill_9_leaves_no_remote_process_behind(
     assert state.status == "succeeded"
     assert [a.status for a in state.tasks["t"].attempts] == ["interrupted", "succeeded"]
     assert git(repo, "show", f"{state.integration_tip}:out.txt") == "ok\n"
+    # The nodes keep nothing of the run: not even what the killed process's hosts left.
+    assert not scratch_root(state.run_id).exists(), list(scratch_root(state.run_id).rglob("*"))[:5]
 
 
 def test_a_plan_runs_through_ray_client(
