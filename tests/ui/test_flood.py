@@ -99,7 +99,8 @@ async def test_a_flooded_pane_redraws_a_few_times_a_second_in_shared_frames(
     # Four redraws a second for the selected pane, one for the others (each may come
     # up to half an interval early once, when its flood begins, and a busy machine may
     # split a redraw in two), whatever the flood. (Two a second, the old cadence, is 10.)
-    assert 0 < rows["schema"] <= 4 * FLOOD_S + 2, (rows, frames)
+    # The selected pane's title clock also steps once a second, apart from its redraws.
+    assert 0 < rows["schema"] <= 5 * FLOOD_S + 2, (rows, frames)
     for task in RUNNING[1:]:
         assert 0 < rows[task] <= 1 * FLOOD_S + 3, (rows, frames)
     # Each pane is in few frames: the panes redraw together, not on every tick in turn
