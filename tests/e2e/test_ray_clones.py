@@ -48,6 +48,15 @@ def source(tmp_path: Path) -> tuple[Path, str, str]:
     return repo, base, git(repo, "rev-parse", "HEAD").strip()
 
 
+def checked_out(tmp_path: Path, bare: Path, commit: str) -> Path:
+    """A work folder with a fresh git folder on ``bare``'s objects, ``commit`` checked out."""
+    work = tmp_path / "work"
+    work.mkdir()
+    fresh_git_dir(work, bare / "objects")
+    check_out(work, commit)
+    return work
+
+
 def test_a_start_commits_pack_is_indexed_without_git_and_checks_out_exactly(
     tmp_path: Path,
 ) -> None:
@@ -61,10 +70,7 @@ def test_a_start_commits_pack_is_indexed_without_git_and_checks_out_exactly(
     (made,) = set(packs.glob("*.idx")) - before
     git(bare, "verify-pack", str(made))  # git's own check of the index made here
     git(bare, "fsck", "--strict", later)
-    work = tmp_path / "work"
-    work.mkdir()
-    fresh_git_dir(work, bare / "objects")
-    check_out(work, later)
+    work = checked_out(tmp_path, bare, later)
     assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
     assert git(work, "status", "--porcelain") == ""
     assert os.access(work / "src" / "tool.sh", os.X_OK)
@@ -90,10 +96,7 @@ def test_packs_of_consecutive_start_commits_joined_into_one_bring_the_last(
     joined = join_packs([make_pack(repo, later, [base]), make_pack(repo, third, [base, later])])
     assert write_pack(joined, bare / "objects")
     git(bare, "fsck", "--strict", third)
-    work = tmp_path / "work"
-    work.mkdir()
-    fresh_git_dir(work, bare / "objects")
-    check_out(work, third)
+    work = checked_out(tmp_path, bare, third)
     assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
 
 
