@@ -114,10 +114,7 @@ def test_a_clone_taken_again_gets_a_new_git_folder_with_its_index(tmp_path: Path
     bare = tmp_path / "base.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(bare, "index-pack", "--stdin", data=make_pack(repo, later))
-    work = tmp_path / "work"
-    work.mkdir()
-    fresh_git_dir(work, bare / "objects")
-    check_out(work, base)
+    work = checked_out(tmp_path, bare, base)
     # What an agent leaves: a hook, config, refs, an object of its own.
     (work / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\ntouch ../ran\n")
     (work / ".git" / "hooks" / "post-checkout").chmod(0o755)
