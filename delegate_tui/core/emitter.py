@@ -73,15 +73,22 @@ class Emitter:
                 history.keep_summary(self._log.path, self.state)
             self._log = None
 
-    def emit(self, ev: Event) -> Event:
-        """Number, apply, log and hand out ``ev``; return it as it was logged."""
+    def emit(self, ev: Event | Callable[[float], Event]) -> Event:
+        """Number, apply, log and hand out ``ev``; return it as it was logged.
+
+        ``ev`` may be a function of the event's own time, for an event that carries
+        figures up to that moment (the run's metrics in ``RunFinished``): it is called
+        with the very ``ts`` the event is stamped with, after any pending output."""
         if self._out_buf:
             self._flush_output()  # output first: an exit must follow its last bytes
         return self._emit_now(ev)
 
-    def _emit_now(self, ev: Event) -> Event:
+    def _emit_now(self, ev: Event | Callable[[float], Event]) -> Event:
         self.seq += 1
-        ev = dataclasses.replace(ev, seq=self.seq, ts=time.time())
+        now = time.time()
+        if not isinstance(ev, Event):
+            ev = ev(now)
+        ev = dataclasses.replace(ev, seq=self.seq, ts=now)
         apply(self.state, ev)
         if self._log is not None:
             try:

@@ -466,9 +466,10 @@ class Engine:
         summary = metrics.summarize(self.state)
         if reason:
             summary = f"{reason}. {summary}" if summary else reason
-        self._emit(
-            RunFinished(
-                status=status, metrics=metrics.compute(self.state, time.time()), summary=summary
+        # The metrics end at the event's own time, as a replay of the log reckons them.
+        self._emitter.emit(
+            lambda now: RunFinished(
+                status=status, metrics=metrics.compute(self.state, now), summary=summary
             )
         )
 

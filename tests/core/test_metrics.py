@@ -643,3 +643,32 @@ def test_each_tasks_ending_says_whose_failure_and_what_the_guard_blocked() -> No
         ("g", "merged"),
         ("b", "blocked"),
     ]
+
+
+async def test_the_finished_runs_wall_time_ends_at_its_own_event() -> None:
+    """``RunFinished`` carries metrics reckoned to the instant it is stamped with, even
+    when output still gathered is emitted first and a view takes its time with it (a
+    replay of the log reckons the wall time from the events' stamps: they must agree)."""
+    import time
+
+    from delegate_tui.core.emitter import Emitter
+
+    state = RunState()
+    emitter = Emitter(state)
+    heard: list[str] = []
+
+    def slow_view(ev: Event) -> None:
+        heard.append(type(ev).__name__)
+        if heard[-1] == "TaskOutput":
+            time.sleep(0.05)
+
+    emitter.subscribe(slow_view)
+    started = emitter.emit(run_started())
+    emitter.output("a", 1, "stdout", b"the last words\n")
+    finished = emitter.emit(
+        lambda now: RunFinished(status="succeeded", metrics=metrics.compute(state, now))
+    )
+    assert heard == ["RunStarted", "TaskOutput", "RunFinished"]
+    assert isinstance(finished, RunFinished)
+    assert finished.ts - started.ts >= 0.05
+    assert finished.metrics.wall_s == round(finished.ts - started.ts, 3)

@@ -121,6 +121,13 @@ async def opened(app: RunsApp, pilot: object) -> None:
         if app.query(DataTable) or app.query("#empty"):
             break
     await pilot.pause(0.1)  # type: ignore[attr-defined]
+    # Each trend row sizes its chart on its own resize, a refresh or more after the table
+    # (later under load): wait for the charts' one cell per value (the tests then check it).
+    for _ in range(60):
+        sparks = [row.query_one(Sparkline) for row in app.query(TrendRow)]
+        if all(s.size.width == len(s.data or []) for s in sparks):
+            break
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
 def trend_row(app: RunsApp, metric: str) -> TrendRow:
