@@ -271,7 +271,7 @@ class RayExecutor:
         packs = asyncio.ensure_future(self._packs.base(start))
         try:
             if time.monotonic() - self._offered[0] > OFFERED_S:  # what the nodes offer
-                self._offered = (time.monotonic(), ray.cluster_resources())  # type: ignore[no-untyped-call]
+                self._offered = (time.monotonic(), ray.cluster_resources())
             bundle = ray_bundle(resources, self._offered[1])
             began = time.monotonic()
             place = _Place(

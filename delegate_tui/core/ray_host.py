@@ -177,7 +177,7 @@ class NodeHost:
             context = ray.get_runtime_context()
             self._where = {
                 "node_id": context.get_node_id(),
-                "ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+                "ip": ray.util.get_node_ip_address(),
                 "host": socket.gethostname(),
             }
         return self._where

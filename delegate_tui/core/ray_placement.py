@@ -80,7 +80,7 @@ def alive_nodes() -> list[dict[str, Any]]:
     """The cluster's live nodes, as ``ray.nodes()`` describes them."""
     import ray
 
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    nodes: list[dict[str, Any]] = ray.nodes()
     return [n for n in nodes if n.get("Alive")]
 
 
@@ -247,7 +247,7 @@ async def host_failure(exc: BaseException, node_id: str, node: str, when: str) -
 def _all_nodes() -> list[dict[str, Any]]:
     import ray
 
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    nodes: list[dict[str, Any]] = ray.nodes()
     return nodes
 
 

@@ -74,7 +74,7 @@ def gone(pgid: int, limit: float = 15.0) -> bool:
 def node_with(resource: str) -> str:
     import ray
 
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    nodes: list[dict[str, Any]] = ray.nodes()
     return str(next(n["NodeID"] for n in nodes if n["Alive"] and resource in n["Resources"]))
 
 
