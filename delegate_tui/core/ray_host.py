@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -414,6 +415,40 @@ class NodeHost:
         run = self._runs.pop(run_id, None)
         if run is not None:
             await run.close()
+
+
+class RayHost(NodeHost):
+    """:class:`NodeHost` as a Ray actor runs it: in a Ray worker process of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        leave_without_joining_threads()
+
+
+def leave_without_joining_threads() -> None:
+    """End this process as soon as Python starts to exit, before it joins its threads.
+
+    Ray ends an actor gracefully when its owner goes away cleanly (a Ray Client
+    session, at the end of its reconnect grace period): the worker leaves through
+    Python's own exit, which waits for every non-daemon thread. The file watch's
+    idle thread (anyio's, for watchfiles) waits for an event loop that is already
+    gone, so the host lived on, with its folders, after its cluster had stopped
+    (seen in ``test_resume_after_kill_9_leaves_no_remote_process_behind[client]``).
+    There is nothing left to do at that point: the agents are ended by the
+    supervisor's watchdog, as on any death of the host.
+    """
+
+    def leave() -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)
+
+    # Called by threading._shutdown before it joins the threads (as concurrent.futures
+    # does); there is no public hook at that point.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(leave)
 
 
 def _new_folder(attempt: _Attempt) -> None:

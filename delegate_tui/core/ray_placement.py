@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost
-from delegate_tui.core.ray_host import NodeHost
+from delegate_tui.core.ray_host import RayHost
 
 #: How long an attempt whose resources no node has waits (a node may join) before it
 #: fails; ``DELEGATE_RAY_PLACE_TIMEOUT`` (seconds) says otherwise.
@@ -275,5 +275,5 @@ def host_class() -> Any:
     if _HOST_CLASS is None:
         import ray
 
-        _HOST_CLASS = ray.remote(NodeHost)
+        _HOST_CLASS = ray.remote(RayHost)
     return _HOST_CLASS
