@@ -110,14 +110,10 @@ def attempt_times(state: RunState) -> list[float]:
 
 
 def where(executor: RayExecutor) -> dict[str, tuple[float, int]]:
-    """The executor's timings (mean seconds, count) per phase, sub-phases under theirs."""
+    """The executor's timings (mean seconds, count) per phase, in the order they were first
+    taken: a sub-phase ("  of which: ...") is taken with its phase, so it follows it."""
     timings = executor.timings
-    ordered = sorted(timings, key=lambda p: (p.lstrip() != p, list(timings).index(p)))
-    parents = [p for p in ordered if not p.startswith(" ")]
-    if "scratch clone (on the node)" in parents:
-        at = parents.index("scratch clone (on the node)") + 1
-        parents[at:at] = [p for p in ordered if p.startswith(" ")]
-    return {p: (round(statistics.mean(timings[p]), 4), len(timings[p])) for p in parents}
+    return {p: (round(statistics.mean(t), 4), len(t)) for p, t in timings.items()}
 
 
 def output_bytes(state: RunState) -> int:

@@ -386,6 +386,9 @@ class RayExecutor:
                 place.key, remote_argv, remote_env, transport, size, stdin, files, watch, exclude
             )
             self._took("spawn call", began)
+            self.timings.setdefault("  of which: the start on the node", []).append(
+                float(reply.get("spawn_s", 0.0))
+            )
         except Exception as exc:
             raise await self._failed(exc, place, "as its process started") from None
         if "error" in reply:

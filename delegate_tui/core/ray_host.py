@@ -263,6 +263,7 @@ class NodeHost:
         aider's ``.aider*``, are no one's work there, so none here either).
         """
         assert self._supervisor is not None
+        began = time.monotonic()
         attempt = self._attempts[key]
         write_run_files(attempt.run_dir, files)
         excludes = attempt.work / ".git" / "info" / "exclude"
@@ -301,6 +302,7 @@ class NodeHost:
             "pgid": proc.pgid,
             "transport": proc.transport,
             "takes_input": proc.takes_input,
+            "spawn_s": time.monotonic() - began,  # for bench/ray_overhead.py
         }
 
     async def _wait(self, key: str, attempt: _Attempt, proc: AgentProcess) -> None:

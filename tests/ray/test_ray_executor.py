@@ -405,4 +405,9 @@ def test_the_ray_benchmark_runs_and_accounts_for_every_byte(
     phases = overhead["where (mean s, count)"]
     assert phases["scratch clone (on the node)"][1] == 3, "one clone per attempt"
     assert phases["base pack (once a run)"][1] == 1
+    # The start's own time on the node is part of its call's round trip, and follows it.
+    names = list(phases)
+    start = names.index("  of which: the start on the node")
+    assert names[start - 1] == "spawn call" and phases[names[start]][1] == 3
+    assert phases[names[start]][0] <= phases["spawn call"][0]
     assert ingest["bytes_local"] == ingest["bytes_ray"] == ingest["bytes_expected"]
