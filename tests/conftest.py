@@ -33,11 +33,33 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Ray tests first: they are one xdist group (one cluster, on one worker), the
-    longest chain of the suite (40-150 s with its cluster's start), and xdist hands out
-    groups in collection order, so it starts at once and the other workers share the rest
-    (collected last, it could start when the others were nearly done)."""
-    items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+    """The Ray tests first, then the other folders' modules spread evenly over the run.
+
+    The Ray tests are one xdist group (one cluster, on one worker), the longest chain of
+    the suite (40-150 s with its cluster's start), and xdist hands out work in
+    collection order, so it starts at once and the other workers share the rest
+    (collected last, it could start when the others were nearly done).
+
+    The rest, each module kept whole (its module fixtures are built once), in an order
+    that mixes the folders: the UI tests mostly wait on frames and timers, the e2e and
+    agents tests mostly compute, and in folder order the UI tests came last, so the
+    last 80 s of a run left a third of the two cores idle while all four workers
+    waited. A module's place is its rank within its folder, as a fraction of the folder.
+    """
+    ray = [item for item in items if item.get_closest_marker("ray") is not None]
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("ray") is None:
+            modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    folders: dict[str, list[str]] = {}
+    for module in modules:
+        folders.setdefault(module.rsplit("/", 1)[0], []).append(module)
+    place = {
+        module: (rank + 0.5) / len(members)
+        for members in folders.values()
+        for rank, module in enumerate(members)
+    }
+    items[:] = ray + [item for m in sorted(modules, key=place.__getitem__) for item in modules[m]]
 
 
 def git(repo: Path, *args: str) -> str:
