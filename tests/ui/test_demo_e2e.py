@@ -28,8 +28,12 @@ NOTE = "payments owns src/shop/config.py: leave it alone and change only shippin
 
 @pytest.mark.asyncio
 async def test_demo_plan_runs_to_success_approved_and_retried_from_the_keyboard(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A fifth of the demo's pace: payments and shipping overlap for over 2 s (their
+    # --min-seconds alone left the prediction about 1 s to show, and on a loaded
+    # machine payments had merged before the sidebar's next redraw).
+    monkeypatch.setenv("DELEGATE_DEMO_SPEED", "0.2")
     plan = load_plan(make_demo_repo(tmp_path))
     engine = Engine(plan, EngineOptions(hold_at_end=True, kill_grace_s=1.0))
     engine.preflight()
