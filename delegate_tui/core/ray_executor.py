@@ -386,13 +386,11 @@ class RayExecutor:
                 place.key, remote_argv, remote_env, transport, size, stdin, files, watch, exclude
             )
             self._took("spawn call", began)
-            self.timings.setdefault("  of which: the start on the node", []).append(
-                float(reply.get("spawn_s", 0.0))
-            )
         except Exception as exc:
             raise await self._failed(exc, place, "as its process started") from None
         if "error" in reply:
             raise OSError(f"{reply['error']} (on {place.node})")
+        self.timings.setdefault("  of which: the start on the node", []).append(reply["spawn_s"])
         proc = RemoteProcess(place, reply, on_output, self._run_dir, self.timings)
         self._procs[task_id] = proc
         return proc

@@ -6,6 +6,7 @@ import asyncio
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from delegate_tui.core.events import (
     Notice,
     RetryScheduled,
     RunFinished,
+    RunStarted,
     TaskExited,
     TaskOutput,
     TaskStarted,
@@ -101,6 +103,32 @@ def test_parallel_tasks_merge_and_dependent_sees_their_work(
         t: s.status for t, s in state.tasks.items()
     }
     assert replayed.integration_tip == state.integration_tip
+
+
+def test_the_logged_wall_time_ends_at_the_run_finished_event(
+    repo: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RunFinished``'s metrics end at its own stamp, however long they take to work out
+    (a replay reckons the wall time from the stamps; under load the two differed)."""
+    import time
+
+    from delegate_tui.core import metrics
+
+    compute = metrics.compute
+
+    def slow_compute(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # a busy machine, between reading the clock and the stamp
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "compute", slow_compute)
+    plan = write_plan(
+        plan_text(repo, "- {id: t, agent: shell, edits: [t.txt], command: 'echo t > t.txt'}")
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded"
+    (started,) = recorder.of(RunStarted)
+    (finished,) = recorder.of(RunFinished)
+    assert finished.metrics.wall_s == round(finished.ts - started.ts, 3)
 
 
 def test_failure_then_automatic_retry_with_context(repo: Path, write_plan: PlanWriter) -> None:
