@@ -236,7 +236,9 @@ class AgentProcess:
         """Give the agent's autogroup (its session) ``nice``, retrying while the
         kernel's rate limit refuses, for as long as the agent runs."""
         self._nice_retry = None
-        if not nice or self._exited.is_set() or not autogroups_enabled():
+        if not nice or self._exited.is_set():
+            return
+        if tries == AUTOGROUP_TRIES and not autogroups_enabled():  # asked once, not each retry
             return
         if _autogroup_nice(self.pid, nice) is None and tries > 1:
             self._nice_retry = self._loop.call_later(

@@ -78,10 +78,15 @@ def node_label(info: Mapping[str, str]) -> str:
 
 def alive_nodes() -> list[dict[str, Any]]:
     """The cluster's live nodes, as ``ray.nodes()`` describes them."""
+    return [n for n in all_nodes() if n.get("Alive")]
+
+
+def all_nodes() -> list[dict[str, Any]]:
+    """Every node the cluster knows of, the dead included (``ray.nodes()``)."""
     import ray
 
     nodes: list[dict[str, Any]] = ray.nodes()
-    return [n for n in nodes if n.get("Alive")]
+    return nodes
 
 
 async def awaited(ref: Any) -> Any:
@@ -226,7 +231,7 @@ async def host_failure(exc: BaseException, node_id: str, node: str, when: str) -
     if not is_lost(exc):
         return ""
     try:
-        nodes = await asyncio.to_thread(_all_nodes)
+        nodes = await asyncio.to_thread(all_nodes)
     except Exception:  # the cluster itself is out of reach
         nodes = []
     info = next((n for n in nodes if str(n.get("NodeID")) == node_id), {})
@@ -242,13 +247,6 @@ async def host_failure(exc: BaseException, node_id: str, node: str, when: str) -
     if info.get("Alive"):
         return f"the Ray host on {node} died {when}: {_first_line(str(exc))}"
     return f"node lost: {node} went away {when}"
-
-
-def _all_nodes() -> list[dict[str, Any]]:
-    import ray
-
-    nodes: list[dict[str, Any]] = ray.nodes()
-    return nodes
 
 
 def _plain(text: str) -> list[str]:

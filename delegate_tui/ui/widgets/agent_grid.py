@@ -242,14 +242,20 @@ class AgentGrid(Container):
                 pane.next_sync = next_redraw(tick, interval)
         # Due but left for the next tick (the tick's parsing budget was spent) is not
         # enough: its redraw comes a tick later, and the highlight waits for it.
-        idle = chosen is not None and chosen.store.size_since(selected, chosen.seq) == 0
+        # (Whether it is idle is asked last: it walks the pane's store.)
         if (
             moved
             and not typing
             and (
                 chosen is None
                 or selected in synced
-                or (tick >= chosen.next_sync and (idle or chosen.buffer.bytes_fed == 0))
+                or (
+                    tick >= chosen.next_sync
+                    and (
+                        chosen.buffer.bytes_fed == 0
+                        or chosen.store.size_since(selected, chosen.seq) == 0
+                    )
+                )
             )
         ):
             # The highlight moves (a new border repaints the whole pane) after the key's

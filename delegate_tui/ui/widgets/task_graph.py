@@ -61,6 +61,8 @@ class TaskGraph(ScrollView, can_focus=True):
         self._related_down: set[str] = set()
         self._deps: dict[str, tuple[str, ...]] = {}
         self._row_of: dict[str, int] = {}  # task id -> its row
+        self._order: list[str] = []  # the tasks, top to bottom
+        self._place: dict[str, int] = {}  # task id -> its place in _order
         self.now = 0.0
         self._signature: object = None
         self._base: Style | None = None
@@ -79,6 +81,8 @@ class TaskGraph(ScrollView, can_focus=True):
                 self.rows.append(_Row("layer", f"layer {index}"))
                 self.rows += [_Row("task", task_id) for task_id in layer]
             self._row_of = {r.key: i for i, r in enumerate(self.rows) if r.kind == "task"}
+            self._order = list(self._row_of)  # the tasks top to bottom, for the cursor keys
+            self._place = {task_id: i for i, task_id in enumerate(self._order)}
             set_virtual_height(self, len(self.rows))
             if not self.selected and state.plan.tasks:
                 self.select(state.plan.tasks[0].id)
@@ -137,10 +141,10 @@ class TaskGraph(ScrollView, can_focus=True):
         return False
 
     def action_cursor(self, step: int) -> None:
-        tasks = [r.key for r in self.rows if r.kind == "task"]
+        tasks = self._order
         if not tasks:
             return
-        index = tasks.index(self.selected) if self.selected in tasks else 0
+        index = self._place.get(self.selected, 0)
         self.select(tasks[max(0, min(len(tasks) - 1, index + step))])
 
     def on_click(self, event: object) -> None:
