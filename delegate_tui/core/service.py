@@ -6,7 +6,9 @@ terminal, an SSH drop or the UI crashing does not end the run; it exits when
 the run ends. Views (the UI in this or another terminal, a browser page)
 attach over a Unix socket in the run's folder, ``control.sock``: the folder
 is 0700, the socket 0600, and the peer's uid is checked (SO_PEERCRED), so
-only the user who started the run may attach.
+only the user who started the run may attach; so is its PID namespace, so a
+sandboxed agent (which runs as that user, in a namespace of its own) cannot
+command the run that started it.
 
 The protocol is JSON, one object a line. A client says ``{"hello": 1}``;
 the service answers ``{"welcome": {"run_id", "log", "seq"}}`` and from then
@@ -110,11 +112,29 @@ def message(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket."""
+
+def peer_creds(sock: socket.socket) -> tuple[int, int]:
+    """``(pid, uid)`` of the process at the other end of a Unix socket; the pid as this
+    process's PID namespace sees it (0 when it cannot see the peer's)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
+
+
+def in_our_pid_namespace(pid: int) -> bool:
+    """Whether process ``pid`` shares this process's PID namespace.
+
+    A sandboxed agent runs in a PID namespace of its own (bubblewrap's
+    ``--unshare-pid``) as the operator's own user, so the uid check alone would
+    let it attach and send commands (finish, merge, input) to the run that
+    started it; its namespace tells it apart.
+    """
+    if pid <= 0:
+        return False
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False
 
 
 @dataclass(eq=False)
@@ -265,11 +285,19 @@ class RunService:
     async def _serve_view(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         try:
-            uid = peer_uid(sock)
+            pid, uid = peer_creds(sock)
         except OSError:
-            uid = -1
+            pid, uid = 0, -1
+        refused = ""
         if not self._allowed(uid):
-            writer.write(message({"refused": "this run belongs to another user"}))
+            refused = "this run belongs to another user"
+        elif not in_our_pid_namespace(pid):
+            refused = (
+                "this run takes views only from its own PID namespace "
+                "(a sandboxed agent may not command it)"
+            )
+        if refused:
+            writer.write(message({"refused": refused}))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             writer.close()

@@ -522,3 +522,49 @@ def test_doctor_says_what_the_machine_supports(tmp_path: Path) -> None:
     without = doctor(str(bin_dir))["sandbox"]
     assert isinstance(without, dict) and without["ok"] is False
     assert "apt-get install bubblewrap" in without["reason"]
+
+
+# ---------------------------------------------------------------- the run's own socket
+
+COMMAND_THE_RUN = """
+import glob, os, socket, sys
+path = glob.glob(sys.argv[1] + "/.delegate/runs/*/control.sock")[0]
+os.chdir(os.path.dirname(path))  # the path may be longer than a socket address may be
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect("control.sock")
+sock.sendall(b'{"hello": 1}\\n{"cmd": "stop", "args": {"reason": "the agent"}, "id": 1}\\n')
+print("ANSWER", sock.recv(65536).decode(errors="replace").splitlines()[0])
+"""
+
+
+async def test_a_sandboxed_agent_cannot_command_its_own_run(
+    repo: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It runs as the operator's own user, so only its PID namespace tells it apart."""
+    import asyncio
+
+    from delegate_tui.core import service as service_module
+    from delegate_tui.core.engine import EngineOptions
+    from delegate_tui.core.service import RunService
+
+    monkeypatch.setattr(service_module, "LINGER_S", 0.2)
+    command = [sys.executable, "-c", COMMAND_THE_RUN, str(repo)]
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: rogue\n  agent: shell\n  edits: [x]\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+        )
+    )
+    engine = Engine(plan, EngineOptions(auto_approve=True, kill_grace_s=1.0))
+    recorder = Recorder()
+    engine.subscribe(recorder)
+    service = RunService(engine)
+    await asyncio.wait_for(service.run(), 60)
+    out = output_of(recorder, "rogue")
+    assert "ANSWER" in out, out
+    assert "its own PID namespace" in out
+    assert "welcome" not in out
+    state = engine.state
+    assert state.tasks["rogue"].status == "succeeded", out
+    assert state.status == "succeeded", "the agent's stop was never carried out"
