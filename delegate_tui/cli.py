@@ -125,7 +125,8 @@ def _run_options(func: Any) -> Any:
             "--sandbox",
             type=click.Choice(["off", "worktree", "scope"]),
             help="Run every agent in this bubblewrap sandbox, over the plan and its tasks: "
-            "worktree (only its worktree is writable), scope (only its `edits` folders) or off.",
+            "worktree (only its worktree is writable), scope (only its `edits` folders) "
+            "or off (which also lifts `network: off`).",
         ),
         click.option(
             "--finish",

@@ -83,11 +83,21 @@ def effective(plan: Plan, task: Task) -> tuple[str, bool]:
 
 
 def with_mode(plan: Plan, mode: str | None) -> Plan:
-    """``plan`` with every task in sandbox ``mode`` (``run --sandbox``); as is for ``None``."""
+    """``plan`` with every task in sandbox ``mode`` (``run --sandbox``); as is for ``None``.
+
+    ``off`` lifts ``network: off`` too: only a sandbox can take the network away, and
+    ``--sandbox off`` is what a machine without bubblewrap is told to use.
+    """
     if mode is None:
         return plan
-    tasks = tuple(t.model_copy(update={"sandbox": mode}) for t in plan.tasks)
-    return plan.model_copy(update={"sandbox": mode, "tasks": tasks})
+    update: dict[str, object] = {"sandbox": mode}
+    if mode == "off":
+        update["network"] = "on"
+    tasks = tuple(
+        t.model_copy(update={**update, "network": None} if mode == "off" else update)
+        for t in plan.tasks
+    )
+    return plan.model_copy(update={**update, "tasks": tasks})
 
 
 def sandboxed_tasks(plan: Plan) -> list[str]:

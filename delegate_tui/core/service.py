@@ -112,7 +112,6 @@ def message(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
-
 def peer_creds(sock: socket.socket) -> tuple[int, int]:
     """``(pid, uid)`` of the process at the other end of a Unix socket; the pid as this
     process's PID namespace sees it (0 when it cannot see the peer's)."""

@@ -290,11 +290,19 @@ def test_a_machine_without_bwrap_refuses_sandboxed_plans_only(tmp_path: Path) ->
     def missing() -> Support:
         return sandbox.probe(str(tmp_path / "no-such-bwrap"))
 
-    boxed = parse_plan(plan("- {id: a, prompt: x, sandbox: worktree}\n- {id: b, prompt: x}\n"))
+    boxed = parse_plan(
+        plan(
+            "- {id: a, prompt: x, sandbox: worktree}\n- {id: b, prompt: x}\n"
+            "- {id: c, prompt: x, sandbox: scope, network: 'off'}\n"
+        )
+    )
     with pytest.raises(SandboxError) as err:
         sandbox.check_plan(boxed, tmp_path, missing)
-    assert "tasks a run in a sandbox" in str(err.value) and "--sandbox off" in str(err.value)
-    sandbox.check_plan(sandbox.with_mode(boxed, "off"), tmp_path, missing)  # off always works
+    assert "tasks a, c run in a sandbox" in str(err.value) and "--sandbox off" in str(err.value)
+    # What the refusal says to do always works, network: off included (it needs a sandbox).
+    unboxed = sandbox.with_mode(boxed, "off")
+    sandbox.check_plan(unboxed, tmp_path, missing)
+    assert [sandbox.effective(unboxed, t) for t in unboxed.tasks] == [("off", True)] * 3
 
 
 def test_a_bwrap_that_cannot_run_is_reported_with_its_reason(tmp_path: Path) -> None:
