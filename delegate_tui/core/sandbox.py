@@ -14,8 +14,9 @@ and spotting the writes it refused in the agent's output.
   metadata.
 
 The git metadata a linked worktree writes when its agent commits: its own
-``.git/worktrees/<name>`` (HEAD, index, its reflog), the repository's
-``objects`` (new objects; git never rewrites one), and the folder of its branch
+``.git/worktrees/<name>`` (HEAD, index, its reflog; not the files that point git
+at the repository and its config), the repository's ``objects`` (new loose
+objects; its packs and ``objects/info`` stay read-only), and the folder of its branch
 under ``refs/heads`` and ``logs/refs/heads`` (``delegate/<run>/tasks``: a ref is
 written as ``<ref>.lock`` renamed over the ref, so its folder must be writable;
 the run's other task branches sit in the same folder). The repository's
@@ -244,6 +245,27 @@ def git_writable(meta: GitMeta) -> tuple[Path, ...]:
     return tuple(paths)
 
 
+#: In a linked worktree's own git folder, what tells git (the engine's too) where the
+#: repository is and which config to read: rewritten by an agent, the engine's next
+#: ``git add`` would read a config of the agent's making (a clean filter runs a program).
+_WORKTREE_POINTERS = ("commondir", "gitdir", "config.worktree")
+
+
+def git_protected(meta: GitMeta) -> tuple[Path, ...]:
+    """What stays read-only inside :func:`git_writable`'s folders.
+
+    The worktree's pointers to its repository (``commondir``, ``gitdir``,
+    ``config.worktree``) and the repository's packs and ``objects/info`` (its
+    alternates, its commit graph): an agent adds loose objects and cannot take a
+    pack away or point the repository at objects of its own.
+    """
+    if not meta.linked:
+        return ()
+    objects = meta.common_dir / "objects"
+    pointers = tuple(meta.git_dir / name for name in _WORKTREE_POINTERS)
+    return (*pointers, objects / "pack", objects / "info")
+
+
 # --------------------------------------------------------------------------- agent homes
 
 
@@ -380,7 +402,7 @@ def plan_layout(
     writable += extra
     protected = [repo / ".delegate", workdir / ".git"]
     if git is not None:
-        protected.append(git.common_dir)
+        protected += [git.common_dir, *git_protected(git)]
     protected_inside = tuple(
         p for p in dict.fromkeys(protected) if any(_under(p, w) and p != w for w in writable)
     )
@@ -639,6 +661,8 @@ def _prepare(
     if meta is not None and meta.linked:
         for path in git_writable(meta):
             path.mkdir(parents=True, exist_ok=True)
+        # Empty, it changes nothing, and read-only it cannot be made to.
+        (meta.git_dir / "config.worktree").touch(exist_ok=True)
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)

@@ -111,8 +111,16 @@ def test_worktree_mode_writes_the_worktree_and_its_git_metadata_only() -> None:
     box = layout("worktree", extra=[Path("/home/op/.claude")])
     assert box.writable == (WT, *sandbox.git_writable(META), Path("/home/op/.claude"))
     # The worktree's own `.git` file stays read-only: pointed elsewhere, it would make
-    # the engine's commit after the agent land in another repository.
-    assert box.protected == (WT / ".git",)
+    # the engine's commit after the agent land in another repository. So do the files
+    # of its git folder that point at the repository and its config, and the packs.
+    assert box.protected == (
+        WT / ".git",
+        META.git_dir / "commondir",
+        META.git_dir / "gitdir",
+        META.git_dir / "config.worktree",
+        REPO / ".git/objects/pack",
+        REPO / ".git/objects/info",
+    )
     assert box.visible == ()  # nothing under /tmp to put back
 
 

@@ -277,6 +277,43 @@ def test_the_agent_commits_on_its_own_branch_and_nowhere_else(
     assert integration_file(repo, tip, "src/api/b.py") == "B = 2\n"
 
 
+def test_the_agent_can_neither_point_git_elsewhere_nor_take_history_away(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    git(repo, "repack", "-a", "-d", "-q")  # the repository's history, in a pack
+    common = repo / ".git"
+    fake = "/tmp/fake-repository"
+    command = (
+        "gitdir=$(git rev-parse --absolute-git-dir); "
+        + attempt_write("$gitdir/commondir", "commondir").replace("echo x", f"echo {fake}")
+        + attempt_write("$gitdir/gitdir", "gitdir")
+        + attempt_write("$gitdir/config.worktree", "worktree-config")
+        + attempt_write(str(common / "objects/info/alternates"), "alternates")
+        + f'if mv "{common}/objects/pack" "{common}/objects/pack.gone"; then echo ESCAPED-mv; fi; '
+        + f'if rm -f "{common}"/objects/pack/*.pack; then ls "{common}/objects/pack" | grep -q pack '
+        + "|| echo ESCAPED-rm; fi; "
+        + "mkdir -p src && echo 'A = 1' > src/a.py && git add -A "
+        + "&& git commit -qm 'still commits' && echo committed"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "api")
+    assert state.tasks["api"].status == "succeeded", out
+    assert "ESCAPED" not in out
+    assert "committed" in out, "new loose objects and the task's own branch stay writable"
+    assert list((common / "objects/pack").glob("*.pack")), "the pack is still there"
+    assert git(repo, "log", "--format=%s", "main").strip().splitlines()[-1] == "initial"
+    assert git(repo, "fsck", "--connectivity-only").strip() == ""
+    tip = state.integration_branch
+    assert integration_file(repo, tip, "src/a.py") == "A = 1\n"
+
+
 # ---------------------------------------------------------------- network
 
 
@@ -532,8 +569,16 @@ path = glob.glob(sys.argv[1] + "/.delegate/runs/*/control.sock")[0]
 os.chdir(os.path.dirname(path))  # the path may be longer than a socket address may be
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect("control.sock")
-sock.sendall(b'{"hello": 1}\\n{"cmd": "stop", "args": {"reason": "the agent"}, "id": 1}\\n')
-print("ANSWER", sock.recv(65536).decode(errors="replace").splitlines()[0])
+try:
+    sock.sendall(b'{"hello": 1}\\n')
+except OSError:
+    pass  # a refusal may come, and the connection close, before the hello is sent
+print("ANSWER", sock.recv(65536).decode(errors="replace").splitlines()[0], flush=True)
+try:
+    sock.sendall(b'{"cmd": "stop", "args": {"reason": "the agent"}, "id": 1}\\n')
+    sock.recv(65536)
+except OSError:
+    pass  # refused: the service closed the connection
 """
 
 
