@@ -203,17 +203,33 @@ class Attempt:
             f"{self.task.label}\n\n"
             f"delegate-tui run {self.ctx.run_id}, task {self.task_id}, attempt {self.number}"
         )
+        branch = workspace.task_branch(self.ctx.run_id, self.task_id, self.number)
+        if start:  # a worktree of its own: its HEAD is on its branch, whatever the agent did
+            await asyncio.to_thread(workspace.claim_head, workdir, branch)
         look = self._final_look
         untouched = isinstance(self._executor, LocalExecutor) and not any(
             c.run for c in self.task.criteria
         )
+        changed: tuple[ChangedFile, ...] | None = None
+        commit: str | None = None
         if look is not None and untouched:
             commit = await asyncio.to_thread(workspace.commit_snapshot, workdir, look[0], message)
             if commit is not None:
-                return commit, look[1]
-        commit = await asyncio.to_thread(workspace.commit_all, workdir, message)
-        changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
-        return commit, tuple(changed)
+                changed = look[1]
+        if commit is None:
+            commit = await asyncio.to_thread(workspace.commit_all, workdir, message)
+        if start:
+            tip = self._emitter.state.integration_tip or start
+            settled = await asyncio.to_thread(
+                workspace.onto_start, workdir, branch, start, commit, tip, message
+            )
+            if settled != commit:
+                commit, changed = settled, None
+        if changed is None:
+            changed = tuple(
+                await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+            )
+        return commit, changed
 
     async def _work(self, workdir: Path, start: str) -> Outcome | None:
         """Setup, agent and criteria where the executor placed them; ``None`` when all passed."""

@@ -399,6 +399,64 @@ def commit_all(workdir: Path, message: str) -> str:
     return head(workdir)
 
 
+def claim_head(workdir: Path, branch: str) -> None:
+    """Point a task's worktree's HEAD at its own branch again.
+
+    The engine commits an attempt's work through HEAD; an agent that switched
+    branches (or pointed HEAD at the operator's branch) would have that commit
+    land elsewhere. Its files are what is committed either way.
+    """
+    ref = f"refs/heads/{branch}"
+    if git(["symbolic-ref", "-q", "HEAD"], workdir, check=False).stdout.strip() != ref:
+        git(["symbolic-ref", "HEAD", ref], workdir)
+
+
+#: Said in the commit that replaces an attempt's history (:func:`onto_start`).
+REBUILT = (
+    "The agent's own commits reached past where this attempt started into the "
+    "integration branch, so its work is one commit on its start."
+)
+
+
+def onto_start(
+    workdir: Path, branch: str, start: str, commit: str, integration: str, message: str
+) -> str:
+    """``commit`` (an attempt's work on ``branch``) as it may be merged; the commit to merge.
+
+    A merge takes the attempt's history as it is only when it leaves the
+    integration branch where the attempt started: ``start`` is an ancestor of
+    ``commit``, and the two meet the integration branch at the same commit. An
+    agent that based a commit on the integration branch's newer tip (``git reset
+    --soft``, say) would otherwise have the merge fast-forward to its tree, undoing
+    what other tasks merged since it started. Such work becomes one commit of its
+    files on ``start``, and ``branch`` moves to it.
+    """
+    if commit == start:
+        return commit
+    if is_ancestor(workdir, start, commit):
+        base = git(["merge-base", start, integration], workdir, check=False).stdout.strip()
+        meets = git(["merge-base", commit, integration], workdir, check=False).stdout.strip()
+        if base and meets == base:
+            return commit
+    tree = git(["rev-parse", f"{commit}^{{tree}}"], workdir).stdout.strip()
+    rebuilt = git(
+        ["commit-tree", tree, "-p", start, "-m", message, "-m", REBUILT],
+        workdir,
+        env=identity_env(workdir),
+    ).stdout.strip()
+    git(
+        [
+            "update-ref",
+            "-m",
+            "delegate-tui: the attempt on its start",
+            f"refs/heads/{branch}",
+            rebuilt,
+        ],
+        workdir,
+    )
+    return rebuilt
+
+
 def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
     """Files that differ between two commits, with status and line counts."""
     from delegate_tui.core.events import ChangedFile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -580,3 +581,53 @@ def test_the_prompt_as_logged_is_the_prompt_as_sent_and_names_the_other_owners(
     assert sent.startswith("Second job")
     one = git(repo, "show", f"{state.integration_branch}:one.txt")
     assert one.startswith("You are a careful reviewer.\n\nFirst job")  # the persona, as sent
+
+
+# ---------------------------------------------------------------- what an agent does to git
+
+
+def test_an_agent_that_moves_head_to_the_operators_branch_commits_nowhere_but_its_own(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    command = "git symbolic-ref HEAD refs/heads/main && echo 'A = 1' > a.py"
+    plan = write_plan(
+        plan_text(repo, f"- {{id: a, agent: shell, edits: [a.py], command: {command!r}}}\n")
+    )
+    main_before = git(repo, "rev-parse", "main")
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", output_of(recorder, "a")
+    assert git(repo, "rev-parse", "main") == main_before, "the operator's branch did not move"
+    assert git(repo, "show", f"{state.integration_branch}:a.py") == "A = 1\n"
+
+
+def test_an_agent_that_commits_on_the_newer_integration_tip_undoes_no_merged_work(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    # b waits until a has merged, then commits its work on the integration branch's new
+    # tip (git reset --soft): its tree lacks a.py, and a fast-forward would drop it.
+    rogue = (
+        'i=0; until tip=$(git rev-parse -q --verify "$(git for-each-ref '
+        "--format='%(refname)' 'refs/heads/delegate/*/integration')\" ) "
+        '&& git cat-file -e "$tip:a.py"; do i=$((i+1)); [ $i -gt 400 ] && exit 3; '
+        "sleep 0.05; done; "
+        "git reset -q --soft \"$tip\" && echo 'B = 1' > b.py && git add b.py "
+        "&& git commit -qm 'b on the newer tip' && echo rebased"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: a, agent: shell, edits: [a.py], command: "echo 'A = 1' > a.py"}}
+            - {{id: b, agent: shell, edits: [b.py], command: {json.dumps(rogue)}}}
+            """,
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", output_of(recorder, "b")
+    assert b"rebased" in output_of(recorder, "b")
+    tip = state.integration_branch
+    assert git(repo, "show", f"{tip}:a.py") == "A = 1\n", "a's merged work is still there"
+    assert git(repo, "show", f"{tip}:b.py") == "B = 1\n"
+    b = state.tasks["b"].attempts[-1]
+    assert [f.path for f in b.changed] == ["b.py"]
+    assert git(repo, "rev-parse", f"{b.commit}^").strip() == b.base_commit  # one on its start
