@@ -613,3 +613,53 @@ async def test_a_sandboxed_agent_cannot_command_its_own_run(
     state = engine.state
     assert state.tasks["rogue"].status == "succeeded", out
     assert state.status == "succeeded", "the agent's stop was never carried out"
+
+
+def test_resume_where_bwrap_cannot_run_is_refused_and_the_log_untouched(
+    tmp_path: Path, repo: Path, write_plan: PlanWriter, scratch_home: Path
+) -> None:
+    """The machine that resumes a run may not be the one that started it."""
+    import signal
+
+    from tests.conftest import run_cli
+
+    plan = write_plan(
+        plan_text(
+            repo,
+            "- id: slow\n  agent: shell\n  edits: [x]\n  command: 'printf AGENT-%s UP; sleep 30'\n",
+            sandbox="worktree",
+        )
+    )
+    env = {**os.environ, "HOME": str(scratch_home), "XDG_CONFIG_HOME": str(scratch_home / ".c")}
+    proc = subprocess.Popen(
+        [*RUN, str(plan.source), "--headless", "--yes"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    runs = repo / ".delegate" / "runs"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        b"AGENT-UP" in p.read_bytes() for p in runs.glob("*/events.jsonl")
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 1
+    log = next(runs.glob("*/events.jsonl"))
+    before = log.read_bytes()
+    assert b"AGENT-UP" in before
+    # A PATH with git but no bwrap: this machine cannot sandbox.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = str(bin_dir)
+    try:
+        resumed = run_cli("resume", str(log), "--headless", "--yes", cwd=repo, home=scratch_home)
+    finally:
+        os.environ["PATH"] = old_path
+    assert resumed.returncode == 2, resumed.stdout + resumed.stderr
+    assert "bubblewrap" in resumed.stderr and "--sandbox off" in resumed.stderr
+    assert log.read_bytes() == before, "nothing was written to the run's log"
