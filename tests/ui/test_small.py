@@ -148,3 +148,50 @@ async def test_long_paths_in_details_wrap_at_a_slash(start_app: StartApp) -> Non
             assert line.startswith(" " * 12) and line[12] != " ", line  # under the value
             pieces.append(line[12:])
         assert "".join(p.strip() for p in pieces) == LONG
+
+
+SANDBOXED = textwrap.dedent(
+    """\
+    name: boxed
+    sandbox: scope
+    tasks:
+      - {id: api, agent: claude, prompt: Write the API, edits: ['src/api/**'], network: 'off'}
+      - {id: docs, agent: claude, prompt: Write the docs, sandbox: 'off'}
+    """
+)
+
+
+@pytest.mark.asyncio
+async def test_details_show_a_tasks_sandbox_what_it_could_write_and_what_was_refused(
+    start_app: StartApp,
+) -> None:
+    from delegate_tui.core.events import SandboxDenied, TaskSandboxed
+
+    source = FakeSource(parse_plan(SANDBOXED, "plan.yaml"))
+    source.start_run()
+    source.emit(
+        TaskSandboxed(
+            task="api",
+            attempt=1,
+            mode="scope",
+            network=False,
+            writable=("/repo/.delegate/worktrees/r/api-1/src/api", "/home/op/.claude"),
+        ),
+        0.9,
+    )
+    source.start_task("api")
+    source.emit(SandboxDenied(task="api", attempt=1, path="/repo/README.md"), 1.5)
+    async with start_app(source, size=(120, 40)) as ui:
+        await ui.select("api")
+        await ui.press("enter")
+        assert isinstance(ui.app.screen, TextScreen)
+        lines = [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+        assert "sandbox scope, network off" in lines, lines
+        assert "writable /repo/.delegate/worktrees/r/api-1/src/api" in lines
+        assert "writable /home/op/.claude" in lines
+        assert "sandboxed refused writes to /repo/README.md" in lines
+        await ui.press("escape")
+        await ui.select("docs")
+        await ui.press("enter")
+        body = str(ui.app.screen.body)
+        assert "sandbox" not in body, "a task with its sandbox off shows none"
