@@ -463,6 +463,28 @@ def test_prices_match_the_longest_prefix_and_the_user_file_wins(tmp_path: Path) 
     assert Price(2.0, 4.0).cost(TokenUsage(input=1_000_000, cached=1_000_000)) == 4.0
 
 
+def test_a_name_that_only_starts_with_a_key_is_another_model() -> None:
+    """"o3-mini" is a model of its own, at about half of "o3"'s price: it must not take
+    "o3"'s (nor "gpt-4.1-mini" "gpt-4.1"'s); a version or a date after a key keeps it."""
+    table = PriceTable.load(Path("/nonexistent"))
+    o3 = table.price("o3")
+    assert o3 is not None and o3.input == 2.0
+    assert table.price("o3-mini") is None  # no entry: unknown, not o3's price
+    assert table.price("o3-pro") is None
+    assert table.price("o3-2025-04-16") == o3
+    assert table.price("o4-mini-2025-04-16") == table.price("o4-mini") == Price(1.1, 4.4, 0.275)
+    # gpt-4.1-mini is no gpt-4.1: it falls to the mini family, not the bigger model's price.
+    assert table.price("gpt-4.1-mini") == Price(0.25, 2.0, 0.025)
+    assert table.price("gpt-5.1") == table.price("gpt-5") == Price(1.25, 10.0, 0.125)
+    assert table.price("gpt-5.1-codex-mini") == Price(0.25, 2.0, 0.025)
+    assert table.price("claude-sonnet-4@20250514") == Price(3.0, 15.0, 0.3, 3.75)
+    assert table.price("gemini-2.5-flash-preview-09-2025") == Price(0.3, 2.5, 0.03)
+    # The longest key wins among those that fit.
+    local = PriceTable({"o3": Price(2.0, 8.0), "o3-mini": Price(1.1, 4.4)})
+    assert local.price("o3-mini-2025-01-31") == Price(1.1, 4.4)
+    assert local.price("o3-2025-04-16") == Price(2.0, 8.0)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
