@@ -14,6 +14,7 @@ reported beside it, so nothing is hidden.
 
 from __future__ import annotations
 
+from delegate_tui.core.batching import ended_on_auth
 from delegate_tui.core.events import Metrics, TokenUsage
 from delegate_tui.core.state import RunState, TaskState
 
@@ -183,9 +184,14 @@ def ending_kind(task: TaskState) -> str:
     return status
 
 
-def ending(task: TaskState) -> str:
+#: Why a task with ``retries:`` left was not retried after refused credentials.
+NOT_RETRIED_AUTH = "not retried automatically: the same key would be refused again"
+
+
+def ending(task: TaskState, retries: int = 0) -> str:
     """One line on how ``task`` ended: ``criteria failed: pytest -q (exit 1); 1 write
-    outside its scope blocked by the guard``."""
+    outside its scope blocked by the guard``. ``retries`` is the task's ``retries:``:
+    when some were left but not used (refused credentials), it says why."""
     kind = ending_kind(task)
     words = ENDING_WORDS.get(kind, kind)
     attempt = task.attempt
@@ -211,6 +217,13 @@ def ending(task: TaskState) -> str:
     text = f"{words}: {detail}" if detail else words
     if len(task.attempts) > 1:
         text += f" (after {len(task.attempts)} attempts)"
+    if (
+        kind == "agent-failed"
+        and attempt is not None
+        and ended_on_auth(attempt)
+        and len(task.attempts) < 1 + retries
+    ):
+        text += f"; {NOT_RETRIED_AUTH}"
     blocked = sum(len(a.guard_denials) for a in task.attempts)
     if blocked:
         text += f"; {blocked} write(s) outside its scope blocked by the guard"
@@ -219,7 +232,15 @@ def ending(task: TaskState) -> str:
 
 def health(state: RunState) -> list[tuple[str, str, str]]:
     """The health report: ``(task, ending kind, ending)`` for every task, in plan order."""
-    return [(t.id, ending_kind(t), ending(t)) for t in state.tasks.values()]
+    return [(t.id, ending_kind(t), ending(t, _retries(state, t.id))) for t in state.tasks.values()]
+
+
+def _retries(state: RunState, task_id: str) -> int:
+    """The task's ``retries:`` (0 when the state has no plan)."""
+    try:
+        return state.plan.task(task_id).retries if state.plan is not None else 0
+    except KeyError:
+        return 0
 
 
 def _tokens(u: TokenUsage) -> dict[str, int]:
@@ -284,7 +305,7 @@ def stats(state: RunState) -> dict[str, object]:
             "sandbox": task.attempt.sandbox if task.attempt else "",
             "sandbox_denied": [p for a in task.attempts for p in a.sandbox_denied],
             "ending": ending_kind(task),
-            "ending_text": ending(task),
+            "ending_text": ending(task, _retries(state, task.id)),
         }
         for attempt in task.attempts:
             if attempt.conflict_paths:
