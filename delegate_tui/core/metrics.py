@@ -3,7 +3,8 @@
 Owns the three numbers PATTERNS.md asks every run to track, as pure
 functions over :class:`RunState`, so a live run, ``stats`` on an old log and
 replay all report the same figures. Also the agents' tokens and cost as text
-(:func:`cost_text`, :func:`tokens_text`) and in ``stats --json``.
+(:func:`cost_text`, :func:`tokens_text`) and in ``stats --json``, where a total
+that leaves out spend with no known price says so (``cost_partial``).
 
 Time saved compares agents' work with agents' work: the sequential time (every
 attempt's duration, added up) against the wall time less the time in which no
@@ -13,6 +14,8 @@ reported beside it, so nothing is hidden.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from delegate_tui.core.batching import ended_on_auth
 from delegate_tui.core.events import Metrics, TokenUsage
@@ -243,6 +246,19 @@ def _retries(state: RunState, task_id: str) -> int:
         return 0
 
 
+def unpriced_models(tasks: Iterable[TaskState]) -> list[str]:
+    """Models that used tokens in an attempt whose cost is unknown (no price for them):
+    what a cost total leaves out, so that it is only part of the spend."""
+    models: dict[str, None] = {}
+    for task in tasks:
+        for attempt in task.attempts:
+            if attempt.cost_usd is None:
+                models.update(
+                    (u.model, None) for u in attempt.usage if u.input or u.cached or u.output
+                )
+    return list(models)
+
+
 def _tokens(u: TokenUsage) -> dict[str, int]:
     return {"input": u.input, "cached": u.cached, "output": u.output}
 
@@ -297,6 +313,8 @@ def stats(state: RunState) -> dict[str, object]:
             "tokens": _tokens(task.tokens),
             "cost_usd": None if task.cost_usd is None else round(task.cost_usd, 6),
             "cost_source": task.cost_source,
+            "cost_partial": bool(unpriced := unpriced_models([task])),
+            "unpriced_models": unpriced,
             "turns": sum(a.turns for a in task.attempts),
             "tool_calls": sum(a.tool_calls for a in task.attempts),
             "model": next((a.model for a in reversed(task.attempts) if a.model), ""),
@@ -345,6 +363,10 @@ def stats(state: RunState) -> dict[str, object]:
         "tokens": _tokens(state.tokens),
         "cost_usd": None if state.cost_usd is None else round(state.cost_usd, 6),
         "cost_source": state.cost_source,
+        # Spend with no known price (a model missing from the price table) is not in
+        # cost_usd: the total is then partial, and a budget cannot count that spend.
+        "cost_partial": bool(unpriced_models(state.tasks.values())),
+        "unpriced_models": unpriced_models(state.tasks.values()),
         "budget_usd": state.plan.budget_usd if state.plan else None,
         "conflicts": conflicts,
         "metrics": {
