@@ -181,11 +181,17 @@ def test_an_agent_with_its_own_command_forgets_its_preset_stream() -> None:
         {
             "mine": AgentDef(extends="claude", command=("my-claude-wrapper", "{prompt}")),
             "json": AgentDef(extends="shell", command=("x", "{prompt}"), stream="codex"),
+            "own": AgentDef(command=("x", "{prompt}"), stream="codex"),
+            "plain": AgentDef(command=("x", "{prompt}")),
         }
     )
     assert agents["mine"].stream is None and agents["mine"].resume_command == ()
     assert agents["mine"].budget_args == ()
     assert agents["json"].stream == "codex"
+    # What reads codex's stream is a codex: stdin /dev/null, as the preset has it
+    # (a plain command keeps its pipe for the operator's input).
+    assert agents["json"].stdin == agents["own"].stdin == "devnull"
+    assert agents["plain"].stdin == "pipe"
 
 
 def test_persona_without_persona_args_goes_into_the_prompt() -> None:

@@ -66,6 +66,13 @@ elif mode == "turns":
              "command": "make", "exit_code": 0, "status": "completed"}})
         time.sleep(0.2)
     say({"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 1}})
+elif mode == "stdin":
+    # As codex on pipes does: read stdin to its end before starting.
+    print("Reading additional input from stdin...", flush=True)
+    got = sys.stdin.read()
+    say({"type": "item.completed", "item": {"id": "m", "type": "agent_message",
+         "text": f"stdin gave {len(got)} bytes"}})
+    say({"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 1}})
 elif mode == "auth":
     for n in range(1, 100):
         say({"type": "error", "message": f"Reconnecting... {n}/5 (unexpected status 401 Unauthorized)"})
@@ -229,3 +236,20 @@ def test_a_budget_that_cannot_price_its_agent_says_so_once(
     state, recorder, _ = run_engine(priced)
     assert not [e for e in recorder.events if isinstance(e, Notice) and "no price" in e.message]
     assert stats(state)["cost_partial"] is False
+
+
+def test_an_agent_of_its_own_that_prints_codex_json_gets_an_empty_stdin(
+    repo: Path, tmp_path: Path, write_plan: PlanWriter
+) -> None:
+    """codex reads its stdin to the end before it starts: a plan's own command that
+    prints codex's stream (a wrapper around it) on pipes gets /dev/null, as the preset
+    does, not a pipe kept open for input that never comes."""
+    text = plan_for(repo, tmp_path, "stdin", "timeout: 20s\n").replace(
+        "stream: codex\n", "stream: codex\n    transport: pipes\n"
+    )
+    state, recorder, _ = run_engine(write_plan(text))
+    task = state.tasks["t"]
+    assert task.status == "succeeded", task.attempts[-1].reason
+    assert task.output == "stdin gave 0 bytes"
+    (exited,) = [e for e in recorder.events if isinstance(e, TaskExited)]
+    assert exited.reason == "exit" and exited.duration_s < 10
