@@ -393,10 +393,22 @@ def build_argv(
 
 
 def configured_model(spec: AgentSpec, env: Mapping[str, str]) -> str:
-    """The model an agent uses when the task names none, where its stream does not say:
-    codex's ``model`` in ``$CODEX_HOME/config.toml`` (``~/.codex``). ``""`` if unknown."""
+    """The model an agent uses when the task names none, where its stream does not say
+    (codex): its own ``args`` (``-m M``, ``--model M``, ``--model=M``, ``-c model="M"``),
+    else ``model`` in ``$CODEX_HOME/config.toml`` (``~/.codex``). ``""`` if unknown."""
     if spec.stream != "codex":
         return ""
+    model = ""
+    for i, arg in enumerate(spec.args):
+        following = spec.args[i + 1] if i + 1 < len(spec.args) else ""
+        if arg in ("-m", "--model") and following:
+            model = following
+        elif arg.startswith("--model="):
+            model = arg.removeprefix("--model=")
+        elif arg in ("-c", "--config") and following.replace(" ", "").startswith("model="):
+            model = following.split("=", 1)[1].strip().strip("\"'")
+    if model:
+        return model
     home = env.get("CODEX_HOME") or os.path.join(env.get("HOME", ""), ".codex")
     try:
         with open(os.path.join(home, "config.toml"), "rb") as fh:
