@@ -18,6 +18,7 @@ import pytest
 from delegate_tui.core.events import AgentToolStarted, AgentUsage, Notice, TaskExited
 from delegate_tui.core.metrics import stats
 from delegate_tui.core.plan import Plan
+from delegate_tui.report import stats_lines
 from tests.conftest import git, run_engine
 
 pytestmark = pytest.mark.e2e
@@ -231,6 +232,7 @@ def test_a_budget_that_cannot_price_its_agent_says_so_once(
     assert data["cost_usd"] is None and data["cost_partial"] is True
     assert data["unpriced_models"] == ["codex"]
     assert data["tasks"]["t"]["cost_partial"] is True  # type: ignore[index]
+    assert "; no price for codex" in "\n".join(stats_lines(state, data))
     # A priced model says nothing of the kind.
     priced = write_plan(plan_for(repo, tmp_path, "work", "budget_usd: 1.0\n"))
     state, recorder, _ = run_engine(priced)
