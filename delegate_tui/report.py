@@ -124,9 +124,13 @@ def stats_lines(state: RunState, data: dict[str, Any]) -> list[str]:
         t = data["tokens"]
         budget = f" of a ${data['budget_usd']:.2f} budget" if data.get("budget_usd") else ""
         estimated = " (~ estimated from list prices)" if data["cost_source"] == "estimated" else ""
+        unpriced = data.get("unpriced_models") or []
+        if unpriced and cost:
+            cost += " and more"
         lines.append(
             f"agents: {cost or 'cost unknown'}{budget}; tokens {t['input']:,} in, "
             f"{t['cached']:,} cached, {t['output']:,} out{estimated}"
+            + (f"; no price for {', '.join(unpriced)}" if unpriced else "")
         )
     for task_id, info in data["tasks"].items():
         files = len(info["changed_files"])

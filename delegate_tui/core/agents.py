@@ -264,6 +264,12 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             raise AgentError(name, "an agent needs `command` or `extends`")
         command = spec.command if spec.command is not None else base.command if base else ()
         inherited = base or AgentSpec(name=name, command=())
+        # A new command is a new program: what the preset knew of its CLI stays only
+        # if the agent says so (`stream:`, `resume_command:`).
+        stream = spec.stream or (inherited.stream if spec.command is None else None)
+        # A CLI in a structured mode takes no typed input, and codex reads its stdin to
+        # the end before it starts: any agent that prints that stream (its own command,
+        # a wrapper around the CLI, the shell's) gets the stdin the CLI's preset gives.
         return AgentSpec(
             name=name,
             command=command,
@@ -278,10 +284,8 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             transport=spec.transport or (base.transport if base else "pty"),
             uses_task_command=(base.uses_task_command if base else False) and spec.command is None,
             preset=(base.preset or base.name) if base else name,
-            # A new command is a new program: what the preset knew of its CLI stays only
-            # if the agent says so (`stream:`, `resume_command:`).
-            stream=spec.stream or (inherited.stream if spec.command is None else None),
-            stdin=inherited.stdin,
+            stream=stream,
+            stdin=PRESETS[stream].stdin if stream else inherited.stdin,
             tools_args=inherited.tools_args,
             tools=spec.tools or inherited.tools,
             resume_command=spec.resume_command
@@ -389,10 +393,22 @@ def build_argv(
 
 
 def configured_model(spec: AgentSpec, env: Mapping[str, str]) -> str:
-    """The model an agent uses when the task names none, where its stream does not say:
-    codex's ``model`` in ``$CODEX_HOME/config.toml`` (``~/.codex``). ``""`` if unknown."""
+    """The model an agent uses when the task names none, where its stream does not say
+    (codex): its own ``args`` (``-m M``, ``--model M``, ``--model=M``, ``-c model="M"``),
+    else ``model`` in ``$CODEX_HOME/config.toml`` (``~/.codex``). ``""`` if unknown."""
     if spec.stream != "codex":
         return ""
+    model = ""
+    for i, arg in enumerate(spec.args):
+        following = spec.args[i + 1] if i + 1 < len(spec.args) else ""
+        if arg in ("-m", "--model") and following:
+            model = following
+        elif arg.startswith("--model="):
+            model = arg.removeprefix("--model=")
+        elif arg in ("-c", "--config") and following.replace(" ", "").startswith("model="):
+            model = following.split("=", 1)[1].strip().strip("\"'")
+    if model:
+        return model
     home = env.get("CODEX_HOME") or os.path.join(env.get("HOME", ""), ".codex")
     try:
         with open(os.path.join(home, "config.toml"), "rb") as fh:

@@ -16,7 +16,7 @@ vendor keeps refusing its credentials ("authentication failed") rather than
 letting it burn its timeout. A retry continues the agent's conversation where
 its CLI can (``resume_command``).
 
-(About 685 lines: the steps of one attempt in the order they run, each a method;
+(About 745 lines: the steps of one attempt in the order they run, each a method;
 what the stream, the scope guard and the sandbox ask of an attempt sits beside
 the step that uses it, and their decisions live in their own modules.)
 """
@@ -38,6 +38,7 @@ from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
     ANALYZED_STATUSES,
     AgentApiRetry,
+    AgentMessage,
     AgentToolFinished,
     AgentToolStarted,
     AgentUsage,
@@ -61,7 +62,7 @@ from delegate_tui.core.executor import AttemptLost, Executor, LocalExecutor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.metrics import usd, usd_of
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.prices import PriceTable
+from delegate_tui.core.prices import PriceTable, user_prices_path
 from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, total_by_model
 
 #: Tasks whose declared files the guard holds for them: working, unmerged, or queued.
@@ -124,6 +125,7 @@ class Attempt:
         #: Set when the attempt itself ends its agent (budget, credentials): status, why.
         self._stopped: tuple[TaskStatus, str] | None = None
         self._writes: set[str] = set()  # ids of the agent's open file-writing tool calls
+        self._told_unpriced = False  # said that its spend has no price a budget can count
         self._denials: Path | None = None  # the scope guard's record of refused writes
         self._denials_seen = 0
         self._node = ""  # where the executor placed it ("": this machine)
@@ -410,17 +412,40 @@ class Attempt:
         """This task's budget (USD) and turn limit per attempt."""
         return self.task.budget_usd, self.task.max_turns or self.ctx.plan.max_turns
 
-    def _stop(self, status: TaskStatus, reason: str) -> None:
+    def _stop(self, status: TaskStatus, reason: str, *, running: bool = True) -> None:
+        """End the agent for a reason of the attempt's own; ``running`` is False for what
+        its stream said last, read once it had exited (the verdict stands, nothing to end)."""
         if self._stopped is None and not self._ended:
             self._stopped = (status, reason)
             self._emit(
                 Notice(level="warning", message=f"{self.task_id}: {reason}", task=self.task_id)
             )
-            self._executor.stop(self.task_id)
+            if running:
+                self._executor.stop(self.task_id)
 
-    def _on_agent_event(self, ev: Event, spec: AgentSpec) -> None:
-        """Act on what the agent's stream says while it works."""
+    def _on_agent_event(
+        self, ev: Event, spec: AgentSpec, parser: streams.StreamParser, *, running: bool = True
+    ) -> None:
+        """Act on what the agent's stream says while it works (and on what it said last,
+        read at its end, with ``running`` False)."""
         budget, max_turns = self._limits(spec)
+        if isinstance(ev, AgentUsage):
+            self._tell_unpriced(ev, spec, budget)
+            if budget is not None and not spec.budget_args and (ev.cost_usd or 0.0) > budget:
+                spent = usd_of(ev.cost_usd or 0.0, budget)
+                self._stop("over-budget", f"over budget: spent {spent}", running=running)
+        if (
+            max_turns is not None
+            and not spec.turns_args
+            and isinstance(ev, AgentToolStarted | AgentMessage | AgentUsage)
+        ):
+            # codex and gemini report usage (and so turns) only at their end: the turns
+            # the parser counted are checked at each tool call and message as well.
+            turns = max(parser.turns, ev.turns if isinstance(ev, AgentUsage) else 0)
+            if turns > max_turns:
+                self._stop(
+                    "over-budget", f"over budget: {turns} turns of {max_turns}", running=running
+                )
         if isinstance(ev, AgentToolStarted) and ev.writes:
             self._writes.add(ev.tool_id)
         elif isinstance(ev, AgentToolFinished) and ev.tool_id in self._writes:
@@ -429,13 +454,6 @@ class Attempt:
                 self._report_denials()
             else:
                 self._monitor.poke(self.task_id)  # look before the watcher's next round
-        elif isinstance(ev, AgentUsage):
-            if budget is not None and not spec.budget_args and (ev.cost_usd or 0.0) > budget:
-                self._stop(
-                    "over-budget", f"over budget: spent {usd_of(ev.cost_usd or 0.0, budget)}"
-                )
-            elif max_turns is not None and not spec.turns_args and ev.turns > max_turns:
-                self._stop("over-budget", f"over budget: {ev.turns} turns of {max_turns}")
         elif (
             isinstance(ev, AgentApiRetry)
             and ev.status in (401, 403)
@@ -445,7 +463,30 @@ class Attempt:
                 "failed",
                 f"authentication failed: the API answered HTTP {ev.status} "
                 f"{self._latest().auth_failures} times; check the agent's key or login",
+                running=running,
             )
+
+    def _tell_unpriced(self, ev: AgentUsage, spec: AgentSpec, budget: float | None) -> None:
+        """Say once, when a budget counts on it, that the agent's spend has no price."""
+        if self._told_unpriced or ev.cost_usd is not None or spec.stream in streams.CLI_COST:
+            return
+        models = [u.model for u in ev.usage if u.input or u.cached or u.output]
+        task_budget = budget if budget is not None and not spec.budget_args else None
+        run_budget = self.ctx.plan.budget_usd
+        if not models or (task_budget is None and run_budget is None):
+            return
+        self._told_unpriced = True
+        acts = []
+        if task_budget is not None:
+            acts.append(f"its budget ({usd(task_budget)}) cannot stop it")
+        if run_budget is not None:
+            acts.append(f"the run's budget ({usd(run_budget)}) does not count its spend")
+        message = (
+            f"{self.task_id}: no price known for {', '.join(map(repr, models))}: "
+            f"{' and '.join(acts)}; name the model (the task's `model:`) or add it to "
+            f"{user_prices_path()}"
+        )
+        self._emit(Notice(level="warning", message=message, task=self.task_id))
 
     def _result_outcome(self, rc: int) -> Outcome | None:
         """What the agent's own account of its end says, where it says more than its exit code."""
@@ -507,7 +548,7 @@ class Attempt:
                 raw(data)
                 for ev in parser.feed(data):
                     self._emit(ev)
-                    self._on_agent_event(ev, spec)
+                    self._on_agent_event(ev, spec, parser)
 
         env, run_argv = self._env(workdir, prompt, transport), argv
         started = time.monotonic()
@@ -567,13 +608,16 @@ class Attempt:
                 )
             )
             return Outcome("failed", str(exc))
+        stopped = self._stopped  # the attempt ended it (not what its last words show)
         if parser is not None:
+            # A last line with no newline after it (claude's `result`, codex's
+            # `turn.completed`) is read only now: it counts against the limits too.
             for ev in parser.close():
                 self._emit(ev)
+                self._on_agent_event(ev, spec, parser, running=False)
         self._report_denials()
         self._final_look = await self._monitor.settle(task_id)
         killed = self._ended
-        stopped = self._stopped
         reason = (
             "timeout"
             if rc is None
@@ -598,8 +642,8 @@ class Attempt:
             return Outcome("timed-out", f"timed out after {task.timeout:g}s")
         if killed:
             return Outcome("killed", "killed by the operator")
-        if stopped is not None:
-            return Outcome(*stopped)
+        if self._stopped is not None:
+            return Outcome(*self._stopped)
         if (told := self._result_outcome(rc)) is not None:
             return told
         if rc != 0:

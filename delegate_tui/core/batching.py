@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from delegate_tui.core import graph, scopes
 from delegate_tui.core.events import ACTIVE_STATUSES, FAILED_STATUSES, HeldTask
 from delegate_tui.core.plan import Plan, Task
-from delegate_tui.core.state import RunState
+from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, RunState
 
 __all__ = ["FAILED_STATUSES", "Proposal", "next_batch"]
 
@@ -259,13 +259,26 @@ def batch_all_failed(state: RunState, members: Iterable[str]) -> bool:
     return all(s in FAILED_STATUSES - {"skipped", "blocked"} for s in statuses)
 
 
+def ended_on_auth(attempt: AttemptState) -> bool:
+    """True when the attempt ended because its vendor refused the agent's credentials:
+    its CLI said so (``AgentResult`` reason ``auth``), or the attempt stopped it after
+    :data:`AUTH_RETRY_LIMIT` refusals."""
+    return attempt.result_reason == "auth" or attempt.auth_failures >= AUTH_RETRY_LIMIT
+
+
 def auto_retry_allowed(plan: Plan, state: RunState, task_id: str) -> bool:
-    """True when a failed attempt should be retried automatically (``retries:``)."""
+    """True when a failed attempt should be retried automatically (``retries:``).
+
+    An attempt that ended on refused credentials is not: the same key is refused
+    again. The operator retries it by hand once the key is fixed.
+    """
     task = state.tasks[task_id]
     attempt = task.attempt
     if attempt is None or attempt.kill_requested or task.status == "killed":
         return False
     if task.status not in ("failed", "timed-out", "merge-conflict"):
+        return False
+    if task.status == "failed" and ended_on_auth(attempt):
         return False
     return len(task.attempts) < 1 + plan.task(task_id).retries
 

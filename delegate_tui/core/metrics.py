@@ -3,7 +3,8 @@
 Owns the three numbers PATTERNS.md asks every run to track, as pure
 functions over :class:`RunState`, so a live run, ``stats`` on an old log and
 replay all report the same figures. Also the agents' tokens and cost as text
-(:func:`cost_text`, :func:`tokens_text`) and in ``stats --json``.
+(:func:`cost_text`, :func:`tokens_text`) and in ``stats --json``, where a total
+that leaves out spend with no known price says so (``cost_partial``).
 
 Time saved compares agents' work with agents' work: the sequential time (every
 attempt's duration, added up) against the wall time less the time in which no
@@ -14,6 +15,9 @@ reported beside it, so nothing is hidden.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from delegate_tui.core.batching import ended_on_auth
 from delegate_tui.core.events import Metrics, TokenUsage
 from delegate_tui.core.state import RunState, TaskState
 
@@ -183,9 +187,14 @@ def ending_kind(task: TaskState) -> str:
     return status
 
 
-def ending(task: TaskState) -> str:
+#: Why a task with ``retries:`` left was not retried after refused credentials.
+NOT_RETRIED_AUTH = "not retried automatically: the same key would be refused again"
+
+
+def ending(task: TaskState, retries: int = 0) -> str:
     """One line on how ``task`` ended: ``criteria failed: pytest -q (exit 1); 1 write
-    outside its scope blocked by the guard``."""
+    outside its scope blocked by the guard``. ``retries`` is the task's ``retries:``:
+    when some were left but not used (refused credentials), it says why."""
     kind = ending_kind(task)
     words = ENDING_WORDS.get(kind, kind)
     attempt = task.attempt
@@ -211,6 +220,13 @@ def ending(task: TaskState) -> str:
     text = f"{words}: {detail}" if detail else words
     if len(task.attempts) > 1:
         text += f" (after {len(task.attempts)} attempts)"
+    if (
+        kind == "agent-failed"
+        and attempt is not None
+        and ended_on_auth(attempt)
+        and len(task.attempts) < 1 + retries
+    ):
+        text += f"; {NOT_RETRIED_AUTH}"
     blocked = sum(len(a.guard_denials) for a in task.attempts)
     if blocked:
         text += f"; {blocked} write(s) outside its scope blocked by the guard"
@@ -219,7 +235,28 @@ def ending(task: TaskState) -> str:
 
 def health(state: RunState) -> list[tuple[str, str, str]]:
     """The health report: ``(task, ending kind, ending)`` for every task, in plan order."""
-    return [(t.id, ending_kind(t), ending(t)) for t in state.tasks.values()]
+    return [(t.id, ending_kind(t), ending(t, _retries(state, t.id))) for t in state.tasks.values()]
+
+
+def _retries(state: RunState, task_id: str) -> int:
+    """The task's ``retries:`` (0 when the state has no plan)."""
+    try:
+        return state.plan.task(task_id).retries if state.plan is not None else 0
+    except KeyError:
+        return 0
+
+
+def unpriced_models(tasks: Iterable[TaskState]) -> list[str]:
+    """Models that used tokens in an attempt whose cost is unknown (no price for them):
+    what a cost total leaves out, so that it is only part of the spend."""
+    models: dict[str, None] = {}
+    for task in tasks:
+        for attempt in task.attempts:
+            if attempt.cost_usd is None:
+                models.update(
+                    (u.model, None) for u in attempt.usage if u.input or u.cached or u.output
+                )
+    return list(models)
 
 
 def _tokens(u: TokenUsage) -> dict[str, int]:
@@ -276,6 +313,8 @@ def stats(state: RunState) -> dict[str, object]:
             "tokens": _tokens(task.tokens),
             "cost_usd": None if task.cost_usd is None else round(task.cost_usd, 6),
             "cost_source": task.cost_source,
+            "cost_partial": bool(unpriced := unpriced_models([task])),
+            "unpriced_models": unpriced,
             "turns": sum(a.turns for a in task.attempts),
             "tool_calls": sum(a.tool_calls for a in task.attempts),
             "model": next((a.model for a in reversed(task.attempts) if a.model), ""),
@@ -284,7 +323,7 @@ def stats(state: RunState) -> dict[str, object]:
             "sandbox": task.attempt.sandbox if task.attempt else "",
             "sandbox_denied": [p for a in task.attempts for p in a.sandbox_denied],
             "ending": ending_kind(task),
-            "ending_text": ending(task),
+            "ending_text": ending(task, _retries(state, task.id)),
         }
         for attempt in task.attempts:
             if attempt.conflict_paths:
@@ -324,6 +363,10 @@ def stats(state: RunState) -> dict[str, object]:
         "tokens": _tokens(state.tokens),
         "cost_usd": None if state.cost_usd is None else round(state.cost_usd, 6),
         "cost_source": state.cost_source,
+        # Spend with no known price (a model missing from the price table) is not in
+        # cost_usd: the total is then partial, and a budget cannot count that spend.
+        "cost_partial": bool(unpriced_models(state.tasks.values())),
+        "unpriced_models": unpriced_models(state.tasks.values()),
         "budget_usd": state.plan.budget_usd if state.plan else None,
         "conflicts": conflicts,
         "metrics": {

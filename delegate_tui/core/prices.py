@@ -2,16 +2,20 @@
 
 Owns the price table: ``delegate_tui/data/prices.toml`` shipped with the
 package, overridden entry by entry by ``$XDG_CONFIG_HOME/delegate-tui/prices.toml``
-(``~/.config/...``). A model matches the longest key its name starts with, else
-the longest family pattern (``claude-opus-*``) that matches it. A
-cost from this table is an estimate (``cost_source: estimated``); a CLI's own
-figure (claude's) always wins over it.
+(``~/.config/...``). A model takes the longest key it is, or that it continues
+with a version or a date only (``claude-sonnet-4-5-20250929`` takes
+``claude-sonnet-4``, ``gpt-5.1`` takes ``gpt-5``); another word makes another
+model (``o3-mini`` is not ``o3``, ``gpt-4.1-mini`` not ``gpt-4.1``). Else it takes
+the longest family pattern (``claude-opus-*``) that matches it, else it has no
+price (its cost is unknown, and said so). A cost from this table is an estimate
+(``cost_source: estimated``); a CLI's own figure (claude's) always wins over it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +24,9 @@ from pathlib import Path
 from delegate_tui.core.events import TokenUsage
 
 _SHIPPED = Path(__file__).resolve().parent.parent / "data" / "prices.toml"
+#: What may follow a key in a name of the same model: versions and dates
+#: (``-20250929``, ``.1``, ``@20250514``), ``-latest``, ``-preview``, ``-exp``.
+_SAME_MODEL_RE = re.compile(r"(?:[-.@:_](?:\d+|latest|preview|exp|experimental))*")
 
 
 class PriceError(ValueError):
@@ -96,15 +103,16 @@ class PriceTable:
         return cls(prices)
 
     def price(self, model: str) -> Price | None:
-        """The price of ``model``: the longest name it starts with, else the longest
-        family (a key with ``*``, e.g. ``claude-opus-*``) it matches."""
+        """The price of ``model``: the longest name it is (give or take a version or a
+        date after it), else the longest family (a key with ``*``, e.g.
+        ``claude-opus-*``) it matches; ``None`` when neither."""
         name = model.lower()
         for key in self._keys:
             pattern = key.lower()
             if any(c in pattern for c in "*?["):
                 if fnmatch.fnmatchcase(name, pattern):
                     return self._prices[key]
-            elif name.startswith(pattern):
+            elif name.startswith(pattern) and _SAME_MODEL_RE.fullmatch(name[len(pattern) :]):
                 return self._prices[key]
         return None
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 from typing import cast, get_args
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from delegate_tui.core import batching
-from delegate_tui.core.events import TaskStatus
+from delegate_tui.core import batching, metrics
+from delegate_tui.core.events import RunStarted, TaskFinished, TaskStarted, TaskStatus
+from delegate_tui.core.metrics import stats
 from delegate_tui.core.plan import Plan, parse_plan
-from delegate_tui.core.state import AttemptState, RunState, TaskState
+from delegate_tui.core.state import AttemptState, RunState, TaskState, apply
+from delegate_tui.core.streams import parser_for
 
 
 def plan_of(tasks: str, **top: object) -> Plan:
@@ -469,6 +473,58 @@ def test_automatic_retries_cover_timeouts_and_merge_conflicts_but_never_a_kill()
     assert not allowed("failed", kill=True), "the operator ended it: do not start it again"
     assert not allowed("killed") and not allowed("skipped") and not allowed("succeeded")
     assert not batching.auto_retry_allowed(plan, state_of(plan, a="failed"), "a")
+
+
+STREAMS = Path(__file__).resolve().parents[1] / "streams"
+
+
+def ended_attempt(stream: str, fmt: str, reason: str, retries: int = 2) -> RunState:
+    """A run whose task ``t`` (with ``retries``) read ``stream`` (a recorded one, or the
+    text of one) and ended ``failed`` with ``reason``, through the state's own events."""
+    plan = {"name": "p", "tasks": [{"id": "t", "prompt": "x", "retries": retries}]}
+    state = RunState()
+    start = RunStarted(run_id="r", plan=plan, plan_path="p.yaml", repo="/r", isolation="worktree")
+    apply(state, start)
+    apply(
+        state,
+        TaskStarted(task="t", attempt=1, agent=fmt, argv=(), cwd="/w", pid=1, pgid=1, prompt=""),
+    )
+    parser = parser_for(fmt, "t", 1)
+    data = (STREAMS / stream).read_bytes() if stream.endswith(".jsonl") else stream.encode()
+    for ev in [*parser.feed(data), *parser.close()]:
+        apply(state, ev)
+    apply(state, TaskFinished(task="t", attempt=1, status="failed", reason=reason))
+    return state
+
+
+def test_a_refused_key_is_not_retried_automatically_and_the_ending_says_why() -> None:
+    """A rejected key is rejected again: ``retries:`` does not spend an attempt on it,
+    whether the CLI said so itself (codex's ``turn.failed`` 401, gemini's error result,
+    recorded from the real CLIs) or the attempt stopped it after repeated 401s."""
+    said = "authentication failed: unexpected status 401 Unauthorized"
+    for stream, fmt in (("codex-auth-fail.jsonl", "codex"), ("gemini-auth-fail.jsonl", "gemini")):
+        state = ended_attempt(stream, fmt, said)
+        assert state.tasks["t"].attempts[-1].result_reason == "auth", stream
+        assert state.plan is not None
+        assert not batching.auto_retry_allowed(state.plan, state, "t"), stream
+        ((_, kind, words),) = metrics.health(state)
+        assert kind == "agent-failed" and words.endswith(
+            "; not retried automatically: the same key would be refused again"
+        ), words
+        assert stats(state)["tasks"]["t"]["ending_text"] == words  # type: ignore[index]
+    # Stopped by the attempt: three 401 retries, no result line.
+    refused = "".join(
+        json.dumps({"type": "error", "message": f"Reconnecting... {n}/5 (status 401)"}) + "\n"
+        for n in range(1, 4)
+    )
+    state = ended_attempt(refused, "codex", "authentication failed: the API answered HTTP 401")
+    assert state.plan is not None and not batching.auto_retry_allowed(state.plan, state, "t")
+    # Any other failure is retried; without retries left the ending adds nothing.
+    other = ended_attempt("codex-no-network.jsonl", "codex", "the agent reported an error")
+    assert other.plan is not None and batching.auto_retry_allowed(other.plan, other, "t")
+    assert "not retried" not in metrics.health(other)[0][2]
+    spent = ended_attempt("codex-auth-fail.jsonl", "codex", said, retries=0)
+    assert "not retried" not in metrics.health(spent)[0][2]
 
 
 def test_the_plan_view_lists_independent_pairs_its_scopes_keep_apart() -> None:

@@ -359,6 +359,8 @@ def test_stats_reports_each_tasks_files_lines_and_conflicts_once() -> None:
         "tokens": {"input": 0, "cached": 0, "output": 0},
         "cost_usd": None,
         "cost_source": "",
+        "cost_partial": False,  # no tokens: nothing left out of a total
+        "unpriced_models": [],
         "turns": 0,
         "tool_calls": 0,
         "model": "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from delegate_tui.core.agents import (
     AgentError,
     agent_prompt,
     build_argv,
+    configured_model,
     resolve_agents,
 )
 from delegate_tui.core.events import CriterionResult
@@ -181,11 +183,40 @@ def test_an_agent_with_its_own_command_forgets_its_preset_stream() -> None:
         {
             "mine": AgentDef(extends="claude", command=("my-claude-wrapper", "{prompt}")),
             "json": AgentDef(extends="shell", command=("x", "{prompt}"), stream="codex"),
+            "own": AgentDef(command=("x", "{prompt}"), stream="codex"),
+            "plain": AgentDef(command=("x", "{prompt}")),
         }
     )
     assert agents["mine"].stream is None and agents["mine"].resume_command == ()
     assert agents["mine"].budget_args == ()
     assert agents["json"].stream == "codex"
+    # What reads codex's stream is a codex: stdin /dev/null, as the preset has it
+    # (a plain command keeps its pipe for the operator's input).
+    assert agents["json"].stdin == agents["own"].stdin == "devnull"
+    assert agents["plain"].stdin == "pipe"
+
+
+def test_the_model_a_codex_agent_runs_is_read_from_its_args_or_config(tmp_path: Path) -> None:
+    """codex's stream names no model: the one an agent's `args` pass (the README's
+    `codex-fast` with `-m gpt-5-mini`) prices its tokens, else its config.toml's."""
+    agents = resolve_agents(
+        {
+            "fast": AgentDef(extends="codex", args=("-m", "gpt-5-mini")),
+            "long": AgentDef(extends="codex", args=("--model=o3",)),
+            "conf": AgentDef(extends="codex", args=("-c", 'model="o4-mini"')),
+            "bare": AgentDef(extends="codex"),
+            "json": AgentDef(command=("x", "{prompt}"), stream="gemini", args=("-m", "y")),
+        }
+    )
+    env = {"CODEX_HOME": str(tmp_path)}
+    assert configured_model(agents["fast"], env) == "gpt-5-mini"
+    assert configured_model(agents["long"], env) == "o3"
+    assert configured_model(agents["conf"], env) == "o4-mini"
+    assert configured_model(agents["bare"], env) == ""
+    (tmp_path / "config.toml").write_text('model = "gpt-5"\n')
+    assert configured_model(agents["bare"], env) == "gpt-5"
+    assert configured_model(agents["fast"], env) == "gpt-5-mini"  # the argv wins
+    assert configured_model(agents["json"], env) == ""  # gemini's stream names its model
 
 
 def test_persona_without_persona_args_goes_into_the_prompt() -> None:

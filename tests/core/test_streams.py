@@ -287,6 +287,37 @@ def test_codex_stream_reads_commands_patches_and_usage() -> None:
     assert isinstance(result, AgentResult) and result.ok and result.text == "Done."
 
 
+def test_the_model_a_session_names_prices_its_usage() -> None:
+    """A model named by the stream's own session event prices the usage: codex's
+    ``thread.started`` (where a CLI names one), gemini's ``init`` when its result gives
+    no figures per model. Without one, codex's usage is "codex", which has no price."""
+    price = PriceTable.load(Path("/nonexistent")).estimate
+    finished = {"type": "turn.completed", "usage": {"input_tokens": 1_000_000, "output_tokens": 0}}
+    named = parser_for("codex", "t", 1, price=price)
+    events = named.feed(lines({"type": "thread.started", "thread_id": "T", "model": "o4-mini"}))
+    events += named.feed(lines(finished))
+    (usage,) = of(events, AgentUsage)
+    assert isinstance(usage, AgentUsage) and usage.usage[0].model == "o4-mini"
+    assert usage.cost_usd == pytest.approx(1.1) and usage.cost_source == "estimated"
+    unnamed = parser_for("codex", "t", 1, price=price)
+    (usage,) = of(
+        unnamed.feed(lines({"type": "thread.started", "thread_id": "T"}, finished)), AgentUsage
+    )
+    assert isinstance(usage, AgentUsage) and usage.usage[0].model == "codex"
+    assert usage.cost_usd is None and usage.cost_source == ""
+    gemini = parser_for("gemini", "t", 1, price=price)
+    stats_only = {"input_tokens": 1_000_000, "output_tokens": 0, "total_tokens": 1_000_000}
+    events = gemini.feed(
+        lines(
+            {"type": "init", "session_id": "G", "model": "gemini-2.5-pro"},
+            {"type": "result", "status": "success", "stats": stats_only},
+        )
+    )
+    (usage,) = of(events, AgentUsage)
+    assert isinstance(usage, AgentUsage) and usage.usage[0].model == "gemini-2.5-pro"
+    assert usage.cost_usd == pytest.approx(1.25)
+
+
 def test_a_resumed_codex_thread_counts_only_its_own_tokens() -> None:
     before = TokenUsage(model="gpt-5", input=1000, cached=4000, output=500, reasoning=200)
     parser = parser_for("codex", "t", 2, model="gpt-5", baseline=[before])
@@ -461,6 +492,28 @@ def test_prices_match_the_longest_prefix_and_the_user_file_wins(tmp_path: Path) 
     assert table.estimate([TokenUsage(model="mystery-model")]) == 0.0  # used nothing
     # A missing cached price costs as input.
     assert Price(2.0, 4.0).cost(TokenUsage(input=1_000_000, cached=1_000_000)) == 4.0
+
+
+def test_a_name_that_only_starts_with_a_key_is_another_model() -> None:
+    """ "o3-mini" is a model of its own, at about half of "o3"'s price: it must not take
+    "o3"'s (nor "gpt-4.1-mini" "gpt-4.1"'s); a version or a date after a key keeps it."""
+    table = PriceTable.load(Path("/nonexistent"))
+    o3 = table.price("o3")
+    assert o3 is not None and o3.input == 2.0
+    assert table.price("o3-mini") is None  # no entry: unknown, not o3's price
+    assert table.price("o3-pro") is None
+    assert table.price("o3-2025-04-16") == o3
+    assert table.price("o4-mini-2025-04-16") == table.price("o4-mini") == Price(1.1, 4.4, 0.275)
+    # gpt-4.1-mini is no gpt-4.1: it falls to the mini family, not the bigger model's price.
+    assert table.price("gpt-4.1-mini") == Price(0.25, 2.0, 0.025)
+    assert table.price("gpt-5.1") == table.price("gpt-5") == Price(1.25, 10.0, 0.125)
+    assert table.price("gpt-5.1-codex-mini") == Price(0.25, 2.0, 0.025)
+    assert table.price("claude-sonnet-4@20250514") == Price(3.0, 15.0, 0.3, 3.75)
+    assert table.price("gemini-2.5-flash-preview-09-2025") == Price(0.3, 2.5, 0.03)
+    # The longest key wins among those that fit.
+    local = PriceTable({"o3": Price(2.0, 8.0), "o3-mini": Price(1.1, 4.4)})
+    assert local.price("o3-mini-2025-01-31") == Price(1.1, 4.4)
+    assert local.price("o3-2025-04-16") == Price(2.0, 8.0)
 
 
 @pytest.mark.parametrize(

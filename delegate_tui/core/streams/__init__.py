@@ -47,6 +47,7 @@ _PARSERS: dict[str, type[StreamParser]] = {
 }
 
 __all__ = [
+    "CLI_COST",
     "CUMULATIVE",
     "FORMATS",
     "MAX_LINE",
@@ -91,3 +92,6 @@ def parser_for(
 #: Formats whose usage (and cost) in a resumed session counts the whole session:
 #: claude's final ``modelUsage`` and ``total_cost_usd``, codex's ``turn.completed``.
 CUMULATIVE = frozenset({"claude", "codex"})
+#: Formats whose CLI reports its own cost (claude's ``total_cost_usd``): the others are
+#: priced from the price table alone, and a model missing from it has no cost.
+CLI_COST = frozenset({"claude"})

@@ -42,7 +42,8 @@ class CodexStream(StreamParser):
     def event(self, obj: dict[str, Any]) -> list[Event]:
         kind = _str(obj.get("type"))
         if kind == "thread.started":
-            return self._session(_str(obj.get("thread_id")), self.model)
+            # codex 0.171 names no model here; a later one that does is priced by it.
+            return self._session(_str(obj.get("thread_id")), _str(obj.get("model")))
         if kind == "turn.started":
             return []
         if kind in ("item.started", "item.updated", "item.completed"):
