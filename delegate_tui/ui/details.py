@@ -32,7 +32,7 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
     row("title", spec.label)
     row("status", task.status)
     if task.is_final or task.status == "awaiting-merge":
-        row("ended", ending(task))  # the health report's words for it
+        row("ended", ending(task, spec.retries))  # the health report's words for it
     stale = [
         f for f in state.findings.values() if f.kind == "stale-input" and f.tasks[0] == task_id
     ]

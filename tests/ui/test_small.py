@@ -195,3 +195,13 @@ async def test_details_show_a_tasks_sandbox_what_it_could_write_and_what_was_ref
         await ui.press("enter")
         body = str(ui.app.screen.body)
         assert "sandbox" not in body, "a task with its sandbox off shows none"
+
+
+def test_details_say_why_a_refused_key_was_not_retried() -> None:
+    """The task's details use the health report's words, retries included."""
+    from delegate_tui.ui.details import task_details
+    from tests.core.test_batching import ended_attempt
+
+    state = ended_attempt("codex-auth-fail.jsonl", "codex", "authentication failed: 401")
+    text = str(task_details(state, "t"))
+    assert "not retried automatically: the same key would be refused again" in text, text
