@@ -112,7 +112,27 @@ def check(plan: Plan, *, isolation: str | None, include_dirty: bool) -> Prefligh
             warnings.append(_dirty_warning(dirty, include_dirty))
     agents = check_agents(plan)
     check_sandboxes(plan)
+    warnings += limit_warnings(plan, agents)
     return Preflight(repo, mode, agents, tuple(warnings))
+
+
+def limit_warnings(plan: Plan, agents: dict[str, AgentSpec]) -> list[str]:
+    """A ``budget_usd`` or ``max_turns`` that cannot act: its task's agent prints no
+    stream delegate-tui reads (tokens, cost and turns come from claude's, codex's and
+    gemini's structured output), so nothing would ever stop it."""
+    blind: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        spec = agents.get(plan.agent_of(task))
+        if spec is None or spec.stream is not None or spec.uses_task_command:
+            continue
+        limited = task.budget_usd or task.max_turns or plan.budget_usd or plan.max_turns
+        if limited:
+            blind.setdefault(spec.name, []).append(task.id)
+    return [
+        f"the budget and turn limits do not act on {', '.join(ids)}: their agent {name} "
+        "prints no stream delegate-tui reads for cost and turns (claude, codex and gemini do)"
+        for name, ids in blind.items()
+    ]
 
 
 def _dirty_warning(dirty: list[str], include_dirty: bool) -> str:

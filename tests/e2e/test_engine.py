@@ -631,3 +631,26 @@ def test_an_agent_that_commits_on_the_newer_integration_tip_undoes_no_merged_wor
     b = state.tasks["b"].attempts[-1]
     assert [f.path for f in b.changed] == ["b.py"]
     assert git(repo, "rev-parse", f"{b.commit}^").strip() == b.base_commit  # one on its start
+
+
+def test_a_budget_on_an_agent_whose_cost_cannot_be_read_is_said_to_not_act(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    from delegate_tui.core.events import Notice
+
+    plan = write_plan(
+        "name: limits\n"
+        f"repo: {repo}\n"
+        "agents:\n"
+        "  plain: {command: [sh, -c, 'echo done > p.txt', '{prompt}']}\n"
+        "tasks:\n"
+        "  - {id: p, agent: plain, prompt: go, edits: [p.txt], budget_usd: 0.5}\n"
+        "  - {id: s, agent: shell, command: 'echo s > s.txt', edits: [s.txt], budget_usd: 0.5}\n"
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", state.summary
+    said = [n.message for n in recorder.of(Notice) if "do not act" in n.message]
+    assert said == [
+        "the budget and turn limits do not act on p: their agent plain prints no stream "
+        "delegate-tui reads for cost and turns (claude, codex and gemini do)"
+    ]
