@@ -654,3 +654,25 @@ def test_a_budget_on_an_agent_whose_cost_cannot_be_read_is_said_to_not_act(
         "the budget and turn limits do not act on p: their agent plain prints no stream "
         "delegate-tui reads for cost and turns (claude, codex and gemini do)"
     ]
+
+
+def test_an_aider_agents_own_files_stay_out_of_its_commit(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    """aider keeps its chat history and caches in the repository (``.aider*``): they are
+    its own, not the task's work, so they are neither committed nor merged."""
+    work = "echo history > .aider.chat.history.md; mkdir -p .aider.tags.cache.v4; echo x > src/x.py"
+    plan = write_plan(
+        "name: own\n"
+        f"repo: {repo}\n"
+        "agents:\n"
+        f"  my-aider: {{extends: aider, command: [sh, -c, {json.dumps(work)}, '{{prompt}}']}}\n"
+        "tasks:\n"
+        "  - {id: a, agent: my-aider, prompt: go, edits: [src/x.py]}\n"
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", output_of(recorder, "a")
+    attempt = state.tasks["a"].attempts[-1]
+    assert [f.path for f in attempt.changed] == ["src/x.py"]
+    tree = git(repo, "ls-tree", "-r", "--name-only", state.integration_branch).split()
+    assert "src/x.py" in tree and not [p for p in tree if p.startswith(".aider")]
