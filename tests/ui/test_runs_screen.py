@@ -124,7 +124,7 @@ async def opened(app: RunsApp, pilot: object) -> None:
     # Each trend row sizes its chart on its own resize, a refresh or more after the table
     # (later under load): wait for the charts' one cell per value (the tests then check it).
     for _ in range(60):
-        sparks = [row.query_one(Sparkline) for row in app.query(TrendRow)]
+        sparks = [spark for row in app.query(TrendRow) for spark in row.query(Sparkline)]
         if all(s.size.width == len(s.data or []) for s in sparks):
             break
         await pilot.pause(0.05)  # type: ignore[attr-defined]
@@ -262,3 +262,32 @@ async def test_one_finished_run_has_no_trend_yet(tmp_path: Path) -> None:
         panel = app.query_one("#trends")
         assert panel.border_title == "Trend: the trend shows from the second finished run"
         assert label_texts(trend_row(app, "cost_usd")) == ["cost", "newest $0.10", "-"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_a_number_no_run_reported_says_so_on_the_screen_without_a_chart(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    for number in range(3):  # the demo's agents: no cost, ever
+        events = run_events(number, False, False, None)
+        events.append(finish_event(fold(events), 3600.0 * number + 6.0))
+        write(tmp_path, events)
+    app = RunsApp(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await opened(app, pilot)
+        cost = trend_row(app, "cost_usd")
+        assert cost.trend.values == ()
+        assert not cost.query(Sparkline), "no flat chart as wide as the row"
+        (note,) = cost.query(".trend-note")
+        assert str(note.render()) == "not reported by any finished run"
+        panel = app.query_one("#trends")
+        assert note.size.width == len("not reported by any finished run")
+        assert panel.region.x < note.region.x and note.region.right <= panel.region.right - 1
+        # The screen as drawn says it, whole.
+        screen = [strip.text for strip in app.screen._compositor.render_strips()]
+        (line,) = [ln for ln in screen if "cost " in ln and "not reported" in ln]
+        assert "not reported by any finished run" in line
+        # The other numbers keep their charts, one bar per run.
+        saved = trend_row(app, "time_saved_s").query_one(Sparkline)
+        assert saved.size.width % 3 == 0 and saved.size.width >= 3

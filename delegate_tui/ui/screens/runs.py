@@ -63,10 +63,10 @@ class TrendRow(Horizontal):
     def compose(self) -> ComposeResult:
         trend = self.trend
         yield Label(TREND_LABELS[trend.metric], classes="trend-name")
-        yield Sparkline(list(trend.values), classes="trend-spark")
-        if not trend.values:
+        if not trend.values:  # no chart: a Sparkline with no data would fill the row
             yield Label("not reported by any finished run", classes="trend-note")
             return
+        yield Sparkline(list(trend.values), classes="trend-spark")
         newest = metric_text(trend.metric, trend.last, self._cost_source)
         yield Label(f"newest {newest}", classes="trend-value")
         yield Label(
