@@ -80,6 +80,23 @@ def test_goal_to_draft_to_run_with_the_demo_agent(shop: Path, tmp_path: Path) ->
     manifest = json.loads(git(shop, "show", f"{newest}:package.json"))
     assert manifest["ui"] is True  # the demo keeps package.json valid JSON
 
+    # The drafting consult is listed, but only the plan's run is in the totals and trend.
+    every = run_cli("stats", "--all", cwd=shop, home=home)
+    assert every.returncode == 0, every.stderr
+    lines = every.stdout.splitlines()
+    (consult,) = [line for line in lines if line.endswith("draft 1: add rate limiting")]
+    assert consult.split()[5:8] == ["-", "-", "-"]  # SAVED CONFLICT REWORK: not 0s 0% 0%
+    assert "In all (1 finished run(s) in the rates)" in lines
+    assert (
+        "  1 drafting consult run(s) listed (- for their numbers) but left out of the time "
+        "saved, the rates and the trend; their agents' cost is in the sum above" in lines
+    )
+    assert "Trend (the trend shows from the second finished run)" in lines
+    data = json.loads(run_cli("stats", "--all", "--json", cwd=shop, home=home).stdout)
+    assert [r["draft"] for r in data["runs"]] == [False, True]
+    assert data["all"]["drafts"] == 1 and data["all"]["finished"] == 1
+    assert data["all"]["trends"]["time_saved_s"]["runs"] == [data["runs"][0]["run_id"]]
+
 
 def test_a_flawed_first_draft_is_sent_back_and_fixed_in_round_two(
     shop: Path, tmp_path: Path
