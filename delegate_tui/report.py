@@ -399,7 +399,7 @@ def history_lines(repo: Path, rows: list[RunRow], past: History) -> list[str]:
     )
     left_out = left_out_text(past)
     if left_out:
-        lines.append(f"  {left_out}; their agents' cost is in the sum above")
+        lines.append(f"  {left_out}; their tokens and cost are counted above")
     lines.append("")
     lines.extend(trend_lines(past))
     return lines

@@ -98,7 +98,7 @@ def test_goal_to_draft_to_run_with_the_demo_agent(shop: Path, tmp_path: Path) ->
     assert "In all (1 finished run(s) in the rates)" in lines
     assert (
         "  1 drafting consult run(s) listed (- for their numbers) but left out of the time "
-        "saved, the rates and the trend; their agents' cost is in the sum above" in lines
+        "saved, the rates and the trend; their tokens and cost are counted above" in lines
     )
     assert "Trend (the trend shows from the second finished run)" in lines
     data = json.loads(run_cli("stats", "--all", "--json", cwd=shop, home=home).stdout)
