@@ -442,6 +442,8 @@ def stats(run_arg: str | None, repo: str, as_json: bool, every_run: bool) -> Non
     With --all: one line per run of the repository (time saved, conflict and
     rework rates, the agents' cost), the totals, and a chart of those numbers
     over the last finished runs, with whether the recent ones did better.
+    Drafting consults (`delegate-tui draft`) and runs where no task ran are
+    listed but left out of the times, rates and trend (their cost counts).
     """
     if every_run:
         if run_arg:

@@ -289,15 +289,30 @@ def metric_text(metric: str, value: float | None, cost_source: str = "") -> str:
 def run_cells(row: RunRow) -> list[str]:
     """A run's columns in ``stats --all`` and the runs screen: when, status, the numbers."""
     s = row.summary
+    counted = s.counted  # a drafting consult, or a run where no task ran: "-", not 0
     return [
         time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started)) if s.started else "?",
         row.status,
         f"{s.succeeded}/{s.tasks}",
-        metric_text("time_saved_s", s.time_saved_s),
-        metric_text("conflict_rate", s.conflict_rate),
-        metric_text("rework_rate", s.rework_rate),
+        metric_text("time_saved_s", s.time_saved_s if counted else None),
+        metric_text("conflict_rate", s.conflict_rate if counted else None),
+        metric_text("rework_rate", s.rework_rate if counted else None),
         metric_text("cost_usd", s.cost_usd, s.cost_source),
     ]
+
+
+def left_out_text(past: History) -> str:
+    """Which runs are listed but not in the time saved, the rates and the trend (``""``:
+    none): drafting consults and runs where no task ran."""
+    parts = [f"{past.drafts} drafting consult run(s)"] if past.drafts else []
+    if past.idle:
+        parts.append(f"{past.idle} run(s) where no task ran")
+    if not parts:
+        return ""
+    return (
+        " and ".join(parts) + " listed (- for their numbers) but left out of the time "
+        "saved, the rates and the trend"
+    )
 
 
 RUN_HEADINGS = ["STARTED", "STATUS", "OK", "SAVED", "CONFLICT", "REWORK", "COST"]
@@ -320,6 +335,13 @@ def trend_caption(past: History, *, short: bool = False) -> str:
     return f"{caption}; {newest} before"
 
 
+def trend_note(finished: int) -> str:
+    """What a trend with no values says: no run counts yet, or none reported the number."""
+    if not finished:
+        return "no finished run where tasks ran yet"
+    return "not reported by any finished run"
+
+
 def compare_text(trend: Trend, cost_source: str = "") -> str:
     """``mean 43s -> 45s``: the runs before against the recent ones (``""`` when too few)."""
     if trend.before is None or trend.recent is None:
@@ -336,7 +358,7 @@ def trend_lines(past: History) -> list[str]:
     for trend in past.trends:
         label = TREND_LABELS[trend.metric]
         if not trend.values:
-            lines.append(f"  {label:<14} (not reported by any finished run)")
+            lines.append(f"  {label:<14} ({trend_note(past.finished)})")
             continue
         compare = compare_text(trend, past.cost_source)
         lines.append(
@@ -375,6 +397,9 @@ def history_lines(repo: Path, rows: list[RunRow], past: History) -> list[str]:
         f"  agents: {cost or 'cost unknown'}{unknown}"
         + (f"; {tokens.replace(' tok', ' tokens')}" if tokens else "")
     )
+    left_out = left_out_text(past)
+    if left_out:
+        lines.append(f"  {left_out}; their tokens and cost are counted above")
     lines.append("")
     lines.extend(trend_lines(past))
     return lines

@@ -447,12 +447,16 @@ def _md(text: str) -> str:
 
 
 def _gantt(timeline: Timeline) -> list[str]:
-    lines = ["```mermaid", "gantt", "  dateFormat X", "  axisFormat %H:%M:%S"]
+    """The timeline as a Mermaid Gantt chart, its bars in Unix milliseconds (``dateFormat
+    x``): each attempt where it was to the millisecond, at least 1 ms long, and never
+    before the end of the task's attempt before it (whole seconds drew 704-706 then 705-707)."""
+    lines = ["```mermaid", "gantt", "  dateFormat x", "  axisFormat %H:%M:%S"]
     for row in timeline.rows:
         if not row.bars:
             continue
         lines.append(f"  section {row.task}")
-        for bar in row.bars:
+        after = 0
+        for bar in sorted(row.bars, key=lambda b: (b.start, b.attempt)):
             tag = {
                 "merged": "done, ",
                 "succeeded": "done, ",
@@ -461,10 +465,10 @@ def _gantt(timeline: Timeline) -> list[str]:
                 "conflict": "crit, ",
                 "timed-out": "crit, ",
             }.get(bar.outcome, "")
-            end = max(bar.end, bar.start + 1)
-            lines.append(
-                f"  attempt {bar.attempt} {bar.outcome} :{tag}{int(bar.start)}, {round(end)}"
-            )
+            start = max(round(bar.start * 1000), after)
+            end = max(round(bar.end * 1000), start + 1)
+            after = end
+            lines.append(f"  attempt {bar.attempt} {bar.outcome} :{tag}{start}, {end}")
     lines.append("```")
     return lines
 

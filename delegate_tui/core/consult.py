@@ -31,6 +31,7 @@ from delegate_tui.core.events import (
     TaskFinished,
     TaskOutput,
 )
+from delegate_tui.core.history import DRAFT_TASK
 from delegate_tui.core.metrics import cost_text, tokens_text
 from delegate_tui.core.plan import Plan, Task
 from delegate_tui.core.prompts import plain_text
@@ -71,7 +72,7 @@ def consult_plan(repo: Path, agent: str, prompt: str, *, name: str, timeout: flo
         max_parallel=1,
         tasks=(
             Task(
-                id="draft",
+                id=DRAFT_TASK,  # how `stats --all` knows a drafting consult
                 title=name,
                 kind="consult",
                 prompt=prompt,
@@ -132,7 +133,7 @@ def ask(
         raise DraftError(message) from None
     asyncio.run(engine.run())
     status = ended.get("status")
-    last = engine.run_dir / "messages" / "draft-1.txt"
+    last = engine.run_dir / "messages" / f"{DRAFT_TASK}-1.txt"
     if status != "succeeded":
         reason = ended.get("reason") or status or "it did not finish"
         tail = plain_text(bytes(printed)).strip().splitlines()[-5:]
@@ -161,7 +162,7 @@ def ask(
 
 def spent(engine: Engine) -> str:
     """``12.3k tok, ~$0.04``: what the consult's agent reported using (empty if nothing)."""
-    task = engine.state.tasks.get("draft")
+    task = engine.state.tasks.get(DRAFT_TASK)
     if task is None:
         return ""
     parts = [tokens_text(task.tokens), cost_text(task.cost_usd, task.cost_source)]

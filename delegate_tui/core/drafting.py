@@ -15,7 +15,8 @@ tasks that write one file apart by running them one after the other, in an
 order nobody chose; a draft must say the order itself (``depends_on``) or give
 the file to one task. So independent tasks whose declared scopes meet (edits,
 shared config files, reads of another's edits), a code task with no declared
-edits, and more than four tasks at once are problems in a draft. For a plan
+edits or with no ``run:`` criterion that proves it done, and more than four
+tasks at once are problems in a draft. For a plan
 written by hand they are only shown (``plan --review``).
 
 (About 580 lines: the prompt with its delegation rules, the draft rules and the
@@ -420,6 +421,16 @@ def draft_rules(plan: Plan) -> list[Problem]:
                     "edits",
                     "a code task declares the files it may change: add `edits`, "
                     "or make it `kind: consult` if it changes nothing",
+                )
+            )
+        if task.kind == "code" and task.command is None and not any(c.run for c in task.criteria):
+            problems.append(
+                _problem(
+                    plan,
+                    i,
+                    "criteria",
+                    "a code task proves it is done: add a criterion with `run:` (a command "
+                    "run in its worktree after the agent, exit 0 passes), e.g. its tests",
                 )
             )
     deps = {t.id: tuple(d for d in t.depends_on if d in index) for t in plan.tasks}

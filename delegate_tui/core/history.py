@@ -15,6 +15,13 @@ the log's bytes as the index is, so a second look at 200 runs reads 200 small
 files instead of folding 200 logs. A live run keeps its own when it ends
 (:func:`keep_summary`, from the emitter that closes its log). Like the index, that file is a cache: a log
 that changed, or a summary written by another version, is folded again.
+
+Not every run says something about delegating: the consult runs of
+``delegate-tui draft`` (one question to the drafting agent, :func:`is_draft_consult`)
+and runs stopped before any task ran would enter the totals and the trend as
+0 s saved, 0 % conflicts, 0 % rework. They are listed like any run, their tokens
+and cost are added up (that money is spent), but the time saved, the rates and
+the trends leave them out (:attr:`RunSummary.counted`).
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ from typing import Any
 from delegate_tui.core import runlog
 from delegate_tui.core.events import FAILED_STATUSES, TokenUsage
 from delegate_tui.core.metrics import compute, verdict
+from delegate_tui.core.plan import Plan
 from delegate_tui.core.state import RunState
 
 #: Bump when what a summary holds or how it is worked out changes: older files are refolded.
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
+#: The one task of a ``delegate-tui draft`` consult run (``core/consult.consult_plan``).
+DRAFT_TASK = "draft"
 SUMMARY_NAME = "summary.json"
 #: How many of the newest runs a trend looks at, and how many of those count as recent.
 TREND_RUNS = 20
@@ -71,6 +81,14 @@ class RunSummary:
     cost_source: str
     """``cli`` (the agents reported it), ``estimated`` (from list prices) or ``""``."""
     verdict: str
+    draft: bool = False
+    """A consult run of ``delegate-tui draft``: one question to the drafting agent."""
+
+    @property
+    def counted(self) -> bool:
+        """Whether the run is in the totals of time saved, the rates and the trends: it is
+        not a drafting consult and at least one of its tasks ran."""
+        return self.ran > 0 and not self.draft
 
     @property
     def tokens(self) -> int:
@@ -85,7 +103,17 @@ class RunSummary:
             "cached": data.pop("tokens_cached"),
             "output": data.pop("tokens_out"),
         }
+        data["counted"] = self.counted
         return data
+
+
+def is_draft_consult(plan: Plan | None) -> bool:
+    """``plan`` is one that ``delegate-tui draft`` runs to ask its agent a question: a
+    single consult task named ``draft`` (so the logs of older versions are known too)."""
+    if plan is None or len(plan.tasks) != 1:
+        return False
+    (task,) = plan.tasks
+    return task.id == DRAFT_TASK and task.kind == "consult"
 
 
 def summarize(state: RunState) -> RunSummary:
@@ -116,6 +144,7 @@ def summarize(state: RunState) -> RunSummary:
         cost_usd=None if cost is None else round(cost, 6),
         cost_source=state.cost_source,
         verdict=verdict(state),
+        draft=is_draft_consult(state.plan),
     )
 
 
@@ -152,8 +181,13 @@ class History:
 
     runs: int
     finished: int
-    """Runs that reached their end; the rates and trends count these only."""
+    """Counted runs that reached their end; the rates and trends count these only."""
+    drafts: int
+    """Drafting consult runs: listed, their cost added up, left out of everything else."""
+    idle: int
+    """Other runs in which no task ran (stopped or failed before): left out the same way."""
     wall_s: float
+    """This and the other times: the counted runs (see :attr:`RunSummary.counted`)."""
     sequential_s: float
     time_saved_s: float
     operator_wait_s: float
@@ -168,8 +202,13 @@ class History:
     """Every run's cost that is known (unfinished runs too: their money is spent)."""
     cost_source: str
     cost_unknown: int
-    """Runs whose agents reported no cost (counted as nothing above)."""
+    """Runs in which a task ran but whose agents reported no cost (nothing above)."""
     trends: tuple[Trend, ...] = field(default_factory=tuple)
+
+    @property
+    def left_out(self) -> int:
+        """Runs listed but not counted: drafting consults, and runs where no task ran."""
+        return self.drafts + self.idle
 
     def trend(self, metric: str) -> Trend:
         """The trend of one metric (KeyError if there is none of that name)."""
@@ -240,9 +279,11 @@ def aggregate(summaries: list[RunSummary], last: int = TREND_RUNS) -> History:
     """Add runs up; the trends follow the newest ``last`` finished runs, oldest first.
 
     ``summaries`` may come in any order: runs are ordered by when they started.
+    Drafting consults and runs where no task ran count in the tokens and cost only.
     """
     ordered = sorted(summaries, key=lambda s: (s.started, s.run_id))
-    done = [s for s in ordered if s.finished]
+    counted = [s for s in ordered if s.counted]
+    done = [s for s in counted if s.finished]
     ran = sum(s.ran for s in done)
     costs = [s.cost_usd for s in ordered if s.cost_usd is not None]
     sources = {s.cost_source for s in ordered} - {""}
@@ -265,10 +306,12 @@ def aggregate(summaries: list[RunSummary], last: int = TREND_RUNS) -> History:
     return History(
         runs=len(ordered),
         finished=len(done),
-        wall_s=round(sum(s.wall_s for s in ordered), 3),
-        sequential_s=round(sum(s.sequential_s for s in ordered), 3),
-        time_saved_s=round(sum(s.time_saved_s for s in ordered), 3),
-        operator_wait_s=round(sum(s.operator_wait_s for s in ordered), 3),
+        drafts=sum(s.draft for s in ordered),
+        idle=sum(not s.draft and not s.ran for s in ordered),
+        wall_s=round(sum(s.wall_s for s in counted), 3),
+        sequential_s=round(sum(s.sequential_s for s in counted), 3),
+        time_saved_s=round(sum(s.time_saved_s for s in counted), 3),
+        operator_wait_s=round(sum(s.operator_wait_s for s in counted), 3),
         conflict_rate=round(sum(s.conflict_rate * s.ran for s in done) / ran, 4) if ran else 0.0,
         rework_rate=round(sum(s.rework_rate * s.ran for s in done) / ran, 4) if ran else 0.0,
         tokens_in=sum(s.tokens_in for s in ordered),
@@ -276,7 +319,7 @@ def aggregate(summaries: list[RunSummary], last: int = TREND_RUNS) -> History:
         tokens_out=sum(s.tokens_out for s in ordered),
         cost_usd=round(sum(costs), 6) if costs else None,
         cost_source="estimated" if "estimated" in sources else "cli" if sources else "",
-        cost_unknown=len(ordered) - len(costs),
+        cost_unknown=sum(s.cost_usd is None and s.ran > 0 for s in ordered),
         trends=tuple(trends),
     )
 

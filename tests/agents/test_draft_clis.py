@@ -45,11 +45,13 @@ tasks:
     depends_on: [contract]
     prompt: Implement the limiter in src/limits.py.
     edits: [src/limits.py]
+    criteria: [{run: python3 -m py_compile src/limits.py}]
   - id: ui
     why: The only writer of package.json.
     depends_on: [contract]
     prompt: Show the limits in the UI and add its dependency.
     edits: [ui/limits.js, package.json]
+    criteria: [{run: test -s ui/limits.js}]
 """
 
 # The cycle: code waits for tests and tests for code. The parallel writers: ui and
@@ -60,22 +62,27 @@ tasks:
   - id: contract
     prompt: Write the rate limit contract to docs/limits.md.
     edits: [docs/limits.md]
+    criteria: [{run: test -s docs/limits.md}]
   - id: code
     depends_on: [contract, tests]
     prompt: Implement the limiter in src/limits.py.
     edits: [src/limits.py]
+    criteria: [{run: test -s src/limits.py}]
   - id: tests
     depends_on: [code]
     prompt: Test the limiter.
     edits: [tests/test_limits.py]
+    criteria: [{run: test -s tests/test_limits.py}]
   - id: ui
     depends_on: [contract]
     prompt: Show the limits in the UI.
     edits: [ui/limits.js, package.json]
+    criteria: [{run: test -s ui/limits.js}]
   - id: ui-client
     depends_on: [contract]
     prompt: Add the API client.
     edits: [ui/client.js, package.json]
+    criteria: [{run: test -s ui/client.js}]
 """
 
 FIXED = BAD.replace("depends_on: [contract, tests]", "depends_on: [contract]").replace(
@@ -173,7 +180,7 @@ def test_a_plan_that_never_becomes_valid_exits_2_with_the_report(
     assert not (repo / "plans" / "rl.yaml").exists()
     assert "# ✘ still invalid after 3 round(s); nothing written:" in done.stdout
     assert (
-        "plans/rl.yaml:9: tasks[1].depends_on: dependency cycle: code -> tests -> code"
+        "plans/rl.yaml:11: tasks[1].depends_on: dependency cycle: code -> tests -> code"
         in done.stdout
     )
     runs = json.loads(

@@ -30,10 +30,12 @@ tasks:
       Implement it:
       {{ outputs.contract }}
     edits: [src/rl.py]
+    criteria: [{run: python3 -m py_compile src/rl.py}]
   - id: tests
     depends_on: [contract]
     prompt: Test it.
     edits: [tests/test_rl.py]
+    criteria: [{run: python3 -m pytest -q tests/test_rl.py}]
 """
 
 # A cycle (impl <-> tests) and two tasks that may run at once both writing package.json.
@@ -44,22 +46,27 @@ tasks:
   - id: contract
     prompt: Write the contract.
     edits: [docs/api/rl.md]
+    criteria: [{run: test -s docs/api/rl.md}]
   - id: impl
     depends_on: [contract, tests]
     prompt: Implement it.
     edits: [src/rl.py]
+    criteria: [{run: test -s src/rl.py}]
   - id: tests
     depends_on: [impl]
     prompt: Test it.
     edits: [tests/test_rl.py]
+    criteria: [{run: test -s tests/test_rl.py}]
   - id: ui
     depends_on: [contract]
     prompt: The UI.
     edits: [ui/rl.js, package.json]
+    criteria: [{run: test -s ui/rl.js}]
   - id: ui-client
     depends_on: [contract]
     prompt: The client.
     edits: [ui/client.js, package.json]
+    criteria: [{run: test -s ui/client.js}]
 """
 
 
@@ -173,9 +180,9 @@ def test_a_cycle_and_two_parallel_package_json_writers_are_both_named_with_lines
     plan, problems = drafting.check(BAD, "plan.yaml")
     assert plan is None
     text = [str(p) for p in problems]
-    assert text[0] == "plan.yaml:8: tasks[1].depends_on: dependency cycle: impl -> tests -> impl"
+    assert text[0] == "plan.yaml:9: tasks[1].depends_on: dependency cycle: impl -> tests -> impl"
     assert text[1].startswith(
-        "plan.yaml:20: tasks[4].depends_on: 'ui-client' shares config file package.json with ui, and "
+        "plan.yaml:24: tasks[4].depends_on: 'ui-client' shares config file package.json with ui, and "
         "neither depends on the other"
     )
     assert "add depends_on: [ui]" in text[1]
@@ -187,14 +194,14 @@ def test_draft_rules_overlapping_edits_reads_and_missing_edits() -> None:
 name: x
 agent: demo
 tasks:
-  - {id: a, prompt: p, edits: ["src/**"]}
-  - {id: b, prompt: p, edits: [src/b.py]}
-  - {id: c, prompt: p, edits: [docs/c.md], reads: [src/b.py]}
-  - {id: d, prompt: p}
+  - {id: a, prompt: p, edits: ["src/**"], criteria: [{run: t}]}
+  - {id: b, prompt: p, edits: [src/b.py], criteria: [{run: t}]}
+  - {id: c, prompt: p, edits: [docs/c.md], reads: [src/b.py], criteria: [{run: t}]}
+  - {id: d, prompt: p, criteria: [{run: t}]}
   - {id: e, prompt: p, kind: consult}
-  - {id: f, prompt: p, edits: [f.txt], resources: [db]}
-  - {id: g, prompt: p, edits: [g.txt], resources: [db]}
-  - {id: h, prompt: p, edits: [src/h.py], depends_on: [a]}
+  - {id: f, prompt: p, edits: [f.txt], resources: [db], criteria: [{run: t}]}
+  - {id: g, prompt: p, edits: [g.txt], resources: [db], criteria: [{run: t}]}
+  - {id: h, prompt: p, edits: [src/h.py], depends_on: [a], criteria: [{run: t}]}
 """
     plan, problems = drafting.check(text, "p.yaml")
     assert plan is not None  # the validator accepts it: the batcher would serialise
@@ -207,8 +214,42 @@ tasks:
     # h overlaps a but waits for it.
 
 
+def test_a_code_task_without_a_run_criterion_goes_back_with_its_line() -> None:
+    text = """\
+name: x
+agent: demo
+tasks:
+  - id: a
+    prompt: p
+    edits: [a.py]
+    criteria: [It reads well]
+  - id: b
+    prompt: p
+    edits: [b.py]
+  - {id: c, prompt: p, edits: [c.py], criteria: [Fine, {run: test -s c.py}]}
+  - {id: d, prompt: p, kind: consult, criteria: [Says what is missing]}
+  - {id: e, agent: shell, command: "make e", edits: [e.txt]}
+"""
+    plan, problems = drafting.check(text, "p.yaml")
+    assert plan is not None  # the validator accepts it; only a draft must prove itself
+    assert [str(p) for p in problems] == [
+        "p.yaml:7: tasks[0].criteria: a code task proves it is done: add a criterion with "
+        "`run:` (a command run in its worktree after the agent, exit 0 passes), e.g. its tests",
+        "p.yaml:8: tasks[1].criteria: a code task proves it is done: add a criterion with "
+        "`run:` (a command run in its worktree after the agent, exit 0 passes), e.g. its tests",
+    ]
+    # ... and it goes back to the drafting agent like every other problem.
+    agent = Scripted(fenced(text), fenced(GOOD))
+    result = drafting.draft("x", agent, agent="demo", file="p.yaml")
+    assert result.valid and len(agent.prompts) == 2
+    assert "tasks[1].criteria: a code task proves it is done" in agent.prompts[1]
+
+
 def test_too_many_at_once_is_a_draft_problem() -> None:
-    text = "name: x\nagent: demo\nmax_parallel: 8\ntasks: [{id: a, prompt: p, edits: [a]}]\n"
+    text = (
+        "name: x\nagent: demo\nmax_parallel: 8\n"
+        "tasks: [{id: a, prompt: p, edits: [a], criteria: [{run: t}]}]\n"
+    )
     _plan, problems = drafting.check(text, "p.yaml")
     assert [p.field for p in problems] == ["max_parallel"]
 

@@ -22,6 +22,7 @@ from delegate_tui.core.events import (
     encode,
 )
 from delegate_tui.core.history import RunSummary, aggregate, direction, load_summary, summarize
+from delegate_tui.core.plan import parse_plan
 from delegate_tui.core.runlog import LogError, index_dir
 from delegate_tui.core.state import RunState, apply
 from tests.core.test_metrics import T0, attempt, batch, finish, fold, run_started
@@ -247,3 +248,91 @@ def test_summary_fields_round_trip_through_the_file(tmp_path: Path) -> None:
     assert history._from_json({**dataclasses.asdict(s), "cost_usd": "x"}) is None
     assert history._from_json({**dataclasses.asdict(s), "finished": 1}) is None
     assert history._from_json([]) is None
+
+
+# ---------------------------------------------------------------- runs that say nothing about delegating
+
+
+def test_a_draft_and_a_run_stopped_before_any_task_ran_stay_out_of_the_trend() -> None:
+    """One real run (27% of its tasks collided), then a drafting consult and a run stopped
+    before anything ran: they were 0 s saved and 0% conflicts, and the trend said
+    "better (mean 27% -> 0%)"."""
+    real = summary(1, ran=11, conflict_rate=0.2727, rework_rate=0.1, time_saved_s=40.0)
+    draft = summary(
+        2,
+        plan="draft 1: add rate limiting",
+        tasks=1,
+        ran=1,
+        succeeded=1,
+        wall_s=12.0,
+        sequential_s=12.0,
+        time_saved_s=0.0,
+        cost_usd=0.04,
+        cost_source="cli",
+        tokens_in=3000,
+        draft=True,
+    )
+    stopped = summary(
+        3, status="stopped", ran=0, succeeded=0, wall_s=3.0, sequential_s=0.0, time_saved_s=-3.0
+    )
+    assert real.counted and not draft.counted and not stopped.counted
+    past = aggregate([real, draft, stopped])
+    assert (past.runs, past.finished, past.drafts, past.idle, past.left_out) == (3, 1, 1, 1, 2)
+    for metric in ("time_saved_s", "conflict_rate", "rework_rate"):
+        trend = past.trend(metric)
+        assert trend.runs == ("r001",) and trend.direction == "", metric
+    assert past.trend("conflict_rate").values == (0.2727,)
+    # The totals of time and the rates are the real run's; the drafting's money is spent.
+    assert (past.wall_s, past.sequential_s, past.time_saved_s) == (100.0, 150.0, 40.0)
+    assert (past.conflict_rate, past.rework_rate) == (0.2727, 0.1)
+    assert past.cost_usd == 0.04 and past.tokens_in == 3000
+    assert past.cost_unknown == 1  # the real run; the stopped one ran no agent at all
+    listed = draft.as_json()
+    assert listed["draft"] is True and listed["counted"] is False
+    assert past.as_json()["drafts"] == 1 and past.as_json()["idle"] == 1
+
+
+def test_a_drafting_consults_log_is_known_by_its_plan(tmp_path: Path) -> None:
+    from delegate_tui.core.consult import consult_plan
+
+    plan = consult_plan(tmp_path, "demo", "draft a plan", name="draft 1: x", timeout=60)
+    assert history.is_draft_consult(plan)
+    started = dataclasses.replace(run_started(), plan=plan.model_dump(mode="json", by_alias=True))
+    events = [
+        started,
+        *batch(1, 0, history.DRAFT_TASK),
+        *attempt(history.DRAFT_TASK, 0.0, 4.0),
+    ]
+    s = summarize(finish(fold(events), 4.0))
+    assert s.draft and s.ran == 1 and not s.counted
+    # A plan of one consult task with another name, or of two tasks, is a run like any.
+    assert not history.is_draft_consult(PLAN_TWO_CONSULTS)
+    assert not summarize(finish(fold(eventful_run()), 6.0)).draft
+
+
+PLAN_TWO_CONSULTS = parse_plan(
+    "name: reviews\ntasks:\n"
+    "  - {id: draft, prompt: x, kind: consult}\n"
+    "  - {id: other, prompt: y, kind: consult}\n"
+)
+
+
+def test_a_summary_kept_by_an_older_version_is_folded_again_with_the_draft_flag(
+    tmp_path: Path,
+) -> None:
+    from delegate_tui.core.consult import consult_plan
+
+    plan = consult_plan(tmp_path, "demo", "q", name="draft 1: x", timeout=60)
+    started = dataclasses.replace(run_started(), plan=plan.model_dump(mode="json", by_alias=True))
+    events = [started, *batch(1, 0, "draft"), *attempt("draft", 0.0, 4.0)]
+    log = write_log(tmp_path / "run", events)
+    assert load_summary(log).draft
+    kept = index_dir(log) / history.SUMMARY_NAME
+    data = json.loads(kept.read_text())
+    # As version 1 wrote it: no draft field.
+    old = {**data, "version": 1, "summary": dict(data["summary"])}
+    del old["summary"]["draft"]
+    kept.write_text(json.dumps(old))
+    again = load_summary(log)
+    assert again.draft and not again.counted
+    assert json.loads(kept.read_text())["version"] == history.SUMMARY_VERSION

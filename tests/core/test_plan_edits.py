@@ -15,12 +15,14 @@ tasks:
   - id: contract
     prompt: Write the contract.
     edits: [docs/api.md]
+    criteria: [{run: test -s docs/api.md}]
   - id: module
     depends_on: [contract]
     prompt: |
       Build it:
       {{ outputs.contract }}
     edits: [src/module.py]
+    criteria: [{run: python3 -m py_compile src/module.py}]
   - id: tests
     depends_on: [contract]
     prompt: Test it.
@@ -30,6 +32,7 @@ tasks:
     depends_on: [module, tests]
     prompt: Wire it.
     edits: [src/app.py]
+    criteria: [{run: python3 -m py_compile src/app.py}]
 """
 
 
@@ -106,7 +109,10 @@ def test_merging_two_tasks_joins_prompts_scopes_and_dependents() -> None:
     module = plan_edits.tasks_of(d)[1]
     assert module["prompt"] == "Build it:\n{{ outputs.contract }}\n\nTest it.\n"
     assert module["edits"] == ["src/module.py", "tests/test_module.py"]
-    assert module["criteria"] == [{"run": "test -s tests/test_module.py"}]
+    assert module["criteria"] == [
+        {"run": "python3 -m py_compile src/module.py"},
+        {"run": "test -s tests/test_module.py"},
+    ]
     assert module["depends_on"] == ["contract"]
     assert plan_edits.tasks_of(d)[2]["depends_on"] == ["module"]
     assert batches(d) == [("contract",), ("module",), ("wire",)]

@@ -1,19 +1,28 @@
 """``delegate-tui draft`` as a user runs it, with the demo agent on the demo repository.
 
 The drafting agent is a real process started by the engine as a consult task
-in a fresh worktree; the plan it drafts is then run for real.
+in a fresh worktree; the plan it drafts is then run for real: headless, and
+from the review screen in a real terminal (tmux on a private socket), where
+enter starts the run and ``delegate-tui stop`` ends it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench.tmux_term import Terminal
 from delegate_tui.core.plan import load_plan
+from delegate_tui.core.service import service_status
 from delegate_tui.demo.scaffold import make_demo_repo
 from tests.conftest import git, run_cli
 
@@ -79,6 +88,86 @@ def test_goal_to_draft_to_run_with_the_demo_agent(shop: Path, tmp_path: Path) ->
         assert path in files
     manifest = json.loads(git(shop, "show", f"{newest}:package.json"))
     assert manifest["ui"] is True  # the demo keeps package.json valid JSON
+
+    # The drafting consult is listed, but only the plan's run is in the totals and trend.
+    every = run_cli("stats", "--all", cwd=shop, home=home)
+    assert every.returncode == 0, every.stderr
+    lines = every.stdout.splitlines()
+    (consult,) = [line for line in lines if line.endswith("draft 1: add rate limiting")]
+    assert consult.split()[5:8] == ["-", "-", "-"]  # SAVED CONFLICT REWORK: not 0s 0% 0%
+    assert "In all (1 finished run(s) in the rates)" in lines
+    assert (
+        "  1 drafting consult run(s) listed (- for their numbers) but left out of the time "
+        "saved, the rates and the trend; their tokens and cost are counted above" in lines
+    )
+    assert "Trend (the trend shows from the second finished run)" in lines
+    data = json.loads(run_cli("stats", "--all", "--json", cwd=shop, home=home).stdout)
+    assert [r["draft"] for r in data["runs"]] == [False, True]
+    assert data["all"]["drafts"] == 1 and data["all"]["finished"] == 1
+    assert data["all"]["trends"]["time_saved_s"]["runs"] == [data["runs"][0]["run_id"]]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_in_a_terminal_the_draft_opens_in_review_and_enter_starts_the_run(
+    shop: Path, tmp_path: Path
+) -> None:
+    if shutil.which("tmux") is None:
+        pytest.skip("needs tmux for a real terminal (apt-get install tmux)")
+    home = tmp_path / "home"
+    env = f"HOME={home} XDG_CONFIG_HOME={home / '.config'} DELEGATE_DEMO_DRAFT="
+    goal = ("draft", "add rate limiting", "--agent", "demo", "-o", ".plans/rl.yaml")
+    command = shlex.join([sys.executable, "-m", "delegate_tui", *goal])
+    runs = shop / ".delegate" / "runs"
+    try:
+        with Terminal(120, 40) as term:
+            term.start(f"cd {shop} && env {env} {command}; echo EXIT=$?; sleep 60")
+            # The review screen: the drafted plan by layer and the batches it makes, nothing run.
+            wanted = (
+                "Review Add rate limiting",
+                "6 tasks",
+                "enter runs it",
+                "First batch: contract",
+            )
+            term.wait_for(lambda screen: all(w in screen for w in wanted), 60, poll=0.05)
+            (consult,) = list(runs.iterdir())  # the drafting consult, and no run yet
+            term.send("Enter")
+            # The run screen of the plan's run, its first batch waiting for the operator.
+            term.wait_for(lambda screen: "Batch 1 waits for approval" in screen, 30, poll=0.05)
+            (run_dir,) = [d for d in runs.iterdir() if d != consult]
+            assert "⚑ batch 1 waits for approval   Add rate limi" in term.screen()  # the header
+            live = service_status(run_dir)
+            assert live is not None and live["views"] >= 1
+            stop = run_cli("stop", cwd=shop, home=home)
+            assert stop.returncode == 0, stop.stderr
+            assert stop.stdout.startswith(f"run {run_dir.name} stopped; log: ")
+            # The view says the run was stopped; q closes it and the command returns.
+            term.wait_for(lambda screen: "The run was stopped: 0 of 6 merged" in screen, 15, 0.05)
+            term.send("q")
+            term.wait_for(lambda screen: "EXIT=" in screen, 15, poll=0.05)
+            assert f"run stopped; log: {run_dir}" in term.screen().replace("\n", "")
+            assert "EXIT=1" in term.screen()  # a run that did not succeed
+            deadline = time.monotonic() + 15
+            while not gone(live["pid"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert gone(live["pid"]), "the run service is still there"
+            assert service_status(run_dir) is None
+    finally:  # a failure above must not leave a run service behind
+        for folder in runs.iterdir() if runs.is_dir() else ():
+            if service_status(folder) is not None:
+                run_cli("stop", str(folder), cwd=shop, home=home)
+    assert load_plan(shop / ".plans" / "rl.yaml").name == "Add rate limiting"
+    listed = json.loads(run_cli("runs", "--json", cwd=shop, home=home).stdout)
+    assert [(r["run_id"], r["status"], r["live"]) for r in listed] == [
+        (run_dir.name, "stopped", False),
+        (consult.name, "succeeded", False),
+    ]
 
 
 def test_a_flawed_first_draft_is_sent_back_and_fixed_in_round_two(

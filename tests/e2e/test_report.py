@@ -29,6 +29,7 @@ from delegate_tui.core.timeline import project
 from delegate_tui.demo.scaffold import make_demo_repo
 from delegate_tui.share import OUTCOME_COLOURS
 from tests.conftest import run_cli
+from tests.core.test_metrics import T0, attempt, batch, finish, fold, run_started
 from tests.core.test_timeline import eventful
 
 pytestmark = pytest.mark.e2e
@@ -148,12 +149,39 @@ def test_the_markdown_report_is_for_a_pull_request(demo: tuple[Path, Path, Path]
     assert result.returncode == 0, result.stderr
     text = out.read_text(encoding="utf-8")
     assert text.startswith("## Shop checkout (demo): run `")
-    assert "```mermaid\ngantt\n  dateFormat X" in text
+    assert "```mermaid\ngantt\n  dateFormat x" in text
     pricing = text.index("  section pricing\n")
     assert text[pricing:].splitlines()[1].startswith("  attempt 1 failed :crit, ")
     assert "| shipping | merge-conflict | 1 |" in text
     assert "merge conflict in src/shop/config.py" in text
     assert "<script" not in text
+
+
+def test_the_gantt_bars_are_exact_to_the_millisecond_and_never_overlap() -> None:
+    # a fails from 4.2 s to 5.6 s and its retry runs from 5.6 s to 6.9 s (in whole
+    # seconds: 1004-1006 then 1005-1007, one over the other); b lasts 0.4 ms.
+    events = [
+        run_started(),
+        *batch(1, 0, "a", "b"),
+        *attempt("a", 4.2, 5.6, status="failed"),
+        RetryScheduled(task="a", attempt=2, prompt="again", ts=T0 + 5.6),
+        *attempt("a", 5.6, 6.9, number=2),
+        *attempt("b", 3.0, 3.0004),
+    ]
+    text = share.render_markdown(finish(fold(events), 7.0))
+    chart = text[text.index("```mermaid") : text.index("### Tasks")].strip().splitlines()
+    assert chart == [
+        "```mermaid",
+        "gantt",
+        "  dateFormat x",
+        "  axisFormat %H:%M:%S",
+        "  section a",
+        "  attempt 1 failed :crit, 1004200, 1005600",
+        "  attempt 2 succeeded :done, 1005600, 1006900",
+        "  section b",
+        "  attempt 1 succeeded :done, 1003000, 1003001",  # at least a millisecond
+        "```",
+    ]
 
 
 def test_report_to_standard_output_and_bad_input(demo: tuple[Path, Path, Path]) -> None:

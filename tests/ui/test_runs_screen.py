@@ -20,10 +20,12 @@ import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Label, Sparkline
 
+from delegate_tui.core.consult import consult_plan
 from delegate_tui.core.events import (
     AgentUsage,
     ConflictDetected,
     Event,
+    Metrics,
     RetryScheduled,
     RunFinished,
     RunStarted,
@@ -124,7 +126,7 @@ async def opened(app: RunsApp, pilot: object) -> None:
     # Each trend row sizes its chart on its own resize, a refresh or more after the table
     # (later under load): wait for the charts' one cell per value (the tests then check it).
     for _ in range(60):
-        sparks = [row.query_one(Sparkline) for row in app.query(TrendRow)]
+        sparks = [spark for row in app.query(TrendRow) for spark in row.query(Sparkline)]
         if all(s.size.width == len(s.data or []) for s in sparks):
             break
         await pilot.pause(0.05)  # type: ignore[attr-defined]
@@ -262,3 +264,85 @@ async def test_one_finished_run_has_no_trend_yet(tmp_path: Path) -> None:
         panel = app.query_one("#trends")
         assert panel.border_title == "Trend: the trend shows from the second finished run"
         assert label_texts(trend_row(app, "cost_usd")) == ["cost", "newest $0.10", "-"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_a_number_no_run_reported_says_so_on_the_screen_without_a_chart(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    for number in range(3):  # the demo's agents: no cost, ever
+        events = run_events(number, False, False, None)
+        events.append(finish_event(fold(events), 3600.0 * number + 6.0))
+        write(tmp_path, events)
+    app = RunsApp(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await opened(app, pilot)
+        cost = trend_row(app, "cost_usd")
+        assert cost.trend.values == ()
+        assert not cost.query(Sparkline), "no flat chart as wide as the row"
+        (note,) = cost.query(".trend-note")
+        assert str(note.render()) == "not reported by any finished run"
+        panel = app.query_one("#trends")
+        assert note.size.width == len("not reported by any finished run")
+        assert panel.region.x < note.region.x and note.region.right <= panel.region.right - 1
+        # The screen as drawn says it, whole.
+        screen = [strip.text for strip in app.screen._compositor.render_strips()]
+        (line,) = [ln for ln in screen if "cost " in ln and "not reported" in ln]
+        assert "not reported by any finished run" in line
+        # The other numbers keep their charts, one bar per run.
+        saved = trend_row(app, "time_saved_s").query_one(Sparkline)
+        assert saved.size.width % 3 == 0 and saved.size.width >= 3
+
+
+def draft_consult_events(number: int) -> list[Event]:
+    """A ``delegate-tui draft`` consult run ``number`` hours after T0: one task, 4 s."""
+    plan = consult_plan(Path("/repo"), "demo", "draft a plan", name="draft 1: x", timeout=60)
+    started = dataclasses.replace(
+        run_started(),
+        run_id=f"20260101-{number:02d}0000-draft",
+        plan=plan.model_dump(mode="json", by_alias=True),
+    )
+    events: list[Event] = [started, *batch(1, 0, "draft"), *attempt("draft", 0.0, 4.0)]
+    events = [dataclasses.replace(ev, ts=ev.ts + 3600.0 * number) for ev in events]
+    events.append(finish_event(fold(events), 3600.0 * number + 4.0))
+    return events
+
+
+@pytest.mark.asyncio
+async def test_drafting_consults_and_runs_where_nothing_ran_are_listed_but_not_charted(
+    tmp_path: Path,
+) -> None:
+    for number in range(2):  # two real runs: collisions, then none
+        events = run_events(number, number == 0, False, 0.1)
+        events.append(finish_event(fold(events), 3600.0 * number + 6.0))
+        write(tmp_path, events)
+    write(tmp_path, draft_consult_events(2))
+    stopped: list[Event] = [
+        dataclasses.replace(run_started(), run_id="20260101-030000-stop", ts=T0 + 3 * 3600.0),
+        RunFinished(status="stopped", metrics=Metrics(), ts=T0 + 3 * 3600.0 + 1),
+    ]
+    write(tmp_path, stopped)
+    app = RunsApp(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await opened(app, pilot)
+        assert app.history is not None
+        assert (app.history.runs, app.history.finished) == (4, 2)
+        # The chart: the two real runs only (before, a draft and a stop read as 0% conflicts).
+        conflict = trend_row(app, "conflict_rate")
+        assert conflict.trend.values == (0.6667, 0.0)
+        table = app.query_one(DataTable)
+        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
+        assert len(rows) == 4
+        for run in ("20260101-020000-draft", "20260101-030000-stop"):
+            assert [str(c) for c in rows[run][3:6]] == ["-", "-", "-"], run
+        screen = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+        assert "1 drafting consult run(s) and 1 run(s) where no task ran" in screen
+        assert "the rates and the trend." in screen
+        summary = str(app.query_one("#summary", Label).render())
+        assert summary.endswith(
+            "1 drafting consult run(s) and 1 run(s) where no task ran listed (- for their "
+            "numbers) but left out of the time saved, the rates and the trend."
+        )
+        label = app.query_one("#summary", Label)
+        assert label.region.bottom <= app.query_one(DataTable).region.y  # all of it shows

@@ -353,6 +353,38 @@ async def test_at_80x24_the_rows_scroll_and_zoom_scrolls_time(start_app: StartAp
         assert widget._scale.step == fitted and widget.step is None
 
 
+#: What the legend explains: waits and bars, the marks, how an attempt ended.
+LEGEND_ENTRIES = (
+    *("█ agent", "▄ setup/checks", "· dependency", "┄ slot", "╌ scope"),
+    *("░ you: approve/retry/merge", "‖ paused", "─ blocked"),
+    *("✓ approved", "✖ kill", "↻ retry", "⤼ skip", "» input", "! finding"),
+    *("▶ running", "◆ merged", "✘ failed", "⚠ conflict"),
+)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_every_glyph_of_the_legend_is_on_the_screen(
+    start_app: StartApp, size: tuple[int, int]
+) -> None:
+    source = FakeSource()
+    eventful(source)
+    async with start_app(source, size=size) as ui:
+        await ui.press("g")
+        # The screen as the terminal shows it, not the widget's own lines.
+        screen = [strip.text for strip in ui.screen._compositor.render_strips()]
+        assert len(screen) == size[1] and all(len(line) == size[0] for line in screen)
+        start = next(i for i, line in enumerate(screen) if "█ agent" in line)
+        shown = "\n".join(screen[start:])
+        for entry in LEGEND_ENTRIES:
+            assert entry in shown, f"{entry!r} is not on the {size} screen"
+        if size[0] == 80:
+            assert shown.count("\n") >= 2, "at 80 columns the legend takes several lines"
+        # The task rows still fit above it, and what the cursor is on is still drawn.
+        assert any(line.lstrip("│ ").startswith("agents ≤") for line in screen[:start])
+        assert any("contract" in line for line in screen[:start])
+
+
 def test_the_scene_is_what_it_says() -> None:
     """The scene's state, as the fold has it (the view tests lean on it)."""
     source = FakeSource()

@@ -32,10 +32,12 @@ from delegate_tui.report import (
     TREND_LABELS,
     RunRow,
     compare_text,
+    left_out_text,
     list_runs,
     metric_text,
     run_cells,
     trend_caption,
+    trend_note,
 )
 from delegate_tui.resources import data_dir
 from delegate_tui.ui.themes import DEFAULT_THEME, load_themes
@@ -51,11 +53,12 @@ DIRECTION_CLASSES = {"better": "better", "worse": "worse", "steady": "steady"}
 class TrendRow(Horizontal):
     """One number's chart: its name, a sparkline of its values, the newest and its direction."""
 
-    def __init__(self, trend: history.Trend, cost_source: str, shown: int) -> None:
+    def __init__(self, trend: history.Trend, cost_source: str, shown: int, note: str = "") -> None:
         higher = dict(history.TREND_METRICS)[trend.metric]
         super().__init__(classes="trend " + ("higher-better" if higher else "lower-better"))
         self.trend = trend
         self._cost_source = cost_source
+        self._note = note or trend_note(1)
         self._shown = max(shown, len(trend.values))
         """Runs in the chart: a number some runs did not report is drawn as wide as it
         would be, so the columns after it line up with the other rows'."""
@@ -63,10 +66,10 @@ class TrendRow(Horizontal):
     def compose(self) -> ComposeResult:
         trend = self.trend
         yield Label(TREND_LABELS[trend.metric], classes="trend-name")
-        yield Sparkline(list(trend.values), classes="trend-spark")
-        if not trend.values:
-            yield Label("not reported by any finished run", classes="trend-note")
+        if not trend.values:  # no chart: a Sparkline with no data would fill the row
+            yield Label(self._note, classes="trend-note")
             return
+        yield Sparkline(list(trend.values), classes="trend-spark")
         newest = metric_text(trend.metric, trend.last, self._cost_source)
         yield Label(f"newest {newest}", classes="trend-value")
         yield Label(
@@ -166,7 +169,10 @@ class RunsApp(App[Path | None]):
             )
             return
         shown = max(len(t.values) for t in past.trends)
-        trends = Vertical(*(TrendRow(t, past.cost_source, shown) for t in past.trends), id="trends")
+        trends = Vertical(
+            *(TrendRow(t, past.cost_source, shown, trend_note(past.finished)) for t in past.trends),
+            id="trends",
+        )
         trends.border_title = f"Trend: {trend_caption(past, short=True)}"
         table: DataTable[Text | str] = DataTable(cursor_type="row", zebra_stripes=True)
         table.add_columns("RUN", *RUN_HEADINGS[1:], "PLAN", RUN_HEADINGS[0])
@@ -195,11 +201,13 @@ class RunsApp(App[Path | None]):
     def _summary_text(past: History) -> str:
         cost = metric_text("cost_usd", past.cost_usd, past.cost_source)
         unknown = f" ({past.cost_unknown} run(s) reported none)" if past.cost_unknown else ""
+        left_out = left_out_text(past)
         return (
             f"In all: {metric_text('time_saved_s', past.time_saved_s)} saved, "
             f"conflict rate {past.conflict_rate:.0%}, rework rate {past.rework_rate:.0%} "
             f"({past.finished} finished run(s)); agents' cost "
             f"{cost if past.cost_usd is not None else 'unknown'}{unknown}"
+            + (f"\n{left_out[:1].upper()}{left_out[1:]}." if left_out else "")
         )
 
     def on_resize(self) -> None:

@@ -4,7 +4,8 @@ Draws :func:`delegate_tui.core.timeline.project` of the run's state with the
 Line API: a time axis and a row of batch marks on top, a row per task with its
 attempts as bars coloured by outcome and its waits drawn by why it waited, the
 operator's actions as marks, and at the bottom how many agents ran at each
-moment, what the cursor is on, and a legend. Top and bottom rows stay put;
+moment, what the cursor is on, and a legend (on as many lines as the width
+needs). Top and bottom rows stay put;
 task rows scroll under them, and time scrolls sideways once zoomed in (``z``,
 ``Z``). It follows the live run's now (or a replay's cursor) unless a bar is
 being looked at.
@@ -13,7 +14,7 @@ Selecting a task (↑ ↓, a click) posts :class:`TimelineView.TaskSelected`; th
 screen selects the same task everywhere (attributes down, messages up).
 Hidden, :meth:`TimelineView.show` returns at once: no projection, no drawing.
 
-(About 510 lines: drawing rows, axis, cursor, zoom and the selection of one
+(About 540 lines: drawing rows, axis, cursor, zoom and the selection of one
 widget; what it draws is the pure projection in ``core/timeline.py``.)
 """
 
@@ -74,13 +75,39 @@ WAITS: dict[str, tuple[str, str]] = {
 }
 AGENT = "█"
 AROUND = "▄"  # setup before the agent, checks and merge after it
-LEGEND = (
-    "█ agent  ▄ setup/checks  · dependency  ┄ slot  ╌ scope  ░ you: approve/retry/merge  "
-    "‖ paused   ✓ approved  ✖ kill  ↻ retry  ⤼ skip  » input  ! finding   "
-    "◆ merged  ✘ failed  ⚠ conflict"
+#: The legend's entries in groups (what bars and waits are, the marks, how attempts end);
+#: drawn on as many lines as the width needs (:func:`legend_lines`).
+LEGEND: tuple[tuple[str, ...], ...] = (
+    (
+        "█ agent",
+        "▄ setup/checks",
+        "· dependency",
+        "┄ slot",
+        "╌ scope",
+        "░ you: approve/retry/merge",
+        "‖ paused",
+        "─ blocked",
+    ),
+    ("✓ approved", "✖ kill", "↻ retry", "⤼ skip", "» input", "! finding"),
+    ("▶ running", "◆ merged", "✘ failed", "⚠ conflict"),
 )
 _TOP = 2  # axis, batch marks
-_BOTTOM = 4  # agents, what the cursor is on, its marks, legend
+_BOTTOM = 3  # agents, what the cursor is on, its marks; then the legend's lines
+
+
+def legend_lines(width: int) -> list[str]:
+    """The legend wrapped to ``width`` columns: entries two spaces apart, groups three, an
+    entry never split (one wider than the line is cut when drawn)."""
+    lines: list[str] = []
+    line = ""
+    for group in LEGEND:
+        for n, entry in enumerate(group):
+            gap = "" if not line else "   " if n == 0 else "  "
+            if line and cell_len(line + gap + entry) > width:
+                lines.append(line)
+                line, gap = "", ""
+            line += gap + entry
+    return [*lines, line] if line else lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +194,18 @@ class TimelineView(Widget, can_focus=True):
     def _row(self) -> Row | None:
         return self.timeline.row(self.selected) if self.timeline else None
 
+    def _bottom_rows(self) -> int:
+        """The rows under the tasks: agents, what the cursor is on, its marks, the legend."""
+        return _BOTTOM + len(legend_lines(self.size.width))
+
     def _task_rows(self) -> int:
-        return max(1, self.size.height - _TOP - _BOTTOM)
+        return max(1, self.size.height - _TOP - self._bottom_rows())
 
     def _bottom_top(self) -> int:
         """The line the agents row is drawn on: under the last task row, or at the foot."""
         rows = len(self.timeline.rows) if self.timeline else 0
         shown = min(rows - self.row0, self._task_rows())
-        return min(_TOP + shown + 1, self.size.height - _BOTTOM)
+        return min(_TOP + shown + 1, self.size.height - self._bottom_rows())
 
     def _name_width(self) -> int:
         rows = self.timeline.rows if self.timeline else ()
@@ -303,8 +334,9 @@ class TimelineView(Widget, can_focus=True):
             return self._looking_at(width, base)
         if bottom == 2:
             return self._marks_line(width, base)
-        if bottom == 3:
-            return self._text_line(LEGEND, width, base + Style(dim=True))
+        legend = legend_lines(width)
+        if 3 <= bottom < 3 + len(legend):
+            return self._text_line(legend[bottom - 3], width, base + Style(dim=True))
         index = self.row0 + y - _TOP
         if bottom > 0 or index >= len(timeline.rows):
             return Strip.blank(width, base)
