@@ -78,8 +78,10 @@ def needs_attention(state: RunState, now: float) -> list[str]:
 
 
 def blocked_by_skips(state: RunState) -> str:
-    """``blocked: b, c (a skipped)``: tasks that cannot start because a task they
-    depend on (directly or through other blocked tasks) was skipped; empty if none."""
+    """``blocked: b +1 (a skipped)``: tasks that cannot start because a task they
+    depend on (directly or through other blocked tasks) was skipped; empty if none.
+    The first task is named and the rest counted, so the flag fits 80 columns (the
+    sidebar lists them all under Held back)."""
     by_root: dict[str, list[str]] = {}
     for task in state.tasks.values():
         if task.status != "blocked":
@@ -91,7 +93,11 @@ def blocked_by_skips(state: RunState) -> str:
         if root in state.tasks and state.tasks[root].status == "skipped":
             by_root.setdefault(root, []).append(task.id)
     return (
-        "blocked: " + "; ".join(f"{', '.join(ids)} ({root} skipped)" for root, ids in by_root.items())
+        "blocked: "
+        + "; ".join(
+            f"{ids[0]}{f' +{len(ids) - 1}' if len(ids) > 1 else ''} ({root} skipped)"
+            for root, ids in by_root.items()
+        )
         if by_root
         else ""
     )

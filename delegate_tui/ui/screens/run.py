@@ -8,7 +8,7 @@ the engine asks: a refused command's key is shown disabled in the footer and
 says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
 a subclass with playback keys instead of commands.
 
-(About 640 lines: one action per operator key and the layout they share; panes,
+(About 670 lines: one action per operator key and the layout they share; panes,
 the task list, the sidebar and the timeline are widgets of their own.)
 """
 
@@ -492,7 +492,7 @@ class RunScreen(Screen[None]):
                 pending += f"{len(undone)} task(s) not done ({names}). "
 
             class CancelFirst(ConfirmDialog):
-                def on_mount(self, event: events.Mount) -> None:
+                def on_mount(self, event: events.Mount) -> None:  # type: ignore[override]
                     event.prevent_default()  # the base class would focus the End button
                     self.query_one("#no", Button).focus()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
@@ -114,7 +115,10 @@ class ConflictSidebar(Static):
             for task, reason in shown:
                 icon = ICONS[state.tasks[task].status]
                 text.append(f"  {icon} {task}", Style(bold=True, underline=task == selected))
-                text.append(f": {reason}\n")
+                # A reason that would wrap to the sidebar's left edge goes on a line of
+                # its own, under the task.
+                fits = cell_len(f"  {icon} {task}: {reason}") <= width
+                text.append(f": {reason}\n" if fits else f"\n    {reason}\n")
             if len(held) > len(shown):
                 text.append(f"  … and {len(held) - len(shown)} more (⏎ says why)\n", dim)
             text.append("\n")
