@@ -135,7 +135,10 @@ def sample(pid: int, t: float) -> Sample | None:
 def run_plan(folder: Path, interval: float) -> tuple[float, float, int, list[Sample], str]:
     """Run the plan headless, sampling the process; (launch epoch, wall, exit code, samples, output)."""
     out = folder / "run.out"
-    with out.open("wb") as sink:
+    # A scratch HOME and config folder: the run never reads the operator's config.
+    home = tempfile.TemporaryDirectory(prefix="delegate-bench-home-")
+    scratch = {"HOME": home.name, "XDG_CONFIG_HOME": str(Path(home.name) / ".config")}
+    with home, out.open("wb") as sink:
         launched = time.perf_counter()
         epoch = time.time()
         proc = subprocess.Popen(
@@ -143,7 +146,7 @@ def run_plan(folder: Path, interval: float) -> tuple[float, float, int, list[Sam
             cwd=folder,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
+            env={**os.environ, **GIT_ENV, **scratch, "NO_COLOR": "1"},
         )
         samples: list[Sample] = []
         while proc.poll() is None:

@@ -5,14 +5,22 @@ meets the previous one's server as it shuts down (a new session made on a
 dying server vanishes with it). The server starts on an idle shell first, and
 the measured command is started into that pane with `respawn-pane`: a
 benchmark's clock does not include tmux starting.
+
+Each Terminal also gives what it runs a scratch HOME and XDG_CONFIG_HOME of its
+own (a temporary folder, removed at close): a benchmark never reads or writes
+the operator's config (a saved theme, rebound keys) nor their tmux.conf. A
+command that needs the real home passes it with `env HOME=...`.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 _numbers = itertools.count()
 
@@ -22,14 +30,26 @@ class Terminal:
 
     def __init__(self, width: int = 200, height: int = 60) -> None:
         self.socket = f"delegate-bench-{os.getpid()}-{next(_numbers)}"
+        self.home = Path(tempfile.mkdtemp(prefix="delegate-bench-home-"))
+        # The server is started with this environment, and its panes inherit it.
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k not in ("XDG_DATA_HOME", "XDG_STATE_HOME")},
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+        }
         session = ("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height))
         if self._tmux(*session, "sleep 3600") is None:
+            shutil.rmtree(self.home, ignore_errors=True)
             raise RuntimeError("tmux did not start")
 
     def _tmux(self, *args: str) -> str | None:
         """Run a tmux command against this server: its output, or None if it failed."""
         result = subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=self.env,
         )
         return result.stdout if result.returncode == 0 else None
 
@@ -65,6 +85,7 @@ class Terminal:
 
     def close(self) -> None:
         self._tmux("kill-server")
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> Terminal:
         return self

@@ -2,8 +2,9 @@
 
 Owns the heuristics behind the UI's bell and toasts, as pure functions so the
 UI only shows what they say: a batch waiting for approval, a task that
-failed, a merge that conflicted, a task a crash or stop interrupted (after
-``resume``), and an agent that seems to wait for input (no output for a
+failed, a merge that conflicted, a task the operator killed, a task a crash or
+stop interrupted (after ``resume``), a run that sits idle because a skip left
+tasks blocked, and an agent that seems to wait for input (no output for a
 while, and a last line that reads like a prompt).
 """
 
@@ -64,7 +65,39 @@ def needs_attention(state: RunState, now: float) -> list[str]:
     interrupted = [t.id for t in state.tasks.values() if t.status == "interrupted"]
     if interrupted and not state.finished:
         reasons.append("interrupted: " + ", ".join(interrupted))
+    # Killed by the operator: their dependents are blocked until a retry or a skip.
+    killed = [t.id for t in state.tasks.values() if t.status == "killed"]
+    if killed and not state.finished:
+        reasons.append("killed: " + ", ".join(killed))
+    if not state.finished and not state.active and (skipped := blocked_by_skips(state)):
+        reasons.append(skipped)
     awaiting = [t.id for t in state.tasks.values() if t.status == "awaiting-merge"]
     if awaiting:
         reasons.append("ready to merge: " + ", ".join(awaiting))
     return reasons
+
+
+def blocked_by_skips(state: RunState) -> str:
+    """``blocked: b +1 (a skipped)``: tasks that cannot start because a task they
+    depend on (directly or through other blocked tasks) was skipped; empty if none.
+    The first task is named and the rest counted, so the flag fits 80 columns (the
+    sidebar lists them all under Held back)."""
+    by_root: dict[str, list[str]] = {}
+    for task in state.tasks.values():
+        if task.status != "blocked":
+            continue
+        root, seen = task.blocked_by, {task.id}
+        while root in state.tasks and state.tasks[root].status == "blocked" and root not in seen:
+            seen.add(root)
+            root = state.tasks[root].blocked_by
+        if root in state.tasks and state.tasks[root].status == "skipped":
+            by_root.setdefault(root, []).append(task.id)
+    return (
+        "blocked: "
+        + "; ".join(
+            f"{ids[0]}{f' +{len(ids) - 1}' if len(ids) > 1 else ''} ({root} skipped)"
+            for root, ids in by_root.items()
+        )
+        if by_root
+        else ""
+    )

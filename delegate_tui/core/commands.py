@@ -77,11 +77,12 @@ def _task_refusal(state: RunState, command: Command, task_id: str | None) -> str
         if status in ACTIVE_STATUSES:
             return f"{task.id} is running; kill it first"
         if status in ("succeeded", "skipped"):
-            return f"{task.id} is already {status}"
+            done = "has already succeeded" if status == "succeeded" else "is already skipped"
+            return f"{task.id} {done}"
         return None
     # retry
     if status not in RETRYABLE_STATUSES:
-        return f"{task.id} cannot be retried while {status}"
+        return f"{task.id} cannot be retried ({status})"
     if state.plan is not None:
         waiting = batching.waiting_reason(state.plan, state, task.id)
         if waiting:

@@ -549,6 +549,8 @@ class Engine:
         if self.state.proposal is not None and task_id in self.state.proposal.tasks:
             self._emit(BatchHeld(batch=self.state.proposal.batch))
         self._emit(TaskSkipped(task=task_id, reason=reason))
+        self._told_waiting = False  # if its dependents are blocked now, that is news
+        self.monitor.schedule()  # its findings (a merge that failed, a collision) go
         return ""
 
     def retry(

@@ -198,7 +198,7 @@ LIVE_HELP: HelpSections = [
         [
             ("p", "pause or resume scheduling"),
             ("f", "finish: merge into your branch"),
-            ("e", "end the run (asks to end running agents)"),
+            ("e", "end the run (asks while agents run or work is pending)"),
             ("t", "next theme"),
             ("c", "show or hide the sidebar"),
             ("ctrl+p", "command palette"),

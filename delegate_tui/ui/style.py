@@ -97,8 +97,8 @@ def status_style(app: App[object], status: str, *, bold: bool = False) -> Style:
 
 
 def clock(seconds: float) -> str:
-    """``m:ss`` or ``h:mm:ss``."""
-    seconds = max(0, int(seconds))
+    """``m:ss`` or ``h:mm:ss``, to the nearest second (as `stats` rounds durations)."""
+    seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -86,6 +86,22 @@ def test_task_commands_by_status(command: Command, status: str) -> None:
         assert answer is not None and "b" in answer  # names the task
 
 
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("command", sorted(TASK_COMMANDS))
+def test_refusals_read_as_sentences_for_every_status(command: Command, status: str) -> None:
+    """A status is a verb ("succeeded"), an adjective ("skipped") or a noun
+    ("merge-conflict"): the text names it in brackets, or in words that fit it (it
+    said "b is already succeeded" and "cannot be retried while succeeded")."""
+    answer = refusal(state_with(status), command, "b") or ""
+    for wrong in (f"is already {status}", f"while {status}", f"is {status}"):
+        if status not in ("running", "skipped", "blocked", "pending", "proposed"):
+            assert wrong not in answer, answer
+    if command == "skip" and status in ("succeeded", "skipped"):
+        assert answer in ("b has already succeeded", "b is already skipped")
+    if command == "retry" and status not in ACCEPTED["retry"]:
+        assert answer == f"b cannot be retried ({status})"
+
+
 def test_retry_is_refused_while_a_dependency_has_not_succeeded() -> None:
     assert refusal(state_with("blocked", dep="killed"), "retry", "b") == "b waits for a (killed)"
     assert refusal(state_with("blocked", dep="succeeded"), "retry", "b") is None

@@ -185,3 +185,18 @@ def test_sandbox_benchmark_times_both_starts_and_moves_every_byte_either_way() -
         data["flood_worktree_s"] / data["flood_off_s"],
         rel=0.02,
     )
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_a_benchmark_terminal_runs_its_app_with_a_scratch_home_removed_at_close() -> None:
+    """The app a benchmark launches never reads the operator's config (issue 12, item 16)."""
+    from bench.tmux_term import Terminal
+
+    with Terminal(120, 10) as term:
+        term.start('echo "H=$HOME X=$XDG_CONFIG_HOME"; sleep 30')
+        term.wait_for(lambda screen: "H=" in screen, 10)
+        shown = term.screen()
+        home = term.home
+        assert home.is_dir() and str(home) != os.environ.get("HOME")
+        assert f"H={home} X={home / '.config'}" in shown, shown
+    assert not home.exists(), "removed at close"

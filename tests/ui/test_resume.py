@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from delegate_tui.core.events import RunResumed, TaskFinished
+from delegate_tui.core.events import RunResumed, TaskFinished, TaskSkipped
 from delegate_tui.ui.widgets.header import RunHeader
 from tests.ui.conftest import Running, StartApp
 from tests.ui.fake_source import FakeSource
@@ -78,6 +78,36 @@ async def test_e_while_agents_run_offers_to_end_them(start_app: StartApp) -> Non
         assert source.last() == ("stop", "ended by the operator")
     source = FakeSource()
     source.start_run()
+    source.propose(1, ("contract",))
     async with start_app(source, size=(80, 24)) as ui:
-        await ui.press("e")  # nothing runs: the run ends as before, no question
+        # Nothing runs, but work is pending: ending it for good asks first (item 8),
+        # and Cancel is the default (enter keeps the run).
+        await ui.press("e")
+        dialog = ui.app.screen
+        assert isinstance(dialog, ConfirmDialog), ui.toasts()
+        assert "Batch 1 waits for approval" in dialog.question
+        assert "6 task(s) not done (contract, schema, service, login-ui, …)" in dialog.question
+        assert dialog.focused is not None and dialog.focused.id == "no"
+        await ui.press("enter")
+        assert source.commands == [], "cancelled by default: the run goes on"
+        await ui.press("e")
+        await ui.press("y")
+        assert source.last() == ("end",)
+
+
+@pytest.mark.asyncio
+async def test_e_with_nothing_left_to_do_ends_the_run_without_asking(
+    start_app: StartApp,
+) -> None:
+    source = FakeSource()
+    source.start_run()
+    for n, task in enumerate(source.plan.tasks):
+        source.start_task(task.id, at=1.0 + n)
+        if task.id == "hotfix":
+            source.fail_task(task.id, at=1.5 + n)
+            source.emit(TaskSkipped(task=task.id, reason="skipped by the operator"), 1.6 + n)
+        else:
+            source.succeed_task(task.id, at=1.5 + n)
+    async with start_app(source, size=(80, 24)) as ui:
+        await ui.press("e")
         assert source.last() == ("end",)

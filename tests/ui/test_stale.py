@@ -77,7 +77,7 @@ async def test_held_back_by_a_killed_dependency_leaves_when_it_runs_again(
     source.emit(TaskFinished(task="contract", attempt=1, status="killed"), 2.5)
     source.emit(TaskBlocked(task="schema", by="contract", reason="dependency contract killed"), 3)
     async with start_app(source, size=(200, 40)) as ui:
-        assert "schema: dependency contract killed" in sidebar(ui)
+        assert "schema\n    dependency contract killed" in sidebar(ui)
         retry(source, "contract", 6.0)
         await ui.settle()
         assert "dependency contract killed" not in sidebar(ui)

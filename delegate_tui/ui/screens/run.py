@@ -8,7 +8,7 @@ the engine asks: a refused command's key is shown disabled in the footer and
 says why when pressed. A replay is :class:`~delegate_tui.ui.screens.replay.ReplayScreen`,
 a subclass with playback keys instead of commands.
 
-(About 640 lines: one action per operator key and the layout they share; panes,
+(About 670 lines: one action per operator key and the layout they share; panes,
 the task list, the sidebar and the timeline are widgets of their own.)
 """
 
@@ -468,14 +468,46 @@ class RunScreen(Screen[None]):
 
     def action_end(self) -> None:
         """End the run; while agents run, offer to end them too (they are interrupted,
-        and `delegate-tui resume` continues the run)."""
+        and `delegate-tui resume` continues the run). With work still pending (a batch
+        to approve, tasks not done) ask first: an ended run is not resumed, and a
+        slip of `e` must not throw that work away (Cancel is the default)."""
+        from textual.widgets import Button
+
         from delegate_tui.ui.screens.dialogs import ConfirmDialog
 
         if self._refused("end"):
             return
         running = [t.id for t in self.state.active]
         if not running:
-            self._command(self.context.source.end(), "ending the run")
+            proposal = self.state.proposal
+            undone = [
+                t.id for t in self.state.tasks.values() if t.status not in ("succeeded", "skipped")
+            ]
+            if proposal is None and not undone:
+                self._command(self.context.source.end(), "ending the run")
+                return
+            names = ", ".join(undone[:4]) + (", …" if len(undone) > 4 else "")
+            pending = f"Batch {proposal.batch} waits for approval. " if proposal else ""
+            if undone:
+                pending += f"{len(undone)} task(s) not done ({names}). "
+
+            class CancelFirst(ConfirmDialog):
+                def on_mount(self, event: events.Mount) -> None:  # type: ignore[override]
+                    event.prevent_default()  # the base class would focus the End button
+                    self.query_one("#no", Button).focus()
+
+            def end_for_good(yes: bool | None) -> None:
+                if yes:
+                    self._command(self.context.source.end(), "ending the run")
+
+            self.app.push_screen(
+                CancelFirst(
+                    f"{pending}End the run for good? What is not done stays undone "
+                    "(an ended run cannot be resumed).",
+                    "End run",
+                ),
+                end_for_good,
+            )
             return
 
         def confirmed(yes: bool | None) -> None:

@@ -14,14 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from delegate_tui.core import batching
+from delegate_tui.core import attention, batching
 from delegate_tui.core.events import Notice
 from delegate_tui.core.state import RunState
-from delegate_tui.ui.style import status_colour, update_if_changed
+from delegate_tui.ui.style import ICONS, status_colour, update_if_changed
 
 T = TypeVar("T")
 #: Statuses that wait for the operator's retry or skip.
@@ -107,11 +108,17 @@ class ConflictSidebar(Static):
             if t.status == "blocked" and t.blocked_by in state.tasks
         ]
         if held:
-            text.append("‖ Held back\n", amber)
+            # ◌ waits, ⊘ blocked (as in the task list and the legend); not ‖, which
+            # means paused.
+            text.append("◌ Held back\n", amber)
             shown = _first(held, lambda item: item[0] == selected)
             for task, reason in shown:
-                text.append(f"  {task}", Style(bold=True, underline=task == selected))
-                text.append(f": {reason}\n")
+                icon = ICONS[state.tasks[task].status]
+                text.append(f"  {icon} {task}", Style(bold=True, underline=task == selected))
+                # A reason that would wrap to the sidebar's left edge goes on a line of
+                # its own, under the task.
+                fits = cell_len(f"  {icon} {task}: {reason}") <= width
+                text.append(f": {reason}\n" if fits else f"\n    {reason}\n")
             if len(held) > len(shown):
                 text.append(f"  … and {len(held) - len(shown)} more (⏎ says why)\n", dim)
             text.append("\n")
@@ -153,7 +160,8 @@ class ConflictSidebar(Static):
 def _still_true(state: RunState, notice: Notice) -> bool:
     """False for a notice the state has since made untrue: "the run is waiting for
     you" once a retry or skip set it going again (the engine says it once, and a
-    replay plays it back; neither takes it back)."""
+    replay plays it back; neither takes it back). It stays while a skip leaves
+    tasks blocked and nothing else can move: only the operator ends such a run."""
     from delegate_tui.core.scheduler import WAITING_MESSAGE  # not loaded before the first frame
 
     if notice.message == WAITING_MESSAGE:
@@ -161,7 +169,10 @@ def _still_true(state: RunState, notice: Notice) -> bool:
             state.plan is not None
             and not state.finished
             and not state.active
-            and any(t.status in _DECIDE for t in state.tasks.values())
+            and (
+                any(t.status in _DECIDE for t in state.tasks.values())
+                or bool(attention.blocked_by_skips(state))
+            )
             and not batching.ready(state.plan, state)
         )
     return True

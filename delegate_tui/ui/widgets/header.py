@@ -18,10 +18,11 @@ _GROUPS = (
         "failed",
         ("failed", "merge-conflict", "killed", "timed-out", "interrupted", "over-budget"),
     ),
-    ("◌", "pending", ("pending", "proposed", "awaiting-merge", "blocked")),
+    ("◌", "pending", ("pending", "proposed", "awaiting-merge")),
 )
-#: Shown only when there are any: a skipped task neither waits nor failed.
-_SKIPPED = ("⤼", "skipped", ("skipped",))
+#: Shown only when there are any: a blocked task cannot start (it does not wait), and
+#: a skipped task neither waits nor failed.
+_RARE = (("⊘", "blocked", ("blocked",)), ("⤼", "skipped", ("skipped",)))
 
 
 class RunHeader(Static):
@@ -45,9 +46,9 @@ class RunHeader(Static):
             text.append(f"[{mode}] ", Style(color=app.theme_variables.get("accent"), bold=True))
         end = state.finished_ts or now
         text.append(clock(end - state.started_ts if state.started_ts else 0) + "  ")
-        for icon, colour_of, statuses in (*_GROUPS, _SKIPPED):
+        for icon, colour_of, statuses in (*_GROUPS, *_RARE):
             count = sum(t.status in statuses for t in state.tasks.values())
-            if statuses is _SKIPPED[2] and not count:
+            if not count and (icon, colour_of, statuses) in _RARE:
                 continue
             text.append(
                 f"{icon}{count} ", Style(color=status_colour(app, colour_of), bold=count > 0)
@@ -66,8 +67,12 @@ class RunHeader(Static):
             )
         if warnings:
             text.append(f" ⚠ {warnings} ", Style(color=status_colour(app, "proposed"), bold=True))
-        if saved_s >= 1:
-            text.append(f" saved {clock(saved_s)} ", Style(color=status_colour(app, "succeeded")))
+        # Rounded as `stats` rounds it (report.duration), and a loss shown as one.
+        saved = round(saved_s)
+        if saved > 0:
+            text.append(f" saved {clock(saved)} ", Style(color=status_colour(app, "succeeded")))
+        elif saved < 0:
+            text.append(f" slower {clock(-saved)} ", Style(color=status_colour(app, "proposed")))
         spent = cost_text(state.cost_usd, state.cost_source)
         if spent:
             budget = state.plan.budget_usd if state.plan else None
