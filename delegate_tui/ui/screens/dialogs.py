@@ -33,17 +33,19 @@ class Dialog(ModalScreen[R]):
 
 
 class ConfirmDialog(Dialog[bool]):
-    """Yes or no; Enter/y confirms, Escape/n cancels."""
+    """Yes or no; y confirms, Escape/n cancels, Enter presses the focused button (the
+    confirming one, or Cancel with ``cancel_first`` where a slip would lose work)."""
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", show=False),
         Binding("n,escape", "answer(False)", "No", show=False),
     ]
 
-    def __init__(self, question: str, confirm: str = "Yes") -> None:
+    def __init__(self, question: str, confirm: str = "Yes", *, cancel_first: bool = False) -> None:
         super().__init__(classes="dialog-screen")
         self.question = question
         self.confirm = confirm
+        self.cancel_first = cancel_first
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -53,7 +55,7 @@ class ConfirmDialog(Dialog[bool]):
                 yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
+        self.query_one("#no" if self.cancel_first else "#yes", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

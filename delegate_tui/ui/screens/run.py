@@ -471,8 +471,6 @@ class RunScreen(Screen[None]):
         and `delegate-tui resume` continues the run). With work still pending (a batch
         to approve, tasks not done) ask first: an ended run is not resumed, and a
         slip of `e` must not throw that work away (Cancel is the default)."""
-        from textual.widgets import Button
-
         from delegate_tui.ui.screens.dialogs import ConfirmDialog
 
         if self._refused("end"):
@@ -491,20 +489,16 @@ class RunScreen(Screen[None]):
             if undone:
                 pending += f"{len(undone)} task(s) not done ({names}). "
 
-            class CancelFirst(ConfirmDialog):
-                def on_mount(self, event: events.Mount) -> None:  # type: ignore[override]
-                    event.prevent_default()  # the base class would focus the End button
-                    self.query_one("#no", Button).focus()
-
             def end_for_good(yes: bool | None) -> None:
                 if yes:
                     self._command(self.context.source.end(), "ending the run")
 
             self.app.push_screen(
-                CancelFirst(
+                ConfirmDialog(
                     f"{pending}End the run for good? What is not done stays undone "
                     "(an ended run cannot be resumed).",
                     "End run",
+                    cancel_first=True,
                 ),
                 end_for_good,
             )
