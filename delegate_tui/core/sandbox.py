@@ -274,7 +274,9 @@ def agent_homes(preset: str, env: Mapping[str, str], home: Path) -> tuple[Path, 
 
     From each CLI's documentation: claude keeps ``~/.claude/`` (or
     ``$CLAUDE_CONFIG_DIR``) and ``~/.claude.json``; codex ``$CODEX_HOME`` (default
-    ``~/.codex``); gemini ``~/.gemini``; aider ``~/.aider``. Other agents: none.
+    ``~/.codex``); gemini ``~/.gemini`` (or ``$GEMINI_CLI_HOME/.gemini``, and, for the
+    home the scope guard makes it, the folder its links lead to: the operator's own);
+    aider ``~/.aider``. Other agents: none.
     """
     if preset == "claude":
         config = env.get("CLAUDE_CONFIG_DIR")
@@ -282,7 +284,13 @@ def agent_homes(preset: str, env: Mapping[str, str], home: Path) -> tuple[Path, 
     if preset == "codex":
         return (Path(env.get("CODEX_HOME") or home / ".codex"),)
     if preset == "gemini":
-        return (home / ".gemini",)
+        own = env.get("GEMINI_CLI_HOME")
+        if not own:
+            return (home / ".gemini",)
+        dot = Path(own) / ".gemini"
+        entries = list(dot.iterdir()) if dot.is_dir() else []
+        linked = {Path(os.readlink(e)).parent for e in entries if e.is_symlink()}
+        return (dot, *sorted(linked - {dot}))
     if preset == "aider":
         return (home / ".aider",)
     return ()
