@@ -64,6 +64,9 @@ CLI_TOOLS: Mapping[str, tuple[str, ...]] = {
 }
 #: The name gemini knows the guard's hook by (``hooksConfig.disabled`` lists hooks by name).
 GEMINI_HOOK_NAME = "delegate-tui-guard"
+#: In a guard home's ``.gemini``, the link to the operator's own (what a sandbox keeps
+#: writable along with the guard home: the other links lead there).
+OPERATOR_LINK = ".delegate-tui-operator"
 #: Marks a refusal as the guard's in what the model and the transcript read.
 MARK = "delegate-tui guard"
 
@@ -206,6 +209,8 @@ def gemini_home(home: Path, source: Path | None, command: str) -> Path:
     dot.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {}
     if source is not None and source.is_dir():
+        if not (dot / OPERATOR_LINK).is_symlink():
+            (dot / OPERATOR_LINK).symlink_to(source.absolute())
         for entry in sorted(source.iterdir()):
             link = dot / entry.name
             if entry.name == "settings.json" or link.is_symlink() or link.exists():

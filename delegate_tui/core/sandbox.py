@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from delegate_tui.core import workspace
+from delegate_tui.core import guard, workspace
 
 if TYPE_CHECKING:
     from delegate_tui.core.plan import Plan, Task
@@ -288,9 +288,8 @@ def agent_homes(preset: str, env: Mapping[str, str], home: Path) -> tuple[Path, 
         if not own:
             return (home / ".gemini",)
         dot = Path(own) / ".gemini"
-        entries = list(dot.iterdir()) if dot.is_dir() else []
-        linked = {Path(os.readlink(e)).parent for e in entries if e.is_symlink()}
-        return (dot, *sorted(linked - {dot}))
+        operator = dot / guard.OPERATOR_LINK
+        return (dot, operator.resolve()) if operator.is_symlink() else (dot,)
     if preset == "aider":
         return (home / ".aider",)
     return ()
