@@ -115,8 +115,12 @@ class AgentSpec:
     #: Limits the CLI enforces itself; others are enforced by delegate-tui from live usage.
     budget_args: tuple[str, ...] = ()
     turns_args: tuple[str, ...] = ()
-    #: How the scope guard is installed (claude: ``--settings`` with a PreToolUse hook).
+    #: How the scope guard is installed (claude: ``--settings`` with a PreToolUse hook),
+    #: in arguments and in environment variables (gemini: ``GEMINI_CLI_HOME``, a folder
+    #: whose settings hold a BeforeTool hook); ``{guard_settings}`` is what
+    #: :func:`delegate_tui.core.guard.install` made for the attempt.
     guard_args: tuple[str, ...] = ()
+    guard_env: Mapping[str, str] = field(default_factory=dict)
     #: Files the agent writes for itself in the worktree, never part of the task's work.
     own_files: tuple[str, ...] = ()
 
@@ -201,6 +205,9 @@ PRESETS: dict[str, AgentSpec] = {
             "edits": ("--approval-mode", "auto_edit"),
             "all": ("--approval-mode", "yolo"),
         },
+        # gemini has no flag for a settings file: its scope guard is a home of its own,
+        # linking the operator's ~/.gemini, with the hook in its settings (core/guard.py).
+        guard_env={"GEMINI_CLI_HOME": "{guard_settings}"},
         # No resume_command: gemini keeps sessions per project folder, and a retry runs in
         # a new worktree, where `--resume ID` finds none ("No previous sessions found for
         # this project", exit 42; seen with gemini 0.61.0). Its retries start afresh.
@@ -294,6 +301,7 @@ def resolve_agents(defs: Mapping[str, AgentDef]) -> dict[str, AgentSpec]:
             budget_args=inherited.budget_args if spec.command is None else (),
             turns_args=inherited.turns_args if spec.command is None else (),
             guard_args=inherited.guard_args if spec.command is None else (),
+            guard_env=inherited.guard_env if spec.command is None else {},
             own_files=inherited.own_files,
         )
 
@@ -390,6 +398,13 @@ def build_argv(
     if tail:
         return [*head[:-tail], *extra, *head[-tail:]]
     return [*head, *extra]
+
+
+def guard_environment(spec: AgentSpec, guard_settings: str | None) -> dict[str, str]:
+    """The environment variables that install the scope guard for ``spec``'s CLI."""
+    if not guard_settings:
+        return {}
+    return {k: fill(v, {"guard_settings": guard_settings}) for k, v in spec.guard_env.items()}
 
 
 def configured_model(spec: AgentSpec, env: Mapping[str, str]) -> str:

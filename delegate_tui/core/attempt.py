@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delegate_tui.core import guard, prompts, recheck, sandbox, streams, workspace
-from delegate_tui.core.agents import AgentSpec, agent_prompt, build_argv, configured_model
+from delegate_tui.core.agents import (
+    AgentSpec,
+    agent_prompt,
+    build_argv,
+    configured_model,
+    guard_environment,
+)
 from delegate_tui.core.conflict_monitor import ConflictMonitor
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import (
@@ -128,6 +134,7 @@ class Attempt:
         self._told_unpriced = False  # said that its spend has no price a budget can count
         self._denials: Path | None = None  # the scope guard's record of refused writes
         self._denials_seen = 0
+        self._guard_env: dict[str, str] = {}  # what installs the guard, for gemini
         self._node = ""  # where the executor placed it ("": this machine)
         #: The conflict monitor's look at the worktree as the agent ended: snapshot, files.
         self._final_look: tuple[str, tuple[ChangedFile, ...]] | None = None
@@ -324,6 +331,7 @@ class Attempt:
             "DELEGATE_EDITS": "\n".join(self.task.edits),
             "DELEGATE_PROMPT": prompt,
             "DELEGATE_LAST_MESSAGE": str(self._last_message_path),
+            **self._guard_env,  # the scope guard's, for a CLI that takes it so (gemini)
         }
         if transport == "pty" and env.get("TERM", "dumb") == "dumb":
             env["TERM"] = "xterm-256color"
@@ -363,10 +371,15 @@ class Attempt:
         )
 
     def _install_guard(self, spec: AgentSpec, workdir: Path) -> str | None:
-        """The scope guard's settings for this attempt's agent, where its CLI takes one."""
+        """The scope guard's settings for this attempt's agent, where its CLI takes one
+        (``guard_args``; ``guard_env``, kept in ``self._guard_env`` for :meth:`_env`)."""
         task, ctx = self.task, self.ctx
-        if (task.guard or ctx.plan.guard) != "on" or not spec.guard_args:
+        self._guard_env = {}
+        if (task.guard or ctx.plan.guard) != "on" or not (spec.guard_args or spec.guard_env):
             return None
+        cli = spec.preset or spec.name
+        if spec.guard_env and self._node:
+            return None  # its home links the operator's files on this machine, not the node's
         if ctx.isolation != "worktree" or not (task.edits or task.kind == "consult"):
             return None  # nothing declared to hold it to (the prompt says so)
         state = self._emitter.state
@@ -386,9 +399,12 @@ class Attempt:
             owners=owners,
             shared_files=ctx.plan.shared_files,
         )
+        env = {**os.environ, **spec.env}
+        gemini_dir = Path(env.get("GEMINI_CLI_HOME") or env.get("HOME") or Path.home()) / ".gemini"
         settings, self._denials = guard.install(
-            spec_, ctx.run_dir / "guard", f"{self.task_id}-{self.number}"
+            spec_, ctx.run_dir / "guard", f"{self.task_id}-{self.number}", cli, gemini_dir
         )
+        self._guard_env = guard_environment(spec, settings)
         return settings
 
     def _report_denials(self) -> None:

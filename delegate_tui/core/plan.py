@@ -174,7 +174,7 @@ class Task(BaseModel):
     guard: Literal["on", "off"] | None = Field(
         default=None,
         description="Refuse the agent's file writes outside `edits` before they happen "
-        "(claude; default: the plan's).",
+        "(claude, gemini; default: the plan's).",
     )
     sandbox: Literal["off", "worktree", "scope"] | None = Field(
         default=None,
@@ -261,7 +261,7 @@ class Plan(BaseModel):
     guard: Literal["on", "off"] = Field(
         default="on",
         description="Refuse agents' file writes outside their task's `edits` before they "
-        "happen, where the agent's CLI has hooks for it (claude).",
+        "happen, where the agent's CLI has hooks for it (claude, gemini).",
     )
     sandbox: Literal["off", "worktree", "scope"] = Field(
         default="off",

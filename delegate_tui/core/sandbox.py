@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from delegate_tui.core import workspace
+from delegate_tui.core import guard, workspace
 
 if TYPE_CHECKING:
     from delegate_tui.core.plan import Plan, Task
@@ -274,7 +274,9 @@ def agent_homes(preset: str, env: Mapping[str, str], home: Path) -> tuple[Path, 
 
     From each CLI's documentation: claude keeps ``~/.claude/`` (or
     ``$CLAUDE_CONFIG_DIR``) and ``~/.claude.json``; codex ``$CODEX_HOME`` (default
-    ``~/.codex``); gemini ``~/.gemini``; aider ``~/.aider``. Other agents: none.
+    ``~/.codex``); gemini ``~/.gemini`` (or ``$GEMINI_CLI_HOME/.gemini``, and, for the
+    home the scope guard makes it, the folder its links lead to: the operator's own);
+    aider ``~/.aider``. Other agents: none.
     """
     if preset == "claude":
         config = env.get("CLAUDE_CONFIG_DIR")
@@ -282,7 +284,12 @@ def agent_homes(preset: str, env: Mapping[str, str], home: Path) -> tuple[Path, 
     if preset == "codex":
         return (Path(env.get("CODEX_HOME") or home / ".codex"),)
     if preset == "gemini":
-        return (home / ".gemini",)
+        own = env.get("GEMINI_CLI_HOME")
+        if not own:
+            return (home / ".gemini",)
+        dot = Path(own) / ".gemini"
+        operator = dot / guard.OPERATOR_LINK
+        return (dot, operator.resolve()) if operator.is_symlink() else (dot,)
     if preset == "aider":
         return (home / ".aider",)
     return ()

@@ -125,16 +125,19 @@ def test_a_sandboxed_cli_answers_writes_its_scope_and_its_stray_writes_fail(
     assert any(str(h) in boxed.writable for h in homes), json.dumps(boxed.writable)
 
 
+@pytest.mark.parametrize("name", ["claude", "gemini"])
 def test_in_a_sandbox_the_scope_guard_still_refuses_and_says_so(
+    name: str,
     repo: Path,
     tmp_path: Path,
     agent_clis: dict[str, Path],
     standin: StandInServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """claude's guard hook runs inside the sandbox: it must still record its refusals."""
+    """The guard's hook runs inside the sandbox: it must still record its refusals (and
+    gemini, run with a guard home of its own, still works there)."""
     state, recorder, _, _, _ = sandboxed_run(
-        "claude",
+        name,
         [
             WriteFile("src/api/x.py", "X = 1\n"),
             WriteFile("README.md", "guarded\n"),

@@ -5,7 +5,7 @@ call lands in a real worktree and is merged, its tokens (and claude's cost) reac
 ``stats --json``. Then what a paying user needs of it: a budget that stops a task, a
 rejected key that stops it early, a retry that continues the conversation, a prompt
 that starts with ``-``, codex on pipes with nothing on its stdin, and the scope guard
-refusing a claude write outside the task's edits.
+refusing a claude or gemini write outside the task's edits (and off when the plan says).
 """
 
 from __future__ import annotations
@@ -203,8 +203,28 @@ def test_a_retry_continues_the_agents_conversation(
     assert git(repo, "show", f"{state.integration_branch}:src/second.txt") == "second\n"
 
 
-def test_the_guard_refuses_a_claude_write_outside_its_scope(
-    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+GUARDED_TASKS = """\
+- id: hello
+  agent: {agent}
+  prompt: write the two files
+  edits: [src/ok.txt]
+- id: owner
+  agent: shell
+  command: "sleep 0"
+  depends_on: [hello]
+  edits: [src/owned/**]
+"""
+#: Each CLI's write tool, as the guard names a refusal.
+WRITE_TOOL = {"claude": "Write", "gemini": "write_file"}
+
+
+@pytest.mark.parametrize("cli", sorted(WRITE_TOOL))
+def test_the_guard_refuses_a_write_outside_its_scope(
+    cli: str,
+    repo: Path,
+    write_plan: PlanWriter,
+    standin: StandInServer,
+    use_cli: Callable[..., None],
 ) -> None:
     talk = standin.converse(
         [
@@ -213,33 +233,44 @@ def test_the_guard_refuses_a_claude_write_outside_its_scope(
             Reply("done"),
         ]
     )
-    use_cli("claude", talk)
-    tasks = """\
-    - id: hello
-      agent: {agent}
-      prompt: write the two files
-      edits: [src/ok.txt]
-    - id: owner
-      agent: shell
-      command: "sleep 0"
-      depends_on: [hello]
-      edits: [src/owned/**]
-    """
-    plan = write_plan(plan_text(repo, "claude", tasks))
+    use_cli(cli, talk)
+    operator_settings = Path(os.environ["HOME"], ".gemini", "settings.json")
+    before = operator_settings.read_text() if cli == "gemini" else ""
+    plan = write_plan(plan_text(repo, cli, GUARDED_TASKS))
     state, recorder, _ = run_engine(plan)
     assert not (repo / "src" / "owned").exists()
     denied = [e for e in recorder.events if isinstance(e, GuardDenied)]
-    assert [(d.tool, d.path) for d in denied] == [("Write", "src/owned/api.py")]
+    assert [(d.tool, d.path) for d in denied] == [(WRITE_TOOL[cli], "src/owned/api.py")]
     assert "belongs to task owner" in denied[0].reason
     # The model was told why, in the request after the refused call.
     assert "belongs to task owner" in talk.main_requests()[1].text
-    assert state.tasks["hello"].status == "succeeded"
+    assert state.tasks["hello"].status == "succeeded", state.tasks["hello"].attempts[-1].reason
     integration = state.integration_branch
     assert git(repo, "show", f"{integration}:src/ok.txt") == "fine\n"
     assert "src/owned/api.py" not in git(repo, "ls-tree", "-r", "--name-only", integration)
     data = stats(state)
-    assert data["tasks"]["hello"]["guard_denials"] == ["Write src/owned/api.py"]  # type: ignore[index]
+    assert data["tasks"]["hello"]["guard_denials"] == [f"{WRITE_TOOL[cli]} src/owned/api.py"]  # type: ignore[index]
     assert "1 write(s) outside scope blocked by the guard" in str(data["verdict"])
+    if cli == "gemini":
+        # Its hook came from a home of the attempt's own: the operator's settings and the
+        # worktree hold none of it.
+        assert operator_settings.read_text() == before
+        assert "delegate_tui.guard" not in before
+        assert not (Path(state.tasks["hello"].attempts[-1].workdir) / ".gemini").exists()
+
+
+def test_with_the_guard_off_gemini_gets_no_guard_home(
+    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+) -> None:
+    talk = standin.converse([WriteFile("src/owned/api.py", "X = 1\n"), Reply("done")])
+    use_cli("gemini", talk)
+    plan = write_plan(plan_text(repo, "gemini", GUARDED_TASKS, guard="off"))
+    state, recorder, engine = run_engine(plan)
+    assert not [e for e in recorder.events if isinstance(e, GuardDenied)]
+    assert not (engine.run_dir / "guard").exists(), "no guard file, no home with a hook"
+    assert state.tasks["hello"].status == "succeeded", state.tasks["hello"].attempts[-1].reason
+    # Unguarded, the write outside its edits went through (detection reports it after).
+    assert "src/owned/api.py" in git(repo, "ls-tree", "-r", "--name-only", state.integration_branch)
 
 
 def test_a_read_seen_only_in_claudes_stream_makes_a_stale_input_and_restarts_it(

@@ -1,7 +1,8 @@
-"""The scope guard: the decision, and the hook process as claude runs it (JSON in, JSON out).
+"""The scope guard: the decision, and the hook process as claude and gemini run it (JSON in,
+JSON out), and the home gemini is given it in.
 
-The real claude CLI refusing a write through this hook against a loopback stand-in
-is in tests/agents/.
+The real claude and gemini CLIs refusing a write through this hook against a loopback
+stand-in are in tests/agents/.
 """
 
 from __future__ import annotations
@@ -11,8 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from delegate_tui.core.agents import PRESETS, build_argv
-from delegate_tui.core.guard import MARK, GuardSpec, decide, install, read_denials
+from delegate_tui.core import sandbox
+from delegate_tui.core.agents import PRESETS, build_argv, guard_environment
+from delegate_tui.core.guard import (
+    GEMINI_HOOK_NAME,
+    MARK,
+    GuardSpec,
+    decide,
+    hook_call,
+    install,
+    main,
+    read_denials,
+)
 
 ROOT = "/runs/wt/client-1"
 SPEC = GuardSpec(
@@ -98,7 +109,7 @@ def test_claude_gets_the_guard_as_its_settings() -> None:
     codex = build_argv(
         PRESETS["codex"], prompt="p", task_id="t", workdir="", last_message="", guard_settings="{}"
     )
-    assert "--settings" not in codex  # codex has no hook for it: detection and the sandbox
+    assert "--settings" not in codex  # no hook for codex (core/guard.py says why)
 
 
 def test_a_hook_that_cannot_start_refuses(tmp_path: Path) -> None:
@@ -120,3 +131,121 @@ def test_a_hook_that_cannot_start_refuses(tmp_path: Path) -> None:
         answer["permissionDecision"] == "deny"
         and "could not start" in answer["permissionDecisionReason"]
     )
+
+
+#: What gemini 0.61 sends its BeforeTool hook for a write_file call (captured from the CLI).
+GEMINI_EVENT = {
+    "session_id": "f3fa8f20-d672-472e-940f-8fcf1fac76d5",
+    "transcript_path": "/home/u/.gemini/tmp/work/chats/session-f3fa8f20.jsonl",
+    "cwd": ROOT,
+    "hook_event_name": "BeforeTool",
+    "timestamp": "2026-12-03T11:19:50.109Z",
+    "tool_name": "write_file",
+    "tool_input": {"file_path": f"{ROOT}/db/m.sql", "content": "x\n"},
+}
+
+
+def test_geminis_hook_input_is_read_and_its_write_tools_decided() -> None:
+    assert hook_call(GEMINI_EVENT) == ("write_file", GEMINI_EVENT["tool_input"])
+    assert hook_call({"tool_name": "replace", "tool_input": "not a dict"}) == ("replace", {})
+    assert hook_call(["not", "an", "object"]) == ("", {})
+    refused = decide(SPEC, *hook_call(GEMINI_EVENT))
+    assert not refused.allowed and refused.path == "db/m.sql"
+    assert "db/m.sql belongs to task db" in refused.reason
+    edit = {"file_path": "api/schema.py", "old_string": "a", "new_string": "b"}
+    assert "belongs to task contract" in decide(SPEC, "replace", edit).reason
+    assert decide(SPEC, "write_file", {"file_path": "web/ok.ts", "content": ""}).allowed
+    assert decide(SPEC, "read_file", {"file_path": f"{ROOT}/db/m.sql"}).allowed  # a read
+
+
+def _run_hook(command: str, event: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", command], input=json.dumps(event), capture_output=True, text=True, timeout=30
+    )
+
+
+def _gemini_hook(home: str) -> dict[str, object]:
+    settings = json.loads((Path(home) / ".gemini" / "settings.json").read_text())
+    (entry,) = [
+        e for e in settings["hooks"]["BeforeTool"] if e["hooks"][0]["name"] == GEMINI_HOOK_NAME
+    ]
+    return entry  # type: ignore[no-any-return]
+
+
+def test_the_hook_answers_gemini_and_records_the_refusal(tmp_path: Path) -> None:
+    home, denials = install(SPEC, tmp_path / "guard", "client-1", "gemini", tmp_path / "none")
+    entry = _gemini_hook(home)
+    assert entry["matcher"] == "^(write_file|replace)$"
+    command = entry["hooks"][0]["command"]  # type: ignore[index]
+    allowed = _run_hook(command, {**GEMINI_EVENT, "tool_input": {"file_path": "web/a.ts"}})
+    assert allowed.returncode == 0 and allowed.stdout == ""
+    refused = _run_hook(command, GEMINI_EVENT)
+    assert refused.returncode == 0
+    answer = json.loads(refused.stdout)
+    assert answer["decision"] == "deny" and "db/m.sql belongs to task db" in answer["reason"]
+    assert read_denials(denials) == [
+        {"tool": "write_file", "path": "db/m.sql", "reason": answer["reason"]}
+    ]
+
+
+def test_a_gemini_hook_that_cannot_start_or_read_its_file_refuses(tmp_path: Path) -> None:
+    home, _ = install(SPEC, tmp_path / "guard", "client-1", "gemini")
+    command = _gemini_hook(home)["hooks"][0]["command"]  # type: ignore[index]
+    broken = _run_hook(command.replace(sys.executable, "/nonexistent/python", 1), GEMINI_EVENT)
+    answer = json.loads(broken.stdout)
+    assert answer["decision"] == "deny" and "could not start" in answer["reason"]
+    code, out = main([str(tmp_path / "missing.json"), "gemini"], json.dumps(GEMINI_EVENT))
+    assert code == 0 and json.loads(out)["decision"] == "deny"
+    assert main([str(tmp_path / "missing.json"), "nobody"], "{}") == (1, "")  # the fallback
+
+
+def test_geminis_guard_home_links_the_operators_files_and_adds_the_hook(tmp_path: Path) -> None:
+    operator = tmp_path / "home" / ".gemini"
+    (operator / "tmp").mkdir(parents=True)
+    (operator / "oauth_creds.json").write_text("{}")
+    own_hook = {"matcher": "run_shell_command", "hooks": [{"type": "command", "command": "x"}]}
+    mine = (
+        "// the operator's settings, with comments as gemini allows\n"
+        '{"model": {"name": "gemini-9"}, /* kept */ "hooks": {"BeforeTool": ['
+        + json.dumps(own_hook)
+        + ']}, "hooksConfig": {"disabled": ["'
+        + GEMINI_HOOK_NAME
+        + '"]}}'
+    )
+    (operator / "settings.json").write_text(mine)
+    home, _ = install(SPEC, tmp_path / "guard", "client-1", "gemini", operator)
+    dot = Path(home) / ".gemini"
+    assert (dot / "oauth_creds.json").resolve() == (operator / "oauth_creds.json").resolve()
+    assert (dot / "tmp").is_symlink() and (dot / "tmp").resolve() == (operator / "tmp").resolve()
+    settings = json.loads((dot / "settings.json").read_text())
+    assert not (dot / "settings.json").is_symlink()
+    assert settings["model"] == {"name": "gemini-9"}
+    assert settings["hooks"]["BeforeTool"][1] == own_hook  # theirs still run, after ours
+    assert settings["hooksConfig"] == {"enabled": True, "disabled": []}
+    assert (operator / "settings.json").read_text() == mine  # theirs untouched
+    # Their hooks turned off stay off; the guard's runs.
+    (operator / "settings.json").write_text(
+        json.dumps({"hooks": {"BeforeTool": [own_hook]}, "hooksConfig": {"enabled": False}})
+    )
+    home, _ = install(SPEC, tmp_path / "guard", "client-2", "gemini", operator)
+    settings = json.loads((Path(home) / ".gemini" / "settings.json").read_text())
+    assert [e["hooks"][0].get("name") for e in settings["hooks"]["BeforeTool"]] == [
+        GEMINI_HOOK_NAME
+    ]
+    # In a sandbox, both its home and the operator's folder its links lead to are writable.
+    env = guard_environment(PRESETS["gemini"], home)
+    assert env == {"GEMINI_CLI_HOME": home}
+    homes = sandbox.agent_homes("gemini", env, tmp_path / "home")
+    assert homes == (Path(home) / ".gemini", operator)
+
+
+def test_gemini_gets_the_guard_as_its_home_not_its_arguments() -> None:
+    argv = build_argv(
+        PRESETS["gemini"], prompt="p", task_id="t", workdir="", last_message="", guard_settings="/h"
+    )
+    assert argv == build_argv(
+        PRESETS["gemini"], prompt="p", task_id="t", workdir="", last_message=""
+    )
+    assert guard_environment(PRESETS["gemini"], "/h") == {"GEMINI_CLI_HOME": "/h"}
+    assert guard_environment(PRESETS["gemini"], None) == {}  # guard: off
+    assert guard_environment(PRESETS["claude"], "{}") == {}
