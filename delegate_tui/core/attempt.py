@@ -16,7 +16,7 @@ vendor keeps refusing its credentials ("authentication failed") rather than
 letting it burn its timeout. A retry continues the agent's conversation where
 its CLI can (``resume_command``).
 
-(About 745 lines: the steps of one attempt in the order they run, each a method;
+(About 760 lines: the steps of one attempt in the order they run, each a method;
 what the stream, the scope guard and the sandbox ask of an attempt sits beside
 the step that uses it, and their decisions live in their own modules.)
 """
