@@ -258,9 +258,10 @@ def test_a_retry_that_keeps_old_work_is_stale_by_ancestry_and_rechecked(
     state, recorder, _ = run_engine(write_plan(plan_text), during=operator, hold_at_end=True)
     assert state.tasks["schema"].status == "succeeded"
     first, second = state.tasks["client"].attempts
-    assert first.status == "failed" and second.base_commit != state.tasks["schema"].attempts[
-        0
-    ].merged_commit
+    assert (
+        first.status == "failed"
+        and second.base_commit != state.tasks["schema"].attempts[0].merged_commit
+    )
     stale = [
         e for e in recorder.events if isinstance(e, ConflictDetected) and e.kind == "stale-input"
     ]
