@@ -161,7 +161,7 @@ def test_retry_restarts_a_task_whose_input_went_stale(status: str) -> None:
     if status in ACCEPTED["retry"] | STALE_RETRY:
         assert answer is None
     else:
-        assert answer == f"b cannot be retried while {status}"
+        assert answer == f"b cannot be retried ({status})"
     assert restarts_stale(state, "b") == (status in STALE_RETRY)
     # Another task's stale input, or another kind of finding, restarts nothing.
     other = ConflictDetected(
@@ -175,5 +175,5 @@ def test_retry_restarts_a_task_whose_input_went_stale(status: str) -> None:
     }
     assert not restarts_stale(state, "b")
     assert refusal(state, "retry", "b") == (
-        None if status in ACCEPTED["retry"] else f"b cannot be retried while {status}"
+        None if status in ACCEPTED["retry"] else f"b cannot be retried ({status})"
     )

@@ -142,7 +142,7 @@ async def test_r_on_a_running_task_whose_input_went_stale_restarts_it(
     source.emit(TaskFinished(task="schema", attempt=1, status="succeeded"), 4.6)
     async with start_app(source, size=(200, 40)) as ui:
         await ui.select("service")
-        assert ui.screen.refusal_of("retry") == "service cannot be retried while running"
+        assert ui.screen.refusal_of("retry") == "service cannot be retried (running)"
         source.emit(STALE, 4.7)
         await ui.settle()
         sidebar = str(ui.screen.query_one("#conflicts").render())
