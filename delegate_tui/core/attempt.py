@@ -531,10 +531,9 @@ class Attempt:
         spec = ctx.agents[ctx.plan.agent_of(task)]
         self._last_message_path.parent.mkdir(parents=True, exist_ok=True)
         session, resumed = self._resumable_session(spec)
-        if session:
-            prompt = self.prompt  # the conversation already holds the task and its scopes
-        else:
-            prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
+        # Who owns what now: a resumed conversation holds the owners of its last attempt.
+        prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
+        if not session:
             prompt = agent_prompt(spec, prompt, task.persona)  # logged exactly as sent
         budget, max_turns = self._limits(spec)
         guard_settings = self._install_guard(spec, workdir)

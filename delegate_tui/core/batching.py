@@ -21,8 +21,12 @@ from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, RunState
 
 __all__ = ["FAILED_STATUSES", "Proposal", "next_batch"]
 
-#: Tasks in these statuses occupy their declared scope: a new task must not overlap them.
-#: (Tasks of the batch waiting for approval do not: the batch is proposed anew from them.)
+#: Tasks in these statuses occupy their declared scope: a new task must not overlap them,
+#: by its edits or its reads. (Tasks of the batch waiting for approval do not: the batch
+#: is proposed anew from them. A task in merge-conflict or failed does not either, for
+#: editors and readers alike: it runs no more, its retry starts from the integration tip,
+#: and a merge of it under a reader is a stale input; waiting for it would leave a run
+#: without an operator unable to end.)
 _OCCUPYING = ACTIVE_STATUSES | {"awaiting-merge"}
 #: Tasks that may join the next batch once their dependencies succeeded.
 _CANDIDATES = ("pending", "proposed")

@@ -3,9 +3,11 @@
 Owns one pure function, :func:`refusal`, over a :class:`RunState`: the
 message an operator sees when a command cannot be carried out (``None`` when
 it can). The engine asks it before acting on a command, and the UI asks it
-to decide which keys are live, so the two cannot disagree. Checks that need
-the live process (whether an agent's stdin is still open) stay with the
-engine; everything that the state knows is decided here.
+to decide which keys are live, so the two cannot disagree. A retry also
+restarts a task whose input went stale while it runs or waits to merge
+(:func:`restarts_stale`). Checks that need the live process (whether an
+agent's stdin is still open) stay with the engine; everything that the
+state knows is decided here.
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ COMMANDS: tuple[Command, ...] = get_args(Command)
 TASK_COMMANDS: frozenset[Command] = frozenset({"kill", "retry", "skip", "input", "merge"})
 
 ENDED = "the run has ended"
+#: A task in these statuses whose input went stale is restarted by ``retry``: a
+#: running one is ended first, one waiting to merge drops its unmerged commit.
+#: (One being merged is re-checked by the merge itself.)
+STALE_RESTARTABLE = frozenset({"starting", "running", "checking", "awaiting-merge"})
+
+
+def restarts_stale(state: RunState, task_id: str) -> bool:
+    """``retry`` on ``task_id`` restarts it on the new integration tip: it runs or waits
+    to merge, and a merge changed what it read (an open ``stale-input`` finding)."""
+    task = state.tasks.get(task_id)
+    return (
+        task is not None
+        and task.status in STALE_RESTARTABLE
+        and any(
+            f.kind == "stale-input" and f.tasks[:1] == (task_id,) for f in state.findings.values()
+        )
+    )
 
 
 def refusal(state: RunState, command: Command, task_id: str | None = None) -> str | None:
@@ -81,6 +100,8 @@ def _task_refusal(state: RunState, command: Command, task_id: str | None) -> str
             return f"{task.id} {done}"
         return None
     # retry
+    if restarts_stale(state, task.id):
+        return None  # ended, or its commit dropped, and started again on the new tip
     if status not in RETRYABLE_STATUSES:
         return f"{task.id} cannot be retried ({status})"
     if state.plan is not None:

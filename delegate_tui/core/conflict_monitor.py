@@ -204,7 +204,11 @@ class ConflictMonitor:
             loose = self._unattributed if self.isolation == "shared" else []
             findings = conflicts.analyze(self.plan, changes, predictions, loose)
             if self.isolation == "worktree":
-                findings += conflicts.stale_inputs(*read_sets(self.plan, state))
+                readers, merges = read_sets(self.plan, state)
+                ancestry = Ancestry(self.repo, state)
+                if ancestry.unknown(readers, merges):  # a retry that kept its old work
+                    await asyncio.to_thread(ancestry.learn, readers, merges)
+                findings += conflicts.stale_inputs(readers, merges, ancestry)
             found = {f.key: f for f in findings}
             for key in [k for k in state.findings if k not in found]:
                 self._emitter.emit(ConflictResolved(key=key, reason="no longer holds"))
@@ -252,8 +256,71 @@ def merges_so_far(state: RunState) -> list[conflicts.Merge]:
                 paths = {f.path for f in attempt.changed} | {
                     f.old_path for f in attempt.changed if f.old_path
                 }
-                merges.append(conflicts.Merge(task.id, attempt.merged_ts, tuple(sorted(paths))))
+                merges.append(
+                    conflicts.Merge(
+                        task.id, attempt.merged_ts, tuple(sorted(paths)), attempt.merged_commit
+                    )
+                )
     return merges
+
+
+#: ``(merged commit, base) -> is it in that base``, as git answered (commits do not change).
+_ANCESTRY: dict[tuple[str, str], bool] = {}
+_ANCESTRY_LIMIT = 100_000
+
+
+class Ancestry:
+    """Whether a merge is already in an attempt's start (:data:`conflicts.InBase`).
+
+    An attempt that started from an integration tip holds every merge up to that
+    tip and none after: the run's order of merges answers it, without git. An
+    attempt that kept an earlier attempt's work started from that work (an old
+    tip, and its own changes): git's ancestry answers it, once per pair
+    (:meth:`learn`, in a thread); until then, or when git cannot say, ``None``.
+    """
+
+    def __init__(self, repo: Path, state: RunState) -> None:
+        self.repo = repo
+        merged = sorted(
+            (a.merged_ts, a.merged_commit)
+            for t in state.tasks.values()
+            for a in t.attempts
+            if a.merged_commit
+        )
+        tips = [state.base_commit, *(commit for _, commit in merged)]
+        self._order = {commit: i for i, commit in enumerate(tips) if commit}
+
+    def __call__(self, merged: str, base: str) -> bool | None:
+        at, of = self._order.get(merged), self._order.get(base)
+        if at is not None and of is not None:
+            return at <= of
+        return _ANCESTRY.get((merged, base))
+
+    def _pairs(
+        self, readers: list[conflicts.Reader], merges: list[conflicts.Merge]
+    ) -> list[tuple[str, str]]:
+        return [
+            (m.commit, r.base)
+            for r in readers
+            if r.base and r.base not in self._order
+            for m in merges
+            if m.commit and m.task != r.task and (m.commit, r.base) not in _ANCESTRY
+        ]
+
+    def unknown(self, readers: list[conflicts.Reader], merges: list[conflicts.Merge]) -> bool:
+        """Some pair needs git (:meth:`learn`)."""
+        return bool(self._pairs(readers, merges))
+
+    def learn(self, readers: list[conflicts.Reader], merges: list[conflicts.Merge]) -> None:
+        """Ask git about the pairs the run's order of merges cannot answer (blocking)."""
+        if len(_ANCESTRY) > _ANCESTRY_LIMIT:
+            _ANCESTRY.clear()
+        for merged, base in self._pairs(readers, merges):
+            rc = workspace.git(
+                ["merge-base", "--is-ancestor", merged, base], self.repo, check=False
+            ).returncode
+            if rc in (0, 1):
+                _ANCESTRY[(merged, base)] = rc == 0
 
 
 def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
@@ -268,7 +335,18 @@ def reader_of(plan: Plan, task: TaskState) -> conflicts.Reader | None:
     spec = plan.task(task.id)
     seen = tuple(p for p in latest.read if not p.startswith("/") and not any(c in p for c in "*?["))
     reads = tuple(dict.fromkeys((*spec.reads, *seen)))
-    return conflicts.Reader(task.id, latest.prepared_ts, reads) if reads else None
+    if not reads:
+        return None
+    return conflicts.Reader(task.id, latest.prepared_ts, reads, latest.base_commit)
+
+
+def stale_for(repo: Path, state: RunState, reader: conflicts.Reader) -> list[conflicts.Finding]:
+    """The stale inputs of one reader now, by ancestry (git asked here, blocking, for a
+    start the run's order of merges does not know)."""
+    merges = merges_so_far(state)
+    ancestry = Ancestry(repo, state)
+    ancestry.learn([reader], merges)
+    return conflicts.stale_inputs([reader], merges, ancestry)
 
 
 def stale_context(plan: Plan, state: RunState, repo: Path, task_id: str) -> str:
@@ -278,7 +356,7 @@ def stale_context(plan: Plan, state: RunState, repo: Path, task_id: str) -> str:
         return ""
     base = state.tasks[task_id].attempts[-1].base_commit
     parts = []
-    for finding in conflicts.stale_inputs([reader], merges_so_far(state)):
+    for finding in stale_for(repo, state, reader):
         merged = finding.tasks[1]
         diff = workspace.diff_text(repo, base, state.integration_tip, finding.paths)
         parts.append(

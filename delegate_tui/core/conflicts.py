@@ -21,7 +21,7 @@ key appears and ``ConflictResolved`` when it goes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from delegate_tui.core import scopes
@@ -200,8 +200,9 @@ class Reader:
     """A task that may have read something a merge changed since it started."""
 
     task: str
-    started: float  # when its attempt took the integration tip as its start
+    started: float  # when its attempt took its start (the integration tip, or kept work)
     reads: tuple[str, ...]  # declared globs, and files its agent was seen reading
+    base: str = ""  # the commit its attempt started from
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,15 +212,35 @@ class Merge:
     task: str
     at: float
     paths: tuple[str, ...]
+    commit: str = ""  # the integration tip it made
 
 
-def stale_inputs(readers: Sequence[Reader], merges: Sequence[Merge]) -> list[Finding]:
-    """``stale-input`` findings: a merge that landed after a task started changed a file
-    in that task's read set (its declared ``reads`` and what its agent read)."""
+#: Whether a merged commit is already in a reader's start: ``(merged, base) -> bool``,
+#: ``None`` when that is not known (then the times decide).
+InBase = Callable[[str, str], "bool | None"]
+
+
+def stale_inputs(
+    readers: Sequence[Reader], merges: Sequence[Merge], in_base: InBase | None = None
+) -> list[Finding]:
+    """``stale-input`` findings: a merge that is not in a task's start changed a file in
+    that task's read set (its declared ``reads`` and what its agent read).
+
+    Whether the merge is in the start is ``in_base`` (git's ancestry: a retry that kept
+    its old work started from an old tip, however late it was prepared); where that is
+    not known, a merge that landed after the attempt took its start is not in it.
+    """
     findings = []
     for reader in readers:
         for merge in merges:
-            if merge.task == reader.task or merge.at <= reader.started:
+            if merge.task == reader.task:
+                continue
+            known = (
+                in_base(merge.commit, reader.base)
+                if in_base is not None and merge.commit and reader.base
+                else None
+            )
+            if known if known is not None else merge.at <= reader.started:
                 continue
             paths = tuple(p for p in merge.paths if scopes.matches_any(reader.reads, p))
             if paths:

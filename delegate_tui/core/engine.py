@@ -43,7 +43,7 @@ from delegate_tui.core import (
 )
 from delegate_tui.core.agents import AgentSpec
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
-from delegate_tui.core.commands import Command, refusal
+from delegate_tui.core.commands import Command, refusal, restarts_stale
 from delegate_tui.core.conflict_monitor import ConflictMonitor, stale_context
 from delegate_tui.core.emitter import Emitter, Listener
 from delegate_tui.core.events import (
@@ -135,7 +135,9 @@ class Engine:
         self._final_merge_requested = self.options.finish
         self._told_waiting = False
         self._budget_told = False
-        self._restarts: set[str] = set()  # stale input: start these again once they end
+        #: Stale input: start these again once they end: (the operator's words, a fresh
+        #: conversation, by the operator).
+        self._restarts: dict[str, tuple[str, bool, bool]] = {}
         self._warnings: tuple[str, ...] = ()
         self._resume_report = ReadReport()
         self._base_branch = ""
@@ -175,13 +177,23 @@ class Engine:
         if type(ev) is ConflictDetected and ev.kind == "stale-input":
             reader = ev.tasks[0]
             task = self.state.tasks[reader]
-            if self.plan.task(reader).on_stale_input == "restart" and task.status in (
-                ACTIVE_STATUSES
+            if (
+                self.plan.task(reader).on_stale_input == "restart"
+                and task.status in ACTIVE_STATUSES
+                and self._merged_under(reader, ev.tasks[1])
             ):
                 # on_stale_input: restart: end it, then start it again on the new tip
                 # (after this event has reached every listener).
-                self._restarts.add(reader)
+                self._restarts[reader] = ("", True, False)
                 asyncio.get_running_loop().call_soon(self.kill, reader)
+
+    def _merged_under(self, reader: str, merged: str) -> bool:
+        """``merged`` landed after ``reader``'s attempt took its start. A retry that kept
+        its old work started on an older tip and was told what merged since in its
+        prompt: that is no reason to end it (the finding stays, the merge re-checks it)."""
+        attempt = self.state.tasks[reader].attempt
+        landed = max((a.merged_ts for a in self.state.tasks[merged].attempts), default=0.0)
+        return attempt is not None and landed > attempt.prepared_ts
 
     def _type_note(self, task_id: str, number: int, line: str) -> None:
         """Type a finding's note into the agent still running that attempt, once."""
@@ -245,6 +257,9 @@ class Engine:
         """The run's merges (made when the repository is known)."""
         if self._integration is None:
             self._integration = Integration(self._emitter, self.plan, self.repo, self.run_id)
+            self._integration.gate = recheck.Gate(
+                self.plan, self._emitter, self._executor, self._integration
+            )
         return self._integration
 
     # ------------------------------------------------------------ start
@@ -558,14 +573,36 @@ class Engine:
     ) -> str:
         """Start a new attempt with the failure and ``context`` added to the prompt.
 
-        The agent continues its conversation where its CLI can, unless ``fresh``.
+        The agent continues its conversation where its CLI can, unless ``fresh``. A task
+        whose input went stale while it runs or waits to merge is ended (its unmerged
+        commit dropped) and started again on the new integration tip, with the merged
+        change in its prompt (what ``on_stale_input: restart`` does by itself).
         """
         if refused := self._refused("retry", task_id):
             return refused
+        if restarts_stale(self.state, task_id):
+            if task_id in self._jobs and self.state.tasks[task_id].status == "awaiting-merge":
+                return f"{task_id} is being merged; wait for it"
+            self._restart_stale(task_id, context, fresh=fresh)
+            return ""
         self._schedule_retry(
             task_id, context, automatic=False, keep_worktree=keep_worktree, fresh=fresh
         )
         return ""
+
+    def _restart_stale(self, task_id: str, context: str, *, fresh: bool) -> None:
+        task = self.state.tasks[task_id]
+        self._restarts[task_id] = (context, fresh, True)
+        if task.status in ACTIVE_STATUSES:
+            self.kill(task_id)  # its end starts the restart (_end_attempt)
+            return
+        # Waiting for a merge: nothing runs; its commit stays on its branch, unmerged.
+        attempt = task.attempts[-1]
+        self._end_attempt(
+            task_id,
+            attempt.number,
+            Outcome("killed", "its input went stale; restarted on the new tip by the operator"),
+        )
 
     def _schedule_retry(
         self,
@@ -739,14 +776,11 @@ class Engine:
 
     async def _merge_job(self, task_id: str, attempt: AttemptState) -> None:
         try:
-            stale = await recheck.before_merge(
-                self.plan, self._emitter, self._executor, self.integration, task_id, self.run_id
-            )
-            if stale:  # what it read changed since, and its criteria fail on the new tip
-                self._end_attempt(task_id, attempt.number, Outcome("failed", stale))
-                return
-            merged = await self.integration.merge(task_id, attempt)
-            output = self.state.tasks[task_id].output if merged.status == "succeeded" else ""
+            # Re-checked first when what it read changed since it started (recheck.Gate).
+            merged = await self.integration.merge(task_id, attempt, by_operator=True)
+            output = ""
+            if merged.status == "succeeded":  # held by the re-check, it said nothing yet
+                output = self.state.tasks[task_id].output or self._final_output(task_id, attempt)
             self._end_attempt(
                 task_id, attempt.number, Outcome(merged.status, merged.reason, output)
             )
@@ -754,6 +788,12 @@ class Engine:
             if self._jobs.get(task_id) is asyncio.current_task():  # not a retry it started
                 del self._jobs[task_id]
             self._wake.set()
+
+    def _final_output(self, task_id: str, attempt: AttemptState) -> str:
+        """What ``attempt`` hands its dependents (its last message, else its output's tail)."""
+        path = self.run_dir / "messages" / f"{task_id}-{attempt.number}.txt"
+        message = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return prompts.final_output(attempt, message)
 
     def _end_attempt(self, task_id: str, number: int, outcome: Outcome) -> None:
         """Say how the attempt ended, then act on what the scheduler makes of it."""
@@ -771,8 +811,10 @@ class Engine:
         if self._jobs.get(task_id) is asyncio.current_task():
             del self._jobs[task_id]
         if task_id in self._restarts and not self._stopping:
-            self._restarts.discard(task_id)
-            self._schedule_retry(task_id, "", automatic=True, keep_worktree=False, fresh=True)
+            context, fresh, by_operator = self._restarts.pop(task_id)
+            self._schedule_retry(
+                task_id, context, automatic=not by_operator, keep_worktree=False, fresh=fresh
+            )
         elif not self._stopping:
             step = scheduler.after_attempt(self.plan, self.state, task_id)
             if isinstance(step, scheduler.AutoRetry):

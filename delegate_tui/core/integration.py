@@ -20,6 +20,7 @@ import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from delegate_tui.core import workspace
 from delegate_tui.core.emitter import Emitter
@@ -36,6 +37,20 @@ class MergeOutcome:
     reason: str = ""
 
 
+class MergeGate(Protocol):
+    """What stands between finished work and the integration branch (``recheck.Gate``)."""
+
+    def moved(self, task_id: str, attempt: AttemptState) -> bool:
+        """Asked under the merge lock: must :meth:`check` run (again) before this merge?"""
+        ...
+
+    async def check(
+        self, task_id: str, attempt: AttemptState, *, by_operator: bool = False
+    ) -> MergeOutcome | None:
+        """``None`` when the attempt may merge now, else how it ends instead."""
+        ...
+
+
 class Integration:
     """Merges of one run into its integration branch, and the final merge."""
 
@@ -49,6 +64,8 @@ class Integration:
         self._merge_lock = asyncio.Lock()
         self._releases: set[asyncio.Task[None]] = set()
         self._released = False  # some worktree was parked or removed: prune git's notes
+        #: Re-checks stale work before it merges (set by the engine: ``recheck.Gate``).
+        self.gate: MergeGate | None = None
 
     def prepare(self, isolation: str, base: str, *, include_dirty: bool) -> tuple[str, str, str]:
         """Before the run starts: ``(base commit, integration branch, operator's branch)``.
@@ -72,18 +89,34 @@ class Integration:
         workspace.create_branch(self.repo, integration, base_commit)
         return base_commit, integration, base_branch
 
-    async def merge(self, task_id: str, attempt: AttemptState) -> MergeOutcome:
-        """Merge ``attempt``'s commit into the integration branch."""
+    async def merge(
+        self, task_id: str, attempt: AttemptState, *, by_operator: bool = False
+    ) -> MergeOutcome:
+        """Merge ``attempt``'s commit into the integration branch.
+
+        With a :attr:`gate`, the attempt is checked first (outside the lock: a re-check
+        may take minutes), and again whenever a merge that landed meanwhile changed what
+        it read: the check that let it through holds for the tip it merges onto.
+        """
         title = self.plan.task(task_id).label
-        async with self._merge_lock:
-            result = await asyncio.to_thread(
-                workspace.merge_into,
-                self.repo,
-                self._emitter.state.integration_branch,
-                attempt.commit,
-                f"Merge {task_id}: {title}\n\n"
-                f"delegate-tui run {self.run_id}, attempt {attempt.number}",
-            )
+        gate = self.gate
+        while True:
+            if gate is not None and gate.moved(task_id, attempt):
+                held = await gate.check(task_id, attempt, by_operator=by_operator)
+                if held is not None:
+                    return held
+            async with self._merge_lock:
+                if gate is not None and gate.moved(task_id, attempt):
+                    continue  # a merge landed under the check: check again
+                result = await asyncio.to_thread(
+                    workspace.merge_into,
+                    self.repo,
+                    self._emitter.state.integration_branch,
+                    attempt.commit,
+                    f"Merge {task_id}: {title}\n\n"
+                    f"delegate-tui run {self.run_id}, attempt {attempt.number}",
+                )
+                break
         if not result.ok:
             self._emitter.emit(
                 MergeConflict(

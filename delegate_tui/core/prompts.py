@@ -221,26 +221,52 @@ def continue_prompt(
 
 #: Entries of each list in the scope section; the rest are counted, not listed.
 SCOPE_ENTRIES = 8
+#: Globs shown of one owner, and of the task's own edits; the rest are counted.
+SCOPE_GLOBS = 4
+SCOPE_OWN_GLOBS = 12
+#: Characters of one line of the section (a long path is cut with "…").
+SCOPE_LINE = 160
+#: The section stays under this many characters, whatever the plan: owners that do not
+#: fit are counted instead of listed.
+SCOPE_CHARS = 1500
 SCOPE_HEADER = "--- Who owns what (from delegate-tui, which runs other agents beside you) ---"
 _OWNING = {"awaiting-merge": "waiting to merge", "pending": "queued", "proposed": "queued"}
+
+
+def _globs(globs: tuple[str, ...] | list[str], limit: int) -> str:
+    """The first ``limit`` of ``globs`` that fit on a line, and how many more."""
+    shown: list[str] = []
+    size = 0
+    for glob in globs[:limit]:
+        if shown and size + len(glob) > SCOPE_LINE - 60:
+            break
+        shown.append(glob)
+        size += len(glob) + 2
+    rest = len(globs) - len(shown)
+    return ", ".join(shown) + (f" and {rest} more" if rest else "")
+
+
+def _line(text: str) -> str:
+    return text if len(text) <= SCOPE_LINE else text[: SCOPE_LINE - 1] + "…"
 
 
 def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
     """The end of every attempt's prompt: what this task may change, what others own.
 
     Short and stable for large plans: running tasks first, then those waiting to
-    merge, then queued ones, at most :data:`SCOPE_ENTRIES` of each list and a count.
+    merge, then queued ones, at most :data:`SCOPE_ENTRIES` of them and
+    :data:`SCOPE_GLOBS` globs of each, then counts; never over :data:`SCOPE_CHARS`.
     """
     task = plan.task(task_id)
-    lines = [SCOPE_HEADER]
+    head = [SCOPE_HEADER]
     if task.kind == "consult":
-        lines.append(
+        head.append(
             "This is a consult task: change no file; give your answer in your final message."
         )
     elif task.edits:
-        lines.append("You may change: " + ", ".join(task.edits))
+        head.append(_line("You may change: " + _globs(task.edits, SCOPE_OWN_GLOBS)))
     else:
-        lines.append("No files were declared for you: change only what the task needs.")
+        head.append("No files were declared for you: change only what the task needs.")
     owners: list[tuple[int, str]] = []
     order = {"running": 0, "waiting to merge": 1, "queued": 2}
     for other in plan.tasks:
@@ -250,23 +276,36 @@ def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
         how = "running" if status in ACTIVE_STATUSES else _OWNING.get(status)
         if how is None:
             continue  # done, failed or skipped: owns nothing now
-        owners.append((order[how], f"  {', '.join(other.edits)}: {other.id} ({how})"))
+        owners.append((order[how], f"  {_globs(other.edits, SCOPE_GLOBS)}: {other.id} ({how})"))
+    tail = _sandbox_lines(plan, task_id)
+    mine = set(scopes.shared_hits(task.edits, plan.shared_files))
+    shared = [f for f in plan.shared_files if f not in mine]
+    if shared and task.kind != "consult":
+        tail.append(
+            _line(
+                "Shared config files only their declared owner may change: "
+                + _globs(shared, SCOPE_ENTRIES)
+            )
+        )
+    lines = head
     if owners:
         owners.sort(key=lambda o: o[0])
         lines.append(
             "Other agents own these; do not change them, say in your final message what you need instead:"
         )
-        lines += [line for _, line in owners[:SCOPE_ENTRIES]]
-        if len(owners) > SCOPE_ENTRIES:
-            lines.append(f"  and {len(owners) - SCOPE_ENTRIES} more task(s)")
-    lines += _sandbox_lines(plan, task_id)
-    mine = set(scopes.shared_hits(task.edits, plan.shared_files))
-    shared = [f for f in plan.shared_files if f not in mine]
-    if shared and task.kind != "consult":
-        shown = ", ".join(shared[:SCOPE_ENTRIES])
-        more = f" and {len(shared) - SCOPE_ENTRIES} more" if len(shared) > SCOPE_ENTRIES else ""
-        lines.append(f"Shared config files only their declared owner may change: {shown}{more}")
-    return "\n".join(lines) + "\n"
+        # What is left for owners once the rest is written (and a count of those left out).
+        room = SCOPE_CHARS - sum(len(line) + 1 for line in (*lines, *tail)) - 40
+        listed = 0
+        for _, line in owners[:SCOPE_ENTRIES]:
+            line = _line(line)
+            if len(line) + 1 > room:
+                break
+            lines.append(line)
+            room -= len(line) + 1
+            listed += 1
+        if len(owners) > listed:
+            lines.append(f"  and {len(owners) - listed} more task(s)")
+    return "\n".join([*lines, *tail]) + "\n"
 
 
 def _sandbox_lines(plan: Plan, task_id: str) -> list[str]:

@@ -25,9 +25,11 @@ from delegate_tui.core.events import (
     RetryScheduled,
     TaskExited,
     TaskMerged,
+    TaskStarted,
 )
 from delegate_tui.core.metrics import stats
 from delegate_tui.core.plan import Plan
+from delegate_tui.core.prompts import SCOPE_HEADER
 from delegate_tui.ui.transcript import render
 from tests.conftest import git, run_engine
 from tests.standins.clis import AGENTS
@@ -191,10 +193,14 @@ def test_a_retry_continues_the_agents_conversation(
             assert second.argv[-3:-1] == (first.session_id, "--")
         else:
             assert second.argv[second.argv.index("--resume") + 1] == first.session_id
-        # Only what happened since goes to the conversation, which still holds the task.
+        # Only what happened since goes to the conversation, which still holds the task,
+        # and who owns what now (owners change between attempts).
         assert second.prompt.startswith(
             "--- delegate-tui: your last attempt ended: criteria failed"
         )
+        started = [e for e in recorder.events if isinstance(e, TaskStarted) and e.attempt == 2]
+        assert SCOPE_HEADER in started[0].prompt and "You may change: src/**" in started[0].prompt
+        assert SCOPE_HEADER in talk.main_requests()[2].text
         resumed = talk.main_requests()[2].text
         assert "- write src/hello.txt" in resumed, "the earlier turns came back with the session"
         if cli == "claude":  # claude itself tells the model the conversation moved
@@ -271,6 +277,35 @@ def test_with_the_guard_off_gemini_gets_no_guard_home(
     assert state.tasks["hello"].status == "succeeded", state.tasks["hello"].attempts[-1].reason
     # Unguarded, the write outside its edits went through (detection reports it after).
     assert "src/owned/api.py" in git(repo, "ls-tree", "-r", "--name-only", state.integration_branch)
+
+
+def test_guard_off_runs_claude_without_the_hook(
+    repo: Path, write_plan: PlanWriter, standin: StandInServer, use_cli: Callable[..., None]
+) -> None:
+    """``guard: off`` on the task: no ``--settings`` hook, so the same write outside its
+    edits goes through (and is left to live detection: an out-of-scope finding)."""
+    talk = standin.converse([WriteFile("src/owned/api.py", "X = 1\n"), Reply("done")])
+    use_cli("claude", talk)
+    tasks = """\
+    - id: hello
+      agent: {agent}
+      prompt: write the file
+      edits: [src/ok.txt]
+      guard: off
+    - id: owner
+      agent: shell
+      command: "sleep 0"
+      depends_on: [hello]
+      edits: [src/owned/**]
+    """
+    plan = write_plan(plan_text(repo, "claude", tasks))
+    state, recorder, engine = run_engine(plan)
+    (attempt,) = state.tasks["hello"].attempts
+    assert attempt.argv and "--settings" not in attempt.argv
+    assert not list((engine.run_dir / "guard").glob("hello-*")), "no hook installed"
+    assert not [e for e in recorder.events if isinstance(e, GuardDenied)]
+    integration = state.integration_branch
+    assert git(repo, "show", f"{integration}:src/owned/api.py") == "X = 1\n"
 
 
 def test_a_read_seen_only_in_claudes_stream_makes_a_stale_input_and_restarts_it(

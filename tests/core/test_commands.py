@@ -6,8 +6,8 @@ import typing
 
 import pytest
 
-from delegate_tui.core.commands import COMMANDS, TASK_COMMANDS, Command, refusal
-from delegate_tui.core.events import BatchProposed, TaskStatus
+from delegate_tui.core.commands import COMMANDS, TASK_COMMANDS, Command, refusal, restarts_stale
+from delegate_tui.core.events import BatchProposed, ConflictDetected, TaskStatus
 from delegate_tui.core.plan import parse_plan
 from delegate_tui.core.state import RunState, TaskState
 
@@ -137,3 +137,43 @@ def test_run_commands() -> None:
     assert refusal(busy, "finish") == "tasks are still running"
     shared = state_with("pending", isolation="shared")
     assert refusal(shared, "finish") == "only worktree runs have an integration branch to merge"
+
+
+#: With an open stale-input finding, retry also restarts these (on the new tip).
+STALE_RETRY = frozenset({"starting", "running", "checking", "awaiting-merge"})
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_retry_restarts_a_task_whose_input_went_stale(status: str) -> None:
+    """A merge changed what b read: r ends it (or drops its unmerged commit) and starts it
+    again on the new tip, while it runs or waits to merge; one being merged is re-checked
+    by the merge itself."""
+    state = state_with(status)
+    finding = ConflictDetected(
+        key="stale-input:b,a:b/x",
+        kind="stale-input",
+        severity="warning",
+        tasks=("b", "a"),
+        paths=("b/x",),
+    )
+    state.findings = {finding.key: finding}
+    answer = refusal(state, "retry", "b")
+    if status in ACCEPTED["retry"] | STALE_RETRY:
+        assert answer is None
+    else:
+        assert answer == f"b cannot be retried ({status})"
+    assert restarts_stale(state, "b") == (status in STALE_RETRY)
+    # Another task's stale input, or another kind of finding, restarts nothing.
+    other = ConflictDetected(
+        key="k", kind="overlap", severity="warning", tasks=("b", "a"), paths=("b/x",)
+    )
+    state.findings = {
+        "k": other,
+        "s": ConflictDetected(
+            key="s", kind="stale-input", severity="warning", tasks=("a", "b"), paths=("b/x",)
+        ),
+    }
+    assert not restarts_stale(state, "b")
+    assert refusal(state, "retry", "b") == (
+        None if status in ACCEPTED["retry"] else f"b cannot be retried ({status})"
+    )

@@ -330,6 +330,38 @@ def test_the_scope_section_stays_short_for_a_large_plan() -> None:
     assert "  and 191 more task(s)" in section
 
 
+def test_the_scope_section_stays_short_however_many_globs_each_task_has() -> None:
+    """Ten running tasks of sixty globs each (and a task of sixty, long paths, many shared
+    files): globs are counted past a few per owner, and the section stays under
+    SCOPE_CHARS characters (it was 6,362 when only entries were capped)."""
+    long = "services/payments/internal/adapters/stripe/webhooks/handlers/v2/" * 2
+
+    def globs(i: int) -> str:
+        return ", ".join(f"'src/pkg{i}/module{j}/**/*.py'" for j in range(60))
+
+    tasks = "".join(
+        f"  - {{id: t{i}, prompt: x, edits: [{globs(i)}, '{long}{i}.py']}}\n" for i in range(12)
+    )
+    shared = ", ".join(f"'config/{'x' * 40}{j}.toml'" for j in range(30))
+    plan, state = _scope_plan(f"name: p\nshared_files: [{shared}]\ntasks:\n" + tasks)
+    for i in range(1, 11):
+        state.tasks[f"t{i}"].status = "running"
+    section = prompts.scope_section(plan, state, "t0")
+    assert len(section) < prompts.SCOPE_CHARS, len(section)
+    lines = section.splitlines()
+    mine = next(line for line in lines if line.startswith("You may change: "))
+    shown, more = mine.removeprefix("You may change: ").split(" and ")
+    assert shown.split(", ")[0] == "src/pkg0/module0/**/*.py"
+    assert len(shown.split(", ")) + int(more.removesuffix(" more")) == 61, "the rest counted"
+    owners = [line for line in lines if line.startswith("  src/pkg")]
+    assert owners and owners[0].startswith("  src/pkg1/module0/**/*.py, src/pkg1/module1/**/*.py")
+    assert owners[0].endswith(" more: t1 (running)")
+    assert f"  and {11 - len(owners)} more task(s)" in section  # t11 is queued
+    assert all(len(line) <= prompts.SCOPE_LINE for line in lines)
+    # The same holds for every task of the plan, and for a plan of 200 such tasks.
+    assert all(len(prompts.scope_section(plan, state, t.id)) < 1500 for t in plan.tasks)
+
+
 def test_a_finding_is_told_to_the_agents_it_asks_something_of() -> None:
     from delegate_tui.core import notes
     from delegate_tui.core.events import ConflictDetected

@@ -40,6 +40,27 @@ def test_a_reader_waits_for_a_running_writer_to_merge() -> None:
         }
 
 
+def test_a_writer_that_ended_unmerged_holds_back_neither_readers_nor_editors() -> None:
+    """A writer in merge-conflict or failed has not merged, but it no longer runs: its
+    retry starts from the integration tip, and if it merges under a reader that is a
+    stale input (found, re-checked before the reader merges). Readers are treated as
+    tasks whose edits overlap it are: neither waits, so a run without an operator can
+    still end."""
+    editor = "{id: editor, prompt: x, edits: [api/schema.py]}"
+    plan = plan_of(WRITER, READER, editor)
+    statuses: tuple[TaskStatus, ...] = ("merge-conflict", "failed")
+    for status in statuses:
+        proposal = batching.next_batch(plan, state_of(plan, schema=status), auto_approve=True)
+        assert proposal is not None and proposal.tasks == ("client",), status
+        # The editor waits for the client, which reads what it edits: not for schema.
+        assert {h.task: h.reason for h in proposal.held} == {
+            "editor": "edits api/schema.py / api/**, which client reads"
+        }
+        alone = plan_of(WRITER, editor)
+        proposal = batching.next_batch(alone, state_of(alone, schema=status), auto_approve=True)
+        assert proposal is not None and proposal.tasks == ("editor",), status
+
+
 def test_a_reader_and_its_writer_are_not_proposed_together() -> None:
     plan = plan_of(WRITER, READER)
     proposal = batching.next_batch(plan, state_of(plan), auto_approve=True)

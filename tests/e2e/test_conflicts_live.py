@@ -15,6 +15,7 @@ from delegate_tui.core.events import (
     ConflictDetected,
     ConflictResolved,
     FilesChanged,
+    TaskFinished,
     TaskMerged,
 )
 from delegate_tui.core.plan import Plan
@@ -319,6 +320,35 @@ def test_a_merge_under_a_reader_is_a_stale_input_and_restart_starts_it_on_the_ne
     assert shown == 'FIELDS = ("id", "email")\n', "the restart started from the new tip"
 
 
+def test_r_on_a_stale_running_reader_restarts_it_on_the_new_tip(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    """on_stale_input: warn, and the operator presses r on the running reader: it is
+    ended and started again on the new tip, with the merged change and their words."""
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    plan = write_plan(stale_plan(repo, "warn"))
+
+    async def operator(engine: Engine, recorder: Recorder) -> None:
+        while not any(f.kind == "stale-input" for f in engine.state.findings.values()):
+            await asyncio.sleep(0.05)
+        assert engine.state.tasks["client"].status == "running"
+        assert engine.retry("client", "use the new field") == ""
+
+    state, _, _ = run_engine(plan, during=operator)
+    assert state.status == "succeeded"
+    first, second = state.tasks["client"].attempts
+    assert first.status == "killed" and not first.merged_commit
+    assert "schema merged a change to src/schema.py" in second.prompt
+    assert '+FIELDS = ("id", "email")' in second.prompt
+    assert "use the new field" in second.prompt
+    marks = [m for m in state.marks if m.kind == "retry"]
+    assert [(m.tasks, m.by) for m in marks] == [(("client",), "operator")]
+    shown = git(repo, "show", f"{state.integration_branch}:src/client.py")
+    assert shown == 'FIELDS = ("id", "email")\n', "the restart started from the new tip"
+
+
 def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
     repo: Path, write_plan: PlanWriter
 ) -> None:
@@ -326,12 +356,34 @@ def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "schema")
     plan = write_plan(stale_plan(repo, "warn"))
-    state, recorder, _ = run_engine(plan)
+
+    async def operator(engine: Engine, recorder: Recorder) -> None:
+        # The client has no run: check to re-run on the new tip: it is not merged
+        # unchecked, it waits for the operator, who merges it as it is.
+        while (t := engine.state.tasks.get("client")) is None or t.status != "awaiting-merge":
+            await asyncio.sleep(0.05)
+        assert engine.merge("client") == ""
+
+    state, recorder, _ = run_engine(plan, during=operator)
     assert state.status == "succeeded"
     assert [e.tasks for e in detected(recorder) if e.kind == "stale-input"] == [
         ("client", "schema")
     ]
     assert len(state.tasks["client"].attempts) == 1
+    (held,) = [
+        e
+        for e in recorder.events
+        if isinstance(e, TaskFinished) and e.task == "client" and e.status == "awaiting-merge"
+    ]
+    assert held.reason == (
+        "its input changed under it and it has no run: check to re-run "
+        "(schema merged a change to src/schema.py)"
+    )
+    assert any(
+        "client waits for your merge" in n.message and "r restarts it on the new tip" in n.message
+        for n in state.notices
+    )
+    assert state.tasks["client"].output, "its output reaches dependents once merged"
     assert not [f for f in state.findings.values() if f.kind == "stale-input"], (
         "resolved once the reader merged"
     )

@@ -124,3 +124,34 @@ async def test_the_end_screen_says_how_each_task_ended(
         shown = await dialog(ui)
         assert shown is not None
         assert "ended       criteria failed: pytest -q (exit 1)" in plain(shown.body)
+
+
+@pytest.mark.asyncio
+async def test_r_on_a_running_task_whose_input_went_stale_restarts_it(
+    start_app: StartApp,
+) -> None:
+    """The sidebar offers r on a stale running reader, and r asks for that restart (the
+    engine's part, on the new tip, is in tests/e2e/test_conflicts_live.py)."""
+    from delegate_tui.ui.screens.dialogs import RetryDialog
+
+    source = FakeSource()
+    source.start_run()
+    source.start_task("schema", pid=3001)
+    source.start_task("service", pid=3002)
+    source.emit(TaskMerged(task="schema", attempt=1, commit="c1"), 4.6)
+    source.emit(TaskFinished(task="schema", attempt=1, status="succeeded"), 4.6)
+    async with start_app(source, size=(200, 40)) as ui:
+        await ui.select("service")
+        assert ui.screen.refusal_of("retry") == "service cannot be retried (running)"
+        source.emit(STALE, 4.7)
+        await ui.settle()
+        sidebar = str(ui.screen.query_one("#conflicts").render())
+        assert "r: restart on the new tip" in sidebar
+        assert ui.screen.refusal_of("retry") is None
+        await ui.press("r")
+        dialog = ui.app.screen
+        assert isinstance(dialog, RetryDialog)
+        assert dialog.summary == "its input went stale: restart it on the new integration tip"
+        assert not dialog.can_keep, "a restart starts on the new tip, not on the old work"
+        await ui.press("ctrl+s")
+        assert source.commands == [("retry", "service", "", False, False)]

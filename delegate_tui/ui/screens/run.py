@@ -28,7 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from delegate_tui.core import attention, batching, metrics
-from delegate_tui.core.commands import TASK_COMMANDS, Command, refusal
+from delegate_tui.core.commands import TASK_COMMANDS, Command, refusal, restarts_stale
 from delegate_tui.core.prompts import failure_summary, tail_text
 from delegate_tui.core.state import RunState
 from delegate_tui.ui import keys
@@ -397,6 +397,8 @@ class RunScreen(Screen[None]):
             readable = "\n".join(attempt.transcript) if attempt.transcript else bytes(attempt.tail)
             tail = tail_text(readable, 3000)
         can_keep = bool(attempt and attempt.workdir and self.state.isolation == "worktree")
+        if restarts_stale(self.state, task_id):  # it is ended and starts on the new tip
+            summary, can_keep = "its input went stale: restart it on the new integration tip", False
         session = attempt.session_id if attempt is not None else ""
 
         def chosen(request: RetryRequest | None) -> None:

@@ -19,7 +19,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from delegate_tui.core import attention, batching
+from delegate_tui.core import attention, batching, commands
 from delegate_tui.core.events import Notice
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import ICONS, status_colour, update_if_changed
@@ -76,6 +76,8 @@ class ConflictSidebar(Static):
                     text.append("  ▸ " if is_current else "    ", style)
                     text.append(f"{who}\n", Style(underline=selected in tasks, reverse=is_current))
                     text.append(f"    {kind.replace('-', ' ')}: {detail}\n", dim)
+                    if kind == "stale-input" and commands.restarts_stale(state, tasks[0]):
+                        text.append("    r: restart on the new tip\n", dim)
             text.append("\n")
 
         # Only tasks whose merge failed and that wait for the operator: a retry
