@@ -532,7 +532,13 @@ class Attempt:
         self._last_message_path.parent.mkdir(parents=True, exist_ok=True)
         session, resumed = self._resumable_session(spec)
         # Who owns what now: a resumed conversation holds the owners of its last attempt.
-        prompt = prompts.with_scope_section(self.prompt, ctx.plan, self._emitter.state, task_id)
+        prompt = prompts.with_scope_section(
+            self.prompt,
+            ctx.plan,
+            self._emitter.state,
+            task_id,
+            lambda rel: (workdir / rel).is_dir(),  # what its sandbox opens, if it has one
+        )
         if not session:
             prompt = agent_prompt(spec, prompt, task.persona)  # logged exactly as sent
         budget, max_turns = self._limits(spec)

@@ -10,6 +10,7 @@ person would read on screen, so neither a retry prompt nor a dependent's
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from delegate_tui.core import sandbox, scopes
 from delegate_tui.core.events import ACTIVE_STATUSES
@@ -250,12 +251,20 @@ def _line(text: str) -> str:
     return text if len(text) <= SCOPE_LINE else text[: SCOPE_LINE - 1] + "…"
 
 
-def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
+def _no_folders(_rel: str) -> bool:
+    return False
+
+
+def scope_section(
+    plan: Plan, state: RunState, task_id: str, is_dir: Callable[[str], bool] = _no_folders
+) -> str:
     """The end of every attempt's prompt: what this task may change, what others own.
 
     Short and stable for large plans: running tasks first, then those waiting to
     merge, then queued ones, at most :data:`SCOPE_ENTRIES` of them and
     :data:`SCOPE_GLOBS` globs of each, then counts; never over :data:`SCOPE_CHARS`.
+    ``is_dir`` tells which declared paths are folders in the attempt's worktree (a
+    sandbox opens a declared folder itself, a declared file's folder otherwise).
     """
     task = plan.task(task_id)
     head = [SCOPE_HEADER]
@@ -277,7 +286,7 @@ def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
         if how is None:
             continue  # done, failed or skipped: owns nothing now
         owners.append((order[how], f"  {_globs(other.edits, SCOPE_GLOBS)}: {other.id} ({how})"))
-    tail = _sandbox_lines(plan, task_id)
+    tail = _sandbox_lines(plan, task_id, is_dir)
     mine = set(scopes.shared_hits(task.edits, plan.shared_files))
     shared = [f for f in plan.shared_files if f not in mine]
     if shared and task.kind != "consult":
@@ -308,13 +317,14 @@ def scope_section(plan: Plan, state: RunState, task_id: str) -> str:
     return "\n".join([*lines, *tail]) + "\n"
 
 
-def _sandbox_lines(plan: Plan, task_id: str) -> list[str]:
-    """What a sandboxed agent should know before it tries a write that will fail."""
+def _sandbox_lines(plan: Plan, task_id: str, is_dir: Callable[[str], bool]) -> list[str]:
+    """What a sandboxed agent should know before it tries a write that will fail: the
+    folders :func:`sandbox.prepare` opens, from the same :func:`sandbox.scope_dirs`."""
     task = plan.task(task_id)
     mode, network = sandbox.effective(plan, task)
     if mode == "off":
         return []
-    folders = ("",) if mode == "worktree" else sandbox.scope_dirs(task.edits, lambda _: False)
+    folders = ("",) if mode == "worktree" else sandbox.scope_dirs(task.edits, is_dir)
     if (mode == "scope" and task.kind == "consult") or not folders:
         where = "no file of the repository"
     elif "" in folders:
@@ -328,6 +338,12 @@ def _sandbox_lines(plan: Plan, task_id: str) -> list[str]:
     return [text]
 
 
-def with_scope_section(prompt: str, plan: Plan, state: RunState, task_id: str) -> str:
+def with_scope_section(
+    prompt: str,
+    plan: Plan,
+    state: RunState,
+    task_id: str,
+    is_dir: Callable[[str], bool] = _no_folders,
+) -> str:
     """``prompt`` with :func:`scope_section` at its end."""
-    return prompt.rstrip() + "\n\n" + scope_section(plan, state, task_id)
+    return prompt.rstrip() + "\n\n" + scope_section(plan, state, task_id, is_dir)

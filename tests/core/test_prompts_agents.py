@@ -401,3 +401,18 @@ def test_a_finding_is_told_to_the_agents_it_asks_something_of() -> None:
     fresh = prompts.next_prompt("Do it.", last, found=found)
     assert prompts.FOUND_HEADER + "\n" + found in fresh
     assert prompts.FOUND_HEADER not in prompts.next_prompt("Do it.", last)
+
+
+def test_a_sandboxed_prompt_names_the_folders_its_sandbox_opens() -> None:
+    """A declared folder is opened itself, a declared file's folder otherwise: the prompt
+    says the same, from the attempt's worktree."""
+    plan = parse_plan(
+        "name: p\nsandbox: scope\ntasks:\n"
+        "  - {id: api, prompt: x, edits: [src/api, docs/api.md], network: 'off'}\n"
+    )
+    state = RunState()
+    section = prompts.scope_section(plan, state, "api", lambda rel: rel == "src/api")
+    assert (
+        "You run in a sandbox: you may write only under docs/, src/api/ (and /tmp); any "
+        "other write fails with 'Read-only file system'. You have no network." in section
+    ), section

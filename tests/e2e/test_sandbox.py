@@ -663,3 +663,25 @@ def test_resume_where_bwrap_cannot_run_is_refused_and_the_log_untouched(
     assert resumed.returncode == 2, resumed.stdout + resumed.stderr
     assert "bubblewrap" in resumed.stderr and "--sandbox off" in resumed.stderr
     assert log.read_bytes() == before, "nothing was written to the run's log"
+
+
+def test_the_prompt_names_the_folder_the_sandbox_opens(repo: Path, write_plan: PlanWriter) -> None:
+    from delegate_tui.core.events import TaskStarted
+
+    (repo / "src" / "api").mkdir()
+    (repo / "src" / "api" / "routes.py").write_text("R = 1\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "api folder")
+    command = "echo 'R = 2' > src/api/routes.py && touch src/elsewhere.py"
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: [src/api]\n  command: {json.dumps(command)}\n",
+            sandbox="scope",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    (started,) = recorder.of(TaskStarted)
+    assert "you may write only under src/api/ (and /tmp)" in started.prompt, started.prompt
+    assert state.tasks["api"].status == "failed", "src/ itself is not open: touch fails"
+    assert "Read-only file system" in output_of(recorder, "api")
