@@ -400,3 +400,46 @@ def test_the_scene_is_what_it_says() -> None:
     }
     assert [a.status for a in state.tasks["schema"].attempts] == ["failed", "succeeded"]
     assert dataclasses.asdict(state.marks[-1])["kind"] == "kill"
+
+
+@pytest.mark.asyncio
+async def test_g_in_a_view_attached_to_a_run_service(
+    start_app: StartApp, repo: object, write_plan: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attached view (the real client, a real service and agents) has the timeline too."""
+    import asyncio
+    from collections.abc import Callable
+    from typing import cast
+
+    from delegate_tui.core import service as service_module
+    from delegate_tui.core.client import RunClient
+    from delegate_tui.core.engine import Engine, EngineOptions
+    from delegate_tui.core.plan import Plan
+    from delegate_tui.core.service import RunService
+
+    monkeypatch.setattr(service_module, "LINGER_S", 0.2)
+    plan = cast(Callable[..., Plan], write_plan)(
+        f"name: p\nrepo: {repo}\nagent: shell\ntasks:\n"
+        "  - {id: quick, command: 'echo hi', edits: [q]}\n"
+        "  - {id: slow, command: 'sleep 20', edits: [s]}\n"
+    )
+    engine = Engine(plan, EngineOptions(auto_approve=True, kill_grace_s=1.0))
+    listening = asyncio.Event()
+    serving = asyncio.create_task(
+        RunService(engine).run(on_listening=lambda _path: listening.set())
+    )
+    try:
+        await asyncio.wait_for(listening.wait(), 20)
+        async with start_app(RunClient(engine.run_dir), size=(120, 32)) as ui:
+            for _ in range(100):  # the client catches up, then quick ends
+                await ui.pilot.pause(0.05)
+                tasks = ui.screen.state.tasks
+                if tasks.get("quick") and tasks["quick"].status == "succeeded":
+                    break
+            await ui.press("g")
+            assert view(ui).display
+            assert row_of(ui, "quick").rstrip().endswith("◆"), "its bar ends where it merged"
+            assert row_of(ui, "slow").rstrip().endswith("▶"), "the running agent's bar ends now"
+    finally:
+        engine.stop("test over")
+        await asyncio.wait_for(serving, 20)
