@@ -203,42 +203,36 @@ class Attempt:
     async def _commit(self, workdir: Path, start: str) -> tuple[str, tuple[ChangedFile, ...]]:
         """Commit the attempt's work on its branch: the commit and the files it changed.
 
-        The conflict monitor's last look at the worktree, when the agent ended,
-        is that work when nothing ran in the worktree since (no criteria
-        commands; the work is on this machine): it is committed as it is, and
-        git does not read the worktree's files a second time.
+        One commit of the worktree's files on the attempt's start
+        (:func:`workspace.commit_work`: whatever the agent did to its HEAD, its
+        branch or its history). The conflict monitor's last look at the worktree,
+        when the agent ended, is that work when nothing ran in the worktree since (no
+        criteria commands; the work is on this machine): it is committed as it is,
+        and git does not read the worktree's files a second time.
         """
         message = (
             f"{self.task.label}\n\n"
             f"delegate-tui run {self.ctx.run_id}, task {self.task_id}, attempt {self.number}"
         )
+        if not start:  # no worktree of its own (isolation shared or none)
+            commit = await asyncio.to_thread(workspace.commit_all, workdir, message)
+            changed = await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+            return commit, tuple(changed)
         branch = workspace.task_branch(self.ctx.run_id, self.task_id, self.number)
-        if start:  # a worktree of its own: its HEAD is on its branch, whatever the agent did
-            await asyncio.to_thread(workspace.claim_head, workdir, branch)
         look = self._final_look
         untouched = isinstance(self._executor, LocalExecutor) and not any(
             c.run for c in self.task.criteria
         )
-        changed: tuple[ChangedFile, ...] | None = None
-        commit: str | None = None
-        if look is not None and untouched:
-            commit = await asyncio.to_thread(workspace.commit_snapshot, workdir, look[0], message)
-            if commit is not None:
-                changed = look[1]
-        if commit is None:
-            commit = await asyncio.to_thread(workspace.commit_all, workdir, message)
-        if start:
-            tip = self._emitter.state.integration_tip or start
-            settled = await asyncio.to_thread(
-                workspace.onto_start, workdir, branch, start, commit, tip, message
-            )
-            if settled != commit:
-                commit, changed = settled, None
-        if changed is None:
-            changed = tuple(
-                await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
-            )
-        return commit, changed
+        if look is None or not untouched:
+            look = None
+        commit = await asyncio.to_thread(
+            workspace.commit_work, workdir, branch, start, message, look[0] if look else None
+        )
+        if look is not None:
+            return commit, look[1]
+        return commit, tuple(
+            await asyncio.to_thread(workspace.changed_files, workdir, start, commit)
+        )
 
     async def _work(self, workdir: Path, start: str) -> Outcome | None:
         """Setup, agent and criteria where the executor placed them; ``None`` when all passed."""
@@ -281,8 +275,9 @@ class Attempt:
         start = self._emitter.state.integration_tip
         keep = self.keep_from
         if keep is not None and keep.workdir and Path(keep.workdir).exists():
-            # Keep the failed attempt's work, committed or not, as the new start.
-            base = await asyncio.to_thread(workspace.head, Path(keep.workdir))
+            # Keep the failed attempt's work, committed or not, as the new start: its
+            # files on its own start (not on its HEAD, which its agent could have moved).
+            base = keep.base_commit or await asyncio.to_thread(workspace.head, Path(keep.workdir))
             start = await asyncio.to_thread(
                 workspace.snapshot_worktree,
                 Path(keep.workdir),

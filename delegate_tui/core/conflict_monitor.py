@@ -86,7 +86,7 @@ class ConflictMonitor:
         """The agent is done: one last look, then its change set stands still.
 
         Returns that look: the snapshot (its index kept for
-        :func:`workspace.commit_snapshot`, so the commit need not read the files
+        :func:`workspace.commit_work`, so the commit need not read the files
         again) and the files changed since the attempt's start.
         """
         if task_id not in self._watched:
@@ -118,7 +118,7 @@ class ConflictMonitor:
             return None
         number, workdir, start = info
         snapshot, found = await asyncio.to_thread(
-            workspace.current_changes, workdir, start, keep_index=final
+            workspace.current_changes, workdir, start, keep_index=final, parent=start or "HEAD"
         )
         files = tuple(found)
         task = self._emitter.state.tasks.get(task_id)

@@ -7,9 +7,12 @@ computed with ``git merge-tree --write-tree`` and land with a
 compare-and-swap ``update-ref``, so a conflicting merge changes nothing at
 all, not even a temporary checkout. Everything goes through the git CLI with
 ``-z`` output (paths with spaces, newlines or unicode survive); callers in
-async code run these blocking functions in a thread.
+async code run these blocking functions in a thread. An agent's worktree is its
+own to break: an attempt's commit never goes through its HEAD, its branch's
+name or its history (:func:`commit_work`), and a branch an agent turned into a
+link is unlinked before it is written (:func:`unlink_branch`).
 
-(About 590 lines: one short function per git operation the run needs.)
+(About 630 lines: one short function per git operation the run needs.)
 """
 
 from __future__ import annotations
@@ -227,7 +230,7 @@ def snapshot_worktree(workdir: Path, parent: str, message: str, *, keep_index: b
     hashed and the operator's (or agent's) staged changes stay as they were.
     Returns ``parent`` (as a commit id) itself when nothing differs from it.
     With ``keep_index``, the copy (the snapshot's files, their stat data fresh)
-    is kept in the worktree's git folder for :func:`commit_snapshot`.
+    is kept in the worktree's git folder for :func:`commit_work`.
     """
     real, parent_id, parent_tree = git(
         ["rev-parse", "--git-path", "index", parent, f"{parent}^{{tree}}"], workdir
@@ -265,50 +268,83 @@ def _kept_index(real_index: Path, snapshot: str) -> Path:
 
 
 def current_changes(
-    workdir: Path, start: str, *, keep_index: bool = False
+    workdir: Path, start: str, *, keep_index: bool = False, parent: str = "HEAD"
 ) -> tuple[str, list[ChangedFile]]:
-    """A snapshot commit of ``workdir`` now, and every change since ``start``:
-    committed on its branch, staged, unstaged and untracked."""
+    """A snapshot commit of ``workdir`` now (a child of ``parent``), and every change
+    since ``start``: committed on its branch, staged, unstaged and untracked."""
     message = "delegate-tui: watcher snapshot"
-    snapshot = snapshot_worktree(workdir, "HEAD", message, keep_index=keep_index)
+    snapshot = snapshot_worktree(workdir, parent, message, keep_index=keep_index)
     return snapshot, changed_files(workdir, start, snapshot)
 
 
-def commit_snapshot(workdir: Path, snapshot: str, message: str) -> str | None:
-    """Commit what ``snapshot`` (a :func:`snapshot_worktree` of ``workdir`` with
-    ``keep_index``) holds on the worktree's branch, as :func:`commit_all` would
-    have committed the files then, without reading them again; return HEAD.
+def commit_work(
+    workdir: Path, branch: str, start: str, message: str, look: str | None = None
+) -> str:
+    """Commit an attempt's work: one commit of its worktree's files on ``start``, on
+    ``branch``; return it.
 
-    The snapshot's kept index becomes the worktree's index (``git status`` there
-    shows a clean tree, as after a commit). ``None`` when the snapshot is not
-    HEAD or a child of it: the caller commits the files themselves.
+    Nothing here goes through what the agent could change: not its HEAD, nor its
+    branch's name (a symbolic ref in the run's writable task folder could point at
+    the operator's branch), nor its history. Merged as it was, an agent's commit on
+    the integration branch's newer tip would fast-forward the integration branch to
+    a tree without what other tasks merged, and one on another task's unmerged
+    commit would mark that work merged; so the work is always one commit on its
+    start, and the subjects of the agent's own commits go in its message.
+    ``look``: a :func:`snapshot_worktree` of ``workdir`` on ``start`` with its index
+    kept (the watcher's last look, when nothing ran since), committed without
+    reading the files again. The worktree ends on ``branch`` with a clean index.
     """
-    asked = ["--git-path", "index", "HEAD", "HEAD^{tree}", f"{snapshot}^{{tree}}", f"{snapshot}^@"]
-    out = git(["rev-parse", *asked], workdir, check=False)
-    if out.returncode:
-        return None
-    real, head_id, head_tree, tree, *parents = out.stdout.splitlines()
-    real_index = Path(real) if Path(real).is_absolute() else workdir / real
-    if snapshot != head_id and parents != [head_id]:
-        return None
-    commit = head_id
-    if tree != head_tree:
-        env = identity_env(workdir)
+    ref = f"refs/heads/{branch}"
+    subjects = _own_subjects(workdir, ref, start)
+    unlink_branch(workdir, branch)
+    snapshot = look or snapshot_worktree(workdir, start, message, keep_index=True)
+    real, tree, start_tree = git(
+        ["rev-parse", "--git-path", "index", f"{snapshot}^{{tree}}", f"{start}^{{tree}}"], workdir
+    ).stdout.splitlines()
+    commit = start
+    if tree != start_tree:
+        body = ["-m", "The agent's own commits:\n" + "\n".join(f"- {s}" for s in subjects)]
         commit = git(
-            ["commit-tree", tree, "-p", head_id, "-m", message], workdir, env=env
+            ["commit-tree", tree, "-p", start, "-m", message, *(body if subjects else [])],
+            workdir,
+            env=identity_env(workdir),
         ).stdout.strip()
-        subject = message.splitlines()[0] if message else ""
-        git(["update-ref", "-m", f"commit: {subject}", "HEAD", commit, head_id], workdir)
+    subject = message.splitlines()[0] if message else ""
+    git(["update-ref", "--no-deref", "-m", f"commit: {subject}", ref, commit], workdir)
+    git(["symbolic-ref", "HEAD", ref], workdir)
+    real_index = Path(real) if Path(real).is_absolute() else workdir / real
     kept = _kept_index(real_index, snapshot)
-    if kept.exists():
+    if kept.exists():  # the snapshot's files, their stat data fresh: git status is clean
         os.replace(kept, real_index)
-    elif commit != head_id:  # the index as a commit leaves it (stat data kept where it holds)
+    else:
         git(["reset", "--quiet", "--mixed"], workdir, check=False)
     return commit
 
 
+def _own_subjects(workdir: Path, ref: str, start: str, most: int = 20) -> list[str]:
+    """The subjects of the commits the agent made on its branch since ``start`` (read
+    only; none when the branch is a symbolic ref or does not descend from ``start``)."""
+    if git(["symbolic-ref", "-q", ref], workdir, check=False).returncode == 0:
+        return []
+    tip = git(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], workdir, check=False)
+    if tip.returncode or not is_ancestor(workdir, start, tip.stdout.strip()):
+        return []
+    out = git(["log", f"-{most}", "--format=%s", f"{start}..{tip.stdout.strip()}"], workdir)
+    return [line for line in out.stdout.splitlines() if line][::-1]
+
+
+def unlink_branch(repo: Path, branch: str) -> None:
+    """Make ``branch`` a plain branch again if it is a symbolic ref (delete the link,
+    never what it points at): git would follow it when the branch is written, and an
+    agent can make one in the run's task folder pointing at the operator's branch."""
+    ref = f"refs/heads/{branch}"
+    if git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0:
+        git(["update-ref", "--no-deref", "-d", ref], repo)
+
+
 def create_branch(repo: Path, branch: str, commit: str) -> None:
     """Create (or move, if it exists and nothing has it checked out) a branch."""
+    unlink_branch(repo, branch)
     git(["branch", "--force", branch, commit], repo)
 
 
@@ -322,6 +358,7 @@ def add_worktree(repo: Path, path: Path, branch: str, start: str, *, checkout: b
     (without its files when not ``checkout``: :func:`reset_worktree` writes them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     files = [] if checkout else ["--no-checkout"]
+    unlink_branch(repo, branch)
     git(["worktree", "add", "--quiet", *files, "-B", branch, str(path), start], repo)
 
 
@@ -359,6 +396,7 @@ def reset_worktree(path: Path, branch: str, start: str) -> bool:
     """Put worktree ``path`` on a new branch ``branch`` at ``start``, its files exactly
     ``start``'s: changes and untracked files (ignored ones too) gone. False if git failed."""
     checkout = ["checkout", "--quiet", "--force", "--no-recurse-submodules", "-B", branch, start]
+    unlink_branch(path, branch)
     return (
         git(checkout, path, check=False).returncode == 0
         and git(["clean", "-ffdxq"], path, check=False).returncode == 0
@@ -397,64 +435,6 @@ def commit_all(workdir: Path, message: str) -> str:
     if staged:
         git(["commit", "--quiet", "--no-verify", "-m", message], workdir, env=env)
     return head(workdir)
-
-
-def claim_head(workdir: Path, branch: str) -> None:
-    """Point a task's worktree's HEAD at its own branch again.
-
-    The engine commits an attempt's work through HEAD; an agent that switched
-    branches (or pointed HEAD at the operator's branch) would have that commit
-    land elsewhere. Its files are what is committed either way.
-    """
-    ref = f"refs/heads/{branch}"
-    if git(["symbolic-ref", "-q", "HEAD"], workdir, check=False).stdout.strip() != ref:
-        git(["symbolic-ref", "HEAD", ref], workdir)
-
-
-#: Said in the commit that replaces an attempt's history (:func:`onto_start`).
-REBUILT = (
-    "The agent's own commits reached past where this attempt started into the "
-    "integration branch, so its work is one commit on its start."
-)
-
-
-def onto_start(
-    workdir: Path, branch: str, start: str, commit: str, integration: str, message: str
-) -> str:
-    """``commit`` (an attempt's work on ``branch``) as it may be merged; the commit to merge.
-
-    A merge takes the attempt's history as it is only when it leaves the
-    integration branch where the attempt started: ``start`` is an ancestor of
-    ``commit``, and the two meet the integration branch at the same commit. An
-    agent that based a commit on the integration branch's newer tip (``git reset
-    --soft``, say) would otherwise have the merge fast-forward to its tree, undoing
-    what other tasks merged since it started. Such work becomes one commit of its
-    files on ``start``, and ``branch`` moves to it.
-    """
-    if commit == start:
-        return commit
-    if is_ancestor(workdir, start, commit):
-        base = git(["merge-base", start, integration], workdir, check=False).stdout.strip()
-        meets = git(["merge-base", commit, integration], workdir, check=False).stdout.strip()
-        if base and meets == base:
-            return commit
-    tree = git(["rev-parse", f"{commit}^{{tree}}"], workdir).stdout.strip()
-    rebuilt = git(
-        ["commit-tree", tree, "-p", start, "-m", message, "-m", REBUILT],
-        workdir,
-        env=identity_env(workdir),
-    ).stdout.strip()
-    git(
-        [
-            "update-ref",
-            "-m",
-            "delegate-tui: the attempt on its start",
-            f"refs/heads/{branch}",
-            rebuilt,
-        ],
-        workdir,
-    )
-    return rebuilt
 
 
 def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:

@@ -676,3 +676,37 @@ def test_an_aider_agents_own_files_stay_out_of_its_commit(
     assert [f.path for f in attempt.changed] == ["src/x.py"]
     tree = git(repo, "ls-tree", "-r", "--name-only", state.integration_branch).split()
     assert "src/x.py" in tree and not [p for p in tree if p.startswith(".aider")]
+
+
+def test_a_retry_that_keeps_work_moved_onto_the_newer_tip_undoes_no_merged_work(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    # b's first attempt waits for a's merge, moves its branch onto the newer integration
+    # tip (its files lack a.py) and fails; the retry keeps its work and succeeds.
+    first = (
+        'i=0; until tip=$(git rev-parse -q --verify "$(git for-each-ref '
+        "--format='%(refname)' 'refs/heads/delegate/*/integration')\" ) "
+        '&& git cat-file -e "$tip:a.py"; do i=$((i+1)); [ $i -gt 400 ] && exit 3; '
+        "sleep 0.05; done; git reset -q --soft \"$tip\" && echo 'B = 1' > b.py && exit 1"
+    )
+    command = f'if [ "$DELEGATE_ATTEMPT" = 1 ]; then {first}; fi; echo "C = 1" > c.py'
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"""\
+            - {{id: a, agent: shell, edits: [a.py], command: "echo 'A = 1' > a.py"}}
+            - {{id: b, agent: shell, edits: [b.py, c.py], command: {json.dumps(command)}}}
+            """,
+        )
+    )
+
+    async def drive(engine: Engine, recorder: Recorder) -> None:
+        await wait_for(recorder, lambda: engine.state.tasks["b"].status == "failed", 40)
+        assert engine.retry("b", "go on", keep_worktree=True) == ""
+
+    state, recorder, _ = run_engine(plan, during=drive, hold_at_end=True)
+    assert state.tasks["b"].status == "succeeded", output_of(recorder, "b")
+    tip = state.integration_branch
+    assert git(repo, "show", f"{tip}:a.py") == "A = 1\n", "a's merged work is still there"
+    assert git(repo, "show", f"{tip}:b.py") == "B = 1\n"
+    assert git(repo, "show", f"{tip}:c.py") == "C = 1\n"

@@ -77,45 +77,75 @@ def test_a_finished_agents_worktree_is_read_once_and_committed_as_the_last_look_
     assert len(adds) == 1, adds
 
 
-def test_commit_snapshot_commits_the_snapshot_and_leaves_a_clean_index(repo: Path) -> None:
+def _task_tree(repo: Path) -> tuple[Path, str]:
     tree = repo.parent / "tree"
     git(repo, "worktree", "add", "-q", "-b", "task", str(tree), "main")
+    return tree, git(tree, "rev-parse", "HEAD").strip()
+
+
+def test_commit_work_commits_the_look_on_its_start_and_leaves_a_clean_index(repo: Path) -> None:
+    tree, start = _task_tree(repo)
     (tree / "a.txt").write_text("a\n")
     git(tree, "add", "a.txt")
     (tree / "b.txt").write_text("b\n")
-    head = git(tree, "rev-parse", "HEAD").strip()
-    snapshot = workspace.snapshot_worktree(tree, "HEAD", "look", keep_index=True)
+    look = workspace.snapshot_worktree(tree, start, "look", keep_index=True)
 
-    commit = workspace.commit_snapshot(tree, snapshot, "task: a and b\n\nbody")
+    commit = workspace.commit_work(tree, "task", start, "task: a and b\n\nbody", look)
 
-    assert commit is not None and commit != snapshot
+    assert commit != look
     assert git(tree, "rev-parse", "task").strip() == commit
-    assert git(tree, "rev-parse", f"{commit}^").strip() == head
+    assert git(tree, "rev-parse", f"{commit}^").strip() == start
     assert git(tree, "rev-parse", f"{commit}^{{tree}}") == git(
-        tree, "rev-parse", f"{snapshot}^{{tree}}"
+        tree, "rev-parse", f"{look}^{{tree}}"
     )
     assert git(tree, "log", "-1", "--format=%B", commit).strip() == "task: a and b\n\nbody"
     assert git(tree, "status", "--porcelain") == ""  # the kept index is the worktree's now
     assert not list(Path(git(tree, "rev-parse", "--git-dir").strip()).glob("index.delegate-*"))
 
 
-def test_commit_snapshot_declines_when_the_branch_moved_since_the_look(repo: Path) -> None:
-    tree = repo.parent / "tree"
-    git(repo, "worktree", "add", "-q", "-b", "task", str(tree), "main")
+def test_the_agents_own_commits_become_one_on_its_start_with_their_subjects(
+    repo: Path,
+) -> None:
+    tree, start = _task_tree(repo)
+    for name in ("a", "c"):
+        (tree / f"{name}.txt").write_text(f"{name}\n")
+        git(tree, "add", f"{name}.txt")
+        git(tree, "commit", "-qm", f"add {name}")
+    (tree / "d.txt").write_text("d\n")  # and one file it never committed
+
+    commit = workspace.commit_work(tree, "task", start, "task: work")
+
+    assert git(tree, "rev-parse", f"{commit}^@").split() == [start]
+    names = git(tree, "ls-tree", "--name-only", commit).split()
+    assert {"a.txt", "c.txt", "d.txt"} <= set(names)
+    body = git(tree, "log", "-1", "--format=%B", commit)
+    assert "The agent's own commits:\n- add a\n- add c" in body, body
+    assert git(tree, "status", "--porcelain") == ""
+
+
+def test_a_branch_an_agent_made_a_link_to_main_moves_nothing_but_itself(repo: Path) -> None:
+    """The run's task folder is writable in a sandbox: an agent can point its own branch,
+    or the branch of an attempt still to come, at the operator's."""
+    tree, start = _task_tree(repo)
+    main = git(repo, "rev-parse", "main").strip()
+    git(tree, "symbolic-ref", "refs/heads/task", "refs/heads/main")
+    git(tree, "symbolic-ref", "refs/heads/next", "refs/heads/main")
+    git(tree, "symbolic-ref", "refs/heads/later", "refs/heads/main")
     (tree / "a.txt").write_text("a\n")
-    snapshot = workspace.snapshot_worktree(tree, "HEAD", "look", keep_index=True)
-    (tree / "c.txt").write_text("c\n")
-    git(tree, "add", "c.txt")
-    git(tree, "commit", "-qm", "c")
-    assert workspace.commit_snapshot(tree, snapshot, "late") is None
-    assert git(tree, "log", "-1", "--format=%s").strip() == "c"
+
+    commit = workspace.commit_work(tree, "task", start, "task: a")
+    workspace.add_worktree(repo, repo.parent / "next", "next", start)
+    workspace.create_branch(repo, "later", commit)
+
+    assert git(repo, "rev-parse", "main").strip() == main
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "task").strip() == commit
+    assert git(tree, "symbolic-ref", "HEAD").strip() == "refs/heads/task"
 
 
 def test_nothing_changed_commits_nothing(repo: Path) -> None:
-    tree = repo.parent / "tree"
-    git(repo, "worktree", "add", "-q", "-b", "task", str(tree), "main")
-    head = git(tree, "rev-parse", "HEAD").strip()
-    snapshot = workspace.snapshot_worktree(tree, "HEAD", "look", keep_index=True)
-    assert snapshot == head
-    assert workspace.commit_snapshot(tree, snapshot, "nothing") == head
+    tree, start = _task_tree(repo)
+    look = workspace.snapshot_worktree(tree, start, "look", keep_index=True)
+    assert look == start
+    assert workspace.commit_work(tree, "task", start, "nothing", look) == start
     assert textwrap.dedent(git(tree, "status", "--porcelain")) == ""

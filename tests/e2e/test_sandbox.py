@@ -267,11 +267,11 @@ def test_the_agent_commits_on_its_own_branch_and_nowhere_else(
     assert git(repo, "rev-parse", "main").strip() == main_before
     assert "rogue" not in git(repo, "branch", "--list", "rogue")
     assert "Rogue" not in git(repo, "config", "--get", "user.name")
-    # The agent's commit, then the engine's (outside the sandbox) with what it left.
+    # One commit on the attempt's start (the engine's, outside the sandbox) with all
+    # the agent left, its own commit's subject in the message.
     attempt = state.tasks["api"].attempts[0]
-    subjects = git(repo, "log", "--format=%s", f"{attempt.base_commit}..{attempt.commit}")
-    assert subjects.splitlines()[-1] == "the agent commits itself"
-    assert len(subjects.splitlines()) == 2
+    assert git(repo, "rev-parse", f"{attempt.commit}^@").split() == [attempt.base_commit]
+    assert "- the agent commits itself" in git(repo, "log", "-1", "--format=%B", attempt.commit)
     tip = state.integration_branch
     assert integration_file(repo, tip, "src/api/a.py") == "A = 1\n"
     assert integration_file(repo, tip, "src/api/b.py") == "B = 2\n"
@@ -309,7 +309,8 @@ def test_the_agent_can_neither_point_git_elsewhere_nor_take_history_away(
     assert "committed" in out, "new loose objects and the task's own branch stay writable"
     assert list((common / "objects/pack").glob("*.pack")), "the pack is still there"
     assert git(repo, "log", "--format=%s", "main").strip().splitlines()[-1] == "initial"
-    assert git(repo, "fsck", "--connectivity-only").strip() == ""
+    checked = git(repo, "fsck", "--connectivity-only")  # the agent's own commit dangles
+    assert "missing" not in checked and "broken" not in checked, checked
     tip = state.integration_branch
     assert integration_file(repo, tip, "src/a.py") == "A = 1\n"
 
