@@ -337,12 +337,23 @@ class Layout:
     protected: tuple[Path, ...] = ()
     #: Read-only paths put back over the private ``/tmp`` (a repository under /tmp).
     visible: tuple[Path, ...] = ()
+    #: Folders replaced by an empty one (the operator's runtime folder: its sockets).
+    emptied: tuple[Path, ...] = ()
+    #: Files replaced by an empty one (a docker socket outside the runtime folder).
+    masked: tuple[Path, ...] = ()
 
     def mounts(self) -> list[tuple[str, Path]]:
-        """``(how, path)`` in the order bwrap must apply them: outer before inner."""
+        """``(how, path)`` in the order bwrap must apply them, outer before inner; ``how``
+        is ``ro``, ``rw``, ``empty`` (a tmpfs) or ``mask`` (an empty file over it)."""
         ordered: list[tuple[int, int, str, Path]] = []
         for rank, (how, paths) in enumerate(
-            (("ro", self.visible), ("rw", self.writable), ("ro", self.protected))
+            (
+                ("ro", self.visible),
+                ("rw", self.writable),
+                ("ro", self.protected),
+                ("empty", self.emptied),
+                ("mask", self.masked),
+            )
         ):
             ordered += [(len(p.parts), rank, how, p) for p in paths]
         ordered.sort(key=lambda m: (m[0], m[1]))
@@ -360,7 +371,12 @@ class Layout:
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         argv += ["--tmpfs", str(PRIVATE_TMP)]
         for how, path in self.mounts():
-            argv += ["--bind" if how == "rw" else "--ro-bind", str(path), str(path)]
+            if how == "empty":
+                argv += ["--tmpfs", str(path)]
+            elif how == "mask":
+                argv += ["--ro-bind", os.devnull, str(path)]
+            else:
+                argv += ["--bind" if how == "rw" else "--ro-bind", str(path), str(path)]
         argv += ["--chdir", str(self.workdir), "--", *command]
         return argv
 
@@ -668,7 +684,10 @@ def _prepare(
     if meta is not None and meta.linked:
         for path in git_writable(meta):
             path.mkdir(parents=True, exist_ok=True)
-        # Empty, it changes nothing, and read-only it cannot be made to.
+        # Made if missing, so that they are there to be kept read-only (an empty
+        # config.worktree changes nothing, and read-only it cannot be made to).
+        (meta.common_dir / "objects" / "pack").mkdir(parents=True, exist_ok=True)
+        (meta.common_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
         (meta.git_dir / "config.worktree").touch(exist_ok=True)
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -692,14 +711,45 @@ def _prepare(
         is_dir=lambda rel: (wd / rel).is_dir(),
     )
     make_room(layout, wd)
-    return dataclasses.replace(layout, protected=tuple(p for p in layout.protected if p.exists()))
+    emptied, masked = session_sockets(env)
+    return dataclasses.replace(
+        layout,
+        protected=tuple(p for p in layout.protected if p.exists()),
+        emptied=emptied,
+        masked=masked,
+    )
+
+
+#: The sockets of the operator's session an agent must not reach: a read-only mount
+#: does not stop ``connect()``, and through them a program runs outside the sandbox
+#: (``systemd-run --user`` over D-Bus, a container through docker) or signs as the
+#: operator (ssh-agent, gpg-agent).
+SESSION_SOCKETS = ("DBUS_SESSION_BUS_ADDRESS", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "DOCKER_HOST")
+DOCKER_SOCKETS = (Path("/run/docker.sock"), Path("/var/run/docker.sock"))
+
+
+def session_sockets(env: Mapping[str, str]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """``(folders to empty, files to mask)`` in a sandbox: the runtime folder
+    (``$XDG_RUNTIME_DIR``, else ``/run/user/<uid>``) and the docker sockets found."""
+    runtime = Path(env.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}")
+    folders = (runtime.resolve(),) if runtime.is_dir() else ()
+    files = tuple(
+        dict.fromkeys(
+            p.resolve()
+            for p in DOCKER_SOCKETS
+            if p.exists() and not any(_under(p.resolve(), f) for f in folders)
+        )
+    )
+    return folders, files
 
 
 def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` for an agent in a sandbox: ``TMPDIR`` is the private ``/tmp``, and git
+    """``env`` for an agent in a sandbox: ``TMPDIR`` is the private ``/tmp``, no
+    address of the operator's session sockets (:data:`SESSION_SOCKETS`), and git
     does no automatic housekeeping (``gc --auto`` would rewrite ``packed-refs``,
     which the sandbox keeps read-only)."""
-    out = {**env, "TMPDIR": str(PRIVATE_TMP)}
+    out = {k: v for k, v in env.items() if k not in SESSION_SOCKETS}
+    out["TMPDIR"] = str(PRIVATE_TMP)
     if "GIT_CONFIG_COUNT" not in out:
         out.update(
             {

@@ -458,3 +458,19 @@ def test_a_program_installed_under_tmp_stays_visible_in_the_sandbox(tmp_path: Pa
         import shutil
 
         shutil.rmtree(tool.parent)
+
+
+def test_the_runtime_folder_is_emptied_after_the_folder_that_holds_it_is_put_back() -> None:
+    import dataclasses
+
+    home = Path("/tmp/op")
+    box = dataclasses.replace(
+        layout("worktree", home=home, repo=Path("/tmp/op/repo")),
+        emptied=(home / "run",),
+        masked=(Path("/run/docker.sock"),),
+    )
+    argv = box.argv(["true"])
+    assert argv.index("--tmpfs", argv.index("/tmp") + 1) > argv.index(str(home))
+    assert argv[argv.index(str(home / "run")) - 1] == "--tmpfs"
+    at = argv.index("/run/docker.sock")
+    assert argv[at - 2 : at] == ["--ro-bind", "/dev/null"]

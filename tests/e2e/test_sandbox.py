@@ -686,3 +686,46 @@ def test_the_prompt_names_the_folder_the_sandbox_opens(repo: Path, write_plan: P
     assert "you may write only under src/api/ (and /tmp)" in started.prompt, started.prompt
     assert state.tasks["api"].status == "failed", "src/ itself is not open: touch fails"
     assert "Read-only file system" in output_of(recorder, "api")
+
+
+def test_the_operators_session_sockets_are_out_of_reach(
+    repo: Path, write_plan: PlanWriter, scratch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only mount does not stop connect(): through a D-Bus or ssh-agent socket an
+    agent would run programs outside the sandbox or sign as the operator."""
+    runtime = scratch_home / "run-user"
+    runtime.mkdir(mode=0o700)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(runtime / "bus"))
+    server.listen(1)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(runtime / "bus"))
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={runtime / 'bus'}")
+    probe = textwrap.dedent(
+        f"""\
+        import os, socket
+        print("ENV", os.environ.get("SSH_AUTH_SOCK"), os.environ.get("DBUS_SESSION_BUS_ADDRESS"))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect({str(runtime / "bus")!r})
+            print("CONNECTED")
+        except OSError as exc:
+            print("REFUSED", exc.errno)
+        """
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: s\n  agent: shell\n  edits: [x]\n"
+            f"  command: {json.dumps([sys.executable, '-c', probe])}\n",
+            sandbox="worktree",
+        )
+    )
+    try:
+        state, recorder, _ = run_engine(plan)
+    finally:
+        server.close()
+    out = output_of(recorder, "s")
+    assert state.tasks["s"].status == "succeeded", out
+    assert "ENV None None" in out
+    assert "REFUSED" in out and "CONNECTED" not in out, out
