@@ -632,6 +632,8 @@ class Attempt:
                 self._emit(ev)
                 self._on_agent_event(ev, spec, parser, running=False)
         self._report_denials()
+        if "GEMINI_CLI_HOME" in self._guard_env:  # what gemini made goes where it belongs
+            guard.gemini_home_return(Path(self._guard_env["GEMINI_CLI_HOME"]))
         self._final_look = await self._monitor.settle(task_id)
         killed = self._ended
         reason = (

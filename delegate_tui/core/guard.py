@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,8 +207,11 @@ def gemini_home(home: Path, source: Path | None, command: str) -> Path:
     comments) are left out, the guard kept: gemini then says what it misses.
     """
     dot = home / ".gemini"
-    dot.mkdir(parents=True, exist_ok=True)
+    dot.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.chmod(0o700)  # it holds a copy of the operator's settings (tokens, at times)
     settings: dict[str, Any] = {}
+    if source is not None and not source.exists():
+        source.mkdir(parents=True, mode=0o700)  # as gemini's first run would make it
     if source is not None and source.is_dir():
         if not (dot / OPERATOR_LINK).is_symlink():
             (dot / OPERATOR_LINK).symlink_to(source.absolute())
@@ -244,8 +248,30 @@ def gemini_home(home: Path, source: Path | None, command: str) -> Path:
     settings = {**settings, "hooksConfig": hooks_config, "hooks": hooks}
     target = dot / "settings.json"
     target.unlink(missing_ok=True)  # a link left by an earlier look at this folder
-    target.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(settings, indent=2))
     return home
+
+
+def gemini_home_return(home: Path) -> list[str]:
+    """Move what gemini made in an attempt's :func:`gemini_home` (its first
+    ``projects.json``, a ``tmp/`` for a new project, credentials after a login) to
+    the operator's own ``.gemini``, where it would have gone without the guard; what
+    is already there stays as it is. Returns the names moved."""
+    dot = home / ".gemini"
+    operator = dot / OPERATOR_LINK
+    if not operator.is_symlink():
+        return []
+    target = operator.resolve()
+    moved: list[str] = []
+    for entry in sorted(dot.iterdir()):
+        if entry.is_symlink() or entry.name in ("settings.json", OPERATOR_LINK):
+            continue
+        if not (target / entry.name).exists():
+            shutil.move(str(entry), str(target / entry.name))
+            moved.append(entry.name)
+    return moved
 
 
 def strip_json_comments(text: str) -> str:

@@ -249,3 +249,29 @@ def test_gemini_gets_the_guard_as_its_home_not_its_arguments() -> None:
     assert guard_environment(PRESETS["gemini"], "/h") == {"GEMINI_CLI_HOME": "/h"}
     assert guard_environment(PRESETS["gemini"], None) == {}  # guard: off
     assert guard_environment(PRESETS["claude"], "{}") == {}
+
+
+def test_geminis_guard_home_is_private_and_what_gemini_made_goes_home_after(
+    tmp_path: Path,
+) -> None:
+    """On a first run the operator has no ~/.gemini yet: what gemini makes in the guard's
+    home (its projects.json, a tmp/ folder) belongs in theirs, not in the run folder; the
+    copy of their settings (tokens, at times) is theirs to read only."""
+    from delegate_tui.core.guard import gemini_home_return
+
+    operator = tmp_path / "home" / ".gemini"
+    home, _ = install(SPEC, tmp_path / "guard", "client-1", "gemini", operator)
+    dot = Path(home) / ".gemini"
+    assert operator.is_dir() and operator.stat().st_mode & 0o777 == 0o700
+    assert Path(home).stat().st_mode & 0o777 == 0o700
+    assert (dot / "settings.json").stat().st_mode & 0o777 == 0o600
+    (dot / "projects.json").write_text('{"projects": {}}')
+    (dot / "tmp" / "work").mkdir(parents=True)
+    (operator / "oauth_creds.json").write_text("theirs")
+    (dot / "oauth_creds.json").write_text("made in the run")
+
+    assert gemini_home_return(Path(home)) == ["projects.json", "tmp"]
+    assert (operator / "projects.json").read_text() == '{"projects": {}}'
+    assert (operator / "tmp" / "work").is_dir()
+    assert (operator / "oauth_creds.json").read_text() == "theirs", "what is there stays"
+    assert not (operator / "settings.json").exists(), "the guard's settings stay in the run"
