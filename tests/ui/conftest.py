@@ -38,11 +38,15 @@ class Running:
         return screen
 
     async def settle(self) -> None:
-        """Let the 20 Hz refresh run, and the run screen finish mounting."""
-        for _ in range(50):
+        """Let the run screen finish mounting and the refresh draw every event emitted so
+        far (the state is redrawn at most 10 times a second, later on a loaded machine:
+        waiting a fixed time lost the race in CI), then one more frame."""
+        app = self.app
+        for _ in range(100):
             await self.pilot.pause(0.05)
-            screens = [s for s in self.app.screen_stack if isinstance(s, RunScreen)]
-            if screens and screens[0].ready:
+            screens = [s for s in app.screen_stack if isinstance(s, RunScreen)]
+            drawn = not (app._new_events or app._state_dirty or app._dirty)
+            if screens and screens[0].ready and drawn:
                 break
         await self.pilot.pause(0.1)
 
