@@ -137,8 +137,8 @@ def run_engine(
             if asyncio.iscoroutine(result):
                 driver = asyncio.get_running_loop().create_task(result)
         state = await asyncio.wait_for(engine.run(), 90)
-        if driver is not None:
-            await driver
+        if driver is not None:  # a driver that waits for what never happens fails, in time
+            await asyncio.wait_for(driver, 60)
         return state
 
     return asyncio.run(main()), recorder, engine

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import guard, prompts, recheck, sandbox, streams, workspace
+from delegate_tui.core import guard, prompts, runlog, sandbox, streams, workspace
 from delegate_tui.core.agents import (
     AgentSpec,
     agent_prompt,
@@ -187,16 +187,8 @@ class Attempt:
         )
         if not self.ctx.auto_merge:
             return Outcome("awaiting-merge", "", final)
-        stale = await recheck.before_merge(
-            self.ctx.plan,
-            self._emitter,
-            self._executor,
-            self._integration,
-            task_id,
-            self.ctx.run_id,
-        )
-        if stale:  # what it read changed under it, and its criteria fail on the new tip
-            return Outcome("failed", stale)
+        # The merge re-checks it first when what it read changed under it (recheck.Gate):
+        # ``failed`` when its criteria fail on the new tip, ``awaiting-merge`` when held.
         merged = await self._integration.merge(task_id, self._latest())
         return Outcome(merged.status, merged.reason, final if merged.status == "succeeded" else "")
 
@@ -257,7 +249,7 @@ class Attempt:
 
     @property
     def _last_message_path(self) -> Path:
-        return self.ctx.run_dir / "messages" / f"{self.task_id}-{self.number}.txt"
+        return runlog.message_path(self.ctx.run_dir, self.task_id, self.number)
 
     def _last_message(self) -> str:
         path = self._last_message_path

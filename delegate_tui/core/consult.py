@@ -35,6 +35,7 @@ from delegate_tui.core.history import DRAFT_TASK
 from delegate_tui.core.metrics import cost_text, tokens_text
 from delegate_tui.core.plan import Plan, Task
 from delegate_tui.core.prompts import plain_text
+from delegate_tui.core.runlog import message_path
 
 #: Agents tried, in order, when ``draft`` is given none (``demo`` always works).
 DRAFTING_AGENTS = ("claude", "codex", "gemini")
@@ -133,7 +134,7 @@ def ask(
         raise DraftError(message) from None
     asyncio.run(engine.run())
     status = ended.get("status")
-    last = engine.run_dir / "messages" / f"{DRAFT_TASK}-1.txt"
+    last = message_path(engine.run_dir, DRAFT_TASK, 1)
     if status != "succeeded":
         reason = ended.get("reason") or status or "it did not finish"
         tail = plain_text(bytes(printed)).strip().splitlines()[-5:]

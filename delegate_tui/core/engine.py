@@ -76,7 +76,7 @@ from delegate_tui.core.plan import Plan
 from delegate_tui.core.preflight import PreflightError
 from delegate_tui.core.prices import PriceError, PriceTable
 from delegate_tui.core.reaper import end_groups
-from delegate_tui.core.runlog import LOG_NAME, ReadReport, new_run_id, runs_dir
+from delegate_tui.core.runlog import LOG_NAME, ReadReport, message_path, new_run_id, runs_dir
 from delegate_tui.core.state import AttemptState, RunState
 from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.supervisor import install_signal_handlers as _install
@@ -791,7 +791,7 @@ class Engine:
 
     def _final_output(self, task_id: str, attempt: AttemptState) -> str:
         """What ``attempt`` hands its dependents (its last message, else its output's tail)."""
-        path = self.run_dir / "messages" / f"{task_id}-{attempt.number}.txt"
+        path = message_path(self.run_dir, task_id, attempt.number)
         message = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
         return prompts.final_output(attempt, message)
 

@@ -303,6 +303,8 @@ def scope_section(
             "Other agents own these; do not change them, say in your final message what you need instead:"
         )
         # What is left for owners once the rest is written (and a count of those left out).
+        # Every other line is capped (SCOPE_LINE; the sandbox's folders and the shared
+        # files are counted past a few), so the rest stays under 800 characters.
         room = SCOPE_CHARS - sum(len(line) + 1 for line in (*lines, *tail)) - 40
         listed = 0
         for _, line in owners[:SCOPE_ENTRIES]:
@@ -329,8 +331,8 @@ def _sandbox_lines(plan: Plan, task_id: str, is_dir: Callable[[str], bool]) -> l
         where = "no file of the repository"
     elif "" in folders:
         where = "in your working directory"
-    else:
-        where = "only under " + ", ".join(f"{d}/" for d in folders)
+    else:  # the first few, and a count: the section stays under SCOPE_CHARS
+        where = _line("only under " + _globs([f"{d}/" for d in folders], SCOPE_OWN_GLOBS))
     text = f"You run in a sandbox: you may write {where} (and /tmp); any other write fails "
     text += "with 'Read-only file system'."
     if not network:

@@ -14,10 +14,11 @@ the operator asks for is theirs to judge. The scratch worktree and branch
 are removed afterwards. A merge that would conflict is left to the merge
 itself to report.
 
-The re-check runs outside the merge lock (criteria may take minutes, and
-other tasks' merges must not wait for them); :meth:`Gate.moved`, asked under
-the lock, says whether a merge landed since the check that changed what the
-task read, and :meth:`Integration.merge` checks again when it did.
+:meth:`Integration.merge` asks the gate itself, for an automatic merge and
+the operator's alike. The re-check runs outside the merge lock (criteria may
+take minutes, and other tasks' merges must not wait for them); :meth:`Gate.moved`,
+asked under the lock, says whether a merge landed since the check that changed
+what the task read, and :meth:`Integration.merge` checks again when it did.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from delegate_tui.core import conflicts, prompts, scopes, workspace
-from delegate_tui.core.conflict_monitor import Ancestry, merges_so_far, reader_of
+from delegate_tui.core.conflict_monitor import Ancestry, merges_so_far, reader_of, stale_for
 from delegate_tui.core.emitter import Emitter
 from delegate_tui.core.events import CriteriaChecked, CriterionResult, Notice
 from delegate_tui.core.executor import Executor
@@ -61,12 +62,7 @@ class Gate:
         (git asked here, blocking, only for a start that is not an integration tip)."""
         state = self._emitter.state
         reader = reader_of(self.plan, state.tasks[task_id])
-        if reader is None:
-            return []
-        merges = merges_so_far(state)
-        ancestry = Ancestry(self._integration.repo, state)
-        ancestry.learn([reader], merges)
-        return conflicts.stale_inputs([reader], merges, ancestry)
+        return [] if reader is None else stale_for(self._integration.repo, state, reader)
 
     def moved(self, task_id: str, attempt: AttemptState) -> bool:
         """True unless ``attempt`` was checked and no merge since changed what it read.
@@ -194,22 +190,3 @@ class Gate:
                 )
             )
         return results
-
-
-async def before_merge(
-    plan: Plan,
-    emitter: Emitter,
-    supervisor: Executor,
-    integration: Integration,
-    task_id: str,
-    run_id: str,
-) -> str:
-    """The first re-check of the latest attempt of ``task_id`` before its merge: ``""``
-    when it may go on to :meth:`Integration.merge` (which checks again if the tip
-    moved, and holds a stale task with nothing to re-run), else why not
-    (``criteria failed on the new integration tip: ...``)."""
-    gate = integration.gate
-    if not isinstance(gate, Gate):
-        return ""
-    outcome = await gate.check(task_id, emitter.state.tasks[task_id].attempts[-1])
-    return outcome.reason if outcome is not None and outcome.status == "failed" else ""

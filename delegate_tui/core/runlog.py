@@ -79,6 +79,12 @@ def runs_dir(repo: Path) -> Path:
     return repo / ".delegate" / "runs"
 
 
+def message_path(run_dir: Path, task_id: str, attempt: int) -> Path:
+    """Where attempt ``attempt`` of ``task_id`` leaves its last message, beside the log
+    (``DELEGATE_LAST_MESSAGE``): what it hands its dependents."""
+    return run_dir / "messages" / f"{task_id}-{attempt}.txt"
+
+
 def new_run_id() -> str:
     """A run's id, its folder's name under :func:`runs_dir`: sortable, unique, valid as a
     path and a branch component."""

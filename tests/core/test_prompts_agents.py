@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from delegate_tui.core import prompts
+from delegate_tui.core import prompts, sandbox
 from delegate_tui.core.agents import (
     PRESETS,
     AgentDef,
@@ -359,7 +359,19 @@ def test_the_scope_section_stays_short_however_many_globs_each_task_has() -> Non
     assert f"  and {11 - len(owners)} more task(s)" in section  # t11 is queued
     assert all(len(line) <= prompts.SCOPE_LINE for line in lines)
     # The same holds for every task of the plan, and for a plan of 200 such tasks.
-    assert all(len(prompts.scope_section(plan, state, t.id)) < 1500 for t in plan.tasks)
+    assert all(
+        len(prompts.scope_section(plan, state, t.id)) < prompts.SCOPE_CHARS for t in plan.tasks
+    )
+    tasks = "".join(
+        f"  - {{id: t{i}, prompt: x, edits: [{globs(i)}, '{long}{i}.py']}}\n" for i in range(200)
+    )
+    plan, state = _scope_plan(f"name: p\nshared_files: [{shared}]\ntasks:\n" + tasks)
+    for i in range(0, 200, 2):
+        state.tasks[f"t{i}"].status = "running"
+    sections = [prompts.scope_section(plan, state, t.id) for t in plan.tasks]
+    assert len(sections) == 200
+    assert max(len(section) for section in sections) < prompts.SCOPE_CHARS
+    assert all(" more task(s)" in section for section in sections), "owners are counted"
 
 
 def test_a_finding_is_told_to_the_agents_it_asks_something_of() -> None:
@@ -416,3 +428,44 @@ def test_a_sandboxed_prompt_names_the_folders_its_sandbox_opens() -> None:
         "You run in a sandbox: you may write only under docs/, src/api/ (and /tmp); any "
         "other write fails with 'Read-only file system'. You have no network." in section
     ), section
+
+
+def test_a_sandbox_of_a_hundred_folders_keeps_the_scope_section_under_its_cap() -> None:
+    """The sandbox's folders are counted past a few, as globs are: a task whose edits give
+    100 folders still hears who owns what (its folder list alone was over SCOPE_CHARS,
+    and every owner was dropped)."""
+
+    def plan_of(folder: str, shared: str = "") -> tuple[Plan, RunState]:
+        edits = ", ".join(f"'{folder}{i:03}/x.py'" for i in range(100))
+        others = "".join(f"  - {{id: o{i}, prompt: x, edits: ['lib/o{i}/**']}}\n" for i in range(3))
+        plan, state = _scope_plan(
+            f"name: p\nsandbox: scope\nnetwork: 'off'\nshared_files: [{shared}]\ntasks:\n"
+            f"  - {{id: big, prompt: x, edits: [{edits}]}}\n" + others
+        )
+        for i in range(3):
+            state.tasks[f"o{i}"].status = "running"
+        return plan, state
+
+    plan, state = plan_of("src/module")
+    assert len(sandbox.scope_dirs(plan.task("big").edits, lambda _rel: False)) == 100
+    section = prompts.scope_section(plan, state, "big")
+    assert len(section) < prompts.SCOPE_CHARS, len(section)
+    lines = section.splitlines()
+    assert [line for line in lines if line.startswith("  lib/")] == [
+        f"  lib/o{i}/**: o{i} (running)" for i in range(3)
+    ], "every owner is still listed"
+    (sandboxed,) = [line for line in lines if line.startswith("You run in a sandbox")]
+    assert sandboxed.endswith(
+        " (and /tmp); any other write fails with 'Read-only file system'. You have no network."
+    )
+    where = sandboxed.removeprefix("You run in a sandbox: you may write only under ")
+    shown, more = where.removesuffix(sandboxed[sandboxed.index(" (and /tmp)") :]).split(" and ")
+    assert shown.split(", ")[:2] == ["src/module000/", "src/module001/"]
+    assert len(shown.split(", ")) + int(more.removesuffix(" more")) == 100, "the rest counted"
+    # The worst case: long folders, long own globs, many long shared files: still under.
+    deep = "services/payments/internal/adapters/stripe/webhooks/handlers/v2/" * 3
+    shared = ", ".join(f"'config/{'x' * 60}{j}.toml'" for j in range(30))
+    plan, state = plan_of(deep + "module", shared)
+    section = prompts.scope_section(plan, state, "big")
+    assert len(section) < prompts.SCOPE_CHARS, len(section)
+    assert "  lib/o0/**: o0 (running)" in section.splitlines()

@@ -272,14 +272,19 @@ def test_a_worktree_the_os_will_not_watch_is_polled_and_conflicts_are_still_foun
     assert found and found[0].seq < first_merge_seq(recorder)
 
 
-def stale_plan(repo: Path, policy: str) -> str:
+def stale_plan(repo: Path, policy: str, flags: Path) -> str:
+    """schema changes what client reads while client runs, whatever the load: schema
+    writes only once client has started, and client's first attempt holds until the
+    test lets it go (``flags / "go"``) or it is ended, 30 s at most. A restart is told
+    what merged, and copies the new schema."""
+    started, go = flags / "client-started", flags / "go"
     return plan_text(
         repo,
         f"""\
         - id: schema
           agent: shell
           edits: [src/schema.py]
-          command: "sleep 0.5; echo 'FIELDS = (\\"id\\", \\"email\\")' > src/schema.py"
+          command: "{hold(started)}; echo 'FIELDS = (\\"id\\", \\"email\\")' > src/schema.py"
         - id: notes
           agent: shell
           edits: [notes.txt]
@@ -290,18 +295,22 @@ def stale_plan(repo: Path, policy: str) -> str:
           reads: [src/schema.py]
           reads_stale_ok: true
           on_stale_input: {policy}
-          command: "if printf '%s' \\"$DELEGATE_PROMPT\\" | grep -q 'merged a change to src/schema.py'; then cp src/schema.py src/client.py; else sleep 3; echo old > src/client.py; fi"
+          command: "touch {started}; if printf '%s' \\"$DELEGATE_PROMPT\\" | grep -q 'merged a change to src/schema.py'; then cp src/schema.py src/client.py; else {hold(go)}; echo old > src/client.py; fi"
         """,
     )
 
 
+def stale_found(engine: Engine) -> bool:
+    return any(f.kind == "stale-input" for f in engine.state.findings.values())
+
+
 def test_a_merge_under_a_reader_is_a_stale_input_and_restart_starts_it_on_the_new_tip(
-    repo: Path, write_plan: PlanWriter
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
     (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "schema")
-    plan = write_plan(stale_plan(repo, "restart"))
+    plan = write_plan(stale_plan(repo, "restart", tmp_path))
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded"
     stale = [e for e in detected(recorder) if e.kind == "stale-input"]
@@ -321,17 +330,17 @@ def test_a_merge_under_a_reader_is_a_stale_input_and_restart_starts_it_on_the_ne
 
 
 def test_r_on_a_stale_running_reader_restarts_it_on_the_new_tip(
-    repo: Path, write_plan: PlanWriter
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
     """on_stale_input: warn, and the operator presses r on the running reader: it is
     ended and started again on the new tip, with the merged change and their words."""
     (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "schema")
-    plan = write_plan(stale_plan(repo, "warn"))
+    plan = write_plan(stale_plan(repo, "warn", tmp_path))
 
     async def operator(engine: Engine, recorder: Recorder) -> None:
-        while not any(f.kind == "stale-input" for f in engine.state.findings.values()):
+        while not stale_found(engine):
             await asyncio.sleep(0.05)
         assert engine.state.tasks["client"].status == "running"
         assert engine.retry("client", "use the new field") == ""
@@ -350,14 +359,17 @@ def test_r_on_a_stale_running_reader_restarts_it_on_the_new_tip(
 
 
 def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
-    repo: Path, write_plan: PlanWriter
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
     (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "schema")
-    plan = write_plan(stale_plan(repo, "warn"))
+    plan = write_plan(stale_plan(repo, "warn", tmp_path))
 
     async def operator(engine: Engine, recorder: Recorder) -> None:
+        while not stale_found(engine):
+            await asyncio.sleep(0.05)
+        (tmp_path / "go").touch()  # the client goes on, and finishes on its own
         # The client has no run: check to re-run on the new tip: it is not merged
         # unchecked, it waits for the operator, who merges it as it is.
         while (t := engine.state.tasks.get("client")) is None or t.status != "awaiting-merge":

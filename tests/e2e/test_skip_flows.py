@@ -57,12 +57,14 @@ def test_a_skip_that_leaves_dependents_blocked_says_the_run_waits(
 
 
 def test_a_skipped_tasks_findings_are_resolved(repo: Path, write_plan: PlanWriter) -> None:
+    # second changes the line only once first's change is merged (30 s at most), so
+    # second's is the merge that conflicts, whatever the load.
     plan = write_plan(
         plan_text(
             repo,
             """\
             - {id: first, agent: shell, command: "sed -i 's/nobody/first/' src/shared.py", edits: [src/a.py]}
-            - {id: second, agent: shell, command: "sleep 0.5; sed -i 's/nobody/second/' src/shared.py", edits: [src/b.py]}
+            - {id: second, agent: shell, command: "for i in $(seq 600); do git show delegate/$DELEGATE_RUN_ID/integration:src/shared.py | grep -q first && break; sleep 0.05; done; sed -i 's/nobody/second/' src/shared.py", edits: [src/b.py]}
             """,
         )
     )
