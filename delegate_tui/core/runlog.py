@@ -16,7 +16,7 @@ seeks from the nearest keyframe. The index is a cache, never the truth: it
 names the log bytes it covers (their length and hashes of its first and last
 bytes) and anything that does not match is rebuilt from the log.
 
-(About 600 lines: the writer, the tolerant reader and the index share one
+(About 620 lines: the writer, the tolerant reader and the index share one
 reading of damage rules, which is why they stay in one module.)
 """
 
