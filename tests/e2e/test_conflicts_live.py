@@ -399,6 +399,49 @@ def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
     assert not [f for f in state.findings.values() if f.kind == "stale-input"], (
         "resolved once the reader merged"
     )
+    from delegate_tui.core.metrics import stats
+
+    found = stats(state)["conflicts"]
+    assert isinstance(found, list)
+    listed = [c for c in found if c["kind"] == "stale-input"]
+    assert listed == [
+        {
+            "kind": "stale-input",
+            "severity": "warning",
+            "files": ["src/schema.py"],
+            "tasks": ["client", "schema"],
+            "detail": listed[0]["detail"],
+            "open": False,
+        }
+    ], listed
+
+
+def test_r_on_a_stale_reader_waiting_for_its_merge_restarts_it_on_the_new_tip(
+    repo: Path, write_plan: PlanWriter, tmp_path: Path
+) -> None:
+    """The reader finished before anyone restarted it and waits for the operator (no
+    run: check to re-run): r drops its unmerged work and starts it on the new tip."""
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
+    plan = write_plan(stale_plan(repo, "warn", tmp_path))
+
+    async def operator(engine: Engine, recorder: Recorder) -> None:
+        while not stale_found(engine):
+            await asyncio.sleep(0.05)
+        (tmp_path / "go").touch()
+        while (t := engine.state.tasks.get("client")) is None or t.status != "awaiting-merge":
+            await asyncio.sleep(0.05)
+        assert engine.retry("client", "use the new field") == ""
+
+    state, _, _ = run_engine(plan, during=operator)
+    assert state.status == "succeeded"
+    first, second = state.tasks["client"].attempts
+    assert not first.merged_commit, "the stale work was never merged"
+    assert "schema merged a change to src/schema.py" in second.prompt
+    assert "use the new field" in second.prompt
+    shown = git(repo, "show", f"{state.integration_branch}:src/client.py")
+    assert shown == 'FIELDS = ("id", "email")\n', "the restart started from the new tip"
 
 
 def test_merge_predictions_are_kept_only_for_current_commits(
