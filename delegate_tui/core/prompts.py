@@ -9,8 +9,9 @@ person would read on screen, so neither a retry prompt nor a dependent's
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from delegate_tui.core import sandbox, scopes
 from delegate_tui.core.events import ACTIVE_STATUSES
@@ -255,13 +256,42 @@ def _no_folders(_rel: str) -> bool:
     return False
 
 
+def _folders(glob: str) -> tuple[str, ...]:
+    """The folders a glob's fixed start names: ``src/api/**`` and ``src/api/x.py`` give
+    ``("src", "api")``."""
+    parts: list[str] = []
+    for part in glob.strip("/").split("/"):
+        if any(c in part for c in "*?["):
+            return tuple(parts)
+        parts.append(part)
+    return tuple(parts[:-1])
+
+
+def nearness(mine: Sequence[str], theirs: Sequence[str]) -> int:
+    """How near two tasks' files are: the most leading folders one of ``mine`` shares
+    with one of ``theirs`` (0: nothing shared but the top of the repository)."""
+    shared = _prefixes(tuple(mine)) & _prefixes(tuple(theirs))
+    return max(map(len, shared), default=0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _prefixes(globs: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    """Every leading run of folders of each glob (kept per task's globs: a plan's
+    sections ask for each task's again and again)."""
+    return frozenset(
+        folders[:i] for folders in map(_folders, globs) for i in range(1, len(folders) + 1)
+    )
+
+
 def scope_section(
     plan: Plan, state: RunState, task_id: str, is_dir: Callable[[str], bool] = _no_folders
 ) -> str:
     """The end of every attempt's prompt: what this task may change, what others own.
 
-    Short and stable for large plans: running tasks first, then those waiting to
-    merge, then queued ones, at most :data:`SCOPE_ENTRIES` of them and
+    Short and stable for large plans: the owners nearest this task's files first
+    (:func:`nearness`: the most leading folders shared), and among those as near,
+    running tasks, then those waiting to merge, then queued ones; at most
+    :data:`SCOPE_ENTRIES` of them and
     :data:`SCOPE_GLOBS` globs of each, then counts; never over :data:`SCOPE_CHARS`.
     ``is_dir`` tells which declared paths are folders in the attempt's worktree (a
     sandbox opens a declared folder itself, a declared file's folder otherwise).
@@ -276,7 +306,7 @@ def scope_section(
         head.append(_line("You may change: " + _globs(task.edits, SCOPE_OWN_GLOBS)))
     else:
         head.append("No files were declared for you: change only what the task needs.")
-    owners: list[tuple[int, str]] = []
+    owners: list[tuple[int, int, str]] = []
     order = {"running": 0, "waiting to merge": 1, "queued": 2}
     for other in plan.tasks:
         if other.id == task_id or not other.edits:
@@ -285,7 +315,13 @@ def scope_section(
         how = "running" if status in ACTIVE_STATUSES else _OWNING.get(status)
         if how is None:
             continue  # done, failed or skipped: owns nothing now
-        owners.append((order[how], f"  {_globs(other.edits, SCOPE_GLOBS)}: {other.id} ({how})"))
+        owners.append(
+            (
+                -nearness(task.edits, other.edits),
+                order[how],
+                f"  {_globs(other.edits, SCOPE_GLOBS)}: {other.id} ({how})",
+            )
+        )
     tail = _sandbox_lines(plan, task_id, is_dir)
     mine = set(scopes.shared_hits(task.edits, plan.shared_files))
     shared = [f for f in plan.shared_files if f not in mine]
@@ -298,7 +334,7 @@ def scope_section(
         )
     lines = head
     if owners:
-        owners.sort(key=lambda o: o[0])
+        owners.sort(key=lambda o: (o[0], o[1]))
         lines.append(
             "Other agents own these; do not change them, say in your final message what you need instead:"
         )
@@ -307,7 +343,7 @@ def scope_section(
         # files are counted past a few), so the rest stays under 800 characters.
         room = SCOPE_CHARS - sum(len(line) + 1 for line in (*lines, *tail)) - 40
         listed = 0
-        for _, line in owners[:SCOPE_ENTRIES]:
+        for _, _, line in owners[:SCOPE_ENTRIES]:
             line = _line(line)
             if len(line) + 1 > room:
                 break

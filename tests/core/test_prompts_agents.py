@@ -469,3 +469,24 @@ def test_a_sandbox_of_a_hundred_folders_keeps_the_scope_section_under_its_cap() 
     section = prompts.scope_section(plan, state, "big")
     assert len(section) < prompts.SCOPE_CHARS, len(section)
     assert "  lib/o0/**: o0 (running)" in section.splitlines()
+
+
+def test_the_nearest_owners_come_first() -> None:
+    """The owners whose files sit nearest this task's are the ones its agent may touch by
+    mistake: they are named first, whatever their status; among those as near, running
+    tasks before queued ones."""
+    plan, state = _scope_plan(
+        "name: p\ntasks:\n"
+        "  - {id: api, prompt: x, edits: ['src/api/**']}\n"
+        "  - {id: docs, prompt: x, edits: ['docs/**']}\n"
+        "  - {id: web, prompt: x, edits: ['src/web/**']}\n"
+        "  - {id: v2, prompt: x, edits: ['src/api/v2/**']}\n"
+        "  - {id: css, prompt: x, edits: ['src/web/css/**']}\n"
+    )
+    state.tasks["docs"].status = "running"
+    state.tasks["web"].status = "running"
+    section = prompts.scope_section(plan, state, "api")
+    named = [line.rsplit(": ", 1)[1] for line in section.splitlines() if line.startswith("  ")]
+    assert named == ["v2 (queued)", "web (running)", "css (queued)", "docs (running)"]
+    assert prompts.nearness(["src/api/**"], ["src/api/v2/*.py"]) == 2
+    assert prompts.nearness(["README.md"], ["docs/**"]) == 0
