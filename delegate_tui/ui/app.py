@@ -315,7 +315,9 @@ class DelegateApp(App[int]):
                 ev.message, severity="error" if ev.level == "error" else "warning", timeout=8
             )
         elif isinstance(ev, RunFinished):
-            self.notify(f"{run_ended(self.source.state)} q quits.", timeout=10)
+            self.notify(
+                f"{run_ended(self.source.state)} H: how each task ended. q quits.", timeout=10
+            )
 
     def _withdraw_batch_toasts(self, state: RunState) -> None:
         """Take each "batch N waits" toast down once batch N no longer waits (approved,

@@ -39,6 +39,7 @@ LIVE_BINDINGS: list[BindingType] = [
     Binding("z", "zoom", "Zoom", id="zoom"),
     Binding("v", "raw_view", "Raw stream", id="raw_view", show=False),
     Binding("g", "timeline", "Timeline", id="timeline", show=False),
+    Binding("H", "health", "How each task ended", id="health", show=False),
     # The task list's own keys, for when it is hidden (zoomed) or not focused.
     Binding("up", "step_task(-1)", "Previous task", show=False),
     Binding("down", "step_task(1)", "Next task", show=False),
@@ -127,6 +128,7 @@ LIVE_PALETTE: tuple[PaletteEntry, ...] = (
     ("Zoom pane", "Show one pane full size", "zoom", ()),
     ("Raw stream", "Show agents' raw streams instead of their transcripts", "raw_view", ()),
     ("Timeline", "Show or hide the run as a schedule", "timeline", ()),
+    ("Health report", "How each task ended, or how far it got", "health", ()),
     ("Copy worktree path", "Copy the selected task's worktree path", "copy_path", ()),
     ("Finish run", "End and merge into your branch when clean", "finish", ()),
     ("Keys and glyphs", "Every key, and what each task glyph means", "help", ()),
@@ -196,6 +198,7 @@ LIVE_HELP: HelpSections = [
     (
         "Run",
         [
+            ("H", "how each task ended (the health report)"),
             ("p", "pause or resume scheduling"),
             ("f", "finish: merge into your branch"),
             ("e", "end the run (asks while agents run or work is pending)"),
@@ -238,6 +241,7 @@ REPLAY_HELP: HelpSections = [
     (
         "View",
         [
+            ("H", "how each task ended (the health report)"),
             ("t", "next theme"),
             ("c", "show or hide the sidebar"),
             ("ctrl+p", "command palette"),

@@ -11,7 +11,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.widgets import Static
 
-from delegate_tui.core.metrics import verdict
+from delegate_tui.core.metrics import health, verdict
 from delegate_tui.core.state import RunState, TaskState
 
 ICONS = {
@@ -83,6 +83,23 @@ def run_ended(state: RunState) -> str:
     """How a finished run went, as a sentence: 'The run ended partly done: 1 of 6 merged; …'."""
     head = _ENDED.get(state.status, f"The run ended ({state.status})")
     return f"{head}: {verdict(state)}." if state.tasks else f"{head}."
+
+
+def health_text(state: RunState, limit: int | None = None) -> Text:
+    """The health report as the screen shows it: a line per task, ✔ for work that
+    merged or completed, ✘ for what did not, · for what never ran; past ``limit``
+    lines, a count."""
+    text = Text()
+    report = health(state)
+    for task_id, kind, words in report[:limit]:
+        ok = kind in ("merged", "completed")
+        mark, colour = ("✔", "green") if ok else ("·", "") if kind == "not-run" else ("✘", "red")
+        text.append(mark, Style(color=colour or None, bold=True))
+        text.append(f" {task_id}: ", Style(bold=True))
+        text.append(f"{words}\n")
+    if limit is not None and len(report) > limit:
+        text.append(f"… and {len(report) - limit} more (H lists them all)\n")
+    return text
 
 
 def status_colour(app: App[object], status: str) -> str:

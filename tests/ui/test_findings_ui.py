@@ -124,6 +124,21 @@ async def test_the_end_screen_says_how_each_task_ended(
         shown = await dialog(ui)
         assert shown is not None
         assert "ended       criteria failed: pytest -q (exit 1)" in plain(shown.body)
+        await ui.press("escape")
+        # With a task's pane on screen, H still shows the whole report.
+        await ui.select("contract")
+        assert ui.screen.query_one("#panes-empty").display is False
+        await ui.press("H")
+        report = await dialog(ui)
+        assert report is not None
+        body = plain(report.body)
+        assert body.startswith("The run failed: ")
+        for line in (
+            "✔ contract: completed and merged",
+            "✘ schema: criteria failed: pytest -q (exit 1)",
+            "· service: not run",
+        ):
+            assert line in body, body
 
 
 @pytest.mark.asyncio

@@ -536,6 +536,19 @@ class RunScreen(Screen[None]):
                 )
             )
 
+    def action_health(self) -> None:
+        """The health report: how each task ended (or how far it got), all of them."""
+        from rich.text import Text
+
+        from delegate_tui.ui.screens.dialogs import TextScreen
+        from delegate_tui.ui.style import health_text, run_ended
+
+        state = self.state
+        if state.plan is None:
+            return
+        head = Text(f"{run_ended(state)}\n\n" if state.finished else "The run goes on.\n\n")
+        self.app.push_screen(TextScreen("How each task ended", head + health_text(state)))
+
     def action_search(self) -> None:
         from delegate_tui.ui.screens.dialogs import LineDialog
 

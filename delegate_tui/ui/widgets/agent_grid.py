@@ -26,10 +26,17 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from delegate_tui.core.events import ACTIVE_STATUSES
-from delegate_tui.core.metrics import cost_text, health, tokens_text
+from delegate_tui.core.metrics import cost_text, tokens_text
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.context import ScreenContext
-from delegate_tui.ui.style import ICONS, clock, run_ended, task_elapsed, update_if_changed
+from delegate_tui.ui.style import (
+    ICONS,
+    clock,
+    health_text,
+    run_ended,
+    task_elapsed,
+    update_if_changed,
+)
 from delegate_tui.ui.widgets.agent_pane import AgentPane, OutputStore
 
 #: Tasks the end screen lists by how they ended (``stats`` lists every one).
@@ -406,17 +413,7 @@ def _empty_message(state: RunState, left_out: set[str]) -> Text:
         )
     elif state.finished:
         text.append(f"{run_ended(state)}\n\n")
-        report = health(state)
-        for task_id, kind, words in report[:HEALTH_LINES]:
-            ok = kind in ("merged", "completed")
-            mark, colour = (
-                ("✔", "green") if ok else ("·", "") if kind == "not-run" else ("✘", "red")
-            )
-            text.append(mark, Style(color=colour or None, bold=True))
-            text.append(f" {task_id}: ", Style(bold=True))
-            text.append(f"{words}\n")
-        if len(report) > HEALTH_LINES:
-            text.append(f"… and {len(report) - HEALTH_LINES} more (stats lists them all)\n")
+        text.append_text(health_text(state, HEALTH_LINES))
         text.append("\nSelect a task to read its output; q quits.")
     elif state.paused:
         text.append("Scheduling is paused: p resumes.")
