@@ -276,7 +276,10 @@ def stale_plan(repo: Path, policy: str, flags: Path) -> str:
     """schema changes what client reads while client runs, whatever the load: schema
     writes only once client has started, and client's first attempt holds until the
     test lets it go (``flags / "go"``) or it is ended, 30 s at most. A restart is told
-    what merged, and copies the new schema."""
+    what merged, and copies the new schema. (The repository gets the old schema.)"""
+    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "schema")
     started, go = flags / "client-started", flags / "go"
     return plan_text(
         repo,
@@ -307,9 +310,6 @@ def stale_found(engine: Engine) -> bool:
 def test_a_merge_under_a_reader_is_a_stale_input_and_restart_starts_it_on_the_new_tip(
     repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
-    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "schema")
     plan = write_plan(stale_plan(repo, "restart", tmp_path))
     state, recorder, _ = run_engine(plan)
     assert state.status == "succeeded"
@@ -334,9 +334,6 @@ def test_r_on_a_stale_running_reader_restarts_it_on_the_new_tip(
 ) -> None:
     """on_stale_input: warn, and the operator presses r on the running reader: it is
     ended and started again on the new tip, with the merged change and their words."""
-    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "schema")
     plan = write_plan(stale_plan(repo, "warn", tmp_path))
 
     async def operator(engine: Engine, recorder: Recorder) -> None:
@@ -361,9 +358,6 @@ def test_r_on_a_stale_running_reader_restarts_it_on_the_new_tip(
 def test_a_stale_input_with_warn_is_shown_and_the_task_goes_on(
     repo: Path, write_plan: PlanWriter, tmp_path: Path
 ) -> None:
-    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "schema")
     plan = write_plan(stale_plan(repo, "warn", tmp_path))
 
     async def operator(engine: Engine, recorder: Recorder) -> None:
@@ -421,9 +415,6 @@ def test_r_on_a_stale_reader_waiting_for_its_merge_restarts_it_on_the_new_tip(
 ) -> None:
     """The reader finished before anyone restarted it and waits for the operator (no
     run: check to re-run): r drops its unmerged work and starts it on the new tip."""
-    (repo / "src" / "schema.py").write_text('FIELDS = ("id",)\n')
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "schema")
     plan = write_plan(stale_plan(repo, "warn", tmp_path))
 
     async def operator(engine: Engine, recorder: Recorder) -> None:
