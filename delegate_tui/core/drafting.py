@@ -19,7 +19,7 @@ edits or with no ``run:`` criterion that proves it done, and more than four
 tasks at once are problems in a draft. For a plan
 written by hand they are only shown (``plan --review``).
 
-(About 580 lines: the prompt with its delegation rules, the draft rules and the
+(About 590 lines: the prompt with its delegation rules, the draft rules and the
 feedback rounds are one conversation with the drafting agent, kept in one place.)
 """
 

@@ -32,7 +32,7 @@ The agent also runs in new PID and IPC namespaces with every capability dropped
 could remount ``/`` read-write), in the task's own process group, and dies
 with it. ``network: off`` adds a network namespace with only a loopback device.
 
-(About 730 lines: the pure layout, the bwrap command line, what git needs writable,
+(About 780 lines: the pure layout, the bwrap command line, what git needs writable,
 the refused-write scanner and the machine check belong to one decision, what an
 agent may touch, and are read together when that decision changes.)
 """
