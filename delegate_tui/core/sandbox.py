@@ -31,6 +31,10 @@ The agent also runs in new PID and IPC namespaces with every capability dropped
 (bwrap started as root keeps them otherwise, and a root with ``CAP_SYS_ADMIN``
 could remount ``/`` read-write), in the task's own process group, and dies
 with it. ``network: off`` adds a network namespace with only a loopback device.
+A read-only file system does not stop a socket's ``connect()``: the operator's
+runtime folder (D-Bus and the like) is replaced by an empty one, docker's socket
+by an empty file, and the session's socket addresses are not passed on
+(:func:`session_sockets`, :func:`sandbox_env`).
 
 (About 780 lines: the pure layout, the bwrap command line, what git needs writable,
 the refused-write scanner and the machine check belong to one decision, what an
