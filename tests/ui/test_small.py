@@ -205,3 +205,30 @@ def test_details_say_why_a_refused_key_was_not_retried() -> None:
     state = ended_attempt("codex-auth-fail.jsonl", "codex", "authentication failed: 401")
     text = str(task_details(state, "t"))
     assert "not retried automatically: the same key would be refused again" in text, text
+
+
+@pytest.mark.asyncio
+async def test_details_list_the_writes_the_guard_refused(start_app: StartApp) -> None:
+    from delegate_tui.core.events import GuardDenied
+
+    source = FakeSource(parse_plan(SANDBOXED, "plan.yaml"))
+    source.start_run()
+    source.start_task("api")
+    source.emit(
+        GuardDenied(
+            task="api",
+            attempt=1,
+            tool="Write",
+            path="src/web/app.py",
+            reason="delegate-tui guard: src/web/app.py belongs to task web",
+        ),
+        1.5,
+    )
+    async with start_app(source, size=(120, 40)) as ui:
+        await ui.select("api")
+        await ui.press("enter")
+        assert isinstance(ui.app.screen, TextScreen)
+        lines = [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+        assert (
+            "guarded Write src/web/app.py (outside its scope: refused before it happened)" in lines
+        ), lines
