@@ -385,3 +385,33 @@ def test_the_demo_plan_is_valid_and_its_flawed_plan_is_fixed_from_the_feedback(
     ]
     text = drafting.to_yaml(drafting.normalise(flawed, agent="demo", repo=".")[0])
     assert drafting.check(text, "plan.yaml")[1] == []
+
+
+def test_the_default_drafting_agent_is_the_first_cli_installed_else_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from delegate_tui.core.consult import default_agent
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert default_agent() == "demo"
+    for name in ("gemini", "codex"):
+        cli = tmp_path / name
+        cli.write_text("#!/bin/sh\n")
+        cli.chmod(0o755)
+    assert default_agent() == "codex", "codex comes before gemini"
+    (tmp_path / "claude").write_text("#!/bin/sh\n")
+    (tmp_path / "claude").chmod(0o755)
+    assert default_agent() == "claude"
+
+
+def test_an_unknown_dependency_goes_back_with_its_line_and_field() -> None:
+    text = """\
+name: x
+agent: demo
+tasks:
+  - {id: a, prompt: p, edits: [a.py], criteria: [{run: t}]}
+  - {id: b, prompt: p, edits: [b.py], depends_on: [nope], criteria: [{run: t}]}
+"""
+    plan, problems = drafting.check(text, "plan.yaml")
+    assert plan is None
+    assert [str(p) for p in problems] == ["plan.yaml:5: tasks[1].depends_on: unknown task 'nope'"]
