@@ -210,7 +210,7 @@ def demo(headless: bool, speed: float, keep: bool, theme: str | None) -> None:
 
     from delegate_tui.core import runlog
     from delegate_tui.core.replay import final_state
-    from delegate_tui.demo.scaffold import make_demo_repo
+    from delegate_tui.demo.scaffold import make_demo_repo, unattended
     from delegate_tui.launch import start_run
 
     root = Path(tempfile.mkdtemp(prefix="delegate-demo-"))
@@ -218,8 +218,12 @@ def demo(headless: bool, speed: float, keep: bool, theme: str | None) -> None:
     os.environ["DELEGATE_DEMO_SPEED"] = str(max(0.0, speed))
     click.echo(f"demo repository: {plan_path.parent.parent}")
     request = RunRequest(headless=headless, yes=headless or not sys.stdout.isatty(), theme=theme)
+    plan = _load(str(plan_path))
+    if request.yes:  # nobody at the keyboard to press r: each task retries once by itself
+        plan = unattended(plan)
+        click.echo("unattended: each task is retried once by itself (nobody is here to press r)")
     try:
-        code = start_run(_load(str(plan_path)), request)
+        code = start_run(plan, request)
     except Refused as exc:
         fail(str(exc))
     repo = plan_path.parent.parent

@@ -1,7 +1,8 @@
 """The demo repository: a small, real git project for the demo agents to work on.
 
 Owns ``delegate-tui demo``'s scratch space: a temporary folder with a tiny
-Python shop service committed on ``main``, and the demo plan copied beside it.
+Python shop service committed on ``main``, and the demo plan copied beside it;
+and how the demo runs with nobody at the keyboard (:func:`unattended`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from delegate_tui.resources import data_dir
+
+if TYPE_CHECKING:
+    from delegate_tui.core.plan import Plan
 
 FILES = {
     ".gitignore": "__pycache__/\n*.pyc\n.venv/\nnode_modules/\n",
@@ -55,3 +60,15 @@ def make_demo_repo(root: Path, plan_name: str = "demo.yaml") -> Path:
     shutil.copy2(data_dir("sample_plans") / plan_name, plans / plan_name)
     (repo / ".git" / "info" / "exclude").open("a").write("/.plans/\n")
     return plans / plan_name
+
+
+def unattended(plan: Plan) -> Plan:
+    """The demo plan for a run nobody watches (``--headless``, or no terminal): each task
+    gets one automatic retry if it has none, since nobody is there to press ``r``.
+
+    The collision the demo stages then ends as it does for an operator: ``shipping``'s
+    merge conflict is retried with the conflict named in its prompt, its agent leaves
+    the file alone, and the run succeeds, fully automatic.
+    """
+    tasks = tuple(t.model_copy(update={"retries": max(t.retries, 1)}) for t in plan.tasks)
+    return plan.model_copy(update={"tasks": tasks})
