@@ -278,11 +278,12 @@ def usd_of(spent: float, limit: float) -> str:
     return f"${spent:.{places}f} of ${limit:.{places}f}"
 
 
-def cost_text(cost: float | None, source: str) -> str:
-    """``$0.42``, ``~$0.42`` (estimated from the price table) or ``""`` (nothing known)."""
+def cost_text(cost: float | None, source: str, partial: bool = False) -> str:
+    """``$0.42``, ``~$0.42`` (estimated from the price table), ``$0.42+`` (``partial``:
+    some spend has no price, see :func:`unpriced_models`) or ``""`` (nothing known)."""
     if cost is None:
         return ""
-    return ("~" if source == "estimated" else "") + usd(cost)
+    return ("~" if source == "estimated" else "") + usd(cost) + ("+" if partial else "")
 
 
 def tokens_text(u: TokenUsage) -> str:

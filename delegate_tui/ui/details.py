@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.text import Text
 
 from delegate_tui.core import batching, sandbox
-from delegate_tui.core.metrics import cost_text, ending
+from delegate_tui.core.metrics import cost_text, ending, unpriced_models
 from delegate_tui.core.prompts import failure_summary, render_prompt
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import clock, task_elapsed
@@ -68,7 +68,7 @@ def task_details(state: RunState, task_id: str, now: float | None = None) -> Tex
         row("retries", str(spec.retries))
     if spec.budget_usd is not None:
         row("budget", f"${spec.budget_usd:.2f} per attempt")
-    spent = cost_text(task.cost_usd, task.cost_source)
+    spent = cost_text(task.cost_usd, task.cost_source, bool(unpriced_models([task])))
     if spent or task.tokens.input or task.tokens.output:
         t = task.tokens
         estimated = " (estimated)" if task.cost_source == "estimated" else ""

@@ -674,3 +674,12 @@ async def test_the_finished_runs_wall_time_ends_at_its_own_event() -> None:
     assert isinstance(finished, RunFinished)
     assert finished.ts - started.ts >= 0.05
     assert finished.metrics.wall_s == round(finished.ts - started.ts, 3)
+
+
+def test_a_cost_with_unpriced_spend_reads_as_partial() -> None:
+    from delegate_tui.core.metrics import cost_text
+
+    assert cost_text(0.42, "cli") == "$0.42"
+    assert cost_text(0.42, "estimated") == "~$0.42"
+    assert cost_text(0.42, "cli", partial=True) == "$0.42+"
+    assert cost_text(None, "cli", partial=True) == ""

@@ -137,3 +137,30 @@ async def test_a_retry_offers_a_new_conversation_when_the_agent_has_one(
         await ui.pilot.click("#fresh")
         await ui.press("ctrl+s")
         assert source.last() == ("retry", "contract", "", False, True)
+
+
+@pytest.mark.asyncio
+async def test_a_cost_with_spend_of_no_known_price_is_marked_partial(
+    start_app: StartApp,
+) -> None:
+    """Usage of a model with no price adds nothing to the cost: the figures say so."""
+    source = FakeSource()
+    async with start_app(source, size=(160, 40)) as ui:
+        play_claude(source)  # contract: $0.42, priced
+        source.start_task("schema", at=4.5)
+        source.emit(
+            AgentUsage(
+                task="schema",
+                attempt=1,
+                usage=(TokenUsage(model="unpriced-9", input=5_000, output=100),),
+                cost_usd=None,
+                cost_source="",
+                turns=1,
+            ),
+            5.0,
+        )
+        await ui.select("contract")
+        assert "$0.42+" in str(ui.screen.query_one(RunHeader).render()), "the run's is partial"
+        grid = ui.screen.query_one(AgentGrid)
+        assert "$0.42 " in str(grid.panes["contract"].border_title), "contract's is all of it"
+        assert "$" not in str(grid.panes["schema"].border_title), "schema's is unknown"

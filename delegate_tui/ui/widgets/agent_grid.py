@@ -26,7 +26,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from delegate_tui.core.events import ACTIVE_STATUSES
-from delegate_tui.core.metrics import cost_text, tokens_text
+from delegate_tui.core.metrics import cost_text, tokens_text, unpriced_models
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.context import ScreenContext
 from delegate_tui.ui.style import (
@@ -339,7 +339,10 @@ class AgentGrid(Container):
             parts.append(clock(task_elapsed(task, state.finished_ts or now)))
             used = " ".join(
                 part
-                for part in (cost_text(task.cost_usd, task.cost_source), tokens_text(task.tokens))
+                for part in (
+                    cost_text(task.cost_usd, task.cost_source, bool(unpriced_models([task]))),
+                    tokens_text(task.tokens),
+                )
                 if part
             )
             if used:

@@ -6,7 +6,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from delegate_tui.core.metrics import cost_text
+from delegate_tui.core.metrics import cost_text, unpriced_models
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import clock, status_colour, update_if_changed
 
@@ -73,7 +73,9 @@ class RunHeader(Static):
             text.append(f" saved {clock(saved)} ", Style(color=status_colour(app, "succeeded")))
         elif saved < 0:
             text.append(f" slower {clock(-saved)} ", Style(color=status_colour(app, "proposed")))
-        spent = cost_text(state.cost_usd, state.cost_source)
+        spent = cost_text(
+            state.cost_usd, state.cost_source, bool(unpriced_models(state.tasks.values()))
+        )
         if spent:
             budget = state.plan.budget_usd if state.plan else None
             over = budget is not None and (state.cost_usd or 0.0) >= budget

@@ -20,7 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from delegate_tui.core import graph
-from delegate_tui.core.metrics import cost_text
+from delegate_tui.core.metrics import cost_text, unpriced_models
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import ICONS, clock, set_virtual_height, status_style, task_elapsed
 
@@ -215,7 +215,11 @@ class TaskGraph(ScrollView, can_focus=True):
         )
         tries = f" #{len(task.attempts)}" if task and len(task.attempts) > 1 else ""
         agent = self.state.plan.agent_of(spec)
-        spent = cost_text(task.cost_usd, task.cost_source) if task else ""
+        spent = (
+            cost_text(task.cost_usd, task.cost_source, bool(unpriced_models([task])))
+            if task
+            else ""
+        )
         right = f"{spent + ' ' if spent and width >= 28 else ''}{elapsed}{tries}"
         longest = max((len(t) for t in self._deps), default=8)
         name_width = max(6, min(longest, width - 4 - len(right), max(12, width // 2)))
