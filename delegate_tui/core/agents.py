@@ -16,12 +16,16 @@ is still a prompt). A retry continues the agent's conversation through
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import shutil
 import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -208,9 +212,17 @@ PRESETS: dict[str, AgentSpec] = {
         # gemini has no flag for a settings file: its scope guard is a home of its own,
         # linking the operator's ~/.gemini, with the hook in its settings (core/guard.py).
         guard_env={"GEMINI_CLI_HOME": "{guard_settings}"},
-        # No resume_command: gemini keeps sessions per project folder, and a retry runs in
-        # a new worktree, where `--resume ID` finds none ("No previous sessions found for
-        # this project", exit 42; seen with gemini 0.61.0). Its retries start afresh.
+        # gemini keeps sessions per project folder, and a retry runs in a new worktree:
+        # gemini_hand_over puts the session where gemini takes it over from (0.61.0).
+        resume_command=(
+            "gemini",
+            "--resume",
+            "{session}",
+            "--skip-trust",
+            "--output-format",
+            "stream-json",
+            "--prompt={prompt}",
+        ),
     ),
     "aider": AgentSpec(
         name="aider",
@@ -431,3 +443,30 @@ def configured_model(spec: AgentSpec, env: Mapping[str, str]) -> str:
     except (OSError, tomllib.TOMLDecodeError):
         return ""
     return model if isinstance(model, str) else ""
+
+
+def gemini_hand_over(gemini_dir: Path, old_root: Path, new_root: Path) -> bool:
+    """Let gemini resume, in ``new_root``, a session it kept for ``old_root``; False when
+    there is no such session to hand over.
+
+    gemini keeps a project's sessions under ``gemini_dir/tmp/<slug>/chats``, the slug
+    registered for the project's folder in ``gemini_dir/projects.json``, so a retry in
+    a new worktree finds none ("No previous sessions found for this project"). At its
+    start gemini moves a project's folder from its older place, ``tmp/<sha256 of the
+    project's path>``, to the new one when that is still empty: the old project's
+    chats are copied there for the new worktree, and gemini takes them over itself.
+    """
+    try:
+        registry = json.loads((gemini_dir / "projects.json").read_text("utf-8"))
+        slug = registry["projects"][os.path.abspath(old_root)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    chats = gemini_dir / "tmp" / str(slug) / "chats"
+    if not chats.is_dir():
+        return False
+    digest = hashlib.sha256(os.path.abspath(new_root).encode()).hexdigest()
+    legacy = gemini_dir / "tmp" / digest
+    if legacy.exists():
+        return False
+    shutil.copytree(chats, legacy / "chats")
+    return True

@@ -41,7 +41,7 @@ from delegate_tui.core import (
     scheduler,
     workspace,
 )
-from delegate_tui.core.agents import AgentSpec
+from delegate_tui.core.agents import AgentSpec, gemini_hand_over
 from delegate_tui.core.attempt import Attempt, AttemptContext, Outcome
 from delegate_tui.core.commands import Command, refusal, restarts_stale
 from delegate_tui.core.conflict_monitor import ConflictMonitor, stale_context
@@ -70,7 +70,7 @@ from delegate_tui.core.events import (
     TaskSkipped,
     held_changes,
 )
-from delegate_tui.core.executor import AttemptLost, make_executor
+from delegate_tui.core.executor import AttemptLost, LocalExecutor, make_executor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.preflight import PreflightError
@@ -627,12 +627,14 @@ class Engine:
             and bool(spec.resume_command)
         )
         found = notes.while_you_worked(self.state, task_id, last)
+        number = (last.number + 1) if last else 1
+        if continues and last is not None and spec is not None and spec.stream == "gemini":
+            continues = self._gemini_hand_over(spec, last, task_id, number)
         if continues and last is not None:
             kept = keep_worktree and bool(last.workdir)
             prompt = prompts.continue_prompt(last, context, changed=stale, kept=kept, found=found)
         else:
             prompt = prompts.next_prompt(original, last, context, changed=stale, found=found)
-        number = (last.number + 1) if last else 1
         self._executor.forget(task_id)
         self._told_waiting = False  # the run moves again: a later wait is news
         self._emit(
@@ -647,6 +649,21 @@ class Engine:
             )
         )
         self._start(task_id, number, prompt=prompt, keep_from=last if keep_worktree else None)
+
+    def _gemini_hand_over(self, spec: AgentSpec, last: AttemptState, task_id: str, n: int) -> bool:
+        """gemini keeps a session per project folder: put ``last``'s where gemini, run in
+        attempt ``n``'s worktree, takes it over (:func:`agents.gemini_hand_over`); False
+        (a fresh start) when there is none, or the attempt runs elsewhere."""
+        if (
+            self.isolation != "worktree"
+            or not last.workdir
+            or not isinstance(self._executor, LocalExecutor)
+        ):
+            return False
+        env = {**os.environ, **spec.env}
+        home = Path(env.get("GEMINI_CLI_HOME") or env.get("HOME") or Path.home())
+        new_root = workspace.worktree_path(self.repo, self.run_id, task_id, n)
+        return gemini_hand_over(home / ".gemini", Path(last.workdir), new_root)
 
     def send_input(self, task_id: str, text: str) -> str:
         """Type a line into a running agent's stdin."""

@@ -158,12 +158,11 @@ def test_resume_budgets_and_tool_permissions() -> None:
         PRESETS["gemini"], prompt="p", task_id="t", workdir="", last_message="", budget_usd=1.0
     )
     assert not any("budget" in a for a in gemini) and "--resume" not in gemini
-    # gemini keeps sessions per folder and a retry runs in a new worktree: no resume.
-    fresh = build_argv(
+    # gemini's session goes before the options, the prompt stays last.
+    resumed = build_argv(
         PRESETS["gemini"], prompt="p", task_id="t", workdir="", last_message="", session="G2"
     )
-    assert "--resume" not in fresh and fresh[-1] == "--prompt=p"
-    assert not PRESETS["gemini"].resume_command
+    assert resumed[:3] == ["gemini", "--resume", "G2"] and resumed[-1] == "--prompt=p"
     # tools: all lets claude run Bash and gemini run everything without asking.
     agents = resolve_agents(
         {
