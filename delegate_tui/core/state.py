@@ -648,6 +648,8 @@ def _agent_tool_done(state: RunState, ev: AgentToolFinished) -> None:
     if not ev.ok:
         attempt.tool_errors += 1
         _transcribe(attempt, f"✗ {line or 'tool'}: {ev.detail or 'failed'}")
+    else:
+        _transcribe(attempt, f"✓ {ev.detail or 'done'}")
 
 
 @_on(AgentUsage)

@@ -67,7 +67,7 @@ def render(ev: Event) -> bytes:
         return _lines(tool_line(ev), _CYAN, "→ ").encode()
     if isinstance(ev, AgentToolFinished):
         if ev.ok:
-            return b""
+            return _lines(ev.detail or "done", _GREEN, "  ✓ ").encode()
         return _lines(ev.detail or "failed", _RED, "  ✗ ").encode()
     if isinstance(ev, AgentApiRetry):
         what = f"HTTP {ev.status}" if ev.status else "error"
@@ -101,6 +101,8 @@ def seed(attempt: AttemptState) -> bytes:
             out.append(_lines(line[2:], _CYAN, "→ "))
         elif line.startswith("✗ "):
             out.append(_lines(line[2:], _RED, "  ✗ "))
+        elif line.startswith("✓ "):
+            out.append(_lines(line[2:], _GREEN, "  ✓ "))
         elif line.startswith("  "):
             out.append(_lines(line[2:], _DIM))
         else:

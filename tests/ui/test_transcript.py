@@ -91,6 +91,7 @@ async def test_the_pane_reads_the_agents_transcript_and_v_shows_the_raw_stream(
             "conversation sess-1234abcd · m",
             "I will write the contract.",
             "→ Write docs/api/user.md",
+            "  ✓ done",
             "→ Bash: make docs",
             "  ✗ exit 2",
         ]
@@ -115,6 +116,7 @@ async def test_a_pane_opened_later_reads_what_the_state_kept_of_the_transcript(
         assert pane_lines(ui, "contract") == [
             "I will write the contract.",
             "→ Write docs/api/user.md",
+            "  ✓ done",
             "→ Bash: make docs",
             "  ✗ Bash: make docs: exit 2",
         ]
