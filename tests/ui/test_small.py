@@ -232,3 +232,26 @@ async def test_details_list_the_writes_the_guard_refused(start_app: StartApp) ->
         assert (
             "guarded Write src/web/app.py (outside its scope: refused before it happened)" in lines
         ), lines
+
+
+@pytest.mark.asyncio
+async def test_tools_the_cli_refused_are_in_the_details_and_stats(start_app: StartApp) -> None:
+    """With `tools: edits` a CLI refuses the agent's shell commands: the details and
+    `stats --json` list them, so the operator knows to allow them (`tools: all`)."""
+    from delegate_tui.core.events import AgentResult
+    from delegate_tui.core.metrics import stats
+
+    source = FakeSource(parse_plan(SANDBOXED, "plan.yaml"))
+    source.start_run()
+    source.start_task("api")
+    source.emit(
+        AgentResult(task="api", attempt=1, ok=True, text="done", denials=("Bash: npm test",)),
+        2.0,
+    )
+    async with start_app(source, size=(120, 40)) as ui:
+        await ui.select("api")
+        await ui.press("enter")
+        assert isinstance(ui.app.screen, TextScreen)
+        lines = [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+        assert "refused Bash: npm test" in lines, lines
+    assert stats(source.state)["tasks"]["api"]["denials"] == ["Bash: npm test"]  # type: ignore[index]

@@ -99,6 +99,10 @@ async def test_the_pane_reads_the_agents_transcript_and_v_shows_the_raw_stream(
         assert "$0.42 15.9k tok" in str(pane.border_title)
         assert str(pane.border_subtitle) == "Bash: make docs"  # what it does now
         assert "$0.42" in str(ui.screen.query_one(RunHeader).render())
+        from tests.ui.test_batch import row
+
+        assert "$0.42" in row(ui, "contract"), "the task list shows each task's cost"
+        assert "$" not in row(ui, "schema")
         await ui.press("v")
         assert pane_lines(ui, "contract") == [RAW.strip()]
         await ui.press("v")
