@@ -44,6 +44,18 @@ if mode == "work":
          "text": "Made src/made.py."}})
     say({"type": "turn.completed", "usage": {"input_tokens": 2000, "cached_input_tokens": 1000,
          "output_tokens": 100, "reasoning_output_tokens": 50}})
+elif mode == "announce":
+    # A write it says it made, then a long think before it ends.
+    os.makedirs("src", exist_ok=True)
+    with open("src/made.py", "w") as fh:
+        fh.write("MADE = True\n")
+    change = [{"path": os.path.join(os.getcwd(), "src/made.py"), "kind": "add"}]
+    say({"type": "item.started", "item": {"id": "i1", "type": "file_change",
+         "changes": change, "status": "in_progress"}})
+    say({"type": "item.completed", "item": {"id": "i1", "type": "file_change",
+         "changes": change, "status": "completed"}})
+    time.sleep(3)
+    say({"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 1}})
 elif mode == "spend":
     for turn in range(1, 100):
         say({"type": "item.started", "item": {"id": f"c{turn}", "type": "command_execution",
@@ -255,3 +267,30 @@ def test_an_agent_of_its_own_that_prints_codex_json_gets_an_empty_stdin(
     assert task.output == "stdin gave 0 bytes"
     (exited,) = [e for e in recorder.events if isinstance(e, TaskExited)]
     assert exited.reason == "exit" and exited.duration_s < 10
+
+
+def test_a_file_the_agent_says_it_wrote_is_looked_at_at_once(
+    repo: Path, tmp_path: Path, write_plan: PlanWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream names the file before the watcher would see it (here it sees nothing:
+    no file events, no first look, no reconcile): its change is found while the agent
+    still runs, not only when it ends."""
+    from delegate_tui.core import watcher
+    from delegate_tui.core.events import FilesChanged
+
+    monkeypatch.setattr(
+        watcher.WorktreeWatcher.__init__,
+        "__kwdefaults__",
+        {"reconcile_s": 600.0, "first_look_s": 600.0, "tick_s": 0.25},
+    )
+    plan = write_plan(plan_for(repo, tmp_path, "announce"))
+    state, recorder, _ = run_engine(plan)
+    assert state.tasks["t"].status == "succeeded"
+    # Its last words (the usage) come after its 3 s think, before it exits.
+    (last_words,) = [e for e in recorder.events if isinstance(e, AgentUsage)]
+    seen = [
+        e
+        for e in recorder.events
+        if isinstance(e, FilesChanged) and [f.path for f in e.files] == ["src/made.py"]
+    ]
+    assert seen and seen[0].seq < last_words.seq, "found while the agent ran"
