@@ -17,7 +17,7 @@ Commands (approve, hold, kill, retry, skip, pause, resume, input, merge,
 finish, end, stop) are plain methods, safe to call from the loop the engine
 runs on; they return a message for the operator, empty when done. (They, and
 the guards that stop a run cleanly when its log cannot be written or a bug
-strikes in a callback, are why this module is about 830 lines: the decisions
+strikes in a callback, are why this module is about 850 lines: the decisions
 and the work are elsewhere.)
 """
 

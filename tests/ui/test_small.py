@@ -13,7 +13,7 @@ from delegate_tui.core.plan import parse_plan
 from delegate_tui.core.replay import ReplaySource
 from delegate_tui.ui.screens.dialogs import TextScreen
 from delegate_tui.ui.widgets.replay_bar import ReplayBar
-from tests.ui.conftest import StartApp
+from tests.ui.conftest import Running, StartApp
 from tests.ui.fake_source import FakeSource
 
 
@@ -150,6 +150,14 @@ async def test_long_paths_in_details_wrap_at_a_slash(start_app: StartApp) -> Non
         assert "".join(p.strip() for p in pieces) == LONG
 
 
+async def details_lines(ui: Running, task: str) -> list[str]:
+    """The lines of ``task``'s details dialog, each with its spacing made single."""
+    await ui.select(task)
+    await ui.press("enter")
+    assert isinstance(ui.app.screen, TextScreen)
+    return [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+
+
 SANDBOXED = textwrap.dedent(
     """\
     name: boxed
@@ -182,10 +190,7 @@ async def test_details_show_a_tasks_sandbox_what_it_could_write_and_what_was_ref
     source.start_task("api")
     source.emit(SandboxDenied(task="api", attempt=1, path="/repo/README.md"), 1.5)
     async with start_app(source, size=(120, 40)) as ui:
-        await ui.select("api")
-        await ui.press("enter")
-        assert isinstance(ui.app.screen, TextScreen)
-        lines = [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+        lines = await details_lines(ui, "api")
         assert "sandbox scope, network off" in lines, lines
         assert "writable /repo/.delegate/worktrees/r/api-1/src/api" in lines
         assert "writable /home/op/.claude" in lines
@@ -225,10 +230,7 @@ async def test_details_list_the_writes_the_guard_refused(start_app: StartApp) ->
         1.5,
     )
     async with start_app(source, size=(120, 40)) as ui:
-        await ui.select("api")
-        await ui.press("enter")
-        assert isinstance(ui.app.screen, TextScreen)
-        lines = [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+        lines = await details_lines(ui, "api")
         assert (
             "guarded Write src/web/app.py (outside its scope: refused before it happened)" in lines
         ), lines
@@ -249,9 +251,6 @@ async def test_tools_the_cli_refused_are_in_the_details_and_stats(start_app: Sta
         2.0,
     )
     async with start_app(source, size=(120, 40)) as ui:
-        await ui.select("api")
-        await ui.press("enter")
-        assert isinstance(ui.app.screen, TextScreen)
-        lines = [" ".join(line.split()) for line in str(ui.app.screen.body).splitlines()]
+        lines = await details_lines(ui, "api")
         assert "refused Bash: npm test" in lines, lines
     assert stats(source.state)["tasks"]["api"]["denials"] == ["Bash: npm test"]  # type: ignore[index]
