@@ -16,7 +16,7 @@ vendor keeps refusing its credentials ("authentication failed") rather than
 letting it burn its timeout. A retry continues the agent's conversation where
 its CLI can (``resume_command``).
 
-(About 760 lines: the steps of one attempt in the order they run, each a method;
+(About 770 lines: the steps of one attempt in the order they run, each a method;
 what the stream, the scope guard and the sandbox ask of an attempt sits beside
 the step that uses it, and their decisions live in their own modules.)
 """
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delegate_tui.core import guard, prompts, runlog, sandbox, streams, workspace
+from delegate_tui.core import guard, object_store, prompts, runlog, sandbox, streams, workspace
 from delegate_tui.core.agents import (
     AgentSpec,
     agent_prompt,
@@ -565,7 +565,8 @@ class Attempt:
             if box is not None:  # the agent runs under bwrap (core/sandbox.py)
                 argv = sandbox.inner_argv(spec.preset or spec.name, argv)
                 run_argv = self._sandboxed(box, argv, env.get("PATH"))
-                env, on_output = sandbox.sandbox_env(env), sandbox.scanning(on_output, self._denied)
+                env = sandbox.sandbox_env(env, box[0])
+                on_output = sandbox.scanning(on_output, self._denied)
             proc = await self._executor.spawn(
                 task_id,
                 run_argv,
@@ -617,6 +618,8 @@ class Attempt:
             )
             return Outcome("failed", str(exc))
         stopped = self._stopped  # the attempt ended it (not what its last words show)
+        if box is not None and box[0].objects is not None:
+            await self._take_objects(workdir, box[0].objects[0])
         if parser is not None:
             # A last line with no newline after it (claude's `result`, codex's
             # `turn.completed`) is read only now: it counts against the limits too.
@@ -659,6 +662,20 @@ class Attempt:
         if rc != 0:
             return Outcome("failed", prompts.failure_summary(self._latest()))
         return None
+
+    async def _take_objects(self, workdir: Path, store: Path) -> None:
+        """The objects its sandboxed agent wrote, into the repository, checked
+        (:func:`object_store.take_objects`); a warning when git refused them."""
+        why = await asyncio.to_thread(object_store.take_objects, workdir, store)
+        if why is not None:
+            self._emit(
+                Notice(
+                    level="warning",
+                    message=f"{self.task_id}: the objects its agent wrote were not taken "
+                    f"into the repository ({why}); its work is committed from its files",
+                    task=self.task_id,
+                )
+            )
 
     def _sandbox(
         self, spec: AgentSpec, workdir: Path, env: dict[str, str]

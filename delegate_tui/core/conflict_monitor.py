@@ -85,15 +85,15 @@ class ConflictMonitor:
     async def settle(self, task_id: str) -> tuple[str, tuple[ChangedFile, ...]] | None:
         """The agent is done: one last look, then its change set stands still.
 
-        Returns that look: the snapshot (its index kept for
-        :func:`workspace.commit_work`, so the commit need not read the files
-        again) and the files changed since the attempt's start.
+        Returns that look: the snapshot (the engine's index of the worktree is
+        now that snapshot's, so :func:`workspace.commit_work` need not read the
+        files again) and the files changed since the attempt's start.
         """
         if task_id not in self._watched:
             return None
         self._watcher.unwatch(task_id)
         try:
-            return await self._refresh(task_id, final=True)
+            return await self._refresh(task_id)
         finally:
             self._watched.pop(task_id, None)
 
@@ -106,9 +106,7 @@ class ConflictMonitor:
         """Stop watching."""
         await self._watcher.close()
 
-    async def _refresh(
-        self, task_id: str, final: bool = False
-    ) -> tuple[str, tuple[ChangedFile, ...]] | None:
+    async def _refresh(self, task_id: str) -> tuple[str, tuple[ChangedFile, ...]] | None:
         """Ask git what a watched task has changed; report it if it moved."""
         if task_id == SHARED_KEY:
             await self._refresh_shared()
@@ -118,7 +116,7 @@ class ConflictMonitor:
             return None
         number, workdir, start = info
         snapshot, found = await asyncio.to_thread(
-            workspace.current_changes, workdir, start, keep_index=final, parent=start or "HEAD"
+            workspace.current_changes, workdir, start, parent=start or "HEAD"
         )
         files = tuple(found)
         task = self._emitter.state.tasks.get(task_id)

@@ -15,17 +15,20 @@ and spotting the writes it refused in the agent's output.
 
 The git metadata a linked worktree writes when its agent commits: its own
 ``.git/worktrees/<name>`` (HEAD, index, its reflog; not the files that point git
-at the repository and its config), the repository's ``objects`` (new loose
-objects; its packs and ``objects/info`` stay read-only), and the folder of its branch
-under ``refs/heads`` and ``logs/refs/heads`` (``delegate/<run>/tasks``: a ref is
-written as ``<ref>.lock`` renamed over the ref, so its folder must be writable;
-the run's other task branches sit in the same folder). The repository's
+at the repository and its config, nor the engine's own index of the worktree),
+an object store of its own in that folder (``GIT_OBJECT_DIRECTORY``, reading the
+repository's through ``GIT_ALTERNATE_OBJECT_DIRECTORIES``: the repository's
+``objects`` stay read-only, so an agent can delete none of them, and what it wrote
+is taken in, checked, when it ends: :func:`object_store.take_objects`), and the folder
+of its branch under ``refs/heads`` and ``logs/refs/heads`` (``delegate/<run>/tasks``:
+a ref is written as ``<ref>.lock`` renamed over the ref, so its folder must be
+writable; the run's other task branches sit in the same folder). The repository's
 ``config``, ``hooks``, ``info``, ``packed-refs``, every other branch and the
 operator's checkout stay read-only, so an agent can neither plant a hook nor
 move the operator's branch; so does the worktree's own ``.git`` file (pointed
 elsewhere, the engine's commit would land elsewhere). The engine's own commit
-after the agent runs outside the sandbox, as the operator; the agent's
-last-message file is writable.
+after the agent runs outside the sandbox, as the operator, from its own index
+of the worktree; the agent's last-message file is writable.
 
 The agent also runs in new PID and IPC namespaces with every capability dropped
 (bwrap started as root keeps them otherwise, and a root with ``CAP_SYS_ADMIN``
@@ -36,7 +39,7 @@ runtime folder (D-Bus and the like) is replaced by an empty one, docker's socket
 by an empty file, and the session's socket addresses are not passed on
 (:func:`session_sockets`, :func:`sandbox_env`).
 
-(About 780 lines: the pure layout, the bwrap command line, what git needs writable,
+(About 800 lines: the pure layout, the bwrap command line, what git needs writable,
 the refused-write scanner and the machine check belong to one decision, what an
 agent may touch, and are read together when that decision changes.)
 """
@@ -54,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from delegate_tui.core import guard, workspace
+from delegate_tui.core import guard, object_store, workspace
 
 if TYPE_CHECKING:
     from delegate_tui.core.plan import Plan, Task
@@ -242,7 +245,7 @@ def git_writable(meta: GitMeta) -> tuple[Path, ...]:
     """
     if not meta.linked:
         return ()
-    paths = [meta.git_dir, meta.common_dir / "objects"]
+    paths = [meta.git_dir]
     if meta.branch:
         folder = PurePosixPath(meta.branch).parent
         paths += [meta.common_dir / folder, meta.common_dir / "logs" / folder]
@@ -256,18 +259,20 @@ _WORKTREE_POINTERS = ("commondir", "gitdir", "config.worktree")
 
 
 def git_protected(meta: GitMeta) -> tuple[Path, ...]:
-    """What stays read-only inside :func:`git_writable`'s folders.
-
-    The worktree's pointers to its repository (``commondir``, ``gitdir``,
-    ``config.worktree``) and the repository's packs and ``objects/info`` (its
-    alternates, its commit graph): an agent adds loose objects and cannot take a
-    pack away or point the repository at objects of its own.
-    """
+    """What stays read-only inside :func:`git_writable`'s folders: the worktree's
+    pointers to its repository (``commondir``, ``gitdir``, ``config.worktree``) and
+    the engine's own index of it (:data:`workspace.OWN_INDEX`)."""
     if not meta.linked:
         return ()
-    objects = meta.common_dir / "objects"
-    pointers = tuple(meta.git_dir / name for name in _WORKTREE_POINTERS)
-    return (*pointers, objects / "pack", objects / "info")
+    return tuple(meta.git_dir / name for name in (*_WORKTREE_POINTERS, workspace.OWN_INDEX))
+
+
+def git_objects(meta: GitMeta) -> tuple[Path, Path] | None:
+    """``(the agent's own object store, the repository's objects)`` for an agent
+    that may commit in linked worktree ``meta``; ``None`` for a main checkout."""
+    if not meta.linked:
+        return None
+    return meta.git_dir / object_store.OWN_OBJECTS, meta.common_dir / "objects"
 
 
 # --------------------------------------------------------------------------- agent homes
@@ -345,6 +350,9 @@ class Layout:
     emptied: tuple[Path, ...] = ()
     #: Files replaced by an empty one (a docker socket outside the runtime folder).
     masked: tuple[Path, ...] = ()
+    #: The agent's own object store and the repository's objects it reads (git's
+    #: environment: :func:`sandbox_env`); ``None`` when it has no git to write.
+    objects: tuple[Path, Path] | None = None
 
     def mounts(self) -> list[tuple[str, Path]]:
         """``(how, path)`` in the order bwrap must apply them, outer before inner; ``how``
@@ -424,8 +432,10 @@ def plan_layout(
         writable.append(workdir)
     elif not consult:
         writable += [workdir / d if d else workdir for d in scope_dirs(edits, is_dir)]
+    objects = None
     if git is not None and not (mode == "scope" and consult):
         writable += git_writable(git)
+        objects = git_objects(git)
     writable += extra
     protected = [repo / ".delegate", workdir / ".git"]
     if git is not None:
@@ -442,6 +452,7 @@ def plan_layout(
         writable=tuple(dict.fromkeys(writable)),
         protected=protected_inside,
         visible=visible,
+        objects=objects,
     )
 
 
@@ -689,10 +700,14 @@ def _prepare(
         for path in git_writable(meta):
             path.mkdir(parents=True, exist_ok=True)
         # Made if missing, so that they are there to be kept read-only (an empty
-        # config.worktree changes nothing, and read-only it cannot be made to).
-        (meta.common_dir / "objects" / "pack").mkdir(parents=True, exist_ok=True)
-        (meta.common_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
+        # config.worktree changes nothing, and read-only it cannot be made to). The
+        # engine's index is made before any agent runs, so it is git's own.
         (meta.git_dir / "config.worktree").touch(exist_ok=True)
+        if not (meta.git_dir / workspace.OWN_INDEX).exists():
+            workspace.seed_index(wd)
+        store = meta.git_dir / object_store.OWN_OBJECTS
+        object_store.take_objects(wd, store)  # an earlier agent's, had it not been taken
+        store.mkdir()
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
@@ -747,13 +762,16 @@ def session_sockets(env: Mapping[str, str]) -> tuple[tuple[Path, ...], tuple[Pat
     return folders, files
 
 
-def sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
+def sandbox_env(env: Mapping[str, str], layout: Layout | None = None) -> dict[str, str]:
     """``env`` for an agent in a sandbox: ``TMPDIR`` is the private ``/tmp``, no
-    address of the operator's session sockets (:data:`SESSION_SOCKETS`), and git
-    does no automatic housekeeping (``gc --auto`` would rewrite ``packed-refs``,
-    which the sandbox keeps read-only)."""
+    address of the operator's session sockets (:data:`SESSION_SOCKETS`), git writes
+    new objects to the agent's own store (``layout.objects``), and git does no
+    automatic housekeeping (``gc --auto`` would rewrite ``packed-refs``, which the
+    sandbox keeps read-only)."""
     out = {k: v for k, v in env.items() if k not in SESSION_SOCKETS}
     out["TMPDIR"] = str(PRIVATE_TMP)
+    if layout is not None and layout.objects is not None:
+        out.update(object_store.store_env(layout.objects[0], layout.objects[1].parent))
     if "GIT_CONFIG_COUNT" not in out:
         out.update(
             {

@@ -9,10 +9,12 @@ all, not even a temporary checkout. Everything goes through the git CLI with
 ``-z`` output (paths with spaces, newlines or unicode survive); callers in
 async code run these blocking functions in a thread. An agent's worktree is its
 own to break: an attempt's commit never goes through its HEAD, its branch's
-name or its history (:func:`commit_work`), and a branch an agent turned into a
-link is unlinked before it is written (:func:`unlink_branch`).
+name or its history (:func:`commit_work`), nor through the index it writes (the
+engine keeps its own index of each worktree: :func:`snapshot_worktree`), and a
+branch an agent turned into a link is unlinked before it is written
+(:func:`unlink_branch`).
 
-(About 630 lines: one short function per git operation the run needs.)
+(About 700 lines: one short function per git operation the run needs.)
 """
 
 from __future__ import annotations
@@ -65,17 +67,9 @@ def git(
     ``operator_hooks`` (only where the operator's own branch is written).
     Diffs add ``--no-ext-diff --no-textconv`` themselves.
     """
-    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
-    full_env.pop("GIT_DIR", None)
-    full_env.pop("GIT_WORK_TREE", None)
-    full_env.pop("GIT_INDEX_FILE", None)
-    if env:
-        full_env.update(env)
-    guard = ["-c", "core.fsmonitor=false"]
-    if not operator_hooks:
-        guard += ["-c", f"core.hooksPath={os.devnull}"]
+    argv, full_env = git_command(args, env, operator_hooks)
     proc = subprocess.run(
-        ["git", *guard, *args],
+        argv,
         cwd=str(cwd),
         env=full_env,
         capture_output=True,
@@ -92,6 +86,25 @@ def git(
             f"git {' '.join(args[:3])}: " + (detail[-1] if detail else f"exit {proc.returncode}")
         )
     return proc
+
+
+def git_command(
+    args: Sequence[str], env: Mapping[str, str] | None = None, operator_hooks: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment :func:`git` runs ``args`` with."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", *_OBJECT_VARIABLES):
+        full_env.pop(name, None)
+    if env:
+        full_env.update(env)
+    guard = ["-c", "core.fsmonitor=false"]
+    if not operator_hooks:
+        guard += ["-c", f"core.hooksPath={os.devnull}"]
+    return ["git", *guard, *args], full_env
+
+
+#: Where git reads and writes objects: a sandboxed agent's own are set to its store.
+_OBJECT_VARIABLES = ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
 
 
 def git_version() -> tuple[int, int]:
@@ -223,24 +236,38 @@ def dirty_paths(repo: Path) -> list[str]:
     return paths
 
 
-def snapshot_worktree(workdir: Path, parent: str, message: str, *, keep_index: bool = False) -> str:
+def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
     """Commit the current state of ``workdir`` (untracked included) without touching its index.
 
-    Works on a copy of the worktree's own index, so only changed files are
-    hashed and the operator's (or agent's) staged changes stay as they were.
+    Works on a copy of an index of the worktree, so only changed files are hashed
+    and the operator's (or agent's) staged changes stay as they were. In a linked
+    worktree that copy is the engine's own index of it (:func:`own_index`), never the
+    one its agent can write: an entry the agent staged could name an object of its own
+    store (sandboxed) or any content at all. The updated copy (the snapshot's files,
+    their stat data fresh) becomes the engine's index again, for the next look and for
+    :func:`commit_work`. In the operator's checkout it is a copy of the real index.
     Returns ``parent`` (as a commit id) itself when nothing differs from it.
-    With ``keep_index``, the copy (the snapshot's files, their stat data fresh)
-    is kept in the worktree's git folder for :func:`commit_work`.
     """
-    real, parent_id, parent_tree = git(
-        ["rev-parse", "--git-path", "index", parent, f"{parent}^{{tree}}"], workdir
+    real, git_dir, common, parent_id, parent_tree = git(
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index",
+            "--git-dir",
+            "--git-common-dir",
+            parent,
+            f"{parent}^{{tree}}",
+        ],
+        workdir,
     ).stdout.splitlines()
-    real_index = Path(real) if Path(real).is_absolute() else workdir / real
+    own = own_index(Path(git_dir), Path(common))
+    base = own if own is not None and own.exists() else Path(real)
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
         index = Path(tmp) / "index"
         env = {"GIT_INDEX_FILE": str(index), **identity_env(workdir)}
-        if real_index.exists():
-            shutil.copyfile(real_index, index)
+        if base.exists():
+            shutil.copy2(base, index)
         else:
             git(["read-tree", parent_id], workdir, env=env)
         git(["add", "-A"], workdir, env=env)  # .delegate/ is in info/exclude
@@ -252,28 +279,63 @@ def snapshot_worktree(workdir: Path, parent: str, message: str, *, keep_index: b
                 ["commit-tree", tree, "-p", parent_id, "-m", message], workdir, env=env
             ).stdout.strip()
         )
-        if keep_index:
-            for old in real_index.parent.glob(f"{real_index.name}{_KEPT}*"):
-                old.unlink(missing_ok=True)
-            shutil.copyfile(index, _kept_index(real_index, snapshot))
+        if own is not None:
+            _replace_with_copy(index, own)
         return snapshot
 
 
-#: The suffix of an index kept by a snapshot (``index.delegate-<commit>``).
-_KEPT = ".delegate-"
+#: In a linked worktree's own git folder: the engine's index of the worktree
+#: (:func:`snapshot_worktree`), read-only to a sandboxed agent.
+OWN_INDEX = "delegate-index"
 
 
-def _kept_index(real_index: Path, snapshot: str) -> Path:
-    return real_index.with_name(f"{real_index.name}{_KEPT}{snapshot}")
+def own_index(git_dir: Path, common_dir: Path) -> Path | None:
+    """The engine's own index of a linked worktree; ``None`` for a main checkout."""
+    return None if git_dir.resolve() == common_dir.resolve() else git_dir / OWN_INDEX
+
+
+def _replace_with_copy(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source`` at once (a new file renamed over it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def seed_index(workdir: Path) -> None:
+    """Start the engine's own index of linked worktree ``workdir`` from its index as
+    git just wrote it, before any agent runs there (nothing for a main checkout)."""
+    real, git_dir, common = git(
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index",
+            "--git-dir",
+            "--git-common-dir",
+        ],
+        workdir,
+    ).stdout.splitlines()
+    own = own_index(Path(git_dir), Path(common))
+    if own is None:
+        return
+    if Path(real).exists():
+        _replace_with_copy(Path(real), own)
+    else:
+        own.unlink(missing_ok=True)
 
 
 def current_changes(
-    workdir: Path, start: str, *, keep_index: bool = False, parent: str = "HEAD"
+    workdir: Path, start: str, *, parent: str = "HEAD"
 ) -> tuple[str, list[ChangedFile]]:
     """A snapshot commit of ``workdir`` now (a child of ``parent``), and every change
     since ``start``: committed on its branch, staged, unstaged and untracked."""
     message = "delegate-tui: watcher snapshot"
-    snapshot = snapshot_worktree(workdir, parent, message, keep_index=keep_index)
+    snapshot = snapshot_worktree(workdir, parent, message)
     return snapshot, changed_files(workdir, start, snapshot)
 
 
@@ -290,16 +352,26 @@ def commit_work(
     a tree without what other tasks merged, and one on another task's unmerged
     commit would mark that work merged; so the work is always one commit on its
     start, and the subjects of the agent's own commits go in its message.
-    ``look``: a :func:`snapshot_worktree` of ``workdir`` on ``start`` with its index
-    kept (the watcher's last look, when nothing ran since), committed without
-    reading the files again. The worktree ends on ``branch`` with a clean index.
+    ``look``: a :func:`snapshot_worktree` of ``workdir`` on ``start`` (the watcher's
+    last look, when nothing ran since), committed without reading the files again.
+    The worktree ends on ``branch`` with the engine's index of that snapshot (clean).
     """
     ref = f"refs/heads/{branch}"
     subjects = _own_subjects(workdir, ref, start)
     unlink_branch(workdir, branch)
-    snapshot = look or snapshot_worktree(workdir, start, message, keep_index=True)
-    real, tree, start_tree = git(
-        ["rev-parse", "--git-path", "index", f"{snapshot}^{{tree}}", f"{start}^{{tree}}"], workdir
+    snapshot = look or snapshot_worktree(workdir, start, message)
+    real, git_dir, common, tree, start_tree = git(
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "index",
+            "--git-dir",
+            "--git-common-dir",
+            f"{snapshot}^{{tree}}",
+            f"{start}^{{tree}}",
+        ],
+        workdir,
     ).stdout.splitlines()
     commit = start
     if tree != start_tree:
@@ -312,10 +384,9 @@ def commit_work(
     subject = message.splitlines()[0] if message else ""
     git(["update-ref", "--no-deref", "-m", f"commit: {subject}", ref, commit], workdir)
     git(["symbolic-ref", "HEAD", ref], workdir)
-    real_index = Path(real) if Path(real).is_absolute() else workdir / real
-    kept = _kept_index(real_index, snapshot)
-    if kept.exists():  # the snapshot's files, their stat data fresh: git status is clean
-        os.replace(kept, real_index)
+    own = own_index(Path(git_dir), Path(common))
+    if own is not None and own.exists():  # the snapshot's files, stat data fresh: status clean
+        _replace_with_copy(own, Path(real))
     else:
         git(["reset", "--quiet", "--mixed"], workdir, check=False)
     return commit
@@ -360,6 +431,8 @@ def add_worktree(repo: Path, path: Path, branch: str, start: str, *, checkout: b
     files = [] if checkout else ["--no-checkout"]
     unlink_branch(repo, branch)
     git(["worktree", "add", "--quiet", *files, "-B", branch, str(path), start], repo)
+    if checkout:
+        seed_index(path)
 
 
 def park_worktree(repo: Path, path: Path) -> None:
@@ -397,10 +470,13 @@ def reset_worktree(path: Path, branch: str, start: str) -> bool:
     ``start``'s: changes and untracked files (ignored ones too) gone. False if git failed."""
     checkout = ["checkout", "--quiet", "--force", "--no-recurse-submodules", "-B", branch, start]
     unlink_branch(path, branch)
-    return (
-        git(checkout, path, check=False).returncode == 0
-        and git(["clean", "-ffdxq"], path, check=False).returncode == 0
-    )
+    if (
+        git(checkout, path, check=False).returncode
+        or git(["clean", "-ffdxq"], path, check=False).returncode
+    ):
+        return False
+    seed_index(path)
+    return True
 
 
 def pool_worktrees(worktrees: Path) -> list[Path]:

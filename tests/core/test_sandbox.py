@@ -76,19 +76,25 @@ def test_a_glob_that_leaves_the_worktree_is_refused(glob: str) -> None:
 # ---------------------------------------------------------------- git metadata
 
 
-def test_a_linked_worktree_writes_its_gitdir_objects_and_its_branch_folder() -> None:
+def test_a_linked_worktree_writes_its_gitdir_and_its_branch_folder_not_the_objects() -> None:
     assert sandbox.git_writable(META) == (
         REPO / ".git/worktrees/api-1",
-        REPO / ".git/objects",
         REPO / ".git/refs/heads/delegate/run1/tasks",
         REPO / ".git/logs/refs/heads/delegate/run1/tasks",
+    )
+    # New objects go to a store of the agent's own in its git folder; it reads the
+    # repository's through it.
+    assert sandbox.git_objects(META) == (
+        REPO / ".git/worktrees/api-1/delegate-objects",
+        REPO / ".git/objects",
     )
 
 
 def test_the_main_checkout_writes_no_git_metadata_and_a_detached_head_no_ref() -> None:
     assert sandbox.git_writable(GitMeta(REPO / ".git", REPO / ".git", "refs/heads/main")) == ()
     detached = GitMeta(META.git_dir, META.common_dir, "")
-    assert sandbox.git_writable(detached) == (META.git_dir, REPO / ".git/objects")
+    assert sandbox.git_writable(detached) == (META.git_dir,)
+    assert sandbox.git_objects(GitMeta(REPO / ".git", REPO / ".git", "refs/heads/main")) is None
 
 
 # ---------------------------------------------------------------- layouts
@@ -112,15 +118,17 @@ def test_worktree_mode_writes_the_worktree_and_its_git_metadata_only() -> None:
     assert box.writable == (WT, *sandbox.git_writable(META), Path("/home/op/.claude"))
     # The worktree's own `.git` file stays read-only: pointed elsewhere, it would make
     # the engine's commit after the agent land in another repository. So do the files
-    # of its git folder that point at the repository and its config, and the packs.
+    # of its git folder that point at the repository and its config, and the engine's
+    # own index of the worktree.
     assert box.protected == (
         WT / ".git",
         META.git_dir / "commondir",
         META.git_dir / "gitdir",
         META.git_dir / "config.worktree",
-        REPO / ".git/objects/pack",
-        REPO / ".git/objects/info",
+        META.git_dir / "delegate-index",
     )
+    assert REPO / ".git/objects" not in box.writable
+    assert box.objects == sandbox.git_objects(META)
     assert box.visible == ()  # nothing under /tmp to put back
 
 
@@ -134,6 +142,17 @@ def test_scope_mode_writes_only_the_edits_folders_in_the_worktree() -> None:
 def test_a_consult_task_under_scope_writes_nothing_of_its_worktree_or_git() -> None:
     box = layout("scope", consult=True, edits=(), extra=[Path("/home/op/.codex")])
     assert box.writable == (Path("/home/op/.codex"),)
+    assert box.objects is None
+
+
+def test_the_agents_git_writes_its_own_store_and_reaches_no_session_socket() -> None:
+    env = {"PATH": "/usr/bin", "SSH_AUTH_SOCK": "/run/user/1/ssh", "HOME": "/home/op"}
+    out = sandbox.sandbox_env(env, layout("worktree"))
+    assert out["GIT_OBJECT_DIRECTORY"] == str(REPO / ".git/worktrees/api-1/delegate-objects")
+    assert out["GIT_ALTERNATE_OBJECT_DIRECTORIES"] == str(REPO / ".git/objects")
+    assert "SSH_AUTH_SOCK" not in out and out["TMPDIR"] == "/tmp"
+    consult = sandbox.sandbox_env(env, layout("scope", consult=True, edits=()))
+    assert "GIT_OBJECT_DIRECTORY" not in consult
 
 
 def test_in_the_operators_checkout_git_and_delegate_stay_read_only() -> None:
@@ -153,7 +172,7 @@ def test_mounts_go_outer_before_inner_so_the_inner_one_wins() -> None:
     assert box.visible == (Path("/tmp/r"), home, Path("/tmp/r/.git"))
     order = [path for _, path in box.mounts()]
     assert order.index(Path("/tmp/r")) < order.index(Path("/tmp/r/.git"))
-    assert order.index(Path("/tmp/r/.git")) < order.index(Path("/tmp/r/.git/objects"))
+    assert order.index(Path("/tmp/r/.git")) < order.index(Path("/tmp/r/.git/worktrees/t-1"))
     assert order.index(home) < order.index(home / ".gemini")
     assert order.index(Path("/tmp/r")) < order.index(Path("/tmp/r/.delegate/w/t-1"))
 

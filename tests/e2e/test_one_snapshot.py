@@ -88,7 +88,7 @@ def test_commit_work_commits_the_look_on_its_start_and_leaves_a_clean_index(repo
     (tree / "a.txt").write_text("a\n")
     git(tree, "add", "a.txt")
     (tree / "b.txt").write_text("b\n")
-    look = workspace.snapshot_worktree(tree, start, "look", keep_index=True)
+    look = workspace.snapshot_worktree(tree, start, "look")
 
     commit = workspace.commit_work(tree, "task", start, "task: a and b\n\nbody", look)
 
@@ -99,7 +99,7 @@ def test_commit_work_commits_the_look_on_its_start_and_leaves_a_clean_index(repo
         tree, "rev-parse", f"{look}^{{tree}}"
     )
     assert git(tree, "log", "-1", "--format=%B", commit).strip() == "task: a and b\n\nbody"
-    assert git(tree, "status", "--porcelain") == ""  # the kept index is the worktree's now
+    assert git(tree, "status", "--porcelain") == ""  # the engine's index is the worktree's now
     assert not list(Path(git(tree, "rev-parse", "--git-dir").strip()).glob("index.delegate-*"))
 
 
@@ -145,7 +145,7 @@ def test_a_branch_an_agent_made_a_link_to_main_moves_nothing_but_itself(repo: Pa
 
 def test_nothing_changed_commits_nothing(repo: Path) -> None:
     tree, start = _task_tree(repo)
-    look = workspace.snapshot_worktree(tree, start, "look", keep_index=True)
+    look = workspace.snapshot_worktree(tree, start, "look")
     assert look == start
     assert workspace.commit_work(tree, "task", start, "nothing", look) == start
     assert textwrap.dedent(git(tree, "status", "--porcelain")) == ""

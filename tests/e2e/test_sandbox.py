@@ -7,6 +7,7 @@ own ``Read-only file system``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,7 +23,12 @@ import pytest
 
 from delegate_tui.core import sandbox
 from delegate_tui.core.engine import Engine
-from delegate_tui.core.events import SandboxDenied, TaskOutput, TaskSandboxed
+from delegate_tui.core.events import (
+    FilesChanged,
+    SandboxDenied,
+    TaskOutput,
+    TaskSandboxed,
+)
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
@@ -313,6 +319,111 @@ def test_the_agent_can_neither_point_git_elsewhere_nor_take_history_away(
     assert "missing" not in checked and "broken" not in checked, checked
     tip = state.integration_branch
     assert integration_file(repo, tip, "src/a.py") == "A = 1\n"
+
+
+def test_the_agent_can_delete_no_object_and_its_own_commits_are_taken_in_checked(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    """An operator's recent commit is loose objects until git packs it: a sandboxed agent
+    must not be able to delete them. Its own objects go to a store of its own and come
+    into the repository when it ends, through git's check of untrusted objects."""
+    git(repo, "switch", "-q", "-c", "wip")
+    (repo / "wip.txt").write_text("the operator's unpacked work\n")
+    git(repo, "add", "wip.txt")
+    git(repo, "commit", "-qm", "wip")
+    git(repo, "switch", "-q", "main")
+    loose = sorted(p for p in (repo / ".git/objects").glob("??/*"))
+    command = (
+        "common=$(git rev-parse --path-format=absolute --git-common-dir); "
+        'for f in "$common"/objects/??/*; do if rm -f "$f"; then echo ESCAPED-rm; fi; done; '
+        + attempt_write("$gitdir/delegate-index", "own-index").replace(
+            "$gitdir", "$(git rev-parse --absolute-git-dir)"
+        )
+        + "mkdir -p src && echo 'A = 1' > src/a.py && git add -A && git commit -qm first "
+        + "&& echo 'B = 2' > src/b.py && git add -A && git commit -qm second && echo committed"
+    )
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    out = output_of(recorder, "api")
+    assert state.tasks["api"].status == "succeeded", out
+    assert "ESCAPED" not in out and "Read-only file system" in out, out
+    assert "committed" in out, "the agent's git writes its own store"
+    assert all(path.exists() for path in loose), "every loose object is still there"
+    assert git(repo, "show", "wip:wip.txt") == "the operator's unpacked work\n"
+    fsck = subprocess.run(
+        ["git", "fsck", "--full", "--strict", "--no-dangling"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert fsck.returncode == 0 and not fsck.stderr.strip(), fsck.stderr
+    # Its commits were taken in (their subjects are read for the engine's commit), and
+    # its store is gone.
+    attempt = state.tasks["api"].attempts[0]
+    body = git(repo, "log", "-1", "--format=%B", attempt.commit)
+    assert "The agent's own commits:\n- first\n- second" in body, body
+    assert not list((repo / ".git/worktrees").glob("*/delegate-objects/*"))
+
+
+def test_a_failed_sandboxed_agents_commits_stay_readable_in_its_kept_worktree(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    command = "echo 'A = 1' > src/a.py && git add -A && git commit -qm 'half done' && exit 3"
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.tasks["api"].status == "failed", output_of(recorder, "api")
+    kept = Path(state.tasks["api"].attempts[0].workdir)
+    assert kept.is_dir(), "unmerged work is kept for inspection"
+    assert git(kept, "log", "-1", "--format=%s").strip() == "half done"
+    assert git(kept, "show", "HEAD:src/a.py") == "A = 1\n"
+
+
+def test_what_a_sandboxed_agent_stages_is_seen_while_it_runs(
+    repo: Path, write_plan: PlanWriter
+) -> None:
+    """The agent's index names objects of its own store; the engine looks at the worktree
+    through its own index, so its look works while the agent runs."""
+    seen = Path(os.environ["HOME"]) / "seen"  # visible to the agent, read-only
+    command = (
+        # An older file than the index git writes: not "racily clean", so git trusts the
+        # entry's object id without hashing the file again.
+        "echo 'A = 1' > src/a.py && touch -d '-5 seconds' src/a.py && git add src/a.py "
+        "&& echo staged; "
+        f"for i in $(seq 100); do [ -e {seen} ] && break; sleep 0.1; done; "
+        f"if [ -e {seen} ]; then echo flag-seen; else echo flag-timeout; fi"
+    )
+
+    async def during(engine: Engine, recorder: Recorder) -> None:
+        while not any(
+            e.task == "api" and any(f.path == "src/a.py" for f in e.files)
+            for e in recorder.of(FilesChanged)
+        ):
+            await asyncio.sleep(0.05)
+        seen.touch()
+
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+        )
+    )
+    state, recorder, _ = run_engine(plan, during=during)
+    out = output_of(recorder, "api")
+    assert "flag-seen" in out, out  # the engine saw the staged file while the agent ran
+    assert state.tasks["api"].status == "succeeded", out
 
 
 # ---------------------------------------------------------------- network
