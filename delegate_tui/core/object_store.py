@@ -57,6 +57,10 @@ def take_objects(workdir: Path, store: Path) -> str | None:
         return None
     left_out: list[str] = []
     try:
+        packs = sorted((store / "pack").glob("*.pack")) if (store / "pack").is_dir() else []
+        loose, misnamed = _loose_objects(store)
+        if not packs and not loose and not misnamed:
+            return None  # (the store goes all the same)
         common = Path(
             workspace.git(
                 ["rev-parse", "--path-format=absolute", "--git-common-dir"], workdir
@@ -64,10 +68,8 @@ def take_objects(workdir: Path, store: Path) -> str | None:
         )
         with tempfile.TemporaryDirectory(prefix="delegate-take-", dir=store.parent) as tmp:
             checking = Path(tmp)
-            packs = sorted((store / "pack").glob("*.pack")) if (store / "pack").is_dir() else []
             for number, pack in enumerate(packs):  # the agent's own (a `git repack`)
                 os.replace(pack, checking / f"agent-{number}.pack")
-            loose, misnamed = _loose_objects(store)
             if misnamed:
                 left_out.append(f"{misnamed} object(s) not named by their content")
             if loose:
