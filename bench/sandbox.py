@@ -6,6 +6,9 @@ Measured in one run, so machine noise cancels in the differences:
              `sandbox: worktree` attempt gets (real git repository, real worktree):
              the median extra milliseconds per start
 * prepare  - `sandbox.prepare` for that attempt (git rev-parse, folders, the layout)
+* take     - an agent's commit (two files) written to its own object store, then taken
+             into the repository at its end (`object_store.take_objects`: each object
+             checked, `git index-pack --strict`)
 * flood    - benchmark 1's workload (8 agents printing N lines of 80 bytes, headless,
              PTYs) with `--sandbox off` and with `--sandbox worktree`, alternating, the
              median of each; every byte checked
@@ -28,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delegate_tui.core import sandbox, workspace
+from delegate_tui.core import object_store, sandbox, workspace
 from delegate_tui.core.plan import parse_plan
 
 LINE = "x" * 79
@@ -88,7 +91,21 @@ def bench_start(starts: int) -> dict[str, float]:
                 home=home,
             )
             prepare_ms.append((time.perf_counter() - start) * 1000)
-        assert layout is not None
+        assert layout is not None and layout.objects is not None
+        store, shared = layout.objects
+        agent_env = {**os.environ, **object_store.store_env(store, shared.parent)}
+        take_ms = []
+        for n in range(max(5, starts // 4)):
+            store.mkdir(exist_ok=True)
+            for name in ("a", "b"):
+                (wt / f"{name}.txt").write_text(f"{name} {n}\n")
+            for args in (["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b",
+                                         "commit", "-qm", f"agent commit {n}"]):  # fmt: skip
+                subprocess.run(["git", *args], cwd=wt, env=agent_env, check=True)
+            start = time.perf_counter()
+            refused = object_store.take_objects(wt, store)
+            take_ms.append((time.perf_counter() - start) * 1000)
+            assert refused is None, refused
         bare = timed_starts(["true"], starts, wt)
         boxed = timed_starts(layout.argv(["true"], support.bwrap), starts, wt)
     return {
@@ -96,6 +113,7 @@ def bench_start(starts: int) -> dict[str, float]:
         "sandboxed_start_ms": round(statistics.median(boxed), 2),
         "extra_start_ms": round(statistics.median(boxed) - statistics.median(bare), 2),
         "prepare_ms": round(statistics.median(prepare_ms), 2),
+        "take_ms": round(statistics.median(take_ms), 2),
     }
 
 
@@ -176,6 +194,7 @@ def main() -> None:
         f"sandboxed {results['sandboxed_start_ms']} ms: +{results['extra_start_ms']} ms"
     )
     print(f"  sandbox.prepare per attempt (median): {results['prepare_ms']} ms")
+    print(f"  an agent's commit taken in at its end (median): {results['take_ms']} ms")
     print(
         f"  flood {AGENTS} x {args.lines:,} lines: off {results['flood_off_s']} s, "
         f"worktree {results['flood_worktree_s']} s = {results['flood_ratio']}x (medians of "

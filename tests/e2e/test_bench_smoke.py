@@ -181,6 +181,7 @@ def test_sandbox_benchmark_times_both_starts_and_moves_every_byte_either_way() -
     bare, boxed = data["bare_start_ms"], data["sandboxed_start_ms"]
     assert isinstance(bare, float) and isinstance(boxed, float) and bare > 0
     assert data["extra_start_ms"] == pytest.approx(boxed - bare, abs=0.02)
+    assert isinstance(data["take_ms"], float) and data["take_ms"] > 0  # an agent's commit came in
     assert data["flood_ratio"] == pytest.approx(
         data["flood_worktree_s"] / data["flood_off_s"],
         rel=0.02,
