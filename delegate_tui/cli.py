@@ -735,13 +735,14 @@ def replay(
     help="Open the runs screen (the trend chart above the list) and replay the run you pick.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def runs(repo: str, as_json: bool, open_ui: bool) -> None:
+@click.option("--theme", metavar="NAME", help="UI theme of --open (default: your configured one).")
+def runs(repo: str, as_json: bool, open_ui: bool, theme: str | None) -> None:
     """List the runs of REPO (default: here), newest first; --open picks one to replay."""
     top = _repo_root(repo)
     if open_ui:
         from delegate_tui.ui.screens.runs import browse
 
-        browse(top, _replay_until_back)
+        browse(top, lambda log, back: _replay_until_back(log, back, theme), theme=theme)
         return
     from delegate_tui import report
     from delegate_tui.core import runlog
@@ -759,14 +760,14 @@ def runs(repo: str, as_json: bool, open_ui: bool) -> None:
         click.echo(row.line())
 
 
-def _replay_until_back(log: Path, back: Callable[[], None]) -> None:
+def _replay_until_back(log: Path, back: Callable[[], None], theme: str | None = None) -> None:
     """Replay one run full screen; esc calls ``back`` and leaves (``runs --open``)."""
     from delegate_tui.core.replay import ReplaySource
     from delegate_tui.ui.app import DelegateApp
 
     source = ReplaySource.from_log(log)
     source.seek(0)
-    app = DelegateApp(source, read_only=True)
+    app = DelegateApp(source, theme=theme, read_only=True)
 
     def leave() -> None:
         back()

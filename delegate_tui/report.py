@@ -214,6 +214,8 @@ class RunRow:
             "tasks": self.total,
             "live": self.status == "live",
             "views": self.views,
+            # a consult of `delegate-tui draft`: listed, not counted in the trend
+            "draft": self.summary.draft,
             "log": str(self.log),
         }
 

@@ -69,7 +69,7 @@ def test_goal_to_draft_to_run_with_the_demo_agent(shop: Path, tmp_path: Path) ->
     assert git(shop, "status", "--porcelain") == before
     runs = json.loads(run_cli("runs", "--json", cwd=shop, home=home).stdout)
     assert [r["plan"] for r in runs] == ["draft 1: add rate limiting"]
-    assert runs[0]["status"] == "succeeded"
+    assert runs[0]["status"] == "succeeded" and runs[0]["draft"] is True
 
     ran = run_cli("run", str(out), "--headless", "--yes", cwd=shop, home=home)
     assert ran.returncode == 0, ran.stdout + ran.stderr

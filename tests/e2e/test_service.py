@@ -155,8 +155,8 @@ async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path)
     view = RunClient(run_dir)
     await view.connect()
     listed = json.loads(run_cli("runs", "--json", cwd=repo, home=home).stdout)
-    assert [(r["run_id"], r["status"], r["live"], r["views"]) for r in listed] == [
-        (run_dir.name, "live", True, 1)
+    assert [(r["run_id"], r["status"], r["live"], r["views"], r["draft"]) for r in listed] == [
+        (run_dir.name, "live", True, 1, False)
     ]
     view.detach()
     twice = run_cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)

@@ -200,6 +200,24 @@ async def test_the_trend_chart_at_80x24_gives_each_run_a_bar_and_says_where_it_g
 
 
 @pytest.mark.asyncio
+async def test_the_runs_screen_takes_the_operators_configured_theme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "xdg"
+    (config / "delegate-tui").mkdir(parents=True)
+    (config / "delegate-tui" / "config.yaml").write_text("theme: high-contrast\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    make_runs(tmp_path)
+    for app, wanted in (
+        (RunsApp(tmp_path), "high-contrast"),
+        (RunsApp(tmp_path, theme="delegate-light"), "delegate-light"),  # --theme, this once
+    ):
+        async with app.run_test(size=(100, 30)) as pilot:
+            await opened(app, pilot)
+            assert app.theme == wanted
+
+
+@pytest.mark.asyncio
 async def test_at_200x60_the_chart_shows_the_means_it_compares_and_every_run_fits(
     tmp_path: Path,
 ) -> None:

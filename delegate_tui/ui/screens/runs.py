@@ -40,6 +40,7 @@ from delegate_tui.report import (
     trend_note,
 )
 from delegate_tui.resources import data_dir
+from delegate_tui.ui.config import UserConfig, config_dir
 from delegate_tui.ui.themes import DEFAULT_THEME, load_themes
 
 #: Cells of the chart per run at most (fewer where the screen is narrow).
@@ -143,10 +144,12 @@ class RunsApp(App[Path | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        themes, _ = load_themes([data_dir("themes")])
+        # The operator's themes and choice, as the run screen takes them (ui/app.py).
+        themes, _ = load_themes([data_dir("themes"), config_dir() / "themes"])
         for theme in themes:
             self.register_theme(theme)
-        self.theme = self._theme if self._theme in self.available_themes else DEFAULT_THEME
+        wanted = self._theme or UserConfig.load().theme or DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self._load()
 
     @work(exclusive=True, group="runs", exit_on_error=False)
@@ -228,6 +231,7 @@ def browse(
     repo: Path,
     replay: Callable[[Path, Callable[[], None]], object],
     pick: Callable[[Path | None], Path | None] | None = None,
+    theme: str | None = None,
 ) -> None:
     """The runs list, the replay of the run picked, and back to the list on esc.
 
@@ -236,7 +240,7 @@ def browse(
     run. The list or a replay quit any other way ends the loop. ``pick(current)``
     shows the list and returns the log picked (default: :class:`RunsApp`).
     """
-    choose = pick or (lambda current: RunsApp(repo, current=current).run())
+    choose = pick or (lambda current: RunsApp(repo, theme=theme, current=current).run())
     current: Path | None = None
     while True:
         picked = choose(current)
