@@ -508,6 +508,9 @@ def test_a_name_that_only_starts_with_a_key_is_another_model() -> None:
     assert table.price("gpt-4.1-mini") == Price(0.25, 2.0, 0.025)
     assert table.price("gpt-5.1") == table.price("gpt-5") == Price(1.25, 10.0, 0.125)
     assert table.price("gpt-5.1-codex-mini") == Price(0.25, 2.0, 0.025)
+    # A pro tier is never its base model's price (an order of magnitude more).
+    assert table.price("gpt-5-pro") == table.price("gpt-5.2-pro") == Price(15.0, 120.0)
+    assert table.price("gpt-5-pro-2025-10-06") == Price(15.0, 120.0)
     assert table.price("claude-sonnet-4@20250514") == Price(3.0, 15.0, 0.3, 3.75)
     assert table.price("gemini-2.5-flash-preview-09-2025") == Price(0.3, 2.5, 0.03)
     # The longest key wins among those that fit.
