@@ -18,11 +18,17 @@ _GROUPS = (
         "failed",
         ("failed", "merge-conflict", "killed", "timed-out", "interrupted", "over-budget"),
     ),
-    ("◌", "pending", ("pending", "proposed", "awaiting-merge")),
+    ("◌", "pending", ("pending",)),
 )
-#: Shown only when there are any: a blocked task cannot start (it does not wait), and
-#: a skipped task neither waits nor failed.
-_RARE = (("⊘", "blocked", ("blocked",)), ("⤼", "skipped", ("skipped",)))
+#: Shown only when there are any, with the icons of the task list: a batch that waits
+#: for your approval, work that waits for your merge, a blocked task (it cannot start:
+#: it does not wait) and a skipped one (it neither waits nor failed).
+_RARE = (
+    ("◎", "proposed", ("proposed",)),
+    ("◉", "awaiting-merge", ("awaiting-merge",)),
+    ("⊘", "blocked", ("blocked",)),
+    ("⤼", "skipped", ("skipped",)),
+)
 
 
 class RunHeader(Static):
