@@ -248,21 +248,8 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
     :func:`commit_work`. In the operator's checkout it is a copy of the real index.
     Returns ``parent`` (as a commit id) itself when nothing differs from it.
     """
-    real, git_dir, common, parent_id, parent_tree = git(
-        [
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-path",
-            "index",
-            "--git-dir",
-            "--git-common-dir",
-            parent,
-            f"{parent}^{{tree}}",
-        ],
-        workdir,
-    ).stdout.splitlines()
-    own = own_index(Path(git_dir), Path(common))
-    base = own if own is not None and own.exists() else Path(real)
+    real, own, (parent_id, parent_tree) = _indexes(workdir, parent, f"{parent}^{{tree}}")
+    base = own if own is not None and own.exists() else real
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
         index = Path(tmp) / "index"
         env = {"GIT_INDEX_FILE": str(index), **identity_env(workdir)}
@@ -289,6 +276,17 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
 OWN_INDEX = "delegate-index"
 
 
+def _indexes(workdir: Path, *revs: str) -> tuple[Path, Path | None, list[str]]:
+    """``workdir``'s index, the engine's own index of it (:func:`own_index`), and the
+    ids of ``revs``: one ``git rev-parse``."""
+    out = git(
+        ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
+         "--git-common-dir", *revs],
+        workdir,
+    ).stdout.splitlines()  # fmt: skip
+    return Path(out[0]), own_index(Path(out[1]), Path(out[2])), out[3:]
+
+
 def own_index(git_dir: Path, common_dir: Path) -> Path | None:
     """The engine's own index of a linked worktree; ``None`` for a main checkout."""
     return None if git_dir.resolve() == common_dir.resolve() else git_dir / OWN_INDEX
@@ -309,22 +307,11 @@ def _replace_with_copy(source: Path, target: Path) -> None:
 def seed_index(workdir: Path) -> None:
     """Start the engine's own index of linked worktree ``workdir`` from its index as
     git just wrote it, before any agent runs there (nothing for a main checkout)."""
-    real, git_dir, common = git(
-        [
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-path",
-            "index",
-            "--git-dir",
-            "--git-common-dir",
-        ],
-        workdir,
-    ).stdout.splitlines()
-    own = own_index(Path(git_dir), Path(common))
+    real, own, _ = _indexes(workdir)
     if own is None:
         return
-    if Path(real).exists():
-        _replace_with_copy(Path(real), own)
+    if real.exists():
+        _replace_with_copy(real, own)
     else:
         own.unlink(missing_ok=True)
 
@@ -360,19 +347,7 @@ def commit_work(
     subjects = _own_subjects(workdir, ref, start)
     unlink_branch(workdir, branch)
     snapshot = look or snapshot_worktree(workdir, start, message)
-    real, git_dir, common, tree, start_tree = git(
-        [
-            "rev-parse",
-            "--path-format=absolute",
-            "--git-path",
-            "index",
-            "--git-dir",
-            "--git-common-dir",
-            f"{snapshot}^{{tree}}",
-            f"{start}^{{tree}}",
-        ],
-        workdir,
-    ).stdout.splitlines()
+    real, own, (tree, start_tree) = _indexes(workdir, f"{snapshot}^{{tree}}", f"{start}^{{tree}}")
     commit = start
     if tree != start_tree:
         body = ["-m", "The agent's own commits:\n" + "\n".join(f"- {s}" for s in subjects)]
@@ -384,9 +359,8 @@ def commit_work(
     subject = message.splitlines()[0] if message else ""
     git(["update-ref", "--no-deref", "-m", f"commit: {subject}", ref, commit], workdir)
     git(["symbolic-ref", "HEAD", ref], workdir)
-    own = own_index(Path(git_dir), Path(common))
     if own is not None and own.exists():  # the snapshot's files, stat data fresh: status clean
-        _replace_with_copy(own, Path(real))
+        _replace_with_copy(own, real)
     else:
         git(["reset", "--quiet", "--mixed"], workdir, check=False)
     return commit
