@@ -18,6 +18,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,7 @@ from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
 from delegate_tui.core.runlog import read_events
+from delegate_tui.core.state import RunState
 from tests.conftest import Recorder, git, run_engine
 
 SUPPORT = sandbox.probe()
@@ -70,6 +72,22 @@ def denied(recorder: Recorder, task: str) -> list[str]:
 def attempt_write(path: str, label: str) -> str:
     """Shell that tries to write ``path`` and says ESCAPED-label if the kernel let it."""
     return f'if echo x > "{path}"; then echo ESCAPED-{label}; fi; '
+
+
+def run_api(
+    repo: Path, write_plan: PlanWriter, command: str, **options: Any
+) -> tuple[RunState, Recorder, str]:
+    """A run of one shell task ``api`` (edits ``src/**``) under ``sandbox: worktree``:
+    its state, its events and the task's output."""
+    plan = write_plan(
+        plan_text(
+            repo,
+            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
+            sandbox="worktree",
+        )
+    )
+    state, recorder, _ = run_engine(plan, **options)
+    return state, recorder, output_of(recorder, "api")
 
 
 def integration_file(state_repo: Path, branch: str, path: str) -> str | None:
@@ -301,15 +319,7 @@ def test_the_agent_can_neither_point_git_elsewhere_nor_take_history_away(
         + "mkdir -p src && echo 'A = 1' > src/a.py && git add -A "
         + "&& git commit -qm 'still commits' && echo committed"
     )
-    plan = write_plan(
-        plan_text(
-            repo,
-            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
-            sandbox="worktree",
-        )
-    )
-    state, recorder, _ = run_engine(plan)
-    out = output_of(recorder, "api")
+    state, _, out = run_api(repo, write_plan, command)
     assert state.tasks["api"].status == "succeeded", out
     assert "ESCAPED" not in out
     assert "committed" in out, "new loose objects and the task's own branch stay writable"
@@ -342,15 +352,7 @@ def test_the_agent_can_delete_no_object_and_its_own_commits_are_taken_in_checked
         + "mkdir -p src && echo 'A = 1' > src/a.py && git add -A && git commit -qm first "
         + "&& echo 'B = 2' > src/b.py && git add -A && git commit -qm second && echo committed"
     )
-    plan = write_plan(
-        plan_text(
-            repo,
-            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
-            sandbox="worktree",
-        )
-    )
-    state, recorder, _ = run_engine(plan)
-    out = output_of(recorder, "api")
+    state, _, out = run_api(repo, write_plan, command)
     assert state.tasks["api"].status == "succeeded", out
     assert "ESCAPED" not in out and "Read-only file system" in out, out
     assert "committed" in out, "the agent's git writes its own store"
@@ -375,14 +377,7 @@ def test_a_failed_sandboxed_agents_commits_stay_readable_in_its_kept_worktree(
     repo: Path, write_plan: PlanWriter
 ) -> None:
     command = "echo 'A = 1' > src/a.py && git add -A && git commit -qm 'half done' && exit 3"
-    plan = write_plan(
-        plan_text(
-            repo,
-            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
-            sandbox="worktree",
-        )
-    )
-    state, recorder, _ = run_engine(plan)
+    state, recorder, _ = run_api(repo, write_plan, command)
     assert state.tasks["api"].status == "failed", output_of(recorder, "api")
     kept = Path(state.tasks["api"].attempts[0].workdir)
     assert kept.is_dir(), "unmerged work is kept for inspection"
@@ -413,15 +408,7 @@ def test_what_a_sandboxed_agent_stages_is_seen_while_it_runs(
             await asyncio.sleep(0.05)
         seen.touch()
 
-    plan = write_plan(
-        plan_text(
-            repo,
-            f"- id: api\n  agent: shell\n  edits: ['src/**']\n  command: {json.dumps(command)}\n",
-            sandbox="worktree",
-        )
-    )
-    state, recorder, _ = run_engine(plan, during=during)
-    out = output_of(recorder, "api")
+    state, _, out = run_api(repo, write_plan, command, during=during)
     assert "flag-seen" in out, out  # the engine saw the staged file while the agent ran
     assert state.tasks["api"].status == "succeeded", out
 
