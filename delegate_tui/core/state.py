@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
@@ -73,7 +73,12 @@ from delegate_tui.core.events import (
     held_after,
     to_json,
 )
-from delegate_tui.core.plan import Plan
+from delegate_tui.core.logged_plan import read_plan
+
+if TYPE_CHECKING:
+    from delegate_tui.core.plan import Plan
+else:  # for the codec's type hints of RunState (keyframes leave the plan out): no pydantic
+    Plan = object
 
 #: Bytes of each attempt's output kept in state: enough for a retry's context
 #: and a dependent's ``{{ outputs.x }}``; the whole output stays in the log.
@@ -403,10 +408,7 @@ def _attempt(state: RunState, task: str, number: int) -> AttemptState:
 
 @_on(RunStarted)
 def _run_started(state: RunState, ev: RunStarted) -> None:
-    try:
-        plan: Plan | None = Plan.model_validate(ev.plan)
-    except Exception:  # a foreign or damaged log: show what we can
-        plan = None
+    plan = read_plan(ev.plan)  # None for a foreign or damaged log: show what we can
     state.run_id = ev.run_id
     state.plan = plan
     state.plan_path = ev.plan_path
