@@ -9,6 +9,10 @@ it updates the state in place and returns it (copying a whole run per output
 chunk would cost more than the agents' output itself); take a
 ``copy.deepcopy`` where a snapshot must not move, as replay keyframes do.
 
+The plan a ``RunStarted`` carries is read by :func:`~delegate_tui.core.logged_plan.read_plan`:
+validated into the plan's pydantic models, or, in a process that only views runs
+(``attach``), read as logged without importing them.
+
 (About 900 lines: one small handler per event type, thirty-eight of them, and
 the per-attempt records they fill — agents' usage, tool calls, the timeline's
 phases — kept in one registry so that the fold is read in one place.)

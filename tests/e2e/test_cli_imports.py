@@ -3,8 +3,8 @@
 Starting is most of what a short command costs (the suite starts the CLI about
 200 times), and the UI's first frame waits for it. So `delegate-tui --help` loads
 no plan models, the commands that read plans and logs load neither Textual nor the
-engine, and the UI's process checks a run without the engine (its service runs
-it). Checked as the modules a command left in ``sys.modules`` in a fresh
+engine, the UI's process checks a run without the engine (its service runs
+it), and `attach` reads its run's plan without the plan's pydantic models. Checked as the modules a command left in ``sys.modules`` in a fresh
 interpreter, never as timings; and a run refused by the UI's process is refused
 as a headless run is, with the same message, before anything is created.
 """
