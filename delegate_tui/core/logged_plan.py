@@ -4,8 +4,8 @@ Owns :func:`read_plan`, which turns the plan a ``RunStarted`` carries (the
 plan the run validated, dumped as JSON) back into a plan for the run's state,
 and :class:`LoggedPlan`, the light form a process that only views runs reads
 it into. Everywhere else the plan is validated again into the pydantic models
-of :mod:`~delegate_tui.core.plan`; but importing pydantic (and YAML, and the
-agent presets the models import) is about a third of what a view's process
+of :mod:`~delegate_tui.core.plan`; but importing pydantic (with the plan module
+and the agent presets the models import) is about 30% of what a view's process
 imports before its first frame, and a view only reads the plan: its tasks,
 their fields, the plan's defaults. So ``delegate-tui attach`` (and the UI of
 ``run`` and ``resume``) calls :func:`read_plans_as_logged` first, and its plans
@@ -14,7 +14,9 @@ attribute (lists as tuples, as the models have them), the methods views ask
 (``task``, ``ids``, ``deps``, ``agent_of``, a task's ``label``), and
 anything else (``resolved_agents``, ``where``, the models' ``model_*`` API, a
 field an older log lacks) answered by the validated model, which is made, and
-pydantic imported, the first time one is asked.
+pydantic imported, the first time one is asked. A plan not shaped as a logged
+one (no name, no tasks with ids: a foreign or damaged log) is validated as
+before, and is None when that fails.
 
 A LoggedPlan stands where the state's type says :class:`Plan`: it reads the
 same, field for field, as ``Plan.model_validate`` of the same JSON (the
