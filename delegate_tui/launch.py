@@ -311,9 +311,11 @@ def attach_run(
     ``starting``: the service just started for it (the UI opens without waiting).
     """
     from delegate_tui.core.client import RunClient
+    from delegate_tui.core.logged_plan import read_plans_as_logged
     from delegate_tui.core.service import service_status
     from delegate_tui.ui.app import DelegateApp
 
+    read_plans_as_logged()  # this process views the run: no pydantic before its first frame
     if starting is None and service_status(run_dir) is None:
         raise Refused(
             f"no run service is running for {run_dir}; the run is not live "

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from delegate_tui.core import graph, scopes
 from delegate_tui.core.events import ACTIVE_STATUSES, FAILED_STATUSES, HeldTask
-from delegate_tui.core.plan import Plan, Task
 from delegate_tui.core.state import AUTH_RETRY_LIMIT, AttemptState, RunState
+
+if TYPE_CHECKING:
+    from delegate_tui.core.plan import Plan, Task
 
 __all__ = ["FAILED_STATUSES", "Proposal", "next_batch"]
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from delegate_tui.core import sandbox, scopes
 from delegate_tui.core.events import ACTIVE_STATUSES
-from delegate_tui.core.plan import OUTPUT_REF_RE, Plan
 from delegate_tui.core.state import AttemptState, RunState
+
+if TYPE_CHECKING:
+    from delegate_tui.core.plan import Plan
 
 #: Characters of output carried into a retry prompt or a dependent's prompt.
 OUTPUT_LIMIT = 6000
@@ -87,6 +90,8 @@ def _readable_output(attempt: AttemptState) -> str:
 
 def render_prompt(plan: Plan, state: RunState, task_id: str) -> str:
     """A task's prompt with ``{{ outputs.x }}`` replaced by each dependency's output."""
+    from delegate_tui.core.plan import OUTPUT_REF_RE  # opened later: not at a view's start
+
     prompt = plan.task(task_id).prompt or ""
 
     def substitute(match: re.Match[str]) -> str:

@@ -9,6 +9,10 @@ it updates the state in place and returns it (copying a whole run per output
 chunk would cost more than the agents' output itself); take a
 ``copy.deepcopy`` where a snapshot must not move, as replay keyframes do.
 
+The plan a ``RunStarted`` carries is read by :func:`~delegate_tui.core.logged_plan.read_plan`:
+validated into the plan's pydantic models, or, in a process that only views runs
+(``attach``), read as logged without importing them.
+
 (About 900 lines: one small handler per event type, thirty-eight of them, and
 the per-attempt records they fill — agents' usage, tool calls, the timeline's
 phases — kept in one registry so that the fold is read in one place.)
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from delegate_tui.core.events import (
     ACTIVE_STATUSES,
@@ -73,7 +77,12 @@ from delegate_tui.core.events import (
     held_after,
     to_json,
 )
-from delegate_tui.core.plan import Plan
+from delegate_tui.core.logged_plan import read_plan
+
+if TYPE_CHECKING:
+    from delegate_tui.core.plan import Plan
+else:  # for the codec's type hints of RunState (keyframes leave the plan out): no pydantic
+    Plan = object
 
 #: Bytes of each attempt's output kept in state: enough for a retry's context
 #: and a dependent's ``{{ outputs.x }}``; the whole output stays in the log.
@@ -403,10 +412,7 @@ def _attempt(state: RunState, task: str, number: int) -> AttemptState:
 
 @_on(RunStarted)
 def _run_started(state: RunState, ev: RunStarted) -> None:
-    try:
-        plan: Plan | None = Plan.model_validate(ev.plan)
-    except Exception:  # a foreign or damaged log: show what we can
-        plan = None
+    plan = read_plan(ev.plan)  # None for a foreign or damaged log: show what we can
     state.run_id = ev.run_id
     state.plan = plan
     state.plan_path = ev.plan_path

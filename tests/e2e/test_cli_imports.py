@@ -3,8 +3,8 @@
 Starting is most of what a short command costs (the suite starts the CLI about
 200 times), and the UI's first frame waits for it. So `delegate-tui --help` loads
 no plan models, the commands that read plans and logs load neither Textual nor the
-engine, and the UI's process checks a run without the engine (its service runs
-it). Checked as the modules a command left in ``sys.modules`` in a fresh
+engine, the UI's process checks a run without the engine (its service runs
+it), and `attach` reads its run's plan without the plan's pydantic models. Checked as the modules a command left in ``sys.modules`` in a fresh
 interpreter, never as timings; and a run refused by the UI's process is refused
 as a headless run is, with the same message, before anything is created.
 """
@@ -235,3 +235,40 @@ def test_a_resume_the_ui_would_start_is_refused_as_a_headless_one(
     assert len(list((repo / ".delegate" / "runs").iterdir())) == 1  # no service, no new run
     loaded = set(modules.read_text().split())
     assert not loaded & set(ENGINE_PARTS) and not tops(loaded) & {"textual", "rich"}
+
+
+#: What a view of an existing run never needs before its first frame: the plan's
+#: pydantic models (its plan is read as the log has it) and what runs agents.
+NOT_FOR_A_VIEW = {"delegate_tui.core.plan", "delegate_tui.core.agents", *ENGINE_PARTS}
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_attaching_to_a_live_run_loads_no_plan_models_and_no_engine(
+    tmp_path: Path, repo: Path
+) -> None:
+    """`attach` in a real terminal: the whole run on screen, then detached; what it loaded."""
+    home = tmp_path / "home"
+    plan = plan_file(tmp_path, repo, agent="shell")
+    plan.write_text(
+        f"name: p\nrepo: {repo}\nisolation: none\napprove: auto\ntasks:\n"
+        "  - {id: a, agent: shell, command: 'echo attached-a; exec sleep 60'}\n"
+    )
+    started = run_cli("run", str(plan), "--detach", "--yes", cwd=repo, home=home)
+    assert started.returncode == 0, started.stderr
+    modules = tmp_path / "modules.txt"
+    env = f"HOME={home} XDG_CONFIG_HOME={home / '.config'}"
+    probe_cmd = shlex.join([sys.executable, "-c", PROBE, str(modules), "attach"])
+    try:
+        with Terminal(120, 30) as term:
+            term.start(f"cd {repo} && env {env} {probe_cmd}; echo EXIT=$?; sleep 30")
+            term.wait_for(lambda screen: "attached-a" in screen and "Tasks" in screen, 60)
+            term.send("q")
+            term.wait_for(lambda screen: "etach" in screen, 10)
+            term.send("d")
+            term.wait_for(lambda screen: "EXIT=0" in screen, 30)
+    finally:
+        run_cli("stop", cwd=repo, home=home)
+    loaded = set(modules.read_text().split())
+    assert "delegate_tui.ui.screens.run" in loaded  # it drew the run
+    assert not loaded & NOT_FOR_A_VIEW
+    assert "pydantic" not in tops(loaded)

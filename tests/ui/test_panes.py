@@ -212,3 +212,30 @@ async def test_a_search_hit_stays_on_screen_under_a_flood(
             int(pane.scroll_y) : int(pane.scroll_y) + pane.size.height
         ]
         assert "needle one" in visible
+
+
+@pytest.mark.asyncio
+async def test_a_pane_draws_its_newest_lines_from_its_first_frame(
+    start_app: StartApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view attaching to a run mounts its panes with their output already in them: the
+    first frame that draws a pane shows the end of its output (the frame after, when the
+    pane had heard its size, did; the first showed its oldest lines)."""
+    first: dict[str, tuple[float, int, int]] = {}
+    render_lines = AgentPane.render_lines
+
+    def noting_first_paint(pane: AgentPane, crop: object) -> object:
+        if pane.size.height and pane.task_id not in first:
+            first[pane.task_id] = (pane.scroll_y, pane.max_scroll_y, len(pane.buffer))
+        return render_lines(pane, crop)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AgentPane, "render_lines", noting_first_paint)
+    async with start_app(four_running(), size=(120, 40)) as ui:
+        await ui.settle()
+        shown = {p.task_id for p in panes(ui)}
+    running = shown & set(RUNNING)
+    assert running and running <= set(first)
+    for task in running:
+        scroll_y, max_scroll_y, lines = first[task]
+        assert max_scroll_y > 0 and lines > 20, (task, first[task])  # more than it can show
+        assert scroll_y == max_scroll_y, (task, first[task])

@@ -144,10 +144,10 @@ class RunScreen(Screen[None]):
 
     def _refresh_view(self, now: float) -> None:
         state = self.state
-        self._refresh_keys()
-        if state.plan is None and self._ready:
-            self._show_waiting()
         if state.plan is None or not self._ready:
+            self._refresh_keys()
+            if self._ready:
+                self._show_waiting()
             return
         graph = self.query_one(TaskGraph)
         proposal = state.proposal
@@ -160,6 +160,8 @@ class RunScreen(Screen[None]):
         graph.set_state(state, now)
         if not self.selected and graph.selected:
             self.selected = graph.selected
+        # After the selection: the first state's keys recompose the footer once, not twice.
+        self._refresh_keys()
         self.query_one(BatchBar).show(
             proposal, self.excluded, state.findings.values(), self.context.keys_for_hints()
         )

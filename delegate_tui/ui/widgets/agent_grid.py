@@ -196,6 +196,7 @@ class AgentGrid(Container):
         wanted = self.shown_tasks(state, selected, zoomed)
         for task_id in [t for t in self.panes if t not in wanted]:
             self.panes.pop(task_id).remove()
+        new: list[AgentPane] = []
         for task_id in wanted:
             if task_id not in self.panes:
                 try:  # its last pane is still being removed (a seek, a quick comeback)
@@ -208,7 +209,9 @@ class AgentGrid(Container):
                     pass
                 pane = AgentPane(task_id, self.store_for(task_id), self.context.scrollback)
                 self.panes[task_id] = pane
-                self.mount(pane)
+                new.append(pane)
+        if new:  # all at once: one layout for them (mounted one by one, a layout each)
+            self.mount_all(new)
         wanted = [t for t in wanted if t in self.panes]
         self._arrange(state, len(wanted), zoomed, left_out or set())
         self._redraw(state, wanted, now, selected)

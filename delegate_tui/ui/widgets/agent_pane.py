@@ -172,7 +172,11 @@ class AgentPane(ScrollView, can_focus=True):
         self._dropped_seen = self.buffer.dropped
         set_virtual_height(self, len(self.buffer))
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # Before its first layout a pane shows no scrollbar yet, and Textual scrolls
+            # only a view that shows one: forced, the first frame shows the newest lines
+            # (the layout brings the position within the pane's height), not the oldest
+            # for a frame until the pane hears its size.
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=not self.size)
         elif newly_dropped:
             # Keep the operator's view still while old lines scroll out of the ring.
             self.scroll_to(y=max(0, self.scroll_y - newly_dropped), animate=False, immediate=True)
