@@ -32,7 +32,9 @@ from tests.conftest import run_cli
 from tests.core.test_metrics import T0, attempt, batch, finish, fold, run_started
 from tests.core.test_timeline import eventful
 
-pytestmark = pytest.mark.e2e
+# The module fixture is a whole demo run: one worker runs every test that reads it, so
+# it is run once (not once per worker that picks up one of them).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("report_demo")]
 CHECK = "grep -q ROUND_HALF_EVEN src/shop/pricing.py"
 TASKS = [
     "contract",
