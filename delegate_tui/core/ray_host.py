@@ -10,7 +10,8 @@ base, start commits and warm clones are :mod:`ray_clones`' (a clone taken
 again gets a new git folder: no hook or config of an earlier agent). Each
 attempt's processes start there exactly as on the local machine
 (:class:`~delegate_tui.core.supervisor.Supervisor`: a process group of their
-own, a PTY or pipes, a watchdog that ends them if this worker dies); their
+own, a PTY or pipes, a watchdog that ends them if this worker dies), from a
+small process of the host's (:mod:`spawner`: no fork of the Ray worker); their
 output is buffered for the engine to take in order (a flood gathered a little
 longer per reply), and while the agent works its clone is watched for file
 events as a local worktree is (:mod:`watcher`): on a burst of them, and every
@@ -199,6 +200,15 @@ class NodeHost:
         and make ``warm`` clones at ``base_commit`` in the background for its first
         attempts."""
         self._run(run_id, grace_s).warm(warm, base_commit, base[0])
+        self._supervise(grace_s)  # its spawner starts while the first batch waits
+
+    def _supervise(self, grace_s: float) -> Supervisor:
+        if self._supervisor is None:
+            # Agents start from a small process of the host's: a fork of this Ray
+            # worker (some 250 MB, a dozen threads) cost 75-110 ms an attempt.
+            self._supervisor = Supervisor(grace_s, spawner=True)
+            self._supervisor.start()
+        return self._supervisor
 
     async def prepare(
         self,
@@ -226,9 +236,7 @@ class NodeHost:
         _new_folder(attempt)  # a folder not there yet: no thread needed
         waited, warm = await run.take(attempt.work, start)
         self._attempts[key] = attempt
-        if self._supervisor is None:
-            self._supervisor = Supervisor(grace_s)
-            self._supervisor.start()
+        self._supervise(grace_s)
         return {
             **self.where(),
             "work": str(attempt.work),
@@ -278,7 +286,7 @@ class NodeHost:
         if transport == "pty" and full.get("TERM", "dumb") == "dumb":
             full["TERM"] = "xterm-256color"
         try:
-            proc = self._supervisor.spawn(
+            proc = await self._supervisor.start_process(
                 key,
                 argv,
                 cwd=attempt.work,
