@@ -168,6 +168,9 @@ class NodeHost:
         #: File events in agents' clones, as on the local machine (:mod:`watcher`): a
         #: change set is taken on a burst of them, and every few seconds anyway.
         self._watcher: WorktreeWatcher | None = None
+        # The file watch's modules, imported off the event loop: imported by the first
+        # watch instead, they held every attempt on this node for 0.1-1 s under load.
+        threading.Thread(target=_import_file_watch, daemon=True).start()
 
     # ------------------------------------------------------------ place
 
@@ -459,6 +462,12 @@ def leave_without_joining_threads() -> None:
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         register(leave)
+
+
+def _import_file_watch() -> None:
+    with contextlib.suppress(ImportError):
+        import anyio._backends._asyncio  # noqa: F401 (what awatch's first step imports)
+        import watchfiles  # noqa: F401
 
 
 def _new_folder(attempt: _Attempt) -> None:
