@@ -154,7 +154,8 @@ class _Place:
         self.remote_work = ""
         self.remote_run = ""
         self.settled = False  # the last process's exit brought the worktree's last change set
-        self.clone_s = (0.0, 0.0)  # the packs taken in and the wait for a warm clone (account)
+        self.clone_s = 0.0  # its wait for a warm clone (the account of where time goes)
+        self.first = True  # its first process is yet to start (its clone is made meanwhile)
         self.ref_made = False
 
     async def apply(self, change: dict[str, Any]) -> None:
@@ -312,15 +313,14 @@ class RayExecutor:
         self.timings.setdefault("prepare call, less the clone", []).append(
             time.monotonic() - began - clone
         )
-        place.clone_s = (float(info["packs_s"]), float(info["wait_s"]))
+        place.clone_s = float(info["wait_s"])
         place.remote_work, place.remote_run = info["work"], info["run"]
         return place.node
 
     def _clone_took(self, place: _Place, reply: Mapping[str, Any]) -> None:
         """The account of the attempt's clone, once its checkout (under way on the node
         while the engine got ready for the first process) is done."""
-        packs, waited = place.clone_s
-        checkout = float(reply["checkout_s"])
+        packs, waited, checkout = reply["packs_s"], place.clone_s, reply["checkout_s"]
         self.timings.setdefault("scratch clone (on the node)", []).append(packs + waited + checkout)
         for phase, took in (
             ("  of which: the packs taken in", packs),
@@ -389,12 +389,15 @@ class RayExecutor:
         exclude = await asyncio.to_thread(_read_text, self._exclude_file)
         began = time.monotonic()
         place.settled = False
+        first, place.first = place.first, False
         try:
             reply = await place.actor.spawn.remote(
                 place.key, remote_argv, remote_env, transport, size, stdin, files, watch, exclude
             )
             self._took("spawn call", began)
         except Exception as exc:
+            if first:  # its clone's packs may not all have been taken in: send them again
+                self._packs.forget(place.node_id)
             raise await self._failed(exc, place, "as its process started") from None
         if "error" in reply:
             raise OSError(f"{reply['error']} (on {place.node})")

@@ -129,9 +129,9 @@ class _Attempt:
         self.event = asyncio.Event()
         self.snapping = asyncio.Lock()  # one snapshot of the worktree at a time
         self.waiter: asyncio.Task[None] | None = None
-        #: The clone's checkout, under way while the engine gets ready to start the first
-        #: process (its seconds): that process waits for it.
-        self.checkout: asyncio.Task[float] | None = None
+        #: The clone's packs and checkout, under way while the engine gets ready to start
+        #: the first process (their seconds): that process waits for them.
+        self.checkout: asyncio.Task[tuple[float, float]] | None = None
         self.warm = False  # the clone was a warm one (for the engine's account)
 
     def output(self, data: bytes) -> None:
@@ -234,24 +234,21 @@ class NodeHost:
         each pack holds what the ones before it lack, and is taken in once per node."""
         began = time.monotonic()
         run = self._run(run_id, grace_s)
-        await run.fetch(base_commit, base[0], base=True)
-        for commit, pack in increment:  # in order, after the base: each adds to those
-            await run.fetch(commit, pack)
-        fetched = time.monotonic()
+        packs = [run.fetch(base_commit, base[0], base=True)]
+        packs += [run.fetch(commit, pack) for commit, pack in increment]  # in order
         folder = run.root / key.rsplit("/", 1)[-1]
         attempt = _Attempt(run, folder, start, env)
         _new_folder(attempt)  # a folder not there yet: no thread needed
-        waited, attempt.warm, attempt.checkout = await run.take(attempt.work, start)
+        waited, attempt.warm, attempt.checkout = await run.take(attempt.work, start, packs)
         self._attempts[key] = attempt
         self._supervise(grace_s)
         return {
             **self.where(),
             "work": str(attempt.work),
             "run": str(attempt.run_dir),
-            # Where the clone's time went (bench/ray_overhead.py): the packs, the wait
-            # for a warm clone (the checkout's time comes with the first process).
+            # Where the clone's time went (bench/ray_overhead.py): the wait for a warm
+            # clone (the packs' and the checkout's come with the first process).
             "clone_s": f"{time.monotonic() - began:.6f}",
-            "packs_s": f"{fetched - began:.6f}",
             "wait_s": f"{waited:.6f}",
         }
 
@@ -278,10 +275,10 @@ class NodeHost:
         assert self._supervisor is not None
         began = time.monotonic()
         attempt = self._attempts[key]
-        checkout_s = -1.0
+        packs_s = checkout_s = -1.0
         if attempt.checkout is not None:  # the attempt's first process: its clone first
             checkout, attempt.checkout = attempt.checkout, None
-            checkout_s = await checkout  # its failure is the attempt's, as the clone's was
+            packs_s, checkout_s = await checkout  # its failure is the attempt's, as before
         waited = time.monotonic() - began
         write_run_files(attempt.run_dir, files)
         excludes = attempt.work / ".git" / "info" / "exclude"
@@ -321,9 +318,10 @@ class NodeHost:
             "transport": proc.transport,
             "takes_input": proc.takes_input,
             # For bench/ray_overhead.py: the start's time here, of which the wait for the
-            # clone's checkout; the checkout's own time, and whether the clone was warm.
+            # clone; the packs' and the checkout's own times, whether the clone was warm.
             "spawn_s": time.monotonic() - began,
             "checkout_wait_s": waited,
+            "packs_s": packs_s,
             "checkout_s": checkout_s,
             "warm": attempt.warm,
         }
