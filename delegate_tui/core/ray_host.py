@@ -333,11 +333,19 @@ class NodeHost:
             self._watcher.unwatch(key)
         attempt.snapshot_ok = False
         began = time.monotonic()
-        with contextlib.suppress(workspace.GitError, OSError):
-            await attempt.snapshot()
-            attempt.snapshot_ok = True
+
+        def look() -> tuple[bool, dict[str, bytes]]:
+            taken = False
+            with contextlib.suppress(workspace.GitError, OSError):
+                attempt.take_snapshot()
+                taken = True
+            return taken, read_run_files(attempt.run_dir)
+
+        # The exit's change set goes with the exit, in one reply: woken by the change set
+        # alone, a poll sent it first, and the exit waited for the engine's next poll.
+        async with attempt.snapping:
+            attempt.snapshot_ok, attempt.files = await asyncio.to_thread(look)
         attempt.snapshot_s = time.monotonic() - began
-        attempt.files = await asyncio.to_thread(read_run_files, attempt.run_dir)
         attempt.proc = None
         attempt.exit = rc
         attempt.exited_at = time.time()

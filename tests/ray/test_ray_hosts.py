@@ -189,3 +189,40 @@ def test_the_clones_checkout_goes_on_after_its_call_and_its_first_process_waits_
                 await host._supervisor.close()
 
     asyncio.run(main())
+
+
+def test_the_exits_change_set_comes_in_the_exits_own_reply(ray_cluster: Any, repo: Path) -> None:
+    """The change set taken at a process's exit travels with the exit: one reply, not a
+    reply with the change set and another poll for the exit."""
+    import asyncio
+
+    from delegate_tui.core.ray_clones import make_pack
+    from delegate_tui.core.ray_host import NodeHost
+
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    base = make_pack(repo, tip)
+
+    async def main() -> None:
+        host, run = NodeHost(), "exit-reply-test"
+        try:
+            await host.prepare(run, 1.0, f"{run}/t-1", [base], tip, [], tip, {})
+            command = ["sh", "-c", "sleep 0.2; echo new > new.txt"]
+            # Run-folder files to read back at the exit: many, so that reading them takes
+            # long enough for a poll woken by the change set alone to answer first.
+            files = {f"f{n}": b"x" for n in range(3000)}
+            await host.spawn(
+                f"{run}/t-1", command, {}, "pipes", (80, 24), "devnull", files, False, ""
+            )
+            replies = [await host.poll(f"{run}/t-1", 5.0)]
+            while replies[-1]["exit"] is None:
+                replies.append(await host.poll(f"{run}/t-1", 5.0))
+            *before, last = replies
+            assert not [r for r in before if r["snap"] is not None], "the change set came alone"
+            assert last["exit"] == 0 and last["settled"] and len(last["files"]) == 3000
+            assert last["snap"]["files"] == {"new.txt": (0o100644, b"new\n")}
+        finally:
+            await host.forget_run(run)
+            if host._supervisor is not None:
+                await host._supervisor.close()
+
+    asyncio.run(main())
