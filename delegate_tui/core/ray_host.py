@@ -212,7 +212,7 @@ class NodeHost:
     def _supervise(self, grace_s: float) -> Supervisor:
         if self._supervisor is None:
             # Agents start from a small process of the host's: a fork of this Ray
-            # worker (some 250 MB, a dozen threads) cost 75-110 ms an attempt.
+            # worker (90-250 MB, a dozen threads) cost 75-110 ms an attempt.
             self._supervisor = Supervisor(grace_s, spawner=True)
             self._supervisor.start()
         return self._supervisor

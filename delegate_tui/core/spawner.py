@@ -1,11 +1,12 @@
 """A small process that starts agents for a big one, so the big one never forks.
 
 Owns starting a process's agents from a process of their own. A Ray node's
-host (:mod:`ray_host`) is a Ray worker of some 250 MB with a dozen threads:
+host (:mod:`ray_host`) is a Ray worker of 90-250 MB with a dozen threads:
 each agent it started itself was a ``fork()`` of all of it (an agent needs
 code between fork and exec: a session, its PTY as controlling terminal, the
-announce to the watchdog), 20-40 ms of page tables and copy-on-write at rest
-and over 100 ms under load. The spawner is a Python of the watchdog's size
+announce to the watchdog): 20-40 ms of page tables and copy-on-write for a
+96 MB worker at load 10, 0.11-0.28 s in the benchmark's hosts at load 10-20
+(bench/README.md). The spawner is a Python of the watchdog's size
 (:mod:`reaper`: the standard library only, started with ``-S``), started once:
 it takes each request (argv, environment, folder, transport, PTY size) over a
 Unix socketpair, starts the process exactly as :class:`AgentProcess` does
