@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from delegate_tui.core.reaper import group_alive
+from delegate_tui.core.spawner import PIPE_SIZE as PIPE_SIZE
+from delegate_tui.core.spawner import SpawnedChild, Spawner, child_setup, set_pipe_size
 
 READ_SIZE = 64 * 1024
 #: Bytes read per wake-up before yielding to the loop, so one flooding agent
@@ -49,9 +51,8 @@ DRAIN_S = 0.3
 #: After SIGKILL, how long to wait for the group to be gone (it takes a few
 #: milliseconds on a busy machine), so that "ended" means ended.
 KILL_WAIT_S = 1.0
-#: An agent's output pipe holds this much (Linux's default is 64 KiB; 1 MiB is the
+#: An agent's output pipe holds PIPE_SIZE (1 MiB; Linux's default is 64 KiB, 1 MiB the
 #: most an unprivileged process may ask for): a flooding agent rarely blocks on it.
-PIPE_SIZE = 1024 * 1024
 #: A pipe that gave this much in one wake-up is flooding: its next read waits
 #: ``FLOOD_PAUSE_S``, so output is read in a few large gulps instead of a wake-up
 #: per write the agent makes (45,000 of them for 128 MB). A pipe that gives less
@@ -80,28 +81,6 @@ def agent_nice() -> int:
         return max(0, min(19, int(value)))
     except ValueError:
         return AGENT_NICE
-
-
-def _child_setup(tty: bool, announce_fd: int, nice: int = 0) -> Callable[[], None] | None:
-    """What the child does between fork and exec (after ``setsid()``, so its pid is its
-    group): take the PTY as its controlling terminal, announce its group to the
-    watchdog on ``announce_fd`` itself, before the agent's command can run, and lower
-    its priority by ``nice``. (The parent registers the group too, once ``Popen``
-    returns; a ``kill -9`` of delegate-tui in between left the group unknown to the
-    watchdog, and the agent ran on.)"""
-    if not tty and announce_fd < 0 and not nice:
-        return None
-
-    def setup() -> None:  # raw system calls only: no lock another thread may hold
-        if tty:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        if announce_fd >= 0:
-            os.write(announce_fd, b"+%d\n" % os.getpid())  # under PIPE_BUF: one write
-        if nice:
-            with contextlib.suppress(OSError):  # at the lowest priority already
-                os.nice(nice)
-
-    return setup
 
 
 def _autogroup_nice(pid: int, nice: int) -> bool | None:
@@ -133,7 +112,7 @@ class AgentProcess:
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
+        popen: subprocess.Popen[bytes] | SpawnedChild,
         out_fd: int,
         in_fd: int | None,
         transport: str,
@@ -157,12 +136,15 @@ class AgentProcess:
         self.takes_input = True
         os.set_blocking(out_fd, False)
         self._loop.add_reader(out_fd, self._read_ready)
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-            self._loop.add_reader(self._pidfd, self._poll_exit)
-        except (AttributeError, OSError):
-            self._pidfd = -1
-            self._loop.create_task(self._poll_exit_slowly())
+        if isinstance(popen, SpawnedChild):  # its parent, the spawner, says when it exits
+            popen.notify(self._poll_exit)
+        else:
+            try:
+                self._pidfd = os.pidfd_open(self.pid)
+                self._loop.add_reader(self._pidfd, self._poll_exit)
+            except (AttributeError, OSError):
+                self._pidfd = -1
+                self._loop.create_task(self._poll_exit_slowly())
         self._poll_exit()
 
     @classmethod
@@ -200,7 +182,7 @@ class AgentProcess:
                     stdout=slave,
                     stderr=slave,
                     start_new_session=True,
-                    preexec_fn=_child_setup(True, announce_fd, nice),
+                    preexec_fn=child_setup(True, announce_fd, nice),
                     close_fds=True,
                 )
             except BaseException:
@@ -219,16 +201,43 @@ class AgentProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_child_setup(False, announce_fd, nice),
+            preexec_fn=child_setup(False, announce_fd, nice),
             close_fds=True,
         )
         assert popen.stdout is not None
-        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux
-            with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: keep the default
-                fcntl.fcntl(popen.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        set_pipe_size(popen.stdout.fileno())
         in_fd = popen.stdin.fileno() if popen.stdin is not None else None
         proc = cls(popen, popen.stdout.fileno(), in_fd, "pipes", on_output)
         proc.takes_input = in_fd is not None
+        proc.lower_group_priority(nice)
+        return proc
+
+    @classmethod
+    async def start(
+        cls,
+        spawner: Spawner,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        on_output: OutputCallback,
+        transport: str = "pty",
+        size: tuple[int, int] = (120, 40),
+        stdin: str = "pipe",
+        nice: int = 0,
+    ) -> AgentProcess:
+        """:meth:`spawn`, by ``spawner`` (:mod:`spawner`: a small process of this one's
+        that forks instead of it; it tells its watchdog, ``spawner.announce_fd``)."""
+        child, fds = await spawner.spawn(
+            argv, cwd=cwd, env=env, transport=transport, size=size, stdin=stdin, nice=nice
+        )
+        if transport == "pty":
+            proc = cls(child, fds[0], fds[0], "pty", on_output)
+        else:
+            child.stdout = open(fds[0], "rb", buffering=0)  # noqa: SIM115 (closed in _close)
+            child.stdin = open(fds[1], "wb", buffering=0) if len(fds) > 1 else None  # noqa: SIM115
+            proc = cls(child, fds[0], fds[1] if len(fds) > 1 else None, "pipes", on_output)
+            proc.takes_input = len(fds) > 1
         proc.lower_group_priority(nice)
         return proc
 

@@ -8,7 +8,8 @@ objects. Clones are kept warm: when the run starts the host makes a few at the
 base in the background (while the first batch waits for its approval), and a
 finished attempt's clone is cleaned and kept for a later one; an attempt takes
 one and checks out its own start commit, which rewrites only the files that
-differ. A clone taken again gets a new git folder, as a new clone has (git's
+differ (its packs and checkout in the background: the attempt's first process
+waits for them). A clone taken again gets a new git folder, as a new clone has (git's
 own config, no hook, no ref, no object of its own; only the index, which
 spares the checkout, is kept), so nothing an agent set in its clone's ``.git``
 (a hook, ``core.hooksPath``, a filter, an alias) runs in a later attempt's git
@@ -251,26 +252,39 @@ class RunClones:
         await asyncio.to_thread(make)
         self._spares.append(spare)
 
-    async def take(self, work: Path, start: str) -> tuple[float, bool]:
+    async def take(
+        self, work: Path, start: str, packs: Sequence[asyncio.Task[None]]
+    ) -> tuple[float, bool, asyncio.Task[tuple[float, float]]]:
         """A clone at ``work`` with ``start`` checked out: a warm one (waiting for one
-        being made or cleaned), else a new one. How long it waited for a warm one, and
-        whether it got one."""
+        being made or cleaned), else a new one. How long it waited for a warm one, whether
+        it got one, and the clone's making, under way in the background: the ``packs``
+        that bring ``start`` taken in, then the checkout (their seconds, or the error they
+        met). The attempt's call returns meanwhile; its first process waits for it
+        (:mod:`ray_host`)."""
         began = time.monotonic()
         while not self._spares and self._making:
             await asyncio.wait(set(self._making), return_when=asyncio.FIRST_COMPLETED)
         spare = self._spares.pop() if self._spares else None
         waited = time.monotonic() - began
 
-        def make() -> None:
+        def make() -> float:
+            began = time.monotonic()
             if spare is not None:  # its git folder was made new when it was cleaned
                 spare.rename(work)
             else:
                 work.mkdir(parents=True)
                 fresh_git_dir(work, self.objects)
             check_out(work, start)
+            return time.monotonic() - began
 
-        await asyncio.to_thread(make)
-        return waited, spare is not None
+        async def ready() -> tuple[float, float]:
+            began = time.monotonic()
+            for pack in packs:  # in order: each adds to those before it
+                await pack
+            fetched = time.monotonic() - began
+            return fetched, await asyncio.to_thread(make)
+
+        return waited, spare is not None, asyncio.get_running_loop().create_task(ready())
 
     def give_back(self, work: Path, then: Path) -> None:
         """Clean clone ``work`` in the background for a later attempt, then remove the

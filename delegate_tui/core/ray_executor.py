@@ -21,7 +21,7 @@ the remote process group; a node that goes away fails the attempt as "node
 lost", a host that cannot start there with its own error. Ray is imported only
 here, and only when a run uses it.
 
-(About 580 lines: the executor's side of every operation the seam has,
+(About 600 lines: the executor's side of every operation the seam has,
 streaming, kill, timeout and node loss, for one cluster; the node's side is
 ``core/ray_host.py``, placing and the hosts ``core/ray_placement.py``, packs
 ``core/ray_packs.py``, change sets ``core/ray_changes.py``.)
@@ -154,6 +154,8 @@ class _Place:
         self.remote_work = ""
         self.remote_run = ""
         self.settled = False  # the last process's exit brought the worktree's last change set
+        self.clone_s = 0.0  # its wait for a warm clone (the account of where time goes)
+        self.first = True  # its first process is yet to start (its clone is made meanwhile)
         self.ref_made = False
 
     async def apply(self, change: dict[str, Any]) -> None:
@@ -311,18 +313,24 @@ class RayExecutor:
         self.timings.setdefault("prepare call, less the clone", []).append(
             time.monotonic() - began - clone
         )
-        self.timings.setdefault("scratch clone (on the node)", []).append(clone)
-        for phase, field in (
-            ("  of which: the packs taken in", "packs_s"),
-            ("  of which: waiting for a warm clone", "wait_s"),
-            (
-                "  of which: the checkout" + (" (warm clone)" if info["warm"] else " (new clone)"),
-                "checkout_s",
-            ),
-        ):
-            self.timings.setdefault(phase, []).append(float(info[field]))
+        place.clone_s = float(info["wait_s"])
         place.remote_work, place.remote_run = info["work"], info["run"]
         return place.node
+
+    def _clone_took(self, place: _Place, reply: Mapping[str, Any]) -> None:
+        """The account of the attempt's clone, once its checkout (under way on the node
+        while the engine got ready for the first process) is done."""
+        packs, waited, checkout = reply["packs_s"], place.clone_s, reply["checkout_s"]
+        self.timings.setdefault("scratch clone (on the node)", []).append(packs + waited + checkout)
+        for phase, took in (
+            ("  of which: the packs taken in", packs),
+            ("  of which: waiting for a warm clone", waited),
+            (
+                "  of which: the checkout" + (" (warm clone)" if reply["warm"] else " (new clone)"),
+                checkout,
+            ),
+        ):
+            self.timings.setdefault(phase, []).append(took)
 
     async def _failed(self, exc: BaseException, place: _Place, when: str) -> BaseException:
         """The error to raise for ``exc`` from ``place``'s host: :class:`AttemptLost` with
@@ -381,16 +389,24 @@ class RayExecutor:
         exclude = await asyncio.to_thread(_read_text, self._exclude_file)
         began = time.monotonic()
         place.settled = False
+        first, place.first = place.first, False
         try:
             reply = await place.actor.spawn.remote(
                 place.key, remote_argv, remote_env, transport, size, stdin, files, watch, exclude
             )
             self._took("spawn call", began)
         except Exception as exc:
+            if first:  # its clone's packs may not all have been taken in: send them again
+                self._packs.forget(place.node_id)
             raise await self._failed(exc, place, "as its process started") from None
         if "error" in reply:
             raise OSError(f"{reply['error']} (on {place.node})")
         self.timings.setdefault("  of which: the start on the node", []).append(reply["spawn_s"])
+        if reply["checkout_s"] >= 0:  # the attempt's first process: its clone's checkout
+            self.timings.setdefault("  of which: waiting for the clone's checkout", []).append(
+                reply["checkout_wait_s"]
+            )
+            self._clone_took(place, reply)
         proc = RemoteProcess(place, reply, on_output, self._run_dir, self.timings)
         self._procs[task_id] = proc
         return proc

@@ -10,7 +10,8 @@ base, start commits and warm clones are :mod:`ray_clones`' (a clone taken
 again gets a new git folder: no hook or config of an earlier agent). Each
 attempt's processes start there exactly as on the local machine
 (:class:`~delegate_tui.core.supervisor.Supervisor`: a process group of their
-own, a PTY or pipes, a watchdog that ends them if this worker dies); their
+own, a PTY or pipes, a watchdog that ends them if this worker dies), from a
+small process of the host's (:mod:`spawner`: no fork of the Ray worker); their
 output is buffered for the engine to take in order (a flood gathered a little
 longer per reply), and while the agent works its clone is watched for file
 events as a local worktree is (:mod:`watcher`): on a burst of them, and every
@@ -128,6 +129,10 @@ class _Attempt:
         self.event = asyncio.Event()
         self.snapping = asyncio.Lock()  # one snapshot of the worktree at a time
         self.waiter: asyncio.Task[None] | None = None
+        #: The clone's packs and checkout, under way while the engine gets ready to start
+        #: the first process (their seconds): that process waits for them.
+        self.checkout: asyncio.Task[tuple[float, float]] | None = None
+        self.warm = False  # the clone was a warm one (for the engine's account)
 
     def output(self, data: bytes) -> None:
         self.buf.extend(data)
@@ -167,6 +172,9 @@ class NodeHost:
         #: File events in agents' clones, as on the local machine (:mod:`watcher`): a
         #: change set is taken on a burst of them, and every few seconds anyway.
         self._watcher: WorktreeWatcher | None = None
+        # The file watch's modules, imported off the event loop: imported by the first
+        # watch instead, they held every attempt on this node for 0.1-1 s under load.
+        threading.Thread(target=_import_file_watch, daemon=True).start()
 
     # ------------------------------------------------------------ place
 
@@ -199,6 +207,15 @@ class NodeHost:
         and make ``warm`` clones at ``base_commit`` in the background for its first
         attempts."""
         self._run(run_id, grace_s).warm(warm, base_commit, base[0])
+        self._supervise(grace_s)  # its spawner starts while the first batch waits
+
+    def _supervise(self, grace_s: float) -> Supervisor:
+        if self._supervisor is None:
+            # Agents start from a small process of the host's: a fork of this Ray
+            # worker (90-250 MB, a dozen threads) cost 75-110 ms an attempt.
+            self._supervisor = Supervisor(grace_s, spawner=True)
+            self._supervisor.start()
+        return self._supervisor
 
     async def prepare(
         self,
@@ -217,29 +234,22 @@ class NodeHost:
         each pack holds what the ones before it lack, and is taken in once per node."""
         began = time.monotonic()
         run = self._run(run_id, grace_s)
-        await run.fetch(base_commit, base[0], base=True)
-        for commit, pack in increment:  # in order, after the base: each adds to those
-            await run.fetch(commit, pack)
-        fetched = time.monotonic()
+        packs = [run.fetch(base_commit, base[0], base=True)]
+        packs += [run.fetch(commit, pack) for commit, pack in increment]  # in order
         folder = run.root / key.rsplit("/", 1)[-1]
         attempt = _Attempt(run, folder, start, env)
         _new_folder(attempt)  # a folder not there yet: no thread needed
-        waited, warm = await run.take(attempt.work, start)
+        waited, attempt.warm, attempt.checkout = await run.take(attempt.work, start, packs)
         self._attempts[key] = attempt
-        if self._supervisor is None:
-            self._supervisor = Supervisor(grace_s)
-            self._supervisor.start()
+        self._supervise(grace_s)
         return {
             **self.where(),
             "work": str(attempt.work),
             "run": str(attempt.run_dir),
-            # Where the clone's time went (bench/ray_overhead.py): the packs, the wait
-            # for a warm clone, the checkout.
+            # Where the clone's time went (bench/ray_overhead.py): the wait for a warm
+            # clone (the packs' and the checkout's come with the first process).
             "clone_s": f"{time.monotonic() - began:.6f}",
-            "packs_s": f"{fetched - began:.6f}",
             "wait_s": f"{waited:.6f}",
-            "checkout_s": f"{time.monotonic() - fetched - waited:.6f}",
-            "warm": "1" if warm else "",
         }
 
     # ------------------------------------------------------------ processes
@@ -265,6 +275,11 @@ class NodeHost:
         assert self._supervisor is not None
         began = time.monotonic()
         attempt = self._attempts[key]
+        packs_s = checkout_s = -1.0
+        if attempt.checkout is not None:  # the attempt's first process: its clone first
+            checkout, attempt.checkout = attempt.checkout, None
+            packs_s, checkout_s = await checkout  # its failure is the attempt's, as before
+        waited = time.monotonic() - began
         write_run_files(attempt.run_dir, files)
         excludes = attempt.work / ".git" / "info" / "exclude"
         if exclude and (not excludes.exists() or excludes.read_text("utf-8") != exclude):
@@ -278,7 +293,7 @@ class NodeHost:
         if transport == "pty" and full.get("TERM", "dumb") == "dumb":
             full["TERM"] = "xterm-256color"
         try:
-            proc = self._supervisor.spawn(
+            proc = await self._supervisor.start_process(
                 key,
                 argv,
                 cwd=attempt.work,
@@ -302,7 +317,13 @@ class NodeHost:
             "pgid": proc.pgid,
             "transport": proc.transport,
             "takes_input": proc.takes_input,
-            "spawn_s": time.monotonic() - began,  # for bench/ray_overhead.py
+            # For bench/ray_overhead.py: the start's time here, of which the wait for the
+            # clone; the packs' and the checkout's own times, whether the clone was warm.
+            "spawn_s": time.monotonic() - began,
+            "checkout_wait_s": waited,
+            "packs_s": packs_s,
+            "checkout_s": checkout_s,
+            "warm": attempt.warm,
         }
 
     async def _wait(self, key: str, attempt: _Attempt, proc: AgentProcess) -> None:
@@ -312,11 +333,19 @@ class NodeHost:
             self._watcher.unwatch(key)
         attempt.snapshot_ok = False
         began = time.monotonic()
-        with contextlib.suppress(workspace.GitError, OSError):
-            await attempt.snapshot()
-            attempt.snapshot_ok = True
+
+        def look() -> tuple[bool, dict[str, bytes]]:
+            taken = False
+            with contextlib.suppress(workspace.GitError, OSError):
+                attempt.take_snapshot()
+                taken = True
+            return taken, read_run_files(attempt.run_dir)
+
+        # The exit's change set goes with the exit, in one reply: woken by the change set
+        # alone, a poll sent it first, and the exit waited for the engine's next poll.
+        async with attempt.snapping:
+            attempt.snapshot_ok, attempt.files = await asyncio.to_thread(look)
         attempt.snapshot_s = time.monotonic() - began
-        attempt.files = await asyncio.to_thread(read_run_files, attempt.run_dir)
         attempt.proc = None
         attempt.exit = rc
         attempt.exited_at = time.time()
@@ -402,6 +431,9 @@ class NodeHost:
         attempt = self._attempts.pop(key, None)
         if attempt is None:
             return
+        if attempt.checkout is not None:  # no process started: its clone is given back whole
+            with contextlib.suppress(Exception):
+                await attempt.checkout
         if attempt.proc is not None:
             await attempt.proc.terminate(attempt.run.grace_s)
         if attempt.waiter is not None:
@@ -451,6 +483,12 @@ def leave_without_joining_threads() -> None:
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         register(leave)
+
+
+def _import_file_watch() -> None:
+    with contextlib.suppress(ImportError):
+        import anyio._backends._asyncio  # noqa: F401 (what awatch's first step imports)
+        import watchfiles  # noqa: F401
 
 
 def _new_folder(attempt: _Attempt) -> None:

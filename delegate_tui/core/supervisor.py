@@ -3,7 +3,8 @@
 Owns every child process a run starts (agents, setup and criteria commands):
 spawning through :class:`AgentProcess`, registering each process group with
 the :class:`Reaper` watchdog (so ``kill -9`` of delegate-tui still ends
-them), waiting with a timeout, ending a group (SIGTERM, then SIGKILL after
+them), or through a small process of its own that forks instead of a big one
+(:mod:`spawner`, for a Ray node's host), waiting with a timeout, ending a group (SIGTERM, then SIGKILL after
 the grace period), remembering which tasks the operator or a stop asked to
 end, and the signal handlers of a run. One task has at most one process at
 a time, so processes are known by task id. It decides nothing about tasks:
@@ -21,6 +22,7 @@ from typing import Protocol
 
 from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.reaper import Reaper
+from delegate_tui.core.spawner import Spawner
 
 #: The exit code reported for a command ended by its timeout (as timeout(1) does).
 TIMEOUT_EXIT = 124
@@ -29,11 +31,14 @@ TIMEOUT_EXIT = 124
 class Supervisor:
     """The processes of one run, by task id."""
 
-    def __init__(self, grace_s: float, *, nice: int = 0) -> None:
+    def __init__(self, grace_s: float, *, nice: int = 0, spawner: bool = False) -> None:
         self.grace_s = grace_s
         self.nice = nice
         """How much lower than this process's CPU priority children run (process.py)."""
         self._reaper = Reaper()
+        #: With ``spawner``, :meth:`start_process` starts processes from a small process
+        #: (:mod:`spawner`) rather than by a fork of this one.
+        self._spawner: Spawner | None = Spawner() if spawner else None
         self._procs: dict[str, AgentProcess] = {}
         self._ended: set[str] = set()  # tasks asked to end (kill, stop)
 
@@ -43,8 +48,51 @@ class Supervisor:
         return self._reaper.pid
 
     def start(self) -> None:
-        """Start the watchdog that ends every group if this process dies."""
+        """Start the watchdog that ends every group if this process dies (and the
+        spawner, which tells it each group it starts). Call from the event loop."""
         self._reaper.start()
+        if self._spawner is not None:
+            self._spawner.announce_fd = self._reaper.announce_fd
+            self._spawner.start()
+
+    async def start_process(
+        self,
+        task_id: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        on_output: Callable[[bytes], None],
+        transport: str,
+        size: tuple[int, int] = (120, 40),
+        stdin: str = "pipe",
+    ) -> AgentProcess:
+        """:meth:`spawn`, by the spawner when this supervisor has one. Raises ``OSError``."""
+        if self._spawner is None:
+            return self.spawn(
+                task_id,
+                argv,
+                cwd=cwd,
+                env=env,
+                on_output=on_output,
+                transport=transport,
+                size=size,
+                stdin=stdin,
+            )
+        proc = await AgentProcess.start(
+            self._spawner,
+            argv,
+            cwd=str(cwd),
+            env=env,
+            on_output=on_output,
+            transport=transport,
+            size=size,
+            stdin=stdin,
+            nice=self.nice,
+        )
+        self._procs[task_id] = proc
+        self._reaper.register(proc.pgid)  # again, in case the child could not
+        return proc
 
     def spawn(
         self,
@@ -164,6 +212,8 @@ class Supervisor:
         for proc in list(self._procs.values()):
             await proc.terminate(self.grace_s)
         self._procs.clear()
+        if self._spawner is not None:  # first: it holds the watchdog's pipe too
+            self._spawner.close()
         self._reaper.close()
 
 

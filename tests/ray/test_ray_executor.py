@@ -62,6 +62,11 @@ async def until(check: Callable[[], bool], limit: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rfind(b")") + 2 :].split()[1])
+
+
 def gone(pgid: int, limit: float = 15.0) -> bool:
     deadline = time.monotonic() + limit
     while group_alive(pgid):
@@ -240,6 +245,13 @@ def test_input_kill_and_timeout_reach_the_remote_process_group(
         await until(lambda: b"name?" in output_of(recorder, "asks"))
         assert engine.send_input("asks", "remote") == ""
         await until(lambda: b"ready" in output_of(recorder, "killed"))
+        # The host started it from its small spawner, not by a fork of its Ray worker.
+        (started,) = [
+            e for e in recorder.events if isinstance(e, TaskStarted) and e.task == "killed"
+        ]
+        parent = _parent(started.pid)
+        spawner = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+        assert spawner[1:3] == [b"-S", b"-c"] and spawner[4].endswith(b"core/spawner.py")
         assert engine.kill("killed") == ""
 
     state, _, _ = run_engine(plan, during=drive)

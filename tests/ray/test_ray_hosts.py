@@ -134,3 +134,95 @@ def test_a_clone_taken_again_keeps_no_hook_or_config_of_the_earlier_agent(
     config = (seen / "config-later").read_text()
     assert "planted" not in config and "hookspath" not in config.lower(), config
     assert git(repo, "show", f"{state.integration_tip}:b.txt") == "later\n"
+
+
+def test_the_clones_checkout_goes_on_after_its_call_and_its_first_process_waits_for_it(
+    ray_cluster: Any, repo: Path
+) -> None:
+    """A node's host answers the attempt's prepare call before the clone is checked out
+    (the checkout overlaps the reply's way back and the engine's own preparation); the
+    first process starts in the checked-out clone, and a checkout that fails fails it
+    with git's words. An attempt that never starts a process gives its clone back."""
+    import asyncio
+
+    from delegate_tui.core.ray_clones import make_pack
+    from delegate_tui.core.ray_host import NodeHost
+    from delegate_tui.core.workspace import GitError
+
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    base = make_pack(repo, tip)
+
+    async def main() -> None:
+        host = NodeHost()
+        run = "checkout-test"
+        await host.begin(run, 1.0, [base], tip, 0)
+        try:
+            info = await host.prepare(run, 1.0, f"{run}/t-1", [base], tip, [], tip, {})
+            assert not (Path(info["work"]) / "README.md").exists(), "checked out in the call"
+            reply = await host.spawn(
+                f"{run}/t-1", ["cat", "README.md"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+            )
+            assert reply["checkout_s"] > 0 and reply["checkout_wait_s"] >= 0
+            out, polled = bytearray(), dict[str, Any](exit=None)
+            while polled["exit"] is None:  # as the engine reads it
+                polled = await host.poll(f"{run}/t-1", 1.0)
+                out += polled["out"]
+            assert polled["exit"] == 0 and bytes(out) == b"# test repo\n"
+            await host.cleanup(f"{run}/t-1")
+            # A start commit the node does not have: the first process fails, as git says.
+            await host.prepare(run, 1.0, f"{run}/t-2", [base], tip, [], "0" * 40, {})
+            with pytest.raises(GitError):
+                await host.spawn(
+                    f"{run}/t-2", ["true"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+                )
+            # Placed, never started: its clone (checked out meanwhile) is given back.
+            await host.prepare(run, 1.0, f"{run}/t-3", [base], tip, [], tip, {})
+            await host.cleanup(f"{run}/t-3")
+            await host.prepare(run, 1.0, f"{run}/t-4", [base], tip, [], tip, {})
+            reply = await host.spawn(
+                f"{run}/t-4", ["true"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+            )
+            assert reply["warm"], "no clone given back was taken again"
+        finally:
+            await host.forget_run(run)
+            if host._supervisor is not None:
+                await host._supervisor.close()
+
+    asyncio.run(main())
+
+
+def test_the_exits_change_set_comes_in_the_exits_own_reply(ray_cluster: Any, repo: Path) -> None:
+    """The change set taken at a process's exit travels with the exit: one reply, not a
+    reply with the change set and another poll for the exit."""
+    import asyncio
+
+    from delegate_tui.core.ray_clones import make_pack
+    from delegate_tui.core.ray_host import NodeHost
+
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    base = make_pack(repo, tip)
+
+    async def main() -> None:
+        host, run = NodeHost(), "exit-reply-test"
+        try:
+            await host.prepare(run, 1.0, f"{run}/t-1", [base], tip, [], tip, {})
+            command = ["sh", "-c", "sleep 0.2; echo new > new.txt"]
+            # Run-folder files to read back at the exit: many, so that reading them takes
+            # long enough for a poll woken by the change set alone to answer first.
+            files = {f"f{n}": b"x" for n in range(3000)}
+            await host.spawn(
+                f"{run}/t-1", command, {}, "pipes", (80, 24), "devnull", files, False, ""
+            )
+            replies = [await host.poll(f"{run}/t-1", 5.0)]
+            while replies[-1]["exit"] is None:
+                replies.append(await host.poll(f"{run}/t-1", 5.0))
+            *before, last = replies
+            assert not [r for r in before if r["snap"] is not None], "the change set came alone"
+            assert last["exit"] == 0 and last["settled"] and len(last["files"]) == 3000
+            assert last["snap"]["files"] == {"new.txt": (0o100644, b"new\n")}
+        finally:
+            await host.forget_run(run)
+            if host._supervisor is not None:
+                await host._supervisor.close()
+
+    asyncio.run(main())
