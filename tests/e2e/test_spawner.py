@@ -65,6 +65,10 @@ def test_a_pty_process_is_the_spawners_child_in_a_session_of_its_own_with_its_te
             assert int(fields[2]) == proc.pid == proc.pgid == int(fields[3])  # group, session
             parent = Path(f"/proc/{int(fields[1])}/cmdline").read_bytes()
             assert b"spawner.py" in parent
+            # Typed once it reads: typed earlier, the terminal's echo comes before `tty`'s line.
+            deadline = time.monotonic() + 10
+            while b"40 120" not in out and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             proc.send_input("hello")
             assert await supervisor.wait("t", proc, 10) == 3
             lines = bytes(out).decode().split("\r\n")
