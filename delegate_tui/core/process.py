@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.spawner import PIPE_SIZE as PIPE_SIZE
-from delegate_tui.core.spawner import SpawnedChild, Spawner, child_setup, set_pipe_size
+from delegate_tui.core.spawner import SpawnedChild, Spawner, start_child
 
 READ_SIZE = 64 * 1024
 #: Bytes read per wake-up before yielding to the loop, so one flooding agent
@@ -169,46 +169,13 @@ class AgentProcess:
         ``+pgid`` by the child itself before its command runs. ``nice``: how much lower
         than this process's CPU priority it runs (its autogroup's too).
         """
+        popen, fds = start_child(argv, env, cwd, transport, size, stdin, nice, announce_fd)
         if transport == "pty":
-            master, slave = os.openpty()
-            cols, rows = size
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            try:
-                popen = subprocess.Popen(
-                    list(argv),
-                    cwd=cwd,
-                    env=dict(env),
-                    stdin=slave,
-                    stdout=slave,
-                    stderr=slave,
-                    start_new_session=True,
-                    preexec_fn=child_setup(True, announce_fd, nice),
-                    close_fds=True,
-                )
-            except BaseException:
-                os.close(master)
-                raise
-            finally:
-                os.close(slave)
-            proc = cls(popen, master, master, "pty", on_output)
-            proc.lower_group_priority(nice)
-            return proc
-        popen = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL if stdin == "devnull" else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=child_setup(False, announce_fd, nice),
-            close_fds=True,
-        )
-        assert popen.stdout is not None
-        set_pipe_size(popen.stdout.fileno())
-        in_fd = popen.stdin.fileno() if popen.stdin is not None else None
-        proc = cls(popen, popen.stdout.fileno(), in_fd, "pipes", on_output)
-        proc.takes_input = in_fd is not None
+            proc = cls(popen, fds[0], fds[0], "pty", on_output)
+        else:
+            in_fd = fds[1] if len(fds) > 1 else None
+            proc = cls(popen, fds[0], in_fd, "pipes", on_output)
+            proc.takes_input = in_fd is not None
         proc.lower_group_priority(nice)
         return proc
 

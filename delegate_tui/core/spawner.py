@@ -86,10 +86,21 @@ def set_pipe_size(fd: int) -> None:
 # ---------------------------------------------------------------- the spawner's side
 
 
-def _start(request: tuple[Any, ...], announce_fd: int) -> tuple[subprocess.Popen[bytes], list[int]]:
-    """Start one requested process; its Popen and the descriptors its owner reads and
-    writes (the PTY's master; or the output pipe, then the input pipe if it has one)."""
-    argv, env, cwd, transport, size, stdin, nice = request
+def start_child(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    transport: str,
+    size: tuple[int, int],
+    stdin: str,
+    nice: int,
+    announce_fd: int,
+) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """Start one agent process in a session and group of its own: its Popen and the
+    descriptors its owner reads and writes (the PTY's master; or the output pipe, then
+    the input pipe if it has one). Here for a request, and in :class:`AgentProcess`
+    for a process that forks its agents itself."""
+    argv, env = list(argv), dict(env)
     if transport == "pty":
         master, slave = os.openpty()
         cols, rows = size
@@ -172,7 +183,8 @@ def serve(sock: socket.socket, announce_fd: int) -> None:
         request, pending, total = marshal.loads(bytes(pending)), bytearray(), -1
         number = request[0]
         try:
-            popen, fds = _start(request[1:], announce_fd)
+            argv, env, cwd, transport, size, stdin, nice = request[1:]
+            popen, fds = start_child(argv, env, cwd, transport, size, stdin, nice, announce_fd)
         except OSError as exc:
             _reply(sock, ("error", number, exc.errno or 0, exc.strerror or str(exc), exc.filename))
             continue

@@ -14,7 +14,7 @@ engine keeps its own index of each worktree: :func:`snapshot_worktree`), and a
 branch an agent turned into a link is unlinked before it is written
 (:func:`unlink_branch`).
 
-(About 700 lines: one short function per git operation the run needs.)
+(About 680 lines: one short function per git operation the run needs.)
 """
 
 from __future__ import annotations
