@@ -26,7 +26,26 @@ from delegate_tui.core.metrics import usd
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.state import RunState
 
-WAITING_MESSAGE = "the run is waiting for you: retry or skip the failed tasks, or end the run"
+#: Every "nothing moves without you" notice starts so (views match it by this prefix,
+#: older logs included).
+WAITING_PREFIX = "the run is waiting for you: "
+WAITING_MESSAGE = WAITING_PREFIX + "retry or skip the failed tasks, or end the run"
+#: Statuses a retry or a skip decides (the failures; a skipped task is decided already).
+_UNDECIDED = frozenset(FAILED_STATUSES) - {"skipped", "blocked"}
+
+
+def waiting_message(state: RunState) -> str:
+    """What the run waits for, in the operator's terms: the failed tasks to retry or
+    skip; or, when only skips stand in the way (every failure decided), the skipped
+    tasks that a retry would set going again."""
+    if any(t.status in _UNDECIDED for t in state.tasks.values()):
+        return WAITING_MESSAGE
+    skipped = sorted(t.id for t in state.tasks.values() if t.status == "skipped")
+    if not skipped:
+        return WAITING_MESSAGE
+    named = ", ".join(skipped[:3]) + (f" +{len(skipped) - 3}" if len(skipped) > 3 else "")
+    which = "the skipped task" if len(skipped) == 1 else "a skipped task"
+    return f"{WAITING_PREFIX}retry {which} ({named}) to go on, or end the run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +83,7 @@ class Propose:
 
 @dataclass(frozen=True, slots=True)
 class TellWaiting:
-    """Nothing can move without the operator: say so, once."""
+    """Nothing can move without the operator: say so, once (:func:`waiting_message`)."""
 
     message: str = WAITING_MESSAGE
 
@@ -133,7 +152,7 @@ def next_steps(plan: Plan, state: RunState, situation: Situation) -> list[Step]:
         return [Finish(outcome or "stopped", "ended by the operator" if outcome is None else "")]
     steps: list[Step] = []
     if idle and outcome is not None and not situation.told_waiting:
-        steps.append(TellWaiting())
+        steps.append(TellWaiting(waiting_message(state)))
     spent, budget = state.cost_usd, plan.budget_usd
     if budget is not None and spent is not None and spent >= budget and not situation.budget_told:
         steps.append(PauseForBudget(spent, budget))

@@ -226,6 +226,32 @@ def test_the_run_ends_or_waits_for_the_operator() -> None:
     assert scheduler.next_steps(plan, state, Situation(busy=True)) == []
 
 
+def test_a_run_left_idle_by_a_skip_says_to_retry_the_skip_not_a_failure() -> None:
+    """Once every failure is decided (skipped), "retry or skip the failed tasks" names
+    nothing there is; the notice names the skipped task a retry would set going."""
+    state = start(CHAIN)
+    drive(CHAIN, state)
+    approve(state)
+    end(state, "a", "failed")
+    drive(CHAIN, state)  # b and c blocked by a
+    waiting = Situation(hold_at_end=True)
+    assert drive(CHAIN, state, waiting) == [scheduler.TellWaiting(scheduler.WAITING_MESSAGE)]
+    apply(state, TaskSkipped(task="a", reason="skipped by the operator"))
+    (told,) = drive(CHAIN, state, waiting)
+    assert told == scheduler.TellWaiting(
+        "the run is waiting for you: retry the skipped task (a) to go on, or end the run"
+    )
+    assert told.message.startswith(scheduler.WAITING_PREFIX)  # how views know it
+    # A failure left undecided beside the skip: the failed tasks come first.
+    plan = plan_of("{id: a, prompt: x, edits: [a]}", "{id: b, prompt: x, edits: [b]}")
+    state = start(plan)
+    drive(plan, state)
+    approve(state)
+    end(state, "a", "killed")
+    apply(state, TaskSkipped(task="b", reason="r"))
+    assert scheduler.waiting_message(state) == scheduler.WAITING_MESSAGE
+
+
 def test_stopping_finishes_only_when_idle() -> None:
     plan = plan_of("{id: a, prompt: x, edits: [a]}")
     state = start(plan)

@@ -16,7 +16,7 @@ import pytest
 from delegate_tui.core.engine import Engine
 from delegate_tui.core.events import ConflictResolved, Notice
 from delegate_tui.core.plan import Plan
-from delegate_tui.core.scheduler import WAITING_MESSAGE
+from delegate_tui.core.scheduler import WAITING_MESSAGE, WAITING_PREFIX
 from tests.conftest import Recorder, run_engine
 from tests.e2e.test_engine import plan_text, wait_for
 
@@ -24,8 +24,16 @@ pytestmark = pytest.mark.e2e
 PlanWriter = Callable[..., Plan]
 
 
+def waiting_notices(recorder: Recorder) -> list[str]:
+    return [
+        e.message
+        for e in recorder.events
+        if isinstance(e, Notice) and e.message.startswith(WAITING_PREFIX)
+    ]
+
+
 def waiting_told(recorder: Recorder) -> int:
-    return sum(isinstance(e, Notice) and e.message == WAITING_MESSAGE for e in recorder.events)
+    return len(waiting_notices(recorder))
 
 
 def test_a_skip_that_leaves_dependents_blocked_says_the_run_waits(
@@ -40,19 +48,24 @@ def test_a_skip_that_leaves_dependents_blocked_says_the_run_waits(
             """,
         )
     )
-    told: list[int] = []
+    told: list[str] = []
 
     async def drive(engine: Engine, recorder: Recorder) -> None:
         await wait_for(recorder, lambda: waiting_told(recorder) == 1)
         assert engine.state.tasks["b"].status == "blocked"
         assert engine.skip("a") == ""
         await wait_for(recorder, lambda: waiting_told(recorder) == 2, timeout=10)
-        told.append(waiting_told(recorder))
+        told.extend(waiting_notices(recorder))
         assert not engine.state.finished, "it waits for the operator to end it"
         assert engine.end() == ""
 
     state, _, _ = run_engine(plan, during=drive, hold_at_end=True)
-    assert told == [2]
+    # Before the skip, a failure to decide; after it, no failure is left: the skip is
+    # what a retry would undo.
+    assert told == [
+        WAITING_MESSAGE,
+        "the run is waiting for you: retry the skipped task (a) to go on, or end the run",
+    ]
     assert {t: s.status for t, s in state.tasks.items()} == {"a": "skipped", "b": "blocked"}
 
 

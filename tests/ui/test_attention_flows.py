@@ -13,7 +13,6 @@ from delegate_tui.core.events import (
     TaskFinished,
     TaskSkipped,
 )
-from delegate_tui.core.scheduler import WAITING_MESSAGE
 from delegate_tui.report import duration
 from delegate_tui.ui.widgets.header import RunHeader
 from tests.ui.conftest import Running, StartApp
@@ -61,7 +60,8 @@ async def test_a_run_idle_after_a_skip_says_who_is_blocked_and_by_what(
     source.emit(
         TaskBlocked(task="endpoints", by="service", reason="dependency service blocked"), 4.0
     )
-    source.emit(Notice(level="warning", message=WAITING_MESSAGE), 4.1)
+    told = "the run is waiting for you: retry the skipped task (contract) to go on, or end the run"
+    source.emit(Notice(level="warning", message=told), 4.1)
     async with start_app(source, size=(200, 40), read_only=read_only) as ui:
         line = header(ui)
         assert "⚑ blocked: schema +4 (contract skipped)" in line

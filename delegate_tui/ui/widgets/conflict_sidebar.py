@@ -164,9 +164,9 @@ def _still_true(state: RunState, notice: Notice) -> bool:
     you" once a retry or skip set it going again (the engine says it once, and a
     replay plays it back; neither takes it back). It stays while a skip leaves
     tasks blocked and nothing else can move: only the operator ends such a run."""
-    from delegate_tui.core.scheduler import WAITING_MESSAGE  # not loaded before the first frame
+    from delegate_tui.core.scheduler import WAITING_PREFIX  # not loaded before the first frame
 
-    if notice.message == WAITING_MESSAGE:
+    if notice.message.startswith(WAITING_PREFIX):
         return (
             state.plan is not None
             and not state.finished
