@@ -179,6 +179,9 @@ class RayExecutor:
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
         self._used: set[str] = set()  # nodes whose hosts this run used (told when it ends)
+        #: Tasks whose last process's exit brought their worktree's last change set, laid
+        #: before ``wait`` returned: no ``collect`` changes their worktree afterwards.
+        self._settled: set[str] = set()
         self._connected = False  # True when this executor connected (and disconnects)
         #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
         self.timings: dict[str, list[float]] = {}
@@ -268,6 +271,7 @@ class RayExecutor:
         import ray
         from ray.util.placement_group import placement_group
 
+        self._settled.discard(task_id)
         # The packs are made (or found) while Ray places the attempt.
         self._packs.start(start)
         packs = asyncio.ensure_future(self._packs.base(start))
@@ -430,6 +434,10 @@ class RayExecutor:
             await proc.exited.wait()
         if self._procs.get(task_id) is proc:
             del self._procs[task_id]
+        if proc.place.settled and not proc.lost:
+            self._settled.add(task_id)
+        else:
+            self._settled.discard(task_id)
         if proc.lost:
             if proc.host_gone:
                 self._gone(proc.place.node_id)
@@ -476,6 +484,9 @@ class RayExecutor:
         if snap is not None:
             await place.apply(snap)
         self._took("collect (final change set)", began)
+
+    def settled(self, task_id: str) -> bool:
+        return task_id in self._settled
 
     def _took(self, phase: str, began: float) -> None:
         self.timings.setdefault(phase, []).append(time.monotonic() - began)

@@ -3,6 +3,8 @@ clone taken again by a later attempt keeps nothing of the earlier agent's git fo
 
 from __future__ import annotations
 
+import os
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from delegate_tui.core.events import TaskStarted
+from delegate_tui.core.events import TaskCommitted, TaskStarted
 from delegate_tui.core.plan import Plan
 from tests.conftest import git, run_engine
 from tests.ray.conftest import LEAN, NODE_B
@@ -226,3 +228,46 @@ def test_the_exits_change_set_comes_in_the_exits_own_reply(ray_cluster: Any, rep
                 await host._supervisor.close()
 
     asyncio.run(main())
+
+
+def test_a_remote_agents_work_is_committed_from_the_last_look_at_its_worktree(
+    ray_cluster: Any,
+    repo: Path,
+    tmp_path: Path,
+    write_plan: PlanWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the exit's change set came with the exit (nothing left to collect), the
+    conflict monitor's last look at the task's worktree here is the commit, as for a
+    local agent: git reads the worktree once, not again for the commit."""
+    real = shutil.which("git")
+    assert real is not None
+    (tmp_path / "bin").mkdir()
+    log = tmp_path / "bin" / "calls.log"
+    shim = tmp_path / "bin" / "git"  # this process's git only: the nodes started before
+    shim.write_text(f'#!/bin/sh\necho "$PWD :: $*" >> "{log}"\nexec "{real}" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    command = "echo new > new.txt && echo loose > loose.txt && rm src/shared.py"
+    plan = write_plan(
+        plan_text(
+            repo,
+            f'- {{id: work, agent: shell, edits: [new.txt, loose.txt, src], command: "{command}"}}',
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", state.tasks["work"].attempts[-1].reason
+    (committed,) = recorder.of(TaskCommitted)
+    assert sorted((f.path, f.status) for f in committed.changed) == [
+        ("loose.txt", "A"),
+        ("new.txt", "A"),
+        ("src/shared.py", "D"),
+    ]
+    assert git(repo, "show", f"{committed.commit}:new.txt") == "new\n"
+    worktree = state.tasks["work"].attempts[-1].workdir
+    adds = [
+        line
+        for line in log.read_text().splitlines()
+        if line.startswith(f"{worktree} :: ") and " add -A" in line
+    ]
+    assert len(adds) == 1, adds
