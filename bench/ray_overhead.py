@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -133,7 +134,7 @@ def engine_phases(engine: Engine) -> dict[str, float]:
             seen.setdefault(key, {}).setdefault(kind, ev.ts)
     spans: dict[str, list[float]] = {}
     for stamps in seen.values():
-        for (kind, name), (after, _) in zip(STEPS, STEPS[1:], strict=False):
+        for (kind, name), (after, _) in itertools.pairwise(STEPS):
             if kind in stamps and after in stamps:
                 spans.setdefault(name, []).append(stamps[after] - stamps[kind])
     return {name: round(statistics.mean(v), 4) for name, v in spans.items()}

@@ -42,7 +42,7 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
 from delegate_tui.core.ray_changes import lay
-from delegate_tui.core.ray_host import NODE_PYTHON, write_run_files
+from delegate_tui.core.ray_host import NODE_PYTHON, attempt_folder, write_run_files
 from delegate_tui.core.ray_packs import RunPacks
 from delegate_tui.core.ray_placement import (
     HOSTS,
@@ -154,7 +154,8 @@ class _Place:
         self.remote_work = ""
         self.remote_run = ""
         self.settled = False  # the last process's exit brought the worktree's last change set
-        self.clone_s = 0.0  # its wait for a warm clone (the account of where time goes)
+        self.where: dict[str, str] = {}  # its host's NodeHost.where()
+        self.preparing: Any = None  # the prepare call's reply to come (not waited for)
         self.first = True  # its first process is yet to start (its clone is made meanwhile)
         self.ref_made = False
 
@@ -292,7 +293,8 @@ class RayExecutor:
             self._took("placement (a placement group)", began)
             began = time.monotonic()
             try:
-                place.node = node_label(await ready)
+                place.where = await ready
+                place.node = node_label(place.where)
             except Exception as exc:
                 raise await self._failed(exc, place, "before the attempt started") from None
             self._took("the node's host ready (started with the run)", began)
@@ -304,27 +306,21 @@ class RayExecutor:
             elif not packs.cancelled():
                 packs.exception()  # taken, whatever else failed
         increment = await self._packs.for_node(place.node_id, start)
-        began = time.monotonic()
-        try:
-            info = await place.actor.prepare.remote(
-                self.run_id, self.grace_s, place.key, [base], base_commit, increment, start, env
-            )
-        except Exception as exc:
-            self._packs.forget(place.node_id)  # whatever the host took in, start again
-            raise await self._failed(exc, place, "before the attempt started") from None
-        self._packs.taken(place.node_id, start)
-        clone = float(info["clone_s"])
-        self.timings.setdefault("prepare call, less the clone", []).append(
-            time.monotonic() - began - clone
+        # The clone is made on the node while the engine gets ready to start the first
+        # process, which waits there for it: this call is not waited for (its failure is
+        # that process's). The attempt's folders there are known without asking.
+        place.preparing = place.actor.prepare.remote(
+            self.run_id, self.grace_s, place.key, [base], base_commit, increment, start, env
         )
-        place.clone_s = float(info["wait_s"])
-        place.remote_work, place.remote_run = info["work"], info["run"]
+        self._packs.taken(place.node_id, start)  # forgotten if its first process fails
+        folder = attempt_folder(place.where, place.key)
+        place.remote_work, place.remote_run = f"{folder}/work", f"{folder}/run"
         return place.node
 
     def _clone_took(self, place: _Place, reply: Mapping[str, Any]) -> None:
         """The account of the attempt's clone, once its checkout (under way on the node
         while the engine got ready for the first process) is done."""
-        packs, waited, checkout = reply["packs_s"], place.clone_s, reply["checkout_s"]
+        packs, waited, checkout = reply["packs_s"], reply["clone_wait_s"], reply["checkout_s"]
         self.timings.setdefault("scratch clone (on the node)", []).append(packs + waited + checkout)
         for phase, took in (
             ("  of which: the packs taken in", packs),
@@ -407,6 +403,9 @@ class RayExecutor:
             raise OSError(f"{reply['error']} (on {place.node})")
         self.timings.setdefault("  of which: the start on the node", []).append(reply["spawn_s"])
         if reply["checkout_s"] >= 0:  # the attempt's first process: its clone's checkout
+            self.timings.setdefault("  of which: waiting for the prepare call", []).append(
+                reply["prepare_wait_s"]
+            )
             self.timings.setdefault("  of which: waiting for the clone's checkout", []).append(
                 reply["checkout_wait_s"]
             )
@@ -509,6 +508,8 @@ class RayExecutor:
         from ray.util.placement_group import remove_placement_group
 
         try:
+            if place.preparing is not None:  # its failure, if any, was its first process's
+                await asyncio.wait_for(_quietly(place.preparing), self.grace_s + 5)
             if place.actor is not None:
                 await asyncio.wait_for(place.actor.cleanup.remote(place.key), self.grace_s + 5)
         except Exception as exc:

@@ -271,3 +271,59 @@ def test_a_remote_agents_work_is_committed_from_the_last_look_at_its_worktree(
         if line.startswith(f"{worktree} :: ") and " add -A" in line
     ]
     assert len(adds) == 1, adds
+
+
+def test_a_process_asked_for_before_its_prepare_call_is_done_waits_for_it(
+    ray_cluster: Any, repo: Path
+) -> None:
+    """The engine does not wait for an attempt's prepare call: its first process (or its
+    cleanup) may reach the host first, and waits for the clone there."""
+    import asyncio
+
+    from delegate_tui.core.ray_clones import make_pack
+    from delegate_tui.core.ray_host import NodeHost, attempt_folder
+
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    base = make_pack(repo, tip)
+
+    async def main() -> None:
+        host, run = NodeHost(), "early-spawn-test"
+        await host.begin(run, 1.0, [base], tip, 1)
+        try:
+            key = f"{run}/t-1"
+            spawning = asyncio.ensure_future(
+                host.spawn(
+                    key, ["cat", "README.md"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+                )
+            )
+            await asyncio.sleep(0.2)
+            assert not spawning.done()
+            info = await host.prepare(run, 1.0, key, [base], tip, [], tip, {})
+            assert info["work"] == attempt_folder(host.where(), key) + "/work"
+            reply = await spawning
+            assert reply["prepare_wait_s"] > 0.1
+            out, polled = bytearray(), dict[str, Any](exit=None)
+            while polled["exit"] is None:
+                polled = await host.poll(key, 1.0)
+                out += polled["out"]
+            assert polled["exit"] == 0 and bytes(out) == b"# test repo\n"
+            await host.cleanup(key)
+            # A cleanup that comes while the prepare call runs waits for it, then gives
+            # the clone back: the next attempt takes it.
+            preparing = asyncio.ensure_future(
+                host.prepare(run, 1.0, f"{run}/t-2", [base], tip, [], tip, {})
+            )
+            await asyncio.sleep(0)
+            await host.cleanup(f"{run}/t-2")
+            assert preparing.done() and f"{run}/t-2" not in host._attempts
+            await host.prepare(run, 1.0, f"{run}/t-3", [base], tip, [], tip, {})
+            reply = await host.spawn(
+                f"{run}/t-3", ["true"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+            )
+            assert reply["warm"], "the clone given back was not taken again"
+        finally:
+            await host.forget_run(run)
+            if host._supervisor is not None:
+                await host._supervisor.close()
+
+    asyncio.run(main())
