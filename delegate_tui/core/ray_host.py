@@ -240,15 +240,16 @@ class NodeHost:
         key: str,
         base: list[Any],
         base_commit: str,
-        increment: list[tuple[str, Any]],
+        increment: list[tuple[list[str], Any]],
         start: str,
         env: dict[str, str],
     ) -> dict[str, str]:
         """Make attempt ``key``'s scratch clone at ``start`` (in :func:`attempt_folder`).
         The run's base comes once per node (``base`` holds its pack's object ref);
-        ``increment`` (commits and their packs, or object refs to them, when ``start`` is
-        not the base) brings ``start``: each pack holds what the ones before it lack, and
-        is taken in once per node. The engine does not wait for this call: the attempt's
+        ``increment`` (when ``start`` is not the base: the start commits each pack
+        brings and the pack, an object ref to it, or ``None`` when another attempt's
+        call brings it) brings ``start``: each pack holds what the ones before it lack,
+        and is taken in once per node. The engine does not wait for this call: the attempt's
         first process waits for it, then for the clone's packs and checkout (under way
         meanwhile), and fails with their error. Its folders: ``work`` (the clone) and
         ``run`` (files of the engine's run folder)."""
@@ -256,7 +257,7 @@ class NodeHost:
         try:
             run = self._run(run_id, grace_s)
             packs = [run.fetch(base_commit, base[0], base=True)]
-            packs += [run.fetch(commit, pack) for commit, pack in increment]  # in order
+            packs += [run.fetch(commits, pack) for commits, pack in increment]  # in order
             folder = run.root / key.rsplit("/", 1)[-1]
             attempt = _Attempt(run, folder, start, env)
             _new_folder(attempt)  # a folder not there yet: no thread needed

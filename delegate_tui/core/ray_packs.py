@@ -73,16 +73,19 @@ class RunPacks:
             )
             self._order.append(start)
 
-    async def for_node(self, node_id: str, start: str) -> list[tuple[str, Any]]:
-        """The packs (commit, pack) node ``node_id``'s host may lack for ``start``: in
-        order, those up to ``start``'s it has not said it took in."""
+    async def for_node(self, node_id: str, start: str) -> list[tuple[list[str], Any]]:
+        """The packs node ``node_id``'s host needs for ``start``, in order: for each, the
+        start commits it brings and the pack, or ``None`` for those an earlier attempt
+        there was sent (its call may not have reached the host yet: the host waits for
+        it)."""
         self.start(start)
         if start == self._order[0]:
             return []
         taken = self._taken.setdefault(node_id, set())
-        due = [c for c in self._order[1 : self._order.index(start) + 1] if c not in taken]
+        needed = self._order[1 : self._order.index(start) + 1]
+        brought: list[tuple[list[str], Any]] = [([c], None) for c in needed if c in taken]
         packs = []
-        for commit in due:
+        for commit in (c for c in needed if c not in taken):
             try:
                 packs.append((commit, await asyncio.shield(self._packs[commit])))
             except Exception:
@@ -90,11 +93,12 @@ class RunPacks:
                 raise
         small = [pack for _, pack in packs if isinstance(pack, bytes)]
         if len(small) == len(packs) > 1:  # one pack for the host to take in
-            return [(start, join_packs(small))]
-        return packs
+            return [*brought, ([c for c, _ in packs], join_packs(small))]
+        return [*brought, *(([c], pack) for c, pack in packs)]
 
     def taken(self, node_id: str, start: str) -> None:
-        """Node ``node_id``'s host took in the packs up to ``start``'s it was brought."""
+        """Node ``node_id``'s host was sent the packs up to ``start``'s (in a call whose
+        reply is not waited for: a failure there makes the engine :meth:`forget` them)."""
         if start in self._order:
             self._taken.setdefault(node_id, set()).update(
                 self._order[1 : self._order.index(start) + 1]
