@@ -51,6 +51,7 @@ from delegate_tui.core.ray_placement import (
     host_failure,
     is_lost,
     node_label,
+    off_loop,
     place_timeout,
     placed,
     ray_bundle,
@@ -161,7 +162,7 @@ class _Place:
 
     async def apply(self, change: dict[str, Any]) -> None:
         """Lay a change set from the node into the local worktree."""
-        made = await asyncio.to_thread(lay, self.workdir, self.ref, change)
+        made = await off_loop(lay, self.workdir, self.ref, change)
         self.ref_made = self.ref_made or made
 
 
@@ -382,11 +383,11 @@ class RayExecutor:
         remote_argv = [self._remote(place, a, cwd) for a in argv]
         files = _run_files_named(self._run_dir, [*argv, *own.values()])
         if not self._exclude_file:  # the repository's, shared by its worktrees
-            common = await asyncio.to_thread(
+            common = await off_loop(
                 workspace.git, ["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd
             )
             self._exclude_file = Path(common.stdout.strip()) / "info" / "exclude"
-        exclude = await asyncio.to_thread(_read_text, self._exclude_file)
+        exclude = await off_loop(_read_text, self._exclude_file)
         began = time.monotonic()
         place.settled = False
         first, place.first = place.first, False
@@ -497,7 +498,7 @@ class RayExecutor:
         began = time.monotonic()
         if place.ref_made:
             with contextlib.suppress(workspace.GitError, OSError):
-                await asyncio.to_thread(_drop_ref, place.workdir, place.ref)
+                await off_loop(_drop_ref, place.workdir, place.ref)
         # The node ends what is left and recycles the clone; then the CPU is given back.
         job = asyncio.get_running_loop().create_task(self._free(place))
         self._cleanups.add(job)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from delegate_tui.core.ray_clones import join_packs, make_pack
+from delegate_tui.core.ray_placement import off_loop
 
 #: A start commit's pack at most this big travels in the call that needs it, not
 #: through the object store (under Ray's inline size for call arguments, 100 KiB).
@@ -110,7 +111,7 @@ class RunPacks:
         import ray
 
         began = time.monotonic()
-        data = await asyncio.to_thread(make_pack, self.repo, commit, exclude)
+        data = await off_loop(make_pack, self.repo, commit, exclude)
         packed = data if exclude and len(data) <= INLINE_PACK else ray.put(data)
         self.timings.setdefault(phase, []).append(time.monotonic() - began)
         return packed
