@@ -9,7 +9,9 @@ When a run starts, each host makes a few clones at the base for its first
 attempts. Each attempt holds one CPU and the task's ``resources:`` in a
 placement group of one bundle, which Ray places, spread over the nodes, in
 milliseconds (:mod:`ray_placement`: the bundle, the bounded wait when no node
-can hold it, a GPU's device), while the attempt's worktree is made here. The
+can hold it, a GPU's device), while the attempt's worktree is made here; its
+host's prepare call (the clone) is sent and not waited for: the first process
+waits for the clone on the node, so one round trip fewer comes before it. The
 repository travels as git packs (:mod:`ray_packs`: the base once, then what
 each node lacks of each start commit). On the node the attempt's setup, agent
 and criteria run under the same preset as locally; their output comes back in

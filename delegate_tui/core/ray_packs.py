@@ -8,10 +8,10 @@ once per run and fetched once per node. Each later commit an attempt starts from
 as soon as an attempt asks for it (while Ray places that attempt): what it adds to
 the base and every start commit before it, without deltas, small (one merge's
 objects, say), which a host indexes itself. An attempt brings its node's host the
-packs that the host has not yet said it took in, up to its own start commit's,
-joined into one (some objects twice, when two attempts there bring the same, which
-git does not mind); in the call when small, else through the object store, in
-order, each taken in once, after the ones before it.
+packs that no attempt there was sent yet, up to its own start commit's, joined
+into one; in the call when small, else through the object store, in order, each
+taken in once, after the ones before it. The engine does not wait for those calls,
+so an attempt names the packs an earlier one brings, and the host waits for them.
 Ray is imported only inside the functions that need it.
 """
 
