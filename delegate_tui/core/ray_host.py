@@ -18,6 +18,10 @@ events as a local worktree is (:mod:`watcher`): on a burst of them, and every
 few seconds anyway, its change set is taken (:mod:`ray_changes`: the files
 that moved) for the engine. This module imports nothing of Ray at its top, so
 it is read and tested like any other.
+
+(About 540 lines: the node's side of every call the engine makes, for one
+attempt's life, prepare, processes, polls, input, kill, cleanup, in one actor;
+the clones are ``core/ray_clones.py``, the change sets ``core/ray_changes.py``.)
 """
 
 from __future__ import annotations
