@@ -8,7 +8,9 @@ so machine noise cancels in the ratios:
              (prepared -> finished) on Ray minus the same on the local executor; the
              executor's own timings say where it goes (packs, placement, waiting for a
              node's host, the scratch clone on the node, the spawn call, the exit's
-             change set, exit -> engine, release). Target: under 0.5 s per attempt.
+             change set, exit -> engine, release), and the run logs' steps (prepared,
+             started, exited, committed, merged) where it lands, local beside Ray.
+             Target: under 0.5 s per attempt.
              The Ray run is done twice: first as a run's first (the nodes' hosts
              start), then again in this process (the hosts are up).
 * ingest   - 8 shell tasks, each printing N lines of 80 characters as fast as it can
