@@ -8,7 +8,9 @@ so machine noise cancels in the ratios:
              (prepared -> finished) on Ray minus the same on the local executor; the
              executor's own timings say where it goes (packs, placement, waiting for a
              node's host, the scratch clone on the node, the spawn call, the exit's
-             change set, exit -> engine, release). Target: under 0.5 s per attempt.
+             change set, exit -> engine, release), and the run logs' steps (prepared,
+             started, exited, committed, merged) where it lands, local beside Ray.
+             Target: under 0.5 s per attempt.
              The Ray run is done twice: first as a run's first (the nodes' hosts
              start), then again in this process (the hosts are up).
 * ingest   - 8 shell tasks, each printing N lines of 80 characters as fast as it can
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -109,6 +112,36 @@ def attempt_times(state: RunState) -> list[float]:
     ]
 
 
+#: The attempt's steps as the engine logs them, in order: each phase runs from one to the next.
+STEPS = (
+    ("TaskPreparing", "prepared -> agent started"),
+    ("TaskStarted", "agent started -> exited"),
+    ("TaskExited", "exited -> committed"),
+    ("TaskCommitted", "committed -> merged"),
+    ("TaskMerged", ""),
+)
+
+
+def engine_phases(engine: Engine) -> dict[str, float]:
+    """Mean seconds per attempt between the steps the run log records (the same for
+    either executor: where the Ray run's extra time lands, as the engine sees it)."""
+    from delegate_tui.core.runlog import read_events
+
+    kinds = {kind for kind, _ in STEPS}
+    seen: dict[tuple[str, int], dict[str, float]] = {}
+    for ev in read_events(engine.log_path):
+        kind = type(ev).__name__
+        if kind in kinds:
+            key = (ev.task, ev.attempt)  # type: ignore[attr-defined]
+            seen.setdefault(key, {}).setdefault(kind, ev.ts)
+    spans: dict[str, list[float]] = {}
+    for stamps in seen.values():
+        for (kind, name), (after, _) in itertools.pairwise(STEPS):
+            if kind in stamps and after in stamps:
+                spans.setdefault(name, []).append(stamps[after] - stamps[kind])
+    return {name: round(statistics.mean(v), 4) for name, v in spans.items()}
+
+
 def where(executor: RayExecutor) -> dict[str, tuple[float, int]]:
     """The executor's timings (mean seconds, count) per phase, in the order they were first
     taken: a sub-phase ("  of which: ...") is taken with its phase, so it follows it."""
@@ -169,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
             root = Path(tmp)
             repo = make_repo(root / "o")
             text = overhead_plan(repo, args.agents)
-            local_s, local, _ = run(text, root / "o", "local")
+            local_s, local, local_engine = run(text, root / "o", "local")
             repo = make_repo(root / "o2")
             ray_s, remote, engine = run(overhead_plan(repo, args.agents), root / "o2", "ray")
             executor = engine._executor
@@ -184,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
                 "attempt_mean_ray_s": round(statistics.mean(rt), 3),
                 "overhead_per_attempt_s": round(statistics.mean(rt) - statistics.mean(lt), 3),
                 "nodes_used": len(nodes),
+                "steps local (mean s)": engine_phases(local_engine),
+                "steps ray (mean s)": engine_phases(engine),
                 "where (mean s, count)": where(executor),
             }
             # The same again in this process: the nodes' hosts are up (a later run of a
@@ -198,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                     "wall_ray_s": round(again_s, 2),
                     "attempt_mean_ray_s": round(statistics.mean(at), 3),
                     "overhead_per_attempt_s": round(statistics.mean(at) - statistics.mean(lt), 3),
+                    "steps ray (mean s)": engine_phases(engine),
                     "where (mean s, count)": where(executor),
                 }
             repo = make_repo(root / "i")
@@ -235,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
         f"on {o['nodes_used']} nodes; mean attempt {o['attempt_mean_local_s']} s -> "
         f"{o['attempt_mean_ray_s']} s: {o['overhead_per_attempt_s']} s per attempt"
     )
+    local_steps = o["steps local (mean s)"]
+    for name, mean in o["steps ray (mean s)"].items():
+        print(f"  step {name:41} {local_steps.get(name, 0):.4f} -> {mean:.4f} s")
     for phase, (mean, count) in o["where (mean s, count)"].items():
         print(f"  {phase:46} {mean:.4f} s  (x{count})")
     up = result.get("overhead_hosts_up")
@@ -243,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             f"again, the hosts up: Ray {up['wall_ray_s']} s; mean attempt "
             f"{up['attempt_mean_ray_s']} s: {up['overhead_per_attempt_s']} s per attempt"
         )
+        for name, mean in up["steps ray (mean s)"].items():
+            print(f"  step {name:41} {local_steps.get(name, 0):.4f} -> {mean:.4f} s")
         for phase, (mean, count) in up["where (mean s, count)"].items():
             print(f"  {phase:46} {mean:.4f} s  (x{count})")
     print(

@@ -64,7 +64,7 @@ from delegate_tui.core.events import (
     TaskStarted,
     TaskStatus,
 )
-from delegate_tui.core.executor import AttemptLost, Executor, LocalExecutor
+from delegate_tui.core.executor import AttemptLost, Executor
 from delegate_tui.core.integration import Integration
 from delegate_tui.core.metrics import usd, usd_of
 from delegate_tui.core.plan import Plan
@@ -199,7 +199,7 @@ class Attempt:
         (:func:`workspace.commit_work`: whatever the agent did to its HEAD, its
         branch or its history). The conflict monitor's last look at the worktree,
         when the agent ended, is that work when nothing ran in the worktree since (no
-        criteria commands; the work is on this machine): it is committed as it is,
+        criteria commands, and nothing for the executor to bring back: ``settled``): it is committed as it is,
         and git does not read the worktree's files a second time.
         """
         message = (
@@ -212,7 +212,7 @@ class Attempt:
             return commit, tuple(changed)
         branch = workspace.task_branch(self.ctx.run_id, self.task_id, self.number)
         look = self._final_look
-        untouched = isinstance(self._executor, LocalExecutor) and not any(
+        untouched = self._executor.settled(self.task_id) and not any(
             c.run for c in self.task.criteria
         )
         if look is None or not untouched:

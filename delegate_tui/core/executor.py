@@ -119,6 +119,11 @@ class Executor(Protocol):
     async def collect(self, task_id: str, workdir: Path) -> None:
         """Bring the attempt's work into ``workdir`` (its agent and criteria are done)."""
 
+    def settled(self, task_id: str) -> bool:
+        """True when nothing this executor does changes ``task_id``'s worktree after its
+        agent's ``wait`` returned (no ``collect`` to come): the conflict monitor's last
+        look at it then is its work, committed as it is. Asked after ``release``."""
+
     async def release(self, task_id: str) -> None:
         """The attempt is over: free its place."""
 
@@ -218,6 +223,9 @@ class LocalExecutor:
 
     async def collect(self, task_id: str, workdir: Path) -> None:
         return None
+
+    def settled(self, task_id: str) -> bool:
+        return True  # the agent worked in the worktree itself
 
     async def release(self, task_id: str) -> None:
         return None

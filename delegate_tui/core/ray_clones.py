@@ -45,6 +45,8 @@ CLONE_BRANCH = "delegate-task"
 INDEX_MAX = 1024 * 1024
 #: How long the end of a run waits for clones still being made or cleaned.
 CLOSE_WAIT_S = 10.0
+#: How long an attempt waits for a pack another attempt's call brings.
+PROMISE_WAIT_S = 60.0
 
 
 def make_pack(repo: Path, commit: str, exclude: Sequence[str] = ()) -> bytes:
@@ -189,6 +191,8 @@ class RunClones:
         self._spares: list[Path] = []  # clean clones, ready for attempts (the latest last)
         self._making: set[asyncio.Task[None]] = set()  # clones being made or cleaned
         self._fetches: dict[str, asyncio.Task[None]] = {}  # commit -> taking in its pack
+        #: Commits an attempt waits for whose pack another call brings (not here yet).
+        self._promised: dict[str, asyncio.Future[None]] = {}
         self._last: asyncio.Task[None] | None = None  # the pack asked for last
         self._names = itertools.count()
 
@@ -196,10 +200,19 @@ class RunClones:
     def objects(self) -> Path:
         return self.base / "objects"
 
-    def fetch(self, commit: str, source: Any, *, base: bool = False) -> asyncio.Task[None]:
-        """Take in ``commit``'s pack (its bytes, or a Ray object ref to them) once, after
-        the packs asked for before it (a pack holds only what the node lacks then).
-        Attempts that start at it meanwhile wait for the same one."""
+    def fetch(
+        self, commits: str | Sequence[str], source: Any, *, base: bool = False
+    ) -> asyncio.Future[None]:
+        """Take in the pack of ``commits`` (the start commits it brings, the last its
+        own; its bytes, or a Ray object ref to them) once, after the packs asked for
+        before it (a pack holds only what the node lacks then). Attempts that start at
+        one of them meanwhile wait for the same one. With ``source`` ``None``, another
+        attempt's call brings the pack (the engine sent it there, and does not wait
+        for calls): wait for that one, however the calls arrive."""
+        covered = [commits] if isinstance(commits, str) else list(commits)
+        if source is None:
+            return self._promise(covered[-1])
+        commit = covered[-1]
         job = self._fetches.get(commit)
         if job is None or (job.done() and (job.cancelled() or job.exception() is not None)):
             before = self._last
@@ -210,10 +223,31 @@ class RunClones:
                     await asyncio.wait({before})
                 await asyncio.to_thread(self._take, data, commit, base)
 
-            job = self._fetches[commit] = asyncio.get_running_loop().create_task(fetch())
+            job = asyncio.get_running_loop().create_task(fetch())
             job.add_done_callback(_settled)
             self._last = job
+            for each in covered:
+                self._fetches[each] = job
+                promised = self._promised.pop(each, None)
+                if promised is not None:
+                    _chain(job, promised)
         return job
+
+    def _promise(self, commit: str) -> asyncio.Future[None]:
+        """The taking in of ``commit``'s pack, whichever call brings it (within
+        :data:`PROMISE_WAIT_S`)."""
+        job = self._fetches.get(commit)
+        if job is not None:
+            return job
+        promised = self._promised.get(commit)
+        if promised is None:
+            promised = self._promised[commit] = asyncio.get_running_loop().create_future()
+            never = workspace.GitError(f"the pack of commit {commit} never came to this node")
+            timer = asyncio.get_running_loop().call_later(
+                PROMISE_WAIT_S, lambda: None if promised.done() else promised.set_exception(never)
+            )
+            promised.add_done_callback(lambda _: timer.cancel())
+        return promised
 
     def _take(self, data: bytes, commit: str, base: bool) -> None:
         if base and not (self.base / "HEAD").is_file():  # a later base adds to the first
@@ -239,7 +273,7 @@ class RunClones:
         for _ in range(count):
             self._job(self._warm_one(fetched, base_commit))
 
-    async def _warm_one(self, fetched: asyncio.Task[None], commit: str) -> None:
+    async def _warm_one(self, fetched: asyncio.Future[None], commit: str) -> None:
         await fetched
         spare = self.root / f"spare-{next(self._names)}"
 
@@ -253,7 +287,7 @@ class RunClones:
         self._spares.append(spare)
 
     async def take(
-        self, work: Path, start: str, packs: Sequence[asyncio.Task[None]]
+        self, work: Path, start: str, packs: Sequence[asyncio.Future[None]]
     ) -> tuple[float, bool, asyncio.Task[tuple[float, float]]]:
         """A clone at ``work`` with ``start`` checked out: a warm one (waiting for one
         being made or cleaned), else a new one. How long it waited for a warm one, whether
@@ -304,7 +338,7 @@ class RunClones:
         are gone left (a delegate-tui ended by ``kill -9`` before a resume)."""
         if self._making:  # a clone being made or cleaned: let it end first
             await asyncio.wait(set(self._making), timeout=CLOSE_WAIT_S)
-        for job in [*self._making, *self._fetches.values()]:
+        for job in [*self._making, *self._fetches.values(), *self._promised.values()]:
             job.cancel()
         await asyncio.to_thread(_remove_run, self.root)
 
@@ -330,6 +364,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's
         return True
     return True
+
+
+def _chain(job: asyncio.Task[None], promised: asyncio.Future[None]) -> None:
+    """Settle ``promised`` as ``job`` ends."""
+
+    def done(_: asyncio.Task[None]) -> None:
+        if promised.done():
+            return
+        if job.cancelled():
+            promised.cancel()
+        elif (exc := job.exception()) is not None:
+            promised.set_exception(exc)
+        else:
+            promised.set_result(None)
+
+    job.add_done_callback(done)
 
 
 def _settled(job: asyncio.Task[None]) -> None:

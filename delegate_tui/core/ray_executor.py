@@ -9,7 +9,9 @@ When a run starts, each host makes a few clones at the base for its first
 attempts. Each attempt holds one CPU and the task's ``resources:`` in a
 placement group of one bundle, which Ray places, spread over the nodes, in
 milliseconds (:mod:`ray_placement`: the bundle, the bounded wait when no node
-can hold it, a GPU's device), while the attempt's worktree is made here. The
+can hold it, a GPU's device), while the attempt's worktree is made here; its
+host's prepare call (the clone) is sent and not waited for: the first process
+waits for the clone on the node, so one round trip fewer comes before it. The
 repository travels as git packs (:mod:`ray_packs`: the base once, then what
 each node lacks of each start commit). On the node the attempt's setup, agent
 and criteria run under the same preset as locally; their output comes back in
@@ -42,7 +44,7 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost, ExecutorError, Process
 from delegate_tui.core.ray_changes import lay
-from delegate_tui.core.ray_host import NODE_PYTHON, write_run_files
+from delegate_tui.core.ray_host import NODE_PYTHON, attempt_folder, write_run_files
 from delegate_tui.core.ray_packs import RunPacks
 from delegate_tui.core.ray_placement import (
     HOSTS,
@@ -51,6 +53,7 @@ from delegate_tui.core.ray_placement import (
     host_failure,
     is_lost,
     node_label,
+    off_loop,
     place_timeout,
     placed,
     ray_bundle,
@@ -154,13 +157,14 @@ class _Place:
         self.remote_work = ""
         self.remote_run = ""
         self.settled = False  # the last process's exit brought the worktree's last change set
-        self.clone_s = 0.0  # its wait for a warm clone (the account of where time goes)
+        self.where: dict[str, str] = {}  # its host's NodeHost.where()
+        self.preparing: Any = None  # the prepare call's reply to come (not waited for)
         self.first = True  # its first process is yet to start (its clone is made meanwhile)
         self.ref_made = False
 
     async def apply(self, change: dict[str, Any]) -> None:
         """Lay a change set from the node into the local worktree."""
-        made = await asyncio.to_thread(lay, self.workdir, self.ref, change)
+        made = await off_loop(lay, self.workdir, self.ref, change)
         self.ref_made = self.ref_made or made
 
 
@@ -179,6 +183,9 @@ class RayExecutor:
         self._procs: dict[str, RemoteProcess] = {}
         self._ended: set[str] = set()
         self._used: set[str] = set()  # nodes whose hosts this run used (told when it ends)
+        #: Tasks whose last process's exit brought their worktree's last change set, laid
+        #: before ``wait`` returned: no ``collect`` changes their worktree afterwards.
+        self._settled: set[str] = set()
         self._connected = False  # True when this executor connected (and disconnects)
         #: Seconds spent per phase, every attempt (bench/ray_overhead.py reads them).
         self.timings: dict[str, list[float]] = {}
@@ -268,6 +275,7 @@ class RayExecutor:
         import ray
         from ray.util.placement_group import placement_group
 
+        self._settled.discard(task_id)
         # The packs are made (or found) while Ray places the attempt.
         self._packs.start(start)
         packs = asyncio.ensure_future(self._packs.base(start))
@@ -288,7 +296,8 @@ class RayExecutor:
             self._took("placement (a placement group)", began)
             began = time.monotonic()
             try:
-                place.node = node_label(await ready)
+                place.where = await ready
+                place.node = node_label(place.where)
             except Exception as exc:
                 raise await self._failed(exc, place, "before the attempt started") from None
             self._took("the node's host ready (started with the run)", began)
@@ -300,27 +309,21 @@ class RayExecutor:
             elif not packs.cancelled():
                 packs.exception()  # taken, whatever else failed
         increment = await self._packs.for_node(place.node_id, start)
-        began = time.monotonic()
-        try:
-            info = await place.actor.prepare.remote(
-                self.run_id, self.grace_s, place.key, [base], base_commit, increment, start, env
-            )
-        except Exception as exc:
-            self._packs.forget(place.node_id)  # whatever the host took in, start again
-            raise await self._failed(exc, place, "before the attempt started") from None
-        self._packs.taken(place.node_id, start)
-        clone = float(info["clone_s"])
-        self.timings.setdefault("prepare call, less the clone", []).append(
-            time.monotonic() - began - clone
+        # The clone is made on the node while the engine gets ready to start the first
+        # process, which waits there for it: this call is not waited for (its failure is
+        # that process's). The attempt's folders there are known without asking.
+        place.preparing = place.actor.prepare.remote(
+            self.run_id, self.grace_s, place.key, [base], base_commit, increment, start, env
         )
-        place.clone_s = float(info["wait_s"])
-        place.remote_work, place.remote_run = info["work"], info["run"]
+        self._packs.taken(place.node_id, start)  # forgotten if its first process fails
+        folder = attempt_folder(place.where, place.key)
+        place.remote_work, place.remote_run = f"{folder}/work", f"{folder}/run"
         return place.node
 
     def _clone_took(self, place: _Place, reply: Mapping[str, Any]) -> None:
         """The account of the attempt's clone, once its checkout (under way on the node
         while the engine got ready for the first process) is done."""
-        packs, waited, checkout = reply["packs_s"], place.clone_s, reply["checkout_s"]
+        packs, waited, checkout = reply["packs_s"], reply["clone_wait_s"], reply["checkout_s"]
         self.timings.setdefault("scratch clone (on the node)", []).append(packs + waited + checkout)
         for phase, took in (
             ("  of which: the packs taken in", packs),
@@ -382,11 +385,11 @@ class RayExecutor:
         remote_argv = [self._remote(place, a, cwd) for a in argv]
         files = _run_files_named(self._run_dir, [*argv, *own.values()])
         if not self._exclude_file:  # the repository's, shared by its worktrees
-            common = await asyncio.to_thread(
+            common = await off_loop(
                 workspace.git, ["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd
             )
             self._exclude_file = Path(common.stdout.strip()) / "info" / "exclude"
-        exclude = await asyncio.to_thread(_read_text, self._exclude_file)
+        exclude = await off_loop(_read_text, self._exclude_file)
         began = time.monotonic()
         place.settled = False
         first, place.first = place.first, False
@@ -403,6 +406,9 @@ class RayExecutor:
             raise OSError(f"{reply['error']} (on {place.node})")
         self.timings.setdefault("  of which: the start on the node", []).append(reply["spawn_s"])
         if reply["checkout_s"] >= 0:  # the attempt's first process: its clone's checkout
+            self.timings.setdefault("  of which: waiting for the prepare call", []).append(
+                reply["prepare_wait_s"]
+            )
             self.timings.setdefault("  of which: waiting for the clone's checkout", []).append(
                 reply["checkout_wait_s"]
             )
@@ -430,6 +436,10 @@ class RayExecutor:
             await proc.exited.wait()
         if self._procs.get(task_id) is proc:
             del self._procs[task_id]
+        if proc.place.settled and not proc.lost:
+            self._settled.add(task_id)
+        else:
+            self._settled.discard(task_id)
         if proc.lost:
             if proc.host_gone:
                 self._gone(proc.place.node_id)
@@ -477,6 +487,9 @@ class RayExecutor:
             await place.apply(snap)
         self._took("collect (final change set)", began)
 
+    def settled(self, task_id: str) -> bool:
+        return task_id in self._settled
+
     def _took(self, phase: str, began: float) -> None:
         self.timings.setdefault(phase, []).append(time.monotonic() - began)
 
@@ -487,7 +500,7 @@ class RayExecutor:
         began = time.monotonic()
         if place.ref_made:
             with contextlib.suppress(workspace.GitError, OSError):
-                await asyncio.to_thread(_drop_ref, place.workdir, place.ref)
+                await off_loop(_drop_ref, place.workdir, place.ref)
         # The node ends what is left and recycles the clone; then the CPU is given back.
         job = asyncio.get_running_loop().create_task(self._free(place))
         self._cleanups.add(job)
@@ -498,6 +511,8 @@ class RayExecutor:
         from ray.util.placement_group import remove_placement_group
 
         try:
+            if place.preparing is not None:  # its failure, if any, was its first process's
+                await asyncio.wait_for(_quietly(place.preparing), self.grace_s + 5)
             if place.actor is not None:
                 await asyncio.wait_for(place.actor.cleanup.remote(place.key), self.grace_s + 5)
         except Exception as exc:

@@ -18,6 +18,10 @@ events as a local worktree is (:mod:`watcher`): on a burst of them, and every
 few seconds anyway, its change set is taken (:mod:`ray_changes`: the files
 that moved) for the engine. This module imports nothing of Ray at its top, so
 it is read and tested like any other.
+
+(About 540 lines: the node's side of every call the engine makes, for one
+attempt's life, prepare, processes, polls, input, kill, cleanup, in one actor;
+the clones are ``core/ray_clones.py``, the change sets ``core/ray_changes.py``.)
 """
 
 from __future__ import annotations
@@ -62,6 +66,15 @@ RUN_FILE_MAX = 1024 * 1024
 def scratch_root(run_id: str) -> Path:
     """Where a run's scratch clones live on a node."""
     return Path(tempfile.gettempdir()) / "delegate-ray" / run_id
+
+
+def attempt_folder(where: dict[str, str], key: str) -> str:
+    """The folder of attempt ``key`` (``<run id>/<task>-<attempt>``) on the host that
+    said ``where`` (:meth:`NodeHost.where`): its clone is ``work`` in it, its run-folder
+    files ``run``. The engine knows it without asking (the prepare call is not waited
+    for)."""
+    run_id, name = key.rsplit("/", 1)
+    return f"{where['scratch']}/{run_id}/host-{where['pid']}/{name}"
 
 
 def node_environment() -> dict[str, str]:
@@ -133,6 +146,7 @@ class _Attempt:
         #: the first process (their seconds): that process waits for them.
         self.checkout: asyncio.Task[tuple[float, float]] | None = None
         self.warm = False  # the clone was a warm one (for the engine's account)
+        self.waited = 0.0  # its wait for a warm clone (the same account)
 
     def output(self, data: bytes) -> None:
         self.buf.extend(data)
@@ -168,6 +182,9 @@ class NodeHost:
         self._env = node_environment()
         self._runs: dict[str, RunClones] = {}
         self._attempts: dict[str, _Attempt] = {}  # by key: "<run id>/<task>-<attempt>"
+        #: Each attempt's prepare call, done or under way: its first process (and its
+        #: cleanup) waits for it, however the calls arrive (the engine does not wait).
+        self._prepared: dict[str, asyncio.Future[None]] = {}
         self._where: dict[str, str] = {}
         #: File events in agents' clones, as on the local machine (:mod:`watcher`): a
         #: change set is taken on a burst of them, and every few seconds anyway.
@@ -188,6 +205,9 @@ class NodeHost:
                 "node_id": context.get_node_id(),
                 "ip": ray.util.get_node_ip_address(),
                 "host": socket.gethostname(),
+                # Where its attempts' folders are (attempt_folder).
+                "scratch": str(scratch_root("")).rstrip("/"),
+                "pid": str(os.getpid()),
             }
         return self._where
 
@@ -224,33 +244,50 @@ class NodeHost:
         key: str,
         base: list[Any],
         base_commit: str,
-        increment: list[tuple[str, Any]],
+        increment: list[tuple[list[str], Any]],
         start: str,
         env: dict[str, str],
     ) -> dict[str, str]:
-        """Make attempt ``key``'s scratch clone at ``start``. The run's base comes once per
-        node (``base`` holds its pack's object ref); ``increment`` (commits and their
-        packs, or object refs to them, when ``start`` is not the base) brings ``start``:
-        each pack holds what the ones before it lack, and is taken in once per node."""
-        began = time.monotonic()
-        run = self._run(run_id, grace_s)
-        packs = [run.fetch(base_commit, base[0], base=True)]
-        packs += [run.fetch(commit, pack) for commit, pack in increment]  # in order
-        folder = run.root / key.rsplit("/", 1)[-1]
-        attempt = _Attempt(run, folder, start, env)
-        _new_folder(attempt)  # a folder not there yet: no thread needed
-        waited, attempt.warm, attempt.checkout = await run.take(attempt.work, start, packs)
-        self._attempts[key] = attempt
-        self._supervise(grace_s)
-        return {
-            **self.where(),
-            "work": str(attempt.work),
-            "run": str(attempt.run_dir),
-            # Where the clone's time went (bench/ray_overhead.py): the wait for a warm
-            # clone (the packs' and the checkout's come with the first process).
-            "clone_s": f"{time.monotonic() - began:.6f}",
-            "wait_s": f"{waited:.6f}",
-        }
+        """Make attempt ``key``'s scratch clone at ``start`` (in :func:`attempt_folder`).
+        The run's base comes once per node (``base`` holds its pack's object ref);
+        ``increment`` (when ``start`` is not the base: the start commits each pack
+        brings and the pack, an object ref to it, or ``None`` when another attempt's
+        call brings it) brings ``start``: each pack holds what the ones before it lack,
+        and is taken in once per node. The engine does not wait for this call: the attempt's
+        first process waits for it, then for the clone's packs and checkout (under way
+        meanwhile), and fails with their error. Its folders: ``work`` (the clone) and
+        ``run`` (files of the engine's run folder)."""
+        prepared = self._prepared_future(key)
+        try:
+            run = self._run(run_id, grace_s)
+            packs = [run.fetch(base_commit, base[0], base=True)]
+            packs += [run.fetch(commits, pack) for commits, pack in increment]  # in order
+            folder = run.root / key.rsplit("/", 1)[-1]
+            attempt = _Attempt(run, folder, start, env)
+            _new_folder(attempt)  # a folder not there yet: no thread needed
+            attempt.waited, attempt.warm, attempt.checkout = await run.take(
+                attempt.work, start, packs
+            )
+            self._attempts[key] = attempt
+            self._supervise(grace_s)
+        except BaseException as exc:
+            if prepared.done():
+                pass
+            elif isinstance(exc, asyncio.CancelledError):
+                prepared.cancel()
+            else:
+                prepared.set_exception(exc)
+                prepared.exception()  # said by the process that waits for it, if any
+            raise
+        if not prepared.done():
+            prepared.set_result(None)
+        return {"work": str(attempt.work), "run": str(attempt.run_dir)}
+
+    def _prepared_future(self, key: str) -> asyncio.Future[None]:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = asyncio.get_running_loop().create_future()
+        return prepared
 
     # ------------------------------------------------------------ processes
 
@@ -272,9 +309,13 @@ class NodeHost:
         ``exclude`` is the repository's ``info/exclude`` (an agent's own files, such as
         aider's ``.aider*``, are no one's work there, so none here either).
         """
-        assert self._supervisor is not None
         began = time.monotonic()
-        attempt = self._attempts[key]
+        attempt = self._attempts.get(key)
+        if attempt is None:  # its prepare call is still under way (or failed: its error)
+            await self._prepared_future(key)
+            attempt = self._attempts[key]
+        prepare_wait = time.monotonic() - began
+        assert self._supervisor is not None
         packs_s = checkout_s = -1.0
         if attempt.checkout is not None:  # the attempt's first process: its clone first
             checkout, attempt.checkout = attempt.checkout, None
@@ -320,10 +361,12 @@ class NodeHost:
             # For bench/ray_overhead.py: the start's time here, of which the wait for the
             # clone; the packs' and the checkout's own times, whether the clone was warm.
             "spawn_s": time.monotonic() - began,
-            "checkout_wait_s": waited,
+            "prepare_wait_s": prepare_wait,
+            "checkout_wait_s": waited - prepare_wait,
             "packs_s": packs_s,
             "checkout_s": checkout_s,
             "warm": attempt.warm,
+            "clone_wait_s": attempt.waited,
         }
 
     async def _wait(self, key: str, attempt: _Attempt, proc: AgentProcess) -> None:
@@ -428,6 +471,10 @@ class NodeHost:
     async def cleanup(self, key: str) -> None:
         """End anything attempt ``key`` left running; its clone is cleaned in the
         background for a later attempt and the rest of its folder removed."""
+        prepared = self._prepared.pop(key, None)
+        if prepared is not None and not prepared.done():  # its prepare call still runs
+            with contextlib.suppress(Exception):
+                await asyncio.shield(prepared)
         attempt = self._attempts.pop(key, None)
         if attempt is None:
             return
@@ -444,7 +491,7 @@ class NodeHost:
     async def forget_run(self, run_id: str) -> None:
         """Run ``run_id`` is over: end what is left of it and remove everything it left on
         this node (clones, the base)."""
-        for key in [k for k in self._attempts if k.startswith(f"{run_id}/")]:
+        for key in [k for k in {**self._prepared, **self._attempts} if k.startswith(f"{run_id}/")]:
             await self.cleanup(key)
         run = self._runs.pop(run_id, None)
         if run is not None:

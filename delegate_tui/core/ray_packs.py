@@ -8,10 +8,10 @@ once per run and fetched once per node. Each later commit an attempt starts from
 as soon as an attempt asks for it (while Ray places that attempt): what it adds to
 the base and every start commit before it, without deltas, small (one merge's
 objects, say), which a host indexes itself. An attempt brings its node's host the
-packs that the host has not yet said it took in, up to its own start commit's,
-joined into one (some objects twice, when two attempts there bring the same, which
-git does not mind); in the call when small, else through the object store, in
-order, each taken in once, after the ones before it.
+packs that no attempt there was sent yet, up to its own start commit's, joined
+into one; in the call when small, else through the object store, in order, each
+taken in once, after the ones before it. The engine does not wait for those calls,
+so an attempt names the packs an earlier one brings, and the host waits for them.
 Ray is imported only inside the functions that need it.
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from delegate_tui.core.ray_clones import join_packs, make_pack
+from delegate_tui.core.ray_placement import off_loop
 
 #: A start commit's pack at most this big travels in the call that needs it, not
 #: through the object store (under Ray's inline size for call arguments, 100 KiB).
@@ -73,16 +74,19 @@ class RunPacks:
             )
             self._order.append(start)
 
-    async def for_node(self, node_id: str, start: str) -> list[tuple[str, Any]]:
-        """The packs (commit, pack) node ``node_id``'s host may lack for ``start``: in
-        order, those up to ``start``'s it has not said it took in."""
+    async def for_node(self, node_id: str, start: str) -> list[tuple[list[str], Any]]:
+        """The packs node ``node_id``'s host needs for ``start``, in order: for each, the
+        start commits it brings and the pack, or ``None`` for those an earlier attempt
+        there was sent (its call may not have reached the host yet: the host waits for
+        it)."""
         self.start(start)
         if start == self._order[0]:
             return []
         taken = self._taken.setdefault(node_id, set())
-        due = [c for c in self._order[1 : self._order.index(start) + 1] if c not in taken]
+        needed = self._order[1 : self._order.index(start) + 1]
+        brought: list[tuple[list[str], Any]] = [([c], None) for c in needed if c in taken]
         packs = []
-        for commit in due:
+        for commit in (c for c in needed if c not in taken):
             try:
                 packs.append((commit, await asyncio.shield(self._packs[commit])))
             except Exception:
@@ -90,11 +94,12 @@ class RunPacks:
                 raise
         small = [pack for _, pack in packs if isinstance(pack, bytes)]
         if len(small) == len(packs) > 1:  # one pack for the host to take in
-            return [(start, join_packs(small))]
-        return packs
+            return [*brought, ([c for c, _ in packs], join_packs(small))]
+        return [*brought, *(([c], pack) for c, pack in packs)]
 
     def taken(self, node_id: str, start: str) -> None:
-        """Node ``node_id``'s host took in the packs up to ``start``'s it was brought."""
+        """Node ``node_id``'s host was sent the packs up to ``start``'s (in a call whose
+        reply is not waited for: a failure there makes the engine :meth:`forget` them)."""
         if start in self._order:
             self._taken.setdefault(node_id, set()).update(
                 self._order[1 : self._order.index(start) + 1]
@@ -106,7 +111,7 @@ class RunPacks:
         import ray
 
         began = time.monotonic()
-        data = await asyncio.to_thread(make_pack, self.repo, commit, exclude)
+        data = await off_loop(make_pack, self.repo, commit, exclude)
         packed = data if exclude and len(data) <= INLINE_PACK else ray.put(data)
         self.timings.setdefault(phase, []).append(time.monotonic() - began)
         return packed

@@ -15,11 +15,13 @@ functions that need it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from delegate_tui.core.executor import RAY_INSTALL, AttemptLost
 from delegate_tui.core.ray_host import RayHost
@@ -29,6 +31,22 @@ from delegate_tui.core.ray_host import RayHost
 PLACE_TIMEOUT_S = 60.0
 #: How often a placement still waiting looks at what the nodes have.
 PLACE_CHECK_S = 0.5
+#: Threads of the Ray executor's own (see :func:`off_loop`).
+POOL_THREADS = 4
+
+_T = TypeVar("_T")
+_POOL: ThreadPoolExecutor | None = None
+
+
+async def off_loop(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a thread of the Ray executor's own: its packs, the change sets
+    it lays, Ray's blocking calls. The loop's default threads run the engine's git
+    (worktrees, snapshots, commits, merges), and under load an attempt's change set or
+    start pack queued there behind them, on the attempt's way."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="delegate-ray")
+    return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(fn, *args))
 
 
 def place_timeout() -> float:
@@ -110,7 +128,7 @@ async def placed(
         while not (await asyncio.wait({waiter}, timeout=PLACE_CHECK_S))[0]:
             if ended():
                 raise AttemptLost(f"ended while waiting for a node with {describe(bundle)}")
-            nodes = await asyncio.to_thread(alive_nodes)
+            nodes = await off_loop(alive_nodes)
             if any(fits(bundle, node.get("Resources", {})) for node in nodes):
                 fitted = time.monotonic()  # the nodes are busy: wait for one
             elif time.monotonic() - fitted >= timeout:
@@ -127,7 +145,7 @@ async def placed(
         waiter.result()
     finally:
         waiter.cancel()
-    table = await asyncio.to_thread(placement_group_table, group)
+    table = await off_loop(placement_group_table, group)
     return str(table["bundles_to_node_id"][0])
 
 
@@ -231,7 +249,7 @@ async def host_failure(exc: BaseException, node_id: str, node: str, when: str) -
     if not is_lost(exc):
         return ""
     try:
-        nodes = await asyncio.to_thread(all_nodes)
+        nodes = await off_loop(all_nodes)
     except Exception:  # the cluster itself is out of reach
         nodes = []
     info = next((n for n in nodes if str(n.get("NodeID")) == node_id), {})

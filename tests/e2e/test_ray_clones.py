@@ -135,3 +135,41 @@ def test_a_clone_taken_again_gets_a_new_git_folder_with_its_index(tmp_path: Path
     check_out(work, later)  # git's checkout runs hooks and filters here
     assert not (tmp_path / "ran").exists()
     assert git(work, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", "HEAD^{tree}")
+
+
+def test_an_attempt_waits_for_the_pack_another_attempts_call_brings(tmp_path: Path) -> None:
+    """The engine does not wait for an attempt's prepare call, so a later attempt at the
+    same node may be told that an earlier one brings its start commit's pack, and reach
+    the host first: its clone waits for that pack, however the calls arrive."""
+    import asyncio
+
+    from delegate_tui.core.ray_clones import RunClones
+
+    repo, base, later = source(tmp_path)
+    (repo / "third.txt").write_text("third\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "third")
+    third = git(repo, "rev-parse", "HEAD").strip()
+    joined = join_packs([make_pack(repo, later, [base]), make_pack(repo, third, [base, later])])
+
+    async def main() -> None:
+        run = RunClones(tmp_path / "node", 1.0)
+        got = run.fetch(base, make_pack(repo, base), base=True)
+        # Attempt B at `later`: its pack comes with attempt A's call, not yet here.
+        waits = run.fetch([later], None)
+        _, _, b_clone = await run.take(tmp_path / "b", later, [got, waits])
+        await asyncio.sleep(0.2)
+        assert not b_clone.done(), "checked out before its pack came"
+        # A's call: one pack for `later` and `third`.
+        brings = run.fetch([later, third], joined)
+        _, _, a_clone = await run.take(tmp_path / "a", third, [got, brings])
+        await asyncio.gather(a_clone, b_clone)
+        assert (tmp_path / "b" / "src" / "tool.sh").read_text() == "echo tool\n"
+        assert git(tmp_path / "b", "rev-parse", "HEAD").strip() == later
+        assert git(tmp_path / "a", "rev-parse", "HEAD").strip() == third
+        assert (tmp_path / "a" / "third.txt").read_text() == "third\n"
+        assert not (tmp_path / "b" / "third.txt").exists()
+        assert git(tmp_path / "b", "status", "--porcelain") == ""
+        await run.close()
+
+    asyncio.run(main())

@@ -3,6 +3,8 @@ clone taken again by a later attempt keeps nothing of the earlier agent's git fo
 
 from __future__ import annotations
 
+import os
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from delegate_tui.core.events import TaskStarted
+from delegate_tui.core.events import TaskCommitted, TaskStarted
 from delegate_tui.core.plan import Plan
 from tests.conftest import git, run_engine
 from tests.ray.conftest import LEAN, NODE_B
@@ -220,6 +222,105 @@ def test_the_exits_change_set_comes_in_the_exits_own_reply(ray_cluster: Any, rep
             assert not [r for r in before if r["snap"] is not None], "the change set came alone"
             assert last["exit"] == 0 and last["settled"] and len(last["files"]) == 3000
             assert last["snap"]["files"] == {"new.txt": (0o100644, b"new\n")}
+        finally:
+            await host.forget_run(run)
+            if host._supervisor is not None:
+                await host._supervisor.close()
+
+    asyncio.run(main())
+
+
+def test_a_remote_agents_work_is_committed_from_the_last_look_at_its_worktree(
+    ray_cluster: Any,
+    repo: Path,
+    tmp_path: Path,
+    write_plan: PlanWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the exit's change set came with the exit (nothing left to collect), the
+    conflict monitor's last look at the task's worktree here is the commit, as for a
+    local agent: git reads the worktree once, not again for the commit."""
+    real = shutil.which("git")
+    assert real is not None
+    (tmp_path / "bin").mkdir()
+    log = tmp_path / "bin" / "calls.log"
+    shim = tmp_path / "bin" / "git"  # this process's git only: the nodes started before
+    shim.write_text(f'#!/bin/sh\necho "$PWD :: $*" >> "{log}"\nexec "{real}" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    command = "echo new > new.txt && echo loose > loose.txt && rm src/shared.py"
+    plan = write_plan(
+        plan_text(
+            repo,
+            f'- {{id: work, agent: shell, edits: [new.txt, loose.txt, src], command: "{command}"}}',
+        )
+    )
+    state, recorder, _ = run_engine(plan)
+    assert state.status == "succeeded", state.tasks["work"].attempts[-1].reason
+    (committed,) = recorder.of(TaskCommitted)
+    assert sorted((f.path, f.status) for f in committed.changed) == [
+        ("loose.txt", "A"),
+        ("new.txt", "A"),
+        ("src/shared.py", "D"),
+    ]
+    assert git(repo, "show", f"{committed.commit}:new.txt") == "new\n"
+    worktree = state.tasks["work"].attempts[-1].workdir
+    adds = [
+        line
+        for line in log.read_text().splitlines()
+        if line.startswith(f"{worktree} :: ") and " add -A" in line
+    ]
+    assert len(adds) == 1, adds
+
+
+def test_a_process_asked_for_before_its_prepare_call_is_done_waits_for_it(
+    ray_cluster: Any, repo: Path
+) -> None:
+    """The engine does not wait for an attempt's prepare call: its first process (or its
+    cleanup) may reach the host first, and waits for the clone there."""
+    import asyncio
+
+    from delegate_tui.core.ray_clones import make_pack
+    from delegate_tui.core.ray_host import NodeHost, attempt_folder
+
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    base = make_pack(repo, tip)
+
+    async def main() -> None:
+        host, run = NodeHost(), "early-spawn-test"
+        await host.begin(run, 1.0, [base], tip, 1)
+        try:
+            key = f"{run}/t-1"
+            spawning = asyncio.ensure_future(
+                host.spawn(
+                    key, ["cat", "README.md"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+                )
+            )
+            await asyncio.sleep(0.2)
+            assert not spawning.done()
+            info = await host.prepare(run, 1.0, key, [base], tip, [], tip, {})
+            assert info["work"] == attempt_folder(host.where(), key) + "/work"
+            reply = await spawning
+            assert reply["prepare_wait_s"] > 0.1
+            out, polled = bytearray(), dict[str, Any](exit=None)
+            while polled["exit"] is None:
+                polled = await host.poll(key, 1.0)
+                out += polled["out"]
+            assert polled["exit"] == 0 and bytes(out) == b"# test repo\n"
+            await host.cleanup(key)
+            # A cleanup that comes while the prepare call runs waits for it, then gives
+            # the clone back: the next attempt takes it.
+            preparing = asyncio.ensure_future(
+                host.prepare(run, 1.0, f"{run}/t-2", [base], tip, [], tip, {})
+            )
+            await asyncio.sleep(0)
+            await host.cleanup(f"{run}/t-2")
+            assert preparing.done() and f"{run}/t-2" not in host._attempts
+            await host.prepare(run, 1.0, f"{run}/t-3", [base], tip, [], tip, {})
+            reply = await host.spawn(
+                f"{run}/t-3", ["true"], {}, "pipes", (80, 24), "devnull", {}, False, ""
+            )
+            assert reply["warm"], "the clone given back was not taken again"
         finally:
             await host.forget_run(run)
             if host._supervisor is not None:
