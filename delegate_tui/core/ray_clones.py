@@ -13,13 +13,16 @@ waits for them). A clone taken again gets a new git folder, as a new clone has (
 own config, no hook, no ref, no object of its own; only the index, which
 spares the checkout, is kept), so nothing an agent set in its clone's ``.git``
 (a hook, ``core.hooksPath``, a filter, an alias) runs in a later attempt's git
-commands there. Ray is not imported here.
+commands there. A host holds a claim on its folder (an ``flock``, freed when it dies);
+a host taking a run on sweeps what hosts now gone left, of any run. Ray is not
+imported here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import itertools
 import os
@@ -186,6 +189,7 @@ class RunClones:
 
     def __init__(self, root: Path, grace_s: float) -> None:
         self.root = root
+        self._claim = _claim(root)  # held while this host lives: see sweep_gone_runs
         self.base = root / "base.git"
         self.grace_s = grace_s  # SIGTERM to SIGKILL for this run's processes
         self._spares: list[Path] = []  # clean clones, ready for attempts (the latest last)
@@ -341,6 +345,8 @@ class RunClones:
         for job in [*self._making, *self._fetches.values(), *self._promised.values()]:
             job.cancel()
         await asyncio.to_thread(_remove_run, self.root)
+        if self._claim is not None:
+            self._claim.close()
 
 
 def _remove_run(root: Path) -> None:
@@ -348,12 +354,66 @@ def _remove_run(root: Path) -> None:
     process is gone, and the run's folder once empty. (Nodes simulated on one machine
     share its temporary folder: a live host's folder is its own to remove.)"""
     shutil.rmtree(root, ignore_errors=True)
+    _remove_gone_hosts(root.parent)
+
+
+def sweep_gone_runs(top: Path) -> None:
+    """Remove what hosts that are gone left under ``top`` (``delegate-ray``), for every run:
+    a run whose only host on this node died with it (a lost node, ``kill -9``) had no
+    host left to remove its clones at its end. Called as a host takes a run on."""
     with contextlib.suppress(OSError):
-        for other in root.parent.glob("host-*"):
-            pid = other.name.removeprefix("host-")
-            if pid.isdigit() and not _alive(int(pid)):
+        for run in top.iterdir():
+            _remove_gone_hosts(run)
+
+
+def _remove_gone_hosts(run: Path) -> None:
+    """Remove run folder ``run``'s ``host-<pid>`` folders whose host is gone, then the
+    run's folder if that left it empty."""
+    with contextlib.suppress(OSError):
+        for other in run.glob("host-*"):
+            if _gone(other):
                 shutil.rmtree(other, ignore_errors=True)
-        root.parent.rmdir()
+        run.rmdir()
+
+
+#: The file a live host holds an exclusive ``flock`` on, in its ``host-<pid>`` folder.
+CLAIM = ".host"
+
+
+def _claim(root: Path) -> Any:
+    """Make the host's folder and hold its claim (the open file; ``None`` if it could not
+    be taken: the folder is then judged by its pid alone)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        held = (root / CLAIM).open("ab")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        held.close()
+        return None
+    return held
+
+
+def _gone(host: Path) -> bool:
+    """Whether the host of folder ``host`` is gone. Its claim decides where it has one:
+    a ``flock`` is freed when its holder dies, and it holds between processes that see
+    one another's pids differently (containers sharing the temporary folder), where a
+    pid alone would call a live host dead. Without one (a host of an older version, or
+    one that died before claiming it), its process id in the name decides."""
+    try:
+        with (host / CLAIM).open("rb") as claim:
+            try:
+                fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # held: the host is alive
+            return True
+    except FileNotFoundError:
+        pid = host.name.removeprefix("host-")
+        return pid.isdigit() and not _alive(int(pid))
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

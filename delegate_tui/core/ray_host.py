@@ -19,7 +19,7 @@ few seconds anyway, its change set is taken (:mod:`ray_changes`: the files
 that moved) for the engine. This module imports nothing of Ray at its top, so
 it is read and tested like any other.
 
-(About 540 lines: the node's side of every call the engine makes, for one
+(About 550 lines: the node's side of every call the engine makes, for one
 attempt's life, prepare, processes, polls, input, kill, cleanup, in one actor;
 the clones are ``core/ray_clones.py``, the change sets ``core/ray_changes.py``.)
 """
@@ -42,7 +42,7 @@ from typing import Any
 from delegate_tui.core import workspace
 from delegate_tui.core.process import AgentProcess
 from delegate_tui.core.ray_changes import ChangeTaker
-from delegate_tui.core.ray_clones import RunClones
+from delegate_tui.core.ray_clones import RunClones, sweep_gone_runs
 from delegate_tui.core.supervisor import Supervisor
 from delegate_tui.core.watcher import WorktreeWatcher
 
@@ -218,6 +218,11 @@ class NodeHost:
             run = self._runs[run_id] = RunClones(
                 scratch_root(run_id) / f"host-{os.getpid()}", grace_s
             )
+            # What earlier runs' hosts that died here left (their clones, hundreds of KB
+            # each), off the loop: no host of theirs is left to remove it.
+            threading.Thread(
+                target=sweep_gone_runs, args=(scratch_root(run_id).parent,), daemon=True
+            ).start()
         return run
 
     async def begin(

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from delegate_tui.core.ray_clones import (
     CLONE_CONFIG,
+    RunClones,
     check_out,
     fresh_git_dir,
     join_packs,
     make_pack,
+    sweep_gone_runs,
     write_pack,
 )
 
@@ -173,3 +176,56 @@ def test_an_attempt_waits_for_the_pack_another_attempts_call_brings(tmp_path: Pa
         await run.close()
 
     asyncio.run(main())
+
+
+def _dead_pid() -> int:
+    """A process id that was a process's and is no more."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_what_gone_hosts_left_is_swept_and_a_live_hosts_folder_is_kept(tmp_path: Path) -> None:
+    """A run whose only host on a node died (a lost node, kill -9) left its clones with
+    no host to remove them: the next host to take a run on sweeps them. A host's claim
+    (a flock held while it lives) says it is alive even when the pid in its folder's
+    name looks dead, as between containers sharing the temporary folder."""
+    top = tmp_path / "delegate-ray"
+    dead = _dead_pid()
+    # An older host's folder (no claim) whose process is gone: swept with its run's folder.
+    old = top / "run-1" / f"host-{dead}"
+    (old / "t-1" / "work").mkdir(parents=True)
+    (old / "t-1" / "work" / "f.txt").write_text("left behind\n")
+    # A host that died after claiming its folder: its flock went with it.
+    claimed = top / "run-2" / f"host-{os.getpid()}"
+    claimed.mkdir(parents=True)
+    (claimed / ".host").write_text("")
+    # A live host in another process: its folder's name has a dead pid, its claim holds.
+    held = top / "run-3" / f"host-{dead}"
+    (held / "t-1").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; from pathlib import Path\n"
+            "from delegate_tui.core.ray_clones import RunClones\n"
+            "run = RunClones(Path(sys.argv[1]), 1.0)\n"
+            "print('held', flush=True); time.sleep(60)",
+            str(held),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        # This process's own host, taking run-4 on: its own folder is claimed and kept.
+        mine = RunClones(top / "run-4" / f"host-{os.getpid()}", 1.0)
+        sweep_gone_runs(top)
+        assert sorted(p.name for p in top.iterdir()) == ["run-3", "run-4"]
+        assert (held / "t-1").is_dir() and mine.root.is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its holder gone, the claim is free: the next sweep takes that folder too.
+    sweep_gone_runs(top)
+    assert sorted(p.name for p in top.iterdir()) == ["run-4"]
