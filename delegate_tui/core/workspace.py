@@ -14,7 +14,8 @@ engine keeps its own index of each worktree: :func:`snapshot_worktree`), and a
 branch an agent turned into a link is unlinked before it is written
 (:func:`unlink_branch`).
 
-(About 680 lines: one short function per git operation the run needs.)
+(About 710 lines: one short function per git operation the run needs; what git said
+that cannot change under it is remembered in :mod:`git_memo`.)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from delegate_tui.core import git_memo
 
 if TYPE_CHECKING:  # imported where used: a Ray node's host needs git, not the events
     from delegate_tui.core.events import ChangedFile
@@ -211,10 +214,19 @@ def current_branch(repo: Path) -> str | None:
 
 
 def identity_env(repo: Path) -> dict[str, str]:
-    """Author variables to use when the repository has no user configured."""
-    if git(["config", "user.email"], repo, check=False).returncode == 0:
-        return {}
-    return dict(_FALLBACK_IDENTITY)
+    """Author variables to use when the repository has no user configured.
+
+    Within :func:`identity_cache` (a run) git is asked once per worktree
+    (:mod:`git_memo`): every snapshot, commit and merge needs the answer.
+    """
+    configured = git_memo.identity(repo)
+    if configured is None:
+        configured = git(["config", "user.email"], repo, check=False).returncode == 0
+        git_memo.learn_identity(repo, configured)
+    return {} if configured else dict(_FALLBACK_IDENTITY)
+
+
+identity_cache = git_memo.identity_cache
 
 
 def dirty_paths(repo: Path) -> list[str]:
@@ -252,7 +264,7 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
     base = own if own is not None and own.exists() else real
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
         index = Path(tmp) / "index"
-        env = {"GIT_INDEX_FILE": str(index), **identity_env(workdir)}
+        env = {"GIT_INDEX_FILE": str(index)}
         if base.exists():
             shutil.copy2(base, index)
         else:
@@ -263,9 +275,12 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
             parent_id
             if tree == parent_tree
             else git(
-                ["commit-tree", tree, "-p", parent_id, "-m", message], workdir, env=env
+                ["commit-tree", tree, "-p", parent_id, "-m", message],
+                workdir,
+                env={**env, **identity_env(workdir)},  # who, asked only when it commits
             ).stdout.strip()
         )
+        git_memo.learn_tree(snapshot, tree)
         if own is not None:
             _replace_with_copy(index, own)
         return snapshot
@@ -278,13 +293,20 @@ OWN_INDEX = "delegate-index"
 
 def _indexes(workdir: Path, *revs: str) -> tuple[Path, Path | None, list[str]]:
     """``workdir``'s index, the engine's own index of it (:func:`own_index`), and the
-    ids of ``revs``: one ``git rev-parse``."""
-    out = git(
-        ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
-         "--git-common-dir", *revs],
-        workdir,
-    ).stdout.splitlines()  # fmt: skip
-    return Path(out[0]), own_index(Path(out[1]), Path(out[2])), out[3:]
+    ids of ``revs``: one ``git rev-parse``, none when git answered both before
+    (:mod:`git_memo`: where a worktree's folders are, a commit's tree)."""
+    key = git_memo.folders_key(workdir)
+    folders, ids = git_memo.folders(key), git_memo.known_ids(revs)
+    if folders is None or ids is None:
+        out = git(
+            ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
+             "--git-common-dir", *revs],
+            workdir,
+        ).stdout.splitlines()  # fmt: skip
+        folders, ids = (Path(out[0]), Path(out[1]), Path(out[2])), out[3:]
+        git_memo.learn_folders(key, folders)
+        git_memo.learn_ids(revs, ids)
+    return folders[0], own_index(folders[1], folders[2]), ids
 
 
 def own_index(git_dir: Path, common_dir: Path) -> Path | None:
@@ -344,8 +366,13 @@ def commit_work(
     The worktree ends on ``branch`` with the engine's index of that snapshot (clean).
     """
     ref = f"refs/heads/{branch}"
-    subjects = _own_subjects(workdir, ref, start)
-    unlink_branch(workdir, branch)
+    # One look at the branch serves both: a link has no commits of the agent's own, and
+    # is deleted (never what it points at). A link made after this look is overwritten,
+    # not followed: the branch is written with update-ref --no-deref.
+    linked = _is_link(workdir, ref)
+    subjects = [] if linked else _own_subjects(workdir, ref, start)
+    if linked:
+        git(["update-ref", "--no-deref", "-d", ref], workdir)
     snapshot = look or snapshot_worktree(workdir, start, message)
     real, own, (tree, start_tree) = _indexes(workdir, f"{snapshot}^{{tree}}", f"{start}^{{tree}}")
     commit = start
@@ -356,6 +383,7 @@ def commit_work(
             workdir,
             env=identity_env(workdir),
         ).stdout.strip()
+        git_memo.learn_tree(commit, tree)
     subject = message.splitlines()[0] if message else ""
     git(["update-ref", "--no-deref", "-m", f"commit: {subject}", ref, commit], workdir)
     git(["symbolic-ref", "HEAD", ref], workdir)
@@ -368,11 +396,12 @@ def commit_work(
 
 def _own_subjects(workdir: Path, ref: str, start: str, most: int = 20) -> list[str]:
     """The subjects of the commits the agent made on its branch since ``start`` (read
-    only; none when the branch is a symbolic ref or does not descend from ``start``)."""
-    if git(["symbolic-ref", "-q", ref], workdir, check=False).returncode == 0:
-        return []
+    only; none when the branch does not descend from ``start``; the caller asks first
+    whether it is a symbolic ref, which has none)."""
     tip = git(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], workdir, check=False)
-    if tip.returncode or not is_ancestor(workdir, start, tip.stdout.strip()):
+    if tip.returncode or tip.stdout.strip() == start:  # nothing committed since start
+        return []
+    if not is_ancestor(workdir, start, tip.stdout.strip()):
         return []
     out = git(["log", f"-{most}", "--format=%s", f"{start}..{tip.stdout.strip()}"], workdir)
     return [line for line in out.stdout.splitlines() if line][::-1]
@@ -383,8 +412,13 @@ def unlink_branch(repo: Path, branch: str) -> None:
     never what it points at): git would follow it when the branch is written, and an
     agent can make one in the run's task folder pointing at the operator's branch."""
     ref = f"refs/heads/{branch}"
-    if git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0:
+    if _is_link(repo, ref):
         git(["update-ref", "--no-deref", "-d", ref], repo)
+
+
+def _is_link(repo: Path, ref: str) -> bool:
+    """Whether ``ref`` is a symbolic ref now (asked each time: an agent can make one)."""
+    return git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0
 
 
 def create_branch(repo: Path, branch: str, commit: str) -> None:
@@ -488,47 +522,43 @@ def commit_all(workdir: Path, message: str) -> str:
 
 
 def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
-    """Files that differ between two commits, with status and line counts."""
+    """Files that differ between two commits, with status and line counts.
+
+    One ``git diff --raw --numstat -z``: its raw records (``:modes ids status``,
+    then the path, or a rename's two) come first, then its numstat ones (added,
+    deleted and the path, tab-separated; a rename's two paths after an empty one).
+    """
     from delegate_tui.core.events import ChangedFile
 
     if base == tip:
         return []
-    status_out = git(["diff", "--name-status", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(
-        "\0"
-    )
-    numstat_out = git(["diff", "--numstat", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(
-        "\0"
-    )
-    counts: dict[str, tuple[int, int, bool]] = {}
+    args = ["diff", "--raw", "--no-abbrev", "--numstat", "-z", "-M", *NO_EXT, base, tip]
+    fields = git(args, repo).stdout.split("\0")
+    statuses: list[tuple[str, str, str]] = []  # (letter, old path, new path)
     i = 0
-    while i < len(numstat_out):
-        record = numstat_out[i]
+    while i < len(fields) and fields[i].startswith(":"):  # a numstat record starts with a digit
+        letter = fields[i].rsplit(" ", 1)[-1][:1]
+        if letter in "RC":
+            statuses.append((letter, fields[i + 1], fields[i + 2]))
+            i += 3
+        else:
+            statuses.append((letter, "", fields[i + 1]))
+            i += 2
+    counts: dict[str, tuple[int, int, bool]] = {}
+    while i < len(fields):
+        record = fields[i]
         i += 1
-        if not record:
-            continue
-        parts = record.split("\t")
+        parts = record.split("\t", 2)  # a path may hold a tab
         if len(parts) < 3:
             continue
         plus, minus, path = parts
-        if path == "" and i + 1 < len(numstat_out):  # rename: old\0new\0 follow
-            path = numstat_out[i + 1]
+        if path == "" and i + 1 < len(fields):  # rename: old\0new\0 follow
+            path = fields[i + 1]
             i += 2
         binary = plus == "-"
         counts[path] = (0 if binary else int(plus), 0 if binary else int(minus), binary)
     files: list[ChangedFile] = []
-    i = 0
-    while i < len(status_out):
-        code = status_out[i]
-        i += 1
-        if not code:
-            continue
-        letter = code[0]
-        if letter in "RC":
-            old, new = status_out[i], status_out[i + 1]
-            i += 2
-        else:
-            old, new = "", status_out[i]
-            i += 1
+    for letter, old, new in statuses:
         added, deleted, binary = counts.get(new, (0, 0, False))
         files.append(
             ChangedFile(new, "R" if letter == "R" else letter, added, deleted, old, binary)
@@ -616,6 +646,7 @@ def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResul
     merged = git(
         ["commit-tree", predicted.commit, "-p", tip, "-p", commit, "-m", message], repo, env=env
     ).stdout.strip()
+    git_memo.learn_tree(merged, predicted.commit)
     git(["update-ref", ref, merged, tip], repo)  # compare-and-swap: fails if tip moved
     return MergeResult(True, merged)
 
