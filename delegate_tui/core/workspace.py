@@ -20,6 +20,7 @@ that cannot change under it is remembered in :mod:`git_memo`.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -417,8 +418,40 @@ def unlink_branch(repo: Path, branch: str) -> None:
 
 
 def _is_link(repo: Path, ref: str) -> bool:
-    """Whether ``ref`` is a symbolic ref now (asked each time: an agent can make one)."""
+    """Whether ``ref`` (a branch) is a symbolic ref now: read each time, an agent can
+    make one. Read from its file where git keeps branches as files (:func:`_loose_link`),
+    else asked of git (``symbolic-ref``)."""
+    known = _loose_link(repo, ref)
+    if known is not None:
+        return known
     return git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0
+
+
+def _loose_link(repo: Path, ref: str) -> bool | None:
+    """Whether branch ``ref`` is a link, read from the repository's files without git;
+    ``None`` when that cannot be said so (its folders not yet known, reftable, a file
+    that cannot be read).
+
+    With the files backend a symbolic ref is always a loose file (packed-refs holds
+    none): git reads one as a link when it is a symbolic link naming ``refs/...``, or
+    when its text starts with ``ref:``. Any symbolic link counts here, and so does a
+    ``ref:`` naming no valid ref (git says "no such ref"): such a branch is deleted
+    (``update-ref --no-deref -d``, never what it points at) before the engine writes
+    it, as a link would be.
+    """
+    found = git_memo.folders(git_memo.folders_key(repo))
+    if found is None or (found[2] / "reftable").exists():
+        return None
+    path = found[2] / ref
+    try:
+        if path.is_symlink():
+            return True
+        with path.open("rb") as loose:
+            return loose.read(4) == b"ref:"
+    except FileNotFoundError:
+        return False  # no loose file: packed or missing, a link neither way
+    except OSError:
+        return None
 
 
 def create_branch(repo: Path, branch: str, commit: str) -> None:
@@ -477,6 +510,8 @@ def reset_worktree(path: Path, branch: str, start: str) -> bool:
     """Put worktree ``path`` on a new branch ``branch`` at ``start``, its files exactly
     ``start``'s: changes and untracked files (ignored ones too) gone. False if git failed."""
     checkout = ["checkout", "--quiet", "--force", "--no-recurse-submodules", "-B", branch, start]
+    with contextlib.suppress(GitError):  # its folders, for the link check and its index
+        _indexes(path)
     unlink_branch(path, branch)
     if (
         git(checkout, path, check=False).returncode

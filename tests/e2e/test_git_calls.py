@@ -88,15 +88,15 @@ def test_a_small_run_starts_few_git_processes(
     assert counts["rev-parse --path-format=absolute"] <= TASKS + 1, counts
     # One diff a look (was two: --name-status and --numstat).
     assert counts["diff --name-status"] == counts["diff --numstat"] == 0, counts
-    # Whether the task's branch is a link: once before its worktree is reset, once
-    # before its commit, and for the integration branch and the first worktree (14
-    # before: the commit asked twice).
-    assert counts["symbolic-ref -q"] <= 2 * TASKS + 2, counts
+    # Whether a task's branch is a link: read from its file once the worktree's
+    # folders are known; git is asked for the integration branch and the first
+    # worktree only (14 before: three times a task).
+    assert counts["symbolic-ref -q"] <= 3, counts
     # The agents made no commits: nothing to look for in their history.
     assert counts["merge-base --is-ancestor"] == counts["log -20"] == 0, counts
-    # Measured: 116 before (main at 4addb0d), 89 after; a watcher look more is about
+    # Measured: 116 before (main at 4addb0d), 81 after; a watcher look more is about
     # four processes.
-    assert total <= 26 * TASKS, (total, counts)
+    assert total <= 24 * TASKS, (total, counts)
 
 
 def _tricky_history(repo: Path) -> tuple[str, str]:
@@ -206,3 +206,72 @@ def test_a_worktree_made_again_at_the_same_path_is_snapshotted_from_its_own_inde
     assert in_repo.returncode != 0  # made in the other repository only
     own = Path(git(path, "rev-parse", "--path-format=absolute", "--git-dir").strip())
     assert own.is_relative_to(other) and (own / workspace.OWN_INDEX).exists()
+
+
+def test_a_branch_link_is_read_from_its_file_as_git_reads_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: an agent can make a task branch a link to the operator's. Once a
+    worktree's folders are known the check reads the branch's file instead of asking
+    git: the same answer where git gives one, and a link also where git calls the
+    file broken (the branch is then deleted before it is written, as a link is)."""
+    base = git(repo, "rev-parse", "HEAD").strip()
+    path = tmp_path / "wt"
+    workspace.add_worktree(repo, path, "delegate/r/tasks/a", base)
+    heads = repo / ".git" / "refs" / "heads"
+    git(repo, "branch", "packed", base)
+    git(repo, "pack-refs", "--all")
+    git(repo, "branch", "plain", base)
+    git(repo, "symbolic-ref", "refs/heads/to-main", "refs/heads/main")
+    git(repo, "symbolic-ref", "refs/heads/dangling", "refs/heads/none-such")
+    (heads / "no-space").write_text("ref:refs/heads/main\n")
+    (heads / "symlink").symlink_to("refs/heads/main")
+    (heads / "symlink-bare").symlink_to("main")  # git reads main's id through it
+    (heads / "bad-target").write_text("ref: ../../config\n")
+    (heads / "folder").mkdir()
+    (heads / "folder" / "inside").write_text(base + "\n")
+
+    def via_git(name: str) -> bool:
+        argv = ["git", "symbolic-ref", "-q", f"refs/heads/{name}"]
+        return subprocess.run(argv, cwd=path, capture_output=True).returncode == 0
+
+    same = ["packed", "plain", "missing", "to-main", "dangling", "no-space", "symlink"]
+    told = {name: via_git(name) for name in [*same, "symlink-bare", "bad-target"]}
+    assert told["to-main"] and told["dangling"] and not told["packed"]
+    log = _logging_git(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    for name in same:
+        log.unlink(missing_ok=True)
+        assert workspace._is_link(path, f"refs/heads/{name}") is told[name], name
+        assert not log.exists(), name  # the file was read, git not asked
+    for name in ("symlink-bare", "bad-target"):  # not links to git, links here
+        assert not told[name] and workspace._is_link(path, f"refs/heads/{name}"), name
+    log.unlink(missing_ok=True)
+    assert not workspace._is_link(path, "refs/heads/folder")  # a folder: git is asked
+    assert _commands(log)["symbolic-ref -q"] == 1
+
+
+def test_a_reused_worktree_is_reset_onto_its_branch_not_through_a_link(
+    repo: Path, tmp_path: Path
+) -> None:
+    base = git(repo, "rev-parse", "HEAD").strip()
+    main = git(repo, "rev-parse", "main").strip()
+    path = tmp_path / "wt"
+    workspace.add_worktree(repo, path, "delegate/r/tasks/a", base)
+    (path / "a.txt").write_text("a\n")
+    work = workspace.commit_work(path, "delegate/r/tasks/a", base, "a")
+    moved = tmp_path / "next"
+    git(repo, "worktree", "move", str(path), str(moved))
+    # An agent of the run links the next attempt's branch to the operator's, and
+    # makes another a symbolic link file to it.
+    git(repo, "symbolic-ref", "refs/heads/delegate/r/tasks/b", "refs/heads/main")
+    heads = repo / ".git" / "refs" / "heads" / "delegate" / "r" / "tasks"
+    (heads / "c").symlink_to("refs/heads/main")
+    assert workspace.reset_worktree(moved, "delegate/r/tasks/b", work)
+    assert workspace.reset_worktree(moved, "delegate/r/tasks/c", work)
+    assert git(repo, "rev-parse", "main").strip() == main
+    for name in ("b", "c"):
+        assert git(repo, "rev-parse", f"delegate/r/tasks/{name}").strip() == work
+        assert not (heads / name).is_symlink()
+    assert git(moved, "symbolic-ref", "HEAD").strip() == "refs/heads/delegate/r/tasks/c"
+    assert (moved / "a.txt").read_text() == "a\n"
