@@ -46,6 +46,8 @@ _FALLBACK_IDENTITY = {
 }
 
 
+_FULL_ID = git_memo.FULL_ID
+
 #: Every diff delegate-tui asks for is git's own: a ``diff.external`` tool or a
 #: textconv driver from the repository's config would run a program it did not ask for.
 NO_EXT = ("--no-ext-diff", "--no-textconv")
@@ -399,6 +401,8 @@ def _own_subjects(workdir: Path, ref: str, start: str, most: int = 20) -> list[s
     """The subjects of the commits the agent made on its branch since ``start`` (read
     only; none when the branch does not descend from ``start``; the caller asks first
     whether it is a symbolic ref, which has none)."""
+    if _FULL_ID.fullmatch(start) and _loose_value(workdir, ref) == start:
+        return []  # still where the engine put it: nothing committed since start
     tip = git(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], workdir, check=False)
     if tip.returncode or tip.stdout.strip() == start:  # nothing committed since start
         return []
@@ -427,6 +431,27 @@ def _is_link(repo: Path, ref: str) -> bool:
     return git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0
 
 
+def _loose_path(repo: Path, ref: str) -> Path | None:
+    """Where git keeps branch ``ref`` as a file (in the repository's own folder, as git
+    named it for ``repo`` before), ``None`` when unknown or kept in a reftable."""
+    found = git_memo.folders(git_memo.folders_key(repo))
+    if found is None or (found[2] / "reftable").exists():
+        return None
+    return found[2] / ref
+
+
+def _loose_value(repo: Path, ref: str) -> str | None:
+    """The text of branch ``ref``'s loose file (an id, or ``ref: ...``), read without git;
+    ``None`` when that cannot be said so (see :func:`_loose_link`)."""
+    path = _loose_path(repo, ref)
+    try:
+        return (
+            None if path is None or path.is_symlink() else path.read_text(encoding="ascii").strip()
+        )
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _loose_link(repo: Path, ref: str) -> bool | None:
     """Whether branch ``ref`` is a link, read from the repository's files without git;
     ``None`` when that cannot be said so (its folders not yet known, reftable, a file
@@ -439,10 +464,9 @@ def _loose_link(repo: Path, ref: str) -> bool | None:
     (``update-ref --no-deref -d``, never what it points at) before the engine writes
     it, as a link would be.
     """
-    found = git_memo.folders(git_memo.folders_key(repo))
-    if found is None or (found[2] / "reftable").exists():
+    path = _loose_path(repo, ref)
+    if path is None:
         return None
-    path = found[2] / ref
     try:
         if path.is_symlink():
             return True
