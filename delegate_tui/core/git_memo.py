@@ -13,8 +13,11 @@ what decides it is unchanged, and each checked without starting a process:
 * the tree of a commit (``trees``), by the commit's full id: a commit's tree never
   changes, so a commit the engine made, or one git named, is not looked up again.
 
-Nothing an agent can change between two looks is remembered here: refs, the index
-and the config that runs programs are read by git each time (:mod:`workspace`).
+Nothing a check relies on is remembered here: refs, the index and the config that
+runs programs are read each time (:mod:`workspace`). The folders are re-read when
+the files that name them change (a sandboxed agent cannot write them). Only the
+user may be changed under the memory, by an agent without a sandbox that edits the
+repository's config: the engine's commits then keep the name the run started with.
 """
 
 from __future__ import annotations
@@ -123,6 +126,11 @@ def learn_ids(revs: Sequence[str], ids: Sequence[str]) -> None:
     for rev, oid in zip(revs, ids, strict=True):
         if rev.endswith(TREE):
             learn_tree(rev[: -len(TREE)], oid)
+
+
+def is_known_commit(oid: str) -> bool:
+    """Whether ``oid`` is a commit whose tree is remembered (so a commit, of course)."""
+    return oid in _TREES
 
 
 def known_ids(revs: Sequence[str]) -> list[str] | None:

@@ -143,9 +143,7 @@ def exclude_paths(
 ) -> None:
     """Add ``patterns`` to the repository's ``info/exclude`` (shared by its worktrees), so
     git never sees them as anyone's work (e.g. aider's ``.aider*`` history and caches)."""
-    common = Path(git(["rev-parse", "--git-common-dir"], repo).stdout.strip())
-    if not common.is_absolute():
-        common = repo / common
+    common = _folders(repo)[2]
     exclude = common / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
@@ -312,6 +310,21 @@ def _indexes(workdir: Path, *revs: str) -> tuple[Path, Path | None, list[str]]:
     return folders[0], own_index(folders[1], folders[2]), ids
 
 
+def _folders(workdir: Path) -> tuple[Path, Path, Path]:
+    """``workdir``'s index, git folder and the repository's folder (absolute paths)."""
+    key = git_memo.folders_key(workdir)
+    found = git_memo.folders(key)
+    if found is None:
+        out = git(
+            ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
+             "--git-common-dir"],
+            workdir,
+        ).stdout.splitlines()  # fmt: skip
+        found = (Path(out[0]), Path(out[1]), Path(out[2]))
+        git_memo.learn_folders(key, found)
+    return found
+
+
 def own_index(git_dir: Path, common_dir: Path) -> Path | None:
     """The engine's own index of a linked worktree; ``None`` for a main checkout."""
     return None if git_dir.resolve() == common_dir.resolve() else git_dir / OWN_INDEX
@@ -389,12 +402,27 @@ def commit_work(
         git_memo.learn_tree(commit, tree)
     subject = message.splitlines()[0] if message else ""
     git(["update-ref", "--no-deref", "-m", f"commit: {subject}", ref, commit], workdir)
-    git(["symbolic-ref", "HEAD", ref], workdir)
+    if not _head_names(workdir, ref):  # an agent moved it: back on its branch
+        git(["symbolic-ref", "HEAD", ref], workdir)
     if own is not None and own.exists():  # the snapshot's files, stat data fresh: status clean
         _replace_with_copy(own, real)
     else:
         git(["reset", "--quiet", "--mixed"], workdir, check=False)
     return commit
+
+
+def _head_names(workdir: Path, ref: str) -> bool:
+    """Whether linked worktree ``workdir``'s HEAD file says ``ref: <ref>`` as
+    ``git symbolic-ref HEAD <ref>`` writes it (which would then change nothing: it
+    keeps no reflog without ``-m``); False when unsure (a main checkout, a link)."""
+    found = git_memo.folders(git_memo.folders_key(workdir))
+    if found is None or own_index(found[1], found[2]) is None:
+        return False
+    head_file = found[1] / "HEAD"
+    try:
+        return not head_file.is_symlink() and head_file.read_bytes() == f"ref: {ref}\n".encode()
+    except OSError:
+        return False
 
 
 def _own_subjects(workdir: Path, ref: str, start: str, most: int = 20) -> list[str]:
@@ -450,6 +478,13 @@ def _loose_value(repo: Path, ref: str) -> str | None:
         )
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def _known_commit(repo: Path, ref: str) -> str | None:
+    """What ``rev_parse(repo, ref)`` says, read from the branch's loose file when that
+    names a commit :mod:`git_memo` knows (one the engine made or git named); else None."""
+    value = _loose_value(repo, ref)
+    return value if value is not None and git_memo.is_known_commit(value) else None
 
 
 def _loose_link(repo: Path, ref: str) -> bool | None:
@@ -689,7 +724,7 @@ def _merge_messages(raw: str) -> str:
 def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResult:
     """Merge ``commit`` (a full commit id) into ``branch`` (not checked out anywhere) atomically."""
     ref = f"refs/heads/{branch}"
-    tip = rev_parse(repo, ref)
+    tip = _known_commit(repo, ref) or rev_parse(repo, ref)
     # One merge-base answers both questions: when one commit is the other's
     # ancestor, it is their (only) best common ancestor.
     base = git(["merge-base", tip, commit], repo, check=False).stdout.strip()

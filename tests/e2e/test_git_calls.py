@@ -84,8 +84,9 @@ def test_a_small_run_starts_few_git_processes(
     # commit and merge (8 before: 2 a task).
     assert counts["config user.email"] <= TASKS + 1, counts
     # A worktree's folders, and its start's tree, are known after its first index
-    # (12 before: its first index, each look and the commit asked again).
-    assert counts["rev-parse --path-format=absolute"] <= TASKS + 1, counts
+    # (12 before: its first index, each look and the commit asked again); the
+    # repository's once, at the start.
+    assert counts["rev-parse --path-format=absolute"] <= TASKS + 2, counts
     # One diff a look (was two: --name-status and --numstat).
     assert counts["diff --name-status"] == counts["diff --numstat"] == 0, counts
     # Whether a task's branch is a link: read from its file once the worktree's
@@ -96,9 +97,14 @@ def test_a_small_run_starts_few_git_processes(
     # nothing to look for in their history (was three processes a task).
     assert counts["rev-parse -q"] == counts["merge-base --is-ancestor"] == 0, counts
     assert counts["log -20"] == 0, counts
-    # Measured: 116 before (main at 4addb0d), 77 after; a watcher look more is about
+    # Each worktree's HEAD still names its branch: not written again (4 before). The
+    # integration branch's file names the commit the last merge made: read, not asked
+    # (7 before: preflight's two, the start's, and one a merge).
+    assert counts["symbolic-ref HEAD"] == 0, counts
+    assert counts["rev-parse --verify"] <= 3, counts
+    # Measured: 116 before (main at 4addb0d), 67 after; a watcher look more is about
     # four processes.
-    assert total <= 23 * TASKS, (total, counts)
+    assert total <= 21 * TASKS, (total, counts)
 
 
 def _tricky_history(repo: Path) -> tuple[str, str]:
@@ -277,3 +283,26 @@ def test_a_reused_worktree_is_reset_onto_its_branch_not_through_a_link(
         assert not (heads / name).is_symlink()
     assert git(moved, "symbolic-ref", "HEAD").strip() == "refs/heads/delegate/r/tasks/c"
     assert (moved / "a.txt").read_text() == "a\n"
+
+
+@pytest.mark.parametrize("moved", ["detached", "other-branch", "untouched"])
+def test_the_commit_puts_head_back_on_its_branch_and_only_then_writes_it(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved: str
+) -> None:
+    base = git(repo, "rev-parse", "HEAD").strip()
+    path = tmp_path / "wt"
+    workspace.add_worktree(repo, path, "delegate/r/tasks/a", base)
+    (path / "a.txt").write_text("a\n")
+    if moved == "detached":  # what an agent may do to its worktree's HEAD
+        git(path, "checkout", "-q", "--detach")
+    elif moved == "other-branch":
+        git(path, "symbolic-ref", "HEAD", "refs/heads/main")
+    log = _logging_git(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    commit = workspace.commit_work(path, "delegate/r/tasks/a", base, "a")
+    wrote = _commands(log)["symbolic-ref HEAD"]
+    assert wrote == (0 if moved == "untouched" else 1)
+    assert git(path, "symbolic-ref", "HEAD").strip() == "refs/heads/delegate/r/tasks/a"
+    assert git(repo, "rev-parse", "delegate/r/tasks/a").strip() == commit
+    assert git(repo, "rev-parse", "main").strip() == base
+    assert git(path, "status", "--porcelain") == ""
