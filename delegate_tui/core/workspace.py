@@ -14,8 +14,9 @@ engine keeps its own index of each worktree: :func:`snapshot_worktree`), and a
 branch an agent turned into a link is unlinked before it is written
 (:func:`unlink_branch`).
 
-(About 710 lines: one short function per git operation the run needs; what git said
-that cannot change under it is remembered in :mod:`git_memo`.)
+(About 800 lines: one short function per git operation the run needs, and the few
+readers of git's own files that spare a process (a branch's file, a worktree's HEAD);
+what git said that cannot change under it is remembered in :mod:`git_memo`.)
 """
 
 from __future__ import annotations
