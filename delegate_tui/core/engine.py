@@ -300,14 +300,16 @@ class Engine:
     async def run(self) -> RunState:
         """Run the plan to its end (or until stopped); return the final state."""
         asyncio.get_running_loop().set_exception_handler(self._internal_error)
-        try:
-            if self.state.run_id:  # made by Engine.from_log: a resumed run
-                await self._resume()
-            else:
-                await self._begin()
-            await self._loop()
-        finally:
-            await self._shutdown()
+        # The tasks and threads the run starts share what git said about identities.
+        with workspace.identity_cache():
+            try:
+                if self.state.run_id:  # made by Engine.from_log: a resumed run
+                    await self._resume()
+                else:
+                    await self._begin()
+                await self._loop()
+            finally:
+                await self._shutdown()
         return self.state
 
     async def _begin(self) -> None:

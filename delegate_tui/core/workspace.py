@@ -14,11 +14,14 @@ engine keeps its own index of each worktree: :func:`snapshot_worktree`), and a
 branch an agent turned into a link is unlinked before it is written
 (:func:`unlink_branch`).
 
-(About 680 lines: one short function per git operation the run needs.)
+(About 800 lines: one short function per git operation the run needs, and the few
+readers of git's own files that spare a process (a branch's file, a worktree's HEAD);
+what git said that cannot change under it is remembered in :mod:`git_memo`.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from delegate_tui.core import git_memo
 
 if TYPE_CHECKING:  # imported where used: a Ray node's host needs git, not the events
     from delegate_tui.core.events import ChangedFile
@@ -41,6 +46,8 @@ _FALLBACK_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "delegate-tui@localhost",
 }
 
+
+_FULL_ID = git_memo.FULL_ID
 
 #: Every diff delegate-tui asks for is git's own: a ``diff.external`` tool or a
 #: textconv driver from the repository's config would run a program it did not ask for.
@@ -137,9 +144,7 @@ def exclude_paths(
 ) -> None:
     """Add ``patterns`` to the repository's ``info/exclude`` (shared by its worktrees), so
     git never sees them as anyone's work (e.g. aider's ``.aider*`` history and caches)."""
-    common = Path(git(["rev-parse", "--git-common-dir"], repo).stdout.strip())
-    if not common.is_absolute():
-        common = repo / common
+    common = _folders(repo)[2]
     exclude = common / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     existing = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
@@ -211,10 +216,19 @@ def current_branch(repo: Path) -> str | None:
 
 
 def identity_env(repo: Path) -> dict[str, str]:
-    """Author variables to use when the repository has no user configured."""
-    if git(["config", "user.email"], repo, check=False).returncode == 0:
-        return {}
-    return dict(_FALLBACK_IDENTITY)
+    """Author variables to use when the repository has no user configured.
+
+    Within :func:`identity_cache` (a run) git is asked once per worktree
+    (:mod:`git_memo`): every snapshot, commit and merge needs the answer.
+    """
+    configured = git_memo.identity(repo)
+    if configured is None:
+        configured = git(["config", "user.email"], repo, check=False).returncode == 0
+        git_memo.learn_identity(repo, configured)
+    return {} if configured else dict(_FALLBACK_IDENTITY)
+
+
+identity_cache = git_memo.identity_cache
 
 
 def dirty_paths(repo: Path) -> list[str]:
@@ -252,7 +266,7 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
     base = own if own is not None and own.exists() else real
     with tempfile.TemporaryDirectory(prefix="delegate-index-") as tmp:
         index = Path(tmp) / "index"
-        env = {"GIT_INDEX_FILE": str(index), **identity_env(workdir)}
+        env = {"GIT_INDEX_FILE": str(index)}
         if base.exists():
             shutil.copy2(base, index)
         else:
@@ -263,9 +277,12 @@ def snapshot_worktree(workdir: Path, parent: str, message: str) -> str:
             parent_id
             if tree == parent_tree
             else git(
-                ["commit-tree", tree, "-p", parent_id, "-m", message], workdir, env=env
+                ["commit-tree", tree, "-p", parent_id, "-m", message],
+                workdir,
+                env={**env, **identity_env(workdir)},  # who, asked only when it commits
             ).stdout.strip()
         )
+        git_memo.learn_tree(snapshot, tree)
         if own is not None:
             _replace_with_copy(index, own)
         return snapshot
@@ -278,13 +295,35 @@ OWN_INDEX = "delegate-index"
 
 def _indexes(workdir: Path, *revs: str) -> tuple[Path, Path | None, list[str]]:
     """``workdir``'s index, the engine's own index of it (:func:`own_index`), and the
-    ids of ``revs``: one ``git rev-parse``."""
-    out = git(
-        ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
-         "--git-common-dir", *revs],
-        workdir,
-    ).stdout.splitlines()  # fmt: skip
-    return Path(out[0]), own_index(Path(out[1]), Path(out[2])), out[3:]
+    ids of ``revs``: one ``git rev-parse``, none when git answered both before
+    (:mod:`git_memo`: where a worktree's folders are, a commit's tree)."""
+    key = git_memo.folders_key(workdir)
+    folders, ids = git_memo.folders(key), git_memo.known_ids(revs)
+    if folders is None or ids is None:
+        out = git(
+            ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
+             "--git-common-dir", *revs],
+            workdir,
+        ).stdout.splitlines()  # fmt: skip
+        folders, ids = (Path(out[0]), Path(out[1]), Path(out[2])), out[3:]
+        git_memo.learn_folders(key, folders)
+        git_memo.learn_ids(revs, ids)
+    return folders[0], own_index(folders[1], folders[2]), ids
+
+
+def _folders(workdir: Path) -> tuple[Path, Path, Path]:
+    """``workdir``'s index, git folder and the repository's folder (absolute paths)."""
+    key = git_memo.folders_key(workdir)
+    found = git_memo.folders(key)
+    if found is None:
+        out = git(
+            ["rev-parse", "--path-format=absolute", "--git-path", "index", "--git-dir",
+             "--git-common-dir"],
+            workdir,
+        ).stdout.splitlines()  # fmt: skip
+        found = (Path(out[0]), Path(out[1]), Path(out[2]))
+        git_memo.learn_folders(key, found)
+    return found
 
 
 def own_index(git_dir: Path, common_dir: Path) -> Path | None:
@@ -344,8 +383,13 @@ def commit_work(
     The worktree ends on ``branch`` with the engine's index of that snapshot (clean).
     """
     ref = f"refs/heads/{branch}"
-    subjects = _own_subjects(workdir, ref, start)
-    unlink_branch(workdir, branch)
+    # One look at the branch serves both: a link has no commits of the agent's own, and
+    # is deleted (never what it points at). A link made after this look is overwritten,
+    # not followed: the branch is written with update-ref --no-deref.
+    linked = _is_link(workdir, ref)
+    subjects = [] if linked else _own_subjects(workdir, ref, start)
+    if linked:
+        git(["update-ref", "--no-deref", "-d", ref], workdir)
     snapshot = look or snapshot_worktree(workdir, start, message)
     real, own, (tree, start_tree) = _indexes(workdir, f"{snapshot}^{{tree}}", f"{start}^{{tree}}")
     commit = start
@@ -356,9 +400,11 @@ def commit_work(
             workdir,
             env=identity_env(workdir),
         ).stdout.strip()
+        git_memo.learn_tree(commit, tree)
     subject = message.splitlines()[0] if message else ""
     git(["update-ref", "--no-deref", "-m", f"commit: {subject}", ref, commit], workdir)
-    git(["symbolic-ref", "HEAD", ref], workdir)
+    if not _head_names(workdir, ref):  # an agent moved it: back on its branch
+        git(["symbolic-ref", "HEAD", ref], workdir)
     if own is not None and own.exists():  # the snapshot's files, stat data fresh: status clean
         _replace_with_copy(own, real)
     else:
@@ -366,13 +412,30 @@ def commit_work(
     return commit
 
 
+def _head_names(workdir: Path, ref: str) -> bool:
+    """Whether linked worktree ``workdir``'s HEAD file says ``ref: <ref>`` as
+    ``git symbolic-ref HEAD <ref>`` writes it (which would then change nothing: it
+    keeps no reflog without ``-m``); False when unsure (a main checkout, a link)."""
+    found = git_memo.folders(git_memo.folders_key(workdir))
+    if found is None or own_index(found[1], found[2]) is None:
+        return False
+    head_file = found[1] / "HEAD"
+    try:
+        return not head_file.is_symlink() and head_file.read_bytes() == f"ref: {ref}\n".encode()
+    except OSError:
+        return False
+
+
 def _own_subjects(workdir: Path, ref: str, start: str, most: int = 20) -> list[str]:
     """The subjects of the commits the agent made on its branch since ``start`` (read
-    only; none when the branch is a symbolic ref or does not descend from ``start``)."""
-    if git(["symbolic-ref", "-q", ref], workdir, check=False).returncode == 0:
-        return []
+    only; none when the branch does not descend from ``start``; the caller asks first
+    whether it is a symbolic ref, which has none)."""
+    if _FULL_ID.fullmatch(start) and _loose_value(workdir, ref) == start:
+        return []  # still where the engine put it: nothing committed since start
     tip = git(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], workdir, check=False)
-    if tip.returncode or not is_ancestor(workdir, start, tip.stdout.strip()):
+    if tip.returncode or tip.stdout.strip() == start:  # nothing committed since start
+        return []
+    if not is_ancestor(workdir, start, tip.stdout.strip()):
         return []
     out = git(["log", f"-{most}", "--format=%s", f"{start}..{tip.stdout.strip()}"], workdir)
     return [line for line in out.stdout.splitlines() if line][::-1]
@@ -383,8 +446,72 @@ def unlink_branch(repo: Path, branch: str) -> None:
     never what it points at): git would follow it when the branch is written, and an
     agent can make one in the run's task folder pointing at the operator's branch."""
     ref = f"refs/heads/{branch}"
-    if git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0:
+    if _is_link(repo, ref):
         git(["update-ref", "--no-deref", "-d", ref], repo)
+
+
+def _is_link(repo: Path, ref: str) -> bool:
+    """Whether ``ref`` (a branch) is a symbolic ref now: read each time, an agent can
+    make one. Read from its file where git keeps branches as files (:func:`_loose_link`),
+    else asked of git (``symbolic-ref``)."""
+    known = _loose_link(repo, ref)
+    if known is not None:
+        return known
+    return git(["symbolic-ref", "-q", ref], repo, check=False).returncode == 0
+
+
+def _loose_path(repo: Path, ref: str) -> Path | None:
+    """Where git keeps branch ``ref`` as a file (in the repository's own folder, as git
+    named it for ``repo`` before), ``None`` when unknown or kept in a reftable."""
+    found = git_memo.folders(git_memo.folders_key(repo))
+    if found is None or (found[2] / "reftable").exists():
+        return None
+    return found[2] / ref
+
+
+def _loose_value(repo: Path, ref: str) -> str | None:
+    """The text of branch ``ref``'s loose file (an id, or ``ref: ...``), read without git;
+    ``None`` when that cannot be said so (see :func:`_loose_link`)."""
+    path = _loose_path(repo, ref)
+    try:
+        return (
+            None if path is None or path.is_symlink() else path.read_text(encoding="ascii").strip()
+        )
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _known_commit(repo: Path, ref: str) -> str | None:
+    """What ``rev_parse(repo, ref)`` says, read from the branch's loose file when that
+    names a commit :mod:`git_memo` knows (one the engine made or git named); else None."""
+    value = _loose_value(repo, ref)
+    return value if value is not None and git_memo.is_known_commit(value) else None
+
+
+def _loose_link(repo: Path, ref: str) -> bool | None:
+    """Whether branch ``ref`` is a link, read from the repository's files without git;
+    ``None`` when that cannot be said so (its folders not yet known, reftable, a file
+    that cannot be read).
+
+    With the files backend a symbolic ref is always a loose file (packed-refs holds
+    none): git reads one as a link when it is a symbolic link naming ``refs/...``, or
+    when its text starts with ``ref:``. Any symbolic link counts here, and so does a
+    ``ref:`` naming no valid ref (git says "no such ref"): such a branch is deleted
+    (``update-ref --no-deref -d``, never what it points at) before the engine writes
+    it, as a link would be.
+    """
+    path = _loose_path(repo, ref)
+    if path is None:
+        return None
+    try:
+        if path.is_symlink():
+            return True
+        with path.open("rb") as loose:
+            return loose.read(4) == b"ref:"
+    except FileNotFoundError:
+        return False  # no loose file: packed or missing, a link neither way
+    except OSError:
+        return None
 
 
 def create_branch(repo: Path, branch: str, commit: str) -> None:
@@ -443,6 +570,8 @@ def reset_worktree(path: Path, branch: str, start: str) -> bool:
     """Put worktree ``path`` on a new branch ``branch`` at ``start``, its files exactly
     ``start``'s: changes and untracked files (ignored ones too) gone. False if git failed."""
     checkout = ["checkout", "--quiet", "--force", "--no-recurse-submodules", "-B", branch, start]
+    with contextlib.suppress(GitError):  # its folders, for the link check and its index
+        _indexes(path)
     unlink_branch(path, branch)
     if (
         git(checkout, path, check=False).returncode
@@ -488,47 +617,43 @@ def commit_all(workdir: Path, message: str) -> str:
 
 
 def changed_files(repo: Path, base: str, tip: str) -> list[ChangedFile]:
-    """Files that differ between two commits, with status and line counts."""
+    """Files that differ between two commits, with status and line counts.
+
+    One ``git diff --raw --numstat -z``: its raw records (``:modes ids status``,
+    then the path, or a rename's two) come first, then its numstat ones (added,
+    deleted and the path, tab-separated; a rename's two paths after an empty one).
+    """
     from delegate_tui.core.events import ChangedFile
 
     if base == tip:
         return []
-    status_out = git(["diff", "--name-status", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(
-        "\0"
-    )
-    numstat_out = git(["diff", "--numstat", "-z", "-M", *NO_EXT, base, tip], repo).stdout.split(
-        "\0"
-    )
-    counts: dict[str, tuple[int, int, bool]] = {}
+    args = ["diff", "--raw", "--no-abbrev", "--numstat", "-z", "-M", *NO_EXT, base, tip]
+    fields = git(args, repo).stdout.split("\0")
+    statuses: list[tuple[str, str, str]] = []  # (letter, old path, new path)
     i = 0
-    while i < len(numstat_out):
-        record = numstat_out[i]
+    while i < len(fields) and fields[i].startswith(":"):  # a numstat record starts with a digit
+        letter = fields[i].rsplit(" ", 1)[-1][:1]
+        if letter in "RC":
+            statuses.append((letter, fields[i + 1], fields[i + 2]))
+            i += 3
+        else:
+            statuses.append((letter, "", fields[i + 1]))
+            i += 2
+    counts: dict[str, tuple[int, int, bool]] = {}
+    while i < len(fields):
+        record = fields[i]
         i += 1
-        if not record:
-            continue
-        parts = record.split("\t")
+        parts = record.split("\t", 2)  # a path may hold a tab
         if len(parts) < 3:
             continue
         plus, minus, path = parts
-        if path == "" and i + 1 < len(numstat_out):  # rename: old\0new\0 follow
-            path = numstat_out[i + 1]
+        if path == "" and i + 1 < len(fields):  # rename: old\0new\0 follow
+            path = fields[i + 1]
             i += 2
         binary = plus == "-"
         counts[path] = (0 if binary else int(plus), 0 if binary else int(minus), binary)
     files: list[ChangedFile] = []
-    i = 0
-    while i < len(status_out):
-        code = status_out[i]
-        i += 1
-        if not code:
-            continue
-        letter = code[0]
-        if letter in "RC":
-            old, new = status_out[i], status_out[i + 1]
-            i += 2
-        else:
-            old, new = "", status_out[i]
-            i += 1
+    for letter, old, new in statuses:
         added, deleted, binary = counts.get(new, (0, 0, False))
         files.append(
             ChangedFile(new, "R" if letter == "R" else letter, added, deleted, old, binary)
@@ -600,7 +725,7 @@ def _merge_messages(raw: str) -> str:
 def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResult:
     """Merge ``commit`` (a full commit id) into ``branch`` (not checked out anywhere) atomically."""
     ref = f"refs/heads/{branch}"
-    tip = rev_parse(repo, ref)
+    tip = _known_commit(repo, ref) or rev_parse(repo, ref)
     # One merge-base answers both questions: when one commit is the other's
     # ancestor, it is their (only) best common ancestor.
     base = git(["merge-base", tip, commit], repo, check=False).stdout.strip()
@@ -616,6 +741,7 @@ def merge_into(repo: Path, branch: str, commit: str, message: str) -> MergeResul
     merged = git(
         ["commit-tree", predicted.commit, "-p", tip, "-p", commit, "-m", message], repo, env=env
     ).stdout.strip()
+    git_memo.learn_tree(merged, predicted.commit)
     git(["update-ref", ref, merged, tip], repo)  # compare-and-swap: fails if tip moved
     return MergeResult(True, merged)
 
