@@ -297,6 +297,9 @@ class DelegateApp(App[int]):
         if self.read_only:
             return
         if isinstance(ev, BatchProposed) and ev.needs_approval:
+            proposal = self.source.state.proposal  # the state after this tick's events
+            if proposal is None or proposal.batch != ev.batch or not proposal.needs_approval:
+                return  # approved, held or replaced before a tick drew it: nothing waits
             toast = Notification(
                 f"batch {ev.batch} waits for approval: {', '.join(ev.tasks)} (a approves)",
                 severity="information",
