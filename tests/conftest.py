@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -60,6 +61,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for rank, module in enumerate(members)
     }
     items[:] = ray + [item for m in sorted(modules, key=place.__getitem__) for item in modules[m]]
+
+
+def logging_git(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a ``git`` first on this process's PATH that appends ``<its folder> :: <its
+    arguments>`` (their first line) to ``folder/calls.log``, then runs git; the log."""
+    real = shutil.which("git")
+    assert real is not None
+    folder.mkdir()
+    log = folder / "calls.log"
+    shim = folder / "git"
+    shim.write_text(
+        f'#!/bin/sh\nline="$PWD :: $*"\nprintf "%s\\n" "${{line%%\n*}}" >> "{log}"\n'
+        f'exec "{real}" "$@"\n'
+    )
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return log
 
 
 def git(repo: Path, *args: str) -> str:

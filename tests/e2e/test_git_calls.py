@@ -22,31 +22,16 @@ import pytest
 from delegate_tui.core import workspace
 from delegate_tui.core.events import ChangedFile, TaskMerged
 from delegate_tui.core.plan import Plan
-from tests.conftest import git, run_engine
+from tests.conftest import git, logging_git, run_engine
 
 pytestmark = pytest.mark.e2e
-
-
-def _logging_git(folder: Path) -> Path:
-    """A ``git`` that appends its arguments to ``calls.log``, then runs git."""
-    real = shutil.which("git")
-    assert real is not None
-    folder.mkdir()
-    log = folder / "calls.log"
-    shim = folder / "git"
-    # One line a process: a commit message's further lines are cut off.
-    shim.write_text(
-        f'#!/bin/sh\nline="$*"\nprintf "%s\\n" "${{line%%\n*}}" >> "{log}"\nexec "{real}" "$@"\n'
-    )
-    shim.chmod(0o755)
-    return log
 
 
 def _commands(log: Path) -> Counter[str]:
     """Each git command of the log by its first two words (after the ``-c`` options)."""
     counts: Counter[str] = Counter()
     for line in log.read_text().splitlines():
-        words = line.split()
+        words = line.split(" :: ", 1)[1].split()
         while words[:1] == ["-c"]:
             words = words[2:]
         counts[" ".join(words[:2])] += 1
@@ -69,8 +54,7 @@ def test_a_small_run_starts_few_git_processes(
         for i in range(TASKS)
     )
     plan = write_plan(f"name: count\nrepo: {repo}\nmax_parallel: 1\ntasks:{tasks}")
-    log = _logging_git(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)
     state, recorder, _ = run_engine(plan)
     counts = _commands(log)
     if os.environ.get("KEEP_GIT_LOG"):
@@ -136,8 +120,7 @@ def test_changed_files_reads_status_and_counts_from_one_diff(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before, after = _tricky_history(repo)
-    log = _logging_git(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)
     files = workspace.changed_files(repo, before, after)
     assert sum(_commands(log).values()) == 1
     assert files == [
@@ -155,8 +138,7 @@ def test_changed_files_reads_status_and_counts_from_one_diff(
 def test_identity_is_asked_once_a_worktree_within_a_run_and_again_in_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = _logging_git(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
@@ -246,8 +228,7 @@ def test_a_branch_link_is_read_from_its_file_as_git_reads_it(
     same = ["packed", "plain", "missing", "to-main", "dangling", "no-space", "symlink"]
     told = {name: via_git(name) for name in [*same, "symlink-bare", "bad-target"]}
     assert told["to-main"] and told["dangling"] and not told["packed"]
-    log = _logging_git(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)
     for name in same:
         log.unlink(missing_ok=True)
         assert workspace._is_link(path, f"refs/heads/{name}") is told[name], name
@@ -297,8 +278,7 @@ def test_the_commit_puts_head_back_on_its_branch_and_only_then_writes_it(
         git(path, "checkout", "-q", "--detach")
     elif moved == "other-branch":
         git(path, "symbolic-ref", "HEAD", "refs/heads/main")
-    log = _logging_git(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)
     commit = workspace.commit_work(path, "delegate/r/tasks/a", base, "a")
     wrote = _commands(log)["symbolic-ref HEAD"]
     assert wrote == (0 if moved == "untouched" else 1)

@@ -8,8 +8,6 @@ first on PATH, which runs the real one), real shell agents, the real engine.
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -19,28 +17,15 @@ import pytest
 from delegate_tui.core import workspace
 from delegate_tui.core.events import TaskCommitted
 from delegate_tui.core.plan import Plan
-from tests.conftest import git, run_engine
+from tests.conftest import git, logging_git, run_engine
 
 pytestmark = pytest.mark.e2e
-
-
-def _logging_git(folder: Path) -> Path:
-    """A ``git`` that appends its folder and arguments to ``calls.log``, then runs git."""
-    real = shutil.which("git")
-    assert real is not None
-    folder.mkdir()
-    log = folder / "calls.log"
-    shim = folder / "git"
-    shim.write_text(f'#!/bin/sh\necho "$PWD :: $*" >> "{log}"\nexec "{real}" "$@"\n')
-    shim.chmod(0o755)
-    return log
 
 
 def test_a_finished_agents_worktree_is_read_once_and_committed_as_the_last_look_saw_it(
     repo: Path, tmp_path: Path, write_plan: Callable[..., Plan], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = _logging_git(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)
     # Staged, unstaged and untracked work, and a file deleted: all of it is the task's.
     command = (
         "echo new > new.txt && git add new.txt && echo more >> new.txt "

@@ -3,8 +3,6 @@ clone taken again by a later attempt keeps nothing of the earlier agent's git fo
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from delegate_tui.core.events import TaskCommitted, TaskStarted
 from delegate_tui.core.plan import Plan
-from tests.conftest import git, run_engine
+from tests.conftest import git, logging_git, run_engine
 from tests.ray.conftest import LEAN, NODE_B
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.xdist_group("ray_cluster")]
@@ -240,14 +238,7 @@ def test_a_remote_agents_work_is_committed_from_the_last_look_at_its_worktree(
     """When the exit's change set came with the exit (nothing left to collect), the
     conflict monitor's last look at the task's worktree here is the commit, as for a
     local agent: git reads the worktree once, not again for the commit."""
-    real = shutil.which("git")
-    assert real is not None
-    (tmp_path / "bin").mkdir()
-    log = tmp_path / "bin" / "calls.log"
-    shim = tmp_path / "bin" / "git"  # this process's git only: the nodes started before
-    shim.write_text(f'#!/bin/sh\necho "$PWD :: $*" >> "{log}"\nexec "{real}" "$@"\n')
-    shim.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    log = logging_git(tmp_path / "bin", monkeypatch)  # this process's: the nodes started before
     command = "echo new > new.txt && echo loose > loose.txt && rm src/shared.py"
     plan = write_plan(
         plan_text(
