@@ -67,6 +67,10 @@ async def test_a_run_idle_after_a_skip_says_who_is_blocked_and_by_what(
         assert "⚑ blocked: schema +4 (contract skipped)" in line
         assert "⊘5" in line and "⤼1" in line and "◌0" in line, line
         assert "waiting for you" in sidebar(ui), "kept while the skip leaves the run idle"
+        # The notice wraps under itself, two cells in, not at the sidebar's left edge.
+        notices = sidebar(ui).split("! Notices\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert len(notices) > 1 and all(line.startswith("  ") for line in notices), notices
+        assert " ".join(line.strip() for line in notices) == told
         # Held back is headed with a waiting glyph, not ‖ (paused), and each task
         # carries its own status glyph.
         assert "‖" not in sidebar(ui)

@@ -11,6 +11,7 @@ merged, a dependency that runs again, a run that no longer waits, all leave).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -148,7 +149,8 @@ class ConflictSidebar(Static):
         if notices:
             text.append("! Notices\n", amber)
             for notice in notices:
-                text.append(f"  {notice.message}\n", red if notice.level == "error" else Style())
+                style = red if notice.level == "error" else Style()
+                text.append(_hanging(notice.message, 2, width), style)
             text.append("\n")  # apart from the key hint under it
         if state.findings:
             text.append("[ ] step through collisions · d diffs\n", dim)
@@ -178,6 +180,15 @@ def _still_true(state: RunState, notice: Notice) -> bool:
             and not batching.ready(state.plan, state)
         )
     return True
+
+
+def _hanging(message: str, indent: int, width: int) -> str:
+    """``message`` wrapped at word breaks to lines ``indent`` cells in (a notice wrapped
+    by Rich went on at the sidebar's left edge, under its heading's mark)."""
+    lines = textwrap.wrap(
+        message, max(width - indent, 10), break_on_hyphens=False, break_long_words=True
+    )
+    return "".join(f"{' ' * indent}{line}\n" for line in lines or [""])
 
 
 def _path(path: str, indent: int, width: int) -> str:
