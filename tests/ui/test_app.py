@@ -354,7 +354,8 @@ async def test_collisions_show_in_sidebar_batch_warning_and_diff(start_app: Star
     source = FakeSource()
     source.collision()
     async with start_app(source, size=(160, 40)) as ui:
-        sidebar = str(ui.app.screen.query_one("#conflicts").render())
+        # Read as words: a long reason wraps onto lines of its own, indented.
+        sidebar = " ".join(str(ui.app.screen.query_one("#conflicts").render()).split())
         assert "Collisions" in sidebar and "src/auth/session.ts" in sidebar
         assert "hotfix ✕ service" in sidebar and "predicted conflict: would not merge" in sidebar
         assert "out of scope: outside its declared edits" in sidebar

@@ -76,7 +76,7 @@ class ConflictSidebar(Static):
                     who = " ✕ ".join(tasks) or "(no running task's scope)"
                     text.append("  ▸ " if is_current else "    ", style)
                     text.append(f"{who}\n", Style(underline=selected in tasks, reverse=is_current))
-                    text.append(f"    {kind.replace('-', ' ')}: {detail}\n", dim)
+                    text.append(_hanging(f"{kind.replace('-', ' ')}: {detail}", 4, width), dim)
                     if kind == "stale-input" and commands.restarts_stale(state, tasks[0]):
                         text.append("    r: restart on the new tip\n", dim)
             text.append("\n")
@@ -135,7 +135,8 @@ class ConflictSidebar(Static):
                 text.append(f"  {a}", mark)
                 text.append(" ✕ ", dim)
                 text.append(f"{b}", mark)
-                text.append(f"\n    {_short(reason, b)}\n", dim)
+                text.append("\n")
+                text.append(_hanging(_short(reason, b), 4, width), dim)
             if len(overlaps) > len(shown_overlaps):
                 text.append(f"  … and {len(overlaps) - len(shown_overlaps)} more overlaps\n", dim)
             for task in undeclared:
@@ -153,7 +154,7 @@ class ConflictSidebar(Static):
                 text.append(_hanging(notice.message, 2, width), style)
             text.append("\n")  # apart from the key hint under it
         if state.findings:
-            text.append("[ ] step through collisions · d diffs\n", dim)
+            text.append(_hanging("[ ] step through collisions · d diffs", 0, width), dim)
         if not text:
             text.append("No conflicts.\n", dim)
             text.append("Declared scopes do not overlap; merges so far were clean.", dim)
