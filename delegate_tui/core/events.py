@@ -79,6 +79,9 @@ RETRYABLE_STATUSES: frozenset[str] = frozenset(
 ACTIVE_STATUSES: frozenset[str] = frozenset({"starting", "running", "checking", "merging"})
 #: Statuses of a dependency that mean its dependents can never start as things stand.
 FAILED_STATUSES: frozenset[str] = FINAL_STATUSES - {"succeeded"}
+#: Failures that wait for the operator's retry or skip (a skipped or blocked task is
+#: decided, or follows from a decision).
+UNDECIDED_STATUSES: frozenset[str] = FAILED_STATUSES - {"skipped", "blocked"}
 #: Tasks whose changes take part in conflict analysis: running, or finished
 #: with work that is not merged (yet).
 ANALYZED_STATUSES: frozenset[str] = ACTIVE_STATUSES | {"awaiting-merge", "merge-conflict"}

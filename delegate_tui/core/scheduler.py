@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from delegate_tui.core import batching
 from delegate_tui.core.batching import Proposal
-from delegate_tui.core.events import FAILED_STATUSES
+from delegate_tui.core.events import FAILED_STATUSES, UNDECIDED_STATUSES
 from delegate_tui.core.metrics import usd
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.state import RunState
@@ -30,15 +30,13 @@ from delegate_tui.core.state import RunState
 #: older logs included).
 WAITING_PREFIX = "the run is waiting for you: "
 WAITING_MESSAGE = WAITING_PREFIX + "retry or skip the failed tasks, or end the run"
-#: Statuses a retry or a skip decides (the failures; a skipped task is decided already).
-_UNDECIDED = frozenset(FAILED_STATUSES) - {"skipped", "blocked"}
 
 
 def waiting_message(state: RunState) -> str:
     """What the run waits for, in the operator's terms: the failed tasks to retry or
     skip; or, when only skips stand in the way (every failure decided), the skipped
     tasks that a retry would set going again."""
-    if any(t.status in _UNDECIDED for t in state.tasks.values()):
+    if any(t.status in UNDECIDED_STATUSES for t in state.tasks.values()):
         return WAITING_MESSAGE
     skipped = sorted(t.id for t in state.tasks.values() if t.status == "skipped")
     if not skipped:

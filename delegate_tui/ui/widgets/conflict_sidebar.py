@@ -21,15 +21,11 @@ from rich.text import Text
 from textual.widgets import Static
 
 from delegate_tui.core import attention, batching, commands
-from delegate_tui.core.events import Notice
+from delegate_tui.core.events import UNDECIDED_STATUSES, Notice
 from delegate_tui.core.state import RunState
 from delegate_tui.ui.style import ICONS, status_colour, update_if_changed
 
 T = TypeVar("T")
-#: Statuses that wait for the operator's retry or skip.
-_DECIDE = frozenset(
-    {"failed", "merge-conflict", "timed-out", "killed", "interrupted", "over-budget"}
-)
 #: Held-back tasks and declared overlaps shown at most (the selected task's first).
 LIST_CAP = 12
 
@@ -175,7 +171,7 @@ def _still_true(state: RunState, notice: Notice) -> bool:
             and not state.finished
             and not state.active
             and (
-                any(t.status in _DECIDE for t in state.tasks.values())
+                any(t.status in UNDECIDED_STATUSES for t in state.tasks.values())
                 or bool(attention.blocked_by_skips(state))
             )
             and not batching.ready(state.plan, state)
