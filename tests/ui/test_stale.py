@@ -50,6 +50,24 @@ async def test_a_failed_merge_retried_and_merged_leaves_the_sidebar(start_app: S
 
 
 @pytest.mark.asyncio
+async def test_the_failed_merges_hint_wraps_under_itself(start_app: StartApp) -> None:
+    source = FakeSource()
+    source.start_run()
+    source.start_task("contract")
+    source.commit_task("contract", "c1")
+    source.emit(MergeConflict(task="contract", attempt=1, paths=("docs/api/a.md",)), 5.0)
+    source.emit(TaskFinished(task="contract", attempt=1, status="merge-conflict"), 5.0)
+    async with start_app(source, size=(120, 40)) as ui:
+        section = sidebar(ui).split("Merges that failed\n", 1)[1].split("\n\n", 1)[0]
+        hint = section.splitlines()[2:]  # under the task and its path
+        assert len(hint) > 1, "the sidebar is 38 columns: the hint takes two lines"
+        assert all(line.startswith("  ") for line in hint), hint
+        assert (
+            " ".join(line.strip() for line in hint) == "r: retry on top of the integration branch"
+        )
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("read_only", [False, True], ids=["live", "replay"])
 async def test_the_run_waits_for_you_only_while_it_does(
     start_app: StartApp, read_only: bool

@@ -94,7 +94,8 @@ class ConflictSidebar(Static):
                 text.append(f" #{attempt}\n", dim)
                 for path in paths:
                     text.append(_path(path, 4, width))
-            text.append("  r: retry on top of the integration branch\n\n", dim)
+            text.append(_hanging("r: retry on top of the integration branch", 2, width), dim)
+            text.append("\n")
 
         held = [
             (t.id, t.held_reason)
