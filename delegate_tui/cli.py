@@ -586,10 +586,14 @@ def resume(
 
 
 def _live_run(run_arg: str | None, repo: str) -> Path:
-    """The folder of the run RUN names (default: this repository's newest)."""
+    """The folder of the run RUN names (default: this repository's newest live run, else
+    its newest run, which the caller then says is not live)."""
     from delegate_tui.core import runlog
+    from delegate_tui.core.service import newest_live_run
 
     try:
+        if run_arg is None and (live := newest_live_run(Path(repo).resolve())) is not None:
+            return live
         return runlog.resolve_run(run_arg, Path(repo).resolve()).parent
     except runlog.LogError as exc:
         fail(str(exc))
@@ -603,6 +607,7 @@ def attach(run_arg: str | None, repo: str, theme: str | None) -> None:
 
     Any number of terminals may attach to one run; each sees everything and may
     command it. Quitting offers to detach: the run goes on without a terminal.
+    Without RUN: this repository's newest live run.
     """
     from delegate_tui.launch import attach_run
 
@@ -633,7 +638,8 @@ def serve(run_arg: str | None, repo: str, host: str, port: int, theme: str | Non
     answers 403, and anyone with it can command the run. From another machine,
     forward the port over SSH (ssh -L 8000:127.0.0.1:8000 HOST). Closing a tab
     detaches it; Ctrl+C stops the page, never the run; the page stops by itself
-    once the run has ended and its last tab is closed.
+    once the run has ended and its last tab is closed. Without RUN: this
+    repository's newest live run.
     """
     from delegate_tui.web import serve_web  # aiohttp and textual-serve load for this command only
 
@@ -646,7 +652,8 @@ def serve(run_arg: str | None, repo: str, host: str, port: int, theme: str | Non
 def stop(run_arg: str | None, repo: str) -> None:
     """End a live run cleanly: agents ended (SIGTERM, then SIGKILL), the log says stopped.
 
-    `delegate-tui resume` continues it later.
+    `delegate-tui resume` continues it later. Without RUN: this repository's newest
+    live run.
     """
     from delegate_tui.launch import stop_run
 

@@ -299,12 +299,20 @@ def resolve_run(arg: str | None, repo: Path) -> Path:
 
 
 def list_run_logs(repo: Path) -> list[Path]:
-    """Every run log of a repository, newest first (run ids sort by time)."""
+    """Every run log of a repository, newest first.
+
+    A run id sorts by its start to the second; runs started within one second (a draft's
+    consult and the run of its plan, on a fast machine) are ordered by their logs' last
+    write, not by their ids' random tails."""
     root = runs_dir(repo)
     if not root.is_dir():
         return []
-    logs = [p / LOG_NAME for p in root.iterdir() if (p / LOG_NAME).is_file()]
-    return sorted(logs, key=lambda p: p.parent.name, reverse=True)
+    logs = [(p / LOG_NAME) for p in root.iterdir()]
+    stamped = []
+    for log in logs:
+        with contextlib.suppress(OSError):
+            stamped.append((log.parent.name[:15], log.stat().st_mtime_ns, log.parent.name, log))
+    return [log for *_, log in sorted(stamped, reverse=True)]
 
 
 # ---------------------------------------------------------------- the index beside the log

@@ -380,6 +380,16 @@ class RunService:
         return str(result)
 
 
+def newest_live_run(repo: Path) -> Path | None:
+    """The folder of this repository's newest run whose service answers, or ``None``."""
+    from delegate_tui.core.runlog import list_run_logs
+
+    for log in list_run_logs(repo):
+        if socket_path(log.parent).exists() and service_status(log.parent) is not None:
+            return log.parent
+    return None
+
+
 def service_status(run_dir: Path, timeout: float = 0.5) -> dict[str, int] | None:
     """``{"pid", "views"}`` of the live service of ``run_dir``, or ``None`` when none answers."""
     path = socket_path(run_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from delegate_tui.core.runlog import (
     LogError,
     LogWriter,
     ReadReport,
+    list_run_logs,
     read_events,
     repair_tail,
     resolve_run,
@@ -218,6 +220,30 @@ def test_resolve_run_by_id_folder_file_and_latest(tmp_path: Path) -> None:
         resolve_run("nope", tmp_path)
     with pytest.raises(LogError, match="no runs"):
         resolve_run(None, tmp_path / "elsewhere")
+
+
+def test_runs_started_within_one_second_are_newest_first_by_their_last_write(
+    tmp_path: Path,
+) -> None:
+    # A draft's consult and the run of its plan can start in the same second: their ids
+    # differ only in the random tail, which says nothing about which came later.
+    runs = tmp_path / ".delegate" / "runs"
+    for run_id, written in (
+        ("20260101-000000-ffff", 1_000),  # the consult: written first
+        ("20260101-000000-0000", 2_000),  # the run: written since
+        ("20251231-235959-9999", 3_000),  # an earlier second, however recently written
+    ):
+        (runs / run_id).mkdir(parents=True)
+        log = runs / run_id / "events.jsonl"
+        log.write_bytes(encode(SAMPLES[0]))
+        os.utime(log, ns=(written, written))
+    (runs / "20260101-000001-aaaa").mkdir()  # a folder with no log is not a run
+    assert [p.parent.name for p in list_run_logs(tmp_path)] == [
+        "20260101-000000-0000",
+        "20260101-000000-ffff",
+        "20251231-235959-9999",
+    ]
+    assert resolve_run(None, tmp_path).parent.name == "20260101-000000-0000"
 
 
 def test_text_with_a_lone_surrogate_still_round_trips() -> None:

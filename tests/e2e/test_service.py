@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -162,7 +163,13 @@ async def test_stop_and_attach_from_the_command_line(repo: Path, tmp_path: Path)
     twice = run_cli("resume", run_dir.name, "--headless", "--yes", cwd=repo, home=home)
     assert twice.returncode == 2, "a live run is not taken over by a second engine"
     assert f"run {run_dir.name} is live" in twice.stderr
+    # A newer run that is not live (as a draft's consult, or a run that ended): without
+    # RUN, `stop` ends the newest live run, not the newest run.
+    newer = run_dir.parent / "99991231-235959-0000"
+    newer.mkdir()
+    shutil.copy(run_dir / "events.jsonl", newer / "events.jsonl")
     stopped = run_cli("stop", cwd=repo, home=home)
+    shutil.rmtree(newer)
     assert stopped.returncode == 0, stopped.stderr
     assert f"run {run_dir.name} stopped" in stopped.stdout
     state, _ = final_state(run_dir / "events.jsonl")
