@@ -11,7 +11,9 @@ claude, codex and gemini run in their structured modes (``stream``: the parser i
 tokens and cost; a prompt never reaches them where an option could be read (it
 follows ``--`` or is one ``--prompt=`` argument, so a prompt starting with ``-``
 is still a prompt). A retry continues the agent's conversation through
-``resume_command`` where its CLI can.
+``resume_command`` where its CLI can. (About 470 lines: the agent definitions a plan
+may write, the presets, and how an argv and an environment are built from them, read
+side by side when a CLI's flags change.)
 """
 
 from __future__ import annotations

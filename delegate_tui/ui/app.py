@@ -12,7 +12,9 @@ events wait until the key's frame is drawn (``yield_to`` on the source). The
 screen (live, or the replay screen)
 is built with a :class:`~delegate_tui.ui.context.ScreenContext` that the app
 keeps current; it takes nothing else from the app. The app decides nothing
-about the run: keys become the source's commands, and the source answers.
+about the run: keys become the source's commands, and the source answers. (About
+460 lines: the source's pump, the refresh tick and the app-wide keys; each screen is
+a module of its own.)
 """
 
 from __future__ import annotations
