@@ -61,8 +61,11 @@ def bench_ui(path: Path) -> dict[str, float]:
     from tmux_term import Terminal
 
     folder = path.parent
+    # A scratch HOME has no git identity: the commit names its own.
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid"}
+    env |= {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
     for argv in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "start"]):
-        subprocess.run(argv, cwd=folder, check=True, capture_output=True)
+        subprocess.run(argv, cwd=folder, check=True, capture_output=True, env=env)
     with Terminal(200, 60) as term:
         start = time.perf_counter()
         term.start(f"{sys.executable} -m delegate_tui run {path.name}; sleep 30", cwd=str(folder))
