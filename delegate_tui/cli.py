@@ -664,16 +664,20 @@ def stop(run_arg: str | None, repo: str) -> None:
 @main.command("_service", hidden=True)
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False))
 @click.option("--resume", "log_path", type=click.Path(dir_okay=False))
+@click.option("--checked", "checked", type=click.Path(dir_okay=False))
 @click.option("--run-id", required=True)
 @click.option("--request", "settings", required=True)
-def service(plan_path: str | None, log_path: str | None, run_id: str, settings: str) -> None:
+def service(
+    plan_path: str | None, log_path: str | None, checked: str | None, run_id: str, settings: str
+) -> None:
     """The run service's own process (started by run, demo and resume; not for people)."""
     from delegate_tui.launch import serve_run
 
     how, path = ("plan", plan_path) if plan_path else ("resume", log_path)
     if path is None:
         fail("_service needs --plan or --resume")
-    sys.exit(serve_run(how, Path(path), run_id, json.loads(settings)))  # type: ignore[arg-type]
+    handed = Path(checked) if checked else None
+    sys.exit(serve_run(how, Path(path), run_id, json.loads(settings), handed))  # type: ignore[arg-type]
 
 
 @main.command()

@@ -9,7 +9,10 @@ command line to report, so that nothing here exits the process.
 
 A run with the UI is run by a service process of its own; the UI's process
 checks it with :mod:`~delegate_tui.core.preflight` alone and never imports the
-engine, which only a headless run and the service load. Every import beyond
+engine, which only a headless run and the service load. The service runs the
+plan that was checked, handed over as JSON in the run's folder
+(:data:`CHECKED_PLAN`): not the file read again, which may have changed since,
+and whose YAML takes a second parse (about 0.2 s for 2,000 tasks). Every import beyond
 this module's first lines is made by the function that needs it, so that
 ``delegate-tui --help`` and the commands that read logs start quickly.
 """
@@ -170,7 +173,10 @@ def start_run(plan: Plan, request: RunRequest) -> int:
         run_id = new_run_id()
         repo = _checked_for_service(plan, request, run_id)
         return _serve(
-            ["--plan", str(Path(plan.source).resolve())], runs_dir(repo) / run_id, request
+            ["--plan", str(Path(plan.source).resolve())],
+            runs_dir(repo) / run_id,
+            request,
+            checked=plan,
         )
     engine = _engine_for(plan, request, operator=False)
     try:
@@ -247,10 +253,35 @@ def resume_run(path: Path, request: RunRequest) -> int:
 
 # ---------------------------------------------------------------- the run service
 
+#: The plan a run's service runs, as the process that started it checked it (JSON in the
+#: run's folder, removed once read).
+CHECKED_PLAN = "plan-checked.json"
 
-def _serve(how: list[str], run_dir: Path, request: RunRequest) -> int:
+
+def _hand_over(plan: Plan, run_dir: Path) -> Path:
+    """Write ``plan`` for the service of the run in ``run_dir``; the file."""
+    handed = run_dir / CHECKED_PLAN
+    data = {"plan": plan.model_dump(mode="json", by_alias=True), "field_lines": plan.field_lines}
+    handed.write_text(json.dumps(data))
+    return handed
+
+
+def _handed_over(checked: Path, source: Path) -> Plan:
+    """The plan handed over in ``checked`` (then removed), as read from ``source``."""
+    from delegate_tui.core.plan import Plan
+
+    data = json.loads(checked.read_text())
+    checked.unlink()
+    plan = Plan.model_validate({**data["plan"], "source": str(source)})
+    return plan.model_copy(update={"field_lines": data["field_lines"]})
+
+
+def _serve(
+    how: list[str], run_dir: Path, request: RunRequest, *, checked: Plan | None = None
+) -> int:
     """Start a run service for the run in ``run_dir`` in its own session, then attach the
-    UI (or, detached, return once it listens)."""
+    UI (or, detached, return once it listens). ``checked``: the plan to run, as checked
+    here (the service takes it from :data:`CHECKED_PLAN`)."""
     import subprocess
 
     from delegate_tui.core.client import SERVICE_LOG
@@ -258,6 +289,8 @@ def _serve(how: list[str], run_dir: Path, request: RunRequest) -> int:
     run_id = run_dir.name
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(run_dir, 0o700)
+    if checked is not None:
+        how = [*how, "--checked", str(_hand_over(checked, run_dir))]
     settings = {k: v for k, v in dataclasses.asdict(request).items() if k != "theme"}
     with (run_dir / SERVICE_LOG).open("ab") as out:
         child = subprocess.Popen(
@@ -359,9 +392,16 @@ def stop_run(run_dir: Path, reason: str = "stopped by the operator") -> int:
 
 
 def serve_run(
-    how: Literal["plan", "resume"], path: Path, run_id: str, settings: dict[str, object]
+    how: Literal["plan", "resume"],
+    path: Path,
+    run_id: str,
+    settings: dict[str, object],
+    checked: Path | None = None,
 ) -> int:
-    """The run service's process: run the engine and serve it until the run ends."""
+    """The run service's process: run the engine and serve it until the run ends.
+
+    ``checked``: the plan file's content as the launching process checked it (see
+    :data:`CHECKED_PLAN`); without it the plan file at ``path`` is read."""
     import asyncio
 
     from delegate_tui.core.engine import Engine, EngineOptions
@@ -371,7 +411,8 @@ def serve_run(
     if how == "plan":
         from delegate_tui.core.plan import load_plan
 
-        engine = _engine_for(load_plan(path), request, operator=True, run_id=run_id)
+        plan = _handed_over(checked, path) if checked is not None else load_plan(path)
+        engine = _engine_for(plan, request, operator=True, run_id=run_id)
         engine.preflight()
     else:
         engine = Engine.from_log(

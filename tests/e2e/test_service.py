@@ -365,3 +365,40 @@ async def test_a_service_whose_run_folder_is_deleted_stops_its_agents_and_exits(
     assert not group_alive(pgid), "its agent was left running"
     assert lines and "run folder" in lines[-1] and "deleted" in lines[-1], lines
     assert "Traceback" not in "\n".join(lines)
+
+
+async def test_the_service_runs_the_plan_as_it_was_checked_not_the_file_read_again(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The launching process checks the plan and hands it over: an edit to the file after
+    # the check (or a plan changed in memory, as `demo` does) does not reach the service.
+    from delegate_tui.core.plan import load_plan
+    from delegate_tui.launch import CHECKED_PLAN, RunRequest, _hand_over, _handed_over, start_run
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        f"name: handed\nrepo: {repo}\nagent: shell\ntasks:\n"
+        "  - {id: a, command: 'echo from-the-file > out.txt', edits: [out.txt]}\n"
+    )
+    plan = load_plan(path)
+    (task,) = plan.tasks
+    checked = plan.model_copy(
+        update={"tasks": (task.model_copy(update={"command": "echo as-checked > out.txt"}),)}
+    )
+    assert start_run(checked, RunRequest(detach=True, yes=True)) == 0
+    (run_dir,) = (repo / ".delegate" / "runs").iterdir()
+    log = run_dir / "events.jsonl"
+    await wait_for(lambda: log.exists() and final_state(log)[0].finished)
+    state, _ = final_state(log)
+    assert state.status == "succeeded"
+    assert git(repo, "show", f"{state.integration_branch}:out.txt") == "as-checked\n"
+    assert not (run_dir / CHECKED_PLAN).exists(), "the hand-over is removed once read"
+    # The service's messages still say where in the file a task sits.
+    handed = _handed_over(_hand_over(plan, tmp_path), path)
+    assert handed == plan
+    assert (
+        handed.where("a", "command") == plan.where("a", "command") == f"{path}:5: tasks[0].command"
+    )
