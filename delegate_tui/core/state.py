@@ -860,9 +860,64 @@ def _account_idle(state: RunState, ev: Event) -> None:
         state.idle_s += gap  # nothing ran: the run waited for the operator
 
 
-def _record_phases(state: RunState, ts: float) -> None:
+#: Events whose handler changes the status (or the reasons it waits) of no task: after
+#: one, no task has a new phase.
+_NO_PHASE: frozenset[type[Event]] = frozenset(
+    {
+        Notice,
+        SchedulingPaused,
+        SchedulingResumed,
+        SetupFinished,
+        TaskSandboxed,
+        SandboxDenied,
+        TaskOutput,
+        AgentSession,
+        AgentMessage,
+        AgentToolStarted,
+        AgentToolFinished,
+        AgentUsage,
+        AgentApiRetry,
+        AgentResult,
+        GuardDenied,
+        InputSent,
+        KillRequested,
+        TaskMerged,
+        MergeConflict,
+        FilesChanged,
+        ConflictDetected,
+        ConflictResolved,
+        FinalMerge,
+    }
+)
+#: Events whose handler changes the status (or the reasons) of their own task only.
+#: Any other event may change any task's, and every task is looked at after it: a run of
+#: a thousand tasks would otherwise look at each of them after every one of its events.
+#: (tests/core/test_state.py holds both sets to what the handlers do.)
+_OWN_PHASE: frozenset[type[Event]] = frozenset(
+    {
+        TaskPreparing,
+        TaskStarted,
+        TaskExited,
+        CriteriaChecked,
+        TaskCommitted,
+        TaskFinished,
+        TaskSkipped,
+        TaskBlocked,
+    }
+)
+
+
+def _record_phases(state: RunState, ev: Event) -> None:
     """Note each task whose status (or the reason it waits) changed with this event."""
-    for task in state.tasks.values():
+    kind = type(ev)
+    if kind in _NO_PHASE:
+        return
+    tasks: Iterable[TaskState] = state.tasks.values()
+    if kind in _OWN_PHASE:
+        own = state.tasks.get(getattr(ev, "task", ""))
+        tasks = () if own is None else (own,)
+    ts = ev.ts
+    for task in tasks:
         reason = task.held_reason or task.skip_reason
         phases = task.phases
         if not phases or phases[-1].status != task.status or phases[-1].reason != reason:
@@ -877,8 +932,7 @@ def apply(state: RunState, ev: Event) -> RunState:
     handler = _HANDLERS.get(type(ev))
     if handler is not None:
         handler(state, ev)
-    if not output:  # output changes no task's status
-        _record_phases(state, ev.ts)
+    _record_phases(state, ev)
     state.events += 1
     if ev.seq:
         state.last_seq = ev.seq

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
+import types
+import typing
+from typing import Any
+
+import pytest
 
 from delegate_tui.core.events import (
     BatchApproved,
     BatchHeld,
     BatchProposed,
     CriteriaChecked,
+    Event,
     HeldTask,
     MergeConflict,
     RetryScheduled,
@@ -28,7 +35,17 @@ from delegate_tui.core.events import (
 )
 from delegate_tui.core.metrics import compute
 from delegate_tui.core.plan import parse_plan
-from delegate_tui.core.state import TAIL_BYTES, RunState, apply, build
+from delegate_tui.core.state import (
+    _NO_PHASE,
+    _OWN_PHASE,
+    TAIL_BYTES,
+    AttemptState,
+    Phase,
+    RunState,
+    TaskState,
+    apply,
+    build,
+)
 
 PLAN = parse_plan(
     textwrap.dedent(
@@ -141,3 +158,67 @@ def test_merge_conflict_is_recorded_on_the_attempt() -> None:
     apply(state, TaskFinished(task="a", attempt=1, status="merge-conflict"))
     assert state.tasks["a"].attempts[0].conflict_paths == ("src/x.py",)
     assert compute(state).conflict_rate == 0.0  # it never started, so it did not run
+
+
+def _sample_value(name: str, hint: object) -> object:
+    """A value of type ``hint`` for an event's field ``name`` (its task: ``a``)."""
+    if name == "task":
+        return "a"
+    if name == "tasks":
+        return ("a",)
+    if hint is str:
+        return "x"
+    if hint is bool:
+        return True
+    if hint is int:
+        return 1
+    if hint is float:
+        return 1.0
+    if hint is bytes:
+        return b"x"
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return typing.get_args(hint)[0]
+    if origin is tuple:
+        return ()
+    if origin in (typing.Union, types.UnionType):
+        return _sample_value(name, next(a for a in typing.get_args(hint) if a is not type(None)))
+    raise AssertionError(f"no sample value for {name}: {hint}")
+
+
+def an_event(kind: type[Event]) -> Event:
+    """An event of type ``kind`` about task ``a`` (attempt 1), its fields filled in."""
+    hints = typing.get_type_hints(kind)
+    values: dict[str, Any] = {
+        f.name: _sample_value(f.name, hints[f.name])
+        for f in dataclasses.fields(kind)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    return kind(**values)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    sorted(_NO_PHASE | _OWN_PHASE, key=lambda kind: kind.__name__),
+    ids=lambda kind: getattr(kind, "__name__", ""),
+)
+def test_a_task_whose_status_an_event_changes_gets_a_new_phase(kind: type[Event]) -> None:
+    # apply() looks for new phases only where an event can make them: nowhere after
+    # one of _NO_PHASE, only on the event's own task after one of _OWN_PHASE (a
+    # thousand-task run looked at every task after every event). Held to it from every
+    # status, beside tasks in every status that wait on the event's task.
+    statuses = typing.get_args(TaskStatus)
+    for own in statuses:
+        state = RunState(plan=PLAN, proposal=BatchProposed(batch=1, tasks=("a",)))
+        state.tasks = {"a": TaskState("a", status=own, attempts=[AttemptState(1)])}
+        for i, other in enumerate(statuses):
+            state.tasks[f"o{i}"] = TaskState(
+                f"o{i}", status=other, held_reason="held", skip_reason="skip", blocked_by="a"
+            )
+        for task in state.tasks.values():
+            task.phases = [Phase(0.0, task.status, task.held_reason or task.skip_reason)]
+        apply(state, dataclasses.replace(an_event(kind), seq=1, ts=1.0))
+        for task in state.tasks.values():
+            last = task.phases[-1]
+            now = (task.status, task.held_reason or task.skip_reason)
+            assert (last.status, last.reason) == now, (kind.__name__, own, task.id)
