@@ -197,11 +197,10 @@ def an_event(kind: type[Event]) -> Event:
     return kind(**values)
 
 
-@pytest.mark.parametrize(
-    "kind",
-    sorted(_NO_PHASE | _OWN_PHASE, key=lambda kind: kind.__name__),
-    ids=lambda kind: getattr(kind, "__name__", ""),
-)
+SCOPED: list[type[Event]] = sorted(_NO_PHASE | _OWN_PHASE, key=lambda kind: kind.type_name)
+
+
+@pytest.mark.parametrize("kind", SCOPED, ids=[kind.type_name for kind in SCOPED])
 def test_a_task_whose_status_an_event_changes_gets_a_new_phase(kind: type[Event]) -> None:
     # apply() looks for new phases only where an event can make them: nowhere after
     # one of _NO_PHASE, only on the event's own task after one of _OWN_PHASE (a
