@@ -31,14 +31,20 @@ def retry(source: FakeSource, task: str, at: float) -> None:
     source.emit(RetryScheduled(task=task, attempt=2, prompt="p", context="again"), at)
 
 
-@pytest.mark.asyncio
-async def test_a_failed_merge_retried_and_merged_leaves_the_sidebar(start_app: StartApp) -> None:
+def a_failed_merge() -> FakeSource:
+    """contract's first attempt ended in a merge conflict on docs/api/a.md."""
     source = FakeSource()
     source.start_run()
     source.start_task("contract")
     source.commit_task("contract", "c1")
     source.emit(MergeConflict(task="contract", attempt=1, paths=("docs/api/a.md",)), 5.0)
     source.emit(TaskFinished(task="contract", attempt=1, status="merge-conflict"), 5.0)
+    return source
+
+
+@pytest.mark.asyncio
+async def test_a_failed_merge_retried_and_merged_leaves_the_sidebar(start_app: StartApp) -> None:
+    source = a_failed_merge()
     async with start_app(source, size=(200, 40)) as ui:
         assert "Merges that failed" in sidebar(ui) and "contract #1" in sidebar(ui)
         retry(source, "contract", 6.0)
@@ -51,13 +57,7 @@ async def test_a_failed_merge_retried_and_merged_leaves_the_sidebar(start_app: S
 
 @pytest.mark.asyncio
 async def test_the_failed_merges_hint_wraps_under_itself(start_app: StartApp) -> None:
-    source = FakeSource()
-    source.start_run()
-    source.start_task("contract")
-    source.commit_task("contract", "c1")
-    source.emit(MergeConflict(task="contract", attempt=1, paths=("docs/api/a.md",)), 5.0)
-    source.emit(TaskFinished(task="contract", attempt=1, status="merge-conflict"), 5.0)
-    async with start_app(source, size=(120, 40)) as ui:
+    async with start_app(a_failed_merge(), size=(120, 40)) as ui:
         section = sidebar(ui).split("Merges that failed\n", 1)[1].split("\n\n", 1)[0]
         hint = section.splitlines()[2:]  # under the task and its path
         assert len(hint) > 1, "the sidebar is 38 columns: the hint takes two lines"
