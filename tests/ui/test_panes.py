@@ -239,21 +239,3 @@ async def test_a_pane_draws_its_newest_lines_from_its_first_frame(
         scroll_y, max_scroll_y, lines = first[task]
         assert max_scroll_y > 0 and lines > 20, (task, first[task])  # more than it can show
         assert scroll_y == max_scroll_y, (task, first[task])
-
-
-@pytest.mark.asyncio
-async def test_the_grid_takes_its_new_shape_in_the_layout_that_resizes_it(
-    start_app: StartApp, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # At 190 columns the sidebar leaves the grid room for one readable column; hidden, two.
-    # The shape comes from the layout itself: no later redraw of the grid (stopped here)
-    # has to set it, which cost a second layout and a frame of the old shape.
-    async with start_app(four_running(), size=(190, 40)) as ui:
-        assert ui.screen.query_one("#sidebar").display
-        assert len({pane.region.x for pane in panes(ui)}) == 1, "one column beside the sidebar"
-        monkeypatch.setattr(ui.screen.query_one(AgentGrid), "show", lambda *_, **__: None)
-        await ui.press("c")
-        assert not ui.screen.query_one("#sidebar").display
-        shown = panes(ui)
-        assert len({pane.region.x for pane in shown}) == 2, "two columns in the room it left"
-        assert all(pane.outer_size.width >= MIN_PANE_COLS for pane in shown)

@@ -23,8 +23,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Container
 from textual.css.query import NoMatches
-from textual.layout import Layout
-from textual.layouts.grid import GridLayout
 from textual.widgets import Static
 
 from delegate_tui.core.events import ACTIVE_STATUSES
@@ -122,6 +120,7 @@ class AgentGrid(Container):
         """Task id -> its pane, for the tasks shown."""
         self._empty = Static(id="panes-empty")
         self._last_tick = 0.0
+        self._grid: tuple[int, int] = (0, 0)
         self.off_screen: list[str] = []
         """Running tasks with no pane: the grid is full (named under it)."""
 
@@ -135,16 +134,6 @@ class AgentGrid(Container):
     def on_resize(self) -> None:
         """How many panes fit changed: lay them out again at the next tick."""
         self.context.request_refresh()
-
-    def pre_layout(self, layout: Layout) -> None:
-        """The grid's columns come from the width each layout gives it, as
-        :func:`grid_shape` counts them (as many as keep a pane :data:`MIN_PANE_COLS`
-        wide, never more than panes), and its rows from how many panes there are: a
-        new size (the sidebar shown or hidden, the terminal resized) reshapes the grid
-        in the same layout, where a shape set from the next tick cost a second one
-        (the whole screen drawn twice)."""
-        if isinstance(layout, GridLayout):
-            layout.min_column_width = MIN_PANE_COLS
 
     def _theme_changed(self) -> None:
         for pane in self.panes.values():
@@ -322,7 +311,12 @@ class AgentGrid(Container):
         return context.store
 
     def _arrange(self, state: RunState, count: int, zoomed: bool, left_out: set[str]) -> None:
-        """The message shown when there are no panes (the grid shapes itself: :meth:`pre_layout`)."""
+        """The grid's shape for ``count`` panes, or the message shown when there are none."""
+        if count:
+            grid = grid_shape(count, *self.area())
+            if grid != self._grid:  # a style change costs a layout: only on change
+                self._grid = grid
+                self.styles.grid_size_columns, self.styles.grid_size_rows = grid
         self.set_class(not count, "empty")
         empty = self._empty
         if empty.display != (not count):
