@@ -586,13 +586,14 @@ def resume(
 
 
 def _live_run(run_arg: str | None, repo: str) -> Path:
-    """The folder of the run RUN names (default: this repository's newest live run, else
-    its newest run, which the caller then says is not live)."""
+    """The folder of the run RUN names (without RUN, or ``latest``: this repository's
+    newest live run, else its newest run, which the caller then says is not live)."""
     from delegate_tui.core import runlog
     from delegate_tui.core.service import newest_live_run
 
     try:
-        if run_arg is None and (live := newest_live_run(Path(repo).resolve())) is not None:
+        newest = run_arg in (None, "latest")
+        if newest and (live := newest_live_run(Path(repo).resolve())) is not None:
             return live
         return runlog.resolve_run(run_arg, Path(repo).resolve()).parent
     except runlog.LogError as exc:

@@ -173,7 +173,9 @@ def start_run(plan: Plan, request: RunRequest) -> int:
         run_id = new_run_id()
         repo = _checked_for_service(plan, request, run_id)
         return _serve(
-            ["--plan", str(Path(plan.source).resolve())],
+            # Absolute, not resolved: through a symlink, the plan's folder (which its
+            # `repo` is relative to) stays the one it was checked in.
+            ["--plan", os.path.abspath(plan.source)],
             runs_dir(repo) / run_id,
             request,
             checked=plan,

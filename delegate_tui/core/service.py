@@ -356,7 +356,11 @@ class RunService:
                 }
                 self._put(client, message({"welcome": welcome}))
             elif "status" in request:  # `runs` asks who is there, without attaching
-                status = {"pid": os.getpid(), "views": len(self._clients)}
+                status = {
+                    "pid": os.getpid(),
+                    "views": len(self._clients),
+                    "ended": int(self.engine.state.finished),
+                }
                 client.writer.write(message({"status": status}))
             elif "cmd" in request:
                 answer = {"ack": request.get("id"), "refusal": self._command(request)}
@@ -381,17 +385,23 @@ class RunService:
 
 
 def newest_live_run(repo: Path) -> Path | None:
-    """The folder of this repository's newest run whose service answers, or ``None``."""
+    """The folder of this repository's newest run whose service answers and whose run
+    goes on, or ``None``. (A service whose run has ended answers for a while, waiting for
+    a view to see the end: it is not the run ``stop`` or ``attach`` means.)"""
     from delegate_tui.core.runlog import list_run_logs
 
     for log in list_run_logs(repo):
-        if socket_path(log.parent).exists() and service_status(log.parent) is not None:
+        if not socket_path(log.parent).exists():
+            continue
+        status = service_status(log.parent)
+        if status is not None and not status.get("ended"):
             return log.parent
     return None
 
 
 def service_status(run_dir: Path, timeout: float = 0.5) -> dict[str, int] | None:
-    """``{"pid", "views"}`` of the live service of ``run_dir``, or ``None`` when none answers."""
+    """``{"pid", "views", "ended"}`` of the live service of ``run_dir`` (``ended``: 1 once its
+    run has ended), or ``None`` when none answers."""
     path = socket_path(run_dir)
     if not path.exists():
         return None

@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -27,7 +28,7 @@ from delegate_tui.core.events import Event, Notice, RunFinished, TaskFinished, T
 from delegate_tui.core.plan import Plan
 from delegate_tui.core.reaper import group_alive
 from delegate_tui.core.replay import final_state
-from delegate_tui.core.service import RunService, reachable, socket_path
+from delegate_tui.core.service import RunService, reachable, service_status, socket_path
 from delegate_tui.core.state import RunState
 from tests.conftest import git, run_cli
 
@@ -402,3 +403,50 @@ async def test_the_service_runs_the_plan_as_it_was_checked_not_the_file_read_aga
     assert (
         handed.where("a", "command") == plan.where("a", "command") == f"{path}:5: tasks[0].command"
     )
+
+
+async def test_stop_without_a_run_ends_the_run_that_goes_on_not_a_newer_one_that_ended(
+    repo: Path, tmp_path: Path, write_plan: Callable[..., Plan]
+) -> None:
+    # A run that has ended keeps its service for a while (a view may still come to see the
+    # end): it answers, but `stop` and `latest` mean the run that goes on.
+    home = tmp_path / "home"
+    going = start_detached(long_plan(tmp_path, repo), repo, home)
+    await wait_for((tmp_path / "slow.pid").exists)
+    quick = write_plan(
+        f"name: quick\nrepo: {repo}\nagent: shell\n"
+        "tasks:\n  - {id: q, command: 'echo q > q.txt', edits: [q.txt]}\n",
+        name="quick.yaml",
+    )
+    assert (
+        run_cli("run", str(quick.source), "--detach", "--yes", cwd=repo, home=home).returncode == 0
+    )
+    (ended,) = [d for d in (repo / ".delegate" / "runs").iterdir() if d != going]
+    await wait_for(lambda: final_state(ended / "events.jsonl")[0].finished)
+    assert service_status(ended) == {"pid": ANY, "views": 0, "ended": 1}, "it lingers"
+    stopped = run_cli("stop", "latest", cwd=repo, home=home)
+    assert stopped.returncode == 0, stopped.stderr
+    assert f"run {going.name} stopped" in stopped.stdout
+    assert final_state(going / "events.jsonl")[0].status == "stopped"
+    assert final_state(ended / "events.jsonl")[0].status == "succeeded"
+
+
+async def test_a_plan_reached_through_a_symlink_runs_where_it_was_checked(
+    repo: Path, tmp_path: Path
+) -> None:
+    # `repo: .` is the folder of the plan as named, not of the file the link points to.
+    home = tmp_path / "home"
+    target = tmp_path / "plans" / "plan.yaml"
+    target.parent.mkdir()
+    target.write_text(
+        "name: linked\nrepo: .\nagent: shell\n"
+        "tasks:\n  - {id: a, command: 'echo linked > out.txt', edits: [out.txt]}\n"
+    )
+    (repo / "plan.yaml").symlink_to(target)
+    started = run_cli("run", "plan.yaml", "--detach", "--yes", cwd=repo, home=home)
+    assert started.returncode == 0, started.stdout + started.stderr
+    (run_dir,) = (repo / ".delegate" / "runs").iterdir()
+    await wait_for(lambda: final_state(run_dir / "events.jsonl")[0].finished)
+    state, _ = final_state(run_dir / "events.jsonl")
+    assert state.status == "succeeded"
+    assert git(repo, "show", f"{state.integration_branch}:out.txt") == "linked\n"
