@@ -910,12 +910,12 @@ _OWN_PHASE: frozenset[type[Event]] = frozenset(
 def _record_phases(state: RunState, ev: Event) -> None:
     """Note each task whose status (or the reason it waits) changed with this event."""
     kind = type(ev)
-    if kind in _NO_PHASE:
-        return
     tasks: Iterable[TaskState] = state.tasks.values()
-    if kind in _OWN_PHASE:
+    if kind in _OWN_PHASE or kind in _NO_PHASE:
+        # Its own task only: after one of _NO_PHASE, a task the event's attempt brought
+        # into the state (a log that skipped its start) still gets its first phase.
         own = state.tasks.get(getattr(ev, "task", ""))
-        tasks = () if own is None else (own,)
+        tasks = () if own is None or (kind in _NO_PHASE and own.phases) else (own,)
     ts = ev.ts
     for task in tasks:
         reason = task.held_reason or task.skip_reason

@@ -221,3 +221,11 @@ def test_a_task_whose_status_an_event_changes_gets_a_new_phase(kind: type[Event]
             last = task.phases[-1]
             now = (task.status, task.held_reason or task.skip_reason)
             assert (last.status, last.reason) == now, (kind.__name__, own, task.id)
+
+
+def test_a_task_an_output_event_brings_in_gets_its_first_phase_at_that_event() -> None:
+    # A damaged or foreign log may name a task its RunStarted did not: its attempt is made
+    # up when first named, and the timeline shows it from then.
+    state = started()
+    apply(state, TaskOutput(task="ghost", attempt=1, data=b"x", seq=2, ts=105.0))
+    assert state.tasks["ghost"].phases == [Phase(105.0, "pending", "")]
