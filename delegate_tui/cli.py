@@ -6,7 +6,7 @@ every task succeeded (or a command worked), 1 the run ended partial, failed
 or stopped, 2 bad input (plan, log, flag); bad input is refused before
 anything is created. Starting a run lives in ``launch.py``, the text the
 commands print in ``report.py``, the plan's time estimate in ``core/forecast.py``.
-(About 770 lines, most of them click options and their help texts.)
+(About 790 lines, most of them click options and their help texts.)
 """
 
 from __future__ import annotations
@@ -591,11 +591,11 @@ def _live_run(run_arg: str | None, repo: str) -> Path:
     from delegate_tui.core import runlog
     from delegate_tui.core.service import newest_live_run
 
+    top = Path(repo).resolve()
     try:
-        newest = run_arg in (None, "latest")
-        if newest and (live := newest_live_run(Path(repo).resolve())) is not None:
+        if run_arg in (None, "latest") and (live := newest_live_run(top)) is not None:
             return live
-        return runlog.resolve_run(run_arg, Path(repo).resolve()).parent
+        return runlog.resolve_run(run_arg, top).parent
     except runlog.LogError as exc:
         fail(str(exc))
 

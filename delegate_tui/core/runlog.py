@@ -307,10 +307,9 @@ def list_run_logs(repo: Path) -> list[Path]:
     root = runs_dir(repo)
     if not root.is_dir():
         return []
-    logs = [(p / LOG_NAME) for p in root.iterdir()]
     stamped = []
-    for log in logs:
-        with contextlib.suppress(OSError):
+    for log in (p / LOG_NAME for p in root.iterdir()):
+        with contextlib.suppress(OSError):  # a folder without a log is not a run
             stamped.append((log.parent.name[:15], log.stat().st_mtime_ns, log.parent.name, log))
     return [log for *_, log in sorted(stamped, reverse=True)]
 

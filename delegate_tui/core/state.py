@@ -13,9 +13,10 @@ The plan a ``RunStarted`` carries is read by :func:`~delegate_tui.core.logged_pl
 validated into the plan's pydantic models, or, in a process that only views runs
 (``attach``), read as logged without importing them.
 
-(About 900 lines: one small handler per event type, thirty-eight of them, and
+(About 970 lines: one small handler per event type, thirty-eight of them, and
 the per-attempt records they fill — agents' usage, tool calls, the timeline's
-phases — kept in one registry so that the fold is read in one place.)
+phases — kept in one registry so that the fold is read in one place; with them,
+the two sets that say which tasks an event can give a new phase.)
 """
 
 from __future__ import annotations
@@ -905,13 +906,14 @@ _OWN_PHASE: frozenset[type[Event]] = frozenset(
         TaskBlocked,
     }
 )
+_SCOPED = _NO_PHASE | _OWN_PHASE
 
 
 def _record_phases(state: RunState, ev: Event) -> None:
     """Note each task whose status (or the reason it waits) changed with this event."""
     kind = type(ev)
     tasks: Iterable[TaskState] = state.tasks.values()
-    if kind in _OWN_PHASE or kind in _NO_PHASE:
+    if kind in _SCOPED:
         # Its own task only: after one of _NO_PHASE, a task the event's attempt brought
         # into the state (a log that skipped its start) still gets its first phase.
         own = state.tasks.get(getattr(ev, "task", ""))
